@@ -1,0 +1,85 @@
+"""Config objects: frozen dataclasses whose output-affecting fields are declared once.
+
+Every LLM backend and every task is a frozen dataclass. A field is one of three kinds:
+
+- a plain field affects what the model writes (model, sampling parameters, templates): it takes part
+  in equality and in the fingerprint that ``datasets`` uses to cache a map;
+- a :func:`knob` changes only how fast or where the work runs (concurrency, timeouts, threads,
+  devices): it is left out of equality and of the fingerprint;
+- a :func:`secret` (API keys, tokens) is a knob that is also hidden from ``repr``.
+
+Example:
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Backend:
+    ...     model: str
+    ...     timeout: float = knob(30.0)
+    ...     api_key: str | None = secret()
+    >>> fingerprint_state(Backend("m", timeout=5, api_key="sk-1")) == fingerprint_state(Backend("m"))
+    True
+    >>> Backend("m", api_key="sk-1")
+    Backend(model='m', timeout=30.0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+
+def knob(default: Any = None, *, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A field that changes speed or placement, never output: not compared, not fingerprinted."""
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, compare=False, metadata={"knob": True})
+    return dataclasses.field(default=default, compare=False, metadata={"knob": True})
+
+
+def secret() -> Any:
+    """A credential: not compared, not fingerprinted, never shown by ``repr``."""
+    return dataclasses.field(default=None, compare=False, repr=False, metadata={"knob": True, "secret": True})
+
+
+def fingerprint_state(obj: Any) -> Any:
+    """The plain-data state that identifies what ``obj`` would produce.
+
+    Dataclasses contribute their type name and their compared fields (see :func:`knob`); objects with a
+    ``fingerprint()`` method contribute what it returns; containers are walked; everything else is kept
+    as is (``datasets`` hashes functions by their code).
+    """
+    if hasattr(obj, "fingerprint") and not isinstance(obj, type):
+        return obj.fingerprint()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclass_fingerprint(obj)
+    if isinstance(obj, Mapping):
+        return {key: fingerprint_state(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [fingerprint_state(value) for value in obj]
+    return obj
+
+
+def dataclass_fingerprint(obj: Any) -> dict[str, Any]:
+    """Default ``fingerprint()`` body for a config dataclass: type name plus compared fields."""
+    state: dict[str, Any] = {"type": qualified_name(type(obj))}
+    for field in dataclasses.fields(obj):
+        if field.compare:
+            state[field.name] = fingerprint_state(getattr(obj, field.name))
+    return state
+
+
+def qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def source_digest(cls: type) -> str:
+    """A short digest of a class's source, so that editing a parser or template invalidates caches.
+
+    Falls back to the qualified name where no source is available (classes built at run time).
+    """
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return qualified_name(cls)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]

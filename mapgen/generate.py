@@ -1,0 +1,111 @@
+"""``mapgen.generate``: add generations to every row of a dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from mapgen.columns import MESSAGES, METADATA, typed_columns
+from mapgen.llms.base import LLM, Completion, Request
+from mapgen.map_function import MapFunction, check_row_values, completion_metadata
+from mapgen.progress import counters
+from mapgen.tasks.base import ParseError, Task
+from mapgen.tasks.text_generation import TextGenerationTask
+
+
+@dataclass(frozen=True)
+class GenerateFunction(MapFunction):
+    """The callable :func:`generate` returns; see there."""
+
+    num_generations: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.num_generations, bool) or not isinstance(self.num_generations, int):
+            raise TypeError(f"num_generations must be an int, got {type(self.num_generations).__name__}.")
+        if self.num_generations < 1:
+            raise ValueError(f"num_generations must be at least 1, got {self.num_generations}.")
+
+    def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
+        n = self.num_generations
+        schema = self.task.schema if self.llm.supports_schema else None
+        row_errors = [check_row_values(row) for row in rows]
+        prompts = [None if error else self.task.prompt(row) for row, error in zip(rows, row_errors)]
+        requests = [Request(p, i, schema) for p in prompts if p is not None for i in range(n)]
+
+        answers = iter(self.complete(requests, rank=rank))
+        types = self.output_types()
+        columns: dict[str, list[Any]] = {name: [] for name in types}
+        for prompt, row_error in zip(prompts, row_errors):
+            completions = [next(answers) for _ in range(n)] if prompt else [Completion.failed(row_error)] * n
+            self._write_row(columns, prompt.messages() if prompt else None, completions)
+        return typed_columns(columns, types)
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        """The columns this function writes, each a list with one entry per generation."""
+        per_generation = {
+            **self.task.output_types(),
+            "generation_model": pa.string(),
+            "generation_prompt": MESSAGES,
+            "raw_generation_responses": pa.string(),
+            "generation_errors": pa.string(),
+            "generation_metadata": METADATA,
+        }
+        return {name: pa.list_(item) for name, item in per_generation.items()}
+
+    def _write_row(
+        self, columns: dict[str, list[Any]], messages: list[dict[str, str]] | None, completions: list[Completion]
+    ) -> None:
+        parsed = [self._parse(c) for c in completions]
+        for name in self.task.outputs:
+            columns[name].append([values.get(name) for values, _ in parsed])
+        columns["generation_model"].append([self.llm.model_name] * len(completions))
+        columns["generation_prompt"].append([messages] * len(completions))
+        columns["raw_generation_responses"].append([c.text for c in completions])
+        columns["generation_errors"].append([error for _, error in parsed])
+        columns["generation_metadata"].append([completion_metadata(c) for c in completions])
+
+    def _parse(self, completion: Completion) -> tuple[dict[str, Any], str | None]:
+        if completion.text is None:
+            counters.add(failed=1)
+            return {}, completion.error or "no answer"
+        try:
+            return self.task.parse(completion.text), None
+        except (ParseError, ValueError) as error:
+            counters.add(failed=1)
+            return {}, f"parse error: {error}"
+
+
+def generate(
+    llm: LLM,
+    task: Task | None = None,
+    num_generations: int = 1,
+    *,
+    input_columns: Mapping[str, str] | None = None,
+) -> GenerateFunction:
+    """A callable for ``ds.map(fn, batched=True)`` that adds ``num_generations`` answers per row.
+
+    It writes the task's outputs (``generations`` for :class:`~mapgen.TextGenerationTask`), and beside
+    them, one entry per generation, aligned: ``generation_model``, ``generation_prompt`` (the chat
+    messages), ``raw_generation_responses``, ``generation_errors`` (``None`` when fine, else why) and
+    ``generation_metadata`` (finish reason, token counts). A failure is ``None`` in place, never a
+    shorter list. It works with ``num_proc=N`` and ``with_rank=True`` (rank ``r`` picks GPU ``r`` on
+    local GPU backends), and ``datasets`` caches its result: a second run sends nothing.
+
+    Example:
+        >>> import datasets, mapgen
+        >>> ds = datasets.Dataset.from_dict({"input": ["Name a fruit.", "Name a color."]})
+        >>> llm = mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=16, seed=0)
+        >>> ds = ds.map(mapgen.generate(llm, mapgen.TextGenerationTask()), batched=True)
+        >>> [len(g) for g in ds["generations"]]
+        [1, 1]
+    """
+    return GenerateFunction(
+        llm=llm,
+        task=task if task is not None else TextGenerationTask(),
+        input_columns=dict(input_columns or {}),
+        num_generations=num_generations,
+    )

@@ -1,0 +1,127 @@
+"""The backend contract: a frozen config that turns :class:`Request` s into :class:`Completion` s.
+
+An LLM instance is data (model, sampling parameters, knobs); the live engine or client is built on first
+use, once per process, by :meth:`LLM.load_engine`, and kept in a process-wide registry, so it is never
+pickled into ``num_proc`` workers or fingerprints and two map steps on the same config share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mapgen.config import dataclass_fingerprint
+from mapgen.prompt import Prompt
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation to produce: a prompt, the generation's index among a row's ``num_generations``
+    (it derives the seed, so generation 2 of a row is reproducible on its own), and an optional JSON
+    schema that constrains the answer where the backend can."""
+
+    prompt: Prompt
+    index: int = 0
+    schema: dict[str, Any] | None = None
+
+
+@dataclass
+class Completion:
+    """What a backend returned for one :class:`Request`; ``text`` is ``None`` when ``error`` says why."""
+
+    text: str | None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: BaseException | str) -> Completion:
+        reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return cls(text=None, error=reason)
+
+
+_ENGINES: dict[str, Any] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLM:
+    """Base of every backend: sampling parameters shared by all, and the lazy engine.
+
+    Subclasses add their own fields (see :mod:`mapgen.config` for which ones enter the fingerprint) and
+    implement :meth:`load_engine` and :meth:`complete`.
+
+    Example:
+        >>> import mapgen
+        >>> llm = mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=16)
+        >>> llm.model_name
+        'SmolLM2-135M-Instruct.Q4_1'
+    """
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int | None = None
+
+    supports_schema: ClassVar[bool] = False
+    """Whether :meth:`complete` constrains answers to ``Request.schema``."""
+
+    def __post_init__(self) -> None:
+        _check_number("temperature", self.temperature, low=0.0)
+        _check_number("top_p", self.top_p, low=0.0, high=1.0)
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive int, got {self.max_new_tokens!r}.")
+        if self.seed is not None and not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int or None, got {type(self.seed).__name__}.")
+
+    @property
+    def model_name(self) -> str:
+        """The name written to ``generation_model`` / ``labelling_model``."""
+        raise NotImplementedError
+
+    def complete(self, requests: Sequence[Request], *, rank: int | None = None) -> list[Completion]:
+        """Answer every request, in order. A failed request is a failed :class:`Completion`, not an
+        exception: exceptions are for misconfiguration that would fail every request."""
+        raise NotImplementedError
+
+    def load_engine(self, rank: int | None) -> Any:
+        """Build the live engine or client for this process (and GPU rank, where it matters)."""
+        raise NotImplementedError
+
+    def engine(self, rank: int | None = None) -> Any:
+        """The engine for this config in this process, built on first use."""
+        key = self._engine_key(rank)
+        engine = _ENGINES.get(key)
+        if engine is None:
+            with _ENGINES_LOCK:
+                engine = _ENGINES.get(key)
+                if engine is None:
+                    engine = _ENGINES[key] = self.load_engine(rank)
+        return engine
+
+    def _engine_key(self, rank: int | None) -> str:
+        # Every field counts here, knobs and secrets included: two configs that differ only in their API
+        # key must not share a client. The key stays in this process's memory.
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.dumps([type(self).__qualname__, values, self.engine_placement(rank)], default=repr)
+
+    def engine_placement(self, rank: int | None) -> Any:
+        """What part of the rank changes the engine (a GPU index); CPU and API backends ignore it."""
+        return None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Plain data identifying what this config generates: type and output-affecting fields."""
+        return dataclass_fingerprint(self)
+
+
+def _check_number(name: str, value: Any, *, low: float, high: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r}).")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}.")

