@@ -18,11 +18,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
 from mapgen.prompt import Prompt
 
-PromptFormat = Union[str, Callable[[Prompt], str]]
+PromptFormat = str | Callable[[Prompt], str]
 
 
 def default_format(prompt: Prompt) -> str:
@@ -71,4 +70,6 @@ def resolve_format(name: str) -> Callable[[Prompt], str]:
         return PROMPT_FORMATS[name]
     except KeyError:
         known = ", ".join(sorted([*PROMPT_FORMATS, "openai"]))
-        raise ValueError(f"Unknown prompt format {name!r}; expected one of: {known}, or a function.") from None
+        raise ValueError(
+            f"Unknown prompt format {name!r}; expected one of: {known}, or a function."
+        ) from None

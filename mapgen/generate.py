@@ -33,13 +33,15 @@ class GenerateFunction(MapFunction):
         n = self.num_generations
         schema = self.task.schema if self.llm.supports_schema else None
         row_errors = [check_row_values(row) for row in rows]
-        prompts = [None if error else self.task.prompt(row) for row, error in zip(rows, row_errors)]
+        prompts = [
+            None if error else self.task.prompt(row) for row, error in zip(rows, row_errors, strict=True)
+        ]
         requests = [Request(p, i, schema) for p in prompts if p is not None for i in range(n)]
 
         answers = iter(self.complete(requests, rank=rank))
         types = self.output_types()
         columns: dict[str, list[Any]] = {name: [] for name in types}
-        for prompt, row_error in zip(prompts, row_errors):
+        for prompt, row_error in zip(prompts, row_errors, strict=True):
             completions = [next(answers) for _ in range(n)] if prompt else [Completion.failed(row_error)] * n
             self._write_row(columns, prompt.messages() if prompt else None, completions)
         return typed_columns(columns, types)
@@ -57,7 +59,10 @@ class GenerateFunction(MapFunction):
         return {name: pa.list_(item) for name, item in per_generation.items()}
 
     def _write_row(
-        self, columns: dict[str, list[Any]], messages: list[dict[str, str]] | None, completions: list[Completion]
+        self,
+        columns: dict[str, list[Any]],
+        messages: list[dict[str, str]] | None,
+        completions: list[Completion],
     ) -> None:
         parsed = [self._parse(c) for c in completions]
         for name in self.task.outputs:

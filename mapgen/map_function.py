@@ -39,9 +39,13 @@ class MapFunction:
         if not isinstance(self.llm, LLM):
             raise TypeError(f"llm must be a mapgen LLM (e.g. mapgen.OpenAILLM(...)), got {self.llm!r}.")
         if not isinstance(self.task, Task):
-            raise TypeError(f"task must be a mapgen Task (e.g. mapgen.TextGenerationTask()), got {self.task!r}.")
+            raise TypeError(
+                f"task must be a mapgen Task (e.g. mapgen.TextGenerationTask()), got {self.task!r}."
+            )
         if not isinstance(self.input_columns, Mapping):
-            raise TypeError(f"input_columns must map task inputs to column names, got {self.input_columns!r}.")
+            raise TypeError(
+                f"input_columns must map task inputs to column names, got {self.input_columns!r}."
+            )
         unknown = set(self.input_columns) - set(self.task.inputs)
         if unknown:
             raise ValueError(

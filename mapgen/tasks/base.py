@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import jinja2
 import jinja2.meta
@@ -42,7 +42,7 @@ class Task:
         'Translate to French: cat'
     """
 
-    outputs: ClassVar[Union[tuple[str, ...], Mapping[str, pa.DataType]]] = ()
+    outputs: ClassVar[tuple[str, ...] | Mapping[str, pa.DataType]] = ()
     """Columns this task's :meth:`parse` fills, one value per generation: names (string columns), or
     names mapped to Arrow types."""
 
