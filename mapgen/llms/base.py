@@ -22,11 +22,13 @@ from mapgen.prompt import Prompt
 class Request:
     """One generation to produce: a prompt, the generation's index among a row's ``num_generations``
     (it derives the seed, so generation 2 of a row is reproducible on its own), and an optional JSON
-    schema that constrains the answer where the backend can."""
+    schema that constrains the answer where the backend can. ``top_logprobs=k`` asks backends that
+    :attr:`~LLM.supports_logprobs` for the ``k`` most likely tokens at each generated position."""
 
     prompt: Prompt
     index: int = 0
     schema: dict[str, Any] | None = None
+    top_logprobs: int = 0
 
 
 @dataclass
@@ -38,6 +40,11 @@ class Completion:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    tokens: list[str] | None = None
+    """The generated tokens' texts, when the request asked for ``top_logprobs``."""
+    top_logprobs: list[dict[str, float]] | None = None
+    """Per generated token (aligned with :attr:`tokens`): the most likely tokens and their natural-log
+    probabilities under the model, before any sampling or schema constraint."""
 
     @classmethod
     def failed(cls, error: BaseException | str) -> Completion:
@@ -73,6 +80,9 @@ class LLM:
 
     supports_schema: ClassVar[bool] = False
     """Whether :meth:`complete` constrains answers to ``Request.schema``."""
+
+    supports_logprobs: ClassVar[bool] = False
+    """Whether :meth:`complete` fills ``Completion.top_logprobs`` when ``Request.top_logprobs > 0``."""
 
     def __post_init__(self) -> None:
         _check_number("temperature", self.temperature, low=0.0)
