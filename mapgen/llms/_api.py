@@ -1,0 +1,296 @@
+"""What the API backends share: concurrent requests, retries with backoff, rate limits, ``n``, schemas.
+
+A backend subclasses :class:`APILLM` and says how to reach its server (:meth:`APILLM.open_client`) and
+what to send (:meth:`APILLM.chat_body`); this module sends every request of a batch concurrently on the
+process's event loop (:mod:`mapgen.llms._async`), at most ``max_concurrency`` at a time, and turns each
+answer, or each error that outlasted its retries, into a :class:`~mapgen.llms.base.Completion`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mapgen.config import knob
+from mapgen.llms import _async
+from mapgen.llms._http import APIError, scrub
+from mapgen.llms.base import LLM, Completion, OnComplete, Request
+from mapgen.progress import counters
+from mapgen.ratelimit import RateLimiter
+
+Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+"""Sends one request body and returns the JSON answer (OpenAI's chat completion shape), or raises
+:class:`~mapgen.llms._http.APIError`."""
+
+MAX_BACKOFF = 30.0
+
+
+class APIEngine:
+    """A backend's live state in one process: a client per event loop, the concurrency limit, the rate
+    limiter, and what was learnt about the server (whether it honours ``n``, which schema style it takes)."""
+
+    def __init__(
+        self,
+        open_client: Callable[[], Post],
+        *,
+        max_concurrency: int,
+        limiter: RateLimiter | None,
+        secrets: Sequence[str | None],
+        close: Callable[[Post], Awaitable[None]] | None = None,
+    ) -> None:
+        self.open_client = open_client
+        self.max_concurrency = max_concurrency
+        self.limiter = limiter
+        self.secrets = tuple(s for s in secrets if s)
+        self.n_supported: bool | None = None
+        self.schema_style = 0
+        self.schema_style_confirmed = False
+        self._clients: dict[Any, Post] = {}
+        self._semaphores: dict[Any, asyncio.Semaphore] = {}
+
+    def client(self) -> Post:
+        return _async.loop_local(self._clients, self.open_client)
+
+    def semaphore(self) -> asyncio.Semaphore:
+        return _async.loop_local(self._semaphores, lambda: asyncio.Semaphore(self.max_concurrency))
+
+
+@dataclass(frozen=True, kw_only=True)
+class APILLM(LLM):
+    """Base of the backends that call an HTTP API; see :class:`~mapgen.OpenAILLM` for the knobs."""
+
+    max_concurrency: int = knob(64)
+    timeout: float = knob(120.0)
+    max_retries: int = knob(8)
+    rpm: float | None = knob(None)
+    tpm: float | None = knob(None)
+    use_n: bool | None = knob(None)
+
+    supports_schema: ClassVar[bool] = True
+    schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json_object")
+    """``response_format`` shapes to try in turn until the server takes one (:func:`response_format`)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("max_concurrency", "max_retries"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name[0] == "m" else 0):
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}.")
+        RateLimiter("check", rpm=self.rpm, tpm=self.tpm)  # validates the limits
+
+    # What a backend provides.
+
+    def open_client(self) -> Post:
+        """A function that posts one body, built on the running loop (once per loop and process)."""
+        raise NotImplementedError
+
+    def chat_body(self, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
+        """The JSON body for ``request`` answered ``n`` times."""
+        raise NotImplementedError
+
+    def rate_limit_key(self) -> str:
+        """What the provider's rate limit applies to (the server and the model)."""
+        raise NotImplementedError
+
+    def secrets(self) -> Sequence[str | None]:
+        """Credentials to mask in error messages."""
+        return ()
+
+    # The shared machinery.
+
+    def load_engine(self, rank: int | None) -> APIEngine:
+        limiter = None
+        if self.rpm or self.tpm:
+            limiter = RateLimiter(self.rate_limit_key(), rpm=self.rpm, tpm=self.tpm)
+        return APIEngine(
+            self.open_client, max_concurrency=self.max_concurrency, limiter=limiter, secrets=self.secrets()
+        )
+
+    def complete(
+        self,
+        requests: Sequence[Request],
+        *,
+        rank: int | None = None,
+        on_complete: OnComplete | None = None,
+    ) -> list[Completion]:
+        """Answer every request, all at once up to ``max_concurrency``, on this process's event loop.
+
+        ``on_complete`` is called on the loop's thread as each answer arrives."""
+        if not requests:
+            return []
+        return _async.run(self.acomplete(requests, rank=rank, on_complete=on_complete))
+
+    async def acomplete(
+        self,
+        requests: Sequence[Request],
+        *,
+        rank: int | None = None,
+        on_complete: OnComplete | None = None,
+    ) -> list[Completion]:
+        """:meth:`complete` as a coroutine, for callers that run their own loop (``datasets``' async map).
+
+        Every call on the same loop shares one ``max_concurrency`` window, so concurrent batches keep
+        the window full across batch boundaries."""
+        engine = self.engine(rank)
+        results: list[Completion | None] = [None] * len(requests)
+
+        def deliver(position: int, completion: Completion) -> None:
+            results[position] = completion
+            if on_complete is not None:
+                on_complete(position, completion)
+
+        jobs = [self._answer_group(engine, group, deliver) for group in self._groups(engine, requests)]
+        await _async.gather(jobs)
+        return [c if c is not None else Completion.failed("no answer") for c in results]
+
+    def _groups(self, engine: APIEngine, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
+        """Requests that one ``n=`` call can answer: same prompt and schema, consecutive indices. Only when
+        no seed is set (with one, generation ``i`` must use ``seed + i``) and the server honours ``n``."""
+        if self.seed is not None or self.use_n is False or engine.n_supported is False:
+            return [[(i, r)] for i, r in enumerate(requests)]
+        groups: list[list[tuple[int, Request]]] = []
+        for position, request in enumerate(requests):
+            if groups:
+                last = groups[-1][-1][1]
+                if (
+                    request.index == last.index + 1
+                    and request.prompt == last.prompt
+                    and request.schema == last.schema
+                ):
+                    groups[-1].append((position, request))
+                    continue
+            groups.append([(position, request)])
+        return groups
+
+    async def _answer_group(
+        self,
+        engine: APIEngine,
+        group: list[tuple[int, Request]],
+        deliver: Callable[[int, Completion], None],
+    ) -> None:
+        request = group[0][1]
+        try:
+            answer = await self._send(engine, request, len(group))
+        except APIError as error:
+            for position, _ in group:
+                deliver(position, Completion.failed(str(error)))
+            return
+        completions = completions_from(answer, len(group))
+        for (position, _), completion in zip(group, completions, strict=False):
+            deliver(position, completion)
+        if len(group) > 1:
+            if len(completions) < len(group):
+                engine.n_supported = False  # the server ignored n (llama.cpp's does): ask one by one
+            elif engine.n_supported is None:
+                engine.n_supported = True
+        rest = group[len(completions) :]
+        if rest:
+            await _async.gather([self._answer_group(engine, [item], deliver) for item in rest])
+
+    async def _send(self, engine: APIEngine, request: Request, n: int) -> dict[str, Any]:
+        """One request with retries: backoff with jitter on 429, 5xx, timeouts and connection errors,
+        honouring ``Retry-After`` (``0`` included). The concurrency slot is released while waiting."""
+        post = engine.client()
+        semaphore = engine.semaphore()
+        estimate = self._token_estimate(request, n) if engine.limiter and engine.limiter.tpm else 0
+        attempt = 0
+        while True:
+            style = engine.schema_style
+            body = self.chat_body(request, n, self.schema_styles[style] if request.schema else None)
+            async with semaphore:
+                if engine.limiter is not None:
+                    await engine.limiter.acquire(estimate)
+                try:
+                    answer = await post(body)
+                except APIError as failure:
+                    error = failure
+                except Exception as failure:  # a client library's own error type
+                    error = APIError(
+                        scrub(f"{type(failure).__name__}: {failure}", engine.secrets), retryable=False
+                    )
+                else:
+                    if request.schema is not None:
+                        engine.schema_style_confirmed = True
+                    if engine.limiter is not None and estimate:
+                        used = (answer.get("usage") or {}).get("total_tokens")
+                        if isinstance(used, int):
+                            engine.limiter.correct(used - estimate)
+                    return answer
+            if (
+                request.schema is not None
+                and error.status in (400, 422)
+                and not engine.schema_style_confirmed
+                and style + 1 < len(self.schema_styles)
+            ):
+                if engine.schema_style == style:
+                    engine.schema_style = style + 1  # the server wants another response_format shape
+                continue
+            if not error.retryable or attempt >= self.max_retries:
+                if attempt:
+                    raise APIError(
+                        f"{error} (after {attempt + 1} attempts)", status=error.status, retryable=False
+                    )
+                raise error
+            attempt += 1
+            counters.add(retries=1)
+            if error.retry_after is not None:
+                delay = error.retry_after
+            else:
+                delay = random.uniform(0.5, 1.0) * min(MAX_BACKOFF, 0.5 * 2 ** (attempt - 1))
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    def _token_estimate(self, request: Request, n: int) -> int:
+        prompt = len(request.prompt.user) + len(request.prompt.system or "")
+        return prompt // 4 + 8 + self.max_new_tokens * n
+
+
+def response_format(schema: dict[str, Any], style: str) -> dict[str, Any]:
+    """The ``response_format`` that asks a server for JSON following ``schema``.
+
+    ``json_schema`` is OpenAI's structured outputs (also vLLM, TGI 3, newer llama.cpp);
+    ``json_object`` with a ``schema`` is llama-cpp-python's server; ``json`` with a ``value`` is TGI's.
+
+    Example:
+        >>> response_format({"type": "object"}, "json_object")
+        {'type': 'json_object', 'schema': {'type': 'object'}}
+    """
+    if style == "json_schema":
+        name = str(schema.get("title") or "answer")
+        return {"type": "json_schema", "json_schema": {"name": name[:64], "schema": schema}}
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
+    if style == "json":
+        return {"type": "json", "value": schema}
+    raise ValueError(f"unknown response_format style {style!r}")
+
+
+def completions_from(answer: dict[str, Any], n: int) -> list[Completion]:
+    """Completions from an OpenAI-shaped chat answer, in choice order (possibly fewer than ``n``)."""
+    choices = sorted(answer.get("choices") or (), key=lambda choice: choice.get("index") or 0)
+    usage = answer.get("usage") or {}
+    completions = []
+    for choice in choices[:n]:
+        message = choice.get("message") or {}
+        text = message.get("content")
+        finish = choice.get("finish_reason")
+        if text is None:
+            refusal = message.get("refusal")
+            reason = f"refused: {refusal}" if refusal else f"no content (finish_reason={finish})"
+            completions.append(Completion(text=None, finish_reason=finish, error=reason))
+            continue
+        completions.append(
+            Completion(
+                text=text,
+                finish_reason=finish,
+                prompt_tokens=usage.get("prompt_tokens"),
+                # usage counts all choices together: per choice only when there is one
+                completion_tokens=usage.get("completion_tokens") if len(choices) == 1 else None,
+            )
+        )
+    return completions

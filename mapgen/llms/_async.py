@@ -1,0 +1,90 @@
+"""One event loop per process, on a background thread, for the API backends' concurrent requests.
+
+``LLM.complete`` is synchronous (``datasets.map`` calls it once per batch), so the requests of a batch are
+run as coroutines on a loop that this module owns: a daemon thread started on first use in each process.
+It works where the caller already runs a loop (Jupyter), since it never touches the caller's loop, and
+under ``num_proc``: after a fork the child sees a new process id and starts its own thread and loop
+(the parent's thread does not survive a fork). Clients bound to a loop (aiohttp sessions) are kept per
+loop with :func:`loop_local`.
+
+Example:
+    >>> import asyncio
+    >>> async def add(a, b):
+    ...     await asyncio.sleep(0)
+    ...     return a + b
+    >>> run(add(1, 2))
+    3
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"pid": None, "loop": None}
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """This process's background loop, started on first use (and again in a forked child)."""
+    pid = os.getpid()
+    if _state["pid"] == pid:
+        return _state["loop"]
+    with _lock:
+        if _state["pid"] != pid:
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            threading.Thread(target=serve, name="mapgen-event-loop", daemon=True).start()
+            ready.wait()
+            _state["loop"], _state["pid"] = loop, pid
+    return _state["loop"]
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on the background loop and wait for its result, from any thread but that loop's."""
+    loop = background_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        coroutine.close()
+        raise RuntimeError("mapgen's run() was called from its own event loop; await the coroutine instead.")
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+
+def loop_local(owner: dict[Any, Any], factory: Callable[[], T]) -> T:
+    """``owner[loop]``, built by ``factory()`` on first use on the running loop.
+
+    aiohttp sessions, semaphores and locks belong to one loop; the sync path runs on the background loop
+    and the async path on the caller's (``datasets``' own loop), so each loop gets its own.
+    """
+    loop = asyncio.get_running_loop()
+    value = owner.get(loop)
+    if value is None:
+        for old in [key for key in owner if key.is_closed()]:
+            del owner[old]
+        value = owner[loop] = factory()
+    return value
+
+
+async def gather(awaitables: list[Awaitable[T]]) -> list[T]:
+    """``asyncio.gather`` that cancels the rest when one raises (they are not expected to)."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise

@@ -1,0 +1,111 @@
+"""Requests-per-minute and tokens-per-minute limits shared by every process on the machine.
+
+A provider's rate limit is per account, not per ``num_proc`` worker, so the limiter's state lives in a small
+file that all workers lock (``fcntl.flock``) for the few microseconds it takes to reserve a slot. The state
+is the next free time for a request and for a token (the "generic cell rate algorithm"): a request is sent
+at ``max(now, next_free)``, which then moves ``60 / rpm`` seconds on (and ``tokens * 60 / tpm`` for the
+token limit). Requests are thus spaced evenly, whatever the number of workers; an answer's actual token
+count corrects the estimate reserved before it was sent.
+
+Example:
+    >>> import asyncio, tempfile, time
+    >>> limiter = RateLimiter("doctest", rpm=600, directory=tempfile.mkdtemp())
+    >>> async def five():
+    ...     for _ in range(5):
+    ...         await limiter.acquire()
+    >>> start = time.time(); asyncio.run(five()); 0.35 < time.time() - start < 0.6  # 10 per second
+    True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+_STATE = struct.Struct("<dd")  # next free time for a request, and for a token (Unix seconds)
+
+
+def default_directory() -> Path:
+    return Path(tempfile.gettempdir()) / f"mapgen-ratelimit-{os.getuid()}"
+
+
+class RateLimiter:
+    """Spaces requests (``rpm``) and tokens (``tpm``) evenly across all processes that share ``key``.
+
+    ``key`` names what the provider limits (base URL and model); it is hashed into a file name under
+    ``directory`` (a per-user temporary folder by default). Either limit may be ``None``.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> None:
+        for name, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None and (isinstance(value, bool) or not value > 0):
+                raise ValueError(f"{name} must be a positive number or None, got {value!r}.")
+        self.rpm = rpm
+        self.tpm = tpm
+        self.request_interval = 60.0 / rpm if rpm else 0.0
+        self.token_interval = 60.0 / tpm if tpm else 0.0
+        folder = Path(directory) if directory is not None else default_directory()
+        self.path = folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".state")
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def _file(self) -> int:
+        # A descriptor opened before a fork shares its flock with the child: open one per process.
+        if self._pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        assert self._fd is not None
+        return self._fd
+
+    def reserve(self, tokens: int = 0) -> float:
+        """Reserve the next slot for one request of about ``tokens`` tokens; return when it starts."""
+        fd = self._file()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(fd, _STATE.size, 0)
+            next_request, next_token = _STATE.unpack(raw) if len(raw) == _STATE.size else (0.0, 0.0)
+            now = time.time()
+            start = max(now, next_request if self.rpm else now, next_token if self.tpm else now)
+            if self.rpm:
+                next_request = start + self.request_interval
+            if self.tpm:
+                next_token = max(next_token, start) + tokens * self.token_interval
+            os.pwrite(fd, _STATE.pack(next_request, next_token), 0)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return start
+
+    async def acquire(self, tokens: int = 0) -> None:
+        """Wait for this request's slot."""
+        delay = self.reserve(tokens) - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def correct(self, tokens: int) -> None:
+        """Add ``tokens`` (negative to give back) to the token budget already reserved, once an answer's
+        actual usage is known."""
+        if not self.tpm or not tokens:
+            return
+        fd = self._file()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(fd, _STATE.size, 0)
+            if len(raw) == _STATE.size:
+                next_request, next_token = _STATE.unpack(raw)
+                os.pwrite(fd, _STATE.pack(next_request, next_token + tokens * self.token_interval), 0)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)

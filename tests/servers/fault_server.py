@@ -1,0 +1,153 @@
+"""A small OpenAI-compatible chat server with configurable latency, injected errors and counters.
+
+Run it with ``python -m tests.servers.fault_server --port 8123 --latency 0.1 --error-rate 0.1``. It answers
+``POST /v1/chat/completions`` with ``"echo: <last user message>"`` (``" #i"`` appended to choice ``i`` when
+``n > 1``) after ``latency`` seconds, or, for a fraction ``error_rate`` of requests, at once with
+``error_status`` (429 by default) and a ``Retry-After`` header. ``GET /stats`` returns the counters (total
+requests, requests in flight and their maximum, injected errors, and with ``?times=1`` the arrival time of
+every request); ``POST /reset`` clears them and takes new settings as JSON, so that one server serves many
+tests. With ``--api-key``, a request with another key gets a 401 whose message quotes the key it was sent,
+as some providers do, so that tests can check the client scrubs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from typing import Any
+
+from aiohttp import web
+
+DEFAULTS: dict[str, Any] = {
+    "latency": 0.0,
+    "error_rate": 0.0,
+    "error_status": 429,
+    "retry_after": "0",  # a header value, or None for no header
+    "support_n": True,
+    "api_key": None,
+    "fail_first": 0,  # the first N requests fail, whatever error_rate says
+    "seed": 0,
+}
+
+
+class FaultServer:
+    def __init__(self, **settings: Any) -> None:
+        self.settings: dict[str, Any] = {}
+        self.reset(**settings)
+
+    def reset(self, **settings: Any) -> None:
+        """Clear the counters and apply ``settings``; those not given go back to their defaults."""
+        self.settings = {**DEFAULTS, **settings}
+        self.random = random.Random(self.settings["seed"])
+        self.total = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.errors = 0
+        self.times: list[float] = []
+
+    async def chat(self, request: web.Request) -> web.Response:
+        self.total += 1
+        self.times.append(time.time())
+        settings = self.settings
+        key = settings["api_key"]
+        if key is not None and request.headers.get("Authorization") != f"Bearer {key}":
+            sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            message = f"Incorrect API key provided: {sent}."
+            return web.json_response(
+                {"error": {"message": message, "type": "invalid_request_error"}}, status=401
+            )
+        if self.total <= settings["fail_first"] or self.random.random() < settings["error_rate"]:
+            self.errors += 1
+            headers = {} if settings["retry_after"] is None else {"Retry-After": str(settings["retry_after"])}
+            error = {"error": {"message": f"injected {settings['error_status']}", "type": "injected"}}
+            return web.json_response(error, status=settings["error_status"], headers=headers)
+        body = await request.json()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if settings["latency"]:
+                await asyncio.sleep(settings["latency"])
+        finally:
+            self.in_flight -= 1
+        user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+        n = body.get("n") or 1
+        if n > 1 and not settings["support_n"]:
+            n = 1  # as llama.cpp's server does: ignore n, answer once
+        if body.get("response_format", {}).get("type") in ("json_schema", "json_object"):
+            texts = [json.dumps({"echo": user, "choice": i}) for i in range(n)]
+        else:
+            texts = [f"echo: {user}" + (f" #{i}" if n > 1 else "") for i in range(n)]
+        words = len(user.split())
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            for i, text in enumerate(texts)
+        ]
+        usage = {"prompt_tokens": words, "completion_tokens": words + 1, "total_tokens": 2 * words + 1}
+        answer = {
+            "id": f"chatcmpl-{self.total}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fault"),
+            "choices": choices,
+            "usage": usage,
+        }
+        return web.json_response(answer)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        stats: dict[str, Any] = {
+            "total": self.total,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "errors": self.errors,
+        }
+        if request.query.get("times"):
+            stats["times"] = self.times
+        return web.json_response(stats)
+
+    async def reset_handler(self, request: web.Request) -> web.Response:
+        settings = await request.json() if request.can_read_body else {}
+        unknown = set(settings) - set(DEFAULTS)
+        if unknown:
+            return web.json_response({"error": f"unknown settings {sorted(unknown)}"}, status=400)
+        self.reset(**settings)
+        return web.json_response(self.settings)
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fault", "object": "model"}]})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/stats", self.stats)
+        app.router.add_post("/reset", self.reset_handler)
+        return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests that fail")
+    parser.add_argument("--error-status", type=int, default=429)
+    parser.add_argument("--retry-after", default="0", help="Retry-After header on errors ('none': no header)")
+    parser.add_argument("--api-key", default=None, help="require this bearer key")
+    parser.add_argument("--no-n", action="store_true", help="ignore n and answer one choice")
+    args = parser.parse_args()
+    server = FaultServer(
+        latency=args.latency,
+        error_rate=args.error_rate,
+        error_status=args.error_status,
+        retry_after=None if args.retry_after == "none" else args.retry_after,
+        api_key=args.api_key,
+        support_n=not args.no_n,
+    )
+    web.run_app(server.app(), host=args.host, port=args.port, access_log=None, print=None, backlog=4096)
+
+
+if __name__ == "__main__":
+    main()

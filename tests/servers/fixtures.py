@@ -1,0 +1,140 @@
+"""Pytest fixtures that start real servers on 127.0.0.1 and stop them after the session.
+
+- ``fault_server``: :mod:`tests.servers.fault_server`, an OpenAI-compatible server with configurable
+  latency and injected errors (``fault_server.configure(latency=0.05, error_rate=0.1)``) and counters
+  (``fault_server.stats()``).
+- ``llamacpp_server``: ``python -m llama_cpp.server`` serving the embedded GGUF model, OpenAI-compatible;
+  skipped when the server's dependencies (fastapi, uvicorn, sse-starlette, starlette-context,
+  pydantic-settings) are missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(url: str, body: Any = None, timeout: float = 5.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def running(command: list[str], ready_url: str, *, timeout: float, log: Path) -> Iterator[subprocess.Popen]:
+    """Start ``command``, wait until ``ready_url`` answers, and stop it on exit."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{command[2]} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+                )
+            try:
+                http_json(ready_url, timeout=1.0)
+                break
+            except OSError as error:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{command[2]} not ready after {timeout}s:\n{log.read_text()[-3000:]}"
+                    ) from error
+                time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class FaultServerHandle:
+    """A running fault server: its ``base_url`` (ending in ``/v1``), and its settings and counters."""
+
+    def __init__(self, port: int, api_key: str) -> None:
+        self.port = port
+        self.api_key = api_key
+        self.root = f"http://127.0.0.1:{port}"
+        self.base_url = f"{self.root}/v1"
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Clear the counters and apply ``settings`` (see ``fault_server.DEFAULTS``); others reset."""
+        return http_json(f"{self.root}/reset", settings)
+
+    def stats(self, times: bool = False) -> dict[str, Any]:
+        return http_json(f"{self.root}/stats" + ("?times=1" if times else ""))
+
+
+@pytest.fixture(scope="session")
+def fault_server_process(tmp_path_factory) -> Iterator[FaultServerHandle]:
+    port = free_port()
+    api_key = "sk-fault-server-key-0123456789"
+    command = [sys.executable, "-m", "tests.servers.fault_server", "--port", str(port), "--api-key", api_key]
+    log = tmp_path_factory.mktemp("fault_server") / "server.log"
+    with running(command, f"http://127.0.0.1:{port}/stats", timeout=30, log=log):
+        yield FaultServerHandle(port, api_key)
+
+
+@pytest.fixture
+def fault_server(fault_server_process: FaultServerHandle) -> FaultServerHandle:
+    """The session's fault server, reset to no latency and no errors for each test."""
+    fault_server_process.configure(api_key=fault_server_process.api_key)
+    return fault_server_process
+
+
+LLAMACPP_SERVER_DEPS = ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+
+
+@pytest.fixture(scope="session")
+def llamacpp_server(tmp_path_factory) -> Iterator[str]:
+    """The base URL (``http://127.0.0.1:PORT/v1``) of llama.cpp's OpenAI-compatible server."""
+    missing = [name for name in LLAMACPP_SERVER_DEPS if importlib.util.find_spec(name) is None]
+    if missing or importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip(f"llama_cpp.server needs {missing or ['llama-cpp-python']}")
+    from mapgen.llms.llamacpp import embedded_model_path
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        os.fspath(embedded_model_path()),
+        "--model_alias",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        "1",
+    ]
+    log = tmp_path_factory.mktemp("llamacpp_server") / "server.log"
+    with running(command, f"http://127.0.0.1:{port}/v1/models", timeout=120, log=log):
+        yield f"http://127.0.0.1:{port}/v1"
