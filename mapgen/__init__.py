@@ -13,7 +13,7 @@ from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
-from mapgen.llms import LLM, Completion, LlamaCppLLM, Request
+from mapgen.llms import LLM, Completion, InferenceEndpointsLLM, LlamaCppLLM, OpenAILLM, Request
 from mapgen.map_function import MissingColumnError
 from mapgen.progress import counters
 from mapgen.prompt import Prompt
@@ -25,8 +25,10 @@ __all__ = [
     "PROMPT_FORMATS",
     "Completion",
     "GenerateFunction",
+    "InferenceEndpointsLLM",
     "LlamaCppLLM",
     "MissingColumnError",
+    "OpenAILLM",
     "ParseError",
     "Prompt",
     "Request",

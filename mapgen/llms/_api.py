@@ -177,6 +177,10 @@ class APILLM(LLM):
         try:
             answer = await self._send(engine, request, len(group))
         except APIError as error:
+            if len(group) > 1 and error.status in (400, 422) and engine.n_supported is not True:
+                engine.n_supported = False  # the server refuses n > 1 (TGI does): ask one by one
+                await _async.gather([self._answer_group(engine, [item], deliver) for item in group])
+                return
             for position, _ in group:
                 deliver(position, Completion.failed(str(error)))
             return
