@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,19 @@ class MapFunction:
         # datasets passes (batch), (batch, indices), (batch, rank) or (batch, indices, rank).
         rank = args[-1] if args and not isinstance(args[-1], (list, tuple)) else None
         return self.process(self.read_rows(batch), rank=rank)
+
+    async def acall(self, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list[Any]]:
+        """The same as calling the function, for ``datasets``' async map: ``ds.map(fn.acall, batched=True)``.
+
+        ``datasets`` then keeps many batches in flight, so an API backend's ``max_concurrency`` window
+        stays full across batch boundaries instead of draining at the end of each batch. Backends that
+        are not safe to call from several threads (local engines) run one batch at a time, as usual.
+        Not for Jupyter, where ``datasets``' async map cannot run inside the notebook's loop: there, pass
+        ``fn`` itself (its requests still run concurrently on mapgen's own loop).
+        """
+        if getattr(self.llm, "concurrent_batches", False):
+            return await asyncio.to_thread(self, batch, *args)
+        return self(batch, *args)
 
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         raise NotImplementedError

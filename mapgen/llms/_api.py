@@ -70,6 +70,8 @@ class APILLM(LLM):
     use_n: bool | None = knob(None)
 
     supports_schema: ClassVar[bool] = True
+    concurrent_batches: ClassVar[bool] = True
+    """Safe to call from several threads at once (``MapFunction.acall`` relies on it)."""
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json_object")
     """``response_format`` shapes to try in turn until the server takes one (:func:`response_format`)."""
 
