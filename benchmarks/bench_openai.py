@@ -175,7 +175,8 @@ def main() -> None:
                 results.setdefault(case, []).append(result)
         base = max(r["rps"] for r in results.get("aiohttp", [{"rps": float("nan")}]))
         print(
-            f"{'case':24} {'req/s':>8} {'of limit':>9} {'of aiohttp':>11} {'peak MiB':>9} {'requests':>9} {'max in flight':>14}"
+            f"{'case':24} {'req/s':>8} {'of limit':>9} {'of aiohttp':>11} {'peak MiB':>9} "
+            f"{'requests':>9} {'max in flight':>14}"
         )
         for case, runs in results.items():
             best = max(runs, key=lambda r: r["rps"])
