@@ -1,0 +1,131 @@
+"""The labelling contract: a task that judges the list of texts of each row (AI feedback).
+
+A :class:`LabellingTask` is a :class:`~mapgen.tasks.base.Task` with a few class attributes more, so
+that :func:`mapgen.label` knows what it rates:
+
+- ``items``: the list column it judges (``generations`` by default; ``instructions`` for the
+  complexity scorer). :func:`mapgen.label` drops the ``None`` entries before prompting, and puts the
+  answers back in place, so rating ``i`` always belongs to text ``i``.
+- ``one_request_per_item``: ``False`` (the default) when one prompt rates all texts at once (the
+  template sees the list under ``items``); ``True`` when each text gets its own prompt (critique tasks:
+  the template sees the single text under ``item``).
+- ``outputs``: column name -> Arrow type of the column. A list-typed output holds one value per text;
+  others are one value per row (JudgeLM's single ``rationale``).
+- ``score_output`` and ``scale``: the numeric output and its range (``rating``, 1 to 5).
+
+Example:
+    >>> import pyarrow as pa
+    >>> from dataclasses import dataclass
+    >>> from mapgen.prompt import Prompt
+    >>> @dataclass(frozen=True, kw_only=True)
+    ... class Shortest(LabellingTask):
+    ...     outputs = {"rating": pa.list_(pa.float64())}
+    ...     inputs = ("generations",)
+    ...     def prompt(self, row):
+    ...         texts = "\\n".join(f"{i}. {t}" for i, t in enumerate(row["generations"], 1))
+    ...         return Prompt(f"Score each text 1-5 for brevity, one number per line:\\n{texts}")
+    ...     def parse(self, text):
+    ...         return {"rating": [parse_score(line, 1, 5) for line in text.split()]}
+    >>> Shortest().parse("4\\n2")
+    {'rating': [4.0, 2.0]}
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from mapgen.tasks._parsing import parse_score
+from mapgen.tasks.base import Task
+
+RATINGS = pa.list_(pa.float64())
+"""Arrow type of a rating column: one float (or ``None``) per rated text."""
+
+TEXTS = pa.list_(pa.string())
+"""Arrow type of a rationale or critique column: one string (or ``None``) per rated text."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabellingTask(Task):
+    """Base of tasks that rate the list of texts in each row; see the module docs."""
+
+    items: ClassVar[str] = "generations"
+    """The list column whose entries are rated."""
+
+    item: ClassVar[str] = "generation"
+    """With ``one_request_per_item``, the name under which the template sees the single text."""
+
+    one_request_per_item: ClassVar[bool] = False
+
+    score_output: ClassVar[str] = "rating"
+    """The numeric output; :func:`mapgen.label` can also write it probability-weighted."""
+
+    scale: ClassVar[tuple[int, int]] = (1, 5)
+
+    def schema_for(self, count: int) -> dict[str, Any] | None:
+        """The answer's JSON schema for ``count`` texts (``schema``, with arrays of ratings sized to
+        ``count``, so that constrained backends write exactly one entry per text)."""
+        if self.schema is None:
+            return None
+        schema = copy.deepcopy(self.schema)
+        for prop in schema.get("properties", {}).values():
+            if prop.get("type") == "array" and not self.one_request_per_item:
+                prop["minItems"] = prop["maxItems"] = count
+        return schema
+
+    def score_positions(self, text: str) -> list[int | None]:
+        """Where, in ``text``, the score of each rated text is written (character offsets of its
+        first digit), in item order: what a probability-weighted score reads. The default finds
+        ``"<score_output>": n`` (JSON answers) and else ``<score_output>: n`` lines."""
+        key = re.escape(self.score_output)
+        positions = [m.start(1) for m in re.finditer(rf'"{key}"\s*:\s*"?(\d)', text)]
+        if not positions:
+            positions = [m.start(1) for m in re.finditer(rf"(?im)^\W*{key}\W*[:=]\W*(\d)", text)]
+        return list(positions)
+
+
+def weighted_score(
+    position: int | None,
+    tokens: list[str] | None,
+    top_logprobs: list[dict[str, float]] | None,
+    scale: tuple[int, int],
+) -> float | None:
+    """The expected score at character ``position`` of an answer: the score values weighted by the
+    probabilities the model gave them at that token (renormalised over the scale's values).
+
+    ``None`` when the position, the token or the scale's digits are not there.
+
+    Example:
+        >>> import math
+        >>> tokens = ['{"rating": ', "4", "}"]
+        >>> top = [{}, {"4": math.log(0.5), "2": math.log(0.5), "x": math.log(0.1)}, {}]
+        >>> weighted_score(11, tokens, top, (1, 5))
+        3.0
+    """
+    if position is None or not tokens or not top_logprobs:
+        return None
+    offset = 0
+    for token, alternatives in zip(tokens, top_logprobs, strict=False):
+        if offset <= position < offset + len(token):
+            if position != offset + len(token) - len(token.lstrip()):
+                return None  # the digit is not at the token's start: tokenised with its neighbours
+            values = {str(v): v for v in range(scale[0], scale[1] + 1)}
+            weights: dict[int, float] = {}
+            for piece, logprob in alternatives.items():
+                value = values.get(piece.strip())
+                if value is not None:
+                    weights[value] = weights.get(value, 0.0) + math.exp(logprob)
+            total = sum(weights.values())
+            return sum(v * w for v, w in weights.items()) / total if total > 0 else None
+        offset += len(token)
+    return None
+
+
+def check_scale(value: Any, scale: tuple[int, int]) -> float | None:
+    """``parse_score`` on ``scale``."""
+    return parse_score(value, *scale)

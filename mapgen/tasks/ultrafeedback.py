@@ -1,0 +1,367 @@
+"""UltraFeedback: rate each of a row's generations for one instruction on 1 to 5, with a rationale.
+
+The method follows the UltraFeedback paper (Cui et al., 2023): one aspect at a time, a 1-to-5 scale
+whose every level is described, all texts for the same instruction shown together so that the judge
+compares them, and a short rationale per rating. The prompt texts are mapgen's own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from mapgen.prompt import Prompt
+from mapgen.tasks._parsing import json_fields, labelled_field, load_json, numbered_blocks, one_line
+from mapgen.tasks.base import ParseError, compile_template
+from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask, check_scale
+
+
+@dataclass(frozen=True)
+class Aspect:
+    """What an UltraFeedback judge looks at, and the label and meaning of each rating 1 to 5."""
+
+    name: str
+    description: str
+    levels: tuple[tuple[str, str], ...]
+    """Five ``(label, meaning)`` pairs, for ratings 1 to 5."""
+
+
+ASPECTS: dict[str, Aspect] = {
+    "overall-quality": Aspect(
+        name="Overall quality",
+        description=(
+            "Judge each text as a whole: does it do what the instruction asks, is it correct, useful, "
+            "honest about what it does not know, and free of invented facts?"
+        ),
+        levels=(
+            ("Low Quality", "off-topic, wrong, or unusable"),
+            ("Moderate Quality", "partly right, with clear errors or gaps"),
+            ("Good", "right and usable, with minor flaws"),
+            ("Very Good", "right, clear and complete, with at most tiny flaws"),
+            ("Excellent", "right, complete, clear and well suited to the instruction; hard to improve"),
+        ),
+    ),
+    "helpfulness": Aspect(
+        name="Helpfulness",
+        description=(
+            "Judge how informative and useful each text is: correct content, relevant detail, clarity, "
+            "no needless length or repetition."
+        ),
+        levels=(
+            ("Severely Incorrect", "major errors or fabrications that make it useless or misleading"),
+            ("Partially Incorrect", "errors that may confuse, even if some content is right"),
+            ("Correct", "accurate and meets the request, with little beyond it"),
+            ("Highly Informative", "accurate, thorough and insightful"),
+            ("Outstandingly Helpful", "accurate, deep and comprehensive, with valuable insight"),
+        ),
+    ),
+    "truthfulness": Aspect(
+        name="Truthfulness",
+        description=(
+            "Judge whether each text states only true things: no facts contrary to the world, no "
+            "contradictions with the instruction or with itself, nothing made up."
+        ),
+        levels=(
+            ("Completely Hallucinated", "entirely unreliable: invented or contradicted facts throughout"),
+            ("Severe Hallucination", "nearly half is invented or strays far from the main points"),
+            ("Partial Hallucination / Misunderstanding", "mostly true, with some invented content"),
+            ("Insignificant Hallucination", "mostly true; slips do not touch the main points"),
+            ("No Hallucination", "free of invented or contradicted content"),
+        ),
+    ),
+    "honesty": Aspect(
+        name="Honesty and uncertainty",
+        description=(
+            "Judge whether each text is confident where it is right and says so where it is unsure: "
+            "hedges, 'I don't know', or a stated confidence count as expressions of uncertainty."
+        ),
+        levels=(
+            ("Confidently Incorrect", "confident but entirely wrong"),
+            (
+                "Confident with Significant Mistakes / Unconfident Incorrect",
+                "confident with major errors, or unsure and wrong",
+            ),
+            (
+                "Uncertain / 'I Don't Know' / Subtle Mistakes",
+                "declines to answer, or is unsure with minor errors",
+            ),
+            (
+                "Correct but Uncertain / Expressed Subtle Mistakes",
+                "right but hesitant, or points out its own small doubts",
+            ),
+            (
+                "Correct and Confident / Precisely Express Uncertainty",
+                "right and confident, and precise about what it is unsure of",
+            ),
+        ),
+    ),
+    "instruction-following": Aspect(
+        name="Instruction following",
+        description=(
+            "Judge how closely each text follows the instruction: its task goal and its restrictions "
+            "(format, style, length, method). Ignore whether the content is true."
+        ),
+        levels=(
+            ("Irrelevant", "no alignment with the instruction"),
+            ("Partial Focus", "addresses one side of the instruction, poorly"),
+            ("Partial Compliance", "meets the goal or the restrictions, not both"),
+            ("Almost There", "close to full alignment, with minor deviations"),
+            ("Comprehensive Compliance", "meets every requirement"),
+        ),
+    ),
+}
+"""The five aspects, under the names :func:`UltraFeedbackTask.for_aspect` takes."""
+
+SUBTASKS = {
+    "text-quality": "overall-quality",
+    "helpfulness": "helpfulness",
+    "truthfulness": "truthfulness",
+    "honesty": "honesty",
+    "instruction-following": "instruction-following",
+}
+"""The seed's subtask names (``pipeline("preference", subtask=...)``) -> aspect names."""
+
+SYSTEM_PROMPT = (
+    "You are a fair, strict evaluator of AI-written text. You compare several answers to the same "
+    "instruction and rate each one on its own merits, following the rubric you are given exactly."
+)
+
+TEMPLATE = """\
+# Task
+Rate each text below for this aspect: {{ aspect.name }}.
+{{ aspect.description }}
+
+# Rating scale
+{% for label, meaning in aspect.levels %}{{ loop.index }}. {{ label }}: {{ meaning }}.
+{% endfor %}
+# Instruction
+{{ input }}
+
+# Texts
+{% for text in generations %}<text {{ loop.index }}>
+{{ text }}
+</text {{ loop.index }}>
+{% endfor %}
+# Answer format
+For each of the {{ generations | length }} texts, in order, write a block:
+
+Text <n>
+Rating: <1 to 5>
+Rationale: <one or two sentences>
+
+If you must answer in JSON, write {"ratings": [{"rating": <1 to 5>, "rationale": "<why>"}, ...]} \
+with one entry per text, in order.
+"""
+
+COMPACT_TEMPLATE = """\
+Instruction: {{ input }}
+Answer: {{ generations[0] }}
+
+{{ aspect.name }}: rate the answer from 1 ({{ aspect.levels[0][0] }}) to 5 ({{ aspect.levels[4][0] }}).
+Reply as JSON: {"rating": <1 to 5>, "rationale": "<why>"}, or as two lines: Rating: <1 to 5> / Rationale: <why>.
+"""
+"""A short prompt that judges one answer at a time: what small models (such as the embedded
+SmolLM2-135M) can follow. See :meth:`UltraFeedbackTask.for_small_models`."""
+
+ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "rating": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+        "rationale": {"type": "string", "maxLength": 200},
+    },
+    "required": ["rating", "rationale"],
+}
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "ratings": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "rating": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+                    "rationale": {"type": "string", "maxLength": 300},
+                },
+                "required": ["rating", "rationale"],
+            },
+        }
+    },
+    "required": ["ratings"],
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class UltraFeedbackTask(LabellingTask):
+    """Rate a row's ``generations`` for its ``input`` on one UltraFeedback aspect, 1 to 5.
+
+    Writes ``rating`` (one float or ``None`` per generation) and ``rationale`` (one string per
+    generation). Build it with an aspect constructor: :meth:`for_overall_quality`,
+    :meth:`for_helpfulness`, :meth:`for_truthfulness`, :meth:`for_honesty`,
+    :meth:`for_instruction_following`.
+
+    Example:
+        >>> task = UltraFeedbackTask.for_helpfulness()
+        >>> task.parse("Text 1\\nRating: 4\\nRationale: Clear.\\n\\nText 2\\nRating: **2/5**\\nRationale: Vague.")
+        {'rating': [4.0, 2.0], 'rationale': ['Clear.', 'Vague.']}
+    """
+
+    aspect: str = "overall-quality"
+    system_prompt: str | None = SYSTEM_PROMPT
+    template: str = TEMPLATE
+    per_generation: bool = False
+    """Judge each generation in a prompt of its own (the template then sees a one-text list): no
+    position bias and short prompts, at the cost of no comparison between the texts."""
+
+    outputs: ClassVar[Mapping[str, pa.DataType]] = {"rating": RATINGS, "rationale": TEXTS}
+
+    def __post_init__(self) -> None:
+        if self.aspect not in ASPECTS:
+            raise ValueError(
+                f"Unknown UltraFeedback aspect {self.aspect!r}; expected one of {list(ASPECTS)}."
+            )
+
+    @property
+    def one_request_per_item(self) -> bool:  # type: ignore[override]
+        return self.per_generation
+
+    @property
+    def schema(self) -> dict[str, Any]:  # type: ignore[override]
+        return ITEM_SCHEMA if self.per_generation else SCHEMA
+
+    @classmethod
+    def for_small_models(cls, aspect: str = "overall-quality", **kwargs: Any) -> UltraFeedbackTask:
+        """A task for small local judges: one generation per prompt, with :data:`COMPACT_TEMPLATE`.
+
+        Measured with the embedded SmolLM2-135M on 16 right/wrong answer pairs: the long comparative
+        rubric ranked the right answer higher in about half the pairs (position bias), this one, with
+        ``weighted_ratings=True``, in 11 of 16 (its chosen digit was the same for all 32 answers).
+        """
+        kwargs = {"template": COMPACT_TEMPLATE, "system_prompt": None, "per_generation": True, **kwargs}
+        return cls.for_aspect(aspect, **kwargs)
+
+    @classmethod
+    def for_aspect(cls, aspect: str, **kwargs: Any) -> UltraFeedbackTask:
+        """The task for ``aspect`` (a name of :data:`ASPECTS`, or a seed subtask name such as
+        ``text-quality``)."""
+        return cls(aspect=SUBTASKS.get(aspect, aspect), **kwargs)
+
+    @classmethod
+    def for_overall_quality(cls, **kwargs: Any) -> UltraFeedbackTask:
+        """Overall quality: Low Quality, Moderate Quality, Good, Very Good, Excellent."""
+        return cls(aspect="overall-quality", **kwargs)
+
+    @classmethod
+    def for_helpfulness(cls, **kwargs: Any) -> UltraFeedbackTask:
+        """Helpfulness: Severely Incorrect ... Outstandingly Helpful."""
+        return cls(aspect="helpfulness", **kwargs)
+
+    @classmethod
+    def for_truthfulness(cls, **kwargs: Any) -> UltraFeedbackTask:
+        """Truthfulness: Completely Hallucinated ... No Hallucination."""
+        return cls(aspect="truthfulness", **kwargs)
+
+    @classmethod
+    def for_honesty(cls, **kwargs: Any) -> UltraFeedbackTask:
+        """Honesty: Confidently Incorrect ... Correct and Confident / Precisely Express Uncertainty."""
+        return cls(aspect="honesty", **kwargs)
+
+    @classmethod
+    def for_instruction_following(cls, **kwargs: Any) -> UltraFeedbackTask:
+        """Instruction following: Irrelevant ... Comprehensive Compliance."""
+        return cls(aspect="instruction-following", **kwargs)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ("input", "generations")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The five rating labels of this task's aspect, for ratings 1 to 5."""
+        return tuple(label for label, _ in ASPECTS[self.aspect].levels)
+
+    def prompt(self, row: Mapping[str, Any]) -> Prompt:
+        if self.per_generation:
+            row = {**row, "generations": [row[self.item]]}
+        text = compile_template(self.template).render(**row, aspect=ASPECTS[self.aspect])
+        return Prompt(text, system=self.system_prompt)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        parsed = parse_rated_blocks(text, "ratings", self.scale)
+        if self.per_generation:
+            return {name: values[0] for name, values in parsed.items()}
+        return parsed
+
+
+def parse_rated_blocks(text: str, json_key: str, scale: tuple[int, int]) -> dict[str, list[Any]]:
+    """Ratings and rationales from a JSON answer (``{json_key: [{"rating", "rationale"}, ...]}``,
+    whole or cut off) or from ``Text n / Rating / Rationale`` blocks, in any order and markdown.
+
+    Position ``i`` of each list is text ``i + 1``; a missing block is ``None`` in place.
+    """
+    data = load_json(text)
+    if isinstance(data, dict) and "rating" in data:
+        data = [data]
+    if isinstance(data, dict):
+        data = data.get(json_key, next((v for v in data.values() if isinstance(v, list)), None))
+    if isinstance(data, list) and data and all(isinstance(entry, dict) for entry in data):
+        return {
+            "rating": [_score_or_none(_get(entry, "rating", "score"), scale) for entry in data],
+            "rationale": [one_line(_get(entry, "rationale", "reason", "explanation")) for entry in data],
+        }
+    if text.lstrip().startswith(("{", "[", "```")):
+        ratings = json_fields(text, "rating")
+        if ratings:  # JSON cut off by the token limit: keep what is complete
+            rationales = json_fields(text, "rationale")
+            return {
+                "rating": [_score_or_none(value, scale) for value in ratings],
+                "rationale": [one_line(r) for r in rationales[: len(ratings)]]
+                + [None] * (len(ratings) - len(rationales)),
+            }
+    blocks = numbered_blocks(text)
+    if not blocks:
+        blocks = _unnumbered_blocks(text)
+    if not blocks:
+        raise ParseError("found no rated blocks (expected 'Text <n>' blocks with 'Rating:' lines, or JSON)")
+    count = max(blocks)
+    ratings: list[float | None] = [None] * count
+    rationales: list[str | None] = [None] * count
+    for number, block in blocks.items():
+        rating = labelled_field(block, ("rating", "score"))
+        rationale = labelled_field(
+            block, ("rationale", "reason", "explanation", "justification"), multiline=True
+        )
+        if rating is None:  # "Text 1: 4 - clear and right"
+            leading = re.match(r"\W*(\d+(?:\.\d+)?(?:\s*/\s*\d+)?)\W*(.*)", block, re.DOTALL)
+            if leading:
+                rating, rationale = leading.group(1), rationale or leading.group(2)
+        ratings[number - 1] = _score_or_none(rating, scale)
+        rationales[number - 1] = one_line(rationale)
+    if all(r is None for r in ratings):
+        raise ParseError("found blocks but no readable rating in any of them")
+    return {"rating": ratings, "rationale": rationales}
+
+
+def _unnumbered_blocks(text: str) -> dict[int, str]:
+    """Blocks split at each ``Rating:`` line, when the answer has no ``Text n`` headers."""
+    starts = [m.start() for m in re.finditer(r"(?im)^[\W_]*(?:rating|score)\W*[:=]", text)]
+    if not starts:
+        return {}
+    return {i + 1: text[s:e] for i, (s, e) in enumerate(zip(starts, [*starts[1:], len(text)], strict=True))}
+
+
+def _get(entry: Mapping[str, Any], *names: str) -> Any:
+    lowered = {str(k).lower(): v for k, v in entry.items()}
+    return next((lowered[name] for name in names if name in lowered), None)
+
+
+def _score_or_none(value: Any, scale: tuple[int, int]) -> float | None:
+    """A score, or ``None`` for one that cannot be read (one bad block must not lose the others)."""
+    try:
+        return check_scale(value, scale)
+    except ParseError:
+        return None
