@@ -77,10 +77,10 @@ class APILLM(LLM):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("max_concurrency", "max_retries"):
+        for name, low in (("max_concurrency", 1), ("max_retries", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name[0] == "m" else 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
         if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}.")
         RateLimiter("check", rpm=self.rpm, tpm=self.tpm)  # validates the limits
@@ -229,7 +229,8 @@ class APILLM(LLM):
                     return answer
             if (
                 request.schema is not None
-                and error.status in (400, 422)
+                # llama-cpp-python's server answers a response_format it does not know with a 500
+                and (error.status in (400, 422) or "response_format" in str(error))
                 and not engine.schema_style_confirmed
                 and style + 1 < len(self.schema_styles)
             ):

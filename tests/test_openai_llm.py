@@ -1,0 +1,219 @@
+"""OpenAILLM against real servers on 127.0.0.1: llama.cpp's OpenAI-compatible server and the fault server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+import datasets
+import pytest
+
+import mapgen
+from mapgen.llms.base import Request
+from mapgen.prompt import Prompt
+
+
+def rows(n: int) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({"input": [f"row {i}" for i in range(n)]})
+
+
+def fault_llm(server, **kwargs) -> mapgen.OpenAILLM:
+    return mapgen.OpenAILLM("fault", base_url=server.base_url, api_key=server.api_key, **kwargs)
+
+
+# llama.cpp's server, end to end
+
+
+@pytest.mark.llamacpp
+def test_generate_through_llamacpp_server(llamacpp_server):
+    llm = mapgen.OpenAILLM("smollm2", base_url=llamacpp_server, temperature=0.0, max_new_tokens=8, seed=0)
+    ds = datasets.Dataset.from_dict({"input": ["Name a fruit.", "Name a color."]})
+    out = ds.map(mapgen.generate(llm, num_generations=2), batched=True)
+    assert out["generation_errors"] == [[None, None], [None, None]]
+    assert all(isinstance(t, str) and t for g in out["generations"] for t in g)
+    assert out["generation_model"][0] == ["smollm2", "smollm2"]
+    # greedy with a seed per generation: the same prompt gives the same text
+    assert out["generations"][0][0] == out["generations"][0][1]
+
+
+@pytest.mark.llamacpp
+def test_llamacpp_server_ignores_n_so_generations_are_asked_one_by_one(llamacpp_server):
+    llm = mapgen.OpenAILLM("smollm2", base_url=llamacpp_server, temperature=1.0, max_new_tokens=4)
+    answers = llm.complete([Request(Prompt("Say a word."), i) for i in range(3)])
+    assert [a.error for a in answers] == [None, None, None]
+    assert all(a.text for a in answers)
+    assert llm.engine().n_supported is False
+
+
+@pytest.mark.llamacpp
+def test_structured_output_through_llamacpp_server(llamacpp_server):
+    schema = {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}
+    llm = mapgen.OpenAILLM(
+        "smollm2", base_url=llamacpp_server, temperature=0.0, max_new_tokens=24, seed=0, max_retries=1
+    )
+    [answer] = llm.complete([Request(Prompt("Name a color, as JSON."), 0, schema)])
+    assert answer.error is None, answer.error
+    assert isinstance(json.loads(answer.text)["color"], str)
+    # llama-cpp-python's server rejects OpenAI's json_schema shape and takes json_object + schema
+    assert llm.schema_styles[llm.engine().schema_style] == "json_object"
+
+
+@pytest.mark.llamacpp
+def test_sdk_transport_through_llamacpp_server(llamacpp_server):
+    llm = mapgen.OpenAILLM(
+        "smollm2", base_url=llamacpp_server, temperature=0.0, max_new_tokens=4, seed=0, transport="sdk"
+    )
+    [answer] = llm.complete([Request(Prompt("Say hi."))])
+    assert answer.error is None and answer.text
+    assert answer.completion_tokens is not None and answer.completion_tokens <= 4
+
+
+# The fault server: concurrency, retries, n, secrets
+
+
+def test_requests_run_concurrently_up_to_max_concurrency(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.2)
+    llm = fault_llm(fault_server, max_concurrency=8, seed=0)
+    start = time.perf_counter()
+    answers = llm.complete([Request(Prompt(f"q{i}")) for i in range(40)])
+    elapsed = time.perf_counter() - start
+    assert [a.text for a in answers] == [f"echo: q{i}" for i in range(40)]
+    assert fault_server.stats()["max_in_flight"] == 8
+    assert 0.9 < elapsed < 2.5  # 5 rounds of 0.2 s, not 40
+
+
+def test_every_row_completes_under_injected_429s(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.005, error_rate=0.1, retry_after="0")
+    out = rows(300).map(mapgen.generate(fault_llm(fault_server), mapgen.TextGenerationTask()), batched=True)
+    assert [g[0] for g in out["generations"]] == [f"echo: row {i}" for i in range(300)]
+    assert all(e == [None] for e in out["generation_errors"])
+    stats = fault_server.stats()
+    assert stats["errors"] > 10
+    assert stats["total"] == 300 + stats["errors"]
+    assert mapgen.counters.snapshot()["retries"] == stats["errors"]
+
+
+def test_retry_after_is_honoured(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, fail_first=1, retry_after="0.6")
+    start = time.perf_counter()
+    [answer] = fault_llm(fault_server).complete([Request(Prompt("x"))])
+    assert answer.text == "echo: x"
+    assert time.perf_counter() - start >= 0.6
+
+
+def test_rows_fail_as_data_after_the_last_retry(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, error_rate=1.0, error_status=500, retry_after=None)
+    out = rows(2).map(mapgen.generate(fault_llm(fault_server, max_retries=2)), batched=True)
+    assert out["generations"] == [[None], [None]]
+    for [error] in out["generation_errors"]:
+        assert error.startswith("HTTP 500: injected 500") and "after 3 attempts" in error
+    assert fault_server.stats()["total"] == 6
+    assert mapgen.counters.snapshot()["retries"] == 4
+
+
+def test_client_errors_are_not_retried(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, error_rate=1.0, error_status=400)
+    [answer] = fault_llm(fault_server).complete([Request(Prompt("x"))])
+    assert answer.text is None and answer.error.startswith("HTTP 400")
+    assert fault_server.stats()["total"] == 1
+
+
+def test_per_request_timeout(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, latency=2.0)
+    start = time.perf_counter()
+    [answer] = fault_llm(fault_server, timeout=0.3, max_retries=0).complete([Request(Prompt("x"))])
+    assert answer.text is None and "timed out" in answer.error
+    assert time.perf_counter() - start < 1.5
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_generations_share_one_request_with_n_unless_seeded(fault_server, transport):
+    fault_server.configure(api_key=fault_server.api_key)
+    fn = mapgen.generate(fault_llm(fault_server, transport=transport), num_generations=3)
+    out = rows(4).map(fn, batched=True)
+    assert out["generations"][1] == ["echo: row 1 #0", "echo: row 1 #1", "echo: row 1 #2"]
+    assert fault_server.stats()["total"] == 4
+    fault_server.configure(api_key=fault_server.api_key)
+    fn = mapgen.generate(fault_llm(fault_server, transport=transport, seed=7), num_generations=3)
+    out = rows(4).map(fn, batched=True)
+    assert out["generations"][1] == ["echo: row 1"] * 3
+    assert fault_server.stats()["total"] == 12
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_the_key_never_reaches_an_error_message_or_repr(fault_server, transport):
+    wrong = "sk-wrong-key-do-not-print-0123456789"
+    llm = mapgen.OpenAILLM("fault", base_url=fault_server.base_url, api_key=wrong, transport=transport)
+    out = rows(1).map(mapgen.generate(llm), batched=True)
+    error = out["generation_errors"][0][0]
+    assert error.startswith("HTTP 401") and "Incorrect API key" in error
+    assert wrong not in error and "do-not-print" not in error
+    assert wrong not in repr(llm) and wrong not in str(mapgen.generate(llm))
+
+
+def test_the_key_comes_from_the_environment(fault_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)
+    [answer] = mapgen.OpenAILLM("fault", base_url=fault_server.base_url).complete([Request(Prompt("x"))])
+    assert answer.text == "echo: x"
+
+
+def test_openai_api_without_a_key_says_how_to_fix(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        mapgen.OpenAILLM("gpt-4o-mini").complete([Request(Prompt("x"))])
+
+
+FINGERPRINT = """
+import sys, mapgen
+llm = mapgen.OpenAILLM(sys.argv[1], api_key=sys.argv[2], max_concurrency=int(sys.argv[3]), rpm=100)
+print(mapgen.fingerprint(mapgen.generate(llm)))
+"""
+
+
+def test_fingerprint_ignores_key_and_knobs_across_processes():
+    def fingerprint(*args: str) -> str:
+        command = [sys.executable, "-c", FINGERPRINT, *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+    a = fingerprint("gpt-4o-mini", "sk-one-111111", "64")
+    assert a == fingerprint("gpt-4o-mini", "sk-two-222222", "8")
+    assert a != fingerprint("gpt-4o", "sk-one-111111", "64")
+
+
+def test_async_map_path(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.01)
+    fn = mapgen.generate(fault_llm(fault_server, max_concurrency=16))
+    out = rows(50).map(fn.acall, batched=True, batch_size=10)
+    assert [g[0] for g in out["generations"]] == [f"echo: row {i}" for i in range(50)]
+    assert mapgen.fingerprint(fn.acall) == mapgen.fingerprint(mapgen.generate(fault_llm(fault_server)).acall)
+
+
+def test_works_where_a_loop_is_already_running(fault_server):
+    llm = fault_llm(fault_server)
+
+    async def notebook_cell() -> list:
+        return llm.complete([Request(Prompt("x"))])  # called synchronously inside a running loop
+
+    [answer] = asyncio.run(notebook_cell())
+    assert answer.text == "echo: x"
+
+
+def test_num_proc_workers(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.01)
+    llm = fault_llm(fault_server)
+    llm.complete([Request(Prompt("warm the parent's loop before the fork"))])
+    out = rows(40).map(mapgen.generate(llm), batched=True, batch_size=10, num_proc=2)
+    assert [g[0] for g in out["generations"]] == [f"echo: row {i}" for i in range(40)]
+
+
+def test_config_errors_raise_before_any_request():
+    with pytest.raises(ValueError, match="base_url"):
+        mapgen.OpenAILLM("m", base_url="localhost:8000")
+    with pytest.raises(ValueError, match="max_concurrency"):
+        mapgen.OpenAILLM("m", max_concurrency=0)
+    with pytest.raises(ValueError, match="rpm"):
+        mapgen.OpenAILLM("m", rpm=-1)
