@@ -13,30 +13,66 @@ from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
+from mapgen.label import LabelFunction, label
 from mapgen.llms import LLM, Completion, InferenceEndpointsLLM, LlamaCppLLM, OpenAILLM, Request
 from mapgen.map_function import MissingColumnError
+from mapgen.pipeline import PipelineFunction, pipeline
+from mapgen.preference import to_preference
 from mapgen.progress import counters
 from mapgen.prompt import Prompt
-from mapgen.tasks import ParseError, Task, TextGenerationTask
+from mapgen.tasks import (
+    ComplexityScorerTask,
+    EvolComplexityTask,
+    EvolInstructTask,
+    EvolQualityTask,
+    JudgeLMTask,
+    LabellingTask,
+    ParseError,
+    PrometheusTask,
+    QualityScorerTask,
+    SelfInstructTask,
+    Task,
+    TextGenerationTask,
+    UltraCMTask,
+    UltraFeedbackTask,
+    UltraJudgeTask,
+)
 
 __all__ = [
     "LLM",
     "OUTPUT_FORMAT_VERSION",
     "PROMPT_FORMATS",
     "Completion",
+    "ComplexityScorerTask",
+    "EvolComplexityTask",
+    "EvolInstructTask",
+    "EvolQualityTask",
     "GenerateFunction",
     "InferenceEndpointsLLM",
+    "JudgeLMTask",
+    "LabelFunction",
+    "LabellingTask",
     "LlamaCppLLM",
     "MissingColumnError",
     "OpenAILLM",
     "ParseError",
+    "PipelineFunction",
+    "PrometheusTask",
     "Prompt",
+    "QualityScorerTask",
     "Request",
+    "SelfInstructTask",
     "Task",
     "TextGenerationTask",
+    "UltraCMTask",
+    "UltraFeedbackTask",
+    "UltraJudgeTask",
     "__version__",
     "counters",
     "fingerprint",
     "format_prompt",
     "generate",
+    "label",
+    "pipeline",
+    "to_preference",
 ]

@@ -36,8 +36,8 @@ class LabelFunction(MapFunction):
         if self.weighted_ratings:
             if not self.llm.supports_logprobs:
                 raise ValueError(
-                    f"weighted_ratings=True needs log-probabilities, which {type(self.llm).__name__} does not "
-                    "return; use a backend that does (LlamaCppLLM) or leave weighted_ratings off."
+                    f"weighted_ratings=True needs log-probabilities, which {type(self.llm).__name__} "
+                    "does not return; use a backend that does (LlamaCppLLM) or leave weighted_ratings off."
                 )
             if self.task.scale[1] > 9:
                 raise ValueError(

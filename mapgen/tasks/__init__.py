@@ -1,6 +1,30 @@
 """Tasks, one family per file: each renders a prompt from a row and parses the answer."""
 
 from mapgen.tasks.base import ParseError, Task
+from mapgen.tasks.critique import PrometheusTask, UltraCMTask
+from mapgen.tasks.evol import EvolComplexityTask, EvolInstructTask, EvolQualityTask
+from mapgen.tasks.judgelm import JudgeLMTask
+from mapgen.tasks.labelling import LabellingTask
+from mapgen.tasks.scorers import ComplexityScorerTask, QualityScorerTask
+from mapgen.tasks.self_instruct import SelfInstructTask
 from mapgen.tasks.text_generation import TextGenerationTask
+from mapgen.tasks.ultrafeedback import UltraFeedbackTask
+from mapgen.tasks.ultrajudge import UltraJudgeTask
 
-__all__ = ["ParseError", "Task", "TextGenerationTask"]
+__all__ = [
+    "ComplexityScorerTask",
+    "EvolComplexityTask",
+    "EvolInstructTask",
+    "EvolQualityTask",
+    "JudgeLMTask",
+    "LabellingTask",
+    "ParseError",
+    "PrometheusTask",
+    "QualityScorerTask",
+    "SelfInstructTask",
+    "Task",
+    "TextGenerationTask",
+    "UltraCMTask",
+    "UltraFeedbackTask",
+    "UltraJudgeTask",
+]

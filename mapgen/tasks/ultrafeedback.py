@@ -162,7 +162,8 @@ Instruction: {{ input }}
 Answer: {{ generations[0] }}
 
 {{ aspect.name }}: rate the answer from 1 ({{ aspect.levels[0][0] }}) to 5 ({{ aspect.levels[4][0] }}).
-Reply as JSON: {"rating": <1 to 5>, "rationale": "<why>"}, or as two lines: Rating: <1 to 5> / Rationale: <why>.
+Reply as JSON: {"rating": <1 to 5>, "rationale": "<why>"}, or as two lines: \
+Rating: <1 to 5> / Rationale: <why>.
 """
 """A short prompt that judges one answer at a time: what small models (such as the embedded
 SmolLM2-135M) can follow. See :meth:`UltraFeedbackTask.for_small_models`."""
@@ -206,8 +207,10 @@ class UltraFeedbackTask(LabellingTask):
 
     Example:
         >>> task = UltraFeedbackTask.for_helpfulness()
-        >>> task.parse("Text 1\\nRating: 4\\nRationale: Clear.\\n\\nText 2\\nRating: **2/5**\\nRationale: Vague.")
-        {'rating': [4.0, 2.0], 'rationale': ['Clear.', 'Vague.']}
+        >>> task.parse("Text 1\\nRating: 4\\nRationale: Clear.\\n\\nText 2\\nRating: **2/5**\\nWhy: Vague.")
+        {'rating': [4.0, 2.0], 'rationale': ['Clear.', None]}
+        >>> task.parse("Text 1\\nRating: 4\\nRationale: Clear.\\n\\nText 2\\nRating: N/A\\nRationale: Empty.")
+        {'rating': [4.0, None], 'rationale': ['Clear.', 'Empty.']}
     """
 
     aspect: str = "overall-quality"

@@ -1,0 +1,150 @@
+"""Deita-style scorers: a quality score per response, a complexity score per instruction.
+
+Following Deita (Liu et al., 2023), the judge sees all variants together (responses to one instruction,
+or several instructions) so that its scores separate them, and answers with ``[n] Score: x`` lines.
+Answers are read tolerantly: blank lines, bold, ``Score: 7/10`` and missing lines do not break them.
+The prompt texts are mapgen's own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from mapgen.prompt import Prompt
+from mapgen.tasks._parsing import load_json, strip_markdown
+from mapgen.tasks.base import ParseError, compile_template
+from mapgen.tasks.labelling import RATINGS, LabellingTask, check_scale
+
+QUALITY_TEMPLATE = """\
+Score the quality of each response to the instruction below, from 1 (poor) to 10 (excellent). \
+Consider helpfulness, relevance, accuracy, depth and level of detail; give different responses \
+different scores where their quality differs.
+
+[Instruction]
+{{ input }}
+
+{% for text in generations %}[Response {{ loop.index }}]
+{{ text }}
+
+{% endfor %}Answer with one line per response, in order, and nothing else:
+{% for text in generations %}[{{ loop.index }}] Score: <1 to 10>
+{% endfor %}"""
+
+COMPLEXITY_TEMPLATE = """\
+Score the complexity of each instruction below, from 1 (trivial) to 10 (very demanding). \
+Consider how much knowledge, reasoning, and how many steps and constraints answering it takes; \
+give different instructions different scores where their complexity differs.
+
+{% for text in instructions %}[Instruction {{ loop.index }}]
+{{ text }}
+
+{% endfor %}Answer with one line per instruction, in order, and nothing else:
+{% for text in instructions %}[{{ loop.index }}] Score: <1 to 10>
+{% endfor %}"""
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"scores": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 10}}},
+    "required": ["scores"],
+}
+
+
+def parse_score_lines(text: str, scale: tuple[int, int]) -> list[float | None]:
+    """Scores from ``[n] Score: x`` lines (or ``n. x``, ``Response n: x``, or JSON ``{"scores": [...]}``),
+    placed by their number; numbers missing in between are ``None``.
+
+    Example:
+        >>> parse_score_lines("[1] Score: 7\\n\\n\\n[3] **Score**: 4/10", (1, 10))
+        [7.0, None, 4.0]
+    """
+    data = load_json(text)
+    if isinstance(data, dict) and isinstance(data.get("scores"), list):
+        return [_score(value, scale) for value in data["scores"]]
+    found: dict[int, str] = {}
+    pattern = (
+        r"(?im)^\W*(?:\[(\d+)\]|(?:response|instruction|answer|text)?\s*#?(\d+)[.):\]])"
+        r"\s*(?:score\W*)?[:=]?\s*(\d+(?:\.\d+)?(?:\s*/\s*10)?|n/a)"
+    )
+    for match in re.finditer(pattern, strip_markdown(text)):
+        found.setdefault(int(match.group(1) or match.group(2)), match.group(3))
+    if not found:
+        plain = re.findall(r"(?im)^\W*score\W*[:=]?\s*(\d+(?:\.\d+)?)", strip_markdown(text))
+        found = {i + 1: value for i, value in enumerate(plain)}
+    if not found:
+        raise ParseError("found no '[n] Score: x' lines")
+    return [_score(found.get(i), scale) for i in range(1, max(found) + 1)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualityScorerTask(LabellingTask):
+    """Score the quality of each of a row's ``generations`` for its ``input``, 1 to 10 (Deita).
+
+    Writes ``rating`` (one float or ``None`` per generation).
+
+    Example:
+        >>> QualityScorerTask().parse("[1] Score: 8\\n\\n[2] Score: 3")
+        {'rating': [8.0, 3.0]}
+    """
+
+    template: str = QUALITY_TEMPLATE
+    system_prompt: str | None = None
+
+    outputs: ClassVar[Mapping[str, pa.DataType]] = {"rating": RATINGS}
+    schema: ClassVar[dict[str, Any]] = SCHEMA
+    scale: ClassVar[tuple[int, int]] = (1, 10)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ("input", "generations")
+
+    def prompt(self, row: Mapping[str, Any]) -> Prompt:
+        return Prompt(compile_template(self.template).render(**row), system=self.system_prompt)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        return {"rating": parse_score_lines(text, self.scale)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComplexityScorerTask(LabellingTask):
+    """Score the complexity of each of a row's ``instructions``, 1 to 10 (Deita).
+
+    Writes ``rating`` (one float or ``None`` per instruction).
+
+    Example:
+        >>> task = ComplexityScorerTask()
+        >>> task.inputs
+        ('instructions',)
+        >>> task.parse("[1] Score: 2\\n[2] Score: 9")
+        {'rating': [2.0, 9.0]}
+    """
+
+    template: str = COMPLEXITY_TEMPLATE
+    system_prompt: str | None = None
+
+    items: ClassVar[str] = "instructions"
+    item: ClassVar[str] = "instruction"
+    outputs: ClassVar[Mapping[str, pa.DataType]] = {"rating": RATINGS}
+    schema: ClassVar[dict[str, Any]] = SCHEMA
+    scale: ClassVar[tuple[int, int]] = (1, 10)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ("instructions",)
+
+    def prompt(self, row: Mapping[str, Any]) -> Prompt:
+        return Prompt(compile_template(self.template).render(**row), system=self.system_prompt)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        return {"rating": parse_score_lines(text, self.scale)}
+
+
+def _score(value: Any, scale: tuple[int, int]) -> float | None:
+    try:
+        return check_scale(value, scale)
+    except ParseError:
+        return None

@@ -1,0 +1,107 @@
+"""Self-Instruct: new instructions for an AI application, from a seed text.
+
+Follows Self-Instruct (Wang et al., 2022): the model is told what the application is for and asked
+for a numbered list of diverse, self-contained instructions grounded in the row's seed text (a topic or
+a document). The prompt text is mapgen's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from mapgen.prompt import Prompt
+from mapgen.tasks._parsing import list_items, load_json
+from mapgen.tasks.base import ParseError, Task, compile_template
+
+TEMPLATE = """\
+You write instructions that users could give to this AI application: {{ application_description }}
+
+Write {{ num_instructions }} new, varied instructions about the following text or topic:
+{{ input }}
+
+{{ criteria }}
+Write one instruction per line, numbered 1 to {{ num_instructions }}, and nothing else.
+"""
+
+CRITERIA = (
+    "Each instruction must make sense on its own, be answerable by an AI assistant in text, and differ "
+    "from the others in what it asks (explain, compare, list, plan, rewrite, solve...). Mix short and "
+    "longer instructions; do not number sub-questions or add answers."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelfInstructTask(Task):
+    """Write ``num_instructions`` instructions from each row's ``input`` (a seed topic or text).
+
+    Use with :func:`mapgen.generate`; writes ``instructions`` (per generation, a list of strings).
+
+    Example:
+        >>> task = SelfInstructTask(application_description="A cooking assistant.", num_instructions=2)
+        >>> task.parse("Here are two:\\n1. Suggest a vegan dinner.\\n\\n2. **Explain** how yeast works.")
+        {'instructions': ['Suggest a vegan dinner.', 'Explain how yeast works.']}
+    """
+
+    application_description: str = "An AI assistant that answers questions and helps with tasks."
+    num_instructions: int = 5
+    criteria: str = CRITERIA
+    system_prompt: str | None = None
+    template: str = TEMPLATE
+
+    outputs: ClassVar[Mapping[str, pa.DataType]] = {"instructions": pa.list_(pa.string())}
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_instructions, bool) or not isinstance(self.num_instructions, int):
+            raise TypeError(f"num_instructions must be an int, got {self.num_instructions!r}.")
+        if self.num_instructions < 1:
+            raise ValueError(f"num_instructions must be at least 1, got {self.num_instructions}.")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ("input",)
+
+    @property
+    def schema(self) -> dict[str, Any]:  # type: ignore[override]
+        n = self.num_instructions
+        return {
+            "type": "object",
+            "properties": {
+                "instructions": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 10, "maxLength": 400},
+                    "minItems": n,
+                    "maxItems": n,
+                }
+            },
+            "required": ["instructions"],
+        }
+
+    def prompt(self, row: Mapping[str, Any]) -> Prompt:
+        text = compile_template(self.template).render(
+            **row,
+            application_description=self.application_description,
+            num_instructions=self.num_instructions,
+            criteria=self.criteria,
+        )
+        return Prompt(text, system=self.system_prompt)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        data = load_json(text)
+        if isinstance(data, dict) and isinstance(data.get("instructions"), list):
+            items = [str(item).strip() for item in data["instructions"] if str(item).strip()]
+        else:
+            items = [item for item in list_items(text) if not _lead_in(item)]
+        unique = list(dict.fromkeys(items))[: self.num_instructions]
+        if not unique:
+            raise ParseError("found no instructions")
+        return {"instructions": unique}
+
+
+def _lead_in(item: str) -> bool:
+    """``Sure! Here are five instructions:`` and the like."""
+    lowered = item.lower()
+    return lowered.startswith(("here are", "here is", "sure", "certainly")) and len(item) < 120

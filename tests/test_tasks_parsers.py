@@ -1,0 +1,287 @@
+"""Every parser against a corpus of well-formed and malformed answers, with the results pinned."""
+
+import pytest
+
+import mapgen
+from mapgen.tasks._parsing import labelled_field, list_items, load_json, numbered_blocks, parse_score
+from mapgen.tasks.evol import check_rewrite
+
+N = None
+
+ULTRAFEEDBACK = [
+    # well-formed text
+    (
+        "Text 1\nRating: 4\nRationale: Clear.\n\nText 2\nRating: 2\nRationale: Vague.",
+        [4, 2],
+        ["Clear.", "Vague."],
+    ),
+    # the seed's own markdown headers, bold labels, extra blank lines
+    (
+        "#### Output for Text 1\n**Rating**: 4\n**Rationale**: good one\n\n\n\n#### Output for Text 2\n"
+        "Rating: 5\nRationale: best",
+        [4, 5],
+        ["good one", "best"],
+    ),
+    # `Rating: 4/5`, `N/A`
+    ("Text 1\nRating: 4/5\nRationale: a\nText 2\nRating: N/A\nRationale: empty", [4, N], ["a", "empty"]),
+    # reordered blocks
+    ("Text 2:\nRating: 3\nRationale: meh\nText 1:\nRating: 5\nRationale: great", [5, 3], ["great", "meh"]),
+    # fewer blocks than texts, with a gap: missing ones are None in place
+    (
+        "**Text 1**\n\nRating: 5\n\nRationale: a\n\n**Text 3**\nRating: 1\nRationale: c",
+        [5, N, 1],
+        ["a", N, "c"],
+    ),
+    # no headers at all, one Rating line per text
+    ("Rating: 4\nRationale: fine\nRating: 2\nRationale: bad", [4, 2], ["fine", "bad"]),
+    # compact one-line blocks
+    ("Text 1: 4 - good\nText 2: 3 - ok", [4, 3], ["good", "ok"]),
+    # multi-line rationale
+    ("Text 1\nRating: 3\nRationale: first line\nsecond line", [3], ["first line\nsecond line"]),
+    # JSON (constrained backends), fenced JSON, JSON after prose, JSON cut off by the token limit
+    (
+        '{"ratings": [{"rating": 4, "rationale": "ok"}, {"rating": 2, "rationale": "no"}]}',
+        [4, 2],
+        ["ok", "no"],
+    ),
+    ('```json\n{"ratings": [{"rating": 4, "rationale": "ok"}]}\n```', [4], ["ok"]),
+    ('Here you go: {"ratings": [{"rating": "5", "rationale": "x"}]}', [5], ["x"]),
+    (
+        '{"ratings": [{"rating": 4, "rationale": "ok"}, {"rating": 2, "rationale": "cut of',
+        [4, 2],
+        ["ok", "cut of"],
+    ),
+    ('{"ratings": [{"rating": 4, "rationale": "ok"}, {"rat', [4], ["ok"]),
+    # an out-of-scale rating is None, the others survive
+    ("Text 1\nRating: 9\nRationale: a\nText 2\nRating: 3\nRationale: b", [N, 3], ["a", "b"]),
+]
+
+
+@pytest.mark.parametrize(("answer", "ratings", "rationales"), ULTRAFEEDBACK)
+def test_ultrafeedback_parser(answer, ratings, rationales):
+    parsed = mapgen.UltraFeedbackTask().parse(answer)
+    assert parsed["rating"] == [None if r is None else float(r) for r in ratings]
+    assert parsed["rationale"] == rationales
+
+
+@pytest.mark.parametrize(
+    "answer", ["I think both texts are fine.", "", "Text 1\nThis one is nice.", '{"ratings": []}']
+)
+def test_ultrafeedback_parser_failures_are_parse_errors(answer):
+    with pytest.raises(mapgen.ParseError):
+        mapgen.UltraFeedbackTask().parse(answer)
+
+
+def test_ultrafeedback_per_generation_parses_one_answer():
+    task = mapgen.UltraFeedbackTask.for_small_models()
+    assert task.parse('{ "rating": 4, "rationale": "fine" }') == {"rating": 4.0, "rationale": "fine"}
+    assert task.parse("Rating: **5**\nRationale: great") == {"rating": 5.0, "rationale": "great"}
+
+
+JUDGELM = [
+    ("8 6\nThe first is right.", [8, 6], "The first is right."),
+    ("**8 6**\n\nThe first answer is correct.", [8, 6], "The first answer is correct."),
+    ("Scores: 8/10, 7/10\nBoth ok", [8, 7], "Both ok"),
+    ("\n\n9, 3\n\nExplanation: second is wrong", [9, 3], "Explanation: second is wrong"),
+    ("Assistant 1: 9\nAssistant 2: 3\nReason: x", [9, 3], "Reason: x"),
+    ("N/A 8\nfirst is empty", [N, 8], "first is empty"),
+    ("8 12\nsecond out of range", [8, N], "second out of range"),
+    ('{"scores": [7, 5], "explanation": "fine"}', [7, 5], "fine"),
+    ("7.5 6", [7.5, 6], None),
+]
+
+
+@pytest.mark.parametrize(("answer", "ratings", "rationale"), JUDGELM)
+def test_judgelm_parser(answer, ratings, rationale):
+    parsed = mapgen.JudgeLMTask().parse(answer)
+    assert parsed == {"rating": [None if r is None else float(r) for r in ratings], "rationale": rationale}
+
+
+@pytest.mark.parametrize("answer", ["No idea.", "", "   \n  "])
+def test_judgelm_parser_failures(answer):
+    with pytest.raises(mapgen.ParseError):
+        mapgen.JudgeLMTask().parse(answer)
+
+
+ULTRAJUDGE_FULL = (
+    "**Answer 1**\n- **Practical Accuracy**: 8/10 - right\n\n- Clarity & Transparency: 7 - clear\n"
+    "- Authenticity & Reliability: 9 - sourced\n- Compliance with Intent: 8 - on task\n\n"
+    "**Answer 2**\n- Practical Accuracy: 3 - wrong\n- Clarity and Transparency: 5 - ok\n\nFinal Scores: 8 4"
+)
+
+
+def test_ultrajudge_parser_well_formed_and_partial():
+    parsed = mapgen.UltraJudgeTask().parse(ULTRAJUDGE_FULL)
+    assert parsed["rating"] == [8.0, 4.0]
+    assert parsed["areas"][0] == {
+        "Practical Accuracy": {"rating": 8.0, "rationale": "right"},
+        "Clarity & Transparency": {"rating": 7.0, "rationale": "clear"},
+        "Authenticity & Reliability": {"rating": 9.0, "rationale": "sourced"},
+        "Compliance with Intent": {"rating": 8.0, "rationale": "on task"},
+    }
+    assert parsed["areas"][1]["Authenticity & Reliability"] == {"rating": None, "rationale": None}
+
+
+def test_ultrajudge_without_final_scores_uses_the_area_mean():
+    parsed = mapgen.UltraJudgeTask().parse(
+        "Answer 1\n- Practical Accuracy: 6 - ok\n- Compliance with Intent: 8 - yes"
+    )
+    assert parsed["rating"] == [7.0]
+
+
+def test_ultrajudge_json():
+    entry = {name: {"rating": 7, "rationale": "r"} for name in mapgen.tasks.ultrajudge.AREAS_NAMES}
+    parsed = mapgen.UltraJudgeTask().parse(
+        __import__("json").dumps({"answers": [{**entry, "final_score": 6}, {**entry, "final_score": 11}]})
+    )
+    assert parsed["rating"] == [6.0, 7.0]  # an out-of-range final score falls back to the area mean
+    assert parsed["areas"][0]["Compliance with Intent"] == {"rating": 7.0, "rationale": "r"}
+
+
+@pytest.mark.parametrize("answer", ["Both are fine.", "Answer 1\nLooks good to me."])
+def test_ultrajudge_failures(answer):
+    with pytest.raises(mapgen.ParseError):
+        mapgen.UltraJudgeTask().parse(answer)
+
+
+SCORES = [
+    ("[1] Score: 8\n[2] Score: 3", [8, 3]),
+    ("[1] Score: 8\n\n\n[2] Score: 3\n", [8, 3]),  # the seed crashed on blank lines
+    ("**[1] Score:** 8\n**[2] Score:** N/A", [8, N]),
+    ("[1] Score: 7\n[3] Score: 4/10", [7, N, 4]),
+    ("[2] Score: 4\n[1] Score: 9", [9, 4]),
+    ("1. 8\n2. 5", [8, 5]),
+    ("Response 1: 6\nResponse 2: 9", [6, 9]),
+    ("Score: 4\nScore: 6", [4, 6]),
+    ('{"scores": [3, 4]}', [3, 4]),
+    ("Sure!\n[1] Score: 10\n[2] Score: 0", [10, N]),
+]
+
+
+@pytest.mark.parametrize("task", [mapgen.QualityScorerTask(), mapgen.ComplexityScorerTask()])
+@pytest.mark.parametrize(("answer", "ratings"), SCORES)
+def test_scorer_parsers(task, answer, ratings):
+    assert task.parse(answer) == {"rating": [None if r is None else float(r) for r in ratings]}
+
+
+@pytest.mark.parametrize("answer", ["These are good.", ""])
+def test_scorer_failures(answer):
+    with pytest.raises(mapgen.ParseError):
+        mapgen.QualityScorerTask().parse(answer)
+
+
+ULTRACM = [
+    ("Critique: Correct but terse.\nOverall score: 7", "Correct but terse.", 7),
+    ("**Critique:** Correct but terse.\n\nOverall score: 7/10", "Correct but terse.", 7),
+    ("The answer is ok but misses X.\n\nScore: 6", "The answer is ok but misses X.", 6),
+    ("It is great. 9/10", "It is great. 9/10", 9),
+    ('{"critique": "meh", "score": 4}', "meh", 4),
+    ("Overall score: 8\nCritique: solid", "solid", 8),
+]
+
+
+@pytest.mark.parametrize(("answer", "critique", "score"), ULTRACM)
+def test_ultracm_parser(answer, critique, score):
+    assert mapgen.UltraCMTask().parse(answer) == {"critique": critique, "score": float(score)}
+
+
+@pytest.mark.parametrize("answer", ["Nothing to say", "Overall score: 11", ""])
+def test_ultracm_failures(answer):
+    with pytest.raises(mapgen.ParseError):
+        mapgen.UltraCMTask().parse(answer)
+
+
+PROMETHEUS_TASK = mapgen.PrometheusTask(criteria="Correct?", score_descriptions=("a", "b", "c", "d", "e"))
+PROMETHEUS = [
+    ("Feedback: The date is off by a year. [RESULT] 3", "The date is off by a year.", 3),
+    ("The answer is right.\n\n**[RESULT]** 5", "The answer is right.", 5),
+    ("Feedback: ok\n[RESULT]: 4/5", "ok", 4),
+    ("Feedback: x\nScore: 2", "x", 2),
+    ('{"feedback": "f", "result": 5}', "f", 5),
+    ("Feedback: mentions [RESULT] 2 early. Final: [RESULT] 4", "mentions [RESULT] 2 early. Final:", 4),
+]
+
+
+@pytest.mark.parametrize(("answer", "critique", "score"), PROMETHEUS)
+def test_prometheus_parser(answer, critique, score):
+    assert PROMETHEUS_TASK.parse(answer) == {"critique": critique, "score": float(score)}
+
+
+@pytest.mark.parametrize("answer", ["Feedback: [RESULT] 7", "good", ""])
+def test_prometheus_failures(answer):
+    with pytest.raises(mapgen.ParseError):
+        PROMETHEUS_TASK.parse(answer)
+
+
+def test_prometheus_rubric_is_checked():
+    with pytest.raises(ValueError, match="five strings"):
+        mapgen.PrometheusTask(criteria="x", score_descriptions=("a", "b"))
+
+
+SELF_INSTRUCT = [
+    ("1. A one\n2. B two\n3. C three", ["A one", "B two", "C three"]),
+    ("Sure! Here are 3 instructions:\n\n1. A\n2) B\n- C\n4. D", ["A", "B", "C"]),
+    ("**1.** Bold one\n\n\n**2.** Bold two", ["Bold one", "Bold two"]),
+    ("1. Same\n2. Same\n3. Other", ["Same", "Other"]),
+    ('{"instructions": ["x is long", "y is long"]}', ["x is long", "y is long"]),
+]
+
+
+@pytest.mark.parametrize(("answer", "instructions"), SELF_INSTRUCT)
+def test_self_instruct_parser(answer, instructions):
+    assert mapgen.SelfInstructTask(num_instructions=3).parse(answer) == {"instructions": instructions}
+
+
+def test_self_instruct_failure():
+    with pytest.raises(mapgen.ParseError):
+        mapgen.SelfInstructTask().parse("Here are some instructions:\n\n")
+
+
+EVOL_OK = [
+    ("List three prime numbers above 100.", "List three prime numbers above 100."),
+    ("**Rewritten instruction:** List three primes.", "List three primes."),
+    ("New instruction - Explain tides to a child.", "Explain tides to a child."),
+]
+EVOL_BAD = [
+    ("I'm sorry, but I can't help with that.", "refused"),
+    ("As an AI language model, I cannot rewrite this.", "refused"),
+    ("Rewritten Instruction: #Given Prompt# write a poem", "leaks"),
+    ("Here is the rewritten prompt: write a poem", "leaks"),
+    ("   ", "empty"),
+]
+
+
+@pytest.mark.parametrize(("answer", "expected"), EVOL_OK)
+def test_evol_parser_keeps_rewrites(answer, expected):
+    assert mapgen.EvolInstructTask().parse(answer) == {"instructions": expected}
+    assert mapgen.EvolQualityTask().parse(answer) == {"generations": expected}
+
+
+@pytest.mark.parametrize(("answer", "reason"), EVOL_BAD)
+def test_evol_parser_drops_refusals_and_leaks(answer, reason):
+    with pytest.raises(mapgen.ParseError, match=reason):
+        check_rewrite(answer)
+
+
+def test_evol_method_is_stable_and_spread():
+    task = mapgen.EvolInstructTask()
+    methods = {task.method_for({"input": f"instruction {i}"}) for i in range(50)}
+    assert methods == set(task.methods)
+    assert task.method_for({"input": "x"}) == task.method_for({"input": "x"})
+    with pytest.raises(ValueError, match="subset"):
+        mapgen.EvolInstructTask(methods=("nope",))
+
+
+def test_parsing_helpers():
+    assert parse_score("**4/5**", 1, 5) == 4.0
+    assert parse_score("4 out of 5", 1, 5) == 4.0
+    assert parse_score("8/10", 1, 5) == 4.2  # rescaled from its own denominator
+    assert parse_score("n/a", 1, 5) is None
+    assert parse_score(3, 1, 5) == 3.0
+    with pytest.raises(mapgen.ParseError):
+        parse_score("six", 1, 5)
+    assert load_json('prose {"a": 1} more') == {"a": 1}
+    assert load_json("no json") is None
+    assert numbered_blocks("no headers") == {}
+    assert labelled_field("Score = 3", ("score",)) == "3"
+    assert list_items("- a\n* b\n(3) c") == ["a", "b", "c"]
