@@ -9,13 +9,15 @@ Example:
     ['input', 'generations']
 """
 
+from mapgen import cli
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
 from mapgen.label import LabelFunction, label
 from mapgen.llms import LLM, Completion, InferenceEndpointsLLM, LlamaCppLLM, OpenAILLM, Request
-from mapgen.map_function import MissingColumnError
+from mapgen.explain import explain_cache
+from mapgen.map_function import CacheWarning, MissingColumnError
 from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference
 from mapgen.progress import counters
@@ -42,6 +44,7 @@ __all__ = [
     "LLM",
     "OUTPUT_FORMAT_VERSION",
     "PROMPT_FORMATS",
+    "CacheWarning",
     "Completion",
     "ComplexityScorerTask",
     "EvolComplexityTask",
@@ -69,6 +72,7 @@ __all__ = [
     "UltraJudgeTask",
     "__version__",
     "counters",
+    "explain_cache",
     "fingerprint",
     "format_prompt",
     "generate",

@@ -20,6 +20,7 @@ METADATA = pa.struct(
         ("finish_reason", pa.string()),
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
+        ("from_store", pa.bool_()),
     ]
 )
 """Per-answer provenance."""

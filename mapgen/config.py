@@ -57,6 +57,9 @@ def fingerprint_state(obj: Any) -> Any:
         return {key: fingerprint_state(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [fingerprint_state(value) for value in obj]
+    if isinstance(obj, (set, frozenset)):
+        # Set order changes between processes (string hashing is salted): sort for a stable hash.
+        return sorted((fingerprint_state(value) for value in obj), key=repr)
     return obj
 
 

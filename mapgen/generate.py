@@ -90,6 +90,7 @@ def generate(
     num_generations: int = 1,
     *,
     input_columns: Mapping[str, str] | None = None,
+    cache: bool = True,
 ) -> GenerateFunction:
     """A callable for ``ds.map(fn, batched=True)`` that adds ``num_generations`` answers per row.
 
@@ -98,7 +99,9 @@ def generate(
     messages), ``raw_generation_responses``, ``generation_errors`` (``None`` when fine, else why) and
     ``generation_metadata`` (finish reason, token counts). A failure is ``None`` in place, never a
     shorter list. It works with ``num_proc=N`` and ``with_rank=True`` (rank ``r`` picks GPU ``r`` on
-    local GPU backends), and ``datasets`` caches its result: a second run sends nothing.
+    local GPU backends), and ``datasets`` caches its result: a second run sends nothing. Every answer is
+    also kept in the response store as it arrives (``cache=False`` turns that off), so a run that
+    crashed, or a dataset built in memory that ``datasets`` never caches, re-sends only what is missing.
 
     Example:
         >>> import datasets, mapgen
@@ -113,4 +116,5 @@ def generate(
         task=task if task is not None else TextGenerationTask(),
         input_columns=dict(input_columns or {}),
         num_generations=num_generations,
+        cache=cache,
     )

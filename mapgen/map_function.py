@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasets.fingerprint import Hasher
+
 from mapgen._version import OUTPUT_FORMAT_VERSION
-from mapgen.config import dataclass_fingerprint
+from mapgen.config import dataclass_fingerprint, knob
 from mapgen.fingerprint import register_fingerprint_reducer
 from mapgen.llms.base import LLM, Completion, Request
 from mapgen.progress import counters
+from mapgen.store import default_store, request_key
 from mapgen.tasks.base import Task
 
 
@@ -31,6 +35,8 @@ class MapFunction:
     task: Task
     input_columns: Mapping[str, str] = field(default_factory=dict)
     """Task input name -> dataset column, for datasets whose columns are named differently."""
+    cache: bool = knob(True)
+    """Reuse and keep answers in the response store (:mod:`mapgen.store`); ``False`` always sends."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -47,6 +53,7 @@ class MapFunction:
             raise TypeError(
                 f"input_columns must map task inputs to column names, got {self.input_columns!r}."
             )
+        _warn_if_unhashable(self)
         unknown = set(self.input_columns) - set(self.task.inputs)
         if unknown:
             raise ValueError(
@@ -76,11 +83,38 @@ class MapFunction:
         raise NotImplementedError
 
     def complete(self, requests: list[Request], *, rank: int | None) -> list[Completion]:
-        """Answers for ``requests``, in order: the one door through which every step reaches its LLM."""
+        """Answers for ``requests``, in order: the one door through which every step reaches its LLM.
+
+        With ``cache`` on, answers already in the response store are reused and each new successful
+        answer is stored the moment it arrives (see :mod:`mapgen.store`).
+        """
         if not requests:
             return []
-        counters.add(requests=len(requests))
-        return self.llm.complete(requests, rank=rank)
+        if not self.cache:
+            counters.add(requests=len(requests))
+            return self.llm.complete(requests, rank=rank)
+
+        store = default_store()
+        llm_key = Hasher.hash(self.llm.fingerprint())
+        keys = [request_key(llm_key, request) for request in requests]
+        answers: list[Completion | None] = [None] * len(requests)
+        stored = store.get_many(keys)
+        missing = []
+        for i, key in enumerate(keys):
+            if key in stored:
+                answers[i] = stored[key]
+            else:
+                missing.append(i)
+        counters.add(reused=len(requests) - len(missing), requests=len(missing))
+        if missing:
+
+            def save(j: int, completion: Completion) -> None:
+                store.put(keys[missing[j]], completion)
+
+            fresh = self.llm.complete([requests[i] for i in missing], rank=rank, on_complete=save)
+            for i, completion in zip(missing, fresh, strict=True):
+                answers[i] = completion
+        return answers  # type: ignore[return-value]  # every slot is filled above
 
     def read_rows(self, batch: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         """The batch as rows keyed by the task's input names, after checking the columns exist."""
@@ -100,6 +134,23 @@ class MapFunction:
         return {"mapgen_output_format": OUTPUT_FORMAT_VERSION, **dataclass_fingerprint(self)}
 
 
+class CacheWarning(UserWarning):
+    """A mapgen callable that ``datasets`` cannot fingerprint: its maps will never be reused."""
+
+
+def _warn_if_unhashable(fn: MapFunction) -> None:
+    try:
+        Hasher.hash(fn)
+    except Exception as error:
+        warnings.warn(
+            f"{type(fn).__name__} cannot be hashed ({type(error).__name__}: {error}), so datasets will give "
+            "its map a random fingerprint and never reuse the result. Keep task and backend fields plain "
+            "data, or functions that pickle (defined at module level).",
+            CacheWarning,
+            stacklevel=3,
+        )
+
+
 def check_row_values(row: Mapping[str, Any]) -> str | None:
     """The reason a row cannot be prompted (an empty input), or ``None``. Such a row gets ``None``
     outputs and the reason, and the run goes on."""
@@ -112,4 +163,5 @@ def completion_metadata(completion: Completion) -> dict[str, Any]:
         "finish_reason": completion.finish_reason,
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
+        "from_store": completion.from_store,
     }

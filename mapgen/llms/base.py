@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ class Completion:
     top_logprobs: list[dict[str, float]] | None = None
     """Per generated token (aligned with :attr:`tokens`): the most likely tokens and their natural-log
     probabilities under the model, before any sampling or schema constraint."""
+    from_store: bool = False
+    """Whether this answer was read from the response store instead of being requested."""
 
     @classmethod
     def failed(cls, error: BaseException | str) -> Completion:
@@ -57,6 +60,17 @@ OnComplete = Callable[[int, "Completion"], None]
 
 _ENGINES: dict[str, Any] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+def _forget_engines_after_fork() -> None:
+    # A forked num_proc worker inherits the parent's engines without their threads (llama.cpp's
+    # thread pool, an HTTP client's loop): using them hangs. The child builds its own on first use.
+    global _ENGINES_LOCK
+    _ENGINES.clear()
+    _ENGINES_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_engines_after_fork)
 
 
 @dataclass(frozen=True, kw_only=True)

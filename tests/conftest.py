@@ -1,0 +1,24 @@
+from pathlib import Path
+
+import pytest
+
+import mapgen
+
+# The fault-injecting and llama.cpp servers' fixtures, when that package is present.
+pytest_plugins = (
+    ["tests.servers.fixtures"] if (Path(__file__).parent / "servers/fixtures.py").exists() else []
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_caches(tmp_path, monkeypatch):
+    """Each test gets its own datasets cache and mapgen store, and fresh counters."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
+    monkeypatch.setenv("MAPGEN_CACHE_DIR", str(tmp_path / "mapgen_cache"))
+    mapgen.counters.reset()
+
+
+@pytest.fixture(scope="session")
+def tiny_llm():
+    """The embedded model, greedy and short: fast and deterministic."""
+    return mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=12, seed=0)

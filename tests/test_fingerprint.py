@@ -1,0 +1,104 @@
+"""datasets' fingerprint of our callables: stable across processes, sensitive to output, blind to knobs.
+
+Every fingerprint here is computed in a fresh Python process: a hash that depends on memory addresses or
+on set ordering would pass an in-process comparison and still miss the cache on the next run.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import mapgen
+import mapgen.map_function
+
+# Each entry builds one callable; `base` is compared against every other.
+CONFIGS = {
+    "base": "generate(LlamaCppLLM(temperature=0.5), TextGenerationTask())",
+    "base_again": "generate(LlamaCppLLM(temperature=0.5), TextGenerationTask())",
+    # knobs: speed and placement only
+    "threads": "generate(LlamaCppLLM(temperature=0.5, n_threads=2), TextGenerationTask())",
+    "context": "generate(LlamaCppLLM(temperature=0.5, n_ctx=1024), TextGenerationTask())",
+    "gpu_layers": "generate(LlamaCppLLM(temperature=0.5, n_gpu_layers=4), TextGenerationTask())",
+    # output-affecting
+    "temperature": "generate(LlamaCppLLM(temperature=0.9), TextGenerationTask())",
+    "max_tokens": "generate(LlamaCppLLM(temperature=0.5, max_new_tokens=10), TextGenerationTask())",
+    "seed": "generate(LlamaCppLLM(temperature=0.5, seed=3), TextGenerationTask())",
+    "format": "generate(LlamaCppLLM(temperature=0.5, prompt_format='chatml'), TextGenerationTask())",
+    "model": "generate(LlamaCppLLM(temperature=0.5, model_path=OTHER_MODEL), TextGenerationTask())",
+    "system": "generate(LlamaCppLLM(temperature=0.5), TextGenerationTask(system_prompt='Be brief.'))",
+    "template": "generate(LlamaCppLLM(temperature=0.5), TextGenerationTask(template='Q: {{ input }}'))",
+    "n": "generate(LlamaCppLLM(temperature=0.5), TextGenerationTask(), num_generations=2)",
+    "columns": "generate(LlamaCppLLM(temperature=0.5), TextGenerationTask(), input_columns={'input': 'q'})",
+}
+KNOBS = ["base_again", "threads", "context", "gpu_layers"]
+OUTPUT_AFFECTING = [
+    "temperature",
+    "max_tokens",
+    "seed",
+    "format",
+    "model",
+    "system",
+    "template",
+    "n",
+    "columns",
+]
+
+SCRIPT = """
+import json, sys
+from mapgen import *
+OTHER_MODEL = sys.argv[1]
+configs = json.loads(sys.argv[2])
+print(json.dumps({name: fingerprint(eval(code)) for name, code in configs.items()}))
+"""
+
+
+def fingerprints_in_subprocess(other_model: str) -> dict[str, str]:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT), other_model, json.dumps(CONFIGS)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    # A second model file: same weights under another name is another model to a user.
+    other = tmp_path_factory.mktemp("models") / "other-model.gguf"
+    other.write_bytes(b"GGUF" + b"\0" * 64)
+    return fingerprints_in_subprocess(str(other)), fingerprints_in_subprocess(str(other))
+
+
+def test_same_config_hashes_the_same_in_separate_processes(two_runs):
+    first, second = two_runs
+    assert first == second
+
+
+@pytest.mark.parametrize("name", KNOBS)
+def test_speed_and_placement_knobs_do_not_change_the_fingerprint(two_runs, name):
+    first, _ = two_runs
+    assert first[name] == first["base"]
+
+
+@pytest.mark.parametrize("name", OUTPUT_AFFECTING)
+def test_output_affecting_changes_change_the_fingerprint(two_runs, name):
+    first, _ = two_runs
+    assert first[name] != first["base"]
+
+
+def test_output_format_version_is_part_of_the_fingerprint(monkeypatch):
+    fn = mapgen.generate(mapgen.LlamaCppLLM(), mapgen.TextGenerationTask())
+    before = mapgen.fingerprint(fn)
+    monkeypatch.setattr(mapgen.map_function, "OUTPUT_FORMAT_VERSION", mapgen.OUTPUT_FORMAT_VERSION + 1)
+    assert mapgen.fingerprint(fn) != before
+
+
+def test_an_engine_loaded_in_this_process_does_not_change_the_fingerprint(tiny_llm):
+    fn = mapgen.generate(tiny_llm, mapgen.TextGenerationTask())
+    before = mapgen.fingerprint(fn)
+    fn({"input": ["Say yes."]})  # builds the llama.cpp engine in this process
+    assert mapgen.fingerprint(fn) == before
