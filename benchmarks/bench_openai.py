@@ -89,10 +89,11 @@ def mapgen_map(url: str, rows: int, concurrency: int, transport: str, mode: str)
     llm = mapgen.OpenAILLM(
         "m", base_url=url, max_concurrency=concurrency, max_new_tokens=8, transport=transport, max_retries=50
     )
-    fn = mapgen.generate(llm, mapgen.TextGenerationTask())
+    # The response store is on by default; `:nostore` measures what it costs.
+    fn = mapgen.generate(llm, mapgen.TextGenerationTask(), cache=not mode.endswith("nostore"))
     ds = datasets.Dataset.from_dict({"input": [f"row {i}" for i in range(rows)]})
     start = time.perf_counter()
-    if mode == "async":
+    if mode.startswith("async"):
         out = ds.map(fn.acall, batched=True, load_from_cache_file=False)
     else:
         out = ds.map(fn, batched=True, load_from_cache_file=False)
@@ -116,7 +117,14 @@ def run_case(case: str, url: str, rows: int, concurrency: int, retry: bool) -> d
     return {"case": case, "seconds": elapsed, "rps": rows / elapsed, "peak_mib": peak_mib}
 
 
-CASES = ["aiohttp", "openai-sdk", "mapgen:aiohttp:sync", "mapgen:aiohttp:async", "mapgen:sdk:sync"]
+CASES = [
+    "aiohttp",
+    "openai-sdk",
+    "mapgen:aiohttp:sync",
+    "mapgen:aiohttp:sync-nostore",
+    "mapgen:aiohttp:async",
+    "mapgen:sdk:sync",
+]
 
 
 def main() -> None:
@@ -158,7 +166,12 @@ def main() -> None:
                     check=True,
                     capture_output=True,
                 )
-                env = {**os.environ, "HF_DATASETS_CACHE": tempfile.mkdtemp()}
+                # A fresh datasets cache and response store: every case starts cold.
+                env = {
+                    **os.environ,
+                    "HF_DATASETS_CACHE": tempfile.mkdtemp(),
+                    "MAPGEN_CACHE_DIR": tempfile.mkdtemp(),
+                }
                 command = [sys.executable, __file__, "--case", case, "--url", f"{root}/v1"]
                 command += ["--rows", str(args.rows), "--concurrency", str(args.concurrency)]
                 command += ["--error-rate", str(args.error_rate)]

@@ -9,14 +9,13 @@ Example:
     ['input', 'generations']
 """
 
-from mapgen import cli
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
+from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
 from mapgen.label import LabelFunction, label
 from mapgen.llms import LLM, Completion, InferenceEndpointsLLM, LlamaCppLLM, OpenAILLM, Request
-from mapgen.explain import explain_cache
 from mapgen.map_function import CacheWarning, MissingColumnError
 from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference

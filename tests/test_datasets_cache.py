@@ -14,7 +14,8 @@ SCRIPT = """
 import json, sys
 import datasets, mapgen
 ds = datasets.load_from_disk(sys.argv[1])
-fn = mapgen.generate(mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=8, seed=0, n_threads=int(sys.argv[2])))
+llm = mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=8, seed=0, n_threads=int(sys.argv[2]))
+fn = mapgen.generate(llm)
 out = ds.map(fn, batched=True)
 print(json.dumps({
     "generations": out["generations"],

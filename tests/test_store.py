@@ -12,6 +12,7 @@ import datasets
 import pytest
 
 import mapgen
+from mapgen.cli import main
 from mapgen.explain import cache_differences, explain_cache
 from mapgen.store import default_store
 
@@ -156,7 +157,7 @@ def test_an_unhashable_callable_warns_at_construction():
 
 def test_cache_command_reports_and_clears(fault_server, capsys):
     prompts(3).map(mapgen.generate(echo_llm(fault_server)), batched=True)
-    assert mapgen.cli.main(["cache", "info"]) == 0
+    assert main(["cache", "info"]) == 0
     assert "3 answers" in capsys.readouterr().out
-    assert mapgen.cli.main(["cache", "clear"]) == 0
+    assert main(["cache", "clear"]) == 0
     assert len(default_store()) == 0
