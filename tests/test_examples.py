@@ -1,0 +1,50 @@
+"""Every script in examples/ runs, on the embedded model, with few rows and short answers."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.llamacpp
+def test_generator_only():
+    ds = load("generator_only").main(max_new_tokens=12)
+    assert [len(g) for g in ds["generations"]] == [2, 2]
+
+
+@pytest.mark.llamacpp
+def test_labeller_only():
+    ds = load("labeller_only").main()
+    assert [len(r) for r in ds["rating"]] == [2, 2]
+    assert ds["rating"][1][1] is None  # the None generation
+    assert all(r is not None for r in [*ds["rating"][0], ds["rating"][1][0]])
+
+
+@pytest.mark.llamacpp
+def test_generator_and_labeller():
+    ds = load("generator_and_labeller").main(max_new_tokens=12)
+    assert "weighted_rating" in ds.column_names
+    assert sum(r is not None for row in ds["rating"] for r in row) >= 3
+
+
+@pytest.mark.llamacpp
+def test_preference_pipeline():
+    ds = load("preference_pipeline").main(max_new_tokens=12)
+    assert {"generations", "rating", "rationale", "labelling_error"} <= set(ds.column_names)
+    assert [len(r) for r in ds["rating"]] == [2, 2]
+
+
+@pytest.mark.llamacpp
+def test_custom_task():
+    ds = load("custom_task").main(max_new_tokens=24)
+    assert len(ds[0]["rating"]) == 2
+    assert all(r is not None for r in ds[0]["rating"])
