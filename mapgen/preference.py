@@ -52,8 +52,8 @@ def to_preference(
         ...     "rating": [[5.0, 1.0, None], [4.0, 4.0], [3.0, None]],
         ... })
         >>> pairs = to_preference(ds)
-        >>> pairs["prompt"], pairs["chosen"], pairs["rejected"]
-        (['2+2?'], ['4'], ['5'])
+        >>> pairs.num_rows, pairs[0]
+        (1, {'prompt': '2+2?', 'chosen': '4', 'rejected': '5', 'chosen_rating': 5.0, 'rejected_rating': 1.0})
     """
     _check_choice("pairs", pairs, PAIRINGS)
     _check_choice("ties", ties, TIES)
