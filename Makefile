@@ -17,7 +17,8 @@ LLAMA_SERVER_DEPS := fastapi uvicorn sse-starlette starlette-context pydantic-se
 
 quickstart: install  ## generate then label a small dataset with the embedded model (no key, no GPU)
 	$(BIN)/mapgen generate --num-generations 2 --max-new-tokens 96 --seed 0 --output out/generated
-	@echo "Wrote out/generated (datasets.load_from_disk)."
+	$(BIN)/mapgen label --dataset out/generated --max-new-tokens 96 --seed 0 --output out/labelled
+	@echo "Wrote out/generated and out/labelled (datasets.load_from_disk)."
 
 test: install-dev  ## lint, then the whole test suite
 	$(BIN)/ruff check .

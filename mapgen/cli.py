@@ -44,6 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--system-prompt", default=None, help="system message sent with every prompt")
     gen.set_defaults(command=run_generate)
 
+    lab = commands.add_parser("label", help="rate each row's generations (UltraFeedback)")
+    add_data_arguments(lab)
+    add_llm_arguments(lab, temperature=0.0)
+    lab.add_argument(
+        "--aspect",
+        default="text-quality",
+        choices=["text-quality", "helpfulness", "truthfulness", "honesty", "instruction-following"],
+        help="what the judge rates (default: text-quality)",
+    )
+    lab.set_defaults(command=run_label)
+
     cache = commands.add_parser("cache", help="show or clear the response store")
     cache.add_argument("action", choices=["info", "clear"])
     cache.set_defaults(command=run_cache)
@@ -65,7 +76,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-proc", type=int, default=None, help="worker processes")
 
 
-def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
+def add_llm_arguments(parser: argparse.ArgumentParser, temperature: float = 0.7) -> None:
     parser.add_argument(
         "--llm",
         default="llamacpp",
@@ -73,7 +84,7 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible server URL, for --llm openai:")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--temperature", type=float, default=temperature)
     parser.add_argument("--seed", type=int, default=None)
 
 
@@ -125,6 +136,35 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_label(args: argparse.Namespace) -> int:
+    """Rate with UltraFeedback. A local judge rates one answer per prompt, JSON-constrained so every
+    answer parses, and adds probability-weighted ratings: a small model's digit is nearly constant, the
+    weighted rating still ranks (docs/labelling.md). API judges get the full comparative rubric."""
+    import mapgen
+
+    if args.dataset is None:
+        raise ValueError(
+            "mapgen label needs --dataset: the output of `mapgen generate` (or any dataset "
+            "with a `generations` column)."
+        )
+    ds = load_rows(args)
+    judge = build_llm(args)
+    if isinstance(judge, mapgen.LlamaCppLLM):
+        task = mapgen.UltraFeedbackTask.for_small_models(args.aspect)
+        fn = mapgen.label(judge, task, weighted_ratings=True, input_columns={"input": args.column})
+    else:
+        task = mapgen.UltraFeedbackTask.for_aspect(args.aspect)
+        fn = mapgen.label(judge, task, input_columns={"input": args.column})
+    started = time.perf_counter()
+    ds = ds.map(fn, batched=True, batch_size=args.batch_size, num_proc=args.num_proc, desc="Labelling")
+    write_output(ds, args.output)
+    print_summary(ds, "labelling_error", time.perf_counter() - started, args.output)
+    rated = sum(r is not None for row in ds["rating"] for r in row)
+    texts = sum(g is not None for row in ds["generations"] for g in row)
+    print(f"rated {rated} of {texts} generations")
+    return 0
+
+
 def run_cache(args: argparse.Namespace) -> int:
     from mapgen.store import default_store
 
@@ -167,10 +207,24 @@ def print_summary(ds: Any, error_column: str, seconds: float, output: str | None
         ("columns", ", ".join(ds.column_names)),
         ("written to", output or "(not written: pass --output)"),
     ]
+    first = ds[0] if len(ds) else {}
+    for column in ("generations", "rating", "weighted_rating"):
+        if first.get(column):
+            lines.append((f"row 0 {column}", shorten(first[column])))
     width = max(len(name) for name, _ in lines)
     print()
     for name, value in lines:
         print(f"{name:<{width}}  {value}")
+
+
+def shorten(values: list[Any], width: int = 60) -> str:
+    def one(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        text = " ".join(str(value).split())
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    return " | ".join(one(v) for v in values)
 
 
 if __name__ == "__main__":
