@@ -7,6 +7,9 @@ pickled into ``num_proc`` workers or fingerprints and two map steps on the same 
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import dataclasses
 import json
 import os
@@ -15,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.config import dataclass_fingerprint
+from mapgen.config import dataclass_fingerprint, knob
 from mapgen.prompt import Prompt
 
 
@@ -71,6 +74,17 @@ def _forget_engines_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_engines_after_fork)
+
+
+@atexit.register
+def _close_engines() -> None:
+    # Close engines while the interpreter is whole: llama.cpp's finaliser fails noisily at shutdown.
+    for engine in _ENGINES.values():
+        close = getattr(engine, "close", None)
+        if callable(close) and not asyncio.iscoroutinefunction(close):
+            with contextlib.suppress(Exception):
+                close()
+    _ENGINES.clear()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +168,42 @@ class LLM:
     def fingerprint(self) -> dict[str, Any]:
         """Plain data identifying what this config generates: type and output-affecting fields."""
         return dataclass_fingerprint(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalLLM(LLM):
+    """Base of the backends that run the model inside the worker process, on its GPUs where it has some.
+
+    Rank ``r`` of ``ds.map(fn, num_proc=N, with_rank=True)`` gets the ``r``-th group of
+    :attr:`gpus_per_worker` GPUs (from ``devices``, else the parent's ``CUDA_VISIBLE_DEVICES``, else
+    ``0, 1, ...``), set in ``CUDA_VISIBLE_DEVICES`` before the engine is built; see :mod:`mapgen.devices`.
+    """
+
+    devices: tuple[str, ...] | None = knob(None)
+    """The GPUs to share out between ranks (indices or UUIDs, ``[0, 1]`` or ``"0,1"``); a knob."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from mapgen.devices import parse_devices
+
+        object.__setattr__(self, "devices", parse_devices(self.devices))
+
+    @property
+    def uses_gpu(self) -> bool:
+        """Whether this config runs on GPUs (and so takes its rank's devices)."""
+        return True
+
+    @property
+    def gpus_per_worker(self) -> int:
+        """How many GPUs one engine uses (a model's tensor-parallel size)."""
+        return 1
+
+    def engine_placement(self, rank: int | None) -> Any:
+        if not self.uses_gpu:
+            return None
+        from mapgen.devices import bind
+
+        return bind(rank, per_worker=self.gpus_per_worker, devices=self.devices)
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float | None = None) -> None:
