@@ -15,7 +15,15 @@ from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
 from mapgen.label import LabelFunction, label
-from mapgen.llms import LLM, Completion, InferenceEndpointsLLM, LlamaCppLLM, OpenAILLM, Request
+from mapgen.llms import (
+    LLM,
+    Completion,
+    InferenceEndpointsLLM,
+    LlamaCppLLM,
+    OpenAILLM,
+    Request,
+    TransformersLLM,
+)
 from mapgen.map_function import CacheWarning, MissingColumnError
 from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference
@@ -66,6 +74,7 @@ __all__ = [
     "SelfInstructTask",
     "Task",
     "TextGenerationTask",
+    "TransformersLLM",
     "UltraCMTask",
     "UltraFeedbackTask",
     "UltraJudgeTask",

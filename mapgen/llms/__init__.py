@@ -1,8 +1,18 @@
 """LLM backends, one per file; each is a frozen config whose engine is built lazily per process."""
 
-from mapgen.llms.base import LLM, Completion, Request
+from mapgen.llms.base import LLM, Completion, LocalLLM, Request
 from mapgen.llms.inference_endpoints import InferenceEndpointsLLM
 from mapgen.llms.llamacpp import LlamaCppLLM
 from mapgen.llms.openai import OpenAILLM
+from mapgen.llms.transformers import TransformersLLM
 
-__all__ = ["LLM", "Completion", "InferenceEndpointsLLM", "LlamaCppLLM", "OpenAILLM", "Request"]
+__all__ = [
+    "LLM",
+    "Completion",
+    "InferenceEndpointsLLM",
+    "LlamaCppLLM",
+    "LocalLLM",
+    "OpenAILLM",
+    "Request",
+    "TransformersLLM",
+]

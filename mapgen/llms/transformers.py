@@ -1,0 +1,195 @@
+"""Hugging Face ``transformers``: ``model.generate`` on batched, left-padded prompts, on a GPU or the CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mapgen.config import knob
+from mapgen.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
+
+
+@dataclass(frozen=True)
+class TransformersLLM(LocalLLM):
+    """A causal language model run in-process by ``transformers`` (``pip install 'mapgen[transformers]'``).
+
+    ``model`` is a hub id or a local folder; ``gguf_file`` names a GGUF file inside it (``transformers``
+    dequantizes it; needs the ``gguf`` package). The model's chat template formats prompts unless
+    ``prompt_format`` names a raw format. Each batch goes to ``model.generate`` in sub-batches of
+    ``batch_size`` prompts, left-padded and sorted by length. With a ``seed``, the generations of index
+    ``i`` are sampled together after ``torch.manual_seed(seed + i)``: reproducible for the same batch.
+    Under ``ds.map(fn, num_proc=N, with_rank=True)`` rank ``r`` runs on GPU ``r`` (:mod:`mapgen.devices`);
+    ``device`` (a knob) defaults to ``"cuda"`` when a GPU is visible, else ``"cpu"``.
+
+    Example:
+        >>> import mapgen
+        >>> from mapgen.llms.llamacpp import embedded_model_path
+        >>> path = embedded_model_path()
+        >>> llm = mapgen.TransformersLLM(str(path.parent), gguf_file=path.name, temperature=0.0,
+        ...                              max_new_tokens=8, device="cpu", n_threads=1)
+        >>> llm.model_name
+        'SmolLM2-135M-Instruct.Q4_1'
+    """
+
+    model: str
+    _: dataclasses.KW_ONLY
+    gguf_file: str | None = None
+    revision: str | None = None
+    dtype: str = "auto"
+    prompt_format: PromptFormat | None = None
+    trust_remote_code: bool = False
+    device: str | None = knob(None)
+    batch_size: int = knob(64)
+    n_threads: int | None = knob(None)
+
+    supports_schema: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.model, str) or not self.model:
+            raise TypeError(f"model must be a hub id or a folder, got {self.model!r}.")
+        if isinstance(self.prompt_format, str) and self.prompt_format != "openai":
+            resolve_format(self.prompt_format)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
+
+    @property
+    def model_name(self) -> str:
+        if self.gguf_file:
+            return self.gguf_file.rsplit("/", 1)[-1].removesuffix(".gguf")
+        return self.model.rstrip("/").rsplit("/", 1)[-1] if "/" in self.model else self.model
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.device is None or not str(self.device).startswith("cpu")
+
+    def fingerprint(self) -> dict[str, Any]:
+        state = super().fingerprint()
+        folder = Path(self.model)
+        if folder.is_dir():  # a local folder: its name (and the GGUF file's size), not where it lies
+            state["model"] = folder.resolve().name
+            if self.gguf_file and (folder / self.gguf_file).is_file():
+                state["gguf_file"] = f"{self.gguf_file}:{(folder / self.gguf_file).stat().st_size}"
+        return state
+
+    def load_engine(self, rank: int | None) -> Any:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.n_threads:
+            torch.set_num_threads(self.n_threads)
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        options: dict[str, Any] = {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
+        if self.gguf_file:
+            options["gguf_file"] = self.gguf_file
+        tokenizer = AutoTokenizer.from_pretrained(self.model, **options)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(self.model, dtype=self.dtype, **options)
+        model.to(device).eval()
+        return _Engine(model, tokenizer, device)
+
+    def complete(
+        self,
+        requests: Sequence[Request],
+        *,
+        rank: int | None = None,
+        on_complete: OnComplete | None = None,
+    ) -> list[Completion]:
+        if not requests:
+            return []
+        engine = self.engine(rank)
+        texts = [self.render(engine.tokenizer, request) for request in requests]
+        results: list[Completion | None] = [None] * len(requests)
+        # With a seed, the answers of one generation index are sampled together after seeding with it.
+        groups: dict[int | None, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(None if self.seed is None else request.index, []).append(i)
+        for index, positions in groups.items():
+            if index is not None:
+                import torch
+
+                torch.manual_seed(self.seed + index)  # type: ignore[operator]  # a seed is set here
+            positions = sorted(positions, key=lambda i: len(texts[i]))  # less padding per sub-batch
+            for start in range(0, len(positions), self.batch_size):
+                chunk = positions[start : start + self.batch_size]
+                try:
+                    answers = engine.generate([texts[i] for i in chunk], self._sampling(), self._raw)
+                except Exception as error:  # one oversized batch must not stop the run
+                    answers = [Completion.failed(error)] * len(chunk)
+                for i, completion in zip(chunk, answers, strict=True):
+                    results[i] = completion
+                    if on_complete is not None:
+                        on_complete(i, completion)
+        return results  # type: ignore[return-value]  # every slot is filled above
+
+    @property
+    def _raw(self) -> bool:
+        return self.prompt_format not in (None, "openai")
+
+    def render(self, tokenizer: Any, request: Request) -> str:
+        """The prompt as text: the chat template with an open assistant turn, or the raw format."""
+        if self._raw:
+            return format_prompt(request.prompt, self.prompt_format)  # type: ignore[arg-type]
+        return tokenizer.apply_chat_template(
+            request.prompt.messages(), add_generation_prompt=True, tokenize=False
+        )
+
+    def _sampling(self) -> dict[str, Any]:
+        if self.temperature == 0:
+            return {"max_new_tokens": self.max_new_tokens, "do_sample": False}
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": True,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+        }
+
+
+class _Engine:
+    """A loaded model and tokenizer on their device."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+
+    def generate(self, texts: list[str], sampling: dict[str, Any], raw: bool) -> list[Completion]:
+        import torch
+
+        tok = self.tokenizer
+        # A chat template writes its own special tokens; a raw format gets the tokenizer's usual ones.
+        inputs = tok(texts, return_tensors="pt", padding=True, add_special_tokens=raw).to(self.device)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **sampling, pad_token_id=tok.pad_token_id)
+        new = output[:, inputs["input_ids"].shape[1] :].tolist()
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        stops = _stop_ids(self.model, tok)
+        completions = []
+        for tokens, used in zip(new, prompt_tokens, strict=True):
+            end = next((k for k, t in enumerate(tokens) if t in stops), None)
+            kept = tokens if end is None else tokens[:end]
+            completions.append(
+                Completion(
+                    text=tok.decode(kept, skip_special_tokens=True),
+                    finish_reason="length" if end is None else "stop",
+                    prompt_tokens=int(used),
+                    completion_tokens=len(kept) + (0 if end is None else 1),
+                )
+            )
+        return completions
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    if tokenizer.pad_token_id is not None:
+        ids.add(tokenizer.pad_token_id)
+    return ids
