@@ -22,3 +22,6 @@ def isolated_caches(tmp_path, monkeypatch):
 def tiny_llm():
     """The embedded model, greedy and short: fast and deterministic."""
     return mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=12, seed=0)
+
+# tests/servers/ holds the servers the tests start (some import packages of their own virtualenv), not tests.
+collect_ignore = ["servers"]
