@@ -23,6 +23,7 @@ from mapgen.llms import (
     OpenAILLM,
     Request,
     TransformersLLM,
+    vLLM,
 )
 from mapgen.map_function import CacheWarning, MissingColumnError
 from mapgen.pipeline import PipelineFunction, pipeline
@@ -87,4 +88,5 @@ __all__ = [
     "label",
     "pipeline",
     "to_preference",
+    "vLLM",
 ]

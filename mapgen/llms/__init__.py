@@ -5,6 +5,7 @@ from mapgen.llms.inference_endpoints import InferenceEndpointsLLM
 from mapgen.llms.llamacpp import LlamaCppLLM
 from mapgen.llms.openai import OpenAILLM
 from mapgen.llms.transformers import TransformersLLM
+from mapgen.llms.vllm import vLLM
 
 __all__ = [
     "LLM",
@@ -15,4 +16,5 @@ __all__ = [
     "OpenAILLM",
     "Request",
     "TransformersLLM",
+    "vLLM",
 ]

@@ -1,0 +1,198 @@
+"""vLLM's offline engine (``vllm.LLM``) in the worker process, one engine per rank and GPU group."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mapgen.config import knob
+from mapgen.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
+
+
+@dataclass(frozen=True)
+class vLLM(LocalLLM):  # the name users know
+    """A model served in-process by vLLM's offline engine (``pip install 'mapgen[vllm]'``, Linux + GPU).
+
+    The engine is built on first use inside each worker and reused for every batch; a batch goes to it in
+    one call (``LLM.chat``, or ``LLM.generate`` with a raw ``prompt_format``), and vLLM's continuous
+    batching schedules it. The model's chat template formats prompts by default (``chat_template``
+    overrides it). Without a ``seed``, a row's ``num_generations`` are one request with ``n``; with one,
+    generation ``i`` is its own request with seed ``seed + i``. A task's schema becomes guided decoding
+    (``StructuredOutputsParams(json=...)``, or ``GuidedDecodingParams`` on older vLLM), so the answer
+    parses by construction.
+
+    Under ``ds.map(fn, batched=True, num_proc=N, with_rank=True)`` rank ``r`` gets the ``r``-th group of
+    ``tensor_parallel_size`` GPUs (of ``devices``, or of the parent's ``CUDA_VISIBLE_DEVICES``), set before
+    vLLM starts; see :mod:`mapgen.devices`. Placement and memory fields are knobs: they never change the
+    fingerprint. ``engine_kwargs`` passes anything else to ``vllm.LLM``.
+
+    Example:
+        >>> import mapgen
+        >>> llm = mapgen.vLLM("Qwen/Qwen2.5-7B-Instruct", tensor_parallel_size=2, max_new_tokens=512)
+        >>> llm.model_name, llm.gpus_per_worker
+        ('Qwen/Qwen2.5-7B-Instruct', 2)
+    """
+
+    model: str
+    _: dataclasses.KW_ONLY
+    revision: str | None = None
+    dtype: str = "auto"
+    quantization: str | None = None
+    prompt_format: PromptFormat | None = None
+    chat_template: str | None = None
+    trust_remote_code: bool = False
+    tensor_parallel_size: int = knob(1)
+    gpu_memory_utilization: float = knob(0.9)
+    max_model_len: int | None = knob(None)
+    enforce_eager: bool = knob(False)
+    engine_kwargs: dict[str, Any] = knob(default_factory=dict)  # noqa: RUF009  # a field spec
+
+    supports_schema: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.model, str) or not self.model:
+            raise TypeError(f"model must be a hub id or a folder, got {self.model!r}.")
+        tp = self.tensor_parallel_size
+        if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+            raise ValueError(f"tensor_parallel_size must be an int >= 1, got {tp!r}.")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            value = self.gpu_memory_utilization
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {value!r}.")
+        if isinstance(self.prompt_format, str) and self.prompt_format != "openai":
+            resolve_format(self.prompt_format)
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
+    def gpus_per_worker(self) -> int:
+        return self.tensor_parallel_size
+
+    def load_engine(self, rank: int | None) -> Any:
+        try:
+            import vllm
+        except ImportError:
+            raise ImportError(
+                "mapgen.vLLM needs vLLM (Linux with a GPU): pip install 'mapgen[vllm]'."
+            ) from None
+        options = {
+            "model": self.model,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "dtype": self.dtype,
+            "trust_remote_code": self.trust_remote_code,
+            "enforce_eager": self.enforce_eager,
+        }
+        for name in ("revision", "quantization", "max_model_len"):
+            if getattr(self, name) is not None:
+                options[name] = getattr(self, name)
+        return vllm.LLM(**options, **self.engine_kwargs)
+
+    def complete(
+        self,
+        requests: Sequence[Request],
+        *,
+        rank: int | None = None,
+        on_complete: OnComplete | None = None,
+    ) -> list[Completion]:
+        """Answer every request with one engine call (one per request group only if that call fails)."""
+        if not requests:
+            return []
+        engine = self.engine(rank)
+        groups = self._groups(requests)
+        results: list[Completion | None] = [None] * len(requests)
+        try:
+            outputs = self._run(engine, groups)
+        except Exception:
+            # A prompt the engine refuses (longer than max_model_len, say) fails the whole call: ask group
+            # by group so that only its own row gets the error.
+            outputs = []
+            for group in groups:
+                try:
+                    outputs.extend(self._run(engine, [group]))
+                except Exception as error:
+                    outputs.append(error)
+        for group, output in zip(groups, outputs, strict=True):
+            completions = _completions(output, len(group))
+            for (position, _), completion in zip(group, completions, strict=True):
+                results[position] = completion
+                if on_complete is not None:
+                    on_complete(position, completion)
+        return results  # type: ignore[return-value]  # every slot is filled above
+
+    def _groups(self, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
+        """Requests one ``n=`` sample answers: same prompt and schema, consecutive indices, no seed."""
+        groups: list[list[tuple[int, Request]]] = []
+        for position, request in enumerate(requests):
+            if groups and self.seed is None:
+                last = groups[-1][-1][1]
+                if (
+                    request.index == last.index + 1
+                    and request.prompt == last.prompt
+                    and request.schema == last.schema
+                ):
+                    groups[-1].append((position, request))
+                    continue
+            groups.append([(position, request)])
+        return groups
+
+    def _run(self, engine: Any, groups: list[list[tuple[int, Request]]]) -> list[Any]:
+        params = [self.sampling_params(group[0][1], len(group)) for group in groups]
+        prompts = [group[0][1].prompt for group in groups]
+        if self.prompt_format in (None, "openai"):
+            options = {"chat_template": self.chat_template} if self.chat_template else {}
+            conversations = [prompt.messages() for prompt in prompts]
+            return list(engine.chat(conversations, params, use_tqdm=False, **options))
+        texts = [format_prompt(prompt, self.prompt_format) for prompt in prompts]  # type: ignore[arg-type]
+        return list(engine.generate(texts, params, use_tqdm=False))
+
+    def sampling_params(self, request: Request, n: int) -> Any:
+        """vLLM's ``SamplingParams`` for ``request`` answered ``n`` times."""
+        from vllm import SamplingParams
+
+        options: dict[str, Any] = {
+            "n": n,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_new_tokens,
+            "seed": None if self.seed is None else self.seed + request.index,
+        }
+        if request.schema is not None:
+            options.update(_guided_json(request.schema))
+        return SamplingParams(**options)
+
+
+def _guided_json(schema: dict[str, Any]) -> dict[str, Any]:
+    """The ``SamplingParams`` keyword that constrains the answer to ``schema`` in this vLLM version."""
+    try:  # newer vLLM (guided_decoding was removed in 0.12)
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=schema)}
+    return {"structured_outputs": StructuredOutputsParams(json=schema)}
+
+
+def _completions(output: Any, n: int) -> list[Completion]:
+    """Completions from one ``RequestOutput`` (or the error that stopped it), ``n`` of them."""
+    if isinstance(output, BaseException):
+        return [Completion.failed(output)] * n
+    prompt_tokens = len(output.prompt_token_ids) if output.prompt_token_ids is not None else None
+    completions = [
+        Completion(
+            text=sample.text,
+            finish_reason=sample.finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(sample.token_ids),
+        )
+        for sample in output.outputs[:n]
+    ]
+    completions += [Completion.failed(f"vLLM returned {len(output.outputs)} of {n} samples")] * (
+        n - len(completions)
+    )
+    return completions
