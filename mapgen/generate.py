@@ -67,7 +67,7 @@ class GenerateFunction(MapFunction):
         parsed = [self._parse(c) for c in completions]
         for name in self.task.outputs:
             columns[name].append([values.get(name) for values, _ in parsed])
-        columns["generation_model"].append([self.llm.model_name] * len(completions))
+        columns["generation_model"].append([c.model or self.llm.model_name for c in completions])
         columns["generation_prompt"].append([messages] * len(completions))
         columns["raw_generation_responses"].append([c.text for c in completions])
         columns["generation_errors"].append([error for _, error in parsed])

@@ -4,6 +4,7 @@ from mapgen.llms.base import LLM, Completion, LocalLLM, Request
 from mapgen.llms.inference_endpoints import InferenceEndpointsLLM
 from mapgen.llms.llamacpp import LlamaCppLLM
 from mapgen.llms.openai import OpenAILLM
+from mapgen.llms.pool import LLMPool
 from mapgen.llms.transformers import TransformersLLM
 from mapgen.llms.vllm import vLLM
 
@@ -11,6 +12,7 @@ __all__ = [
     "LLM",
     "Completion",
     "InferenceEndpointsLLM",
+    "LLMPool",
     "LlamaCppLLM",
     "LocalLLM",
     "OpenAILLM",

@@ -51,6 +51,8 @@ class Completion:
     probabilities under the model, before any sampling or schema constraint."""
     from_store: bool = False
     """Whether this answer was read from the response store instead of being requested."""
+    model: str | None = None
+    """Which model wrote it, where the config answering is several (:class:`~mapgen.LLMPool`)."""
 
     @classmethod
     def failed(cls, error: BaseException | str) -> Completion:
