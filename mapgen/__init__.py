@@ -14,6 +14,7 @@ from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
+from mapgen.integrations.argilla import push_to_argilla, to_argilla
 from mapgen.label import LabelFunction, label
 from mapgen.llms import (
     LLM,
@@ -89,6 +90,17 @@ __all__ = [
     "generate",
     "label",
     "pipeline",
+    "push_to_argilla",
+    "to_argilla",
     "to_preference",
     "vLLM",
 ]
+
+
+def __getattr__(name: str):
+    # mapgen.ray: the Ray Data helpers, imported on first use (importing mapgen never imports ray).
+    if name == "ray":
+        import importlib
+
+        return importlib.import_module("mapgen.integrations.ray")
+    raise AttributeError(f"module 'mapgen' has no attribute {name!r}")

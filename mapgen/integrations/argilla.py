@@ -1,0 +1,621 @@
+"""Human review in Argilla: a generated or labelled dataset as an Argilla v2 dataset.
+
+Two layers:
+
+- :func:`argilla_spec` reads the dataset and the task and describes the Argilla dataset as plain data
+  (fields, questions, metadata properties, and records with their suggestions and metadata). It needs
+  neither the ``argilla`` package nor a server.
+- :func:`to_argilla` turns that description into ``argilla`` objects (``rg.Dataset`` with its
+  ``rg.Settings``, and ``rg.Record`` s), and :func:`push_to_argilla` creates the dataset on a server or
+  updates it. ``argilla`` is imported only there: its v2 SDK connects to its server as soon as a
+  settings object is built, so it needs a client (or ``ARGILLA_API_URL`` / ``ARGILLA_API_KEY``).
+
+Layouts (REFERENCE §8):
+
+- **Rated generations** (UltraFeedback, JudgeLM, UltraJudge, quality scorer, UltraCM, Prometheus, and
+  unlabelled generation tasks): one record per row. Fields: the task's text inputs (``input`` first,
+  Prometheus' ``ref_completion``...) and ``generation-1`` ... ``generation-N``. Questions: a rating
+  ``generation-i-rating`` per generation on the task's scale (1 to 5, or 1 to 10), and one text
+  question, ``rationale`` (``critique`` for the critique tasks). Suggestions: the judge's ratings and its
+  rationales, with the labelling model as agent.
+- **Instructions** (Self-Instruct, Evol-Instruct, Evol-Complexity, complexity scorer): one record per
+  instruction. Fields ``input`` (the seed or the original instruction, when the dataset has it) and
+  ``instruction``; questions ``rating`` (the complexity scorer's 1 to 10 as a suggestion; else a 1-to-5
+  quality rating for the reviewer) and ``rationale``.
+
+Metadata: ``generation_model``, ``labelling_model``, lengths in characters (``input_length``,
+``generation-i-length`` or ``instruction_length``), ``rating_gap`` (the gap between the two best
+ratings of a row: small gaps are the pairs worth a human look), and ``labelling_failed``.
+
+Record ids are a digest of the record's field values (plus a counter for exact duplicates), so pushing
+the same dataset again, relabelled or not, updates its records in place instead of adding copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mapgen.tasks.base import Task
+from mapgen.tasks.critique import PrometheusTask, UltraCMTask
+from mapgen.tasks.evol import EvolInstructTask, EvolQualityTask
+from mapgen.tasks.judgelm import JudgeLMTask
+from mapgen.tasks.labelling import LabellingTask
+from mapgen.tasks.scorers import ComplexityScorerTask, QualityScorerTask
+from mapgen.tasks.self_instruct import SelfInstructTask
+from mapgen.tasks.ultrafeedback import ASPECTS, UltraFeedbackTask
+from mapgen.tasks.ultrajudge import UltraJudgeTask
+
+if TYPE_CHECKING:
+    import argilla as rg
+    import datasets
+
+_NAME = re.compile(r"[^a-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A text field shown to the reviewer."""
+
+    name: str
+    title: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class QuestionSpec:
+    """A question: ``kind`` is ``"rating"`` (``values``) or ``"text"``."""
+
+    name: str
+    title: str
+    kind: str
+    description: str | None = None
+    values: tuple[int, ...] = ()
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class MetadataSpec:
+    """A metadata property: ``kind`` is ``"terms"``, ``"integer"`` or ``"float"``."""
+
+    name: str
+    title: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """One record: its stable ``id``, field values, suggestions (question -> value) and metadata."""
+
+    id: str
+    fields: dict[str, str]
+    suggestions: dict[str, Any]
+    agent: str | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ArgillaSpec:
+    """An Argilla dataset described as plain data: what :func:`to_argilla` builds objects from."""
+
+    guidelines: str
+    fields: list[FieldSpec]
+    questions: list[QuestionSpec]
+    metadata: list[MetadataSpec]
+    records: list[RecordSpec] = field(repr=False)
+
+
+class ArgillaExport(NamedTuple):
+    """What :func:`to_argilla` returns: an ``rg.Dataset`` not yet created on the server, and its records."""
+
+    dataset: rg.Dataset
+    records: list[rg.Record]
+
+
+def argilla_spec(ds: datasets.Dataset | Iterable[Mapping[str, Any]], task: Any) -> ArgillaSpec:
+    """The Argilla dataset that :func:`to_argilla` builds, as plain data (no ``argilla``, no server).
+
+    ``task`` is the task that wrote the dataset's last step (the labelling task for labelled data), or
+    the callable of :func:`mapgen.generate`, :func:`mapgen.label` or :func:`mapgen.pipeline`.
+
+    Example:
+        >>> import mapgen
+        >>> rows = [{"input": "2 + 2?", "generations": ["4", "5"], "rating": [5.0, 1.0],
+        ...          "rationale": ["Right.", "Wrong."], "labelling_model": "judge"}]
+        >>> spec = argilla_spec(rows, mapgen.UltraFeedbackTask.for_overall_quality())
+        >>> [f.name for f in spec.fields]
+        ['input', 'generation-1', 'generation-2']
+        >>> [q.name for q in spec.questions]
+        ['generation-1-rating', 'generation-2-rating', 'rationale']
+        >>> spec.records[0].suggestions["generation-1-rating"], spec.records[0].metadata["rating_gap"]
+        (5, 4.0)
+    """
+    task, input_columns = _task_of(task)
+    rows = _rows(ds)
+    if _is_instruction_task(task):
+        return _instruction_spec(rows, task, input_columns)
+    return _generations_spec(rows, task, input_columns)
+
+
+def to_argilla(
+    ds: datasets.Dataset | Iterable[Mapping[str, Any]],
+    task: Any,
+    *,
+    name: str = "mapgen",
+    workspace: str | None = None,
+    client: rg.Argilla | None = None,
+    api_url: str | None = None,
+    api_key: str | None = None,
+) -> ArgillaExport:
+    """An Argilla v2 dataset (settings, not yet created) and its records, for human review of ``ds``.
+
+    Fields, questions, suggestions (agent: the labelling model) and metadata follow the layouts in the
+    module docs. Building Argilla settings talks to the server, so this needs ``client`` (an
+    ``rg.Argilla``), or ``api_url`` and ``api_key`` (default: ``ARGILLA_API_URL``, ``ARGILLA_API_KEY``).
+    :func:`push_to_argilla` does the rest (create or update, then log the records).
+
+    Example (needs an Argilla server):
+        >>> client = rg.Argilla(api_url="http://localhost:6900", api_key="argilla.apikey")  # doctest: +SKIP
+        >>> dataset, records = mapgen.to_argilla(ds, task, client=client)  # doctest: +SKIP
+        >>> dataset.create().records.log(records)  # doctest: +SKIP
+    """
+    rg = _import_argilla()
+    spec = argilla_spec(ds, task)
+    client = client or _client(rg, api_url, api_key)
+    settings = rg.Settings(
+        guidelines=spec.guidelines,
+        fields=[_field(rg, f, client) for f in spec.fields],
+        questions=[_question(rg, q, client) for q in spec.questions],
+        metadata=[_metadata(rg, m, client) for m in spec.metadata],
+        allow_extra_metadata=False,
+    )
+    dataset = rg.Dataset(name=name, workspace=workspace, settings=settings, client=client)
+    return ArgillaExport(dataset, [_record(rg, r) for r in spec.records])
+
+
+def push_to_argilla(
+    ds: datasets.Dataset | Iterable[Mapping[str, Any]],
+    task: Any,
+    *,
+    name: str,
+    workspace: str | None = None,
+    api_url: str | None = None,
+    api_key: str | None = None,
+    client: rg.Argilla | None = None,
+    batch_size: int = 256,
+) -> rg.Dataset:
+    """Create the Argilla dataset ``name`` for ``ds`` (see :func:`to_argilla`), or update it: records
+    already there (same id) get their fields, suggestions and metadata updated, new ones are added.
+
+    Returns the ``rg.Dataset`` on the server. Raises ``ValueError`` when the dataset exists with other
+    fields or questions (for example fewer generations): push under a new name then.
+
+    Example (needs an Argilla server):
+        >>> mapgen.push_to_argilla(
+        ...     ds, task, name="review", api_url="http://localhost:6900", api_key="argilla.apikey"
+        ... )  # doctest: +SKIP
+    """
+    rg = _import_argilla()
+    client = client or _client(rg, api_url, api_key)
+    export = to_argilla(ds, task, name=name, workspace=workspace, client=client)
+    existing = _existing(client, name, workspace)
+    if existing is None:
+        dataset = export.dataset.create()
+    else:
+        dataset = existing
+        _check_compatible(dataset, export.dataset, name)
+    if export.records:
+        dataset.records.log(export.records, batch_size=batch_size)
+    return dataset
+
+
+# --- reading the dataset --------------------------------------------------------------------------
+
+
+def _task_of(task: Any) -> tuple[Task, Mapping[str, str]]:
+    """The task and its input column mapping, from a task or one of mapgen's callables."""
+    if hasattr(task, "label") and hasattr(task, "generate") and not isinstance(task, Task):
+        task = task.label  # a pipeline(): its data ends with the labelling step
+    if not isinstance(task, Task) and isinstance(getattr(task, "task", None), Task):
+        return task.task, dict(getattr(task, "input_columns", {}) or {})
+    if not isinstance(task, Task):
+        raise TypeError(
+            f"task must be a mapgen Task (e.g. mapgen.UltraFeedbackTask.for_overall_quality()) or the "
+            f"callable of mapgen.generate/label/pipeline, got {task!r}."
+        )
+    return task, {}
+
+
+def _rows(ds: Any) -> list[dict[str, Any]]:
+    if isinstance(ds, Mapping):
+        raise TypeError("pass a datasets.Dataset or a list of rows (dicts), not a dict of columns.")
+    return [dict(row) for row in ds]
+
+
+def _is_instruction_task(task: Task) -> bool:
+    if isinstance(task, EvolQualityTask):
+        return False
+    return isinstance(task, (SelfInstructTask, EvolInstructTask, ComplexityScorerTask))
+
+
+def _column(task: Task, input_columns: Mapping[str, str], name: str) -> str:
+    """The dataset column that holds the task input ``name``."""
+    return input_columns.get(name, name)
+
+
+def _name(text: str) -> str:
+    name = _NAME.sub("_", text.lower()).strip("_")
+    return name or "field"
+
+
+def _length(text: Any) -> int | None:
+    return len(text) if isinstance(text, str) else None
+
+
+def _rating_value(value: Any, scale: tuple[int, int]) -> int | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:  # NaN
+        return None
+    return min(max(round(value), scale[0]), scale[1])
+
+
+def _gap(ratings: Sequence[Any]) -> float | None:
+    values = sorted((float(r) for r in ratings if isinstance(r, (int, float)) and r == r), reverse=True)
+    return round(values[0] - values[1], 4) if len(values) >= 2 else None
+
+
+def _record_ids(contents: list[Any]) -> list[str]:
+    """Stable ids from each record's content; exact duplicates get ``-2``, ``-3``... in order."""
+    ids, seen = [], {}
+    for content in contents:
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        seen[digest] = seen.get(digest, 0) + 1
+        ids.append(digest if seen[digest] == 1 else f"{digest}-{seen[digest]}")
+    return ids
+
+
+def _scale(task: Task) -> tuple[int, int]:
+    return tuple(task.scale) if isinstance(task, LabellingTask) else (1, 5)  # type: ignore[return-value]
+
+
+def _scale_description(task: Task) -> str:
+    low, high = _scale(task)
+    if isinstance(task, UltraFeedbackTask):
+        aspect = ASPECTS[task.aspect]
+        levels = "; ".join(f"{i}: {label}" for i, (label, _) in enumerate(aspect.levels, 1))
+        return f"{aspect.name}. {aspect.description} {levels}."
+    if isinstance(task, PrometheusTask):
+        levels = "; ".join(f"{i}: {d}" for i, d in enumerate(task.score_descriptions, 1))
+        return f"{task.criteria} {levels}."
+    if isinstance(task, UltraJudgeTask):
+        return f"Overall, from {low} (poor) to {high} (excellent): accuracy, clarity, reliability, intent."
+    if isinstance(task, (JudgeLMTask, QualityScorerTask)):
+        return f"Helpfulness, relevance, accuracy and detail, from {low} (worst) to {high} (best)."
+    if isinstance(task, UltraCMTask):
+        return f"Overall, from {low} (unusable) to {high} (cannot be improved)."
+    return f"Overall quality, from {low} (poor) to {high} (excellent)."
+
+
+def _text_question(task: Task) -> tuple[str, str]:
+    if isinstance(task, (UltraCMTask, PrometheusTask)):
+        return "critique", "Critique of each generation: what is right, wrong or missing?"
+    return "rationale", "Why these ratings?"
+
+
+def _explanation(task: Task, row: Mapping[str, Any], kept: list[int]) -> str | None:
+    """The judge's rationale(s) for a row, as one text for the rationale/critique question."""
+    if isinstance(task, UltraJudgeTask):
+        areas = row.get("areas") or []
+        parts = []
+        for i in kept:
+            entry = areas[i] if i < len(areas) else None
+            if entry:
+                notes = "; ".join(
+                    f"{area} {_fmt(v.get('rating'))}" + (f" ({v['rationale']})" if v.get("rationale") else "")
+                    for area, v in entry.items()
+                    if v
+                )
+                parts.append(f"Generation {i + 1}: {notes}")
+        return "\n".join(parts) or None
+    name = "critique" if isinstance(task, (UltraCMTask, PrometheusTask)) else "rationale"
+    value = row.get(name)
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, (list, tuple)):
+        parts = [
+            f"Generation {i + 1}: {value[i]}"
+            for i in kept
+            if i < len(value) and isinstance(value[i], str) and value[i].strip()
+        ]
+        return "\n".join(parts) or None
+    return None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "?" if value is None else str(value)
+
+
+def _generations_spec(
+    rows: list[dict[str, Any]], task: Task, input_columns: Mapping[str, str]
+) -> ArgillaSpec:
+    items = task.items if isinstance(task, LabellingTask) else "generations"
+    items_column = _column(task, input_columns, items)
+    text_inputs = [
+        name
+        for name in task.inputs
+        if name != items and any(isinstance(row.get(_column(task, input_columns, name)), str) for row in rows)
+    ]
+    text_inputs.sort(key=lambda name: name != "input")
+    count = max((len(row.get(items_column) or []) for row in rows), default=0) or 1
+    scale = _scale(task)
+    score_column = task.score_output if isinstance(task, LabellingTask) else None
+    text_name, text_title = _text_question(task)
+
+    fields = [
+        FieldSpec(
+            _name(name),
+            "Instruction" if name == "input" else name.replace("_", " ").capitalize(),
+            required=all(isinstance(row.get(_column(task, input_columns, name)), str) for row in rows),
+        )
+        for name in text_inputs
+    ]
+    fields += [FieldSpec(f"generation-{i}", f"Generation {i}", required=False) for i in range(1, count + 1)]
+    always = [
+        all(isinstance(row.get(items_column), list) and i < len(row[items_column]) for row in rows)
+        for i in range(count)
+    ]
+    if not any(always):
+        always[0] = True  # Argilla needs one required question
+    description = _scale_description(task)
+    questions = [
+        QuestionSpec(
+            f"generation-{i + 1}-rating",
+            f"Rate generation {i + 1}",
+            "rating",
+            description=description,
+            values=tuple(range(scale[0], scale[1] + 1)),
+            required=always[i],
+        )
+        for i in range(count)
+    ]
+    questions.append(QuestionSpec(text_name, text_title, "text", required=False))
+
+    has = {name for row in rows for name in row}
+    metadata = [MetadataSpec("generation_model", "Generation model", "terms")]
+    if "labelling_model" in has:
+        metadata.append(MetadataSpec("labelling_model", "Labelling model", "terms"))
+    if text_inputs:
+        metadata.append(MetadataSpec(f"{_name(text_inputs[0])}_length", "Instruction length", "integer"))
+    metadata += [
+        MetadataSpec(f"generation-{i}-length", f"Generation {i} length", "integer")
+        for i in range(1, count + 1)
+    ]
+    if score_column and score_column in has:
+        metadata.append(MetadataSpec("rating_gap", "Gap between the two best ratings", "float"))
+    if "labelling_error" in has:
+        metadata.append(MetadataSpec("labelling_failed", "Labelling failed", "terms"))
+
+    records, contents = [], []
+    for row in rows:
+        texts = row.get(items_column) or []
+        field_values = {
+            _name(name): row[_column(task, input_columns, name)]
+            for name in text_inputs
+            if isinstance(row.get(_column(task, input_columns, name)), str)
+        }
+        for i, text in enumerate(texts[:count]):
+            if isinstance(text, str) and text:
+                field_values[f"generation-{i + 1}"] = text
+        kept = [i for i, text in enumerate(texts[:count]) if isinstance(text, str) and text]
+        suggestions: dict[str, Any] = {}
+        ratings = row.get(score_column) if score_column else None
+        if isinstance(ratings, (list, tuple)):
+            for i in kept:
+                value = _rating_value(ratings[i], scale) if i < len(ratings) else None
+                if value is not None:
+                    suggestions[f"generation-{i + 1}-rating"] = value
+        explanation = _explanation(task, row, kept)
+        if explanation:
+            suggestions[text_name] = explanation
+        meta: dict[str, Any] = {
+            "generation_model": sorted({m for m in row.get("generation_model") or [] if isinstance(m, str)})
+            or None,
+            "labelling_model": row.get("labelling_model"),
+        }
+        if text_inputs:
+            meta[f"{_name(text_inputs[0])}_length"] = _length(
+                row.get(_column(task, input_columns, text_inputs[0]))
+            )
+        for i in range(count):
+            meta[f"generation-{i + 1}-length"] = _length(texts[i]) if i < len(texts) else None
+        if isinstance(ratings, (list, tuple)):
+            meta["rating_gap"] = _gap([ratings[i] for i in kept if i < len(ratings)])
+        if "labelling_error" in has:
+            meta["labelling_failed"] = "yes" if row.get("labelling_error") else "no"
+        names = {m.name for m in metadata}
+        records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names)))
+        contents.append(field_values)
+    return ArgillaSpec(
+        guidelines=_guidelines(task, per_instruction=False),
+        fields=fields,
+        questions=questions,
+        metadata=metadata,
+        records=[
+            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m)
+            for record_id, (f, s, a, m) in zip(_record_ids(contents), records, strict=True)
+        ],
+    )
+
+
+def _instruction_spec(
+    rows: list[dict[str, Any]], task: Task, input_columns: Mapping[str, str]
+) -> ArgillaSpec:
+    is_scorer = isinstance(task, ComplexityScorerTask)
+    instructions_column = _column(task, input_columns, "instructions")
+    scale = _scale(task) if is_scorer else (1, 5)
+    has_input = any(isinstance(row.get("input"), str) for row in rows)
+    fields = [FieldSpec("input", "Seed" if isinstance(task, SelfInstructTask) else "Input", required=False)]
+    fields = (fields if has_input else []) + [FieldSpec("instruction", "Instruction")]
+    description = (
+        f"How complex is this instruction, from {scale[0]} (trivial) to {scale[1]} (very demanding)?"
+        if is_scorer
+        else "Is it clear, self-contained and answerable? From 1 (unusable) to 5 (excellent)."
+    )
+    questions = [
+        QuestionSpec(
+            "rating",
+            "Rate this instruction's complexity" if is_scorer else "Rate this instruction",
+            "rating",
+            description=description,
+            values=tuple(range(scale[0], scale[1] + 1)),
+        ),
+        QuestionSpec("rationale", "Why this rating?", "text", required=False),
+    ]
+    has = {name for row in rows for name in row}
+    metadata = [MetadataSpec("generation_model", "Generation model", "terms")]
+    if "labelling_model" in has:
+        metadata.append(MetadataSpec("labelling_model", "Labelling model", "terms"))
+    if has_input:
+        metadata.append(MetadataSpec("input_length", "Input length", "integer"))
+    metadata.append(MetadataSpec("instruction_length", "Instruction length", "integer"))
+    names = {m.name for m in metadata}
+
+    entries = []  # (instruction, generation model, rating, row)
+    for row in rows:
+        values = row.get(instructions_column) or []
+        models = row.get("generation_model") or []
+        ratings = row.get("rating") if is_scorer else None
+        for i, value in enumerate(values):
+            model = models[i] if i < len(models) else None
+            nested = value if isinstance(value, (list, tuple)) else [value]  # Self-Instruct: a list each
+            for instruction in nested:
+                if isinstance(instruction, str) and instruction.strip():
+                    rating = ratings[i] if isinstance(ratings, (list, tuple)) and i < len(ratings) else None
+                    entries.append((instruction, model, rating, row))
+    records, contents = [], []
+    for instruction, model, rating, row in entries:
+        field_values = {"instruction": instruction}
+        if has_input and isinstance(row.get("input"), str):
+            field_values["input"] = row["input"]
+        suggestions = {}
+        value = _rating_value(rating, scale)
+        if value is not None:
+            suggestions["rating"] = value
+        meta = {
+            "generation_model": model,
+            "labelling_model": row.get("labelling_model"),
+            "input_length": _length(row.get("input")),
+            "instruction_length": len(instruction),
+        }
+        records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names)))
+        contents.append(field_values)
+    return ArgillaSpec(
+        guidelines=_guidelines(task, per_instruction=True),
+        fields=fields,
+        questions=questions,
+        metadata=metadata,
+        records=[
+            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m)
+            for record_id, (f, s, a, m) in zip(_record_ids(contents), records, strict=True)
+        ],
+    )
+
+
+def _clean(meta: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k in names and v is not None}
+
+
+def _guidelines(task: Task, *, per_instruction: bool) -> str:
+    kind = type(task).__name__
+    if per_instruction:
+        return (
+            f"Instructions written with mapgen ({kind}), one per record. Rate each instruction; where a "
+            "model's rating is suggested, accept it or correct it, and say why in the rationale."
+        )
+    return (
+        f"Generations rated with mapgen ({kind}). Read the instruction and each generation, then rate "
+        "each generation on the scale in its question's description. The judge model's ratings and "
+        "rationale are suggested: accept them or correct them."
+    )
+
+
+# --- building argilla objects ---------------------------------------------------------------------
+
+
+def _import_argilla() -> Any:
+    try:
+        import argilla as rg
+    except ImportError as error:
+        raise ImportError(
+            "Exporting to Argilla needs the argilla SDK (v2): pip install 'mapgen[argilla]'."
+        ) from error
+    return rg
+
+
+def _client(rg: Any, api_url: str | None, api_key: str | None) -> rg.Argilla:
+    # Read the environment now: the SDK reads it once, when argilla is first imported.
+    api_url = api_url or os.environ.get("ARGILLA_API_URL")
+    api_key = api_key or os.environ.get("ARGILLA_API_KEY")
+    kwargs = {k: v for k, v in {"api_url": api_url, "api_key": api_key}.items() if v is not None}
+    return rg.Argilla(**kwargs)
+
+
+def _field(rg: Any, spec: FieldSpec, client: Any) -> Any:
+    return rg.TextField(name=spec.name, title=spec.title, required=spec.required, client=client)
+
+
+def _question(rg: Any, spec: QuestionSpec, client: Any) -> Any:
+    if spec.kind == "rating":
+        return rg.RatingQuestion(
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            values=list(spec.values),
+            required=spec.required,
+            client=client,
+        )
+    return rg.TextQuestion(
+        name=spec.name, title=spec.title, description=spec.description, required=spec.required, client=client
+    )
+
+
+def _metadata(rg: Any, spec: MetadataSpec, client: Any) -> Any:
+    kinds = {
+        "terms": rg.TermsMetadataProperty,
+        "integer": rg.IntegerMetadataProperty,
+        "float": rg.FloatMetadataProperty,
+    }
+    return kinds[spec.kind](name=spec.name, title=spec.title, client=client)
+
+
+def _record(rg: Any, spec: RecordSpec) -> Any:
+    suggestions = [
+        rg.Suggestion(question_name=question, value=value, agent=spec.agent)
+        for question, value in spec.suggestions.items()
+    ]
+    return rg.Record(id=spec.id, fields=spec.fields, suggestions=suggestions, metadata=spec.metadata)
+
+
+def _existing(client: Any, name: str, workspace: str | None) -> Any:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the SDK warns when the dataset is not there yet
+        return client.datasets(name=name, workspace=workspace)
+
+
+def _check_compatible(existing: Any, wanted: Any, name: str) -> None:
+    for kind in ("fields", "questions", "metadata"):
+        have = {item.name for item in getattr(existing.settings, kind)}
+        need = {item.name for item in getattr(wanted.settings, kind)}
+        if need - have:
+            raise ValueError(
+                f"Argilla dataset {name!r} exists without the {kind} {sorted(need - have)} this data needs "
+                f"(it has {sorted(have)}); push under another name, or delete it first."
+            )

@@ -1,0 +1,135 @@
+"""The ``argilla_server`` fixture: a real argilla-server on 127.0.0.1 for the whole test session.
+
+It starts Debian's ``redis-server`` and the server (:mod:`tests.servers.argilla_server`, in its own
+virtual environment, SQLite in a temporary folder, in-memory search), and stops both at the end. It
+skips, saying what to install, when ``redis-server`` or the server's virtual environment is missing;
+``make test`` installs both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.servers import argilla_server as setup
+from tests.servers.fixtures import free_port
+
+STARTUP_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class ArgillaServer:
+    """A running argilla-server: where it is, the owner's API key, and its workspace."""
+
+    api_url: str
+    api_key: str
+    workspace: str
+    startup_seconds: float
+    log: Path
+
+
+@contextlib.contextmanager
+def _process(command: list[str], log: Path, cwd: Path) -> Iterator[subprocess.Popen]:
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for(url: str, process: subprocess.Popen, log: Path, what: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0):
+                return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{what} not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()[-3000:]}"
+                ) from error
+            time.sleep(0.1)
+
+
+def _wait_for_redis(port: int, process: subprocess.Popen, log: Path) -> None:
+    import socket
+
+    deadline = time.monotonic() + 20
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"redis-server not ready:\n{log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def argilla_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArgillaServer]:
+    """A fresh argilla-server (owner user, workspace ``argilla``) for the session."""
+    pytest.importorskip("argilla", reason="the argilla SDK is not installed (pip install 'mapgen[argilla]')")
+    redis = shutil.which("redis-server")
+    if redis is None:
+        pytest.skip("redis-server is missing: apt-get install -y redis-server")
+    python = setup.server_python()
+    if python is None:
+        pytest.skip(
+            f"argilla-server's virtual environment {setup.server_venv()} is missing: "
+            "run `python tests/servers/argilla_server.py install`"
+        )
+    folder = tmp_path_factory.mktemp("argilla")
+    redis_port, port = free_port(), free_port()
+    api_key = "mapgen-" + secrets.token_hex(8)
+    redis_command = [
+        redis,
+        "--port",
+        str(redis_port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    with _process([*redis_command, "--dir", str(folder)], folder / "redis.log", folder) as redis_process:
+        _wait_for_redis(redis_port, redis_process, folder / "redis.log")
+        command = [
+            str(python),
+            str(Path(setup.__file__)),
+            "serve",
+            f"--port={port}",
+            f"--home={folder / 'home'}",
+            f"--redis-url=redis://127.0.0.1:{redis_port}/0",
+            f"--api-key={api_key}",
+        ]
+        log = folder / "server.log"
+        started = time.monotonic()
+        with _process(command, log, folder) as server:
+            _wait_for(f"http://127.0.0.1:{port}/api/v1/version", server, log, "argilla-server")
+            yield ArgillaServer(
+                api_url=f"http://127.0.0.1:{port}",
+                api_key=api_key,
+                workspace=setup.OWNER["workspace"],
+                startup_seconds=time.monotonic() - started,
+                log=log,
+            )
