@@ -1,4 +1,8 @@
-"""mapgen.label: alignment, error column, schema sizing, weighted ratings, column types, end to end."""
+"""mapgen.label: alignment, error column, schema sizing, weighted ratings, column types, end to end.
+
+The judge is the real :class:`mapgen.OpenAILLM` against the fault server on 127.0.0.1, whose answers are
+scripted by rules keyed on substrings of the prompt; ``fault_server.requests()`` shows what was sent.
+"""
 
 import math
 import re
@@ -7,137 +11,164 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.llms.base import Completion
-from tests import _fake_llm
-from tests._fake_llm import FakeLLM
 
 
-def blocks(request, ratings):
+class PlainServerLLM(mapgen.OpenAILLM):
+    """OpenAILLM declared, as a user would for an OpenAI-compatible server without structured outputs or
+    log-probabilities, with both capabilities off (no such server runs here; the fault server stands in)."""
+
+    supports_schema = False
+    supports_logprobs = False
+
+
+def judge(server, *replies, default=None, llm=mapgen.OpenAILLM, **kwargs):
+    """A judge on the fault server, which answers with the first rule of ``replies`` whose ``contains``
+    is in the prompt, else ``default`` (rules: ``{"contains": ..., "reply": ...}``)."""
+    server.configure(api_key=server.api_key, replies=list(replies), default_reply=default)
+    # "judge": a model name of this file's own, so no engine is shared with tests that fork num_proc
+    # workers (a connection pooled before such a fork can hang until the timeout afterwards)
+    return llm("judge", base_url=server.base_url, api_key=server.api_key, **kwargs)
+
+
+def blocks(ratings):
     return "\n\n".join(f"Text {i}\nRating: {r}\nRationale: r{i}" for i, r in enumerate(ratings, 1))
 
 
-def count_texts(request):
-    return len(re.findall(r"^<text \d+>$", request.prompt.user, flags=re.MULTILINE))
+def texts(*shown):
+    """How the UltraFeedback prompt lists ``shown``, in order: a rule keyed on it matches only a prompt
+    that shows exactly these texts in this order."""
+    return "".join(f"<text {i}>\n{text}\n</text {i}>\n" for i, text in enumerate(shown, 1))
 
 
-def rate_by_length(request):
-    """Rates text i with its length (capped at 5): lets tests see which text got which rating."""
-    texts = re.findall(r"<text \d+>\n(.*?)\n</text", request.prompt.user, flags=re.DOTALL)
-    return blocks(request, [min(len(t), 5) for t in texts])
+def user_message(body):
+    return body["messages"][-1]["content"]
+
+
+def count_texts(body):
+    return len(re.findall(r"^<text \d+>$", user_message(body), flags=re.MULTILINE))
 
 
 def run(fn, data):
     return datasets.Dataset.from_dict(data).map(fn, batched=True, batch_size=10)
 
 
-def test_none_generations_are_skipped_and_ratings_stay_aligned():
-    _fake_llm.SENT.clear()
-    fn = mapgen.label(FakeLLM(reply=rate_by_length), mapgen.UltraFeedbackTask())
-    ds = run(fn, {"input": ["q"], "generations": [["aaa", None, "a", "aaaaaaa"]]})
+def test_none_generations_are_skipped_and_ratings_stay_aligned(fault_server):
+    # the judge rates the texts it is shown by their length: 3, 1, 7 -> 3, 1, 5
+    llm = judge(fault_server, {"contains": texts("aaa", "a", "aaaaaaa"), "reply": blocks([3, 1, 5])})
+    ds = run(
+        mapgen.label(llm, mapgen.UltraFeedbackTask()),
+        {"input": ["q"], "generations": [["aaa", None, "a", "aaaaaaa"]]},
+    )
     row = ds[0]
     assert row["rating"] == [3.0, None, 1.0, 5.0]
     assert row["rationale"] == ["r1", None, "r2", "r3"]
     assert row["labelling_error"] is None
-    assert row["labelling_model"] == "fake"
-    assert count_texts(_fake_llm.SENT[0]) == 3  # the None generation was not shown to the judge
+    assert row["labelling_model"] == "judge"
+    [sent] = fault_server.requests()
+    assert count_texts(sent) == 3  # the None generation was not shown to the judge
 
 
-def test_fewer_blocks_than_generations_leaves_the_rest_none_with_a_reason():
-    fn = mapgen.label(FakeLLM(reply=lambda r: "Text 1\nRating: 4\nRationale: ok"), mapgen.UltraFeedbackTask())
-    row = run(fn, {"input": ["q"], "generations": [["a", "b", "c"]]})[0]
+def test_fewer_blocks_than_generations_leaves_the_rest_none_with_a_reason(fault_server):
+    llm = judge(fault_server, default="Text 1\nRating: 4\nRationale: ok")
+    row = run(
+        mapgen.label(llm, mapgen.UltraFeedbackTask()), {"input": ["q"], "generations": [["a", "b", "c"]]}
+    )[0]
     assert row["rating"] == [4.0, None, None]
     assert "no rating for text(s) [2, 3] of 3" in row["labelling_error"]
 
 
-def test_more_blocks_than_generations_are_ignored_with_a_reason():
-    fn = mapgen.label(FakeLLM(reply=lambda r: blocks(r, [4, 3, 2])), mapgen.UltraFeedbackTask())
-    row = run(fn, {"input": ["q"], "generations": [["a", "b"]]})[0]
+def test_more_blocks_than_generations_are_ignored_with_a_reason(fault_server):
+    llm = judge(fault_server, default=blocks([4, 3, 2]))
+    row = run(mapgen.label(llm, mapgen.UltraFeedbackTask()), {"input": ["q"], "generations": [["a", "b"]]})[0]
     assert row["rating"] == [4.0, 3.0]
     assert "3 ratings for 2 texts" in row["labelling_error"]
 
 
-def test_unparseable_answers_and_failed_requests_are_data():
-    def reply(request):
-        if "boom" in request.prompt.user:
-            return Completion.failed("HTTPError: 500 after 3 retries")
-        return "I like them all."
-
-    fn = mapgen.label(FakeLLM(reply=reply), mapgen.UltraFeedbackTask())
-    ds = run(fn, {"input": ["q", "boom"], "generations": [["a", "b"], ["c", "d"]]})
+def test_unparseable_answers_and_failed_requests_are_data(fault_server):
+    llm = judge(fault_server, {"contains": "boom", "status": 500}, default="I like them all.", max_retries=1)
+    ds = run(
+        mapgen.label(llm, mapgen.UltraFeedbackTask()),
+        {"input": ["q", "boom"], "generations": [["a", "b"], ["c", "d"]]},
+    )
     assert ds["rating"] == [[None, None], [None, None]]
     assert ds[0]["labelling_error"].startswith("parse error: found no rated blocks")
-    assert ds[1]["labelling_error"] == "HTTPError: 500 after 3 retries"
+    assert ds[1]["labelling_error"] == "HTTP 500: scripted 500 (after 2 attempts)"
     assert ds[0]["raw_labelling_response"] == "I like them all."
+    assert ds[1]["raw_labelling_response"] is None
+    assert fault_server.stats()["total"] == 3  # one answer, one failure retried once
 
 
-def test_rows_with_nothing_to_rate_send_nothing():
-    _fake_llm.SENT.clear()
-    fn = mapgen.label(FakeLLM(reply=lambda r: blocks(r, [5])), mapgen.UltraFeedbackTask())
-    ds = run(fn, {"input": ["q", "q", None], "generations": [[None, None], [], ["x"]]})
+def test_rows_with_nothing_to_rate_send_nothing(fault_server):
+    llm = judge(fault_server, default=blocks([5]))
+    ds = run(
+        mapgen.label(llm, mapgen.UltraFeedbackTask()),
+        {"input": ["q", "q", None], "generations": [[None, None], [], ["x"]]},
+    )
     assert ds["rating"] == [[None, None], [], [None]]
     assert ds[0]["labelling_error"] == "no generations to rate (all None or empty)"
     assert "are None" in ds[2]["labelling_error"]
-    assert _fake_llm.SENT == []
+    assert fault_server.requests() == []
 
 
-def test_all_failing_first_batch_keeps_column_types():
-    fn = mapgen.label(FakeLLM(reply=rate_by_length), mapgen.UltraFeedbackTask())
+def test_all_failing_first_batch_keeps_column_types(fault_server):
+    llm = judge(fault_server, {"contains": texts("abcd"), "reply": blocks([4])})
     ds = datasets.Dataset.from_dict({"input": ["q", "q"], "generations": [[None], ["abcd"]]})
-    ds = ds.map(fn, batched=True, batch_size=1)
+    ds = ds.map(mapgen.label(llm, mapgen.UltraFeedbackTask()), batched=True, batch_size=1)
     assert ds["rating"] == [[None], [4.0]]
     assert str(ds.features["rating"].feature.dtype) == "float64"
 
 
-def test_missing_columns_fail_before_any_request():
-    _fake_llm.SENT.clear()
-    fn = mapgen.label(FakeLLM(), mapgen.UltraFeedbackTask())
+def test_missing_columns_fail_before_any_request(fault_server):
+    llm = judge(fault_server, {"contains": texts("ab"), "reply": blocks([2])})
+    fn = mapgen.label(llm, mapgen.UltraFeedbackTask())
     with pytest.raises(mapgen.MissingColumnError, match="generations"):
         run(fn, {"input": ["q"], "answers": [["a"]]})
-    assert _fake_llm.SENT == []
-    fn = mapgen.label(
-        FakeLLM(reply=rate_by_length), mapgen.UltraFeedbackTask(), input_columns={"generations": "answers"}
-    )
+    assert fault_server.requests() == []
+    fn = mapgen.label(llm, mapgen.UltraFeedbackTask(), input_columns={"generations": "answers"})
     assert run(fn, {"input": ["q"], "answers": [["ab"]]})["rating"] == [[2.0]]
 
 
-def test_generation_tasks_are_refused_with_a_pointer_to_generate():
+def test_generation_tasks_are_refused_with_a_pointer_to_generate(fault_server):
     with pytest.raises(TypeError, match=r"mapgen\.generate"):
-        mapgen.label(FakeLLM(), mapgen.TextGenerationTask())
+        mapgen.label(judge(fault_server), mapgen.TextGenerationTask())
 
 
-def test_schema_is_sized_to_the_row_for_constraining_backends():
-    _fake_llm.SENT.clear()
+def test_schema_is_sized_to_the_row_for_constraining_backends(fault_server):
     reply = '{"ratings": [{"rating": 5, "rationale": "a"}, {"rating": 1, "rationale": "b"}]}'
-    fn = mapgen.label(FakeLLM(reply=lambda r: reply, schema_support=True), mapgen.UltraFeedbackTask())
-    row = run(fn, {"input": ["q"], "generations": [["a", None, "b"]]})[0]
+    llm = judge(fault_server, default=reply)
+    assert llm.supports_schema
+    row = run(
+        mapgen.label(llm, mapgen.UltraFeedbackTask()), {"input": ["q"], "generations": [["a", None, "b"]]}
+    )[0]
     assert row["rating"] == [5.0, None, 1.0]
-    items = _fake_llm.SENT[0].schema["properties"]["ratings"]
+    [sent] = fault_server.requests()
+    assert sent["response_format"]["type"] == "json_schema"
+    items = sent["response_format"]["json_schema"]["schema"]["properties"]["ratings"]
     assert items["minItems"] == items["maxItems"] == 2
     assert mapgen.UltraFeedbackTask().schema["properties"]["ratings"].get("minItems") is None  # not mutated
 
 
-def test_backends_without_schema_support_get_no_schema():
-    _fake_llm.SENT.clear()
-    run(
-        mapgen.label(FakeLLM(reply=rate_by_length), mapgen.JudgeLMTask()),
-        {"input": ["q"], "generations": [["a"]]},
+def test_backends_without_schema_support_get_no_schema(fault_server):
+    llm = judge(fault_server, default="7 3\nok", llm=PlainServerLLM)
+    row = run(mapgen.label(llm, mapgen.JudgeLMTask()), {"input": ["q"], "generations": [["a", "b"]]})[0]
+    assert row["rating"] == [7.0, 3.0]
+    [sent] = fault_server.requests()
+    assert "response_format" not in sent
+
+
+def test_per_item_tasks_send_one_request_per_generation(fault_server):
+    llm = judge(
+        fault_server,
+        {"contains": "\ntiny\n", "reply": "Critique: short\nOverall score: 3"},
+        default="Critique: long\nOverall score: 9",
     )
-    assert _fake_llm.SENT[0].schema is None
-
-
-def test_per_item_tasks_send_one_request_per_generation():
-    _fake_llm.SENT.clear()
-
-    def reply(request):
-        return (
-            "Critique: short\nOverall score: 3"
-            if "tiny" in request.prompt.user
-            else "Critique: long\nOverall score: 9"
-        )
-
-    fn = mapgen.label(FakeLLM(reply=reply), mapgen.UltraCMTask())
-    row = run(fn, {"input": ["q"], "generations": [["tiny", None, "a long answer"]]})[0]
-    assert len(_fake_llm.SENT) == 2
+    row = run(
+        mapgen.label(llm, mapgen.UltraCMTask()),
+        {"input": ["q"], "generations": [["tiny", None, "a long answer"]]},
+    )[0]
+    sent = fault_server.requests()
+    assert len(sent) == 2
+    assert sorted("\ntiny\n" in user_message(body) for body in sent) == [False, True]
     assert row["score"] == [3.0, None, 9.0]
     assert row["critique"] == ["short", None, "long"]
     assert row["labelling_prompt"][1] is None and row["raw_labelling_response"][2].startswith(
@@ -146,67 +177,74 @@ def test_per_item_tasks_send_one_request_per_generation():
     assert row["labelling_error"] is None
 
 
-def test_per_item_partial_failure_names_the_text():
-    fn = mapgen.label(
-        FakeLLM(reply=lambda r: "no score here" if "bad" in r.prompt.user else "Score: 5"),
-        mapgen.UltraCMTask(),
-    )
-    row = run(fn, {"input": ["q"], "generations": [["good", "bad"]]})[0]
+def test_per_item_partial_failure_names_the_text(fault_server):
+    llm = judge(fault_server, {"contains": "\nbad\n", "reply": "no score here"}, default="Score: 5")
+    row = run(mapgen.label(llm, mapgen.UltraCMTask()), {"input": ["q"], "generations": [["good", "bad"]]})[0]
     assert row["score"] == [5.0, None]
     assert row["labelling_error"].startswith("text 2: parse error")
 
 
-def test_judgelm_rationale_is_one_per_row():
-    fn = mapgen.label(FakeLLM(reply=lambda r: "7 3\nFirst is better."), mapgen.JudgeLMTask())
-    row = run(fn, {"input": ["q"], "generations": [[None, "a", "b"]]})[0]
+def test_judgelm_rationale_is_one_per_row(fault_server):
+    llm = judge(fault_server, default="7 3\nFirst is better.")
+    row = run(mapgen.label(llm, mapgen.JudgeLMTask()), {"input": ["q"], "generations": [[None, "a", "b"]]})[0]
     assert row["rating"] == [None, 7.0, 3.0]
     assert row["rationale"] == "First is better."
 
 
-def test_complexity_scorer_rates_instructions():
-    fn = mapgen.label(FakeLLM(reply=lambda r: "[1] Score: 2\n[2] Score: 8"), mapgen.ComplexityScorerTask())
-    row = run(fn, {"instructions": [["easy", "hard"]]})[0]
+def test_complexity_scorer_rates_instructions(fault_server):
+    llm = judge(fault_server, default="[1] Score: 2\n[2] Score: 8")
+    row = run(mapgen.label(llm, mapgen.ComplexityScorerTask()), {"instructions": [["easy", "hard"]]})[0]
     assert row["rating"] == [2.0, 8.0]
 
 
-def test_ultrajudge_areas_column():
-    answer = "Answer 1\n- Practical Accuracy: 8 - right\nFinal scores: 8"
-    row = run(
-        mapgen.label(FakeLLM(reply=lambda r: answer), mapgen.UltraJudgeTask()),
-        {"input": ["q"], "generations": [["a"]]},
-    )[0]
+def test_ultrajudge_areas_column(fault_server):
+    llm = judge(fault_server, default="Answer 1\n- Practical Accuracy: 8 - right\nFinal scores: 8")
+    row = run(mapgen.label(llm, mapgen.UltraJudgeTask()), {"input": ["q"], "generations": [["a"]]})[0]
     assert row["rating"] == [8.0]
     assert row["areas"][0]["Practical Accuracy"] == {"rating": 8.0, "rationale": "right"}
 
 
-def logprob_reply(request):
-    """A JSON answer whose rating tokens carry probabilities 0.5 on '4' and 0.5 on '2'."""
+def logprob_rule():
+    """A JSON answer whose rating token carries probabilities 0.5 on '4' and 0.5 on ' 2', in OpenAI's
+    ``logprobs.content`` shape."""
     tokens = ['{"ratings": [{"rating": ', "4", ', "rationale": "x"}]}']
-    top = [{}, {"4": math.log(0.5), " 2": math.log(0.5), "x": -1.0}, {}]
-    return Completion(text="".join(tokens), tokens=tokens, top_logprobs=top)
+    top = [[], [("4", math.log(0.5)), (" 2", math.log(0.5)), ("x", -1.0)], []]
+    content = [
+        {
+            "token": token,
+            "logprob": 0.0 if not alternatives else alternatives[0][1],
+            "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alternatives],
+        }
+        for token, alternatives in zip(tokens, top, strict=True)
+    ]
+    return {"reply": "".join(tokens), "logprobs": content}
 
 
-def test_weighted_ratings_read_the_digit_probabilities():
-    _fake_llm.SENT.clear()
-    llm = FakeLLM(reply=logprob_reply, logprob_support=True)
+def test_weighted_ratings_read_the_digit_probabilities(fault_server):
+    llm = judge(fault_server, logprob_rule())
+    assert llm.supports_logprobs
     row = run(
         mapgen.label(llm, mapgen.UltraFeedbackTask(), weighted_ratings=True),
         {"input": ["q"], "generations": [[None, "a"]]},
     )[0]
     assert row["rating"] == [None, 4.0]
     assert row["weighted_rating"] == [None, 3.0]
-    assert _fake_llm.SENT[0].top_logprobs > 0
+    [sent] = fault_server.requests()
+    assert sent["logprobs"] is True and sent["top_logprobs"] > 0
 
 
-def test_weighted_ratings_need_logprobs_and_a_one_digit_scale():
+def test_weighted_ratings_need_logprobs_and_a_one_digit_scale(fault_server):
     with pytest.raises(ValueError, match="log-probabilities"):
-        mapgen.label(FakeLLM(), mapgen.UltraFeedbackTask(), weighted_ratings=True)
+        mapgen.label(
+            judge(fault_server, llm=PlainServerLLM), mapgen.UltraFeedbackTask(), weighted_ratings=True
+        )
     with pytest.raises(ValueError, match="two digits"):
-        mapgen.label(FakeLLM(logprob_support=True), mapgen.JudgeLMTask(), weighted_ratings=True)
+        mapgen.label(judge(fault_server), mapgen.JudgeLMTask(), weighted_ratings=True)
+    assert fault_server.requests() == []
 
 
-def test_fingerprint_differs_by_task_and_option():
-    llm = FakeLLM(reply=rate_by_length, logprob_support=True)
+def test_fingerprint_differs_by_task_and_option(fault_server):
+    llm = judge(fault_server)
     a = mapgen.fingerprint(mapgen.label(llm, mapgen.UltraFeedbackTask.for_honesty()))
     b = mapgen.fingerprint(mapgen.label(llm, mapgen.UltraFeedbackTask.for_helpfulness()))
     c = mapgen.fingerprint(mapgen.label(llm, mapgen.UltraFeedbackTask.for_honesty(), weighted_ratings=True))

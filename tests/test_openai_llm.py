@@ -144,6 +144,41 @@ def test_generations_share_one_request_with_n_unless_seeded(fault_server, transp
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_log_probabilities_are_asked_for_and_read_back(fault_server, transport):
+    content = [
+        {"token": "Rating: ", "logprob": 0.0, "top_logprobs": [{"token": "Rating: ", "logprob": 0.0}]},
+        {
+            "token": "4",
+            "logprob": -0.7,
+            "top_logprobs": [
+                {"token": "4", "logprob": -0.7},
+                {"token": "2", "logprob": -0.9},
+                {"token": "4", "logprob": -5.0},  # another token id with the same text
+                {"token": "x", "logprob": -3.0},
+            ],
+        },
+    ]
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        default_reply="Rating: 4",
+        replies=[{"contains": "rate", "reply": "Rating: 4", "logprobs": content}],
+    )
+    llm = fault_llm(fault_server, transport=transport)
+    assert llm.supports_logprobs
+    [answer, plain] = llm.complete([Request(Prompt("rate it"), top_logprobs=3), Request(Prompt("x"))])
+    assert answer.text == "Rating: 4"
+    assert answer.tokens == ["Rating: ", "4"]
+    assert answer.top_logprobs == [{"Rating: ": 0.0}, {"4": -0.7, "2": -0.9}]  # cut to the 3 asked
+    assert plain.tokens is None and plain.top_logprobs is None
+    sent = {body["messages"][-1]["content"]: body for body in fault_server.requests()}
+    assert (sent["rate it"]["logprobs"], sent["rate it"]["top_logprobs"]) == (True, 3)
+    assert "logprobs" not in sent["x"] and "top_logprobs" not in sent["x"]
+    # OpenAI's API takes at most 20
+    llm.complete([Request(Prompt("rate again"), top_logprobs=50)])
+    assert fault_server.requests()[-1]["top_logprobs"] == 20
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
 def test_the_key_never_reaches_an_error_message_or_repr(fault_server, transport):
     wrong = "sk-wrong-key-do-not-print-0123456789"
     llm = mapgen.OpenAILLM("fault", base_url=fault_server.base_url, api_key=wrong, transport=transport)

@@ -9,6 +9,7 @@ answer, or each error that outlasted its retries, into a :class:`~mapgen.llms.ba
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -163,6 +164,7 @@ class APILLM(LLM):
                     request.index == last.index + 1
                     and request.prompt == last.prompt
                     and request.schema == last.schema
+                    and request.top_logprobs == last.top_logprobs
                 ):
                     groups[-1].append((position, request))
                     continue
@@ -291,6 +293,7 @@ def completions_from(answer: dict[str, Any], n: int) -> list[Completion]:
             reason = f"refused: {refusal}" if refusal else f"no content (finish_reason={finish})"
             completions.append(Completion(text=None, finish_reason=finish, error=reason))
             continue
+        tokens, top_logprobs = logprobs_from(choice)
         completions.append(
             Completion(
                 text=text,
@@ -298,6 +301,35 @@ def completions_from(answer: dict[str, Any], n: int) -> list[Completion]:
                 prompt_tokens=usage.get("prompt_tokens"),
                 # usage counts all choices together: per choice only when there is one
                 completion_tokens=usage.get("completion_tokens") if len(choices) == 1 else None,
+                tokens=tokens,
+                top_logprobs=top_logprobs,
             )
         )
     return completions
+
+
+def logprobs_from(choice: dict[str, Any]) -> tuple[list[str] | None, list[dict[str, float]] | None]:
+    """The tokens of an OpenAI-shaped choice and, per token, its ``top_logprobs`` as ``{token: logprob}``
+    (``None, None`` when the answer has no log-probabilities).
+
+    Example:
+        >>> choice = {"logprobs": {"content": [{"token": "4", "logprob": -0.1,
+        ...     "top_logprobs": [{"token": "4", "logprob": -0.1}, {"token": "3", "logprob": -2.4}]}]}}
+        >>> logprobs_from(choice)
+        (['4'], [{'4': -0.1, '3': -2.4}])
+    """
+    content = (choice.get("logprobs") or {}).get("content")
+    if not content:
+        return None, None
+    tokens: list[str] = []
+    top_logprobs: list[dict[str, float]] = []
+    for entry in content:
+        tokens.append(entry.get("token") or "")
+        alternatives: dict[str, float] = {}
+        for alternative in entry.get("top_logprobs") or ():
+            # two token ids can decode to the same text: keep the likelier
+            token, logprob = alternative.get("token"), alternative.get("logprob")
+            if isinstance(token, str) and isinstance(logprob, (int, float)):
+                alternatives[token] = max(float(logprob), alternatives.get(token, -math.inf))
+        top_logprobs.append(alternatives)
+    return tokens, top_logprobs

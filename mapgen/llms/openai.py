@@ -6,7 +6,7 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
 from mapgen.llms._api import APILLM, Post, response_format
@@ -14,6 +14,9 @@ from mapgen.llms._http import APIError, JSONClient, scrub
 from mapgen.llms.base import Request
 
 OPENAI_API = "https://api.openai.com/v1"
+
+MAX_TOP_LOGPROBS = 20
+"""The most ``top_logprobs`` OpenAI's API takes."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ extra_body={}, transport='auto')
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     """More body fields (``stop``, ``presence_penalty``, a server's own options); they affect output."""
     transport: Literal["auto", "aiohttp", "sdk"] = knob("auto")
+
+    supports_logprobs: ClassVar[bool] = True
+    """Asks for ``logprobs`` / ``top_logprobs`` (at most 20) when a request wants them, as
+    ``label(..., weighted_ratings=True)`` does; OpenAI's reasoning models and some servers refuse them."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +111,9 @@ extra_body={}, transport='auto')
             body["n"] = n
         if request.schema is not None and schema_style is not None:
             body["response_format"] = response_format(request.schema, schema_style)
+        if request.top_logprobs > 0 and self.supports_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = min(request.top_logprobs, MAX_TOP_LOGPROBS)
         body.update(self.extra_body)
         return body
 

@@ -8,6 +8,18 @@ requests, requests in flight and their maximum, injected errors, and with ``?tim
 every request); ``POST /reset`` clears them and takes new settings as JSON, so that one server serves many
 tests. With ``--api-key``, a request with another key gets a 401 whose message quotes the key it was sent,
 as some providers do, so that tests can check the client scrubs it.
+
+Scripted answers: ``replies`` is an ordered list of rules ``{"contains": "<substring of the last user
+message>", "reply": "<text>"}``; the first rule whose ``contains`` is in the last user message answers
+(a rule without ``contains`` matches every request), else ``default_reply`` does when set, else the echo.
+A scripted reply is sent whatever ``response_format`` asked for. ``"reply"`` may be a list: choice ``i``
+gets item ``i`` (modulo its length). A rule with ``"status": 500`` (and an optional ``"message"``)
+answers with that error instead, as the injected errors do. A rule's ``"logprobs"`` is OpenAI's
+``choices[i].logprobs.content`` list (``[{"token", "logprob", "top_logprobs": [{"token", "logprob"}, ...]},
+...]``), sent when the request asks for ``logprobs``, each ``top_logprobs`` cut to the ``top_logprobs``
+asked; without one, such a request gets the reply's whitespace-led words as tokens, each certain.
+``GET /requests`` returns the JSON bodies of the chat requests received since the last reset, in order
+(the last ``KEEP_REQUESTS`` of them).
 """
 
 from __future__ import annotations
@@ -16,10 +28,15 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import time
+from collections import deque
 from typing import Any
 
 from aiohttp import web
+
+KEEP_REQUESTS = 10_000
+"""How many request bodies ``GET /requests`` keeps (the latest), so that load runs stay small."""
 
 DEFAULTS: dict[str, Any] = {
     "latency": 0.0,
@@ -30,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "api_key": None,
     "fail_first": 0,  # the first N requests fail, whatever error_rate says
     "seed": 0,
+    "replies": [],  # scripted answers: [{"contains": ..., "reply": ...}, ...], first match wins
+    "default_reply": None,  # the answer when no rule matches (None: the echo)
 }
 
 
@@ -47,6 +66,16 @@ class FaultServer:
         self.max_in_flight = 0
         self.errors = 0
         self.times: list[float] = []
+        self.received: deque[dict[str, Any]] = deque(maxlen=KEEP_REQUESTS)
+
+    def rule_for(self, user: str) -> dict[str, Any] | None:
+        """The first scripted rule that matches ``user``, else one for ``default_reply``, else ``None``."""
+        for rule in self.settings["replies"]:
+            if rule.get("contains", "") in user:
+                return rule
+        if self.settings["default_reply"] is not None:
+            return {"reply": self.settings["default_reply"]}
+        return None
 
     async def chat(self, request: web.Request) -> web.Response:
         self.total += 1
@@ -65,6 +94,15 @@ class FaultServer:
             error = {"error": {"message": f"injected {settings['error_status']}", "type": "injected"}}
             return web.json_response(error, status=settings["error_status"], headers=headers)
         body = await request.json()
+        self.received.append(body)
+        user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+        rule = self.rule_for(user)
+        if rule is not None and rule.get("status"):
+            self.errors += 1
+            headers = {} if settings["retry_after"] is None else {"Retry-After": str(settings["retry_after"])}
+            message = rule.get("message", f"scripted {rule['status']}")
+            error = {"error": {"message": message, "type": "scripted"}}
+            return web.json_response(error, status=rule["status"], headers=headers)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -72,17 +110,24 @@ class FaultServer:
                 await asyncio.sleep(settings["latency"])
         finally:
             self.in_flight -= 1
-        user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
         n = body.get("n") or 1
         if n > 1 and not settings["support_n"]:
             n = 1  # as llama.cpp's server does: ignore n, answer once
-        if body.get("response_format", {}).get("type") in ("json_schema", "json_object"):
+        if rule is not None:
+            reply = rule["reply"]
+            texts = [reply[i % len(reply)] if isinstance(reply, list) else reply for i in range(n)]
+        elif body.get("response_format", {}).get("type") in ("json_schema", "json_object"):
             texts = [json.dumps({"echo": user, "choice": i}) for i in range(n)]
         else:
             texts = [f"echo: {user}" + (f" #{i}" if n > 1 else "") for i in range(n)]
         words = len(user.split())
         choices = [
-            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": self.logprobs(body, rule, text),
+                "finish_reason": "stop",
+            }
             for i, text in enumerate(texts)
         ]
         usage = {"prompt_tokens": words, "completion_tokens": words + 1, "total_tokens": 2 * words + 1}
@@ -95,6 +140,25 @@ class FaultServer:
             "usage": usage,
         }
         return web.json_response(answer)
+
+    @staticmethod
+    def logprobs(body: dict[str, Any], rule: dict[str, Any] | None, text: str) -> dict[str, Any] | None:
+        """OpenAI's ``choices[i].logprobs`` for ``text``, when the request asked for them."""
+        if not body.get("logprobs"):
+            return None
+        top = body.get("top_logprobs") or 0
+        content = (rule or {}).get("logprobs")
+        if content is None:
+            tokens = re.findall(r"\s*\S+|\s+", text)
+            content = [
+                {"token": t, "logprob": 0.0, "top_logprobs": [{"token": t, "logprob": 0.0}]} for t in tokens
+            ]
+        return {
+            "content": [{**entry, "top_logprobs": entry.get("top_logprobs", [])[:top]} for entry in content]
+        }
+
+    async def requests(self, request: web.Request) -> web.Response:
+        return web.json_response(list(self.received))
 
     async def stats(self, request: web.Request) -> web.Response:
         stats: dict[str, Any] = {
@@ -123,6 +187,7 @@ class FaultServer:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.stats)
+        app.router.add_get("/requests", self.requests)
         app.router.add_post("/reset", self.reset_handler)
         return app
 

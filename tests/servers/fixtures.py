@@ -2,7 +2,8 @@
 
 - ``fault_server``: :mod:`tests.servers.fault_server`, an OpenAI-compatible server with configurable
   latency and injected errors (``fault_server.configure(latency=0.05, error_rate=0.1)``) and counters
-  (``fault_server.stats()``).
+  (``fault_server.stats()``); scripted answers (``fault_server.configure(replies=[{"contains": "2 + 2",
+  "reply": "4"}], default_reply="...")``) and the bodies it was sent (``fault_server.requests()``).
 - ``llamacpp_server``: ``python -m llama_cpp.server`` serving the embedded GGUF model, OpenAI-compatible;
   skipped when the server's dependencies (fastapi, uvicorn, sse-starlette, starlette-context,
   pydantic-settings) are missing.
@@ -87,6 +88,10 @@ class FaultServerHandle:
 
     def stats(self, times: bool = False) -> dict[str, Any]:
         return http_json(f"{self.root}/stats" + ("?times=1" if times else ""))
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the chat requests received since the last ``configure``, in order."""
+        return http_json(f"{self.root}/requests")
 
 
 @pytest.fixture(scope="session")
