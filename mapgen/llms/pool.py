@@ -68,7 +68,9 @@ class LLMPool(LLM):
         for member in self.members:
             if not isinstance(member, LLM) or isinstance(member, LLMPool):
                 raise TypeError(f"LLMPool members must be mapgen LLMs (not pools), got {member!r}.")
-        identities = {json.dumps(member.fingerprint(), sort_keys=True, default=repr) for member in self.members}
+        identities = {
+            json.dumps(member.fingerprint(), sort_keys=True, default=repr) for member in self.members
+        }
         if len(identities) < len(self.members):
             raise ValueError("LLMPool members must differ (two equal configs would write the same answers).")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
@@ -201,8 +203,8 @@ def _for_member(request: Request, member: LLM) -> Request:
 
 
 class MemberProcess:
-    """One pool member served by a process of its own (``python -m mapgen.llms.pool``) that loads the
-    model once, on ``devices``, and answers :meth:`complete` calls over a pipe (pickled messages)."""
+    """One pool member served by a process of its own (a fresh interpreter running :func:`_serve`) that
+    loads the model once, on ``devices``, and answers :meth:`complete` calls over a pipe (pickles)."""
 
     def __init__(self, member: LLM, devices: tuple[str, ...] | None) -> None:
         env = dict(os.environ)
@@ -210,7 +212,10 @@ class MemberProcess:
             env[VISIBLE] = ",".join(devices)
         self.devices = devices
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mapgen.llms.pool"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            [sys.executable, "-c", "from mapgen.llms.pool import _serve; _serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
         )
         self._lock = threading.Lock()
         self.owner = os.getpid()  # a forked child must not close its parent's members
@@ -306,7 +311,3 @@ def _serve() -> None:
             _send(out, ("done", answers))
         except Exception as error:
             _send(out, ("error", f"{type(error).__name__}: {error}"))
-
-
-if __name__ == "__main__":
-    _serve()
