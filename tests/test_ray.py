@@ -1,0 +1,148 @@
+"""mapgen's callables on Ray Data: the same rows as ``datasets.map``, one engine per actor, the shared store.
+
+A local Ray cluster (2 CPUs) is started for this module and shut down after it. The backends are the
+OpenAI-compatible fault server (it answers ``echo: <user message>``; a judge's echo does not parse, so
+labelling writes its error column, deterministically) and the embedded llama.cpp model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import mapgen
+from mapgen.integrations.ray import from_columns, to_columns
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'mapgen[ray]')")
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC_BLOCK = re.compile(r"(<!-- skip-test: (?P<reason>.+?) -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
+INPUTS = [f"Question {i}: what is {i} + {i}?" for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.execution_options.preserve_order = True
+    yield ray
+    ray.shutdown()
+
+
+def rows_of(ray_ds) -> list[dict]:
+    """The rows of a Ray dataset, as plain Python values, in order."""
+    return pa.concat_tables(ray.get(ray_ds.to_arrow_refs())).to_pylist()
+
+
+def arrow_of(ray_ds) -> pa.Table:
+    return pa.concat_tables(ray.get(ray_ds.to_arrow_refs()))
+
+
+def echo_llm(server, **kwargs):
+    return mapgen.OpenAILLM("echo", base_url=server.base_url, api_key=server.api_key, **kwargs)
+
+
+def test_batch_formats_convert_to_plain_columns_and_back():
+    arrow = pa.table({"input": ["a", "b"], "generations": [["x", None], ["y", "z"]]})
+    pandas = arrow.to_pandas()
+    numpy_batch = {"input": np.array(["a", "b"]), "generations": pandas["generations"].to_numpy()}
+    for batch in (arrow, pandas, numpy_batch):
+        assert to_columns(batch) == {"input": ["a", "b"], "generations": [["x", None], ["y", "z"]]}
+    fn = mapgen.label(mapgen.OpenAILLM("judge", api_key="unused"), mapgen.UltraFeedbackTask.for_helpfulness())
+    types = fn.output_types()
+    from mapgen.columns import typed_columns
+
+    # All None: a plain list would make these columns "null"; the declared types must survive.
+    new = typed_columns({name: [None, None] for name in types}, types)
+    out = from_columns(pandas, {**new, "input": ["A", "B"]})
+    assert out.column_names == ["input", "generations", *types]
+    assert out.column("input").to_pylist() == ["A", "B"]
+    for name, kind in types.items():
+        assert out.schema.field(name).type == kind
+
+
+def test_generate_and_label_on_ray_match_datasets_map(ray_cluster, fault_server):
+    gen = mapgen.generate(echo_llm(fault_server), num_generations=2, cache=False)
+    judge = mapgen.label(echo_llm(fault_server), mapgen.UltraFeedbackTask.for_overall_quality(), cache=False)
+    expected = datasets.Dataset.from_dict({"input": INPUTS}).map(gen, batched=True, batch_size=3)
+    expected = expected.map(judge, batched=True, batch_size=3)
+
+    ds = ray.data.from_items([{"input": text} for text in INPUTS])
+    ds = mapgen.ray.map_batches(ds, gen, concurrency=2, batch_size=3)
+    ds = mapgen.ray.map_batches(ds, judge, concurrency=2, batch_size=4)
+    table = arrow_of(ds)
+
+    assert table.to_pylist() == expected.to_list()
+    assert table.column_names == expected.column_names
+    for name in expected.column_names:
+        assert table.schema.field(name).type == expected.data.table.schema.field(name).type, name
+    generations = table.column("generations").to_pylist()
+    assert all(
+        len(g) == 2 and all(a.startswith(f"echo: {text}") for a in g)
+        for g, text in zip(generations, INPUTS, strict=True)
+    )
+    assert all(error for error in table.column("labelling_error").to_pylist())  # an echo is no rating
+
+
+def test_ray_actors_share_the_response_store(ray_cluster, fault_server, tmp_path):
+    store = tmp_path / "store"
+    gen = mapgen.generate(echo_llm(fault_server), num_generations=2)
+    items = [{"input": text} for text in INPUTS]
+
+    first = rows_of(
+        mapgen.ray.map_batches(ray.data.from_items(items), gen, concurrency=2, batch_size=3, store_dir=store)
+    )
+    sent = fault_server.stats()["total"]
+    assert sent >= len(INPUTS)  # the backend may ask for both generations in one request
+    assert not any(m["from_store"] for row in first for m in row["generation_metadata"])
+
+    again = rows_of(
+        mapgen.ray.map_batches(ray.data.from_items(items), gen, concurrency=2, batch_size=5, store_dir=store)
+    )
+    assert fault_server.stats()["total"] == sent, "a re-run on Ray sends nothing"
+    assert all(m["from_store"] for row in again for m in row["generation_metadata"])
+    assert [row["generations"] for row in again] == [row["generations"] for row in first]
+    assert (store / "responses.sqlite3").exists()
+
+
+@pytest.mark.llamacpp
+def test_embedded_model_on_ray_matches_datasets_map(ray_cluster):
+    llm = mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=8, seed=0, n_threads=1)
+    gen = mapgen.generate(llm, num_generations=1, cache=False)
+    judge = mapgen.label(
+        mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=24, seed=0, n_threads=1),
+        mapgen.UltraFeedbackTask.for_small_models(),
+        cache=False,
+    )
+    inputs = INPUTS[:4]
+    expected = datasets.Dataset.from_dict({"input": inputs}).map(gen, batched=True, batch_size=2)
+    expected = expected.map(judge, batched=True, batch_size=2)
+
+    ds = ray.data.from_items([{"input": text} for text in inputs])
+    ds = mapgen.ray.map_batches(ds, gen, concurrency=2, batch_size=2)
+    ds = mapgen.ray.map_batches(ds, judge, concurrency=1, batch_size=2)
+    rows = rows_of(ds)
+    assert rows == expected.to_list()
+    assert all(isinstance(row["generations"][0], str) and row["generations"][0] for row in rows)
+
+
+@pytest.mark.llamacpp
+def test_ray_docs_examples_run(ray_cluster, fault_server):
+    """docs/ray.md's examples, on this module's cluster (the docs test skips them: they need one)."""
+    text = (ROOT / "docs" / "ray.md").read_text()
+    blocks = [
+        m["code"]
+        for m in DOC_BLOCK.finditer(text)
+        if m["reason"] is None or "tests/test_ray.py" in m["reason"]  # the others need what no test has
+    ]
+    assert blocks
+    namespace: dict = {"__name__": "__docs__"}
+    for code in blocks:
+        code = code.replace("ray.init()", "pass  # the test's cluster is running")
+        exec(compile(code, "docs/ray.md", "exec"), namespace)
