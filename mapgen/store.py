@@ -30,6 +30,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -74,14 +75,10 @@ class ResponseStore:
         if self._connection is None or self._pid != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a process crash loses nothing committed; only a power cut may lose the
             # last commits, which would be re-sent.
             connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS responses"
-                " (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
-            )
+            _set_up(connection)
             self._connection, self._pid = connection, os.getpid()
         return self._connection
 
@@ -124,6 +121,23 @@ class ResponseStore:
             connection = self._connect()
             connection.execute("DELETE FROM responses")
             connection.execute("VACUUM")
+
+
+def _set_up(connection: sqlite3.Connection) -> None:
+    """WAL mode and the table. Switching to WAL takes a lock that SQLite's busy timeout does not wait for
+    when several workers open a new store at the same moment, so that step is retried."""
+    for attempt in range(50):
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS responses"
+                " (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
+            )
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == 49:
+                raise
+            time.sleep(0.02 * (attempt + 1))
 
 
 _STORES: dict[Path, ResponseStore] = {}

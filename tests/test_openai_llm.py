@@ -252,3 +252,16 @@ def test_config_errors_raise_before_any_request():
         mapgen.OpenAILLM("m", max_concurrency=0)
     with pytest.raises(ValueError, match="rpm"):
         mapgen.OpenAILLM("m", rpm=-1)
+
+
+def test_the_parent_keeps_its_connections_after_num_proc_workers_fork(fault_server):
+    # Regression: a forked worker that closed the sockets it inherited unregistered them from the epoll
+    # instance it shares with the parent, whose next request on a pooled connection then never returned.
+    llm = mapgen.OpenAILLM(
+        "fork-check", base_url=fault_server.base_url, api_key=fault_server.api_key, timeout=3, max_retries=0
+    )
+    ds = datasets.Dataset.from_dict({"input": [f"q{i}" for i in range(8)]})
+    ds.map(mapgen.generate(llm, cache=False), batched=True)  # pooled connections in the parent
+    ds.map(mapgen.generate(llm, cache=False), batched=True, batch_size=2, num_proc=2)
+    after = ds.map(mapgen.generate(llm, cache=False), batched=True)
+    assert after["generation_errors"] == [[None]] * 8

@@ -9,6 +9,7 @@ answer, or each error that outlasted its retries, into a :class:`~mapgen.llms.ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,7 +41,6 @@ class APIEngine:
         max_concurrency: int,
         limiter: RateLimiter | None,
         secrets: Sequence[str | None],
-        close: Callable[[Post], Awaitable[None]] | None = None,
     ) -> None:
         self.open_client = open_client
         self.max_concurrency = max_concurrency
@@ -57,6 +57,15 @@ class APIEngine:
 
     def semaphore(self) -> asyncio.Semaphore:
         return _async.loop_local(self._semaphores, lambda: asyncio.Semaphore(self.max_concurrency))
+
+    def close(self) -> None:
+        """Close the HTTP sessions of loops that still run (at exit: no "Unclosed client session")."""
+        for loop, post in list(self._clients.items()):
+            close = getattr(getattr(post, "__self__", None), "close", None)
+            if close is not None and loop.is_running() and not loop.is_closed():
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=5)
+        self._clients.clear()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -47,6 +47,9 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
             threading.Thread(target=serve, name="mapgen-event-loop", daemon=True).start()
             ready.wait()
+            # A forked child keeps the parent's loop object referenced, unused: collecting it would
+            # touch the epoll instance the child shares with the parent.
+            _state.setdefault("inherited", []).append(_state["loop"])
             _state["loop"], _state["pid"] = loop, pid
     return _state["loop"]
 

@@ -7,10 +7,10 @@ pickled into ``num_proc`` workers or fingerprints and two map steps on the same 
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import dataclasses
+import inspect
 import json
 import os
 import threading
@@ -67,10 +67,17 @@ _ENGINES: dict[str, Any] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
+_INHERITED_ENGINES: list[Any] = []
+
+
 def _forget_engines_after_fork() -> None:
     # A forked num_proc worker inherits the parent's engines without their threads (llama.cpp's
-    # thread pool, an HTTP client's loop): using them hangs. The child builds its own on first use.
+    # thread pool, an HTTP client's loop): using them hangs, so the child builds its own on first use.
+    # The inherited ones are kept referenced, never closed: closing an inherited socket unregisters it
+    # from the epoll instance that the child shares with the parent, and the parent would then never
+    # hear the answer on that connection.
     global _ENGINES_LOCK
+    _INHERITED_ENGINES.extend(_ENGINES.values())
     _ENGINES.clear()
     _ENGINES_LOCK = threading.Lock()
 
@@ -83,7 +90,7 @@ def _close_engines() -> None:
     # Close engines while the interpreter is whole: llama.cpp's finaliser fails noisily at shutdown.
     for engine in _ENGINES.values():
         close = getattr(engine, "close", None)
-        if callable(close) and not asyncio.iscoroutinefunction(close):
+        if callable(close) and not inspect.iscoroutinefunction(close):
             with contextlib.suppress(Exception):
                 close()
     _ENGINES.clear()
