@@ -1,0 +1,87 @@
+"""TransformersLLM on the CPU, with the embedded model's GGUF file read by transformers (needs the
+``transformers``, ``gguf``, ``accelerate`` and CPU ``torch`` packages; nothing is downloaded)."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+
+import mapgen
+from mapgen.llms.llamacpp import embedded_model_path
+
+pytest.importorskip("transformers")
+pytest.importorskip("gguf")
+pytest.importorskip("accelerate")
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.llamacpp  # the embedded model comes with the llama.cpp extra
+
+
+@pytest.fixture(scope="module")
+def llm(monkeypatch_module):
+    path = embedded_model_path()
+    return mapgen.TransformersLLM(
+        str(path.parent), gguf_file=path.name, temperature=0.0, max_new_tokens=10, device="cpu", n_threads=1
+    )
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield patch
+
+
+PROMPTS = [mapgen.Prompt("Name a fruit."), mapgen.Prompt("What is two plus two?", system="Answer briefly.")]
+
+
+def test_batched_left_padded_answers_match_model_generate(llm):
+    answers = llm.complete([mapgen.Request(p) for p in PROMPTS])
+    engine = llm.engine(None)
+    tok, model = engine.tokenizer, engine.model
+    assert tok.padding_side == "left"
+    texts = [
+        tok.apply_chat_template(p.messages(), add_generation_prompt=True, tokenize=False) for p in PROMPTS
+    ]
+    order = sorted(range(2), key=lambda i: len(texts[i]))
+    inputs = tok([texts[i] for i in order], return_tensors="pt", padding=True, add_special_tokens=False)
+    out = model.generate(**inputs, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
+    for i, row in zip(order, out[:, inputs["input_ids"].shape[1] :], strict=True):
+        assert answers[i].text == tok.decode(row, skip_special_tokens=True)
+        assert answers[i].prompt_tokens == len(tok(texts[i], add_special_tokens=False)["input_ids"])
+        assert answers[i].finish_reason in ("stop", "length")
+        assert 0 < answers[i].completion_tokens <= 10
+
+
+def test_raw_format_on_request(llm):
+    import dataclasses
+
+    raw = dataclasses.replace(llm, prompt_format="zephyr")
+    assert raw.render(llm.engine(None).tokenizer, mapgen.Request(PROMPTS[1])) == mapgen.format_prompt(
+        PROMPTS[1], "zephyr"
+    )
+    chat = llm.render(llm.engine(None).tokenizer, mapgen.Request(PROMPTS[1]))
+    assert "Answer briefly." in chat and chat.rstrip().endswith("assistant")
+
+
+def test_generate_map_and_seeded_sampling(llm):
+    import dataclasses
+
+    ds = datasets.Dataset.from_dict({"input": ["Name a colour.", "Name an animal.", None]})
+    out = ds.map(mapgen.generate(llm, num_generations=2, cache=False), batched=True)
+    assert [len(g) for g in out["generations"]] == [2, 2, 2]
+    assert out["generations"][0][0] == out["generations"][0][1]  # greedy
+    assert out["generations"][2] == [None, None] and "None" in out["generation_errors"][2][0]
+    assert out["generation_model"][0] == ["SmolLM2-135M-Instruct.Q4_1"] * 2
+
+    sampled = dataclasses.replace(llm, temperature=1.0, seed=5)
+    requests = [mapgen.Request(PROMPTS[0], i) for i in range(3)]
+    first = [c.text for c in sampled.complete(requests)]
+    assert first == [c.text for c in sampled.complete(requests)]
+
+
+def test_fingerprint_names_the_folder_not_its_place(llm):
+    state = llm.fingerprint()
+    assert state["model"] == embedded_model_path().parent.name
+    assert state["gguf_file"].startswith("SmolLM2-135M-Instruct.Q4_1.gguf:")
+    assert mapgen.TransformersLLM("org/model").fingerprint()["model"] == "org/model"
