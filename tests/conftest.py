@@ -1,10 +1,8 @@
-from pathlib import Path
-
 import pytest
 
 import mapgen
 
-# The fault-injecting and llama.cpp servers' fixtures, when that package is present.
+# The servers the tests start: fault-injecting and llama.cpp (OpenAI-compatible), and argilla-server.
 pytest_plugins = (
     ["tests.servers.fixtures"] if (Path(__file__).parent / "servers/fixtures.py").exists() else []
 )
