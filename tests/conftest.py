@@ -3,9 +3,7 @@ import pytest
 import mapgen
 
 # The servers the tests start: fault-injecting and llama.cpp (OpenAI-compatible), and argilla-server.
-pytest_plugins = (
-    ["tests.servers.fixtures"] if (Path(__file__).parent / "servers/fixtures.py").exists() else []
-)
+pytest_plugins = ["tests.servers.fixtures", "tests.servers.argilla_fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +18,7 @@ def isolated_caches(tmp_path, monkeypatch):
 def tiny_llm():
     """The embedded model, greedy and short: fast and deterministic."""
     return mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=12, seed=0)
+
 
 # tests/servers/ holds the servers the tests start (some import packages of their own virtualenv), not tests.
 collect_ignore = ["servers"]
