@@ -43,7 +43,11 @@ $(VENV)/.installed: pyproject.toml $(LLAMA_WHEEL)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[llamacpp,openai,hf,dev]' $(LLAMA_SERVER_DEPS)
+	$(BIN)/pip install -q -e '.[llamacpp,openai,hf,argilla,ray,dev]' $(LLAMA_SERVER_DEPS)
+	# The test servers: Redis for argilla-server, which runs from a virtualenv of its own (it pins older
+	# pydantic and httpx than mapgen uses).
+	command -v redis-server >/dev/null || (apt-get update -q && apt-get install -y -q redis-server)
+	$(BIN)/python tests/servers/argilla_server.py install
 	touch $@
 
 clean:
