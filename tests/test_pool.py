@@ -4,7 +4,6 @@ members (the embedded llama.cpp model and the OpenAI-compatible fault server) un
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
 
 import datasets
 import pytest
@@ -14,31 +13,13 @@ from mapgen import devices
 from mapgen.llms import base
 
 
-@dataclass(frozen=True, kw_only=True)
-class Scripted(mapgen.LLM):
-    """A test LLM (not a double of any library): answers "<name> wrote <prompt> #<index>", or fails on
-    prompts containing ``fail_on``."""
-
-    name: str
-    fail_on: str | None = None
-
-    @property
-    def model_name(self):
-        return self.name
-
-    def complete(self, requests, *, rank=None, on_complete=None):
-        answers = []
-        for i, r in enumerate(requests):
-            if self.fail_on and self.fail_on in r.prompt.user:
-                answers.append(mapgen.Completion.failed(f"{self.name} is down"))
-            else:
-                answers.append(mapgen.Completion(text=f"{self.name} wrote {r.prompt.user} #{r.index}"))
-            if on_complete:
-                on_complete(i, answers[-1])
-        return answers
+def member(name: str, server=None, **knobs) -> mapgen.OpenAILLM:
+    """A pool member: the fault server under model name ``name`` (one request per generation)."""
+    url, key = (server.base_url, server.api_key) if server else ("http://127.0.0.1:1/v1", None)
+    return mapgen.OpenAILLM(name, base_url=url, api_key=key, use_n=False, **knobs)
 
 
-A, B, C = Scripted(name="a"), Scripted(name="b"), Scripted(name="c")
+A, B, C = member("a"), member("b"), member("c")
 
 
 def prompts(n):
@@ -63,21 +44,23 @@ def test_each_row_spreads_its_generations_evenly_and_reproducibly():
     )
 
 
-def test_generation_model_names_the_writer_and_lists_stay_aligned():
-    pool = mapgen.LLMPool([Scripted(name="a", fail_on="3"), B])
+def test_generation_model_names_the_writer_and_lists_stay_aligned(fault_server):
+    # Member "a" is down for question 3; "b" answers everything.
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[{"model": "a", "contains": "question 3", "status": 500}]
+    )
+    pool = mapgen.LLMPool([member("a", fault_server, max_retries=0), member("b", fault_server)])
     ds = datasets.Dataset.from_dict({"input": [f"question {i}" for i in range(6)]})
     out = ds.map(mapgen.generate(pool, num_generations=3, cache=False), batched=True, batch_size=4)
     for i, row in enumerate(out):
         assert len(row["generations"]) == len(row["generation_model"]) == len(row["generation_errors"]) == 3
         for k, (text, error) in enumerate(zip(row["generations"], row["generation_errors"], strict=True)):
-            member = pool.member_for(mapgen.Request(mapgen.Prompt(f"question {i}"), k))
-            assert row["generation_model"][k] == "ab"[member]
-            if member == 1:
-                assert text == f"b wrote question {i} #{k}"
-            elif i == 3:
-                assert text is None and error == "a is down"
+            writer = pool.member_for(mapgen.Request(mapgen.Prompt(f"question {i}"), k))
+            assert row["generation_model"][k] == "ab"[writer]
+            if writer == 0 and i == 3:
+                assert text is None and error.startswith("HTTP 500")
             else:
-                assert text == f"a wrote question {i} #{k}"
+                assert text == f"echo: question {i}" and error is None
         assert sorted(
             collections.Counter(
                 pool.member_for(mapgen.Request(mapgen.Prompt(f"question {i}"), k)) for k in range(3)

@@ -11,7 +11,8 @@ as some providers do, so that tests can check the client scrubs it.
 
 Scripted answers: ``replies`` is an ordered list of rules ``{"contains": "<substring of the last user
 message>", "reply": "<text>"}``; the first rule whose ``contains`` is in the last user message answers
-(a rule without ``contains`` matches every request), else ``default_reply`` does when set, else the echo.
+(a rule without ``contains`` matches every request; a rule with ``"model"`` only requests for that model),
+else ``default_reply`` does when set, else the echo.
 A scripted reply is sent whatever ``response_format`` asked for. ``"reply"`` may be a list: choice ``i``
 gets item ``i`` (modulo its length). A rule with ``"status": 500`` (and an optional ``"message"``)
 answers with that error instead, as the injected errors do. A rule's ``"logprobs"`` is OpenAI's
@@ -68,10 +69,11 @@ class FaultServer:
         self.times: list[float] = []
         self.received: deque[dict[str, Any]] = deque(maxlen=KEEP_REQUESTS)
 
-    def rule_for(self, user: str) -> dict[str, Any] | None:
-        """The first scripted rule that matches ``user``, else one for ``default_reply``, else ``None``."""
+    def rule_for(self, user: str, model: str | None = None) -> dict[str, Any] | None:
+        """The first scripted rule that matches ``user`` (and ``model``, for a rule that names one), else
+        one for ``default_reply``, else ``None``."""
         for rule in self.settings["replies"]:
-            if rule.get("contains", "") in user:
+            if rule.get("contains", "") in user and rule.get("model", model) == model:
                 return rule
         if self.settings["default_reply"] is not None:
             return {"reply": self.settings["default_reply"]}
@@ -96,7 +98,7 @@ class FaultServer:
         body = await request.json()
         self.received.append(body)
         user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
-        rule = self.rule_for(user)
+        rule = self.rule_for(user, body.get("model"))
         if rule is not None and rule.get("status"):
             self.errors += 1
             headers = {} if settings["retry_after"] is None else {"Retry-After": str(settings["retry_after"])}
