@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -66,6 +66,19 @@ class APIEngine:
                 with contextlib.suppress(Exception):
                     asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=5)
         self._clients.clear()
+
+
+def check_http_options(
+    base_url: str | None, transport: str, transports: Sequence[str], extra_body: Any
+) -> None:
+    """The checks every HTTP backend makes on its ``base_url``, ``transport`` and ``extra_body``."""
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}.")
+    if transport not in transports:
+        expected = ", ".join(repr(t) for t in transports)
+        raise ValueError(f"transport must be one of {expected}, got {transport!r}.")
+    if not isinstance(extra_body, Mapping):
+        raise TypeError(f"extra_body must be a mapping, got {type(extra_body).__name__}.")
 
 
 @dataclass(frozen=True, kw_only=True)

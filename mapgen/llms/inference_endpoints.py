@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
-from mapgen.llms._api import APILLM, Post, response_format
+from mapgen.llms._api import APILLM, Post, check_http_options, response_format
 from mapgen.llms._http import APIError, JSONClient, scrub
 from mapgen.llms.base import Request
 
@@ -66,12 +66,7 @@ class InferenceEndpointsLLM(APILLM):
                 "model_or_endpoint must be a model id, an Inference Endpoint name or a URL, "
                 f"got {self.model_or_endpoint!r}."
             )
-        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}.")
-        if self.transport not in ("auto", "aiohttp", "hub"):
-            raise ValueError(f"transport must be 'auto', 'aiohttp' or 'hub', got {self.transport!r}.")
-        if not isinstance(self.extra_body, Mapping):
-            raise TypeError(f"extra_body must be a mapping, got {type(self.extra_body).__name__}.")
+        check_http_options(self.base_url, self.transport, ("auto", "aiohttp", "hub"), self.extra_body)
 
     @property
     def kind(self) -> Literal["url", "model", "endpoint"]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
-from mapgen.llms._api import APILLM, Post, response_format
+from mapgen.llms._api import APILLM, Post, check_http_options, response_format
 from mapgen.llms._http import APIError, JSONClient, scrub
 from mapgen.llms.base import Request
 
@@ -68,12 +68,7 @@ extra_body={}, transport='auto')
         super().__post_init__()
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model must be a model name such as 'gpt-4o-mini', got {self.model!r}.")
-        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}.")
-        if self.transport not in ("auto", "aiohttp", "sdk"):
-            raise ValueError(f"transport must be 'auto', 'aiohttp' or 'sdk', got {self.transport!r}.")
-        if not isinstance(self.extra_body, Mapping):
-            raise TypeError(f"extra_body must be a mapping, got {type(self.extra_body).__name__}.")
+        check_http_options(self.base_url, self.transport, ("auto", "aiohttp", "sdk"), self.extra_body)
 
     @property
     def model_name(self) -> str:
