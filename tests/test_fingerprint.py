@@ -22,6 +22,15 @@ CONFIGS = {
     "threads": "generate(LlamaCppLLM(temperature=0.5, n_threads=2), TextGenerationTask())",
     "context": "generate(LlamaCppLLM(temperature=0.5, n_ctx=1024), TextGenerationTask())",
     "gpu_layers": "generate(LlamaCppLLM(temperature=0.5, n_gpu_layers=4), TextGenerationTask())",
+    "devices": "generate(LlamaCppLLM(temperature=0.5, devices=[1]), TextGenerationTask())",
+    "store_off": "generate(LlamaCppLLM(temperature=0.5), TextGenerationTask(), cache=False)",
+    # an API backend: key, concurrency, timeout and retries are knobs too
+    "api": "generate(OpenAILLM('m', base_url=URL, temperature=0.5), TextGenerationTask())",
+    "api_knobs": (
+        "generate(OpenAILLM('m', base_url=URL, temperature=0.5, api_key='sk-other', max_concurrency=3,"
+        " timeout=5, max_retries=1, rpm=60), TextGenerationTask())"
+    ),
+    "api_model": "generate(OpenAILLM('m2', base_url=URL, temperature=0.5), TextGenerationTask())",
     # output-affecting
     "temperature": "generate(LlamaCppLLM(temperature=0.9), TextGenerationTask())",
     "max_tokens": "generate(LlamaCppLLM(temperature=0.5, max_new_tokens=10), TextGenerationTask())",
@@ -33,7 +42,7 @@ CONFIGS = {
     "n": "generate(LlamaCppLLM(temperature=0.5), TextGenerationTask(), num_generations=2)",
     "columns": "generate(LlamaCppLLM(temperature=0.5), TextGenerationTask(), input_columns={'input': 'q'})",
 }
-KNOBS = ["base_again", "threads", "context", "gpu_layers"]
+KNOBS = ["base_again", "threads", "context", "gpu_layers", "devices", "store_off"]
 OUTPUT_AFFECTING = [
     "temperature",
     "max_tokens",
@@ -50,6 +59,7 @@ SCRIPT = """
 import json, sys
 from mapgen import *
 OTHER_MODEL = sys.argv[1]
+URL = "http://127.0.0.1:8000/v1"
 configs = json.loads(sys.argv[2])
 print(json.dumps({name: fingerprint(eval(code)) for name, code in configs.items()}))
 """
@@ -82,6 +92,12 @@ def test_same_config_hashes_the_same_in_separate_processes(two_runs):
 def test_speed_and_placement_knobs_do_not_change_the_fingerprint(two_runs, name):
     first, _ = two_runs
     assert first[name] == first["base"]
+
+
+def test_api_keys_and_throughput_knobs_do_not_change_the_fingerprint(two_runs):
+    first, _ = two_runs
+    assert first["api_knobs"] == first["api"]
+    assert first["api_model"] != first["api"]
 
 
 @pytest.mark.parametrize("name", OUTPUT_AFFECTING)
