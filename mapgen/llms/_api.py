@@ -61,7 +61,7 @@ class APIEngine:
     def close(self) -> None:
         """Close the HTTP sessions of loops that still run (at exit: no "Unclosed client session")."""
         for loop, post in list(self._clients.items()):
-            close = getattr(getattr(post, "__self__", None), "close", None)
+            close = getattr(post, "aclose", None)
             if close is not None and loop.is_running() and not loop.is_closed():
                 with contextlib.suppress(Exception):
                     asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=5)

@@ -151,3 +151,18 @@ class JSONClient:
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+    def poster(self, secrets: Iterable[str | None] = ()) -> Any:
+        """:meth:`post` as a one-argument coroutine function, with :meth:`close` as its ``aclose``."""
+
+        async def post(body: Mapping[str, Any]) -> dict[str, Any]:
+            return await self.post(body, secrets)
+
+        return closable(post, self.close)
+
+
+def closable(post: Any, aclose: Any) -> Any:
+    """Attach ``aclose`` (a coroutine function that closes the connections ``post`` uses) to ``post``, so
+    that its engine can close them at exit."""
+    post.aclose = aclose
+    return post

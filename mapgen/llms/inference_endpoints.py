@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
 from mapgen.llms._api import APILLM, Post, check_http_options, response_format
-from mapgen.llms._http import APIError, JSONClient, scrub
+from mapgen.llms._http import APIError, JSONClient, closable, scrub
 from mapgen.llms.base import Request
 
 
@@ -138,7 +138,7 @@ class InferenceEndpointsLLM(APILLM):
             client = JSONClient(
                 self.chat_url(), headers=headers, timeout=self.timeout, max_connections=self.max_concurrency
             )
-            return lambda body: client.post(body, secrets)
+            return client.poster(secrets)
         return self._hub_poster(token, secrets)
 
     def _hub_poster(self, token: str | None, secrets: Sequence[str | None]) -> Post:
@@ -176,7 +176,7 @@ class InferenceEndpointsLLM(APILLM):
                 raise APIError(scrub(f"{type(error).__name__}: {error}", secrets), retryable=True) from None
             return chat_output_as_dict(output)
 
-        return post
+        return closable(post, getattr(client, "close", None))
 
 
 def chat_output_as_dict(output: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
 from mapgen.llms._api import APILLM, Post, check_http_options, response_format
-from mapgen.llms._http import APIError, JSONClient, scrub
+from mapgen.llms._http import APIError, JSONClient, closable, scrub
 from mapgen.llms.base import Request
 
 OPENAI_API = "https://api.openai.com/v1"
@@ -130,8 +130,7 @@ extra_body={}, transport='auto')
                 timeout=self.timeout,
                 max_connections=self.max_concurrency,
             )
-            secrets = self.secrets()
-            return lambda body: client.post(body, secrets)
+            return client.poster(self.secrets())
         return sdk_poster(
             self.resolved_base_url, key or "none", self.timeout, self.max_concurrency, self.secrets()
         )
@@ -169,4 +168,4 @@ def sdk_poster(
             cause = error.__cause__ or error
             raise APIError(scrub(f"connection error: {cause}", secrets), retryable=True) from None
 
-    return post
+    return closable(post, client.close)
