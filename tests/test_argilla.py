@@ -8,7 +8,6 @@ in-memory search engine.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import warnings
@@ -23,9 +22,9 @@ import pytest
 import mapgen
 from mapgen.integrations.argilla import argilla_spec
 from mapgen.llms.base import Completion, Request
+from tests.docs_examples import run_examples
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC_BLOCK = re.compile(r"(<!-- skip-test: (?P<reason>.+?) -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -314,18 +313,4 @@ def test_argilla_docs_examples_run(argilla_server, monkeypatch):
     """docs/argilla.md's examples, against the test server (the docs test skips the ones that need it)."""
     monkeypatch.setenv("ARGILLA_API_URL", argilla_server.api_url)
     monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
-    text = (ROOT / "docs" / "argilla.md").read_text()
-    blocks = [
-        m["code"]
-        for m in DOC_BLOCK.finditer(text)
-        if m["reason"] is None or "tests/test_argilla.py" in m["reason"]  # the others need what no test has
-    ]
-    assert blocks
-    namespace: dict = {"__name__": "__docs__"}
-    for code in blocks:
-        exec(compile(code, "docs/argilla.md", "exec"), namespace)
-
-
-def test_server_starts_quickly(argilla_server):
-    # Measured about 5 s on the 2-core CI machine (migrations included); a regression shows here.
-    assert argilla_server.startup_seconds < 60
+    assert run_examples(ROOT / "docs" / "argilla.md", runner="tests/test_argilla.py") > 0

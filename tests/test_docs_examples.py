@@ -5,18 +5,14 @@ A block that cannot run here (it needs a provider's key and the network) is prec
 run against the fault-injecting test server instead.
 """
 
-import re
 from pathlib import Path
 
 import pytest
 
+from tests.docs_examples import python_blocks, run_examples
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"(<!-- skip-test: (?P<reason>.+?) -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
-
-
-def python_blocks(path: Path) -> list[tuple[str, str | None]]:
-    return [(m["code"], m["reason"]) for m in BLOCK.finditer(path.read_text())]
 
 
 @pytest.mark.llamacpp
@@ -24,14 +20,8 @@ def python_blocks(path: Path) -> list[tuple[str, str | None]]:
 def test_python_examples_run(path, fault_server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-    blocks = python_blocks(path)
-    assert blocks, f"{path.name} has no python example"
-    namespace: dict = {"__name__": "__docs__"}
-    for code, skip_reason in blocks:
-        if skip_reason:
-            continue
-        code = code.replace("http://localhost:8000/v1", fault_server.base_url)
-        exec(compile(code, str(path), "exec"), namespace)
+    assert python_blocks(path), f"{path.name} has no python example"
+    run_examples(path, replace={"http://localhost:8000/v1": fault_server.base_url})
 
 
 def test_skipped_blocks_say_why():

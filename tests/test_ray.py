@@ -7,7 +7,6 @@ labelling writes its error column, deterministically) and the embedded llama.cpp
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import datasets
@@ -17,11 +16,11 @@ import pytest
 
 import mapgen
 from mapgen.integrations.ray import from_columns, to_columns
+from tests.docs_examples import run_examples
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'mapgen[ray]')")
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC_BLOCK = re.compile(r"(<!-- skip-test: (?P<reason>.+?) -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
 INPUTS = [f"Question {i}: what is {i} + {i}?" for i in range(10)]
 
 
@@ -135,14 +134,9 @@ def test_embedded_model_on_ray_matches_datasets_map(ray_cluster):
 @pytest.mark.llamacpp
 def test_ray_docs_examples_run(ray_cluster, fault_server):
     """docs/ray.md's examples, on this module's cluster (the docs test skips them: they need one)."""
-    text = (ROOT / "docs" / "ray.md").read_text()
-    blocks = [
-        m["code"]
-        for m in DOC_BLOCK.finditer(text)
-        if m["reason"] is None or "tests/test_ray.py" in m["reason"]  # the others need what no test has
-    ]
-    assert blocks
-    namespace: dict = {"__name__": "__docs__"}
-    for code in blocks:
-        code = code.replace("ray.init()", "pass  # the test's cluster is running")
-        exec(compile(code, "docs/ray.md", "exec"), namespace)
+    ran = run_examples(
+        ROOT / "docs" / "ray.md",
+        runner="tests/test_ray.py",
+        replace={"ray.init()": "pass  # the test's cluster is running"},
+    )
+    assert ran > 0
