@@ -13,8 +13,8 @@ from datasets.fingerprint import Hasher
 from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.config import dataclass_fingerprint, knob
 from mapgen.fingerprint import register_fingerprint_reducer
-from mapgen.llms.base import LLM, Completion, Request
-from mapgen.progress import counters
+from mapgen.llms.base import LLM, Completion, OnComplete, Request
+from mapgen.progress import counters, request_progress
 from mapgen.store import default_store, request_key
 from mapgen.tasks.base import Task
 
@@ -91,8 +91,7 @@ class MapFunction:
         if not requests:
             return []
         if not self.cache:
-            counters.add(requests=len(requests))
-            return self.llm.complete(requests, rank=rank)
+            return self._send(requests, rank=rank)
 
         store = default_store()
         llm_key = Hasher.hash(self.llm.fingerprint())
@@ -105,16 +104,29 @@ class MapFunction:
                 answers[i] = stored[key]
             else:
                 missing.append(i)
-        counters.add(reused=len(requests) - len(missing), requests=len(missing))
+        counters.add(reused=len(requests) - len(missing))
         if missing:
 
             def save(j: int, completion: Completion) -> None:
                 store.put(keys[missing[j]], completion)
 
-            fresh = self.llm.complete([requests[i] for i in missing], rank=rank, on_complete=save)
+            fresh = self._send([requests[i] for i in missing], rank=rank, on_complete=save)
             for i, completion in zip(missing, fresh, strict=True):
                 answers[i] = completion
         return answers  # type: ignore[return-value]  # every slot is filled above
+
+    def _send(
+        self, requests: list[Request], *, rank: int | None, on_complete: OnComplete | None = None
+    ) -> list[Completion]:
+        counters.add(requests=len(requests))
+        request_progress.expect(len(requests))
+
+        def answered(i: int, completion: Completion) -> None:
+            if on_complete is not None:
+                on_complete(i, completion)
+            request_progress.advance()
+
+        return self.llm.complete(requests, rank=rank, on_complete=answered)
 
     def read_rows(self, batch: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         """The batch as rows keyed by the task's input names, after checking the columns exist."""
