@@ -82,6 +82,13 @@ class RequestProgress:
                 bar.set_postfix(reused=totals["reused"], retries=totals["retries"], failed=totals["failed"])
                 self._last_postfix = now
 
+    def close(self) -> None:
+        """Close the bar; the next request starts a new one."""
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
     @staticmethod
     def _enabled() -> bool:
         from datasets.utils.logging import is_progress_bar_enabled

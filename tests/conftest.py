@@ -1,6 +1,7 @@
 import pytest
 
 import mapgen
+from mapgen.progress import request_progress
 
 # The servers the tests start: fault-injecting and llama.cpp (OpenAI-compatible), and argilla-server.
 pytest_plugins = ["tests.servers.fixtures", "tests.servers.argilla_fixtures"]
@@ -8,10 +9,12 @@ pytest_plugins = ["tests.servers.fixtures", "tests.servers.argilla_fixtures"]
 
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path, monkeypatch):
-    """Each test gets its own datasets cache and mapgen store, and fresh counters."""
+    """Each test gets its own datasets cache and mapgen store, fresh counters and request bar."""
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
     monkeypatch.setenv("MAPGEN_CACHE_DIR", str(tmp_path / "mapgen_cache"))
     mapgen.counters.reset()
+    yield
+    request_progress.close()
 
 
 @pytest.fixture(scope="session")

@@ -161,3 +161,17 @@ def test_cache_command_reports_and_clears(fault_server, capsys):
     assert "3 answers" in capsys.readouterr().out
     assert main(["cache", "clear"]) == 0
     assert len(default_store()) == 0
+
+
+def test_a_progress_bar_counts_requests_and_shows_reuse_and_retries(fault_server, capsys):
+    fault_server.configure(api_key=fault_server.api_key, fail_first=2, error_status=503)
+    ds = prompts(6)
+    ds.map(mapgen.generate(echo_llm(fault_server)), batched=True, batch_size=3)
+    ds.select(range(4)).map(mapgen.generate(echo_llm(fault_server), num_generations=2), batched=True)
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()
+    bars = [line for line in last if line.startswith("Requests")]
+    assert bars, err[-2000:]
+    # 6 rows, then 4 rows x 2 generations of which the first generation of each is stored: 10 requests.
+    assert "10/10" in bars[-1]
+    assert "retries=2" in bars[-1] and "reused=4" in bars[-1]
