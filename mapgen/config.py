@@ -77,12 +77,17 @@ def qualified_name(cls: type) -> str:
 
 
 def source_digest(cls: type) -> str:
-    """A short digest of a class's source, so that editing a parser or template invalidates caches.
-
-    Falls back to the qualified name where no source is available (classes built at run time).
+    """A short digest of the source that defines a class, so that editing a parser or a template
+    invalidates caches: the whole module where it can be read (templates and helpers often live beside
+    the class), else the class alone (a notebook cell), else its qualified name (built at run time).
     """
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return qualified_name(cls)
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    module = inspect.getmodule(cls)
+    # A script's whole source would tie the cache to unrelated edits: there, the class alone.
+    targets = [cls] if module is None or module.__name__ == "__main__" else [module, cls]
+    for target in targets:
+        try:
+            source = inspect.getsource(target)
+        except (OSError, TypeError):
+            continue
+        return hashlib.sha256(f"{qualified_name(cls)}\n{source}".encode()).hexdigest()[:16]
+    return qualified_name(cls)

@@ -118,3 +118,42 @@ def test_an_engine_loaded_in_this_process_does_not_change_the_fingerprint(tiny_l
     before = mapgen.fingerprint(fn)
     fn({"input": ["Say yes."]})  # builds the llama.cpp engine in this process
     assert mapgen.fingerprint(fn) == before
+
+
+USER_TASK = """
+from dataclasses import dataclass
+import mapgen
+
+TEMPLATE = "{template}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MyTask(mapgen.Task):
+    outputs = ("generations",)
+
+    @property
+    def inputs(self):
+        return ("input",)
+
+    def prompt(self, row):
+        return mapgen.Prompt(TEMPLATE.format(row["input"]))
+
+    def parse(self, text):
+        return {{"generations": text}}
+"""
+
+
+def user_task_fingerprint(folder, template: str) -> str:
+    (folder / "my_tasks.py").write_text(USER_TASK.format(template=template))
+    code = (
+        "import mapgen, my_tasks\n"
+        "print(mapgen.fingerprint(mapgen.generate(mapgen.LlamaCppLLM(), my_tasks.MyTask())))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=folder, check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def test_editing_a_user_tasks_module_level_template_changes_the_fingerprint(tmp_path):
+    first = user_task_fingerprint(tmp_path, "Answer: {{}}")
+    assert user_task_fingerprint(tmp_path, "Answer: {{}}") == first
+    assert user_task_fingerprint(tmp_path, "Answer briefly: {{}}") != first
