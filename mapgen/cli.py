@@ -132,7 +132,7 @@ def run_generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     ds = ds.map(fn, batched=True, batch_size=args.batch_size, num_proc=args.num_proc, desc="Generating")
     write_output(ds, args.output)
-    print_summary(ds, "generation_errors", time.perf_counter() - started, args.output)
+    print_summary(ds, "generation", time.perf_counter() - started, args.output, args.num_proc)
     return 0
 
 
@@ -158,7 +158,7 @@ def run_label(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     ds = ds.map(fn, batched=True, batch_size=args.batch_size, num_proc=args.num_proc, desc="Labelling")
     write_output(ds, args.output)
-    print_summary(ds, "labelling_error", time.perf_counter() - started, args.output)
+    print_summary(ds, "labelling", time.perf_counter() - started, args.output, args.num_proc)
     rated = sum(r is not None for row in ds["rating"] for r in row)
     texts = sum(g is not None for row in ds["generations"] for g in row)
     print(f"rated {rated} of {texts} generations")
@@ -190,19 +190,29 @@ def write_output(ds: Any, output: str | None) -> None:
         ds.save_to_disk(str(path))
 
 
-def print_summary(ds: Any, error_column: str, seconds: float, output: str | None) -> None:
-    """A short table of what was written; with a sample answer so a person sees it worked."""
+def print_summary(ds: Any, step: str, seconds: float, output: str | None, num_proc: int | None) -> None:
+    """A short table of what was written, with a sample row so a person sees it worked.
+
+    ``step`` is ``generation`` or ``labelling``: the prefix of the error and metadata columns. Reuse and
+    failures are read from the dataset, so they count every worker; requests and retries are this
+    process's counters, which ``num_proc`` workers do not report back.
+    """
     import mapgen
 
-    errors = [e for row in ds[error_column] for e in (row if isinstance(row, list) else [row])]
+    def flat(values: list[Any]) -> list[Any]:
+        return [v for value in values for v in (value if isinstance(value, list) else [value])]
+
+    errors = flat(ds[f"{step}_errors" if step == "generation" else f"{step}_error"])
+    metadata = [m for m in flat(ds[f"{step}_metadata"]) if m is not None]
     totals = mapgen.counters.snapshot()
+    in_workers = "(counted in the workers)" if num_proc and num_proc > 1 else None
     lines = [
         ("rows", len(ds)),
-        ("answers", len(errors)),
-        ("failed", sum(e is not None for e in errors)),
-        ("requests sent", totals["requests"]),
-        ("answers reused", totals["reused"]),
-        ("retries", totals["retries"]),
+        (f"{step} errors", sum(e is not None for e in errors)),
+        ("answers", len(metadata)),
+        ("answers reused", sum(bool(m["from_store"]) for m in metadata)),
+        ("requests sent", in_workers or totals["requests"]),
+        ("retries", in_workers or totals["retries"]),
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),
         ("written to", output or "(not written: pass --output)"),
