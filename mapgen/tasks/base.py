@@ -55,8 +55,15 @@ class Task:
         raise NotImplementedError
 
     def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        """The prompt for one row (a mapping from input names to values)."""
-        raise NotImplementedError
+        """The prompt for one row (a mapping from input names to values).
+
+        By default the task's ``template`` field (Jinja2 over the row's columns), sent with its
+        ``system_prompt`` field if it has one; override it for anything else.
+        """
+        template = getattr(self, "template", None)
+        if not isinstance(template, str):
+            raise NotImplementedError(f"{type(self).__name__} needs a `template` field or a prompt() method.")
+        return Prompt(compile_template(template).render(**row), system=getattr(self, "system_prompt", None))
 
     def parse(self, text: str) -> dict[str, Any]:
         """The output columns' values for one answer; raise :class:`ParseError` when it cannot."""

@@ -107,9 +107,6 @@ class UltraCMTask(LabellingTask):
     def inputs(self) -> tuple[str, ...]:
         return ("input", "generations")
 
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        return Prompt(compile_template(self.template).render(**row), system=self.system_prompt)
-
     def parse(self, text: str) -> dict[str, Any]:
         data = load_json(text)
         if isinstance(data, dict) and "score" in data:

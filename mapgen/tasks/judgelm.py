@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.prompt import Prompt
 from mapgen.tasks._parsing import load_json, one_line, strip_markdown
-from mapgen.tasks.base import ParseError, compile_template
+from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, LabellingTask, check_scale
 
 SYSTEM_PROMPT = "You are an impartial judge who scores AI assistants' answers for accuracy and usefulness."
@@ -68,9 +67,6 @@ class JudgeLMTask(LabellingTask):
     @property
     def inputs(self) -> tuple[str, ...]:
         return ("input", "generations")
-
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        return Prompt(compile_template(self.template).render(**row), system=self.system_prompt)
 
     def parse(self, text: str) -> dict[str, Any]:
         data = load_json(text)

@@ -15,9 +15,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.prompt import Prompt
 from mapgen.tasks._parsing import load_json, strip_markdown
-from mapgen.tasks.base import ParseError, compile_template
+from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, LabellingTask, check_scale
 
 QUALITY_TEMPLATE = """\
@@ -102,9 +101,6 @@ class QualityScorerTask(LabellingTask):
     def inputs(self) -> tuple[str, ...]:
         return ("input", "generations")
 
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        return Prompt(compile_template(self.template).render(**row), system=self.system_prompt)
-
     def parse(self, text: str) -> dict[str, Any]:
         return {"rating": parse_score_lines(text, self.scale)}
 
@@ -135,9 +131,6 @@ class ComplexityScorerTask(LabellingTask):
     @property
     def inputs(self) -> tuple[str, ...]:
         return ("instructions",)
-
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        return Prompt(compile_template(self.template).render(**row), system=self.system_prompt)
 
     def parse(self, text: str) -> dict[str, Any]:
         return {"rating": parse_score_lines(text, self.scale)}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.prompt import Prompt
-from mapgen.tasks.base import Task, compile_template, template_variables
+from mapgen.tasks.base import Task, template_variables
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,9 +40,6 @@ class TextGenerationTask(Task):
     @property
     def inputs(self) -> tuple[str, ...]:
         return self.template_inputs()
-
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        return Prompt(compile_template(self.template).render(**row), system=self.system_prompt)
 
     def parse(self, text: str) -> dict[str, Any]:
         return {"generations": text}
