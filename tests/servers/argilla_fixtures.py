@@ -14,7 +14,6 @@ import secrets
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import argilla_server as setup
-from tests.servers.fixtures import free_port, skip_unless_ci
+from tests.servers.fixtures import free_port, skip_unless_ci, started, wait_until_ready
 
 STARTUP_TIMEOUT = 90.0
 
@@ -36,37 +35,6 @@ class ArgillaServer:
     workspace: str
     startup_seconds: float
     log: Path
-
-
-@contextlib.contextmanager
-def _process(command: list[str], log: Path, cwd: Path) -> Iterator[subprocess.Popen]:
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for(url: str, process: subprocess.Popen, log: Path, what: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1.0):
-                return
-        except OSError as error:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{what} not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()[-3000:]}"
-                ) from error
-            time.sleep(0.1)
 
 
 def _wait_for_redis(port: int, process: subprocess.Popen, log: Path) -> None:
@@ -113,7 +81,7 @@ def argilla_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Argilla
         "--appendonly",
         "no",
     ]
-    with _process([*redis_command, "--dir", str(folder)], folder / "redis.log", folder) as redis_process:
+    with started([*redis_command, "--dir", str(folder)], folder / "redis.log", folder) as redis_process:
         _wait_for_redis(redis_port, redis_process, folder / "redis.log")
         command = [
             str(python),
@@ -125,13 +93,14 @@ def argilla_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Argilla
             f"--api-key={api_key}",
         ]
         log = folder / "server.log"
-        started = time.monotonic()
-        with _process(command, log, folder) as server:
-            _wait_for(f"http://127.0.0.1:{port}/api/v1/version", server, log, "argilla-server")
+        start_time = time.monotonic()
+        with started(command, log, folder) as server:
+            url = f"http://127.0.0.1:{port}/api/v1/version"
+            wait_until_ready(url, server, log, "argilla-server", STARTUP_TIMEOUT)
             yield ArgillaServer(
                 api_url=f"http://127.0.0.1:{port}",
                 api_key=api_key,
                 workspace=setup.OWNER["workspace"],
-                startup_seconds=time.monotonic() - started,
+                startup_seconds=time.monotonic() - start_time,
                 log=log,
             )

@@ -51,26 +51,11 @@ def http_json(url: str, body: Any = None, timeout: float = 5.0) -> Any:
 
 
 @contextlib.contextmanager
-def running(command: list[str], ready_url: str, *, timeout: float, log: Path) -> Iterator[subprocess.Popen]:
-    """Start ``command``, wait until ``ready_url`` answers, and stop it on exit."""
+def started(command: list[str], log: Path, cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
+    """Run ``command`` (output to ``log``) for the duration of the block, then stop it."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{command[2]} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-                )
-            try:
-                http_json(ready_url, timeout=1.0)
-                break
-            except OSError as error:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{command[2]} not ready after {timeout}s:\n{log.read_text()[-3000:]}"
-                    ) from error
-                time.sleep(0.1)
         yield process
     finally:
         process.terminate()
@@ -79,6 +64,31 @@ def running(command: list[str], ready_url: str, *, timeout: float, log: Path) ->
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log: Path, what: str, timeout: float) -> None:
+    """Return once ``url`` answers; raise with the end of ``log`` if ``process`` dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0):
+                return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{what} not ready after {timeout}s:\n{log.read_text()[-3000:]}"
+                ) from error
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running(command: list[str], ready_url: str, *, timeout: float, log: Path) -> Iterator[subprocess.Popen]:
+    """Start ``command``, wait until ``ready_url`` answers, and stop it on exit."""
+    with started(command, log) as process:
+        wait_until_ready(ready_url, process, log, command[2], timeout)
+        yield process
 
 
 class FaultServerHandle:
