@@ -33,7 +33,6 @@ class ArgillaServer:
     api_url: str
     api_key: str
     workspace: str
-    startup_seconds: float
     log: Path
 
 
@@ -93,7 +92,6 @@ def argilla_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Argilla
             f"--api-key={api_key}",
         ]
         log = folder / "server.log"
-        start_time = time.monotonic()
         with started(command, log, folder) as server:
             url = f"http://127.0.0.1:{port}/api/v1/version"
             wait_until_ready(url, server, log, "argilla-server", STARTUP_TIMEOUT)
@@ -101,6 +99,5 @@ def argilla_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Argilla
                 api_url=f"http://127.0.0.1:{port}",
                 api_key=api_key,
                 workspace=setup.OWNER["workspace"],
-                startup_seconds=time.monotonic() - start_time,
                 log=log,
             )
