@@ -12,7 +12,7 @@ from mapgen.columns import MESSAGES, METADATA, typed_columns
 from mapgen.llms.base import LLM, Completion, Request
 from mapgen.map_function import MapFunction, check_row_values, completion_metadata
 from mapgen.progress import counters
-from mapgen.tasks.base import ParseError, Task
+from mapgen.tasks.base import Task
 from mapgen.tasks.text_generation import TextGenerationTask
 
 
@@ -64,7 +64,8 @@ class GenerateFunction(MapFunction):
         messages: list[dict[str, str]] | None,
         completions: list[Completion],
     ) -> None:
-        parsed = [self._parse(c) for c in completions]
+        parsed = [self.parse_answer(c) for c in completions]
+        counters.add(failed=sum(error is not None for _, error in parsed))
         for name in self.task.outputs:
             columns[name].append([values.get(name) for values, _ in parsed])
         columns["generation_model"].append([c.model or self.llm.model_name for c in completions])
@@ -72,16 +73,6 @@ class GenerateFunction(MapFunction):
         columns["raw_generation_responses"].append([c.text for c in completions])
         columns["generation_errors"].append([error for _, error in parsed])
         columns["generation_metadata"].append([completion_metadata(c) for c in completions])
-
-    def _parse(self, completion: Completion) -> tuple[dict[str, Any], str | None]:
-        if completion.text is None:
-            counters.add(failed=1)
-            return {}, completion.error or "no answer"
-        try:
-            return self.task.parse(completion.text), None
-        except (ParseError, ValueError) as error:
-            counters.add(failed=1)
-            return {}, f"parse error: {error}"
 
 
 def generate(

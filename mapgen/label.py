@@ -12,7 +12,7 @@ from mapgen.columns import MESSAGES, METADATA, typed_columns
 from mapgen.llms.base import LLM, Completion, Request
 from mapgen.map_function import MapFunction, check_row_values, completion_metadata
 from mapgen.progress import counters
-from mapgen.tasks.base import ParseError, Task
+from mapgen.tasks.base import Task
 from mapgen.tasks.labelling import LabellingTask, weighted_score
 
 TOP_LOGPROBS = 20
@@ -121,7 +121,7 @@ class LabelFunction(MapFunction):
                 values["labelling_prompt"][i] = request.prompt.messages()
                 values["raw_labelling_response"][i] = completion.text
                 values["labelling_metadata"][i] = completion_metadata(completion)
-                parsed, problem = self._parse(completion)
+                parsed, problem = self.parse_answer(completion)
                 if problem:
                     problems.append(f"text {i + 1}: {problem}")
                 for name in per_text:
@@ -133,7 +133,7 @@ class LabelFunction(MapFunction):
             values["labelling_prompt"] = request.prompt.messages()
             values["raw_labelling_response"] = completion.text
             values["labelling_metadata"] = completion_metadata(completion)
-            parsed, problem = self._parse(completion)
+            parsed, problem = self.parse_answer(completion)
             if problem:
                 problems.append(problem)
             for name in types:
@@ -162,14 +162,6 @@ class LabelFunction(MapFunction):
             counters.add(failed=1)
         values["labelling_error"] = "; ".join(problems) or None
         return values
-
-    def _parse(self, completion: Completion) -> tuple[dict[str, Any], str | None]:
-        if completion.text is None:
-            return {}, completion.error or "no answer"
-        try:
-            return self.task.parse(completion.text), None
-        except (ParseError, ValueError) as error:
-            return {}, f"parse error: {error}"
 
     @staticmethod
     def _weighted(task: LabellingTask, completion: Completion, count: int) -> list[float | None]:

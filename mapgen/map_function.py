@@ -16,7 +16,7 @@ from mapgen.fingerprint import register_fingerprint_reducer
 from mapgen.llms.base import LLM, Completion, OnComplete, Request
 from mapgen.progress import counters, request_progress
 from mapgen.store import default_store, request_key
-from mapgen.tasks.base import Task
+from mapgen.tasks.base import ParseError, Task
 
 
 class MissingColumnError(ValueError):
@@ -127,6 +127,21 @@ class MapFunction:
             request_progress.advance()
 
         return self.llm.complete(requests, rank=rank, on_complete=answered)
+
+    def parse_answer(self, completion: Completion) -> tuple[dict[str, Any], str | None]:
+        """The task's outputs for one answer and ``None``, or ``{}`` and why there are none.
+
+        Any exception from a parser is a parse error of that answer: a malformed answer, or a parser that
+        did not expect it, must not stop the run.
+        """
+        if completion.text is None:
+            return {}, completion.error or "no answer"
+        try:
+            return self.task.parse(completion.text), None
+        except ParseError as error:
+            return {}, f"parse error: {error}"
+        except Exception as error:
+            return {}, f"parse error: {type(error).__name__}: {error}"
 
     def read_rows(self, batch: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         """The batch as rows keyed by the task's input names, after checking the columns exist."""

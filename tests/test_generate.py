@@ -116,3 +116,22 @@ def test_missing_column_fails_before_any_model_is_loaded(tmp_path):
 def test_bad_configuration_is_a_clear_error_at_construction(build, error, message):
     with pytest.raises(error, match=message):
         build()
+
+
+def test_a_parser_that_raises_anything_fails_only_its_answer(fault_server):
+    import json
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True, kw_only=True)
+    class Fields(mapgen.TextGenerationTask):
+        def parse(self, text):
+            return {"generations": json.loads(text.removeprefix("echo: "))["answer"]}  # KeyError, ValueError
+
+    llm = mapgen.OpenAILLM("m", base_url=fault_server.base_url, api_key=fault_server.api_key)
+    ds = datasets.Dataset.from_dict({"input": ['{"answer": "yes"}', '{"other": 1}', "not json"]})
+    out = ds.map(mapgen.generate(llm, Fields()), batched=True)
+    assert out["generations"] == [["yes"], [None], [None]]
+    assert out["generation_errors"][0] == [None]
+    assert out["generation_errors"][1] == ["parse error: KeyError: 'answer'"]
+    assert out["generation_errors"][2][0].startswith("parse error:")
+    assert out["raw_generation_responses"][1] == ['echo: {"other": 1}']
