@@ -20,12 +20,14 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import os
 import struct
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 _STATE = struct.Struct("<dd")  # next free time for a request, and for a token (Unix seconds)
@@ -71,22 +73,29 @@ class RateLimiter:
         assert self._fd is not None
         return self._fd
 
-    def reserve(self, tokens: int = 0) -> float:
-        """Reserve the next slot for one request of about ``tokens`` tokens; return when it starts."""
+    @contextlib.contextmanager
+    def _state(self) -> Iterator[list[float]]:
+        """The shared state as ``[next_request, next_token]``, locked; written back on exit."""
         fd = self._file()
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             raw = os.pread(fd, _STATE.size, 0)
-            next_request, next_token = _STATE.unpack(raw) if len(raw) == _STATE.size else (0.0, 0.0)
+            state = list(_STATE.unpack(raw)) if len(raw) == _STATE.size else [0.0, 0.0]
+            yield state
+            os.pwrite(fd, _STATE.pack(*state), 0)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def reserve(self, tokens: int = 0) -> float:
+        """Reserve the next slot for one request of about ``tokens`` tokens; return when it starts."""
+        with self._state() as state:
+            next_request, next_token = state
             now = time.time()
             start = max(now, next_request if self.rpm else now, next_token if self.tpm else now)
             if self.rpm:
-                next_request = start + self.request_interval
+                state[0] = start + self.request_interval
             if self.tpm:
-                next_token = max(next_token, start) + tokens * self.token_interval
-            os.pwrite(fd, _STATE.pack(next_request, next_token), 0)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+                state[1] = max(next_token, start) + tokens * self.token_interval
         return start
 
     async def acquire(self, tokens: int = 0) -> None:
@@ -100,12 +109,5 @@ class RateLimiter:
         actual usage is known."""
         if not self.tpm or not tokens:
             return
-        fd = self._file()
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            raw = os.pread(fd, _STATE.size, 0)
-            if len(raw) == _STATE.size:
-                next_request, next_token = _STATE.unpack(raw)
-                os.pwrite(fd, _STATE.pack(next_request, next_token + tokens * self.token_interval), 0)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        with self._state() as state:
+            state[1] += tokens * self.token_interval
