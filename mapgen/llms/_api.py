@@ -28,6 +28,8 @@ Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 :class:`~mapgen.llms._http.APIError`."""
 
 MAX_BACKOFF = 30.0
+MAX_TOP_LOGPROBS = 20
+"""OpenAI's cap on ``top_logprobs``."""
 
 
 class APIEngine:
@@ -114,9 +116,35 @@ class APILLM(LLM):
         """A function that posts one body, built on the running loop (once per loop and process)."""
         raise NotImplementedError
 
-    def chat_body(self, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
-        """The JSON body for ``request`` answered ``n`` times."""
+    def body_model(self) -> str:
+        """The ``model`` field of a request body."""
         raise NotImplementedError
+
+    def max_tokens_key(self) -> str:
+        """The body field that caps an answer's length."""
+        return "max_tokens"
+
+    def chat_body(self, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
+        """The OpenAI-shaped JSON body for ``request`` answered ``n`` times, the backend's
+        ``extra_body`` last."""
+        body: dict[str, Any] = {
+            "model": self.body_model(),
+            "messages": request.prompt.messages(),
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            self.max_tokens_key(): self.max_new_tokens,
+        }
+        if self.seed is not None:
+            body["seed"] = self.seed + request.index
+        if n > 1:
+            body["n"] = n
+        if request.schema is not None and schema_style is not None:
+            body["response_format"] = response_format(request.schema, schema_style)
+        if request.top_logprobs > 0 and self.supports_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = min(request.top_logprobs, MAX_TOP_LOGPROBS)
+        body.update(getattr(self, "extra_body", None) or {})
+        return body
 
     def rate_limit_key(self) -> str:
         """What the provider's rate limit applies to (the server and the model)."""

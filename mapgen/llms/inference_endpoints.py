@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
-from mapgen.llms._api import APILLM, Post, check_http_options, response_format
+from mapgen.llms._api import APILLM, Post, check_http_options
 from mapgen.llms._http import APIError, JSONClient, closable, scrub
-from mapgen.llms.base import Request
 
 
 @dataclass(frozen=True)
@@ -108,22 +107,8 @@ class InferenceEndpointsLLM(APILLM):
             return root
         return f"{root}/chat/completions" if root.endswith("/v1") else f"{root}/v1/chat/completions"
 
-    def chat_body(self, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": "tgi" if self.kind == "url" and self.base_url is None else self.model_or_endpoint,
-            "messages": request.prompt.messages(),
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": self.max_new_tokens,
-        }
-        if self.seed is not None:
-            body["seed"] = self.seed + request.index
-        if n > 1:
-            body["n"] = n
-        if request.schema is not None and schema_style is not None:
-            body["response_format"] = response_format(request.schema, schema_style)
-        body.update(self.extra_body)
-        return body
+    def body_model(self) -> str:
+        return "tgi" if self.kind == "url" and self.base_url is None else self.model_or_endpoint
 
     def open_client(self) -> Post:
         transport = self.transport

@@ -9,13 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
-from mapgen.llms._api import APILLM, Post, check_http_options, response_format
+from mapgen.llms._api import APILLM, Post, check_http_options
 from mapgen.llms._http import APIError, JSONClient, closable, scrub
-from mapgen.llms.base import Request
 
 OPENAI_API = "https://api.openai.com/v1"
 
-MAX_TOP_LOGPROBS = 20
 """The most ``top_logprobs`` OpenAI's API takes."""
 
 
@@ -91,26 +89,12 @@ extra_body={}, transport='auto')
     def rate_limit_key(self) -> str:
         return f"openai {self.resolved_base_url} {self.model}"
 
-    def chat_body(self, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": request.prompt.messages(),
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            # OpenAI's reasoning models accept only max_completion_tokens; other servers know max_tokens.
-            ("max_completion_tokens" if self.is_openai else "max_tokens"): self.max_new_tokens,
-        }
-        if self.seed is not None:
-            body["seed"] = self.seed + request.index
-        if n > 1:
-            body["n"] = n
-        if request.schema is not None and schema_style is not None:
-            body["response_format"] = response_format(request.schema, schema_style)
-        if request.top_logprobs > 0 and self.supports_logprobs:
-            body["logprobs"] = True
-            body["top_logprobs"] = min(request.top_logprobs, MAX_TOP_LOGPROBS)
-        body.update(self.extra_body)
-        return body
+    def body_model(self) -> str:
+        return self.model
+
+    def max_tokens_key(self) -> str:
+        # OpenAI's reasoning models accept only max_completion_tokens; other servers know max_tokens.
+        return "max_completion_tokens" if self.is_openai else "max_tokens"
 
     def open_client(self) -> Post:
         key = self.resolved_api_key()
