@@ -175,16 +175,18 @@ class LLMPool(LLM):
             def deliver(j: int, completion: Completion) -> None:
                 completion.model = member.model_name
                 with lock:
-                    results[positions[j]] = completion
-                    if on_complete is not None:
-                        on_complete(positions[j], completion)
+                    if results[positions[j]] is None:
+                        results[positions[j]] = completion
+                        if on_complete is not None:
+                            on_complete(positions[j], completion)
 
             if k in processes:
                 processes[k].complete(share, deliver)
             else:
-                answers = member.complete(share, rank=rank, on_complete=None)
+                # Passed on as each answer arrives, so the response store keeps it at once.
+                answers = member.complete(share, rank=rank, on_complete=deliver)
                 for j, completion in enumerate(answers):
-                    deliver(j, completion)
+                    deliver(j, completion)  # a no-op for those already delivered
 
         if len(shares) == 1:
             [(k, positions)] = shares.items()
@@ -223,7 +225,8 @@ class MemberProcess:
         _STARTED.append(self)
 
     def complete(self, requests: list[Request], deliver: Callable[[int, Completion], None]) -> None:
-        delivered: set[int] = set()
+        """Stream each answer to ``deliver`` as the member sends it, then all of them again at the end
+        (``deliver`` ignores repeats) for backends that answer only at the end."""
         with self._lock:  # one batch at a time per member process
             _send(self.process.stdin, ("complete", requests))  # type: ignore[arg-type]
             while True:
@@ -234,12 +237,10 @@ class MemberProcess:
                     )
                 kind, *payload = message
                 if kind == "answer":
-                    delivered.add(payload[0])
                     deliver(*payload)
                 elif kind == "done":
                     for j, completion in enumerate(payload[0]):
-                        if j not in delivered:
-                            deliver(j, completion)
+                        deliver(j, completion)
                     return
                 elif kind == "error":
                     raise RuntimeError(f"pool member failed: {payload[0]}")
