@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from mapgen.config import knob
 from mapgen.llms import _async
 from mapgen.llms._http import APIError, scrub
-from mapgen.llms.base import LLM, Completion, OnComplete, Request
+from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
 from mapgen.progress import counters
 from mapgen.ratelimit import RateLimiter
 
@@ -206,20 +206,7 @@ class APILLM(LLM):
         no seed is set (with one, generation ``i`` must use ``seed + i``) and the server honours ``n``."""
         if self.seed is not None or self.use_n is False or engine.n_supported is False:
             return [[(i, r)] for i, r in enumerate(requests)]
-        groups: list[list[tuple[int, Request]]] = []
-        for position, request in enumerate(requests):
-            if groups:
-                last = groups[-1][-1][1]
-                if (
-                    request.index == last.index + 1
-                    and request.prompt == last.prompt
-                    and request.schema == last.schema
-                    and request.top_logprobs == last.top_logprobs
-                ):
-                    groups[-1].append((position, request))
-                    continue
-            groups.append([(position, request)])
-        return groups
+        return sample_groups(requests)
 
     async def _answer_group(
         self,

@@ -60,6 +60,31 @@ class Completion:
         return cls(text=None, error=reason)
 
 
+def sample_groups(requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
+    """Requests that one sampling call with ``n`` can answer: the same prompt, schema and log-probability
+    ask, at consecutive generation indices; each as ``(position, request)``.
+
+    Example:
+        >>> a, b = Prompt("a"), Prompt("b")
+        >>> [[i for i, _ in g] for g in sample_groups([Request(a, 0), Request(a, 1), Request(b, 0)])]
+        [[0, 1], [2]]
+    """
+    groups: list[list[tuple[int, Request]]] = []
+    for position, request in enumerate(requests):
+        if groups:
+            last = groups[-1][-1][1]
+            if (
+                request.index == last.index + 1
+                and request.prompt == last.prompt
+                and request.schema == last.schema
+                and request.top_logprobs == last.top_logprobs
+            ):
+                groups[-1].append((position, request))
+                continue
+        groups.append([(position, request)])
+    return groups
+
+
 OnComplete = Callable[[int, "Completion"], None]
 """Called with a request's position and its completion as soon as it is answered."""
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from mapgen.config import knob
 from mapgen.formats import PromptFormat, format_prompt, resolve_format
-from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
+from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request, sample_groups
 
 
 @dataclass(frozen=True)
@@ -126,20 +126,10 @@ class vLLM(LocalLLM):  # the name users know
         return results  # type: ignore[return-value]  # every slot is filled above
 
     def _groups(self, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
-        """Requests one ``n=`` sample answers: same prompt and schema, consecutive indices, no seed."""
-        groups: list[list[tuple[int, Request]]] = []
-        for position, request in enumerate(requests):
-            if groups and self.seed is None:
-                last = groups[-1][-1][1]
-                if (
-                    request.index == last.index + 1
-                    and request.prompt == last.prompt
-                    and request.schema == last.schema
-                ):
-                    groups[-1].append((position, request))
-                    continue
-            groups.append([(position, request)])
-        return groups
+        """Requests one ``n=`` sample answers; none share a call when a seed is set (``seed + i`` each)."""
+        if self.seed is not None:
+            return [[(i, r)] for i, r in enumerate(requests)]
+        return sample_groups(requests)
 
     def _run(self, engine: Any, groups: list[list[tuple[int, Request]]]) -> list[Any]:
         params = [self.sampling_params(group[0][1], len(group)) for group in groups]
