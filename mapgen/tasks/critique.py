@@ -103,10 +103,6 @@ class UltraCMTask(LabellingTask):
     score_output: ClassVar[str] = "score"
     scale: ClassVar[tuple[int, int]] = (1, 10)
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return ("input", "generations")
-
     def parse(self, text: str) -> dict[str, Any]:
         data = load_json(text)
         if isinstance(data, dict) and "score" in data:

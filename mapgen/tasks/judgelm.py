@@ -64,10 +64,6 @@ class JudgeLMTask(LabellingTask):
     schema: ClassVar[dict[str, Any]] = SCHEMA
     scale: ClassVar[tuple[int, int]] = (1, 10)
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return ("input", "generations")
-
     def parse(self, text: str) -> dict[str, Any]:
         data = load_json(text)
         if isinstance(data, dict) and isinstance(data.get("scores"), list):

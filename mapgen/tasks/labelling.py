@@ -60,6 +60,11 @@ class LabellingTask(Task):
     item: ClassVar[str] = "generation"
     """With ``one_request_per_item``, the name under which the template sees the single text."""
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The instruction and the list of texts it rates: ``("input", items)`` unless a task says more."""
+        return ("input", self.items)
+
     one_request_per_item: ClassVar[bool] = False
 
     score_output: ClassVar[str] = "rating"

@@ -97,10 +97,6 @@ class QualityScorerTask(LabellingTask):
     schema: ClassVar[dict[str, Any]] = SCHEMA
     scale: ClassVar[tuple[int, int]] = (1, 10)
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return ("input", "generations")
-
     def parse(self, text: str) -> dict[str, Any]:
         return {"rating": parse_score_lines(text, self.scale)}
 

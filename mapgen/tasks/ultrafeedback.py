@@ -279,10 +279,6 @@ class UltraFeedbackTask(LabellingTask):
         return cls(aspect="instruction-following", **kwargs)
 
     @property
-    def inputs(self) -> tuple[str, ...]:
-        return ("input", "generations")
-
-    @property
     def labels(self) -> tuple[str, ...]:
         """The five rating labels of this task's aspect, for ratings 1 to 5."""
         return tuple(label for label, _ in ASPECTS[self.aspect].levels)

@@ -111,10 +111,6 @@ class UltraJudgeTask(LabellingTask):
     schema: ClassVar[dict[str, Any]] = SCHEMA
     scale: ClassVar[tuple[int, int]] = (1, 10)
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return ("input", "generations")
-
     def prompt(self, row: Mapping[str, Any]) -> Prompt:
         return Prompt(compile_template(self.template).render(**row, areas=AREAS), system=self.system_prompt)
 
