@@ -25,8 +25,6 @@ def judge(server, *replies, default=None, llm=mapgen.OpenAILLM, **kwargs):
     """A judge on the fault server, which answers with the first rule of ``replies`` whose ``contains``
     is in the prompt, else ``default`` (rules: ``{"contains": ..., "reply": ...}``)."""
     server.configure(api_key=server.api_key, replies=list(replies), default_reply=default)
-    # "judge": a model name of this file's own, so no engine is shared with tests that fork num_proc
-    # workers (a connection pooled before such a fork can hang until the timeout afterwards)
     return llm("judge", base_url=server.base_url, api_key=server.api_key, **kwargs)
 
 
