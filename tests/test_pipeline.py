@@ -16,8 +16,6 @@ JUDGEMENT = "Text 1\nRating: 4\nRationale: a\nText 2\nRating: 2\nRationale: b"
 
 
 def fault_llm(server, model="pipeline-llm"):
-    # A model name of this file's own, so no engine is shared with tests that fork num_proc workers: a
-    # connection pooled before such a fork can hang until the timeout in the parent afterwards.
     return mapgen.OpenAILLM(model, base_url=server.base_url, api_key=server.api_key)
 
 
