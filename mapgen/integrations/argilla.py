@@ -243,11 +243,6 @@ def _is_instruction_task(task: Task) -> bool:
     return isinstance(task, (SelfInstructTask, EvolInstructTask, ComplexityScorerTask))
 
 
-def _column(task: Task, input_columns: Mapping[str, str], name: str) -> str:
-    """The dataset column that holds the task input ``name``."""
-    return input_columns.get(name, name)
-
-
 def _name(text: str) -> str:
     name = _NAME.sub("_", text.lower()).strip("_")
     return name or "field"
@@ -345,11 +340,11 @@ def _generations_spec(
     rows: list[dict[str, Any]], task: Task, input_columns: Mapping[str, str]
 ) -> ArgillaSpec:
     items = task.items if isinstance(task, LabellingTask) else "generations"
-    items_column = _column(task, input_columns, items)
+    items_column = input_columns.get(items, items)
     text_inputs = [
         name
         for name in task.inputs
-        if name != items and any(isinstance(row.get(_column(task, input_columns, name)), str) for row in rows)
+        if name != items and any(isinstance(row.get(input_columns.get(name, name)), str) for row in rows)
     ]
     text_inputs.sort(key=lambda name: name != "input")
     count = max((len(row.get(items_column) or []) for row in rows), default=0) or 1
@@ -361,7 +356,7 @@ def _generations_spec(
         FieldSpec(
             _name(name),
             "Instruction" if name == "input" else name.replace("_", " ").capitalize(),
-            required=all(isinstance(row.get(_column(task, input_columns, name)), str) for row in rows),
+            required=all(isinstance(row.get(input_columns.get(name, name)), str) for row in rows),
         )
         for name in text_inputs
     ]
@@ -405,9 +400,9 @@ def _generations_spec(
     for row in rows:
         texts = row.get(items_column) or []
         field_values = {
-            _name(name): row[_column(task, input_columns, name)]
+            _name(name): row[input_columns.get(name, name)]
             for name in text_inputs
-            if isinstance(row.get(_column(task, input_columns, name)), str)
+            if isinstance(row.get(input_columns.get(name, name)), str)
         }
         for i, text in enumerate(texts[:count]):
             if isinstance(text, str) and text:
@@ -430,7 +425,7 @@ def _generations_spec(
         }
         if text_inputs:
             meta[f"{_name(text_inputs[0])}_length"] = _length(
-                row.get(_column(task, input_columns, text_inputs[0]))
+                row.get(input_columns.get(text_inputs[0], text_inputs[0]))
             )
         for i in range(count):
             meta[f"generation-{i + 1}-length"] = _length(texts[i]) if i < len(texts) else None
@@ -457,7 +452,7 @@ def _instruction_spec(
     rows: list[dict[str, Any]], task: Task, input_columns: Mapping[str, str]
 ) -> ArgillaSpec:
     is_scorer = isinstance(task, ComplexityScorerTask)
-    instructions_column = _column(task, input_columns, "instructions")
+    instructions_column = input_columns.get("instructions", "instructions")
     scale = _scale(task) if is_scorer else (1, 5)
     has_input = any(isinstance(row.get("input"), str) for row in rows)
     fields = [FieldSpec("input", "Seed" if isinstance(task, SelfInstructTask) else "Input", required=False)]
