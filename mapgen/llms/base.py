@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mapgen.config import dataclass_fingerprint, knob
+from mapgen.errors import ENGINE
 from mapgen.prompt import Prompt
 
 
@@ -53,11 +54,16 @@ class Completion:
     """Whether this answer was read from the response store instead of being requested."""
     model: str | None = None
     """Which model wrote it, where the config answering is several (:class:`~mapgen.LLMPool`)."""
+    error_kind: str | None = None
+    """The kind of failure, a short code from :mod:`mapgen.errors` (``http_429``, ``invalid_answer``...)."""
 
     @classmethod
-    def failed(cls, error: BaseException | str) -> Completion:
+    def failed(cls, error: BaseException | str, kind: str | None = None) -> Completion:
+        """A failed answer: ``error`` (a message or an exception) and its kind (:mod:`mapgen.errors`);
+        an exception's own ``kind`` attribute is used when ``kind`` is not given, else ``engine``."""
         reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        return cls(text=None, error=reason)
+        kind = kind or getattr(error, "kind", None) or ENGINE
+        return cls(text=None, error=reason, error_kind=kind)
 
 
 def sample_groups(requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:

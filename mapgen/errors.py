@@ -1,0 +1,74 @@
+"""What can go wrong, by kind: the short codes that lead every error column, and mapgen's exceptions.
+
+A failed answer is data: ``None`` in place, and in the step's error column a reason that starts with a
+short, stable code naming its kind, ``"<kind>: <message>"``, so that a dataset can be filtered and
+re-run by kind. The codes:
+
+==================  ==============================================================================
+``input``           the row cannot be prompted (a missing or empty input column)
+``http_<status>``   the server answered that HTTP status after every retry (``http_429``, ``http_500``)
+``timeout``         no answer within the backend's ``timeout``, after every retry
+``connection``      the server could not be reached, after every retry
+``invalid_answer``  the server answered 200 with something that is not an answer of the shape asked for
+``refused``         the model refused, or a content filter stopped the answer
+``engine``          a local engine failed on this prompt (too long for its context, say)
+``parse``           the answer came, but the task could not read it
+==================  ==============================================================================
+
+Misconfiguration that would fail every request (a bad key, an unknown model, a missing client
+library) is not data: it raises :class:`FatalAPIError` out of ``ds.map`` after a handful of requests.
+
+Example:
+    >>> text = error_text("http_429", "HTTP 429: slow down (after 3 attempts)")
+    >>> text
+    'http_429: HTTP 429: slow down (after 3 attempts)'
+    >>> error_kind(text), error_kind(None)
+    ('http_429', None)
+"""
+
+from __future__ import annotations
+
+import re
+
+INPUT = "input"
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+INVALID_ANSWER = "invalid_answer"
+REFUSED = "refused"
+ENGINE = "engine"
+PARSE = "parse"
+
+_KIND = re.compile(r"^([a-z]+(?:_[a-z0-9]+)*): ")
+
+
+def http_kind(status: int) -> str:
+    """The kind of an HTTP error status: ``http_429``."""
+    return f"http_{status}"
+
+
+def error_text(kind: str, message: str) -> str:
+    """An error column's value: the kind's code, then the message."""
+    return f"{kind}: {message}"
+
+
+def error_kind(text: str | None) -> str | None:
+    """The kind code at the start of an error column's value (``None`` for ``None``).
+
+    Example:
+        >>> error_kind("parse: no number in 'great'")
+        'parse'
+    """
+    if text is None:
+        return None
+    match = _KIND.match(text)
+    return match.group(1) if match else None
+
+
+class FatalAPIError(RuntimeError):
+    """An error that will fail every request of a map (a rejected key, an unknown model, a missing
+    client library): raised out of ``ds.map`` after a handful of requests instead of one failure per
+    row. Its message is scrubbed of credentials."""
+
+
+class StoreError(RuntimeError):
+    """The response store cannot be read or written; the message names the file and the way out."""
