@@ -13,6 +13,7 @@ re-run by kind. The codes:
 ``refused``         the model refused, or a content filter stopped the answer
 ``engine``          a local engine failed on this prompt (too long for its context, say)
 ``parse``           the answer came, but the task could not read it
+``interrupted``     not sent: the run was interrupted (Ctrl-C) first; a re-run sends it
 ==================  ==============================================================================
 
 Misconfiguration that would fail every request (a bad key, an unknown model, a missing client
@@ -37,6 +38,7 @@ INVALID_ANSWER = "invalid_answer"
 REFUSED = "refused"
 ENGINE = "engine"
 PARSE = "parse"
+INTERRUPTED = "interrupted"
 
 _KIND = re.compile(r"^([a-z]+(?:_[a-z0-9]+)*): ")
 
@@ -62,6 +64,17 @@ def error_kind(text: str | None) -> str | None:
         return None
     match = _KIND.match(text)
     return match.group(1) if match else None
+
+
+def split_error(text: str) -> tuple[str | None, str]:
+    """An error column's value as its kind and its message.
+
+    Example:
+        >>> split_error("parse: no number in 'great'")
+        ('parse', "no number in 'great'")
+    """
+    kind = error_kind(text)
+    return kind, text[len(kind) + 2 :] if kind else text
 
 
 class FatalAPIError(RuntimeError):

@@ -9,8 +9,9 @@ from typing import Any
 import pyarrow as pa
 
 from mapgen.columns import MESSAGES, METADATA, typed_columns
+from mapgen.errors import INPUT
 from mapgen.llms.base import LLM, Completion, Request
-from mapgen.map_function import MapFunction, check_row_values, completion_metadata
+from mapgen.map_function import MapFunction, completion_metadata
 from mapgen.progress import counters
 from mapgen.tasks.base import Task
 from mapgen.tasks.text_generation import TextGenerationTask
@@ -32,7 +33,7 @@ class GenerateFunction(MapFunction):
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         n = self.num_generations
         schema = self.task.schema if self.llm.supports_schema else None
-        row_errors = [check_row_values(row) for row in rows]
+        row_errors = [self.row_error(row) for row in rows]
         prompts = [
             None if error else self.task.prompt(row) for row, error in zip(rows, row_errors, strict=True)
         ]
@@ -42,7 +43,9 @@ class GenerateFunction(MapFunction):
         types = self.output_types()
         columns: dict[str, list[Any]] = {name: [] for name in types}
         for prompt, row_error in zip(prompts, row_errors, strict=True):
-            completions = [next(answers) for _ in range(n)] if prompt else [Completion.failed(row_error)] * n
+            completions = (
+                [next(answers) for _ in range(n)] if prompt else [Completion.failed(row_error, INPUT)] * n
+            )
             self._write_row(columns, prompt.messages() if prompt else None, completions)
         return typed_columns(columns, types)
 

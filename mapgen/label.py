@@ -9,8 +9,9 @@ from typing import Any
 import pyarrow as pa
 
 from mapgen.columns import MESSAGES, METADATA, typed_columns
+from mapgen.errors import INPUT, PARSE, error_text, split_error
 from mapgen.llms.base import LLM, Completion, Request
-from mapgen.map_function import MapFunction, check_row_values, completion_metadata
+from mapgen.map_function import MapFunction, completion_metadata
 from mapgen.progress import counters
 from mapgen.tasks.base import Task
 from mapgen.tasks.labelling import LabellingTask, weighted_score
@@ -83,14 +84,16 @@ class LabelFunction(MapFunction):
     def _plan(self, row: dict[str, Any]) -> _RowPlan:
         task: LabellingTask = self.task  # type: ignore[assignment]
         texts = row.get(task.items)
-        error = check_row_values(row)
+        size = len(texts) if isinstance(texts, (list, tuple)) else 0
+        error = self.row_error({name: value for name, value in row.items() if name != task.items})
         if error is None and not isinstance(texts, (list, tuple)):
-            error = f"column {task.items!r} must hold a list of texts, got {type(texts).__name__}"
+            column = self.columns()[task.items]
+            error = f"column {column!r} must hold a list of texts, got {type(texts).__name__}"
+        kept = [i for i, text in enumerate(texts or ()) if isinstance(text, str) and text.strip()]
+        if error is None and not kept:
+            error = f"no {task.items} to rate in column {self.columns()[task.items]!r} (all None or empty)"
         if error is not None:
-            return _RowPlan(size=len(texts) if isinstance(texts, (list, tuple)) else 0, error=error)
-        kept = [i for i, text in enumerate(texts) if isinstance(text, str) and text.strip()]
-        if not kept:
-            return _RowPlan(size=len(texts), error=f"no {task.items} to rate (all None or empty)")
+            return _RowPlan(size=size, error=error_text(INPUT, error))
         top = TOP_LOGPROBS if self.weighted_ratings else 0
         if task.one_request_per_item:
             schema = task.schema_for(1) if self.llm.supports_schema else None
@@ -104,26 +107,26 @@ class LabelFunction(MapFunction):
     def _assemble(self, task: LabellingTask, plan: _RowPlan, completions: list[Completion]) -> dict[str, Any]:
         types = task.output_types()
         per_text = [name for name, kind in types.items() if pa.types.is_list(kind)]
-        values: dict[str, Any] = {name: [None] * plan.size for name in per_text}
+        # Every list column keeps the row's length, also when the whole row failed.
+        aligned = [name for name, kind in self.output_types().items() if pa.types.is_list(kind)]
+        if not task.one_request_per_item:
+            aligned = [name for name in aligned if name != "labelling_prompt"]
+        values: dict[str, Any] = {name: [None] * plan.size for name in aligned}
         values["labelling_model"] = self.llm.model_name
         if plan.error is not None:
             counters.add(failed=1)
             values["labelling_error"] = plan.error
             return values
-        if self.weighted_ratings:
-            values[self.weighted_column] = [None] * plan.size
         problems: list[str] = []
         if task.one_request_per_item:
-            values["labelling_prompt"] = [None] * plan.size
-            values["raw_labelling_response"] = [None] * plan.size
-            values["labelling_metadata"] = [None] * plan.size
             for i, request, completion in zip(plan.kept, plan.requests, completions, strict=True):
                 values["labelling_prompt"][i] = request.prompt.messages()
                 values["raw_labelling_response"][i] = completion.text
                 values["labelling_metadata"][i] = completion_metadata(completion)
                 parsed, problem = self.parse_answer(completion)
                 if problem:
-                    problems.append(f"text {i + 1}: {problem}")
+                    kind, message = split_error(problem)
+                    problems.append(error_text(kind or PARSE, f"text {i + 1}: {message}"))
                 for name in per_text:
                     values[name][i] = parsed.get(name)
                 if self.weighted_ratings and parsed:
@@ -144,10 +147,14 @@ class LabelFunction(MapFunction):
                 if found is None:
                     continue
                 if not isinstance(found, (list, tuple)):
-                    problems.append(f"{name} should be a list, got {type(found).__name__}")
+                    problems.append(error_text(PARSE, f"{name} should be a list, got {type(found).__name__}"))
                     continue
                 if len(found) > len(plan.kept) and name == task.score_output:
-                    problems.append(f"{len(found)} ratings for {len(plan.kept)} texts; extra ones ignored")
+                    problems.append(
+                        error_text(
+                            PARSE, f"{len(found)} ratings for {len(plan.kept)} texts; extra ones ignored"
+                        )
+                    )
                 for i, value in zip(plan.kept, found, strict=False):
                     values[name][i] = value
             if self.weighted_ratings and completion.text is not None:
@@ -157,10 +164,12 @@ class LabelFunction(MapFunction):
         if not problems and isinstance(scores, list):
             missing = [i + 1 for i in plan.kept if scores[i] is None]
             if missing:
-                problems.append(f"no {task.score_output} for text(s) {missing} of {plan.size}")
+                problems.append(
+                    error_text(PARSE, f"no {task.score_output} for text(s) {missing} of {plan.size}")
+                )
         if problems:
             counters.add(failed=1)
-        values["labelling_error"] = "; ".join(problems) or None
+        values["labelling_error"] = _joined(problems)
         return values
 
     @staticmethod
@@ -168,6 +177,14 @@ class LabelFunction(MapFunction):
         positions: list[int | None] = list(task.score_positions(completion.text or ""))[:count]
         positions += [None] * (count - len(positions))
         return [weighted_score(p, completion.tokens, completion.top_logprobs, task.scale) for p in positions]
+
+
+def _joined(problems: list[str]) -> str | None:
+    """One ``labelling_error`` from a row's problems: the first problem's kind, then every message."""
+    if not problems:
+        return None
+    kind = split_error(problems[0])[0] or PARSE
+    return error_text(kind, "; ".join(split_error(problem)[1] for problem in problems))
 
 
 @dataclass

@@ -10,8 +10,10 @@ from typing import Any
 
 from datasets.fingerprint import Hasher
 
+from mapgen import interrupts
 from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.config import dataclass_fingerprint, knob
+from mapgen.errors import ENGINE, INVALID_ANSWER, PARSE, error_text
 from mapgen.fingerprint import register_fingerprint_reducer
 from mapgen.llms.base import LLM, Completion, OnComplete, Request
 from mapgen.progress import counters, request_progress
@@ -64,7 +66,11 @@ class MapFunction:
     def __call__(self, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list[Any]]:
         # datasets passes (batch), (batch, indices), (batch, rank) or (batch, indices, rank).
         rank = args[-1] if args and not isinstance(args[-1], (list, tuple)) else None
-        return self.process(self.read_rows(batch), rank=rank)
+        rows = self.read_rows(batch)
+        self.llm.preflight()
+        interrupts.watch_parent()
+        with interrupts.reported():
+            return self.process(rows, rank=rank)
 
     async def acall(self, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list[Any]]:
         """The same as calling the function, for ``datasets``' async map: ``ds.map(fn.acall, batched=True)``.
@@ -85,8 +91,10 @@ class MapFunction:
     def complete(self, requests: list[Request], *, rank: int | None) -> list[Completion]:
         """Answers for ``requests``, in order: the one door through which every step reaches its LLM.
 
-        With ``cache`` on, answers already in the response store are reused and each new successful
-        answer is stored the moment it arrives (see :mod:`mapgen.store`).
+        With ``cache`` on, a request is identified by its store key (backend config, prompt, generation
+        index, schema): answers already in the response store are reused, identical requests are sent
+        once and the answer shared, and each new valid answer is stored the moment it arrives (see
+        :mod:`mapgen.store`). With ``cache`` off, every request is sent and sampled on its own.
         """
         if not requests:
             return []
@@ -96,37 +104,38 @@ class MapFunction:
         store = default_store()
         llm_key = Hasher.hash(self.llm.fingerprint())
         keys = [request_key(llm_key, request) for request in requests]
-        answers: list[Completion | None] = [None] * len(requests)
-        stored = store.get_many(keys)
-        missing = []
+        first: dict[str, int] = {}  # each key's first request
         for i, key in enumerate(keys):
-            if key in stored:
-                answers[i] = stored[key]
-            else:
-                missing.append(i)
-        counters.add(reused=len(requests) - len(missing))
+            first.setdefault(key, i)
+        answers: dict[str, Completion] = store.get_many(first)
+        missing = [key for key in first if key not in answers]
         if missing:
 
             def save(j: int, completion: Completion) -> None:
-                store.put(keys[missing[j]], completion)
+                if completion.text is not None:
+                    store.put(missing[j], completion)
+                    interrupts.kept()
 
-            fresh = self._send([requests[i] for i in missing], rank=rank, on_complete=save)
-            for i, completion in zip(missing, fresh, strict=True):
-                answers[i] = completion
-        return answers  # type: ignore[return-value]  # every slot is filled above
+            fresh = self._send([requests[first[key]] for key in missing], rank=rank, on_complete=save)
+            answers.update(zip(missing, fresh, strict=True))
+        counters.add(reused=len(requests) - len(missing))
+        return [answers[key] for key in keys]
 
     def _send(
         self, requests: list[Request], *, rank: int | None, on_complete: OnComplete | None = None
     ) -> list[Completion]:
         counters.add(requests=len(requests))
         request_progress.expect(len(requests))
+        checked: dict[int, Completion] = {}
 
         def answered(i: int, completion: Completion) -> None:
+            checked[i] = completion = valid(completion)
             if on_complete is not None:
                 on_complete(i, completion)
             request_progress.advance()
 
-        return self.llm.complete(requests, rank=rank, on_complete=answered)
+        completions = self.llm.complete(requests, rank=rank, on_complete=answered)
+        return [checked.get(i) or valid(c) for i, c in enumerate(completions)]
 
     def parse_answer(self, completion: Completion) -> tuple[dict[str, Any], str | None]:
         """The task's outputs for one answer and ``None``, or ``{}`` and why there are none.
@@ -135,17 +144,18 @@ class MapFunction:
         did not expect it, must not stop the run.
         """
         if completion.text is None:
-            return {}, completion.error or "no answer"
+            return {}, error_text(completion.error_kind or ENGINE, completion.error or "no answer")
         try:
             return self.task.parse(completion.text), None
         except ParseError as error:
-            return {}, f"parse error: {error}"
+            return {}, error_text(PARSE, str(error))
         except Exception as error:
-            return {}, f"parse error: {type(error).__name__}: {error}"
+            return {}, error_text(PARSE, f"{type(error).__name__}: {error}")
 
     def read_rows(self, batch: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-        """The batch as rows keyed by the task's input names, after checking the columns exist."""
-        columns = {name: self.input_columns.get(name, name) for name in self.task.inputs}
+        """The batch as rows keyed by the task's input names, after checking the columns exist and that
+        ``datasets`` passed a batch (``batched=True``), not one row."""
+        columns = self.columns()
         present = list(batch.keys())
         missing = [column for column in columns.values() if column not in present]
         if missing:
@@ -154,8 +164,31 @@ class MapFunction:
                 f"Columns present: {present}. Rename them, or pass input_columns={{task input: column}}."
             )
         values = {name: batch[column] for name, column in columns.items()}
+        if _is_one_row(batch, values.values()):
+            raise TypeError(
+                f"{type(self).__name__} takes batches of rows: call ds.map(fn, batched=True). It was given "
+                "one row, as Dataset.map passes without batched=True; nothing was sent."
+            )
         size = len(next(iter(values.values()))) if values else len(batch[present[0]])
         return [{name: column[i] for name, column in values.items()} for i in range(size)]
+
+    def columns(self) -> dict[str, str]:
+        """Task input name -> the dataset column it is read from."""
+        return {name: self.input_columns.get(name, name) for name in self.task.inputs}
+
+    def row_error(self, row: Mapping[str, Any]) -> str | None:
+        """Why a row cannot be prompted (an input that is missing, empty or blank), naming the dataset's
+        columns, or ``None``. Such a row gets ``None`` outputs and this reason; the run goes on.
+
+        Example:
+            >>> import mapgen
+            >>> fn = mapgen.generate(mapgen.LlamaCppLLM(), input_columns={"input": "question"})
+            >>> fn.row_error({"input": "  "})
+            "column(s) ['question'] are empty"
+        """
+        columns = self.columns()
+        empty = [columns.get(name, name) for name, value in row.items() if _is_empty(value)]
+        return f"column(s) {empty} are empty" if empty else None
 
     def fingerprint(self) -> dict[str, Any]:
         return {"mapgen_output_format": OUTPUT_FORMAT_VERSION, **dataclass_fingerprint(self)}
@@ -178,11 +211,25 @@ def _warn_if_unhashable(fn: MapFunction) -> None:
         )
 
 
-def check_row_values(row: Mapping[str, Any]) -> str | None:
-    """The reason a row cannot be prompted (an empty input), or ``None``. Such a row gets ``None``
-    outputs and the reason, and the run goes on."""
-    empty = [name for name, value in row.items() if value is None]
-    return f"input column(s) {empty} are None" if empty else None
+def valid(completion: Completion) -> Completion:
+    """``completion`` if its text is a string (or it failed), else a failed ``invalid_answer``: the check
+    that every backend's answers pass before they are parsed or stored."""
+    if completion.text is None or isinstance(completion.text, str):
+        return completion
+    return Completion.failed(f"answer is a {type(completion.text).__name__}, not text", INVALID_ANSWER)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _is_one_row(batch: Mapping[str, Any], values: Any) -> bool:
+    """Whether ``datasets`` passed one row (``batched=False``) instead of a batch of rows."""
+    from datasets.formatting.formatting import LazyRow
+
+    if isinstance(batch, LazyRow):
+        return True
+    return any(isinstance(value, (str, bytes, int, float, bool, dict)) or value is None for value in values)
 
 
 def completion_metadata(completion: Completion) -> dict[str, Any]:

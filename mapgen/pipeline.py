@@ -34,6 +34,7 @@ class PipelineFunction:
     label: LabelFunction
 
     def __call__(self, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list[Any]]:
+        self.label.llm.preflight()  # a judge that cannot run must stop us before generation is paid for
         generated = self.generate(batch, *args)
         labelled = self.label({**batch, **generated}, *args)
         return {**generated, **labelled}

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -100,9 +99,9 @@ class RateLimiter:
 
     async def acquire(self, tokens: int = 0) -> None:
         """Wait for this request's slot."""
-        delay = self.reserve(tokens) - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        from mapgen.llms._async import pause  # an interrupt ends the wait
+
+        await pause(self.reserve(tokens) - time.time())
 
     def correct(self, tokens: int) -> None:
         """Add ``tokens`` (negative to give back) to the token budget already reserved, once an answer's

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import math
-import random
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import tenacity
+
 from mapgen.config import knob
+from mapgen.errors import ENGINE, INTERRUPTED, INVALID_ANSWER, REFUSED, FatalAPIError
 from mapgen.llms import _async
 from mapgen.llms._http import APIError, scrub
 from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
@@ -49,6 +53,8 @@ class APIEngine:
         self.limiter = limiter
         self.secrets = tuple(s for s in secrets if s)
         self.n_supported: bool | None = None
+        self.fatal: APIError | None = None
+        """An error that every request would get (:attr:`APIError.fatal`): later requests are not sent."""
         self.schema_style = 0
         self.schema_style_confirmed = False
         self._clients: dict[Any, Post] = {}
@@ -83,6 +89,15 @@ def check_http_options(
         raise TypeError(f"extra_body must be a mapping, got {type(extra_body).__name__}.")
 
 
+def require_modules(modules: Sequence[str], extra: str) -> None:
+    """Raise ``ImportError`` naming the extra to install when a client library is missing."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"this backend needs {', '.join(missing)}, which is not installed: pip install 'mapgen[{extra}]'."
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class APILLM(LLM):
     """Base of the backends that call an HTTP API; see :class:`~mapgen.OpenAILLM` for the knobs."""
@@ -90,6 +105,9 @@ class APILLM(LLM):
     max_concurrency: int = knob(64)
     timeout: float = knob(120.0)
     max_retries: int = knob(8)
+    max_retry_wait: float = knob(60.0)
+    """The longest wait before a retry, in seconds: a ``Retry-After`` beyond it fails the request with
+    its error instead of sleeping (the official clients cap it likewise)."""
     rpm: float | None = knob(None)
     tpm: float | None = knob(None)
     use_n: bool | None = knob(None)
@@ -106,8 +124,10 @@ class APILLM(LLM):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
-        if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}.")
+        for name in ("timeout", "max_retry_wait"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}.")
         RateLimiter("check", rpm=self.rpm, tpm=self.tpm)  # validates the limits
 
     # What a backend provides.
@@ -197,8 +217,12 @@ class APILLM(LLM):
             if on_complete is not None:
                 on_complete(position, completion)
 
+        if engine.fatal is not None:
+            raise fatal_error(engine.fatal)
         jobs = [self._answer_group(engine, group, deliver) for group in self._groups(engine, requests)]
         await _async.gather(jobs)
+        if engine.fatal is not None:
+            raise fatal_error(engine.fatal)
         return [c if c is not None else Completion.failed("no answer") for c in results]
 
     def _groups(self, engine: APIEngine, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
@@ -216,16 +240,15 @@ class APILLM(LLM):
     ) -> None:
         request = group[0][1]
         try:
-            answer = await self._send(engine, request, len(group))
+            completions = await self._send(engine, request, len(group))
         except APIError as error:
             if len(group) > 1 and error.status in (400, 422) and engine.n_supported is not True:
                 engine.n_supported = False  # the server refuses n > 1 (TGI does): ask one by one
                 await _async.gather([self._answer_group(engine, [item], deliver) for item in group])
                 return
             for position, _ in group:
-                deliver(position, Completion.failed(str(error)))
+                deliver(position, Completion.failed(error))
             return
-        completions = completions_from(answer, len(group))
         for (position, _), completion in zip(group, completions, strict=False):
             deliver(position, completion)
         if len(group) > 1:
@@ -237,59 +260,85 @@ class APILLM(LLM):
         if rest:
             await _async.gather([self._answer_group(engine, [item], deliver) for item in rest])
 
-    async def _send(self, engine: APIEngine, request: Request, n: int) -> dict[str, Any]:
-        """One request with retries: backoff with jitter on 429, 5xx, timeouts and connection errors,
-        honouring ``Retry-After`` (``0`` included). The concurrency slot is released while waiting."""
-        post = engine.client()
-        semaphore = engine.semaphore()
-        estimate = self._token_estimate(request, n) if engine.limiter and engine.limiter.tpm else 0
-        attempt = 0
+    async def _send(self, engine: APIEngine, request: Request, n: int) -> list[Completion]:
+        """One request's completions, retried by :meth:`retry_policy`; raises the last
+        :class:`APIError` once retries are spent (or at once for one that no retry can mend)."""
+        retrying = self.retry_policy()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(engine, request, n)
+        except APIError as error:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise error.with_context(attempts, self.max_retry_wait) from None
+        raise AssertionError("unreachable: the retry policy either returns or raises")
+
+    def retry_policy(self) -> tenacity.AsyncRetrying:
+        """Up to ``max_retries`` retries of errors that a retry may mend (429, 5xx, timeouts, lost
+        connections, malformed 200s), after the server's ``Retry-After`` (``0`` included) when it sent
+        one and it is within ``max_retry_wait``, else exponential backoff with jitter. The concurrency
+        slot is free while waiting, and an interrupt (Ctrl-C) ends the wait."""
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=_RetryWait(self.max_retry_wait),
+            retry=tenacity.retry_if_exception(lambda e: _worth_retrying(e, self.max_retry_wait)),
+            before_sleep=lambda _: counters.add(retries=1),
+            sleep=_async.pause,
+            reraise=True,
+        )
+
+    async def _attempt(self, engine: APIEngine, request: Request, n: int) -> list[Completion]:
+        """Post once (again with the next ``response_format`` shape if the server refuses this one)
+        and validate the answer."""
+        style = engine.schema_style
         while True:
-            style = engine.schema_style
+            if engine.fatal is not None:
+                raise engine.fatal
+            if _async.interrupted():
+                raise APIError("interrupted before it was sent", retryable=False, kind=INTERRUPTED)
             body = self.chat_body(request, n, self.schema_styles[style] if request.schema else None)
-            async with semaphore:
-                if engine.limiter is not None:
-                    await engine.limiter.acquire(estimate)
-                try:
-                    answer = await post(body)
-                except APIError as failure:
-                    error = failure
-                except Exception as failure:  # a client library's own error type
-                    error = APIError(
-                        scrub(f"{type(failure).__name__}: {failure}", engine.secrets), retryable=False
-                    )
-                else:
-                    if request.schema is not None:
-                        engine.schema_style_confirmed = True
-                    if engine.limiter is not None and estimate:
-                        used = (answer.get("usage") or {}).get("total_tokens")
-                        if isinstance(used, int):
-                            engine.limiter.correct(used - estimate)
-                    return answer
-            if (
-                request.schema is not None
-                # llama-cpp-python's server answers a response_format it does not know with a 500
-                and (error.status in (400, 422) or "response_format" in str(error))
-                and not engine.schema_style_confirmed
-                and style + 1 < len(self.schema_styles)
-            ):
-                if engine.schema_style == style:
-                    engine.schema_style = style + 1  # the server wants another response_format shape
-                continue
-            if not error.retryable or attempt >= self.max_retries:
-                if attempt:
-                    raise APIError(
-                        f"{error} (after {attempt + 1} attempts)", status=error.status, retryable=False
-                    )
-                raise error
-            attempt += 1
-            counters.add(retries=1)
-            if error.retry_after is not None:
-                delay = error.retry_after
-            else:
-                delay = random.uniform(0.5, 1.0) * min(MAX_BACKOFF, 0.5 * 2 ** (attempt - 1))
-            if delay > 0:
-                await asyncio.sleep(delay)
+            try:
+                answer = await self._post(engine, body, request, n)
+                completions = completions_from(answer, n)
+            except APIError as error:
+                if request.schema is not None and _about_schema(error):
+                    retry_style = self._schema_fallback(engine, style)
+                    if retry_style is not None:
+                        style = retry_style
+                        continue
+                if error.fatal and engine.fatal is None:
+                    engine.fatal = error
+                raise
+            if request.schema is not None and not engine.schema_style_confirmed:
+                # Only a style that worked becomes the process's choice for this server.
+                engine.schema_style, engine.schema_style_confirmed = style, True
+            return completions
+
+    def _schema_fallback(self, engine: APIEngine, style: int) -> int | None:
+        """The ``response_format`` shape to try after the server refused ``style``, or ``None``."""
+        if engine.schema_style_confirmed:
+            return engine.schema_style if engine.schema_style != style else None
+        return style + 1 if style + 1 < len(self.schema_styles) else None
+
+    async def _post(self, engine: APIEngine, body: dict[str, Any], request: Request, n: int) -> Any:
+        estimate = self._token_estimate(request, n) if engine.limiter and engine.limiter.tpm else 0
+        async with engine.semaphore():
+            if engine.limiter is not None:
+                await engine.limiter.acquire(estimate)
+            try:
+                answer = await engine.client()(body)
+            except APIError:
+                raise
+            except ImportError as error:  # a client library missing: every request would fail alike
+                raise APIError(f"{error}", retryable=False, kind=ENGINE, fatal=True) from None
+            except Exception as error:  # a client library's own error type
+                message = scrub(f"{type(error).__name__}: {error}", engine.secrets)
+                raise APIError(message, retryable=False, kind=ENGINE) from None
+        if estimate and isinstance(answer, dict):
+            used = (answer.get("usage") or {}).get("total_tokens")
+            if isinstance(used, int):
+                engine.limiter.correct(used - estimate)  # type: ignore[union-attr]
+        return answer
 
     def _token_estimate(self, request: Request, n: int) -> int:
         prompt = len(request.prompt.user) + len(request.prompt.system or "")
@@ -316,33 +365,140 @@ def response_format(schema: dict[str, Any], style: str) -> dict[str, Any]:
     raise ValueError(f"unknown response_format style {style!r}")
 
 
-def completions_from(answer: dict[str, Any], n: int) -> list[Completion]:
-    """Completions from an OpenAI-shaped chat answer, in choice order (possibly fewer than ``n``)."""
-    choices = sorted(answer.get("choices") or (), key=lambda choice: choice.get("index") or 0)
-    usage = answer.get("usage") or {}
+def completions_from(answer: Any, n: int) -> list[Completion]:
+    """Completions from an OpenAI-shaped chat answer, in choice order (possibly fewer than ``n``).
+
+    This is the one check of what the wire returned: a body that is not a chat completion (no
+    ``choices``, as Azure's content filter answers; a choice without a ``message``; ``content`` of an
+    unknown shape) raises :meth:`APIError.invalid_answer`, which is retried and never stored. ``content``
+    given as a list of parts is read as its text parts joined. A choice with no content is a failed
+    completion: ``refused`` when the model or a content filter declined, else ``invalid_answer``.
+
+    Example:
+        >>> answer = {"choices": [{"message": {"content": [{"type": "text", "text": "Paris"}]}}]}
+        >>> completions_from(answer, 1)[0].text
+        'Paris'
+        >>> completions_from({"choices": []}, 1)
+        Traceback (most recent call last):
+        ...
+        mapgen.llms._http.APIError: HTTP 200 without choices
+    """
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise APIError.invalid_answer("HTTP 200 without choices")
+    if not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
+        raise APIError.invalid_answer("HTTP 200 with a choice that has no message")
+    if len(choices) > 1:
+        choices = sorted(choices, key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0)
+    usage = answer.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
     completions = []
     for choice in choices[:n]:
-        message = choice.get("message") or {}
-        text = message.get("content")
-        finish = choice.get("finish_reason")
+        message, finish = choice["message"], _str_or_none(choice.get("finish_reason"))
+        text = message_text(message.get("content"))
         if text is None:
-            refusal = message.get("refusal")
-            reason = f"refused: {refusal}" if refusal else f"no content (finish_reason={finish})"
-            completions.append(Completion(text=None, finish_reason=finish, error=reason))
+            completions.append(_no_content(message, finish))
             continue
-        tokens, top_logprobs = logprobs_from(choice)
+        try:
+            tokens, top_logprobs = logprobs_from(choice)
+        except (AttributeError, TypeError):
+            raise APIError.invalid_answer("HTTP 200 with malformed logprobs") from None
         completions.append(
             Completion(
                 text=text,
                 finish_reason=finish,
-                prompt_tokens=usage.get("prompt_tokens"),
+                prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
                 # usage counts all choices together: per choice only when there is one
-                completion_tokens=usage.get("completion_tokens") if len(choices) == 1 else None,
+                completion_tokens=_int_or_none(usage.get("completion_tokens")) if len(choices) == 1 else None,
                 tokens=tokens,
                 top_logprobs=top_logprobs,
             )
         )
     return completions
+
+
+def message_text(content: Any) -> str | None:
+    """A message's ``content`` as text: a string, or the text of a list of content parts joined
+    (``None`` when there is none); any other shape raises :meth:`APIError.invalid_answer`.
+
+    Example:
+        >>> message_text([{"type": "text", "text": "4"}, {"type": "text", "text": "2"}])
+        '42'
+    """
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
+        texts = [part.get("text") for part in content if part.get("type") in ("text", "output_text")]
+        if all(isinstance(text, str) for text in texts):
+            return "".join(texts) if texts else None
+    raise APIError.invalid_answer(f"HTTP 200 with content of an unknown shape: {str(content)[:100]!r}")
+
+
+def _no_content(message: dict[str, Any], finish: str | None) -> Completion:
+    refusal = message.get("refusal")
+    if not refusal and isinstance(message.get("content"), list):
+        parts = [p.get("refusal") for p in message["content"] if p.get("type") == "refusal"]
+        refusal = next((p for p in parts if p), None)
+    if refusal:
+        return Completion(text=None, finish_reason=finish, error=f"refused: {refusal}", error_kind=REFUSED)
+    if finish == "content_filter":
+        return Completion(
+            text=None, finish_reason=finish, error="stopped by a content filter", error_kind=REFUSED
+        )
+    return Completion(
+        text=None,
+        finish_reason=finish,
+        error=f"no content (finish_reason={finish})",
+        error_kind=INVALID_ANSWER,
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class _RetryWait(tenacity.wait.wait_base):
+    """The server's ``Retry-After`` when it sent one, else exponential backoff with full jitter."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+        self.backoff = tenacity.wait_random_exponential(multiplier=0.5, max=min(MAX_BACKOFF, cap))
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(error, "retry_after", None)
+        return retry_after if retry_after is not None else self.backoff(retry_state)
+
+
+def _worth_retrying(error: BaseException, cap: float) -> bool:
+    if not isinstance(error, APIError) or not error.retryable:
+        return False
+    return error.retry_after is None or error.retry_after <= cap
+
+
+_SCHEMA_WORDS = re.compile(r"response_format|json_schema|json_object|schema|grammar|guided", re.IGNORECASE)
+
+
+def _about_schema(error: APIError) -> bool:
+    """Whether the server refused the ``response_format`` shape (so another may work), as opposed to
+    refusing the request for another reason (a prompt too long, a bad parameter)."""
+    # llama-cpp-python's server answers a response_format it does not know with a 500.
+    return error.status in (400, 422, 500) and bool(_SCHEMA_WORDS.search(str(error)))
+
+
+def fatal_error(error: APIError) -> FatalAPIError:
+    """The exception that stops a map on an error every request would get, with what to check."""
+    hints = {
+        401: "check the API key (api_key=... or the provider's environment variable)",
+        403: "the key has no access to this model or endpoint",
+        404: "check the model name and base_url",
+    }
+    hint = hints.get(error.status or 0, "install the missing package")
+    return FatalAPIError(f"{error} ({hint}); stopped before sending the remaining requests.")
 
 
 def logprobs_from(choice: dict[str, Any]) -> tuple[list[str] | None, list[dict[str, float]] | None]:

@@ -54,8 +54,20 @@ def background_loop() -> asyncio.AbstractEventLoop:
     return _state["loop"]
 
 
+INTERRUPT_GRACE = 30.0
+"""After Ctrl-C, how long requests already in flight may take to land (and be stored) before the run
+gives up on them; a second Ctrl-C stops waiting at once."""
+
+_interrupt = threading.Event()
+
+
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` on the background loop and wait for its result, from any thread but that loop's."""
+    """Run ``coroutine`` on the background loop and wait for its result, from any thread but that loop's.
+
+    On ``KeyboardInterrupt`` (Ctrl-C, in a script or a notebook) nothing more is sent: requests still
+    queued fail at once (:func:`interrupted`), those in flight may land for up to
+    :data:`INTERRUPT_GRACE` seconds (their answers are stored), then the interrupt is raised again.
+    """
     loop = background_loop()
     try:
         running = asyncio.get_running_loop()
@@ -64,7 +76,51 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     if running is loop:
         coroutine.close()
         raise RuntimeError("mapgen's run() was called from its own event loop; await the coroutine instead.")
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+    _interrupt.clear()  # a new run after an interrupted one (a notebook's next cell) sends again
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        interrupt()
+        try:
+            future.result(timeout=INTERRUPT_GRACE)
+        except BaseException:  # the run is over either way: the interrupt is what the caller hears
+            future.cancel()
+        raise
+
+
+def interrupt() -> None:
+    """Stop sending: queued requests fail with kind ``interrupted``, retry waits end now."""
+    _interrupt.set()
+    for sleeper in list(_sleepers):
+        sleeper.get_loop().call_soon_threadsafe(_wake, sleeper)
+
+
+def interrupted() -> bool:
+    """Whether the run was interrupted: checked before each request is sent."""
+    return _interrupt.is_set()
+
+
+_sleepers: set[asyncio.Future[None]] = set()
+
+
+def _wake(sleeper: asyncio.Future[None]) -> None:
+    if not sleeper.done():
+        sleeper.set_result(None)
+
+
+async def pause(seconds: float) -> None:
+    """``asyncio.sleep`` that an interrupt ends early (a retry's wait, a rate limit's)."""
+    if seconds <= 0 or _interrupt.is_set():
+        return
+    waker = asyncio.get_running_loop().create_future()
+    _sleepers.add(waker)
+    try:
+        await asyncio.wait_for(waker, timeout=seconds)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        _sleepers.discard(waker)
 
 
 def loop_local(owner: dict[Any, Any], factory: Callable[[], T]) -> T:

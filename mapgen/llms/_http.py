@@ -16,7 +16,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mapgen.errors import CONNECTION, INVALID_ANSWER, TIMEOUT, http_kind
+
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+FATAL_STATUS = frozenset({401, 403, 404})
+"""Answers that every request of a map would get alike: a rejected key, no access, an unknown model or
+URL. They stop the map instead of failing each row."""
 
 _KEY_PATTERNS = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|hf_[A-Za-z0-9]{6,}|(?i:bearer)\s+[A-Za-z0-9._\-]{6,})")
 
@@ -64,16 +69,35 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 class APIError(Exception):
-    """A request that failed: its HTTP status (``None`` for connection errors and timeouts), whether a
-    retry may help, and the server's ``Retry-After`` in seconds, if it sent one. The message is scrubbed."""
+    """A request that failed: its kind (:mod:`mapgen.errors`), HTTP status (``None`` for connection errors
+    and timeouts), whether a retry may help, whether it will fail every request alike (``fatal``), and the
+    server's ``Retry-After`` in seconds, if it sent one. The message is scrubbed.
+
+    Every transport (aiohttp, the OpenAI SDK, ``huggingface_hub``) raises these, so the retry policy and
+    the error columns see one classification.
+
+    Example:
+        >>> error = APIError.from_status(401, b'{"error": {"message": "bad key sk-abcdef123"}}', None, ())
+        >>> error.kind, error.fatal, str(error)
+        ('http_401', True, 'HTTP 401: bad key ***')
+    """
 
     def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool,
+        retry_after: float | None = None,
+        kind: str | None = None,
+        fatal: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+        self.kind = kind or (http_kind(status) if status is not None else CONNECTION)
+        self.fatal = fatal
 
     @classmethod
     def from_status(
@@ -95,7 +119,39 @@ class APIError(Exception):
             status=status,
             retryable=status in RETRYABLE_STATUS,
             retry_after=parse_retry_after(headers),
+            fatal=status in FATAL_STATUS,
         )
+
+    def with_context(self, attempts: int, max_wait: float) -> APIError:
+        """This error as it ends a request: how many attempts it took, and why it was not retried when
+        the server asked for a wait over ``max_wait`` seconds."""
+        notes = []
+        if self.retryable and self.retry_after is not None and self.retry_after > max_wait:
+            notes.append(f"Retry-After {self.retry_after:g}s is over max_retry_wait={max_wait:g}s")
+        if attempts > 1:
+            notes.append(f"after {attempts} attempts")
+        if not notes:
+            return self
+        return APIError(
+            f"{self} ({'; '.join(notes)})",
+            status=self.status,
+            retryable=False,
+            kind=self.kind,
+            fatal=self.fatal,
+        )
+
+    @classmethod
+    def timeout(cls, seconds: float) -> APIError:
+        return cls(f"timed out after {seconds}s", retryable=True, kind=TIMEOUT)
+
+    @classmethod
+    def connection(cls, error: BaseException, secrets: Iterable[str | None]) -> APIError:
+        return cls(scrub(f"{type(error).__name__}: {error}", secrets), retryable=True, kind=CONNECTION)
+
+    @classmethod
+    def invalid_answer(cls, reason: str) -> APIError:
+        """A 200 whose body is not an answer of the shape asked for: retried like a server error."""
+        return cls(reason, retryable=True, kind=INVALID_ANSWER)
 
 
 class JSONClient:
@@ -137,16 +193,13 @@ class JSONClient:
                 if response.status >= 400:
                     raise APIError.from_status(response.status, content, response.headers, secrets)
         except asyncio.TimeoutError:
-            raise APIError(f"timed out after {self.timeout}s", retryable=True) from None
+            raise APIError.timeout(self.timeout) from None
         except aiohttp.ClientError as error:
-            message = scrub(f"{type(error).__name__}: {error}", secrets)
-            raise APIError(message, retryable=True) from None
+            raise APIError.connection(error, secrets) from None
         try:
             return json.loads(content)
         except ValueError:
-            raise APIError(
-                scrub(f"invalid JSON answer: {content[:200]!r}", secrets), retryable=True
-            ) from None
+            raise APIError.invalid_answer(scrub(f"invalid JSON answer: {content[:200]!r}", secrets)) from None
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

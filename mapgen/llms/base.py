@@ -184,6 +184,10 @@ class LLM:
         """Build the live engine or client for this process (and GPU rank, where it matters)."""
         raise NotImplementedError
 
+    def preflight(self) -> None:
+        """Raise now, before anything is sent, for what would fail every request (a missing key or
+        client library). Map functions call it at the start of every batch, so it must be cheap."""
+
     def engine(self, rank: int | None = None) -> Any:
         """The engine for this config in this process, built on first use."""
         key = self._engine_key(rank)

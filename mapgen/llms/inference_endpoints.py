@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
 from mapgen.llms._api import APILLM, Post, check_http_options
-from mapgen.llms._http import APIError, JSONClient, closable, scrub
+from mapgen.llms._http import APIError, JSONClient, closable
 
 
 @dataclass(frozen=True)
@@ -151,14 +151,14 @@ class InferenceEndpointsLLM(APILLM):
                     **arguments,
                 )
             except InferenceTimeoutError:
-                raise APIError(f"timed out after {timeout}s", retryable=True) from None
+                raise APIError.timeout(timeout) from None
             except HfHubHTTPError as error:
                 response = error.response
                 raise APIError.from_status(
                     response.status_code, response.content, response.headers, secrets
                 ) from None
             except httpx2.TransportError as error:
-                raise APIError(scrub(f"{type(error).__name__}: {error}", secrets), retryable=True) from None
+                raise APIError.connection(error, secrets) from None
             return chat_output_as_dict(output)
 
         return closable(post, getattr(client, "close", None))

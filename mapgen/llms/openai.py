@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
-from mapgen.llms._api import APILLM, Post, check_http_options
-from mapgen.llms._http import APIError, JSONClient, closable, scrub
+from mapgen.llms._api import APILLM, Post, check_http_options, require_modules
+from mapgen.llms._http import APIError, JSONClient, closable
 
 OPENAI_API = "https://api.openai.com/v1"
 
@@ -80,6 +80,10 @@ extra_body={}, transport='auto')
     def is_openai(self) -> bool:
         return self.resolved_base_url.startswith(OPENAI_API)
 
+    def fingerprint(self) -> dict[str, Any]:
+        # Where requests go decides the answer: OPENAI_BASE_URL counts when base_url is not given.
+        return {**super().fingerprint(), "base_url": self.resolved_base_url}
+
     def resolved_api_key(self) -> str | None:
         return self.api_key if self.api_key is not None else os.environ.get("OPENAI_API_KEY")
 
@@ -96,16 +100,24 @@ extra_body={}, transport='auto')
         # OpenAI's reasoning models accept only max_completion_tokens; other servers know max_tokens.
         return "max_completion_tokens" if self.is_openai else "max_tokens"
 
-    def open_client(self) -> Post:
-        key = self.resolved_api_key()
-        if key is None and self.is_openai:
+    @property
+    def resolved_transport(self) -> str:
+        if self.transport == "auto":
+            return "sdk" if self.is_openai else "aiohttp"
+        return self.transport
+
+    def preflight(self) -> None:
+        if self.resolved_api_key() is None and self.is_openai:
             raise ValueError(
                 "OpenAILLM needs an API key for OpenAI's API: pass api_key=... or set OPENAI_API_KEY "
                 "(or pass base_url=... for a server that needs none)."
             )
-        transport = self.transport
-        if transport == "auto":
-            transport = "sdk" if self.is_openai else "aiohttp"
+        require_modules(["aiohttp"] if self.resolved_transport == "aiohttp" else ["openai"], "openai")
+
+    def open_client(self) -> Post:
+        self.preflight()
+        key = self.resolved_api_key()
+        transport = self.resolved_transport
         if transport == "aiohttp":
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             client = JSONClient(
@@ -147,9 +159,8 @@ def sdk_poster(
                 response.status_code, response.content, response.headers, secrets
             ) from None
         except openai.APITimeoutError:
-            raise APIError(f"timed out after {timeout}s", retryable=True) from None
+            raise APIError.timeout(timeout) from None
         except openai.APIConnectionError as error:
-            cause = error.__cause__ or error
-            raise APIError(scrub(f"connection error: {cause}", secrets), retryable=True) from None
+            raise APIError.connection(error.__cause__ or error, secrets) from None
 
     return closable(post, client.close)

@@ -100,6 +100,10 @@ class LLMPool(LLM):
             "seed": self.seed,
         }
 
+    def preflight(self) -> None:
+        for member in self.members:
+            member.preflight()
+
     # Who answers what.
 
     def member_for(self, request: Request) -> int:

@@ -15,9 +15,13 @@ message>", "reply": "<text>"}``; the first rule whose ``contains`` is in the las
 else ``default_reply`` does when set, else the echo.
 A scripted reply is sent whatever ``response_format`` asked for. ``"reply"`` may be a list: choice ``i``
 gets item ``i`` (modulo its length). A rule with ``"status": 500`` (and an optional ``"message"``)
-answers with that error instead, as the injected errors do. A rule's ``"logprobs"`` is OpenAI's
-``choices[i].logprobs.content`` list (``[{"token", "logprob", "top_logprobs": [{"token", "logprob"}, ...]},
-...]``), sent when the request asks for ``logprobs``, each ``top_logprobs`` cut to the ``top_logprobs``
+answers with that error instead, as the injected errors do (with the rule's ``"headers"``, else the
+``retry_after`` setting's). A rule's ``"body"`` is sent as the whole 200 answer instead of a chat
+completion, and its ``"content"`` as each choice's ``message.content`` (a list of parts, say), so that
+tests can send what misbehaving servers send. ``refuse_formats`` lists ``response_format`` types the
+server answers with a 400 that names them, as servers that do not support one do. A rule's
+``"logprobs"`` is OpenAI's ``choices[i].logprobs.content`` list (``[{"token", "logprob", "top_logprobs":
+[{"token", "logprob"}, ...]}, ...]``), sent when the request asks for ``logprobs``, each ``top_logprobs`` cut to the ``top_logprobs``
 asked; without one, such a request gets the reply's whitespace-led words as tokens, each certain.
 ``GET /requests`` returns the JSON bodies of the chat requests received since the last reset, in order
 (the last ``KEEP_REQUESTS`` of them).
@@ -50,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "replies": [],  # scripted answers: [{"contains": ..., "reply": ...}, ...], first match wins
     "default_reply": None,  # the answer when no rule matches (None: the echo)
+    "refuse_formats": [],  # response_format types answered with a 400
+    "count_replies": False,  # append " [k]" (this request's number) to every text, so samples differ
 }
 
 
@@ -102,9 +108,17 @@ class FaultServer:
         if rule is not None and rule.get("status"):
             self.errors += 1
             headers = {} if settings["retry_after"] is None else {"Retry-After": str(settings["retry_after"])}
+            headers = rule.get("headers", headers)
             message = rule.get("message", f"scripted {rule['status']}")
             error = {"error": {"message": message, "type": "scripted"}}
             return web.json_response(error, status=rule["status"], headers=headers)
+        requested_format = (body.get("response_format") or {}).get("type")
+        if requested_format in settings["refuse_formats"]:
+            self.errors += 1
+            message = f"response_format type {requested_format!r} is not supported by this server"
+            return web.json_response(
+                {"error": {"message": message, "type": "invalid_request_error"}}, status=400
+            )
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -115,13 +129,19 @@ class FaultServer:
         n = body.get("n") or 1
         if n > 1 and not settings["support_n"]:
             n = 1  # as llama.cpp's server does: ignore n, answer once
-        if rule is not None:
+        if rule is not None and "body" in rule:
+            return web.json_response(rule["body"])
+        if rule is not None and "content" in rule:
+            texts = [rule["content"]] * n
+        elif rule is not None:
             reply = rule["reply"]
             texts = [reply[i % len(reply)] if isinstance(reply, list) else reply for i in range(n)]
         elif body.get("response_format", {}).get("type") in ("json_schema", "json_object"):
             texts = [json.dumps({"echo": user, "choice": i}) for i in range(n)]
         else:
             texts = [f"echo: {user}" + (f" #{i}" if n > 1 else "") for i in range(n)]
+        if settings["count_replies"]:
+            texts = [f"{text} [{self.total}]" for text in texts]
         words = len(user.split())
         choices = [
             {

@@ -1,0 +1,351 @@
+"""What peers' users hit, by kind: answers that are not what the API promised, misuse, interrupts.
+
+Each test replays one failing input from a public bug report (issue 10) against real servers on
+127.0.0.1 and asserts the right value. The fault server scripts what misbehaving servers send.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import datasets
+import pytest
+
+import mapgen
+from mapgen.errors import FatalAPIError, error_kind
+from mapgen.store import default_store
+
+
+def fault_llm(server, **kwargs) -> mapgen.OpenAILLM:
+    return mapgen.OpenAILLM("fault", base_url=server.base_url, api_key=server.api_key, **kwargs)
+
+
+def rows(*texts: str, column: str = "input") -> datasets.Dataset:
+    return datasets.Dataset.from_dict({column: list(texts)})
+
+
+def generate(ds, llm, **kwargs):
+    return ds.map(mapgen.generate(llm, **kwargs), batched=True)
+
+
+# Answers that are not what the API promised
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ({"choices": []}, "HTTP 200 without choices"),  # Azure's content filter
+        ({"error": "overloaded"}, "HTTP 200 without choices"),
+        ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "a choice that has no message"),
+        ({"choices": [{"message": {"content": {"text": "x"}}}]}, "content of an unknown shape"),
+        ({"choices": [{"message": {"content": [{"type": "text", "text": 7}]}}]}, "unknown shape"),
+    ],
+)
+def test_a_200_that_is_not_a_chat_completion_is_retried_a_bounded_number_of_times(fault_server, body, reason):
+    fault_server.configure(api_key=fault_server.api_key, replies=[{"body": body}])
+    out = generate(rows("hello"), fault_llm(fault_server, max_retries=2))
+    assert out["generations"] == [[None]]
+    [[error]] = out["generation_errors"]
+    assert error_kind(error) == "invalid_answer"
+    assert reason in error and "after 3 attempts" in error
+    assert fault_server.stats()["total"] == 3  # the first try and max_retries=2 retries, no more
+    assert len(default_store()) == 0  # nothing invalid is kept: a re-run asks again
+    generate(rows("hello"), fault_llm(fault_server, max_retries=0))
+    assert fault_server.stats()["total"] == 4
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_content_as_a_list_of_parts_is_its_text(fault_server, transport):
+    parts = [{"type": "text", "text": "answer to "}, {"type": "text", "text": "hello"}]
+    fault_server.configure(api_key=fault_server.api_key, replies=[{"content": parts}])
+    llm = fault_llm(fault_server, transport=transport)
+    out = generate(rows("hello", "hi"), llm)
+    assert out["generations"] == [["answer to hello"], ["answer to hello"]]
+    assert out.features["generations"].feature.dtype == "string"
+    again = generate(rows("hello", "hi"), llm)  # from the store: still text
+    assert again["generations"] == out["generations"]
+    assert fault_server.stats()["total"] == 2
+
+
+def test_a_refusal_part_or_a_content_filter_is_a_refusal(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[
+            {"contains": "a", "content": [{"type": "refusal", "refusal": "I can't help with that."}]},
+            {
+                "contains": "b",
+                "body": {"choices": [{"message": {"content": None}, "finish_reason": "content_filter"}]},
+            },
+        ],
+    )
+    out = generate(rows("a", "b"), fault_llm(fault_server))
+    assert out["generations"] == [[None], [None]]
+    assert [error_kind(e) for [e] in out["generation_errors"]] == ["refused", "refused"]
+    assert "I can't help with that." in out["generation_errors"][0][0]
+
+
+def test_a_retry_after_beyond_the_cap_fails_the_row_instead_of_sleeping(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[{"contains": "slow", "status": 429, "headers": {"Retry-After": "3600"}}],
+    )
+    out = generate(rows("slow", "fine"), fault_llm(fault_server, max_retries=5))
+    [slow], [fine] = out["generation_errors"]
+    assert error_kind(slow) == "http_429"
+    assert "Retry-After 3600s is over max_retry_wait=60s" in slow
+    assert fine is None
+    assert fault_server.stats()["total"] == 2  # asked once each: no retry was slept for
+
+
+def test_a_retry_after_within_the_cap_is_waited_for(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, fail_first=1, retry_after="1")
+    out = generate(rows("x"), fault_llm(fault_server, max_retry_wait=2))
+    assert out["generations"] == [["echo: x"]]
+    assert fault_server.stats()["total"] == 2
+
+
+def ultrafeedback_rows(*inputs):
+    return datasets.Dataset.from_dict({"input": list(inputs), "generations": [["an answer"]] * len(inputs)})
+
+
+def test_an_unrelated_400_does_not_switch_the_structured_output_style(fault_server):
+    long = "LONG " * 50
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        refuse_formats=["json_object"],
+        replies=[
+            {
+                "contains": "LONG",
+                "status": 400,
+                "message": "This model's maximum context length is 4096 tokens.",
+            },
+            {"reply": "Text 1\nRating: 4\nRationale: fine"},
+        ],
+    )
+    llm = fault_llm(fault_server, max_retries=0, max_concurrency=1)
+    fn = mapgen.label(llm, mapgen.UltraFeedbackTask.for_overall_quality())
+    out = ultrafeedback_rows(long, "q1", "q2").map(fn, batched=True, batch_size=1)
+    assert out["rating"] == [[None], [4.0], [4.0]]
+    assert error_kind(out["labelling_error"][0]) == "http_400"
+    assert "maximum context length" in out["labelling_error"][0]
+    assert out["labelling_error"][1:] == [None, None]
+    formats = {body["response_format"]["type"] for body in fault_server.requests()}
+    assert formats == {"json_schema"}
+
+
+def test_a_server_that_refuses_one_schema_style_gets_the_next_and_keeps_it(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        refuse_formats=["json_schema"],
+        default_reply="Text 1\nRating: 3\nRationale: ok",
+    )
+    fn = mapgen.label(fault_llm(fault_server, max_retries=0, max_concurrency=1), mapgen.UltraFeedbackTask())
+    out = ultrafeedback_rows("q1", "q2", "q3").map(fn, batched=True, batch_size=1)
+    assert out["rating"] == [[3.0]] * 3
+    sent = [body["response_format"]["type"] for body in fault_server.requests()]
+    assert sent == ["json_schema", "json_object", "json_object", "json_object"]  # learnt once, kept
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_errors_that_fail_every_request_stop_the_map_after_a_handful(fault_server, status):
+    if status == 401:
+        fault_server.configure(api_key="sk-the-right-key-0123456789")
+    else:
+        fault_server.configure(api_key=fault_server.api_key, replies=[{"status": status, "message": "nope"}])
+    llm = fault_llm(fault_server, max_concurrency=8)
+    with pytest.raises(FatalAPIError, match=f"HTTP {status}") as raised:
+        generate(rows(*[f"row {i}" for i in range(200)]), llm)
+    assert fault_server.stats()["total"] <= 8  # what was in flight, not one request per row
+    assert fault_server.api_key not in str(raised.value)
+
+
+def test_a_missing_client_library_stops_before_any_request(fault_server, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "aiohttp" else real(name, *a)
+    )
+    with pytest.raises(ImportError, match=r"aiohttp.*mapgen\[openai\]"):
+        generate(rows("x"), fault_llm(fault_server, transport="aiohttp"))
+    assert fault_server.stats()["total"] == 0
+
+
+def test_a_pipeline_whose_default_judge_has_no_key_fails_before_generating(fault_server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    fn = mapgen.pipeline("preference", "text-quality", generator=fault_llm(fault_server))
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        rows("x").map(fn, batched=True)
+    assert fault_server.stats()["total"] == 0
+
+
+# Cache truth
+
+
+def test_identical_rows_are_one_request_in_every_run_and_batch_size(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, count_replies=True)
+    llm = fault_llm(fault_server, temperature=1.0)
+    jokes = rows(*["Tell me a joke."] * 4)
+    first = generate(jokes, llm)["generations"]
+    assert len({answer for [answer] in first}) == 1
+    assert fault_server.stats()["total"] == 1
+    for batch_size in (1, 2, 3):
+        again = jokes.map(mapgen.generate(llm), batched=True, batch_size=batch_size)["generations"]
+        assert again == first
+    assert fault_server.stats()["total"] == 1
+
+
+def test_without_the_store_identical_rows_are_independent_samples(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, count_replies=True)
+    out = generate(rows(*["Tell me a joke."] * 4), fault_llm(fault_server, temperature=1.0), cache=False)
+    assert len({answer for [answer] in out["generations"]}) == 4
+
+
+def test_the_store_key_follows_where_requests_go(fault_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", fault_server.base_url)
+    a = mapgen.OpenAILLM("fault", api_key=fault_server.api_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    b = mapgen.OpenAILLM("fault", api_key=fault_server.api_key)
+    assert a.fingerprint() != b.fingerprint()
+
+
+# Misuse
+
+
+@pytest.mark.parametrize("make", ["generate", "label", "pipeline"])
+def test_a_forgotten_batched_true_is_an_error_before_any_request(fault_server, make):
+    llm = fault_llm(fault_server)
+    fn = {
+        "generate": lambda: mapgen.generate(llm),
+        "label": lambda: mapgen.label(llm, mapgen.UltraFeedbackTask()),
+        "pipeline": lambda: mapgen.pipeline("preference", "text-quality", generator=llm, labeller=llm),
+    }[make]()
+    ds = datasets.Dataset.from_dict({"input": ["hello", "What is a prime?"], "generations": [["a"], ["b"]]})
+    with pytest.raises(TypeError, match="batched=True"):
+        ds.map(fn)
+    assert fault_server.stats()["total"] == 0
+
+
+def test_empty_inputs_are_missing_inputs_named_by_the_users_column(fault_server):
+    ds = datasets.Dataset.from_dict({"question": ["", "  ", None, "real"]})
+    out = ds.map(mapgen.generate(fault_llm(fault_server), input_columns={"input": "question"}), batched=True)
+    errors = [e for [e] in out["generation_errors"]]
+    assert errors[:3] == ["input: column(s) ['question'] are empty"] * 3
+    assert errors[3] is None
+    assert fault_server.stats()["total"] == 1
+
+
+def test_a_failed_labelling_row_keeps_every_list_column_aligned(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, default_reply="Rating: 4\nRationale: ok")
+    task = mapgen.UltraFeedbackTask(per_generation=True)
+    fn = mapgen.label(fault_llm(fault_server), task, weighted_ratings=True)
+    ds = datasets.Dataset.from_dict({"input": ["", "q"], "generations": [["a", "b"], ["a", "b"]]})
+    out = ds.map(fn, batched=True)
+    failed = out[0]
+    assert error_kind(failed["labelling_error"]) == "input"
+    for column in (
+        "rating",
+        "weighted_rating",
+        "labelling_metadata",
+        "labelling_prompt",
+        "raw_labelling_response",
+    ):
+        assert failed[column] == [None, None], column
+        assert len(out[1][column]) == 2
+    assert [sum(w is None for w in row) for row in out["weighted_rating"]] == [2, 0]
+
+
+# Interrupts
+
+
+SCRIPT = """
+import sys, time, datasets, mapgen
+llm = mapgen.OpenAILLM("fault", base_url=sys.argv[1], api_key=sys.argv[2], max_concurrency=8)
+ds = datasets.Dataset.from_dict({"input": [f"row {i}" for i in range(400)]})
+datasets.disable_progress_bars()
+print("started", flush=True)
+"""
+
+
+def start_script(code: str, *args: str, tmp_path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "MAPGEN_CACHE_DIR": str(tmp_path / "store"),
+        "HF_DATASETS_CACHE": str(tmp_path / "hf"),
+    }
+    command = [sys.executable, "-c", textwrap.dedent(SCRIPT) + textwrap.dedent(code), *args]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "started"
+    return process
+
+
+def wait_for_requests(server, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while server.stats()["total"] < count:
+        assert time.monotonic() < deadline, "the map never started sending"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_in_a_live_process_stops_sending_and_keeps_what_landed(fault_server, tmp_path):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.3)
+    process = start_script(
+        """
+        try:
+            ds.map(mapgen.generate(llm), batched=True, batch_size=400)
+        except KeyboardInterrupt as interrupted:
+            print("caught", type(interrupted).__name__, interrupted, flush=True)
+        time.sleep(2)  # a notebook lives on: nothing more may go out
+        print("stored", len(mapgen.store.default_store()), flush=True)
+        """,
+        fault_server.base_url,
+        fault_server.api_key,
+        tmp_path=tmp_path,
+    )
+    wait_for_requests(fault_server, 20)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    caught, stored = out.strip().splitlines()
+    assert caught.startswith("caught Interrupted interrupted: ")
+    sent = fault_server.stats()["total"]
+    assert sent < 60  # what was sent before the interrupt and what was in flight, not 400
+    assert int(stored.split()[1]) == sent  # every request that went out landed and was stored
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_in_a_script_prints_one_line(fault_server, tmp_path):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.3)
+    process = start_script(
+        "ds.map(mapgen.generate(llm), batched=True, batch_size=400)\n",
+        fault_server.base_url,
+        fault_server.api_key,
+        tmp_path=tmp_path,
+    )
+    wait_for_requests(fault_server, 8)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mapgen: interrupted: "), err
+    assert "run the same map again to resume" in lines[0]
+
+
+def test_workers_stop_when_their_parent_is_killed(fault_server, tmp_path):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.3)
+    process = start_script(
+        "ds.map(mapgen.generate(llm), batched=True, batch_size=50, num_proc=2)\n",
+        fault_server.base_url,
+        fault_server.api_key,
+        tmp_path=tmp_path,
+    )
+    wait_for_requests(fault_server, 16)
+    process.kill()
+    process.wait()
+    time.sleep(2)  # a worker notices within PARENT_CHECK_INTERVAL; in-flight requests end
+    settled = fault_server.stats()["total"]
+    time.sleep(2)
+    assert fault_server.stats()["total"] == settled < 400
