@@ -33,7 +33,7 @@ def test_generate_writes_aligned_columns_with_failures_in_place(tiny_llm):
     assert ok["generation_prompt"][0] == [{"role": "user", "content": "Name a fruit."}]
     assert ok["generation_metadata"][0]["completion_tokens"] > 0
     assert failed["generations"] == [None, None]
-    assert failed["generation_errors"] == ["input column(s) ['input'] are None"] * 2
+    assert failed["generation_errors"] == ["input: column(s) ['input'] are empty"] * 2
 
 
 def test_output_chains_with_other_transforms(tiny_llm):
@@ -132,6 +132,6 @@ def test_a_parser_that_raises_anything_fails_only_its_answer(fault_server):
     out = ds.map(mapgen.generate(llm, Fields()), batched=True)
     assert out["generations"] == [["yes"], [None], [None]]
     assert out["generation_errors"][0] == [None]
-    assert out["generation_errors"][1] == ["parse error: KeyError: 'answer'"]
-    assert out["generation_errors"][2][0].startswith("parse error:")
+    assert out["generation_errors"][1] == ["parse: KeyError: 'answer'"]
+    assert out["generation_errors"][2][0].startswith("parse: ")
     assert out["raw_generation_responses"][1] == ['echo: {"other": 1}']

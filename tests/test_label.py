@@ -89,8 +89,8 @@ def test_unparseable_answers_and_failed_requests_are_data(fault_server):
         {"input": ["q", "boom"], "generations": [["a", "b"], ["c", "d"]]},
     )
     assert ds["rating"] == [[None, None], [None, None]]
-    assert ds[0]["labelling_error"].startswith("parse error: found no rated blocks")
-    assert ds[1]["labelling_error"] == "HTTP 500: scripted 500 (after 2 attempts)"
+    assert ds[0]["labelling_error"].startswith("parse: found no rated blocks")
+    assert ds[1]["labelling_error"] == "http_500: HTTP 500: scripted 500 (after 2 attempts)"
     assert ds[0]["raw_labelling_response"] == "I like them all."
     assert ds[1]["raw_labelling_response"] is None
     assert fault_server.stats()["total"] == 3  # one answer, one failure retried once
@@ -103,8 +103,11 @@ def test_rows_with_nothing_to_rate_send_nothing(fault_server):
         {"input": ["q", "q", None], "generations": [[None, None], [], ["x"]]},
     )
     assert ds["rating"] == [[None, None], [], [None]]
-    assert ds[0]["labelling_error"] == "no generations to rate (all None or empty)"
-    assert "are None" in ds[2]["labelling_error"]
+    assert (
+        ds[0]["labelling_error"]
+        == "input: no generations to rate in column 'generations' (all None or empty)"
+    )
+    assert ds[2]["labelling_error"].startswith("input: ")
     assert fault_server.requests() == []
 
 
@@ -179,7 +182,7 @@ def test_per_item_partial_failure_names_the_text(fault_server):
     llm = judge(fault_server, {"contains": "\nbad\n", "reply": "no score here"}, default="Score: 5")
     row = run(mapgen.label(llm, mapgen.UltraCMTask()), {"input": ["q"], "generations": [["good", "bad"]]})[0]
     assert row["score"] == [5.0, None]
-    assert row["labelling_error"].startswith("text 2: parse error")
+    assert row["labelling_error"].startswith("parse: text 2: ")
 
 
 def test_judgelm_rationale_is_one_per_row(fault_server):

@@ -109,7 +109,7 @@ def test_rows_fail_as_data_after_the_last_retry(fault_server):
     out = rows(2).map(mapgen.generate(fault_llm(fault_server, max_retries=2)), batched=True)
     assert out["generations"] == [[None], [None]]
     for [error] in out["generation_errors"]:
-        assert error.startswith("HTTP 500: injected 500") and "after 3 attempts" in error
+        assert error.startswith("http_500: HTTP 500: injected 500") and "after 3 attempts" in error
     assert fault_server.stats()["total"] == 6
     assert mapgen.counters.snapshot()["retries"] == 4
 
@@ -182,8 +182,9 @@ def test_log_probabilities_are_asked_for_and_read_back(fault_server, transport):
 def test_the_key_never_reaches_an_error_message_or_repr(fault_server, transport):
     wrong = "sk-wrong-key-do-not-print-0123456789"
     llm = mapgen.OpenAILLM("fault", base_url=fault_server.base_url, api_key=wrong, transport=transport)
-    out = rows(1).map(mapgen.generate(llm), batched=True)
-    error = out["generation_errors"][0][0]
+    with pytest.raises(mapgen.errors.FatalAPIError) as raised:  # a bad key stops the map
+        rows(1).map(mapgen.generate(llm), batched=True)
+    error = str(raised.value)
     assert error.startswith("HTTP 401") and "Incorrect API key" in error
     assert wrong not in error and "do-not-print" not in error
     assert wrong not in repr(llm) and wrong not in str(mapgen.generate(llm))

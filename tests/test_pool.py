@@ -58,7 +58,7 @@ def test_generation_model_names_the_writer_and_lists_stay_aligned(fault_server):
             writer = pool.member_for(mapgen.Request(mapgen.Prompt(f"question {i}"), k))
             assert row["generation_model"][k] == "ab"[writer]
             if writer == 0 and i == 3:
-                assert text is None and error.startswith("HTTP 500")
+                assert text is None and error.startswith("http_500: HTTP 500")
             else:
                 assert text == f"echo: question {i}" and error is None
         assert sorted(
