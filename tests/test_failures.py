@@ -144,8 +144,11 @@ def test_a_server_that_refuses_one_schema_style_gets_the_next_and_keeps_it(fault
         refuse_formats=["json_schema"],
         default_reply="Text 1\nRating: 3\nRationale: ok",
     )
-    fn = mapgen.label(fault_llm(fault_server, max_retries=0, max_concurrency=1), mapgen.UltraFeedbackTask())
-    out = ultrafeedback_rows("q1", "q2", "q3").map(fn, batched=True, batch_size=1)
+    # a config of its own: what an engine learnt about a server is kept per process and config
+    llm = fault_llm(fault_server, max_retries=0, max_concurrency=1, temperature=0.1)
+    out = ultrafeedback_rows("q1", "q2", "q3").map(
+        mapgen.label(llm, mapgen.UltraFeedbackTask()), batched=True, batch_size=1
+    )
     assert out["rating"] == [[3.0]] * 3
     sent = [body["response_format"]["type"] for body in fault_server.requests()]
     assert sent == ["json_schema", "json_object", "json_object", "json_object"]  # learnt once, kept
@@ -208,11 +211,13 @@ def test_without_the_store_identical_rows_are_independent_samples(fault_server):
 
 
 def test_the_store_key_follows_where_requests_go(fault_server, monkeypatch):
+    llm = mapgen.OpenAILLM("fault", api_key=fault_server.api_key)  # base_url from the environment
     monkeypatch.setenv("OPENAI_BASE_URL", fault_server.base_url)
-    a = mapgen.OpenAILLM("fault", api_key=fault_server.api_key)
+    here = mapgen.fingerprint(mapgen.generate(llm))
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    b = mapgen.OpenAILLM("fault", api_key=fault_server.api_key)
-    assert a.fingerprint() != b.fingerprint()
+    assert mapgen.fingerprint(mapgen.generate(llm)) != here
+    explicit = mapgen.OpenAILLM("fault", base_url="http://127.0.0.1:9/v1")
+    assert mapgen.fingerprint(mapgen.generate(explicit)) == mapgen.fingerprint(mapgen.generate(llm))
 
 
 # Misuse

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import importlib.util
 import math
 import re
@@ -36,6 +37,11 @@ MAX_TOP_LOGPROBS = 20
 """OpenAI's cap on ``top_logprobs``."""
 
 
+_FATAL: contextvars.ContextVar[list[APIError]] = contextvars.ContextVar("mapgen_fatal", default=[])
+"""The fatal errors (:attr:`APIError.fatal`) met so far by one ``complete`` call: once there is one, its
+requests still queued are not sent. Per call, so a fixed key or model is tried again by the next map."""
+
+
 class APIEngine:
     """A backend's live state in one process: a client per event loop, the concurrency limit, the rate
     limiter, and what was learnt about the server (whether it honours ``n``, which schema style it takes)."""
@@ -53,8 +59,6 @@ class APIEngine:
         self.limiter = limiter
         self.secrets = tuple(s for s in secrets if s)
         self.n_supported: bool | None = None
-        self.fatal: APIError | None = None
-        """An error that every request would get (:attr:`APIError.fatal`): later requests are not sent."""
         self.schema_style = 0
         self.schema_style_confirmed = False
         self._clients: dict[Any, Post] = {}
@@ -217,12 +221,12 @@ class APILLM(LLM):
             if on_complete is not None:
                 on_complete(position, completion)
 
-        if engine.fatal is not None:
-            raise fatal_error(engine.fatal)
+        fatal: list[APIError] = []
+        _FATAL.set(fatal)  # the tasks below run in a copy of this context: they share this list
         jobs = [self._answer_group(engine, group, deliver) for group in self._groups(engine, requests)]
         await _async.gather(jobs)
-        if engine.fatal is not None:
-            raise fatal_error(engine.fatal)
+        if fatal:
+            raise fatal_error(fatal[0])
         return [c if c is not None else Completion.failed("no answer") for c in results]
 
     def _groups(self, engine: APIEngine, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
@@ -292,10 +296,6 @@ class APILLM(LLM):
         and validate the answer."""
         style = engine.schema_style
         while True:
-            if engine.fatal is not None:
-                raise engine.fatal
-            if _async.interrupted():
-                raise APIError("interrupted before it was sent", retryable=False, kind=INTERRUPTED)
             body = self.chat_body(request, n, self.schema_styles[style] if request.schema else None)
             try:
                 answer = await self._post(engine, body, request, n)
@@ -306,8 +306,8 @@ class APILLM(LLM):
                     if retry_style is not None:
                         style = retry_style
                         continue
-                if error.fatal and engine.fatal is None:
-                    engine.fatal = error
+                if error.fatal:
+                    _FATAL.get().append(error)
                 raise
             if request.schema is not None and not engine.schema_style_confirmed:
                 # Only a style that worked becomes the process's choice for this server.
@@ -325,6 +325,13 @@ class APILLM(LLM):
         async with engine.semaphore():
             if engine.limiter is not None:
                 await engine.limiter.acquire(estimate)
+            # Checked once a slot is ours, the moment before sending: requests queued behind the
+            # window are dropped when another one's error proved fatal or the run was interrupted.
+            fatal = _FATAL.get()
+            if fatal:
+                raise fatal[0]
+            if _async.interrupted():
+                raise APIError("interrupted before it was sent", retryable=False, kind=INTERRUPTED)
             try:
                 answer = await engine.client()(body)
             except APIError:
