@@ -48,9 +48,10 @@ def test_retries_and_n_through_the_hub_client(fault_server):
 def test_the_token_never_reaches_an_error_message(fault_server):
     wrong = "hf_wrongTokenDoNotPrint123456"
     llm = mapgen.InferenceEndpointsLLM("fault", base_url=fault_server.base_url, token=wrong, transport="hub")
-    [answer] = llm.complete([Request(Prompt("x"))])
-    assert answer.text is None and "401" in answer.error
-    assert wrong not in answer.error and wrong not in repr(llm)
+    with pytest.raises(mapgen.errors.FatalAPIError) as raised:  # a rejected token stops the map
+        llm.complete([Request(Prompt("x"))])
+    assert "401" in str(raised.value)
+    assert wrong not in str(raised.value) and wrong not in repr(llm)
 
 
 def test_what_model_or_endpoint_names():

@@ -251,7 +251,7 @@ class APILLM(LLM):
                 await _async.gather([self._answer_group(engine, [item], deliver) for item in group])
                 return
             for position, _ in group:
-                deliver(position, Completion.failed(error))
+                deliver(position, Completion.failed(str(error), error.kind))
             return
         for (position, _), completion in zip(group, completions, strict=False):
             deliver(position, completion)
@@ -332,8 +332,9 @@ class APILLM(LLM):
                 raise fatal[0]
             if _async.interrupted():
                 raise APIError("interrupted before it was sent", retryable=False, kind=INTERRUPTED)
+            post = engine.client()  # a client that cannot be built (no key) is misconfiguration: it raises
             try:
-                answer = await engine.client()(body)
+                answer = await post(body)
             except APIError:
                 raise
             except ImportError as error:  # a client library missing: every request would fail alike
