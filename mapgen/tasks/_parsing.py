@@ -195,9 +195,9 @@ def numbered_spans(text: str) -> list[tuple[int, int, int]]:
     offsets into ``text`` itself (markdown is tolerated, not removed).
 
     Example:
-        >>> text = "**Text 2**: good\nText 1: bad"
+        >>> text = "**Text 2**: good\\nText 1: bad"
         >>> [(n, text[start:end]) for n, start, end in numbered_spans(text)]
-        [(2, 'good\n'), (1, 'bad')]
+        [(2, 'good\\n'), (1, 'bad')]
     """
     headers = list(_HEADER.finditer(text))
     if not headers:
@@ -224,7 +224,7 @@ def labelled_lines(text: str, names: tuple[str, ...]) -> list[re.Match[str]]:
     should be markdown-free (:func:`strip_markdown`); offsets are into it.
 
     Example:
-        >>> [m.group(1) for m in labelled_lines("Score: 3\nno score: 9\n- score = 4", ("score",))]
+        >>> [m.group(1) for m in labelled_lines("Score: 3\\nno score: 9\\n- score = 4", ("score",))]
         ['3', '4']
     """
     alternatives = "|".join(re.escape(name) for name in names)
@@ -238,10 +238,10 @@ def labelled_field(text: str, names: tuple[str, ...], *, multiline: bool = False
     With ``multiline``, the value runs to the next ``Word:`` label or the end; else to the line end.
 
     Example:
-        >>> labelled_field("**Rating**: 4\nRationale: clear\nand short", ("rating",))
+        >>> labelled_field("**Rating**: 4\\nRationale: clear\\nand short", ("rating",))
         '4'
-        >>> labelled_field("Rating: 4\nRationale: clear\nand short", ("rationale",), multiline=True)
-        'clear\nand short'
+        >>> labelled_field("Rating: 4\\nRationale: clear\\nand short", ("rationale",), multiline=True)
+        'clear\\nand short'
     """
     text = strip_markdown(text)
     matches = labelled_lines(text, names)
