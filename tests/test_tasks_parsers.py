@@ -122,11 +122,13 @@ def test_ultrajudge_parser_well_formed_and_partial():
     assert parsed["areas"][1]["Authenticity & Reliability"] == {"rating": None, "rationale": None}
 
 
-def test_ultrajudge_without_final_scores_uses_the_area_mean():
+def test_ultrajudge_without_final_scores_has_no_rating():
+    # it used to write the mean of the areas, 7.0: a score the judge never gave
     parsed = mapgen.UltraJudgeTask().parse(
         "Answer 1\n- Practical Accuracy: 6 - ok\n- Compliance with Intent: 8 - yes"
     )
-    assert parsed["rating"] == [7.0]
+    assert parsed["rating"] == [None]
+    assert parsed["areas"][0]["Compliance with Intent"] == {"rating": 8.0, "rationale": "yes"}
 
 
 def test_ultrajudge_json():
@@ -134,7 +136,7 @@ def test_ultrajudge_json():
     parsed = mapgen.UltraJudgeTask().parse(
         __import__("json").dumps({"answers": [{**entry, "final_score": 6}, {**entry, "final_score": 11}]})
     )
-    assert parsed["rating"] == [6.0, 7.0]  # an out-of-range final score falls back to the area mean
+    assert parsed["rating"] == [6.0, None]  # an out-of-range final score is none, not the area mean (7.0)
     assert parsed["areas"][0]["Compliance with Intent"] == {"rating": 7.0, "rationale": "r"}
 
 
