@@ -78,7 +78,7 @@ def parse_score_lines(text: str, scale: tuple[int, int]) -> list[float | None]:
     Example:
         >>> parse_score_lines("[1] Score: 7\\n\\n\\n[3] **Score**: 4/10", (1, 10))
         [7.0, None, 4.0]
-        >>> parse_score_lines("1. 4 facts are right.\\n2. 2 are wrong.\\n[1] Score: 9\\n[2] Score: 3", (1, 10))
+        >>> parse_score_lines("1. 4 facts are ok.\\n2. 2 are wrong.\\n[1] Score: 9\\n[2] Score: 3", (1, 10))
         [9.0, 3.0]
     """
     data = load_json(text)
