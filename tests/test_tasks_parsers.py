@@ -122,11 +122,13 @@ def test_ultrajudge_parser_well_formed_and_partial():
     assert parsed["areas"][1]["Authenticity & Reliability"] == {"rating": None, "rationale": None}
 
 
-def test_ultrajudge_without_final_scores_uses_the_area_mean():
+def test_ultrajudge_without_final_scores_has_no_rating():
+    # it used to write the mean of the areas, 7.0: a score the judge never gave
     parsed = mapgen.UltraJudgeTask().parse(
         "Answer 1\n- Practical Accuracy: 6 - ok\n- Compliance with Intent: 8 - yes"
     )
-    assert parsed["rating"] == [7.0]
+    assert parsed["rating"] == [None]
+    assert parsed["areas"][0]["Compliance with Intent"] == {"rating": 8.0, "rationale": "yes"}
 
 
 def test_ultrajudge_json():
@@ -134,7 +136,7 @@ def test_ultrajudge_json():
     parsed = mapgen.UltraJudgeTask().parse(
         __import__("json").dumps({"answers": [{**entry, "final_score": 6}, {**entry, "final_score": 11}]})
     )
-    assert parsed["rating"] == [6.0, 7.0]  # an out-of-range final score falls back to the area mean
+    assert parsed["rating"] == [6.0, None]  # an out-of-range final score is none, not the area mean (7.0)
     assert parsed["areas"][0]["Compliance with Intent"] == {"rating": 7.0, "rationale": "r"}
 
 
@@ -285,3 +287,230 @@ def test_parsing_helpers():
     assert numbered_blocks("no headers") == {}
     assert labelled_field("Score = 3", ("score",)) == "3"
     assert list_items("- a\n* b\n(3) c") == ["a", "b", "c"]
+
+
+# Issue 10, items 6 and 7: a score is read only where the format puts it; numbers in the judge's reasoning
+# never are, an ambiguous answer is a ParseError, and nothing is written that the judge did not write.
+
+ISSUE_6 = (
+    "Reasoning:\n1. 4 facts are listed and all are correct.\n2. 2 of its claims are wrong.\n\n"
+    "[1] Score: 9\n[2] Score: 3"
+)
+
+SCORES_IN_REASONING = [
+    (ISSUE_6, [9, 3]),
+    # reasoning lines that start with the response's own label
+    ("Response 1: 3 errors, so weak.\nResponse 2: solid.\n[1] Score: 4\n[2] Score: 8", [4, 8]),
+    # a restated score that agrees is fine
+    ("[1] Score: 6\n[2] Score: 2\n\nSo: [1] Score: 6", [6, 2]),
+]
+
+
+@pytest.mark.parametrize("task", [mapgen.QualityScorerTask(), mapgen.ComplexityScorerTask()])
+@pytest.mark.parametrize(("answer", "ratings"), SCORES_IN_REASONING)
+def test_scorers_never_read_reasoning_as_scores(task, answer, ratings):
+    assert task.parse(answer) == {"rating": [float(r) for r in ratings]}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "1. 4 facts are listed and all are correct.\n2. 2 of its claims are wrong.",  # reasoning only
+        "[1] 2 major errors, score 3\n[2] fine, score 8",  # no score where the format puts it
+        "[1] Score: 9\n[2] Score: 3\n\nOn reflection:\n[1] Score: 7",  # two scores for response 1
+    ],
+)
+def test_scorers_flag_ambiguous_answers(answer):
+    with pytest.raises(mapgen.ParseError):
+        mapgen.QualityScorerTask().parse(answer)
+
+
+def test_judgelm_reads_the_first_line_not_the_explanation():
+    answer = "8 6\nAssistant 1: 3 steps, all correct.\nAssistant 2: 2 steps missing."
+    assert mapgen.JudgeLMTask().parse(answer) == {
+        "rating": [8.0, 6.0],
+        "rationale": "Assistant 1: 3 steps, all correct.\nAssistant 2: 2 steps missing.",
+    }
+    labelled = mapgen.JudgeLMTask().parse("Assistant 1: 8, Assistant 2: 6\nBoth fine.")
+    assert labelled == {"rating": [8.0, 6.0], "rationale": "Both fine."}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Assistant 1 is better with 3 examples.\nAssistant 2 lacks detail.",  # was [1.0, 3.0]
+        "8 6\nAssistant 1: 7\nAssistant 2: 6",  # two different scores for assistant 1
+    ],
+)
+def test_judgelm_flags_ambiguous_answers(answer):
+    with pytest.raises(mapgen.ParseError):
+        mapgen.JudgeLMTask().parse(answer)
+
+
+SEED_LAYOUT = """\
+#### Response 1
+- Practical Accuracy - 8
+  The steps are right.
+- Clarity & Transparency - 7
+  Easy to follow.
+- Authenticity & Reliability - 9
+  Nothing invented.
+- Compliance with Intent - 0
+  Ignores the question.
+
+#### Response 2
+- Practical Accuracy - 3
+  Wrong time.
+
+Final Scores: 0 4"""
+
+
+def test_ultrajudge_seed_layout_keeps_rationales_and_invents_no_score():
+    parsed = mapgen.UltraJudgeTask().parse(SEED_LAYOUT)
+    assert parsed["rating"] == [None, 4.0]  # a final 0 is out of scale: none, not the area mean 8.0
+    assert parsed["areas"][0] == {
+        "Practical Accuracy": {"rating": 8.0, "rationale": "The steps are right."},
+        "Clarity & Transparency": {"rating": 7.0, "rationale": "Easy to follow."},
+        "Authenticity & Reliability": {"rating": 9.0, "rationale": "Nothing invented."},
+        "Compliance with Intent": {"rating": None, "rationale": "Ignores the question."},
+    }
+    assert parsed["areas"][1]["Practical Accuracy"] == {"rating": 3.0, "rationale": "Wrong time."}
+
+
+@pytest.mark.parametrize(
+    "final",
+    [
+        "Final scores: Answer 1: 8, Answer 2: 5",  # was [1.0, 8.0]: the answers' numbers read as scores
+        "Final scores:\nAnswer 1: 8\nAnswer 2: 5",
+        "Final scores: 8 5",
+    ],
+)
+def test_ultrajudge_final_scores(final):
+    answer = f"Answer 1\n- Practical Accuracy: 8 - ok\n\nAnswer 2\n- Practical Accuracy: 4 - bad\n\n{final}"
+    assert mapgen.UltraJudgeTask().parse(answer)["rating"] == [8.0, 5.0]
+
+
+def test_ultrajudge_final_score_in_each_block():
+    answer = (
+        "Answer 1\n- Practical Accuracy: 8 - ok\nFinal score: 8\n\n"
+        "Answer 2\n- Practical Accuracy: 4 - bad\nFinal score: 4"
+    )
+    parsed = mapgen.UltraJudgeTask().parse(answer)
+    assert parsed["rating"] == [8.0, 4.0]  # was [8.0]: answer 2 was lost
+    assert parsed["areas"][1]["Practical Accuracy"] == {"rating": 4.0, "rationale": "bad"}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Answer 1\n- Practical Accuracy: 8 - ok\nFinal scores: answer 1 is better, 8 vs 6",
+        "Answer 1\n- Practical Accuracy: 8 - ok\n- Practical Accuracy: 3 - on second look, wrong",
+    ],
+)
+def test_ultrajudge_flags_ambiguous_answers(answer):
+    with pytest.raises(mapgen.ParseError):
+        mapgen.UltraJudgeTask().parse(answer)
+
+
+ULTRACM_NATIVE = [
+    # UltraCM's own layout: the critique follows the score line
+    (
+        "### Feedback\nOverall Score: 7\nThe answer is correct but skips the cooling step.",
+        "The answer is correct but skips the cooling step.",
+        7,
+    ),
+    # a count in the critique is not the score
+    ("The answer scores 3 of 5 points. Overall, 8/10", "The answer scores 3 of 5 points. Overall, 8/10", 8),
+    (
+        "Critique: It gets 3 of 5 steps.\nRating: 2 of them matter\nOverall score: 6",
+        "It gets 3 of 5 steps.\nRating: 2 of them matter",
+        6,
+    ),
+    ("Overall score: 7 - clear but terse", "clear but terse", 7),
+]
+
+
+@pytest.mark.parametrize(("answer", "critique", "score"), ULTRACM_NATIVE)
+def test_ultracm_reads_the_score_marker_and_keeps_the_critique(answer, critique, score):
+    assert mapgen.UltraCMTask().parse(answer) == {"critique": critique, "score": float(score)}
+
+
+def test_ultracm_flags_two_overall_scores():
+    with pytest.raises(mapgen.ParseError, match="two different scores"):
+        mapgen.UltraCMTask().parse("Critique: fine.\nOverall score: 7\n\nOverall score: 4")
+
+
+def test_prometheus_keeps_the_feedback_it_was_given():
+    parsed = PROMETHEUS_TASK.parse("Feedback loops are explained well. [RESULT] 4")
+    assert parsed == {"critique": "Feedback loops are explained well.", "score": 4.0}
+    parsed = PROMETHEUS_TASK.parse("### Feedback\nThe answer is right.\n[RESULT] 5")
+    assert parsed == {"critique": "The answer is right.", "score": 5.0}
+
+
+def test_prometheus_flags_results_that_disagree():
+    with pytest.raises(mapgen.ParseError, match="two different scores"):
+        PROMETHEUS_TASK.parse(
+            "Feedback: x [RESULT] 3\nOn reflection [RESULT] 4 is fairer because it is right"
+        )
+
+
+def test_prometheus_weighted_position_is_the_result_it_reads():
+    answer = "Feedback: mentions [RESULT] 2 early. Final: [RESULT] 4"
+    [position] = PROMETHEUS_TASK.score_positions(answer)
+    assert answer[position] == "4" and PROMETHEUS_TASK.parse(answer)["score"] == 4.0
+
+
+ULTRAFEEDBACK_REASONING = [
+    # a count at the start of a block is reasoning, not a rating ("Rating" mid-line is not the marker)
+    ("Text 1\n3 facts are wrong, so Rating: 2\n\nText 2\nRating: 4\nRationale: ok", [N, 4], [N, "ok"]),
+    # a rationale line that starts with "Text 2 ..." does not open text 2's block
+    (
+        "Text 1\nRating: 4\nRationale: Clear, unlike\nText 2 which invents 3 facts.\n\n"
+        "Text 2\nRating: 2\nRationale: Invented facts.",
+        [4, 2],
+        ["Clear, unlike\nText 2 which invents 3 facts.", "Invented facts."],
+    ),
+    # a first pass of remarks, then the rated blocks
+    ("Text 1: 3 facts are wrong.\n\nText 1\nRating: 2\nRationale: a", [2], ["a"]),
+]
+
+
+@pytest.mark.parametrize(("answer", "ratings", "rationales"), ULTRAFEEDBACK_REASONING)
+def test_ultrafeedback_never_reads_reasoning_as_ratings(answer, ratings, rationales):
+    parsed = mapgen.UltraFeedbackTask().parse(answer)
+    assert parsed["rating"] == [None if r is None else float(r) for r in ratings]
+    assert parsed["rationale"] == rationales
+
+
+@pytest.mark.parametrize(
+    ("task", "answer"),
+    [
+        (mapgen.UltraFeedbackTask(), "Text 1\nRating: 4\nRationale: a\nText 2\nRating: 2\n\nText 1: 5"),
+        (mapgen.UltraFeedbackTask(), "Text 1\nRating: 4\nRationale: a\nRating: 2"),
+        (mapgen.UltraFeedbackTask(), "Text 1\nRating: The text has 3 errors, so 2\nRationale: a"),
+        (mapgen.UltraFeedbackTask.for_small_models(), "Rating: 4\nRationale: fine\nRating: 2"),
+    ],
+)
+def test_ultrafeedback_flags_ambiguous_answers(task, answer):
+    with pytest.raises(mapgen.ParseError):
+        task.parse(answer)
+
+
+def test_ultrafeedback_weighted_positions_follow_the_text_numbers():
+    answer = "Text 2:\n**Rating**: 3\nRationale: meh\nText 1:\nRating: 5\nRationale: great"
+    task = mapgen.UltraFeedbackTask()
+    assert [answer[p] for p in task.score_positions(answer)] == ["5", "3"]  # was ["3", "5"]
+    assert task.parse(answer)["rating"] == [5.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("value", "score"), [("Rating: 4 (3 facts checked)", 4.0), ("- 4", 4.0), ("4 - clear", 4.0)]
+)
+def test_parse_score_reads_the_leading_number(value, score):
+    assert parse_score(value, 1, 5) == score
+
+
+@pytest.mark.parametrize("value", ["The text has 3 errors, so 2", "4-5", "4 or 5", "-1"])
+def test_parse_score_refuses_numbers_that_are_not_the_score(value):
+    with pytest.raises(mapgen.ParseError):
+        parse_score(value, 1, 5)

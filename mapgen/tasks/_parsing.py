@@ -23,6 +23,24 @@ from mapgen.tasks.base import ParseError
 
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
 _NOT_APPLICABLE = re.compile(r"^\W*(n\s*/\s*a|na|none|null|not applicable|-+)\W*$", re.IGNORECASE)
+# Leading punctuation and markdown, but not a sign that belongs to the number ("-1" is out of scale).
+_PREFIX = r"(?:[^\w+\-]|[+\-](?!\d))*"
+_LEADING_SCORE = re.compile(
+    rf"{_PREFIX}(?:\[?\s*(?:overall\s+)?(?:score|rating|result|grade)\s*\]?\s*(?:[:=]|\bis\b)?{_PREFIX})?"
+    rf"({_NUMBER})(?![\d.]\d)",
+    re.IGNORECASE,
+)
+_RANGE = re.compile(r"(?:[-\u2013](?=\d)|\s+(?:to|or)\s+\d)", re.IGNORECASE)
+_TOKEN_TEXT = rf"(?:n\s*/\s*a\b|{_NUMBER}(?:\s*(?:/|out of)\s*\d+(?:\.\d+)?)?)"
+_TOKEN = re.compile(_TOKEN_TEXT, re.IGNORECASE)
+_SEPARATOR = r"(?:\s*[,;|]\s*|\s+)(?:and\s+)?"
+_SCORE_LIST = re.compile(rf"[^\w\n+\-]*{_TOKEN_TEXT}(?:{_SEPARATOR}{_TOKEN_TEXT})*[\s.!]*", re.IGNORECASE)
+_PAIR_TEXT = (
+    r"(?:(?:answer|response|assistant|text|output|instruction)\s*#?\s*(\d+)\s*[:=]?|\[(\d+)\]\s*[:=]?"
+    rf"|(\d+)\s*[:=])\s*({_TOKEN_TEXT})"
+)
+_LABELLED_PAIR = re.compile(_PAIR_TEXT, re.IGNORECASE)
+_LABELLED_LIST = re.compile(rf"[^\w\n\[]*{_PAIR_TEXT}(?:{_SEPARATOR}{_PAIR_TEXT})*[\s.!]*", re.IGNORECASE)
 
 
 def strip_markdown(text: str) -> str:
@@ -35,9 +53,20 @@ def strip_markdown(text: str) -> str:
 
 
 def parse_score(value: Any, low: float, high: float) -> float | None:
-    """A score from ``value``: a number, or text such as ``4``, ``**4**``, ``4/5``, ``4 out of 5``,
-    ``[RESULT] 4``, ``Score: 4.5``. ``N/A`` (and ``None``) give ``None``; anything else, or a number
-    outside ``[low, high]``, raises :class:`ParseError`.
+    """A score from ``value``: a number, or text that starts with one, such as ``4``, ``**4**``, ``4/5``,
+    ``4 out of 5``, ``[RESULT] 4``, ``Score: 4.5``, ``4 - clear``. ``N/A`` (and ``None``) give ``None``.
+
+    The number must come first (after an optional ``Score:``/``Rating:``/``[RESULT]`` label): a number
+    further in is the judge's reasoning, not its score. Text that does not start with a number, a range
+    such as ``4-5``, or a number outside ``[low, high]`` raises :class:`ParseError`.
+
+    Example:
+        >>> parse_score("Rating: 4 (3 facts checked)", 1, 5)
+        4.0
+        >>> parse_score("The text has 3 errors, so 2", 1, 5)
+        Traceback (most recent call last):
+        ...
+        mapgen.tasks.base.ParseError: no score at the start of 'The text has 3 errors, so 2'
     """
     if value is None or isinstance(value, bool):
         return None
@@ -47,17 +76,66 @@ def parse_score(value: Any, low: float, high: float) -> float | None:
         text = strip_markdown(str(value)).strip()
         if not text or _NOT_APPLICABLE.match(text):
             return None
-        match = re.search(_NUMBER, text)
+        match = _LEADING_SCORE.match(text)
         if match is None:
-            raise ParseError(f"no number in {text[:40]!r}")
-        number = float(match.group())
+            raise ParseError(f"no score at the start of {text[:40]!r}")
+        number = float(match.group(1))
+        rest = text[match.end() :]
+        if _RANGE.match(rest):
+            raise ParseError(f"{text[:40]!r} is a range, not one score")
         # "8/10" on a 1-to-5 scale, say: rescale when the answer states its own denominator.
-        out_of = re.match(rf"\s*(?:/|out of)\s*({_NUMBER})", text[match.end() :])
+        out_of = re.match(rf"\s*(?:/|out of)\s*({_NUMBER})", rest)
         if out_of and float(out_of.group(1)) not in (0, high) and not low <= number <= high:
             number = low + (number / float(out_of.group(1))) * (high - low)
     if not low <= number <= high:
         raise ParseError(f"score {number:g} is outside {low:g} to {high:g}")
     return number
+
+
+def score_list(text: str) -> list[str] | None:
+    """The scores of a line that holds scores and nothing else (``8 6``, ``8/10, 7/10``, ``9 and N/A``),
+    in order; ``None`` when the line holds anything else (words, counts, reasoning).
+
+    Example:
+        >>> score_list("**8/10, 7**")
+        ['8/10', '7']
+        >>> score_list("Answer 1 has 3 errors") is None
+        True
+    """
+    text = strip_markdown(text).strip()
+    if not _SCORE_LIST.fullmatch(text):
+        return None
+    return _TOKEN.findall(text)
+
+
+def labelled_scores(text: str) -> dict[int, str] | None:
+    """The scores of a line that pairs each text's number with its score and holds nothing else
+    (``Answer 1: 8, Answer 2: 6``, ``[1] 8 [2] 6``, ``1: 8; 2: 6``), by number; ``None`` otherwise.
+    A number given two different scores raises :class:`ParseError`.
+
+    Example:
+        >>> labelled_scores("Assistant 1: 8/10, Assistant 2: 6")
+        {1: '8/10', 2: '6'}
+    """
+    text = strip_markdown(text).strip()
+    if not _LABELLED_LIST.fullmatch(text):
+        return None
+    found: dict[int, str] = {}
+    for match in _LABELLED_PAIR.finditer(text):
+        agree(found, int(match.group(1) or match.group(2) or match.group(3)), match.group(4))
+    return found
+
+
+def agree(found: dict[int, Any], key: int, value: Any, same: Any = None) -> None:
+    """Record ``value`` for ``key`` in ``found``, raising :class:`ParseError` when ``key`` already has a
+    different one: a judge that gives one text two scores is ambiguous, and neither is guessed.
+    ``same`` compares values (default: equality of the values themselves)."""
+    if key in found:
+        a, b = (same(found[key]), same(value)) if same else (found[key], value)
+        if a != b:
+            raise ParseError(f"two different scores for text {key}: {found[key]!r} and {value!r}")
+        return
+    found[key] = value
 
 
 def load_json(text: str) -> Any:
@@ -102,25 +180,56 @@ def json_fields(text: str, key: str) -> list[str]:
 
 _HEADER = re.compile(
     r"^[ \t>*_#-]*(?:output\s+for\s+|rating\s+for\s+|evaluation\s+(?:of|for)\s+)?"
-    r"(?:text|response|answer|output|generation|assistant|instruction)\s*#?\s*(\d+)\b[^\n]*?(?::|$)"
-    r"|^[ \t]*\[(\d+)\]",
+    r"(?:text|response|answer|output|generation|assistant|instruction)\s*#?\s*(\d+)[*_ \t]*"
+    # a header ends the line, or is followed by ":", "-", ")" or "." (or by a Rating/Score label):
+    # "Text 2 has 3 errors" in a rationale is prose, not the start of text 2's block
+    r"(?:\([^)\n]*\)[*_ \t]*)?(?:[:.)\-\u2013\u2014][*_ \t]*|$|(?=(?:rating|score)\b))"
+    r"|^[ \t*_]*\[(\d+)\][*_ \t]*",
     re.IGNORECASE | re.MULTILINE,
 )
 
 
-def numbered_blocks(text: str) -> dict[int, str]:
-    """Blocks introduced by ``Text 1``, ``#### Output for Text 2``, ``Response 3:``, ``[4]`` and the
-    like, keyed by their number (first occurrence wins), in the order they appear."""
-    text = strip_markdown(text)
+def numbered_spans(text: str) -> list[tuple[int, int, int]]:
+    """``(number, start, end)`` of every block introduced by ``Text 1``, ``#### Output for Text 2``,
+    ``Response 3:``, ``[4]`` and the like, in the order they appear (a number may come back), with
+    offsets into ``text`` itself (markdown is tolerated, not removed).
+
+    Example:
+        >>> text = "**Text 2**: good\\nText 1: bad"
+        >>> [(n, text[start:end]) for n, start, end in numbered_spans(text)]
+        [(2, 'good\\n'), (1, 'bad')]
+    """
     headers = list(_HEADER.finditer(text))
     if not headers:
-        return {}
+        return []
+    return [
+        (int(header.group(1) or header.group(2)), header.end(), following.start() if following else len(text))
+        for header, following in zip(headers, [*headers[1:], None], strict=True)
+    ]
+
+
+def numbered_blocks(text: str) -> dict[int, str]:
+    """Blocks introduced by ``Text 1``, ``#### Output for Text 2``, ``Response 3:``, ``[4]`` and the
+    like, keyed by their number (first occurrence wins), in the order they appear, markdown removed."""
+    text = strip_markdown(text)
     blocks: dict[int, str] = {}
-    for header, following in zip(headers, [*headers[1:], None], strict=True):
-        number = int(header.group(1) or header.group(2))
-        end = following.start() if following else len(text)
-        blocks.setdefault(number, text[header.end() : end].strip())
+    for number, start, end in numbered_spans(text):
+        blocks.setdefault(number, text[start:end].strip())
     return blocks
+
+
+def labelled_lines(text: str, names: tuple[str, ...]) -> list[re.Match[str]]:
+    """Every line of ``text`` that starts with ``Name:`` (``Name =``, ``Name -``, ``Name is``; any of
+    ``names``, any case, after bullets), as matches whose group 1 is the rest of the line. ``text``
+    should be markdown-free (:func:`strip_markdown`); offsets are into it.
+
+    Example:
+        >>> [m.group(1) for m in labelled_lines("Score: 3\\nno score: 9\\n- score = 4", ("score",))]
+        ['3', '4']
+    """
+    alternatives = "|".join(re.escape(name) for name in names)
+    pattern = rf"^[ \t>*_-]*(?:{alternatives})[ \t]*(?:[:=\-\u2013\u2014]|\bis\b)[ \t]*([^\n]*)"
+    return list(re.finditer(pattern, text, re.IGNORECASE | re.MULTILINE))
 
 
 def labelled_field(text: str, names: tuple[str, ...], *, multiline: bool = False) -> str | None:
@@ -135,15 +244,12 @@ def labelled_field(text: str, names: tuple[str, ...], *, multiline: bool = False
         'clear\\nand short'
     """
     text = strip_markdown(text)
-    alternatives = "|".join(re.escape(name) for name in names)
-    match = re.search(
-        rf"(?:^|\n)[ \t>*_-]*(?:{alternatives})[ \t]*(?:[:=\-]|\bis\b)[ \t]*", text, re.IGNORECASE
-    )
-    if match is None:
+    matches = labelled_lines(text, names)
+    if not matches:
         return None
-    rest = text[match.end() :]
     if not multiline:
-        return rest.split("\n", 1)[0].strip()
+        return matches[0].group(1).strip()
+    rest = text[matches[0].start(1) :]
     next_label = re.search(r"\n[ \t>*_-]*[A-Z][\w &/']{0,40}:", rest)
     return (rest[: next_label.start()] if next_label else rest).strip()
 

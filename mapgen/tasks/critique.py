@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from mapgen.prompt import Prompt
-from mapgen.tasks._parsing import labelled_field, load_json, one_line, strip_markdown
+from mapgen.tasks._parsing import labelled_lines, load_json, one_line, strip_markdown
 from mapgen.tasks.base import ParseError, compile_template
 from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask, check_scale
 
@@ -110,20 +110,55 @@ class UltraCMTask(LabellingTask):
                 "critique": one_line(data.get("critique")),
                 "score": check_scale(data["score"], self.scale),
             }
-        clean = strip_markdown(text)
-        score = labelled_field(clean, ("overall score", "score", "rating"))
-        if score is None:
-            # "... 7/10" or "Score 7" somewhere at the end
-            match = re.search(
-                r"(\d+(?:\.\d+)?)\s*/\s*10\b|score\D{0,12}(\d+(?:\.\d+)?)", clean, re.IGNORECASE
+        clean = strip_markdown(text).strip()
+        # The format's marker: "Overall score: n" lines, else "Score:"/"Rating:" lines; a score in the
+        # critique's prose is not read.
+        lines = labelled_lines(clean, ("overall score", "overall rating")) or labelled_lines(
+            clean, ("final score", "score", "rating")
+        )
+        if lines:
+            score = _one_score([line.group(1) for line in lines], self.scale)
+            critique = _without_lines(clean, lines)
+        else:
+            # "... 9/10" or "a score of 7" that ends the answer
+            end = re.search(
+                r"(\d+(?:\.\d+)?)\s*/\s*10\W*$|\bscore\b\D{0,12}?(\d+(?:\.\d+)?)\W*$", clean, re.I
             )
-            if match is None:
+            if end is None:
                 raise ParseError("found no overall score (expected 'Overall score: n')")
-            score = match.group(1) or match.group(2)
-        critique = labelled_field(clean, ("critique", "feedback"), multiline=True)
-        if critique is None:
-            critique = re.split(r"(?im)^\W*(?:overall\s+)?score\b", clean)[0]
-        return {"critique": one_line(critique), "score": check_scale(score, self.scale)}
+            score, critique = check_scale(end.group(1) or end.group(2), self.scale), clean
+        return {"critique": _critique(critique, ("critique", "feedback")), "score": score}
+
+
+def _one_score(values: list[str], scale: tuple[int, int]) -> float | None:
+    """The score of one text from its marker lines: they must agree (a restated score is fine)."""
+    scores = [check_scale(value, scale) for value in values]
+    if len(set(scores)) > 1:
+        raise ParseError(f"two different scores for one text: {', '.join(v.strip() for v in values)}")
+    return scores[0]
+
+
+def _without_lines(text: str, lines: list[re.Match[str]]) -> str:
+    """``text`` without the score lines (what follows the score on its line, if anything, is kept)."""
+    kept, last = [], 0
+    for line in lines:
+        kept.append(text[last : line.start()])
+        after = re.sub(r"^\s*\S+?(?:\s*/\s*\d+)?(?:[^\w\n(]+|$)", "", line.group(1), count=1)
+        kept.append(after)
+        last = line.end()
+    kept.append(text[last:])
+    return "".join(kept)
+
+
+def _critique(text: str, labels: tuple[str, ...]) -> str | None:
+    """The critique the judge wrote: from its ``Critique:`` label on (if any), without a bare
+    ``### Feedback`` heading line; the label word itself is not the critique."""
+    alternatives = "|".join(labels)
+    labelled = labelled_lines(text, labels)
+    if labelled:
+        text = text[labelled[0].start(1) :]
+    text = re.sub(rf"(?im)^[ \t>*_-]*(?:{alternatives}|evaluation|review)[ \t]*:?[ \t]*$", "", text)
+    return one_line(re.sub(r"\n{3,}", "\n\n", text))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,19 +213,31 @@ class PrometheusTask(LabellingTask):
                 "critique": one_line(data.get("feedback")),
                 "score": check_scale(data["result"], self.scale),
             }
-        clean = strip_markdown(text)
-        results = re.findall(r"\[\s*result\s*\]\s*:?\s*(\S+)", clean, re.IGNORECASE)
+        clean = strip_markdown(text).strip()
+        results = list(_RESULT.finditer(clean))
         if results:
-            score = results[-1]
-            feedback = clean[: clean.lower().rfind("[result")]
+            last = results[-1]
+            score = check_scale(last.group(1), self.scale)
+            # The format ends with "[RESULT] n": a last marker that ends the answer wins over earlier
+            # mentions in the feedback; otherwise markers must agree, or the answer is ambiguous.
+            if not re.fullmatch(r"\s*\d+(?:\.\d+)?(?:\s*/\s*5)?[\s\W]*", clean[last.start(1) :]):
+                score = _one_score([result.group(1) for result in results], self.scale)
+            feedback = clean[: last.start()]
         else:
-            score = labelled_field(clean, ("result", "score"))
-            if score is None:
+            lines = labelled_lines(clean, ("result", "score"))
+            if not lines:
                 raise ParseError("found no '[RESULT] n'")
-            feedback = re.split(r"(?im)^\W*(?:result|score)\b", clean)[0]
-        feedback = re.sub(r"^\W*feedback\W*[:=]?\s*", "", feedback.strip(), flags=re.IGNORECASE)
-        return {"critique": one_line(feedback), "score": check_scale(score, self.scale)}
+            score = _one_score([line.group(1) for line in lines], self.scale)
+            feedback = clean[: lines[0].start()]
+        return {"critique": _critique(feedback, ("feedback",)), "score": score}
 
     def score_positions(self, text: str) -> list[int | None]:
-        match = re.search(r'"result"\s*:\s*"?(\d)', text) or re.search(r"(?i)\[result\]\W*(\d)", text)
+        """Where the score that :meth:`parse` reads is written: the JSON ``result``, else the last
+        ``[RESULT]`` (not an earlier mention of one in the feedback)."""
+        match = re.search(r'"result"\s*:\s*"?(\d)', text)
+        if match is None:
+            match = next(reversed(list(re.finditer(r"(?i)\[\s*result\s*\][^\w\n]*(\d)", text))), None)
         return [match.start(1) if match else None]
+
+
+_RESULT = re.compile(r"\[\s*result\s*\]\s*:?[ \t]*([^\n]*?)(?=\[\s*result\s*\]|\n|$)", re.IGNORECASE)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.tasks._parsing import load_json, one_line, strip_markdown
+from mapgen.tasks._parsing import agree, labelled_scores, load_json, one_line, score_list, strip_markdown
 from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, LabellingTask, check_scale
 
@@ -71,27 +71,34 @@ class JudgeLMTask(LabellingTask):
                 "rating": [_score(value, self.scale) for value in data["scores"]],
                 "rationale": one_line(data.get("explanation")),
             }
-        lines = [line for line in strip_markdown(text).split("\n") if line.strip()]
+        lines = [line.strip() for line in strip_markdown(text).split("\n") if line.strip()]
+        if lines and not re.search(r"\d", lines[0]) and lines[0].endswith(":"):
+            lines = lines[1:]  # "Here are my scores:"
         if not lines:
             raise ParseError("empty answer")
-        # "Assistant 1: 8" / "Assistant 2: 6" lines, or all scores on the first line.
-        per_line = [
-            re.match(r"\W*(?:assistant|answer)\s*(\d+)\W*(?:score)?\W*(\d+(?:\.\d+)?)", line, re.IGNORECASE)
-            for line in lines
-        ]
-        if sum(m is not None for m in per_line) >= 2:
-            found = {int(m.group(1)): m.group(2) for m in per_line if m}
-            scores = [_score(found.get(i), self.scale) for i in range(1, max(found) + 1)]
-            rest = [line for line, m in zip(lines, per_line, strict=True) if m is None]
-            return {"rating": scores, "rationale": one_line("\n".join(rest))}
+        # The format's place: all scores on the first line ("8 6", "Scores: 8/10, 7/10", "Assistant 1: 8,
+        # Assistant 2: 6"), and nothing else on it. Else one "Assistant n: x" line per answer.
         first = re.sub(r"^\W*(?:scores?|ratings?)\s*[:=]?", "", lines[0], flags=re.IGNORECASE)
-        numbers = re.findall(r"(?<![\w.])(?:\d+(?:\.\d+)?(?:\s*/\s*10)?|n/a)(?![\w.])", first, re.IGNORECASE)
-        if not numbers:
-            raise ParseError(f"first line {lines[0][:60]!r} holds no scores")
+        head = score_list(first)
+        head = dict(enumerate(head, 1)) if head is not None else labelled_scores(first)
+        found = {i: _score(value, self.scale) for i, value in (head or {}).items()}
+        body = lines[1:] if head else lines
+        for match in filter(None, map(_PER_LINE.fullmatch, body)):
+            agree(found, int(match.group(1)), _score(match.group(2), self.scale))
+        if not found:
+            raise ParseError(f"first line {lines[0][:60]!r} is not a list of scores")
+        rest = [line for line in body if not _PER_LINE.fullmatch(line)]
         return {
-            "rating": [_score(n, self.scale) for n in numbers],
-            "rationale": one_line("\n".join(lines[1:])),
+            "rating": [found.get(i) for i in range(1, max(found) + 1)],
+            "rationale": one_line("\n".join(rest)),
         }
+
+
+# "Assistant 2: 6" (or "Answer 2 score: 6/10") alone on its line.
+_PER_LINE = re.compile(
+    r"\W*(?:assistant|answer)\s*(\d+)\W*(?:score\W*)?[:=]?\s*(\d+(?:\.\d+)?(?:\s*/\s*10)?|n\s*/\s*a)[\s.!]*",
+    re.IGNORECASE,
+)
 
 
 def _score(value: Any, scale: tuple[int, int]) -> float | None:

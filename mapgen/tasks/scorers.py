@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.tasks._parsing import load_json, strip_markdown
+from mapgen.tasks._parsing import agree, load_json, strip_markdown
 from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, LabellingTask, check_scale
 
@@ -53,30 +53,51 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+_MARK = r"(?:\[(\d+)\]|(?:response|instruction|answer|text)\s*#?\s*(\d+)|(\d+)[.)])"
+_VALUE = r"(\d+(?:\.\d+)?(?:\s*/\s*10)?|n\s*/\s*a)"
+# "[2] Score: 3": the format's own marker; the value may be followed by a comment.
+_EXPLICIT = re.compile(rf"^[^\w\n\[]*{_MARK}[^\w\n]*score\b[^\w\n]*{_VALUE}", re.IGNORECASE | re.MULTILINE)
+# "2. 3", "Response 2: 3": a number alone after the item's marker, and nothing else on the line.
+_BARE = re.compile(
+    rf"^[^\w\n\[]*(?:\[(\d+)\]|(?:response|instruction|answer|text)\s*#?\s*(\d+)|(\d+)[.):\]])"
+    rf"[^\w\n]*?{_VALUE}[^\w\n]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_PLAIN = re.compile(rf"^[^\w\n]*score[^\w\n]*{_VALUE}", re.IGNORECASE | re.MULTILINE)
+
+
 def parse_score_lines(text: str, scale: tuple[int, int]) -> list[float | None]:
-    """Scores from ``[n] Score: x`` lines (or ``n. x``, ``Response n: x``, or JSON ``{"scores": [...]}``),
-    placed by their number; numbers missing in between are ``None``.
+    """Scores from ``[n] Score: x`` lines (or lines that hold only ``n. x`` or ``Response n: x``, or
+    unnumbered ``Score: x`` lines, or JSON ``{"scores": [...]}``), placed by their number; numbers missing
+    in between are ``None``.
+
+    A numbered reasoning list (``1. 4 facts are listed``) is not a score line, and ``[n] Score`` lines,
+    where present, are the only ones read. Two different scores for one number raise
+    :class:`ParseError`.
 
     Example:
         >>> parse_score_lines("[1] Score: 7\\n\\n\\n[3] **Score**: 4/10", (1, 10))
         [7.0, None, 4.0]
+        >>> parse_score_lines("1. 4 facts are ok.\\n2. 2 are wrong.\\n[1] Score: 9\\n[2] Score: 3", (1, 10))
+        [9.0, 3.0]
     """
     data = load_json(text)
     if isinstance(data, dict) and isinstance(data.get("scores"), list):
         return [_score(value, scale) for value in data["scores"]]
-    found: dict[int, str] = {}
-    pattern = (
-        r"(?im)^\W*(?:\[(\d+)\]|(?:response|instruction|answer|text)?\s*#?(\d+)[.):\]])"
-        r"\s*(?:score\W*)?[:=]?\s*(\d+(?:\.\d+)?(?:\s*/\s*10)?|n/a)"
-    )
-    for match in re.finditer(pattern, strip_markdown(text)):
-        found.setdefault(int(match.group(1) or match.group(2)), match.group(3))
+    clean = strip_markdown(text)
+    found: dict[int, float | None] = {}
+    for pattern in (_EXPLICIT, _BARE):
+        for match in pattern.finditer(clean):
+            number = int(match.group(1) or match.group(2) or match.group(3))
+            agree(found, number, _score(match.group(4), scale))
+        if found:
+            break
     if not found:
-        plain = re.findall(r"(?im)^\W*score\W*[:=]?\s*(\d+(?:\.\d+)?)", strip_markdown(text))
+        plain = [_score(match.group(1), scale) for match in _PLAIN.finditer(clean)]
         found = {i + 1: value for i, value in enumerate(plain)}
     if not found:
         raise ParseError("found no '[n] Score: x' lines")
-    return [_score(found.get(i), scale) for i in range(1, max(found) + 1)]
+    return [found.get(i) for i in range(1, max(found) + 1)]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,16 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from mapgen.prompt import Prompt
-from mapgen.tasks._parsing import json_fields, labelled_field, load_json, numbered_blocks, one_line
+from mapgen.tasks._parsing import (
+    agree,
+    json_fields,
+    labelled_field,
+    labelled_lines,
+    load_json,
+    numbered_spans,
+    one_line,
+    strip_markdown,
+)
 from mapgen.tasks.base import ParseError, compile_template
 from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask, check_scale
 
@@ -291,9 +300,27 @@ class UltraFeedbackTask(LabellingTask):
 
     def parse(self, text: str) -> dict[str, Any]:
         parsed = parse_rated_blocks(text, "ratings", self.scale)
-        if self.per_generation:
-            return {name: values[0] for name, values in parsed.items()}
-        return parsed
+        if not self.per_generation:
+            return parsed
+        # one text: several ratings are fine only if they agree (a small model repeating itself)
+        rated = [i for i, value in enumerate(parsed["rating"]) if value is not None]
+        if len({parsed["rating"][i] for i in rated}) > 1:
+            raise ParseError(f"{len(rated)} different ratings for one text: {parsed['rating']}")
+        first = rated[0] if rated else 0
+        return {name: values[first] for name, values in parsed.items()}
+
+    def score_positions(self, text: str) -> list[int | None]:
+        """Where each text's rating is written, by text number (blocks may come in any order): the
+        position :func:`weighted_score` reads must be the rating that :meth:`parse` read for that text."""
+        spans = numbered_spans(text)
+        if self.per_generation or not spans or text.lstrip().startswith(("{", "[", "```")):
+            return super().score_positions(text)
+        positions: dict[int, int] = {}
+        for number, start, end in spans:
+            line = _RATING_DIGIT.search(text, start, end) or _LEADING_DIGIT.match(text, start, end)
+            if line and number not in positions:
+                positions[number] = line.start(1)
+        return [positions.get(i) for i in range(1, max(n for n, _, _ in spans) + 1)]
 
 
 def parse_rated_blocks(text: str, json_key: str, scale: tuple[int, int]) -> dict[str, list[Any]]:
@@ -321,33 +348,57 @@ def parse_rated_blocks(text: str, json_key: str, scale: tuple[int, int]) -> dict
                 "rationale": [one_line(r) for r in rationales[: len(ratings)]]
                 + [None] * (len(ratings) - len(rationales)),
             }
-    blocks = numbered_blocks(text)
-    if not blocks:
-        blocks = _unnumbered_blocks(text)
-    if not blocks:
+    clean = strip_markdown(text)
+    sections = [(number, clean[start:end]) for number, start, end in numbered_spans(clean)]
+    if not sections:
+        sections = list(_unnumbered_blocks(clean).items())
+    if not sections:
         raise ParseError("found no rated blocks (expected 'Text <n>' blocks with 'Rating:' lines, or JSON)")
-    count = max(blocks)
+    count = max(number for number, _ in sections)
     ratings: list[float | None] = [None] * count
     rationales: list[str | None] = [None] * count
-    for number, block in blocks.items():
-        rating = labelled_field(block, ("rating", "score"))
-        rationale = labelled_field(
-            block, ("rationale", "reason", "explanation", "justification"), multiline=True
-        )
-        if rating is None:  # "Text 1: 4 - clear and right"
-            leading = re.match(r"\W*(\d+(?:\.\d+)?(?:\s*/\s*\d+)?)\W*(.*)", block, re.DOTALL)
-            if leading:
-                rating, rationale = leading.group(1), rationale or leading.group(2)
-        ratings[number - 1] = _score_or_none(rating, scale)
-        rationales[number - 1] = one_line(rationale)
+    found: dict[int, float] = {}
+    for number, block in sections:
+        rating, rationale = _rated_block(block, scale)
+        if rating is not None:
+            agree(found, number, rating)  # a text rated twice, differently, is ambiguous
+        if ratings[number - 1] is None:
+            ratings[number - 1], rationales[number - 1] = rating, rationale
     if all(r is None for r in ratings):
         raise ParseError("found blocks but no readable rating in any of them")
     return {"rating": ratings, "rationale": rationales}
 
 
+# "4 - clear", "4/5: clear", "4": the rating first on the block's first line, then a separator. "3 facts
+# are wrong" is reasoning, not a rating.
+_LEADING = re.compile(
+    r"\s*(\d+(?:\.\d+)?(?:\s*/\s*\d+)?)[ \t]*(?:$|[-\u2013\u2014:;,|)][ \t]*|\.(?:[ \t]+|$))(.*)", re.DOTALL
+)
+
+
+def _rated_block(block: str, scale: tuple[int, int]) -> tuple[float | None, str | None]:
+    """The rating and rationale of one ``Text n`` block: from its ``Rating:`` lines (which must agree),
+    else from a rating that starts the block (``Text 1: 4 - clear``)."""
+    lines = labelled_lines(block, ("rating", "score"))
+    rationale = labelled_field(block, ("rationale", "reason", "explanation", "justification"), multiline=True)
+    ratings = {_score_or_none(line.group(1), scale) for line in lines} - {None}
+    if len(ratings) > 1:
+        raise ParseError(f"two different ratings for one text: {sorted(ratings)}")
+    if lines:
+        return (ratings.pop() if ratings else None), one_line(rationale)
+    leading = _LEADING.match(block)
+    if leading is None:
+        return None, one_line(rationale)
+    return _score_or_none(leading.group(1), scale), one_line(rationale or leading.group(2))
+
+
+_RATING_DIGIT = re.compile(r"(?im)^[^\w\n]*(?:rating|score)[^\w\n]*[:=][^\w\n]*(\d)")
+_LEADING_DIGIT = re.compile(r"[ \t*_]*\n?[ \t*_]*(\d)(?![\w.]\w)")
+
+
 def _unnumbered_blocks(text: str) -> dict[int, str]:
     """Blocks split at each ``Rating:`` line, when the answer has no ``Text n`` headers."""
-    starts = [m.start() for m in re.finditer(r"(?im)^[\W_]*(?:rating|score)\W*[:=]", text)]
+    starts = [m.start() for m in labelled_lines(text, ("rating", "score"))]
     if not starts:
         return {}
     return {i + 1: text[s:e] for i, (s, e) in enumerate(zip(starts, [*starts[1:], len(text)], strict=True))}

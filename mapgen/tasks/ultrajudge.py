@@ -15,7 +15,16 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from mapgen.prompt import Prompt
-from mapgen.tasks._parsing import labelled_field, load_json, numbered_blocks, one_line, strip_markdown
+from mapgen.tasks._parsing import (
+    agree,
+    labelled_lines,
+    labelled_scores,
+    load_json,
+    numbered_spans,
+    one_line,
+    score_list,
+    strip_markdown,
+)
 from mapgen.tasks.base import ParseError, compile_template
 from mapgen.tasks.labelling import RATINGS, LabellingTask, check_scale
 
@@ -90,8 +99,8 @@ SCHEMA: dict[str, Any] = {
 class UltraJudgeTask(LabellingTask):
     """Rate a row's ``generations`` for its ``input`` on four areas, then give each a final score.
 
-    Writes ``rating`` (final score 1 to 10 per generation; where the judge gave none, the mean of its
-    area ratings) and ``areas`` (per generation: area name -> ``{"rating", "rationale"}``).
+    Writes ``rating`` (the judge's final score, 1 to 10, per generation: ``None`` where it gave none, never
+    a mean of the areas) and ``areas`` (per generation: area name -> ``{"rating", "rationale"}``).
 
     Example:
         >>> answer = (
@@ -119,25 +128,53 @@ class UltraJudgeTask(LabellingTask):
         if isinstance(data, dict) and isinstance(data.get("answers"), list):
             areas = [_areas_from_json(entry) for entry in data["answers"]]
             finals = [_score(_get(entry, "final_score"), self.scale) for entry in data["answers"]]
-            return {"rating": _fill(finals, areas), "areas": areas}
+            return {"rating": finals, "areas": areas}
         clean = strip_markdown(text)
-        final_line = re.search(r"(?im)^\W*final\s+scores?\W*[:=]?(.*)$", clean)
-        body = clean[: final_line.start()] if final_line else clean
-        blocks = numbered_blocks(body)
-        if not blocks:
+        spans = numbered_spans(clean)
+        if not spans:
             raise ParseError("found no 'Answer <n>' blocks")
-        count = max(blocks)
+        count = max(number for number, _, _ in spans)
         areas: list[dict[str, Any] | None] = [None] * count
-        for number, block in blocks.items():
-            areas[number - 1] = _areas_from_text(block)
-        finals: list[float | None] = [None] * count
-        if final_line:
-            numbers = re.findall(r"\d+(?:\.\d+)?|n/a", final_line.group(1), re.IGNORECASE)
-            for i, value in enumerate(numbers[:count]):
-                finals[i] = _score(value, self.scale)
-        if all(a is None for a in areas) and all(f is None for f in finals):
+        for number, start, end in spans:
+            if areas[number - 1] is None:
+                areas[number - 1] = _areas_from_text(clean[start:end])
+        finals = _final_scores(clean, spans, self.scale)
+        count = max(count, *finals) if finals else count
+        areas += [None] * (count - len(areas))
+        if all(a is None for a in areas) and not finals:
             raise ParseError("found answer blocks but no ratings in them")
-        return {"rating": _fill(finals, areas), "areas": areas}
+        return {"rating": [finals.get(i) for i in range(1, count + 1)], "areas": areas}
+
+
+_FINAL = re.compile(r"^[^\w\n]*final\s+(scores?)[^\w\n]*?[:=]?[ \t]*([^\n]*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _final_scores(
+    clean: str, spans: list[tuple[int, int, int]], scale: tuple[int, int]
+) -> dict[int, float | None]:
+    """The final score of each answer, by number: one ``Final scores: 8 6`` line (or ``Answer 1: 8,
+    Answer 2: 6``, or that list on the lines below it), or a ``Final score: 8`` line inside each answer's
+    block. Only what the judge wrote: an answer without a final score has none here."""
+    lines = list(_FINAL.finditer(clean))
+    found: dict[int, float | None] = {}
+    for line in lines:
+        content = line.group(2).strip()
+        if not content:  # the list on the lines below: up to a blank line
+            below = re.match(r"\n((?:[^\n]*\S[^\n]*(?:\n|$))+)", clean[line.end() :])
+            content = ", ".join(below.group(1).split("\n")).strip(", ") if below else ""
+        listed = score_list(content)
+        labelled = labelled_scores(content) if listed is None else None
+        if listed is None and labelled is None:
+            raise ParseError(f"final scores line {line.group(0).strip()[:60]!r} is not a list of scores")
+        if labelled is None and len(lines) > 1 and len(listed) == 1:
+            # one of several "Final score: 8" lines: it belongs to the answer whose block holds it
+            owner = next((n for n, start, end in spans if start <= line.start() < end), None)
+            if owner is None:
+                raise ParseError(f"final score {content!r} is outside every answer's block")
+            labelled = {owner: listed[0]}
+        for number, value in (labelled or dict(enumerate(listed, 1))).items():
+            agree(found, number, _score(value, scale))
+    return found
 
 
 def _areas_from_json(entry: Any) -> dict[str, Any] | None:
@@ -160,26 +197,35 @@ def _areas_from_text(block: str) -> dict[str, Any] | None:
     result = {}
     for name, _ in AREAS:
         words = re.split(r"\W+", name)
-        value = labelled_field(block, (name, " and ".join(words), words[0]))
-        if value is None:
-            result[name] = {"rating": None, "rationale": None}
-            continue
-        match = re.match(r"\s*(\d+(?:\.\d+)?(?:\s*/\s*10)?|n/a)\W*(.*)", value, re.IGNORECASE)
-        rating = _score(match.group(1), (1, 10)) if match else None
-        result[name] = {"rating": rating, "rationale": one_line(match.group(2) if match else value)}
+        lines = labelled_lines(block, (name, " and ".join(words), words[0]))
+        entries = []
+        for line in lines:
+            # "8 - right", "8/10: right", or "8" with the rationale on the lines below (the seed's layout)
+            match = re.match(
+                r"\s*(\d+(?:\.\d+)?(?:\s*/\s*10)?|n\s*/\s*a)(?![\w.])[^\w\n]*(.*)", line.group(1), re.I
+            )
+            rating = _score(match.group(1), (1, 10)) if match else None
+            rationale = match.group(2) if match else line.group(1)
+            if not rationale.strip():
+                rationale = _rationale_below(block[line.end() :])
+            entries.append({"rating": rating, "rationale": one_line(rationale)})
+        if len({entry["rating"] for entry in entries if entry["rating"] is not None}) > 1:
+            raise ParseError(f"two different {name} ratings in one answer: {[e['rating'] for e in entries]}")
+        result[name] = entries[0] if entries else {"rating": None, "rationale": None}
     if all(entry["rating"] is None for entry in result.values()):
         return None
     return result
 
 
-def _fill(finals: list[float | None], areas: list[dict[str, Any] | None]) -> list[float | None]:
-    """Final scores, with the mean of the area ratings where the judge gave no final score."""
-    filled = list(finals) + [None] * (len(areas) - len(finals))
-    for i, entry in enumerate(areas):
-        if filled[i] is None and entry:
-            ratings = [area["rating"] for area in entry.values() if area["rating"] is not None]
-            filled[i] = round(sum(ratings) / len(ratings), 2) if ratings else None
-    return filled
+def _rationale_below(rest: str) -> str:
+    """The lines under an area's rating, up to a blank line or the next ``Label:``/``Label - n`` line."""
+    kept = []
+    for line in rest.lstrip("\n").split("\n"):
+        if not line.strip() or re.match(r"[ \t>*_-]*[A-Z][\w &/']{0,40}\s*(?:[:=]|-\s*\d)", line):
+            break
+        kept.append(line.strip())
+    text = " ".join(kept)
+    return re.sub(r"^(?:rationale|reason|why)\s*[:=-]\s*", "", text, flags=re.IGNORECASE)
 
 
 def _get(entry: Mapping[str, Any], name: str) -> Any:
