@@ -3,18 +3,24 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import warnings
 
 import datasets
 import pytest
 
 import mapgen
 from mapgen.cli import main
+from mapgen.errors import StoreError
 from mapgen.explain import cache_differences, explain_cache
-from mapgen.store import default_store
+from mapgen.llms.base import Completion
+from mapgen.processes import is_running, process_start
+from mapgen.store import ResponseStore, StoreWarning, default_store
 
 
 def echo_llm(server, **knobs):
@@ -175,3 +181,184 @@ def test_a_progress_bar_counts_requests_and_shows_reuse_and_retries(fault_server
     # 6 rows, then 4 rows x 2 generations of which the first generation of each is stored: 10 requests.
     assert "10/10" in bars[-1]
     assert "retries=2" in bars[-1] and "reused=4" in bars[-1]
+
+
+# A damaged store: what users have found in theirs after a full disk, a bad copy or a stray write.
+GARBAGE = b"this is not a SQLite database\n" * 200
+
+
+def damage(store):
+    """Write garbage over the start of the store's file and its journal (those that exist, or the file)."""
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    for file in [f for f in store._files() if f.exists()] or [store.path]:
+        with open(file, "r+b" if file.exists() else "wb") as out:
+            out.write(GARBAGE)
+
+
+def test_a_damaged_store_fails_the_map_before_sending_naming_the_file_and_the_way_out(fault_server):
+    store = default_store()
+    damage(store)
+    with pytest.raises(StoreError) as raised:
+        prompts(3).map(mapgen.generate(echo_llm(fault_server)), batched=True)
+    assert fault_server.stats()["total"] == 0
+    message = str(raised.value)
+    assert str(store.path) in message
+    assert "mapgen cache clear" in message and "delete" in message and "cache=False" in message
+    with pytest.raises(StoreError, match="damaged"):
+        len(store)
+    assert store.size_bytes() == len(GARBAGE)
+
+    # cache=False runs without it; `mapgen cache clear` recovers it, and the next run stores again.
+    out = prompts(3).map(mapgen.generate(echo_llm(fault_server), cache=False), batched=True)
+    assert out["generations"] == [[f"echo: question {i}"] for i in range(3)]
+    assert main(["cache", "clear"]) == 0
+    prompts(3).map(mapgen.generate(echo_llm(fault_server)), batched=True)
+    assert len(store) == 3
+
+
+def test_clear_starts_afresh_when_the_file_and_its_journal_are_damaged(tmp_path):
+    store = ResponseStore(tmp_path / "responses.sqlite3")
+    store.put("old", Completion(text="old answer"))
+    damage(store)  # the database, its write-ahead log and its shared memory file, while open
+    with pytest.raises(StoreError, match=r"responses\.sqlite3"):
+        store.get_many(["old"])
+    store.clear()
+    assert len(store) == 0
+    store.put("new", Completion(text="new answer"))
+    assert store.get_many(["old", "new"])["new"].text == "new answer"
+    # Another process sees the new store too.
+    assert ResponseStore(store.path).get_many(["new"])["new"].text == "new answer"
+
+
+def test_a_store_damaged_while_answers_arrive_warns_once_and_raises_nothing(tmp_path):
+    store = ResponseStore(tmp_path / "responses.sqlite3")
+    store.put("k0", Completion(text="stored"))
+    damage(store)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(1, 4):
+            store.put(f"k{i}", Completion(text="paid for"))
+        store.release(["k1"], owner="a")
+    assert [w.category for w in caught] == [StoreWarning]
+    assert str(store.path) in str(caught[0].message)
+    assert "mapgen cache clear" in str(caught[0].message)
+    store.clear()  # the way out also ends the warning's silence
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store.put("k4", Completion(text="stored again"))
+    assert not caught and len(store) == 1
+
+
+def test_a_store_that_refuses_writes_keeps_every_paid_answer_in_the_output(fault_server):
+    store = default_store()
+    len(store)  # create it
+    # Another writer makes every insert fail, as a full disk would: reads still work.
+    other = sqlite3.connect(store.path)
+    other.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON responses"
+        " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    other.close()
+    with pytest.warns(StoreWarning, match=r"responses\.sqlite3"):
+        out = prompts(6).map(mapgen.generate(echo_llm(fault_server)), batched=True, batch_size=2)
+    assert out["generations"] == [[f"echo: question {i}"] for i in range(6)]
+    assert out["generation_errors"] == [[None]] * 6
+    assert fault_server.stats()["total"] == 6 and len(store) == 0
+
+
+# Two runs on one store at once: a key another live process is sending is awaited, not sent again.
+OTHER_RUN = """
+import sys
+from mapgen.llms.base import Completion
+from mapgen.store import ResponseStore
+store = ResponseStore(sys.argv[1])
+print(" ".join(store.claim(sys.argv[2:], owner="a")), flush=True)
+for line in sys.stdin:
+    command, key = line.split()
+    if command == "put":
+        store.put(key, Completion(text=f"a's answer to {key}"))
+    else:
+        store.release([key], owner="a")
+    print("done", flush=True)
+"""
+
+
+@pytest.fixture
+def other_run(tmp_path):
+    """Another process holding claims on k0..k4 of a store, storing or releasing keys on request."""
+    path = tmp_path / "responses.sqlite3"
+    keys = [f"k{i}" for i in range(5)]
+    process = subprocess.Popen(
+        [sys.executable, "-c", OTHER_RUN, str(path), *keys],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline().split() == keys
+
+    def tell(command, key):
+        process.stdin.write(f"{command} {key}\n")
+        process.stdin.flush()
+        assert process.stdout.readline() == "done\n"
+
+    process.tell = tell
+    process.store = ResponseStore(path)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_claim_excludes_keys_another_live_process_is_sending(other_run):
+    store = other_run.store
+    assert store.claim(["k3", "k5", "k0", "k6"], owner="b") == ["k5", "k6"]
+    # And a process's own claims are live to its other owners (two maps in one notebook).
+    assert store.claim(["k5", "k7"], owner="c") == ["k7"]
+
+
+def test_wait_for_returns_the_other_process_answers_once_it_stores_them(other_run):
+    store = other_run.store
+    got = {}
+    waiting = threading.Thread(target=lambda: got.update(store.wait_for(["k0", "k1", "k2"], poll=0.01)))
+    waiting.start()
+    other_run.tell("put", "k0")
+    other_run.tell("put", "k1")
+    waiting.join(0.3)
+    assert waiting.is_alive() and not got  # k2 is still being sent
+    other_run.tell("release", "k2")  # k2 failed over there: released unanswered
+    waiting.join(30)
+    assert {key: answer.text for key, answer in got.items()} == {
+        "k0": "a's answer to k0",
+        "k1": "a's answer to k1",
+    }
+    assert all(answer.from_store for answer in got.values())
+    # What was answered is no longer to claim; what was released is.
+    assert store.claim(["k0", "k1", "k2", "k3"], owner="b") == ["k2"]
+
+
+def test_a_claim_dies_with_its_process_even_by_kill_9(other_run):
+    store = other_run.store
+    assert store.claim(["k0", "k1"], owner="b") == []
+    other_run.send_signal(signal.SIGKILL)
+    os.waitid(os.P_PID, other_run.pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped: a zombie
+    assert store.wait_for(["k0", "k1"]) == {}
+    assert store.claim(["k0", "k1", "k2"], owner="b") == ["k0", "k1", "k2"]
+
+
+def test_a_reused_pid_does_not_keep_a_dead_claim_alive():
+    pid = os.getpid()
+    assert is_running(pid, process_start(pid))
+    if process_start(pid) is not None:  # where start times are known (Linux)
+        assert not is_running(pid, process_start(pid) - 1)
+
+
+def test_claims_and_waits_over_many_keys(tmp_path):
+    store = ResponseStore(tmp_path / "responses.sqlite3")
+    keys = [f"key {i}" for i in range(2500)]  # more than one SQL statement's parameters
+    assert store.claim(keys, owner="a") == keys
+    assert store.claim(keys, owner="b") == []
+    for key in keys[:2000]:
+        store.put(key, Completion(text=key.upper()))
+    store.release(keys[2000:], owner="a")
+    answered = store.wait_for(keys)
+    assert len(answered) == 2000 and answered["key 1999"].text == "KEY 1999"
+    assert store.claim(keys[::-1], owner="b") == list(reversed(keys[2000:]))
