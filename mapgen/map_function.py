@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,17 +109,34 @@ class MapFunction:
         for i, key in enumerate(keys):
             first.setdefault(key, i)
         answers: dict[str, Completion] = store.get_many(first)
-        missing = [key for key in first if key not in answers]
-        if missing:
+        pending = [key for key in first if key not in answers]
+        sent = 0
+        # A claim on each key we send, so that another run on this store (a second process, a batch
+        # of datasets' async map) waits for our answer instead of paying for it again; released when
+        # the answer is stored, or in the end.
+        owner = uuid.uuid4().hex
+        try:
+            while pending:
+                mine = store.claim(pending, owner)
+                if mine:
 
-            def save(j: int, completion: Completion) -> None:
-                if completion.text is not None:
-                    store.put(missing[j], completion)
-                    interrupts.kept()
+                    def save(j: int, completion: Completion, mine: list[str] = mine) -> None:
+                        if completion.text is None:
+                            store.release([mine[j]], owner)
+                        else:
+                            store.put(mine[j], completion)
+                            interrupts.kept()
 
-            fresh = self._send([requests[first[key]] for key in missing], rank=rank, on_complete=save)
-            answers.update(zip(missing, fresh, strict=True))
-        counters.add(reused=len(requests) - len(missing))
+                    fresh = self._send([requests[first[key]] for key in mine], rank=rank, on_complete=save)
+                    answers.update(zip(mine, fresh, strict=True))
+                    sent += len(mine)
+                held = [key for key in pending if key not in answers]  # in flight in another run
+                if held:
+                    answers.update(store.wait_for(held))
+                pending = [key for key in held if key not in answers]  # it failed there: ours now
+        finally:
+            store.release(list(first), owner)
+        counters.add(reused=len(requests) - sent)
         return [answers[key] for key in keys]
 
     def _send(

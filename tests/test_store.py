@@ -132,6 +132,25 @@ def test_kill_9_mid_run_then_rerun_resends_at_most_what_was_in_flight(fault_serv
     assert [r["generations"] for r in written] == [[f"echo: question {i}"] for i in range(rows)]
 
 
+def test_two_runs_at_once_pay_for_each_answer_once(fault_server, tmp_path):
+    rows, max_concurrency = 400, 16
+    env = {
+        **os.environ,
+        "MAPGEN_CACHE_DIR": str(tmp_path / "store"),
+        "HF_DATASETS_CACHE": str(tmp_path / "hf"),
+    }
+    fault_server.configure(api_key=fault_server.api_key, latency=0.1)
+    outputs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    runs = [start_run(fault_server, rows, str(output), env) for output in outputs]
+    assert [run.wait(timeout=120) for run in runs] == [0, 0]
+    # each key is sent by one run while the other waits for its answer; at most what was in flight
+    # when one run's claim went stale could go twice
+    assert fault_server.stats()["total"] <= rows + max_concurrency
+    for output in outputs:
+        written = [json.loads(line) for line in output.read_text().splitlines()]
+        assert [r["generations"] for r in written] == [[f"echo: question {i}"] for i in range(rows)]
+
+
 def test_explain_cache_names_what_differs():
     a = mapgen.generate(mapgen.LlamaCppLLM(temperature=0.7), num_generations=1)
     b = mapgen.generate(mapgen.LlamaCppLLM(temperature=0.7, n_threads=3), num_generations=2)
