@@ -29,12 +29,7 @@ EXAMPLE_INSTRUCTIONS = [
 """The rows ``mapgen generate`` uses when no ``--dataset`` is given."""
 
 DESCRIPTION = """\
-Make synthetic and AI-feedback datasets with LLMs.
-
-  mapgen generate   add answers (generations) to each row of a dataset
-  mapgen label      rate each row's answers with an LLM judge (UltraFeedback)
-  mapgen cache      show or clear the response store, where every answer is kept
-
+Make synthetic and AI-feedback datasets with LLMs: generate answers, then rate them.
 Without --llm, the embedded model answers: SmolLM2-135M on the CPU, no key, no download."""
 
 EPILOG = """\
@@ -125,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--num-generations", type=positive_int, default=1, metavar="N", help="answers per row (default: 1)"
     )
-    gen.add_argument("--system-prompt", default=None, metavar="TEXT", help="system message sent with every prompt")
+    gen.add_argument(
+        "--system-prompt", default=None, metavar="TEXT", help="system message sent with every prompt"
+    )
     gen.set_defaults(command=run_generate)
 
     lab = commands.add_parser(
@@ -180,7 +177,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
     parser.add_argument(
         "--column", default="input", metavar="NAME", help="the column holding the prompts (default: input)"
     )
-    parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use only the first N rows")
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="use only the first N rows"
+    )
     parser.add_argument(
         "--output",
         type=output_path,
@@ -209,7 +208,11 @@ def add_llm_arguments(parser: argparse.ArgumentParser, *, temperature: float) ->
         "--base-url", default=None, metavar="URL", help="an OpenAI-compatible server, for --llm openai:MODEL"
     )
     parser.add_argument(
-        "--max-new-tokens", type=positive_int, default=256, metavar="N", help="answer length cap (default: 256)"
+        "--max-new-tokens",
+        type=positive_int,
+        default=256,
+        metavar="N",
+        help="answer length cap (default: 256)",
     )
     parser.add_argument(
         "--temperature",
@@ -270,7 +273,8 @@ def output_path(text: str) -> Path:
     if path.suffix == ".csv":
         raise argparse.ArgumentTypeError(
             f"{text}: CSV cannot hold the list columns mapgen writes (one answer per generation); use "
-            f"{path.with_suffix('.jsonl')}, {path.with_suffix('.parquet')}, or a folder ({path.with_suffix('')})"
+            f"{path.with_suffix('.jsonl')}, {path.with_suffix('.parquet')} or a folder "
+            f"({path.with_suffix('')})"
         )
     raise argparse.ArgumentTypeError(
         f"{text}: unknown suffix {path.suffix!r}; use a folder (a path without suffix) or a .parquet, "
@@ -341,10 +345,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
     answers = sum(g is not None for row in ds["generations"] for g in row)
     asked = sum(len(row) for row in ds["generations"])
+    failed = failures_by_kind(error for row in ds["generation_errors"] for error in row)
     lines = [
         ("rows", len(ds)),
         ("answers", f"{answers} of {asked}"),
-        ("failed answers", describe_failures(failures_by_kind(e for row in ds["generation_errors"] for e in row))),
+        ("failed answers", describe_failures(failed)),
         *request_lines(counts, len(ds), answers),
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),

@@ -74,7 +74,8 @@ class RunCounts:
     that moved no counter yet returned rows came from that cache.
 
     Example:
-        >>> RunCounts.between({"requests": 2, "reused": 0}, {"requests": 2, "reused": 0}).from_datasets_cache(4)
+        >>> same = {"requests": 2, "reused": 0, "failed": 0}
+        >>> RunCounts.between(same, same).from_datasets_cache(4)
         True
     """
 
