@@ -171,7 +171,7 @@ class RequestProgress:
                 return
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=expected, desc="Requests", unit=" req", dynamic_ncols=True)
+            self._bar = tqdm(total=0, desc="Requests", unit=" req", dynamic_ncols=True, delay=_TICK)
         bar = self._bar
         if (bar.total, bar.n) == (expected, answered):
             return

@@ -95,23 +95,26 @@ def test_reads_a_local_file_and_writes_the_asked_format(tmp_path, suffix):
     assert all(r["generations"][0] for r in rows)
 
 
-def test_a_missing_column_names_the_flag_to_use(tmp_path, capsys):
+def test_a_missing_column_names_the_flag_to_use(tmp_path):
     source = tmp_path / "p.jsonl"
     source.write_text('{"prompt": "hi"}\n')
-    status, _, err = run_main(capsys, "generate", "--dataset", str(source))
-    assert status == 2
-    assert err == (
+    done = mapgen("generate", "--dataset", str(source))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
         "mapgen: error: the dataset has no column 'input'; its columns are ['prompt']. Pass --column with "
-        "the column that holds the prompts (e.g. --column prompt).\n"
+        "the column that holds the prompts (e.g. --column prompt)."
     )
 
 
-def test_label_names_what_it_rates(tmp_path, capsys):
+def test_label_names_what_it_rates(tmp_path):
     source = tmp_path / "p.jsonl"
     source.write_text('{"input": "hi"}\n')
-    status, _, err = run_main(capsys, "label", "--dataset", str(source))
-    assert status == 2
-    assert "rates a 'generations' column" in err and "--dataset the output of 'mapgen generate'" in err
+    done = mapgen("label", "--dataset", str(source))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "mapgen: error: mapgen label rates a 'generations' column (a list of answers per row), which the "
+        "dataset does not have; its columns are ['input']. Pass --dataset the output of 'mapgen generate'."
+    )
 
 
 def test_configuration_errors_name_flags_not_python_parameters():
