@@ -139,16 +139,26 @@ class RequestProgress:
         self._shown = (0, 0)  # (expected, answered) already closed off: a new bar counts from there
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._own = [0, 0]  # requests this process expects and got answered: [expected, answered]
 
     def expect(self, count: int) -> None:
         """``count`` more requests are on their way."""
         self._totals.add(expected=count)
-        if self._thread is None and os.getpid() == _MAIN_PID:
-            self._start()
+        if os.getpid() == _MAIN_PID:
+            self._own[0] += count
+            if self._thread is None:
+                self._start()
 
     def advance(self) -> None:
         """One request was answered (or failed for good)."""
         self._totals.add(answered=1)
+        own = self._own
+        own[1] += 1
+        if own[1] >= own[0] and os.getpid() == _MAIN_PID:
+            # This process's requests are all answered (a batch ends): draw now, not at the next tick,
+            # so that the bar is exact the moment ds.map returns.
+            with self._lock:
+                self._draw()
 
     def close(self) -> None:
         """Draw the final totals and close the bar; the next request starts a new one."""
@@ -209,6 +219,7 @@ class RequestProgress:
             self._bar.disable = True
         self._bar = None
         self._thread = None
+        self._own = [0, 0]
 
 
 def _bars_enabled() -> bool:
