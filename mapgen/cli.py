@@ -350,7 +350,7 @@ def run_generate(args: argparse.Namespace) -> int:
         ("rows", len(ds)),
         ("answers", f"{answers} of {asked}"),
         ("failed answers", describe_failures(failed)),
-        *request_lines(counts, len(ds), answers),
+        *counts.lines(rows=len(ds), answers=answers),
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
@@ -391,7 +391,7 @@ def run_label(args: argparse.Namespace) -> int:
         ("rows", len(ds)),
         ("ratings", f"{len(ratings)} of {texts} generations"),
         ("failed ratings", describe_failures(failed)),
-        *request_lines(counts, len(ds), len(ratings)),
+        *counts.lines(rows=len(ds), answers=len(ratings)),
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
@@ -407,17 +407,6 @@ def run_label(args: argparse.Namespace) -> int:
     if isinstance(judge, mapgen.LlamaCppLLM) and judge.model_path is None and ratings:
         print("\n" + small_judge_note(ratings))
     return 0
-
-
-def request_lines(counts: Any, rows: int, answers: int) -> list[tuple[str, Any]]:
-    """Requests sent, answers reused and retries, over every worker of the map."""
-    from mapgen.summary import reuse_line
-
-    return [
-        ("requests sent", counts["requests"]),
-        ("answers reused", reuse_line(counts, rows, answers)),
-        ("retries", counts["retries"]),
-    ]
 
 
 def ranking(weighted: list[float | None]) -> str:
@@ -452,17 +441,19 @@ def run_map(ds: Any, fn: Callable[..., Any], args: argparse.Namespace, desc: str
 
     before = mapgen.counters.snapshot()
     stored = _stored_answers()
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
     try:
         ds = ds.map(fn, batched=True, batch_size=args.batch_size, num_proc=args.num_proc, desc=desc)
     except BaseException as error:
         if _interrupted(error):
             after = _stored_answers()
-            raise Interrupted(None if None in (stored, after) else after - stored) from error  # type: ignore[operator]
+            raise Interrupted(None if stored is None or after is None else after - stored) from error
         raise
     seconds = time.perf_counter() - started
     _close_bar()
-    return ds, seconds, RunCounts.between(before, mapgen.counters.snapshot())
+    files = [Path(entry["filename"]) for entry in ds.cache_files]
+    predate = bool(files) and all(file.stat().st_mtime < wall for file in files)
+    return ds, seconds, RunCounts.between(before, mapgen.counters.snapshot(), cache_files_predate=predate)
 
 
 def run_cache(args: argparse.Namespace) -> int:

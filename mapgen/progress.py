@@ -48,8 +48,12 @@ class Counters:
         self._index = {name: i for i, name in enumerate(self._names)}
         width = len(self._names)
         # Slot 0 holds the number of slots claimed; slot s (1..MAX_SLOTS + 1) its process's totals.
-        self._values = RawArray(ctypes.c_int64, width * (MAX_SLOTS + 2))
-        self._claim_lock = multiprocessing.Lock()
+        try:
+            self._values: Any = RawArray(ctypes.c_int64, width * (MAX_SLOTS + 2))
+            self._claim_lock: Any = multiprocessing.Lock()
+        except OSError:  # no shared memory here (some sandboxes): this process's totals only
+            self._values = (ctypes.c_int64 * (width * (MAX_SLOTS + 2)))()
+            self._claim_lock = threading.Lock()
         self._forget_slot()
         _instances.add(self)
 

@@ -68,36 +68,50 @@ def rating_failures(generations: list[Any], ratings: list[Any], error: str | Non
 
 @dataclass(frozen=True)
 class RunCounts:
-    """What :data:`mapgen.counters` moved by during one map: ``requests``, ``reused``, ``failed``...
+    """What one map moved :data:`mapgen.counters` by (``requests``, ``reused``, ``failed``, ``retries``),
+    and whether ``datasets`` served it from its cache.
 
-    ``datasets`` serves a map it already computed from its cache without calling the function, so a map
-    that moved no counter yet returned rows came from that cache.
+    ``datasets`` returns a map it computed before from its cache files without calling the function:
+    then no counter moves, and the cache files it returns were written before the map started. A map
+    whose function ran moves a counter for every row (a request, a reused answer, or a failure).
 
     Example:
-        >>> same = {"requests": 2, "reused": 0, "failed": 0}
-        >>> RunCounts.between(same, same).from_datasets_cache(4)
-        True
+        >>> same = {"requests": 2, "reused": 0, "failed": 0, "retries": 0}
+        >>> RunCounts.between(same, same, cache_files_predate=True).lines(rows=4, answers=8)[1]
+        ('answers reused', "all 8: this map came whole from datasets' cache (nothing was sent or re-read)")
     """
 
     moved: Mapping[str, int]
+    cache_files_predate: bool = False
+    """Whether the map returned cache files that all existed before it started (none: ``False``)."""
 
     @classmethod
-    def between(cls, before: Mapping[str, int], after: Mapping[str, int]) -> RunCounts:
-        return cls({name: after[name] - before.get(name, 0) for name in after})
+    def between(
+        cls, before: Mapping[str, int], after: Mapping[str, int], *, cache_files_predate: bool = False
+    ) -> RunCounts:
+        return cls({name: after[name] - before.get(name, 0) for name in after}, cache_files_predate)
 
     def __getitem__(self, name: str) -> int:
         return self.moved.get(name, 0)
 
     def from_datasets_cache(self, rows: int) -> bool:
-        """Whether a map that returned ``rows`` rows was served from datasets' cache."""
-        return rows > 0 and not any(self.moved.values())
+        """Whether a map that returned ``rows`` rows was served whole from datasets' cache."""
+        return rows > 0 and self.cache_files_predate and not any(self.moved.values())
 
-
-def reuse_line(counts: RunCounts, rows: int, answers: int) -> str:
-    """The ``answers reused`` value: from the response store, or the whole map from datasets' cache."""
-    if counts.from_datasets_cache(rows):
-        return f"all {answers}: this map came whole from datasets' cache (nothing was sent or re-read)"
-    return f"{counts['reused']} from the response store"
+    def lines(self, *, rows: int, answers: int) -> list[tuple[str, str]]:
+        """``requests sent``, ``answers reused`` and ``retries``, over every ``num_proc`` worker."""
+        if self.from_datasets_cache(rows):
+            reused = f"all {answers}: this map came whole from datasets' cache (nothing was sent or re-read)"
+            return [("requests sent", "0"), ("answers reused", reused), ("retries", "0")]
+        if rows > 0 and not any(self.moved.values()):
+            # The function ran where this process's counters cannot see: workers started with spawn.
+            unknown = "not counted (the num_proc workers were not forked from this process)"
+            return [("requests sent", unknown), ("answers reused", unknown), ("retries", unknown)]
+        return [
+            ("requests sent", str(self["requests"])),
+            ("answers reused", f"{self['reused']} from the response store"),
+            ("retries", str(self["retries"])),
+        ]
 
 
 def shorten(values: list[Any], width: int = 60) -> str:
