@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show or clear the response store",
         description="The response store keeps every answer as it arrives ($MAPGEN_CACHE_DIR, default "
         "~/.cache/mapgen), so a re-run sends only what is missing. 'info' shows its size; 'clear' "
-        "empties it, even when the file is damaged.",
+        "empties it.",
     )
     cache.add_argument("action", choices=["info", "clear"])
     cache.set_defaults(command=run_cache)
