@@ -19,6 +19,7 @@ quickstart: install  ## generate then label a small dataset with the embedded mo
 	$(BIN)/mapgen generate --num-generations 2 --max-new-tokens 96 --seed 0 --output out/generated
 	$(BIN)/mapgen label --dataset out/generated --max-new-tokens 96 --seed 0 --output out/labelled
 	@echo "Wrote out/generated and out/labelled (datasets.load_from_disk)."
+	@echo "Its ratings show the mechanics, not labels: read the note above on the embedded judge."
 
 test: install-dev  ## lint, then the whole test suite
 	$(BIN)/ruff check .

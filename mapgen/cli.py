@@ -8,11 +8,17 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from mapgen._version import __version__
 
 EXAMPLE_INSTRUCTIONS = [
     "Give three tips for staying healthy.",
@@ -22,70 +28,258 @@ EXAMPLE_INSTRUCTIONS = [
 ]
 """The rows ``mapgen generate`` uses when no ``--dataset`` is given."""
 
+DESCRIPTION = """\
+Make synthetic and AI-feedback datasets with LLMs: generate answers, then rate them.
+Without --llm, the embedded model answers: SmolLM2-135M on the CPU, no key, no download."""
+
+EPILOG = """\
+examples:
+  mapgen generate --num-generations 2 --output out/generated
+  mapgen label --dataset out/generated --output out/labelled
+  mapgen generate --dataset prompts.csv --column prompt --llm openai:gpt-4o-mini --output out/ds.jsonl
+
+Run 'mapgen COMMAND --help' for the options of a command."""
+
+INPUT_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
+ASPECTS = ["text-quality", "helpfulness", "truthfulness", "honesty", "instruction-following"]
+
+FLAGS = {
+    "max_new_tokens": "--max-new-tokens",
+    "temperature": "--temperature",
+    "seed": "--seed",
+    "num_generations": "--num-generations",
+    "batch_size": "--batch-size",
+    "num_proc": "--num-proc",
+    "model_path": "--llm llamacpp:PATH",
+    "base_url": "--base-url",
+    "system_prompt": "--system-prompt",
+}
+"""Python parameter names that configuration errors may quote, and the flag a shell user sets instead."""
+
+
+class CommandError(Exception):
+    """A mistake in the command line, found before anything runs; its message names the flag to fix."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a map; ``kept`` new answers reached the response store (``None``: unknown)."""
+
+    def __init__(self, kept: int | None) -> None:
+        super().__init__(kept)
+        self.kept = kept
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run ``mapgen`` with ``argv`` (default: the process's arguments); returns the exit status.
+
+    Errors are one line, ``mapgen: error: ...``, naming the flag to change, and exit 2; Ctrl-C says
+    what was kept and exits 130.
+
+    Example:
+        >>> main(["generate", "--llm", "claude"])
+        2
+    """
+    if argv is None:  # run as a program, not called from Python
+        os.register_at_fork(after_in_child=_quiet_workers)
+    args = build_parser().parse_args(argv)
     try:
         return args.command(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
-        print(f"mapgen: error: {error}", file=sys.stderr)
+    except BaseException as error:  # every way out gets one line and its status, or its traceback
+        if isinstance(error, Interrupted) or _interrupted(error):
+            _close_bar()
+            print(f"mapgen: {_interrupted_message(getattr(error, 'kept', None))}", file=sys.stderr)
+            return 130
+        message = _error_message(error)
+        if message is None:
+            raise
+        _close_bar()
+        print(f"mapgen: error: {message}", file=sys.stderr)
         return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mapgen", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    """The ``mapgen`` argument parser: ``generate``, ``label``, ``cache``, and ``--version``."""
+    parser = argparse.ArgumentParser(
+        prog="mapgen",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mapgen {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", title="commands")
 
-    gen = commands.add_parser("generate", help="add generations to a dataset")
-    add_data_arguments(gen)
-    add_llm_arguments(gen)
-    gen.add_argument("--num-generations", type=int, default=1, help="answers per row (default: 1)")
-    gen.add_argument("--system-prompt", default=None, help="system message sent with every prompt")
+    gen = commands.add_parser(
+        "generate",
+        help="add answers (generations) to each row of a dataset",
+        description="Add answers to each row: a 'generations' column with one answer per generation, "
+        "and beside it the model, prompt, raw response, error and metadata of each.",
+    )
+    add_data_arguments(gen, default_dataset=True)
+    add_llm_arguments(gen, temperature=0.7)
+    gen.add_argument(
+        "--num-generations", type=positive_int, default=1, metavar="N", help="answers per row (default: 1)"
+    )
+    gen.add_argument(
+        "--system-prompt", default=None, metavar="TEXT", help="system message sent with every prompt"
+    )
     gen.set_defaults(command=run_generate)
 
-    lab = commands.add_parser("label", help="rate each row's generations (UltraFeedback)")
-    add_data_arguments(lab)
+    lab = commands.add_parser(
+        "label",
+        help="rate each row's answers with an LLM judge (UltraFeedback)",
+        description="Rate each row's generations on a 1 to 5 scale: adds 'rating' (one per generation), "
+        "'rationale' and 'labelling_error'. The embedded judge rates one answer per prompt and adds "
+        "'weighted_rating', the rating weighted by the probability it gave each digit: a model this small "
+        "cannot judge, and its weighted rating only ranks answers to the same prompt, roughly.",
+    )
+    add_data_arguments(lab, default_dataset=False)
     add_llm_arguments(lab, temperature=0.0)
     lab.add_argument(
         "--aspect",
         default="text-quality",
-        choices=["text-quality", "helpfulness", "truthfulness", "honesty", "instruction-following"],
+        choices=ASPECTS,
         help="what the judge rates (default: text-quality)",
     )
     lab.set_defaults(command=run_label)
 
-    cache = commands.add_parser("cache", help="show or clear the response store")
+    cache = commands.add_parser(
+        "cache",
+        help="show or clear the response store",
+        description="The response store keeps every answer as it arrives ($MAPGEN_CACHE_DIR, default "
+        "~/.cache/mapgen), so a re-run sends only what is missing. 'info' shows its size; 'clear' "
+        "empties it.",
+    )
     cache.add_argument("action", choices=["info", "clear"])
     cache.set_defaults(command=run_cache)
     return parser
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool) -> None:
+    if default_dataset:
+        parser.add_argument(
+            "--dataset",
+            type=input_path,
+            default=None,
+            metavar="PATH",
+            help="a .json, .jsonl, .csv or .parquet file, or a folder written by mapgen or "
+            "datasets' save_to_disk (default: four built-in example prompts)",
+        )
+    else:
+        parser.add_argument(
+            "--dataset",
+            type=input_path,
+            required=True,
+            metavar="PATH",
+            help="what to rate: the output of 'mapgen generate' (a folder, .jsonl or .parquet file), or "
+            "any dataset with a 'generations' column holding a list of answers per row",
+        )
     parser.add_argument(
-        "--dataset",
+        "--column", default="input", metavar="NAME", help="the column holding the prompts (default: input)"
+    )
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="use only the first N rows"
+    )
+    parser.add_argument(
+        "--output",
+        type=output_path,
         default=None,
-        help="a .json/.jsonl/.csv/.parquet file or a folder from save_to_disk (default: built-in examples)",
+        metavar="PATH",
+        help="where to write: a folder (a path without suffix; read it back with datasets.load_from_disk) "
+        "or a .parquet, .jsonl or .json file (default: write nothing)",
     )
-    parser.add_argument("--column", default="input", help="column holding the prompts (default: input)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N rows")
     parser.add_argument(
-        "--output", default=None, help="a folder (save_to_disk) or a .parquet/.jsonl/.json file"
+        "--batch-size", type=positive_int, default=64, metavar="N", help="rows per batch (default: 64)"
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="rows per batch sent to the LLM")
-    parser.add_argument("--num-proc", type=int, default=None, help="worker processes")
+    parser.add_argument(
+        "--num-proc", type=positive_int, default=None, metavar="N", help="worker processes (default: 1)"
+    )
 
 
-def add_llm_arguments(parser: argparse.ArgumentParser, temperature: float = 0.7) -> None:
+def add_llm_arguments(parser: argparse.ArgumentParser, *, temperature: float) -> None:
     parser.add_argument(
         "--llm",
         default="llamacpp",
-        help="llamacpp (embedded default), llamacpp:PATH.gguf, or openai:MODEL (default: llamacpp)",
+        metavar="BACKEND",
+        help="llamacpp (the embedded model, default), llamacpp:PATH.gguf (any GGUF file), or "
+        "openai:MODEL (OpenAI, or the server given by --base-url; key from OPENAI_API_KEY)",
     )
-    parser.add_argument("--base-url", default=None, help="OpenAI-compatible server URL, for --llm openai:")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=temperature)
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--base-url", default=None, metavar="URL", help="an OpenAI-compatible server, for --llm openai:MODEL"
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=256,
+        metavar="N",
+        help="answer length cap (default: 256)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=non_negative_float,
+        default=temperature,
+        metavar="T",
+        help=f"sampling temperature, 0 for greedy (default: {temperature})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="sampling seed, for reproducible answers"
+    )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def input_path(text: str) -> Path:
+    """An argparse type: a dataset file mapgen reads, or a saved dataset folder, that exists."""
+    path = Path(text)
+    if path.is_dir():
+        return path
+    if path.suffix not in INPUT_SUFFIXES:
+        raise argparse.ArgumentTypeError(
+            f"{text}: use a .json, .jsonl, .csv or .parquet file, or a folder written by save_to_disk"
+        )
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return path
+
+
+def output_path(text: str) -> Path:
+    """An argparse type: a folder (no suffix, or an existing folder) or a file of a format mapgen writes.
+
+    CSV is refused: it cannot hold the list columns mapgen writes (one answer per generation).
+    """
+    path = Path(text)
+    if path.suffix in OUTPUT_SUFFIXES or not path.suffix or path.is_dir():
+        return path
+    if path.suffix == ".csv":
+        raise argparse.ArgumentTypeError(
+            f"{text}: CSV cannot hold the list columns mapgen writes (one answer per generation); use "
+            f"{path.with_suffix('.jsonl')}, {path.with_suffix('.parquet')} or a folder "
+            f"({path.with_suffix('')})"
+        )
+    raise argparse.ArgumentTypeError(
+        f"{text}: unknown suffix {path.suffix!r}; use a folder (a path without suffix) or a .parquet, "
+        ".jsonl or .json file"
+    )
 
 
 def build_llm(args: argparse.Namespace) -> Any:
@@ -94,10 +288,12 @@ def build_llm(args: argparse.Namespace) -> Any:
     backend, _, target = args.llm.partition(":")
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed}
     if backend == "llamacpp":
+        if target and not Path(target).is_file():
+            raise CommandError(f"--llm {args.llm}: no such GGUF file {target!r}")
         return mapgen.LlamaCppLLM(model_path=target or None, **sampling)
     if backend == "openai" and target:
         return mapgen.OpenAILLM(target, base_url=args.base_url, **sampling)
-    raise ValueError(f"--llm {args.llm!r} is not one of: llamacpp, llamacpp:PATH.gguf, openai:MODEL.")
+    raise CommandError(f"--llm {args.llm!r} is not one of: llamacpp, llamacpp:PATH.gguf, openai:MODEL.")
 
 
 def load_rows(args: argparse.Namespace) -> Any:
@@ -106,16 +302,11 @@ def load_rows(args: argparse.Namespace) -> Any:
     if args.dataset is None:
         ds = datasets.Dataset.from_dict({args.column: EXAMPLE_INSTRUCTIONS})
     else:
-        path = Path(args.dataset)
-        builders = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+        path = args.dataset
         if path.is_dir():
             ds = datasets.load_from_disk(str(path))
-        elif path.suffix in builders:
-            ds = datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
         else:
-            raise ValueError(
-                f"--dataset {path} is neither a saved dataset folder nor one of {sorted(builders)}."
-            )
+            ds = datasets.load_dataset(INPUT_SUFFIXES[path.suffix], data_files=str(path), split="train")
         if isinstance(ds, datasets.DatasetDict):
             ds = ds["train"] if "train" in ds else next(iter(ds.values()))
     if args.limit is not None:
@@ -123,16 +314,50 @@ def load_rows(args: argparse.Namespace) -> Any:
     return ds
 
 
+def require_columns(ds: Any, args: argparse.Namespace, *, generations: bool = False) -> None:
+    """Say which flag to change when a column the command reads is missing, before any request."""
+    present = list(ds.column_names)
+    if args.column not in present:
+        guess = next((c for c in present if c in ("prompt", "instruction", "question", "text")), None)
+        hint = f" (e.g. --column {guess})" if guess else ""
+        raise CommandError(
+            f"the dataset has no column {args.column!r}; its columns are {present}. Pass --column with "
+            f"the column that holds the prompts{hint}."
+        )
+    if generations and "generations" not in present:
+        raise CommandError(
+            f"mapgen label rates a 'generations' column (a list of answers per row), which the dataset "
+            f"does not have; its columns are {present}. Pass --dataset the output of 'mapgen generate'."
+        )
+
+
 def run_generate(args: argparse.Namespace) -> int:
     import mapgen
 
     ds = load_rows(args)
+    require_columns(ds, args)
     task = mapgen.TextGenerationTask(system_prompt=args.system_prompt)
     fn = mapgen.generate(build_llm(args), task, args.num_generations, input_columns={"input": args.column})
-    started = time.perf_counter()
-    ds = ds.map(fn, batched=True, batch_size=args.batch_size, num_proc=args.num_proc, desc="Generating")
+    ds, seconds, counts = run_map(ds, fn, args, "Generating")
     write_output(ds, args.output)
-    print_summary(ds, "generation", time.perf_counter() - started, args.output, args.num_proc)
+
+    from mapgen.summary import describe_failures, failures_by_kind, shorten, table
+
+    answers = sum(g is not None for row in ds["generations"] for g in row)
+    asked = sum(len(row) for row in ds["generations"])
+    failed = failures_by_kind(error for row in ds["generation_errors"] for error in row)
+    lines = [
+        ("rows", len(ds)),
+        ("answers", f"{answers} of {asked}"),
+        ("failed answers", describe_failures(failed)),
+        *counts.lines(rows=len(ds), answers=answers),
+        ("seconds", f"{seconds:.1f}"),
+        ("columns", ", ".join(ds.column_names)),
+        ("written to", args.output or "(not written: pass --output)"),
+    ]
+    if len(ds):
+        lines.append(("row 0 generations", shorten(ds[0]["generations"])))
+    print("\n" + table(lines))
     return 0
 
 
@@ -142,12 +367,8 @@ def run_label(args: argparse.Namespace) -> int:
     weighted rating still ranks (docs/labelling.md). API judges get the full comparative rubric."""
     import mapgen
 
-    if args.dataset is None:
-        raise ValueError(
-            "mapgen label needs --dataset: the output of `mapgen generate` (or any dataset "
-            "with a `generations` column)."
-        )
     ds = load_rows(args)
+    require_columns(ds, args, generations=True)
     judge = build_llm(args)
     if isinstance(judge, mapgen.LlamaCppLLM):
         task = mapgen.UltraFeedbackTask.for_small_models(args.aspect)
@@ -155,14 +376,84 @@ def run_label(args: argparse.Namespace) -> int:
     else:
         task = mapgen.UltraFeedbackTask.for_aspect(args.aspect)
         fn = mapgen.label(judge, task, input_columns={"input": args.column})
-    started = time.perf_counter()
-    ds = ds.map(fn, batched=True, batch_size=args.batch_size, num_proc=args.num_proc, desc="Labelling")
+    ds, seconds, counts = run_map(ds, fn, args, "Labelling")
     write_output(ds, args.output)
-    print_summary(ds, "labelling", time.perf_counter() - started, args.output, args.num_proc)
-    rated = sum(r is not None for row in ds["rating"] for r in row)
-    texts = sum(g is not None for row in ds["generations"] for g in row)
-    print(f"rated {rated} of {texts} generations")
+
+    from mapgen.summary import describe_failures, rating_failures, shorten, table
+
+    rows = list(zip(ds["generations"], ds["rating"], ds["labelling_error"], strict=True))
+    texts = sum(g is not None for generations, _, _ in rows for g in generations or [])
+    ratings = [r for _, row_ratings, _ in rows for r in row_ratings or [] if r is not None]
+    failed: Counter[str] = Counter()
+    for generations, row_ratings, error in rows:
+        failed += rating_failures(generations, row_ratings, error)
+    lines = [
+        ("rows", len(ds)),
+        ("ratings", f"{len(ratings)} of {texts} generations"),
+        ("failed ratings", describe_failures(failed)),
+        *counts.lines(rows=len(ds), answers=len(ratings)),
+        ("seconds", f"{seconds:.1f}"),
+        ("columns", ", ".join(ds.column_names)),
+        ("written to", args.output or "(not written: pass --output)"),
+    ]
+    weighted = "weighted_rating" in ds.column_names
+    if len(ds):
+        lines.append(("row 0 generations", shorten(ds[0]["generations"])))
+        lines.append(("row 0 rating", shorten(ds[0]["rating"])))
+        if weighted:
+            lines.append(("row 0 weighted_rating", shorten(ds[0]["weighted_rating"])))
+            lines.append(("row 0 ranked", ranking(ds[0]["weighted_rating"])))
+    print("\n" + table(lines))
+    if isinstance(judge, mapgen.LlamaCppLLM) and judge.model_path is None and ratings:
+        print("\n" + small_judge_note(ratings))
     return 0
+
+
+def ranking(weighted: list[float | None]) -> str:
+    """``"answer 2 > answer 1"``: a row's answers from the highest weighted rating down."""
+    rated = sorted((-w, i) for i, w in enumerate(weighted or []) if w is not None)
+    return " > ".join(f"answer {i + 1}" for _, i in rated) or "(no weighted ratings)"
+
+
+def small_judge_note(ratings: list[float]) -> str:
+    """What the embedded judge's ratings are worth: told where they are shown, so nobody takes them as
+    labels. Figures from docs/labelling.md (16 pairs of a right and a wrong answer)."""
+    values = sorted(set(ratings))
+    if len(values) == 1:
+        spread = f"here all {len(ratings)} ratings are {values[0]:.1f}"
+    else:
+        spread = f"here {len(ratings)} ratings take {len(values)} values"
+    return (
+        "note: the embedded judge (SmolLM2-135M) is too small to judge: its rating digit barely depends\n"
+        f"on the answer ({spread}). Its weighted_rating (the digits 1 to 5 weighted by the\n"
+        "probabilities the model gave them) does rank answers to the same prompt, weakly: it put the right\n"
+        "answer above the wrong one in 11 of 16 test pairs, where a coin gets 8. Use it to try mapgen or to\n"
+        "order answers of one prompt, not as a quality score; for real labels, use a large judge\n"
+        "(--llm openai:MODEL). See docs/labelling.md."
+    )
+
+
+def run_map(ds: Any, fn: Callable[..., Any], args: argparse.Namespace, desc: str) -> tuple[Any, float, Any]:
+    """``ds.map(fn)`` as the flags say; the mapped dataset, the seconds it took, and what it moved in
+    :data:`mapgen.counters` (over every worker)."""
+    import mapgen
+    from mapgen.summary import RunCounts
+
+    before = mapgen.counters.snapshot()
+    stored = _stored_answers()
+    started, wall = time.perf_counter(), time.time()
+    try:
+        ds = ds.map(fn, batched=True, batch_size=args.batch_size, num_proc=args.num_proc, desc=desc)
+    except BaseException as error:
+        if _interrupted(error):
+            after = _stored_answers()
+            raise Interrupted(None if stored is None or after is None else after - stored) from error
+        raise
+    seconds = time.perf_counter() - started
+    _close_bar()
+    files = [Path(entry["filename"]) for entry in ds.cache_files]
+    predate = bool(files) and all(file.stat().st_mtime < wall for file in files)
+    return ds, seconds, RunCounts.between(before, mapgen.counters.snapshot(), cache_files_predate=predate)
 
 
 def run_cache(args: argparse.Namespace) -> int:
@@ -177,64 +468,78 @@ def run_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_output(ds: Any, output: str | None) -> None:
+def write_output(ds: Any, output: Path | None) -> None:
     if output is None:
         return
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        ds.to_parquet(str(path))
-    elif path.suffix in (".jsonl", ".json"):
-        ds.to_json(str(path), lines=path.suffix == ".jsonl")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix == ".parquet":
+        ds.to_parquet(str(output))
+    elif output.suffix in (".jsonl", ".json"):
+        ds.to_json(str(output), lines=output.suffix == ".jsonl")
     else:
-        ds.save_to_disk(str(path))
+        ds.save_to_disk(str(output))
 
 
-def print_summary(ds: Any, step: str, seconds: float, output: str | None, num_proc: int | None) -> None:
-    """A short table of what was written, with a sample row so a person sees it worked.
+def _error_message(error: BaseException) -> str | None:
+    """One line for an error mapgen or the command raised, naming the flag to change; ``None`` for an
+    unexpected error, which keeps its traceback."""
+    from mapgen.errors import FatalAPIError, StoreError
 
-    ``step`` is ``generation`` or ``labelling``: the prefix of the error and metadata columns. Reuse and
-    failures are read from the dataset, so they count every worker; requests and retries are this
-    process's counters, which ``num_proc`` workers do not report back.
-    """
-    import mapgen
-
-    def flat(values: list[Any]) -> list[Any]:
-        return [v for value in values for v in (value if isinstance(value, list) else [value])]
-
-    errors = flat(ds[f"{step}_errors" if step == "generation" else f"{step}_error"])
-    metadata = [m for m in flat(ds[f"{step}_metadata"]) if m is not None]
-    totals = mapgen.counters.snapshot()
-    in_workers = "(counted in the workers)" if num_proc and num_proc > 1 else None
-    lines = [
-        ("rows", len(ds)),
-        (f"{step} errors", sum(e is not None for e in errors)),
-        ("answers", len(metadata)),
-        ("answers reused", sum(bool(m["from_store"]) for m in metadata)),
-        ("requests sent", in_workers or totals["requests"]),
-        ("retries", in_workers or totals["retries"]),
-        ("seconds", f"{seconds:.1f}"),
-        ("columns", ", ".join(ds.column_names)),
-        ("written to", output or "(not written: pass --output)"),
-    ]
-    first = ds[0] if len(ds) else {}
-    for column in ("generations", "rating", "weighted_rating"):
-        if first.get(column):
-            lines.append((f"row 0 {column}", shorten(first[column])))
-    width = max(len(name) for name, _ in lines)
-    print()
-    for name, value in lines:
-        print(f"{name:<{width}}  {value}")
+    text = " ".join(str(error).split())
+    if isinstance(error, CommandError):
+        return text
+    if isinstance(error, FatalAPIError):
+        return f"{text} (check --llm, --base-url and OPENAI_API_KEY)"
+    if isinstance(error, StoreError):
+        return text
+    if isinstance(error, (ValueError, TypeError, OSError, ImportError)):
+        text = re.sub(r"input_columns=\{[^}]*\}", "--column NAME", text)
+        return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], text)
+    return None
 
 
-def shorten(values: list[Any], width: int = 60) -> str:
-    def one(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.2f}"
-        text = " ".join(str(value).split())
-        return text if len(text) <= width else text[: width - 1] + "…"
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is, or was raised while handling, a Ctrl-C (datasets' worker pool answers an
+    interrupt with a TimeoutError of its own)."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
-    return " | ".join(one(v) for v in values)
+
+def _interrupted_message(kept: int | None) -> str:
+    if kept is None:
+        return "interrupted."
+    return (
+        f"interrupted: {kept} new answer(s) kept in the response store; run the same command again to "
+        "resume (it sends only what is missing)."
+    )
+
+
+def _stored_answers() -> int | None:
+    """How many answers the response store holds, or ``None`` when it cannot say (a damaged file)."""
+    from mapgen.store import default_store
+
+    try:
+        return len(default_store())
+    except Exception:
+        return None
+
+
+def _close_bar() -> None:
+    from mapgen.progress import request_progress
+
+    request_progress.close()
+
+
+def _quiet_workers() -> None:
+    # Ctrl-C in a terminal reaches every process of the group. The command's own process stops the map
+    # (datasets then ends its workers); workers that took it too would each print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

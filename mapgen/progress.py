@@ -1,16 +1,40 @@
-"""Counters of what this process sent and got, for summaries beyond datasets' row progress bar."""
+"""Counters of what a map sent and got, totalled over its ``num_proc`` workers, and the ``Requests`` bar.
+
+``datasets`` forks ``num_proc`` workers from the process that calls ``ds.map`` (on Linux), and only
+rows come back from them. So the totals live in shared memory, allocated here at import in the parent
+and inherited by every forked worker: each process adds to a slot of its own (no lock shared between
+processes on the hot path, so a worker killed mid-add cannot block the others), and the parent sums
+the slots. Workers started with ``spawn`` (the default on macOS and Windows) import mapgen afresh and
+keep totals of their own.
+"""
 
 from __future__ import annotations
 
+import atexit
+import ctypes
+import multiprocessing
 import os
 import threading
-import time
-from collections import Counter
+import weakref
+from collections.abc import Sequence
+from multiprocessing.sharedctypes import RawArray
 from typing import Any
+
+COUNTERS = ("requests", "reused", "failed", "retries")
+"""What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries."""
+
+MAX_SLOTS = 1024
+"""Processes that can add to one :class:`Counters` (a parent and every worker it forked over its life);
+later ones share one extra slot, behind a lock."""
+
+_CLAIM_TIMEOUT = 5.0  # seconds; a process killed while claiming its slot must not block the rest for ever
 
 
 class Counters:
-    """Thread-safe running totals: ``requests`` sent, ``failed`` answers, ``retries``, ``reused`` answers.
+    """Running totals shared by this process and every process forked from it (``num_proc`` workers).
+
+    ``add`` costs about a microsecond (a lock of this process's threads, no system call), so it can run
+    once per request; ``snapshot`` sums what every process added.
 
     Example:
         >>> c = Counters()
@@ -19,82 +43,218 @@ class Counters:
         3
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._totals: Counter[str] = Counter()
+    def __init__(self, names: Sequence[str] = COUNTERS) -> None:
+        self._names = tuple(names)
+        self._index = {name: i for i, name in enumerate(self._names)}
+        width = len(self._names)
+        # Slot 0 holds the number of slots claimed; slot s (1..MAX_SLOTS + 1) its process's totals.
+        try:
+            self._values: Any = RawArray(ctypes.c_int64, width * (MAX_SLOTS + 2))
+            self._claim_lock: Any = multiprocessing.Lock()
+        except OSError:  # no shared memory here (some sandboxes): this process's totals only
+            self._values = (ctypes.c_int64 * (width * (MAX_SLOTS + 2)))()
+            self._claim_lock = threading.Lock()
+        self._forget_slot()
+        _instances.add(self)
 
     def add(self, **amounts: int) -> None:
-        with self._lock:
-            self._totals.update(amounts)
+        """Add to the named totals (``requests=3``); unknown names are a ``TypeError``."""
+        try:
+            slots = [(self._index[name], amount) for name, amount in amounts.items()]
+        except KeyError as error:
+            raise TypeError(f"unknown counter {error}; counters are {list(self._names)}") from None
+        with self._threads_lock:
+            if self._base is None:
+                self._claim()
+            base, values = self._base, self._values
+            locked = self._shared_slot and self._claim_lock.acquire(timeout=_CLAIM_TIMEOUT)
+            for i, amount in slots:
+                values[base + i] += amount  # type: ignore[operator]  # _claim set base
+            if locked:
+                self._claim_lock.release()
 
     def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {"requests": 0, "failed": 0, "retries": 0, "reused": 0, **self._totals}
+        """The totals so far, over this process and every process forked from it."""
+        width, values = len(self._names), self._values
+        claimed = min(values[0], MAX_SLOTS + 1)
+        totals = [0] * width
+        for slot in range(1, claimed + 1):
+            base = slot * width
+            for i in range(width):
+                totals[i] += values[base + i]
+        return dict(zip(self._names, totals, strict=True))
 
     def reset(self) -> None:
-        with self._lock:
-            self._totals.clear()
+        """Set every total to zero (while no worker is adding)."""
+        width = len(self._names)
+        for i in range(width, len(self._values)):
+            self._values[i] = 0
 
+    def _claim(self) -> None:
+        """Give this process a slot of its own: once per process, under the lock across processes."""
+        locked = self._claim_lock.acquire(timeout=_CLAIM_TIMEOUT)
+        try:
+            slot = self._values[0] + 1
+            if slot > MAX_SLOTS:
+                slot = MAX_SLOTS + 1  # the overflow slot, shared: adds to it take the lock (see add)
+                self._shared_slot = True
+            self._values[0] = slot
+            self._base = slot * len(self._names)
+        finally:
+            if locked:
+                self._claim_lock.release()
+
+    def _forget_slot(self) -> None:
+        # A forked child must claim a slot of its own, with a fresh lock: the parent's could have been
+        # held by another of its threads at the fork.
+        self._base: int | None = None
+        self._shared_slot = False
+        self._threads_lock = threading.Lock()
+
+
+_instances: weakref.WeakSet[Counters] = weakref.WeakSet()
 
 counters = Counters()
-"""This process's totals."""
+"""Totals of this process and its ``num_proc`` workers: ``requests``, ``reused``, ``failed``, ``retries``."""
 
 
 _MAIN_PID = os.getpid()
+_TICK = 0.1  # seconds between two refreshes of the bar, as tqdm's own default ``mininterval``
 
 
 class RequestProgress:
-    """A progress bar of the requests this process sent and got answered, beside datasets' row bar.
+    """A progress bar of the requests sent and answered, beside datasets' row bar.
 
     Rows can take several requests each (``num_generations``, one judge call per text) and answers can
     come from the response store, so the bar counts requests and shows what ``counters`` holds:
-    answers reused, retries, failures. It appears in the main process only (``num_proc`` workers would
-    interleave their bars) and follows ``datasets.disable_progress_bars()``.
+    answers reused, retries, failures. Every process (``num_proc`` workers included) adds to shared
+    totals; the bar appears in the main process only, drawn by a small daemon thread that reads them,
+    and follows ``datasets.disable_progress_bars()``.
+
+    Example:
+        >>> bar = RequestProgress()
+        >>> bar.expect(2); bar.advance(); bar.advance(); bar.close()
     """
 
     def __init__(self) -> None:
+        self._totals = Counters(("expected", "answered"))
         self._bar: Any = None
-        self._lock = threading.Lock()
-        self._last_postfix = 0.0
+        self._lock = threading.Lock()  # the bar's: the drawing thread against close()
+        self._shown = (0, 0)  # (expected, answered) already closed off: a new bar counts from there
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._own = [0, 0]  # requests this process expects and got answered: [expected, answered]
 
     def expect(self, count: int) -> None:
         """``count`` more requests are on their way."""
-        if not self._enabled():
-            return
-        with self._lock:
-            if self._bar is None:
-                from tqdm.auto import tqdm
-
-                self._bar = tqdm(total=0, desc="Requests", unit=" req", dynamic_ncols=True)
-            self._bar.total += count
-            self._bar.refresh()
+        self._totals.add(expected=count)
+        if os.getpid() == _MAIN_PID:
+            self._own[0] += count
+            if self._thread is None:
+                self._start()
 
     def advance(self) -> None:
         """One request was answered (or failed for good)."""
-        bar = self._bar
-        if bar is None:
-            return
-        with self._lock:
-            bar.update(1)
-            now = time.monotonic()
-            if now - self._last_postfix > 0.5 or bar.n >= bar.total:
-                totals = counters.snapshot()
-                bar.set_postfix(reused=totals["reused"], retries=totals["retries"], failed=totals["failed"])
-                self._last_postfix = now
+        self._totals.add(answered=1)
+        own = self._own
+        own[1] += 1
+        if own[1] >= own[0] and os.getpid() == _MAIN_PID:
+            # This process's requests are all answered (a batch ends): draw now, not at the next tick,
+            # so that the bar is exact the moment ds.map returns.
+            with self._lock:
+                self._draw()
 
     def close(self) -> None:
-        """Close the bar; the next request starts a new one."""
+        """Draw the final totals and close the bar; the next request starts a new one."""
+        if os.getpid() != _MAIN_PID:
+            return
         with self._lock:
+            self._draw()
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+            totals = self._totals.snapshot()
+            self._shown = (totals["expected"], totals["answered"])
 
-    @staticmethod
-    def _enabled() -> bool:
-        from datasets.utils.logging import is_progress_bar_enabled
+    def _draw(self) -> None:
+        """Bring the bar up to the shared totals (under ``self._lock``)."""
+        totals = self._totals.snapshot()
+        expected, answered = totals["expected"] - self._shown[0], totals["answered"] - self._shown[1]
+        if self._bar is None:
+            if expected <= 0 or not _bars_enabled():
+                return
+            from tqdm.auto import tqdm
 
-        return os.getpid() == _MAIN_PID and is_progress_bar_enabled()
+            self._bar = tqdm(total=0, desc="Requests", unit=" req", dynamic_ncols=True, delay=_TICK)
+        bar = self._bar
+        if (bar.total, bar.n) == (expected, answered):
+            return
+        bar.total, bar.n = expected, answered
+        now = counters.snapshot()
+        bar.set_postfix(reused=now["reused"], retries=now["retries"], failed=now["failed"], refresh=False)
+        bar.refresh()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(_TICK):
+            with self._lock:
+                self._draw()
+
+    def _start(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="mapgen-requests-bar", daemon=True
+        )
+        self._thread.start()
+
+    def _pause(self) -> bool:
+        """Stop the drawing thread (before a fork, so that no child inherits a lock it held)."""
+        thread = self._thread
+        if thread is None:
+            return False
+        self._stop.set()
+        thread.join(timeout=1.0)
+        self._thread = None
+        return True
+
+    def _forget_bar(self) -> None:
+        # In a forked child: the parent's bar and thread are not ours. Disabled, the bar's copy prints
+        # nothing when dropped.
+        if self._bar is not None:
+            self._bar.disable = True
+        self._bar = None
+        self._thread = None
+        self._own = [0, 0]
+
+
+def _bars_enabled() -> bool:
+    from datasets.utils.logging import is_progress_bar_enabled
+
+    return is_progress_bar_enabled()
 
 
 request_progress = RequestProgress()
-"""This process's request bar."""
+"""The main process's request bar."""
+
+
+def _before_fork() -> None:
+    if os.getpid() == _MAIN_PID:
+        request_progress._pause()
+
+
+def _after_fork_in_parent() -> None:
+    # A fork from the main process is most often datasets starting num_proc workers: the bar must
+    # follow what they do from now on, though this process sends nothing itself.
+    if os.getpid() == _MAIN_PID and request_progress._thread is None:
+        request_progress._start()
+
+
+def _after_fork_in_child() -> None:
+    for instance in list(_instances):
+        instance._forget_slot()
+    request_progress._forget_bar()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
+atexit.register(request_progress.close)

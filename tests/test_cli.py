@@ -1,19 +1,40 @@
 """The `mapgen` command, run as users run it: a real process, real files."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import datasets
 import pytest
 
-pytestmark = pytest.mark.llamacpp
+from mapgen import cli
+from mapgen._version import __version__ as mapgen_version
+from mapgen.summary import describe_failures, failures_by_kind
+
+llamacpp = pytest.mark.llamacpp
 
 
-def mapgen(*args: str) -> subprocess.CompletedProcess:
+def mapgen(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mapgen.cli", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "mapgen.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
     )
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """``mapgen ARGS`` in this process (for what needs no model): exit status, stdout, stderr."""
+    try:
+        status = cli.main(list(args))
+    except SystemExit as exit:
+        status = exit.code
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 def summary(stdout: str) -> dict[str, str]:
@@ -22,6 +43,7 @@ def summary(stdout: str) -> dict[str, str]:
     return {name.strip(): value.strip() for name, value in pairs}
 
 
+@llamacpp
 def test_quickstart_generates_then_labels_with_the_embedded_model(tmp_path):
     generated, labelled = tmp_path / "generated", tmp_path / "labelled"
     small = ["--max-new-tokens", "24", "--seed", "0", "--limit", "2"]
@@ -36,9 +58,19 @@ def test_quickstart_generates_then_labels_with_the_embedded_model(tmp_path):
     assert all(g for row in ds["generations"] for g in row)
     ratings = [r for row in ds["rating"] for r in row]
     assert len(ratings) == 4 and all(isinstance(r, float) for r in ratings)
-    assert "rated 4 of 4 generations" in done.stdout
+    table = summary(done.stdout)
+    assert table["ratings"] == "4 of 4 generations"
+    assert table["failed ratings"] == "0"
+    assert table["requests sent"] == "4"
+    weighted = ds[0]["weighted_rating"]
+    best_first = sorted(range(2), key=lambda i: -weighted[i])
+    assert table["row 0 ranked"] == " > ".join(f"answer {i + 1}" for i in best_first)
+    # Where the ratings are shown, the command says what a 135M judge's ratings are worth.
+    assert "note: the embedded judge (SmolLM2-135M) is too small to judge" in done.stdout
+    assert "11 of 16 test pairs" in done.stdout
 
 
+@llamacpp
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
 def test_reads_a_local_file_and_writes_the_asked_format(tmp_path, suffix):
     source = tmp_path / f"prompts{suffix}"
@@ -63,15 +95,146 @@ def test_reads_a_local_file_and_writes_the_asked_format(tmp_path, suffix):
     assert all(r["generations"][0] for r in rows)
 
 
-def test_a_missing_column_is_a_clear_error_before_anything_runs(tmp_path):
+def test_a_missing_column_names_the_flag_to_use(tmp_path):
     source = tmp_path / "p.jsonl"
     source.write_text('{"prompt": "hi"}\n')
     done = mapgen("generate", "--dataset", str(source))
     assert done.returncode == 2
-    assert "reads column(s) ['input']" in done.stderr and "['prompt']" in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "mapgen: error: the dataset has no column 'input'; its columns are ['prompt']. Pass --column with "
+        "the column that holds the prompts (e.g. --column prompt)."
+    )
 
 
-def test_unknown_backend_is_a_clear_error():
-    done = mapgen("generate", "--llm", "claude")
+def test_label_names_what_it_rates(tmp_path):
+    source = tmp_path / "p.jsonl"
+    source.write_text('{"input": "hi"}\n')
+    done = mapgen("label", "--dataset", str(source))
     assert done.returncode == 2
-    assert "--llm 'claude' is not one of: llamacpp, llamacpp:PATH.gguf, openai:MODEL" in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "mapgen: error: mapgen label rates a 'generations' column (a list of answers per row), which the "
+        "dataset does not have; its columns are ['input']. Pass --dataset the output of 'mapgen generate'."
+    )
+
+
+def test_configuration_errors_name_flags_not_python_parameters():
+    message = cli._error_message(ValueError("max_new_tokens must be at least 1; pass input_columns={x: y}"))
+    assert message == "--max-new-tokens must be at least 1; pass --column NAME"
+
+
+def test_unknown_backend_is_a_clear_error(capsys):
+    status, _, err = run_main(capsys, "generate", "--llm", "claude")
+    assert status == 2
+    assert err == "mapgen: error: --llm 'claude' is not one of: llamacpp, llamacpp:PATH.gguf, openai:MODEL.\n"
+
+
+def test_help_reads_as_plain_text(capsys):
+    for command in ([], ["generate"], ["label"], ["cache"]):
+        status, out, _ = run_main(capsys, *command, "--help")
+        assert status == 0
+        assert "``" not in out and ":func:" not in out and ":class:" not in out, out
+    status, out, _ = run_main(capsys, "--help")
+    assert out.startswith("usage: mapgen [-h] [--version] COMMAND ...\n\nMake synthetic and AI-feedback")
+    assert "  mapgen label --dataset out/generated --output out/labelled\n" in out
+
+
+def test_label_requires_a_dataset_and_says_so(capsys):
+    _, out, _ = run_main(capsys, "label", "--help")
+    words = " ".join(out.split())
+    assert "built-in" not in words
+    assert (
+        "--dataset PATH what to rate: the output of 'mapgen generate' (a folder, .jsonl or .parquet" in words
+    )
+    status, _, err = run_main(capsys, "label")
+    assert status == 2
+    assert "the following arguments are required: --dataset" in err
+
+
+def test_version(capsys):
+    assert run_main(capsys, "--version") == (0, f"mapgen {mapgen_version}\n", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("out.csv", "CSV cannot hold the list columns"),
+        ("out.txt", "unknown suffix '.txt'; use a folder (a path without suffix) or a .parquet"),
+    ],
+)
+def test_an_output_format_mapgen_does_not_write_is_refused_before_anything_runs(
+    tmp_path, capsys, fault_server, name, says
+):
+    output = tmp_path / name
+    status, _, err = run_main(
+        capsys, "generate", "--llm", "openai:m", "--base-url", fault_server.base_url, "--output", str(output)
+    )
+    assert status == 2
+    assert f"argument --output: {output}: {says}" in err
+    assert not output.exists()
+    assert fault_server.stats()["total"] == 0
+
+
+def test_the_summary_counts_failures_apart_and_says_when_datasets_served_the_map(tmp_path, fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[{"contains": "too long", "status": 400, "message": "maximum context length exceeded"}],
+    )
+    source = tmp_path / "prompts.jsonl"
+    source.write_text("".join(json.dumps({"input": text}) + "\n" for text in ["hi", "too long", "bye"]))
+    output = tmp_path / "out.jsonl"
+    command = ["generate", "--dataset", str(source), "--llm", "openai:m", "--base-url", fault_server.base_url]
+    key = {"OPENAI_API_KEY": fault_server.api_key}
+
+    done = mapgen(*command, "--output", str(output), env=key)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    errors = [e for row in rows for e in row["generation_errors"]]
+    table = summary(done.stdout)
+    assert table["answers"] == "2 of 3"
+    assert table["failed answers"] == describe_failures(failures_by_kind(errors))
+    assert table["failed answers"].startswith("1 (")
+    assert (table["requests sent"], table["answers reused"]) == ("3", "0 from the response store")
+
+    # The same command again: datasets returns its cached map without calling mapgen.
+    done = mapgen(*command, env=key)
+    assert done.returncode == 0, done.stderr
+    table = summary(done.stdout)
+    assert table["requests sent"] == "0"
+    assert table["answers reused"] == (
+        "all 2: this map came whole from datasets' cache (nothing was sent or re-read)"
+    )
+    assert fault_server.stats()["total"] == 3
+
+    # Another batch size is another map for datasets: the store answers the two, the failure is re-sent.
+    done = mapgen(*command, "--batch-size", "2", env=key)
+    assert done.returncode == 0, done.stderr
+    table = summary(done.stdout)
+    assert (table["requests sent"], table["answers reused"]) == ("1", "2 from the response store")
+    assert fault_server.stats()["total"] == 4
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, fault_server):
+    fault_server.configure(api_key=fault_server.api_key, latency=30.0)
+    command = ["generate", "--llm", "openai:m", "--base-url", fault_server.base_url]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mapgen.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OPENAI_API_KEY": fault_server.api_key},
+    )
+    try:
+        while fault_server.stats()["in_flight"] < 4:  # every request is out, and waits on the server
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("mapgen")]
+    assert lines == [
+        "mapgen: interrupted: 0 new answer(s) kept in the response store; run the same command again to "
+        "resume (it sends only what is missing)."
+    ]

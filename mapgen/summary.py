@@ -1,0 +1,137 @@
+"""What a map wrote, told as it is: answers, failures by kind, requests sent, answers reused.
+
+The ``mapgen`` command prints these lines after a run; they are plain functions of the dataset and of
+:data:`mapgen.counters` taken before and after the map, so a notebook can print the same.
+
+Example:
+    >>> failures_by_kind(["http_429: slow down", None, "parse: no rating", "parse: empty"])
+    Counter({'parse': 2, 'http_429': 1})
+    >>> describe_failures(failures_by_kind(["http_429: slow down", "parse: no rating", "parse: empty"]))
+    '3 (parse 2, http_429 1)'
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mapgen.errors import error_kind
+
+UNCLASSIFIED = "other"
+"""The kind shown for an error text that does not start with a kind code."""
+
+_TEXT_PREFIX = re.compile(r"^text (\d+): ")  # a labelling error's part about one text: "text 2: parse: ..."
+
+
+def failures_by_kind(errors: Iterable[str | None]) -> Counter[str]:
+    """How many failed answers of each kind (:mod:`mapgen.errors`) an error column's values hold."""
+    return Counter(error_kind(error) or UNCLASSIFIED for error in errors if error is not None)
+
+
+def describe_failures(kinds: Counter[str]) -> str:
+    """``"3 (parse 2, http_429 1)"``, most frequent kind first; ``"0"`` when nothing failed."""
+    total = sum(kinds.values())
+    if not total:
+        return "0"
+    return f"{total} (" + ", ".join(f"{kind} {count}" for kind, count in kinds.most_common()) + ")"
+
+
+def rating_failures(generations: list[Any], ratings: list[Any], error: str | None) -> Counter[str]:
+    """The kinds of one row's missing ratings: one per generation that has a text but no rating.
+
+    A labelling error covers a row; its ``"; "``-separated parts may each name a text (``"text 2:
+    parse: ..."``), else the row's first kind applies to every missing rating.
+
+    Example:
+        >>> rating_failures(["a", "b", None], [4.0, None, None], "text 2: parse: no rating")
+        Counter({'parse': 1})
+    """
+    parts = [part for part in (error or "").split("; ") if part]
+    by_text: dict[int, str] = {}
+    row_kind = None
+    for part in parts:
+        match = _TEXT_PREFIX.match(part)
+        kind = error_kind(part[match.end() :] if match else part) or UNCLASSIFIED
+        if match:
+            by_text[int(match.group(1)) - 1] = kind
+        row_kind = row_kind or kind
+    missing = [
+        i
+        for i, text in enumerate(generations or [])
+        if text is not None and (ratings is None or i >= len(ratings) or ratings[i] is None)
+    ]
+    return Counter(by_text.get(i, row_kind or UNCLASSIFIED) for i in missing)
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """What one map moved :data:`mapgen.counters` by (``requests``, ``reused``, ``failed``, ``retries``),
+    and whether ``datasets`` served it from its cache.
+
+    ``datasets`` returns a map it computed before from its cache files without calling the function:
+    then no counter moves, and the cache files it returns were written before the map started. A map
+    whose function ran moves a counter for every row (a request, a reused answer, or a failure).
+
+    Example:
+        >>> same = {"requests": 2, "reused": 0, "failed": 0, "retries": 0}
+        >>> RunCounts.between(same, same, cache_files_predate=True).lines(rows=4, answers=8)[1]
+        ('answers reused', "all 8: this map came whole from datasets' cache (nothing was sent or re-read)")
+    """
+
+    moved: Mapping[str, int]
+    cache_files_predate: bool = False
+    """Whether the map returned cache files that all existed before it started (none: ``False``)."""
+
+    @classmethod
+    def between(
+        cls, before: Mapping[str, int], after: Mapping[str, int], *, cache_files_predate: bool = False
+    ) -> RunCounts:
+        return cls({name: after[name] - before.get(name, 0) for name in after}, cache_files_predate)
+
+    def __getitem__(self, name: str) -> int:
+        return self.moved.get(name, 0)
+
+    def from_datasets_cache(self, rows: int) -> bool:
+        """Whether a map that returned ``rows`` rows was served whole from datasets' cache."""
+        return rows > 0 and self.cache_files_predate and not any(self.moved.values())
+
+    def lines(self, *, rows: int, answers: int) -> list[tuple[str, str]]:
+        """``requests sent``, ``answers reused`` and ``retries``, over every ``num_proc`` worker."""
+        if self.from_datasets_cache(rows):
+            reused = f"all {answers}: this map came whole from datasets' cache (nothing was sent or re-read)"
+            return [("requests sent", "0"), ("answers reused", reused), ("retries", "0")]
+        if rows > 0 and not any(self.moved.values()):
+            # The function ran where this process's counters cannot see: workers started with spawn.
+            unknown = "not counted (the num_proc workers were not forked from this process)"
+            return [("requests sent", unknown), ("answers reused", unknown), ("retries", unknown)]
+        return [
+            ("requests sent", str(self["requests"])),
+            ("answers reused", f"{self['reused']} from the response store"),
+            ("retries", str(self["retries"])),
+        ]
+
+
+def shorten(values: list[Any], width: int = 60) -> str:
+    """A list cell as one short line: floats to 2 decimals, long texts cut with an ellipsis.
+
+    Example:
+        >>> shorten([1.0, None, "a  long\\ntext"])
+        '1.00 | None | a long text'
+    """
+
+    def one(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.2f}"
+        text = " ".join(str(value).split())
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    return " | ".join(one(v) for v in values)
+
+
+def table(lines: list[tuple[str, Any]]) -> str:
+    """Name/value lines with the values aligned (two spaces at least between them)."""
+    width = max(len(name) for name, _ in lines)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in lines)
