@@ -37,7 +37,7 @@ MAX_TOP_LOGPROBS = 20
 """OpenAI's cap on ``top_logprobs``."""
 
 
-_FATAL: contextvars.ContextVar[list[APIError]] = contextvars.ContextVar("mapgen_fatal", default=[])
+_FATAL: contextvars.ContextVar[list[APIError] | None] = contextvars.ContextVar("mapgen_fatal", default=None)
 """The fatal errors (:attr:`APIError.fatal`) met so far by one ``complete`` call: once there is one, its
 requests still queued are not sent. Per call, so a fixed key or model is tried again by the next map."""
 
@@ -306,8 +306,9 @@ class APILLM(LLM):
                     if retry_style is not None:
                         style = retry_style
                         continue
-                if error.fatal:
-                    _FATAL.get().append(error)
+                fatal = _FATAL.get()
+                if error.fatal and fatal is not None:
+                    fatal.append(error)
                 raise
             if request.schema is not None and not engine.schema_style_confirmed:
                 # Only a style that worked becomes the process's choice for this server.
