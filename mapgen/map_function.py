@@ -110,7 +110,7 @@ class MapFunction:
             first.setdefault(key, i)
         answers: dict[str, Completion] = store.get_many(first)
         pending = [key for key in first if key not in answers]
-        sent = 0
+        counters.add(reused=len(requests) - len(pending))  # stored answers, and repeats of a request
         # A claim on each key we send, so that another run on this store (a second process, a batch
         # of datasets' async map) waits for our answer instead of paying for it again; released when
         # the answer is stored, or in the end.
@@ -129,14 +129,14 @@ class MapFunction:
 
                     fresh = self._send([requests[first[key]] for key in mine], rank=rank, on_complete=save)
                     answers.update(zip(mine, fresh, strict=True))
-                    sent += len(mine)
                 held = [key for key in pending if key not in answers]  # in flight in another run
                 if held:
-                    answers.update(store.wait_for(held))
+                    theirs = store.wait_for(held)
+                    counters.add(reused=len(theirs))
+                    answers.update(theirs)
                 pending = [key for key in held if key not in answers]  # it failed there: ours now
         finally:
             store.release(list(first), owner)
-        counters.add(reused=len(requests) - sent)
         return [answers[key] for key in keys]
 
     def _send(

@@ -22,7 +22,8 @@ tests can send what misbehaving servers send. ``refuse_formats`` lists ``respons
 server answers with a 400 that names them, as servers that do not support one do. A rule's
 ``"logprobs"`` is OpenAI's ``choices[i].logprobs.content`` list (``[{"token", "logprob", "top_logprobs":
 [{"token", "logprob"}, ...]}, ...]``), sent when the request asks for ``logprobs``, each ``top_logprobs``
-cut to the ``top_logprobs`` asked; without one, such a request gets the reply's whitespace-led words as tokens, each certain.
+cut to the ``top_logprobs`` asked; without one, such a request gets the reply's whitespace-led words as
+tokens, each certain.
 ``GET /requests`` returns the JSON bodies of the chat requests received since the last reset, in order
 (the last ``KEEP_REQUESTS`` of them).
 """
