@@ -9,12 +9,15 @@ Example:
     ['input', 'generations']
 """
 
+from mapgen import errors
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
+from mapgen.errors import FatalAPIError, StoreError, error_kind
 from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
 from mapgen.integrations.argilla import push_to_argilla, to_argilla
+from mapgen.interrupts import Interrupted
 from mapgen.label import LabelFunction, label
 from mapgen.llms import (
     LLM,
@@ -32,6 +35,7 @@ from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference
 from mapgen.progress import counters
 from mapgen.prompt import Prompt
+from mapgen.store import StoreWarning
 from mapgen.tasks import (
     ComplexityScorerTask,
     EvolComplexityTask,
@@ -60,8 +64,10 @@ __all__ = [
     "EvolComplexityTask",
     "EvolInstructTask",
     "EvolQualityTask",
+    "FatalAPIError",
     "GenerateFunction",
     "InferenceEndpointsLLM",
+    "Interrupted",
     "JudgeLMTask",
     "LLMPool",
     "LabelFunction",
@@ -76,6 +82,8 @@ __all__ = [
     "QualityScorerTask",
     "Request",
     "SelfInstructTask",
+    "StoreError",
+    "StoreWarning",
     "Task",
     "TextGenerationTask",
     "TransformersLLM",
@@ -84,6 +92,8 @@ __all__ = [
     "UltraJudgeTask",
     "__version__",
     "counters",
+    "error_kind",
+    "errors",
     "explain_cache",
     "fingerprint",
     "format_prompt",
