@@ -27,7 +27,7 @@ def four_copies_in_two_workers(llm, **options):
     ds = datasets.Dataset.from_dict({"input": [PROMPT] * 4})
     fn = mapgen.generate(llm, cache=False, **options)
     out = ds.map(fn, batched=True, batch_size=1, num_proc=2)
-    return out["generations"]
+    return list(out["generations"])
 
 
 def test_without_a_seed_rows_workers_and_runs_sample_independently():

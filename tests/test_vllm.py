@@ -106,8 +106,8 @@ def test_n_without_seed_and_one_request_per_generation_with_seed(fake):
 def test_without_a_seed_workers_and_runs_sample_independently(fake):
     ds = datasets.Dataset.from_dict({"input": ["Tell me a joke."] * 4})
     fn = mapgen.generate(mapgen.vLLM("m", temperature=1.0), cache=False)
-    first = ds.map(fn, batched=True, batch_size=1, num_proc=2, with_rank=True)["generations"]
-    second = ds.map(fn, batched=True, batch_size=1, num_proc=2, with_rank=True)["generations"]
+    first = list(ds.map(fn, batched=True, batch_size=1, num_proc=2, with_rank=True)["generations"])
+    second = list(ds.map(fn, batched=True, batch_size=1, num_proc=2, with_rank=True)["generations"])
     assert len({g for [g] in first + second}) == 8
     seeds = [p["seed"] for call in events(fake, "chat") for p in call["params"]]
     assert len(seeds) == 8 and None not in seeds
@@ -117,7 +117,9 @@ def test_with_a_seed_a_generation_does_not_depend_on_its_batch(fake):
     llm = mapgen.vLLM("m", temperature=1.0, seed=3)
     prompt = mapgen.Prompt("Tell me a joke.")
     [alone] = llm.complete([mapgen.Request(prompt, 1)])
-    batch = llm.complete([mapgen.Request(mapgen.Prompt("Hi"), 0), mapgen.Request(prompt, 0), mapgen.Request(prompt, 1)])
+    batch = llm.complete(
+        [mapgen.Request(mapgen.Prompt("Hi"), 0), mapgen.Request(prompt, 0), mapgen.Request(prompt, 1)]
+    )
     assert batch[2].text == alone.text and "seed=4" in alone.text
     assert batch[1].text != alone.text
 

@@ -58,7 +58,7 @@ def fingerprints(paths, *, in_subprocess=False):
 
 
 def test_two_gguf_files_of_one_name_and_size_are_two_models(ggufs):
-    a, b, copy = ggufs
+    a, b, _ = ggufs
     fp_a, fp_b, fp_copy = fingerprints(ggufs)
     assert fp_a != fp_b
     assert fp_copy == fp_a  # the folder a file sits in does not matter

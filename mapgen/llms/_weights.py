@@ -120,7 +120,8 @@ def _hash_and_remember(key: tuple[str, int, int]) -> str:
     # Read-modify-replace: concurrent writers may drop each other's new entries, which costs a rehash
     # later, never a wrong digest. A memo that cannot be written is skipped.
     with contextlib.suppress(OSError):
-        memo = _load_memo()
+        # Files deleted since (a removed model, a temporary copy) are dropped as the memo is rewritten.
+        memo = {path: entry for path, entry in _load_memo().items() if os.path.exists(path)}
         memo[key[0]] = [key[1], key[2], digest]
         target = _memo_path()
         target.parent.mkdir(parents=True, exist_ok=True)
