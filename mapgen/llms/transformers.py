@@ -148,20 +148,24 @@ class TransformersLLM(LocalLLM):
         # generate runs greedy over a one-hot that our sampler writes: its own sampling would draw the
         # whole batch from one generator, so a row's answer would depend on its neighbours.
         top_k = getattr(engine.model.generation_config, "top_k", None)
-        sampler = _RowSampler(seeds, temperature=self.temperature, top_p=self.top_p, top_k=top_k)
+        sampler = _RowSampler(
+            seeds, steps=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p, top_k=top_k
+        )
         # The model's own sampling defaults would only warn under greedy decoding: unset them.
         options.update(temperature=None, top_p=None, top_k=None)
         return {**options, "logits_processor": LogitsProcessorList([sampler])}
 
 
 class _RowSampler:
-    """A logits processor that samples each row with a ``torch.Generator`` of its own, seeded per
-    request, and leaves only the drawn token: a row's draws depend on its seed alone, never on the rows
-    batched with it. Temperature, then top-k (the model's default, as ``generate`` samples), then top-p,
-    by ``transformers``' own warpers; the draw is an inverse-CDF lookup of one uniform per row.
+    """A logits processor that samples each row from uniforms drawn by a ``torch.Generator`` of its own,
+    seeded per request, and leaves only the drawn token: a row's draws depend on its seed alone, never
+    on the rows batched with it. Temperature, then top-k (the model's default, as ``generate`` samples),
+    then top-p, by ``transformers``' own warpers; each draw is an inverse-CDF lookup of one uniform.
     """
 
-    def __init__(self, seeds: list[int], *, temperature: float, top_p: float, top_k: int | None) -> None:
+    def __init__(
+        self, seeds: list[int], *, steps: int, temperature: float, top_p: float, top_k: int | None
+    ) -> None:
         import torch
         from transformers.generation.logits_process import (
             LogitsProcessorList,
@@ -170,8 +174,11 @@ class _RowSampler:
             TopPLogitsWarper,
         )
 
-        # CPU generators: the same draws whatever device the model runs on.
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        # Drawn up front on the CPU: the same draws on any device, and one copy to it per sub-batch.
+        self.uniforms = torch.stack(
+            [torch.rand(steps, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        )
+        self.step = 0
         self.warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
         if top_k:
             self.warpers.append(TopKLogitsWarper(top_k))
@@ -183,9 +190,11 @@ class _RowSampler:
 
         probs = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)
         cdf = probs.cumsum(dim=-1)
-        uniforms = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(cdf.device)
+        self.uniforms = self.uniforms.to(cdf.device)
+        uniforms = self.uniforms[:, self.step : self.step + 1]
+        self.step += 1
         # The first token whose cumulative probability passes u: never one of probability 0.
-        chosen = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None], right=True)
+        chosen = torch.searchsorted(cdf, uniforms * cdf[:, -1:], right=True)
         chosen = chosen.clamp(max=scores.shape[-1] - 1)
         forced = torch.full_like(scores, float("-inf"))
         return forced.scatter_(1, chosen, 0.0)
