@@ -80,8 +80,36 @@ def test_generate_map_and_seeded_sampling(llm):
     assert first == [c.text for c in sampled.complete(requests)]
 
 
-def test_fingerprint_names_the_folder_not_its_place(llm):
+def test_a_seeded_request_is_reproducible_on_its_own(llm):
+    import dataclasses
+
+    sampled = dataclasses.replace(llm, temperature=1.0, seed=5, max_new_tokens=12)
+    [alone] = sampled.complete([mapgen.Request(PROMPTS[0], 1)])
+    # in a batch with another prompt and another generation of its own, in one or several sub-batches
+    requests = [mapgen.Request(PROMPTS[1], 1), mapgen.Request(PROMPTS[0], 0), mapgen.Request(PROMPTS[0], 1)]
+    batched = sampled.complete(requests)
+    one_by_one = dataclasses.replace(sampled, batch_size=1).complete(requests)
+    assert batched[2].text == one_by_one[2].text == alone.text
+    assert batched[1].text == one_by_one[1].text != alone.text  # seed + 0 is another sample
+
+
+def test_without_a_seed_each_request_samples_afresh(llm):
+    import dataclasses
+
+    sampled = dataclasses.replace(llm, temperature=1.0, max_new_tokens=12)
+    requests = [mapgen.Request(PROMPTS[0])] * 2
+    # torch's global generator is what every forked num_proc worker inherits, equal in every run: it
+    # must not decide a sample.
+    texts = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        texts += [c.text for c in sampled.complete(requests)]
+    assert len(set(texts)) == 4
+
+
+def test_fingerprint_is_the_folder_name_and_content_not_its_place(llm):
     state = llm.fingerprint()
-    assert state["model"] == embedded_model_path().parent.name
-    assert state["gguf_file"].startswith("SmolLM2-135M-Instruct.Q4_1.gguf:")
+    name, _, digest = state["model"].partition(":sha256:")
+    assert name == embedded_model_path().parent.name and len(digest) == 64
+    assert state["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert mapgen.TransformersLLM("org/model").fingerprint()["model"] == "org/model"

@@ -89,6 +89,9 @@ def test_n_without_seed_and_one_request_per_generation_with_seed(fake):
     assert call["prompts"] == 3
     assert [p["n"] for p in call["params"]] == [3, 3, 3]
     assert [g.rsplit("sample=", 1)[1] for g in out[1]["generations"]] == ["0", "1", "2"]
+    # each request draws its own seed: vLLM's default seed is the same in every run
+    seeds = [p["seed"] for p in call["params"]]
+    assert all(isinstance(seed, int) for seed in seeds) and len(set(seeds)) == 3
 
     fake.unlink()
     seeded = mapgen.vLLM("m", temperature=0.8, seed=10)
@@ -98,6 +101,27 @@ def test_n_without_seed_and_one_request_per_generation_with_seed(fake):
     assert [p["seed"] for p in call["params"]] == [10, 11, 12, 10, 11, 12]
     assert all(p["n"] == 1 for p in call["params"])
     assert "seed=12" in out[1]["generations"][2] and "question 1" in out[1]["generations"][2]
+
+
+def test_without_a_seed_workers_and_runs_sample_independently(fake):
+    ds = datasets.Dataset.from_dict({"input": ["Tell me a joke."] * 4})
+    fn = mapgen.generate(mapgen.vLLM("m", temperature=1.0), cache=False)
+    first = list(ds.map(fn, batched=True, batch_size=1, num_proc=2, with_rank=True)["generations"])
+    second = list(ds.map(fn, batched=True, batch_size=1, num_proc=2, with_rank=True)["generations"])
+    assert len({g for [g] in first + second}) == 8
+    seeds = [p["seed"] for call in events(fake, "chat") for p in call["params"]]
+    assert len(seeds) == 8 and None not in seeds
+
+
+def test_with_a_seed_a_generation_does_not_depend_on_its_batch(fake):
+    llm = mapgen.vLLM("m", temperature=1.0, seed=3)
+    prompt = mapgen.Prompt("Tell me a joke.")
+    [alone] = llm.complete([mapgen.Request(prompt, 1)])
+    batch = llm.complete(
+        [mapgen.Request(mapgen.Prompt("Hi"), 0), mapgen.Request(prompt, 0), mapgen.Request(prompt, 1)]
+    )
+    assert batch[2].text == alone.text and "seed=4" in alone.text
+    assert batch[1].text != alone.text
 
 
 def test_chat_template_by_default_raw_format_on_request(fake):

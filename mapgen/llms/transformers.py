@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 
 from mapgen.config import knob
 from mapgen.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.llms._sampling import request_seed
+from mapgen.llms._weights import weights_digest
 from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
 
 
@@ -20,8 +22,12 @@ class TransformersLLM(LocalLLM):
     ``model`` is a hub id or a local folder; ``gguf_file`` names a GGUF file inside it (``transformers``
     dequantizes it; needs the ``gguf`` package). The model's chat template formats prompts unless
     ``prompt_format`` names a raw format. Each batch goes to ``model.generate`` in sub-batches of
-    ``batch_size`` prompts, left-padded and sorted by length. With a ``seed``, the generations of index
-    ``i`` are sampled together after ``torch.manual_seed(seed + i)``: reproducible for the same batch.
+    ``batch_size`` prompts, left-padded and sorted by length. Each request samples with a random
+    generator of its own, seeded ``seed + i`` for generation ``i`` (or from the OS without a ``seed``,
+    :mod:`mapgen.llms._sampling`), so a seeded answer does not depend on the batch it came in; only float
+    noise from padding could move a draw that falls on a token boundary. A local folder is identified by
+    the content hash of its weight, config and tokenizer files (:mod:`mapgen.llms._weights`); a hub id
+    by itself and ``revision``, with nothing downloaded.
     Under ``ds.map(fn, num_proc=N, with_rank=True)`` rank ``r`` runs on GPU ``r`` (:mod:`mapgen.devices`);
     ``device`` (a knob) defaults to ``"cuda"`` when a GPU is visible, else ``"cpu"``.
 
@@ -70,10 +76,9 @@ class TransformersLLM(LocalLLM):
     def fingerprint(self) -> dict[str, Any]:
         state = super().fingerprint()
         folder = Path(self.model)
-        if folder.is_dir():  # a local folder: its name (and the GGUF file's size), not where it lies
-            state["model"] = folder.resolve().name
-            if self.gguf_file and (folder / self.gguf_file).is_file():
-                state["gguf_file"] = f"{self.gguf_file}:{(folder / self.gguf_file).stat().st_size}"
+        if folder.is_dir():  # a local folder: its name and its files' content, not where it lies
+            digest = weights_digest(folder, gguf_file=self.gguf_file, code=self.trust_remote_code)
+            state["model"] = f"{folder.resolve().name}:sha256:{digest}"
         return state
 
     def load_engine(self, rank: int | None) -> Any:
@@ -105,27 +110,20 @@ class TransformersLLM(LocalLLM):
             return []
         engine = self.engine(rank)
         texts = [self.render(engine.tokenizer, request) for request in requests]
+        seeds = [request_seed(self.seed, request.index) for request in requests]
         results: list[Completion | None] = [None] * len(requests)
-        # With a seed, the answers of one generation index are sampled together after seeding with it.
-        groups: dict[int | None, list[int]] = {}
-        for i, request in enumerate(requests):
-            groups.setdefault(None if self.seed is None else request.index, []).append(i)
-        for index, positions in groups.items():
-            if index is not None:
-                import torch
-
-                torch.manual_seed(self.seed + index)  # type: ignore[operator]  # a seed is set here
-            positions = sorted(positions, key=lambda i: len(texts[i]))  # less padding per sub-batch
-            for start in range(0, len(positions), self.batch_size):
-                chunk = positions[start : start + self.batch_size]
-                try:
-                    answers = engine.generate([texts[i] for i in chunk], self._sampling(), self._raw)
-                except Exception as error:  # one oversized batch must not stop the run
-                    answers = [Completion.failed(error)] * len(chunk)
-                for i, completion in zip(chunk, answers, strict=True):
-                    results[i] = completion
-                    if on_complete is not None:
-                        on_complete(i, completion)
+        positions = sorted(range(len(requests)), key=lambda i: len(texts[i]))  # less padding per sub-batch
+        for start in range(0, len(positions), self.batch_size):
+            chunk = positions[start : start + self.batch_size]
+            sampling = self._sampling(engine, [seeds[i] for i in chunk])
+            try:
+                answers = engine.generate([texts[i] for i in chunk], sampling, self._raw)
+            except Exception as error:  # one oversized batch must not stop the run
+                answers = [Completion.failed(error)] * len(chunk)
+            for i, completion in zip(chunk, answers, strict=True):
+                results[i] = completion
+                if on_complete is not None:
+                    on_complete(i, completion)
         return results  # type: ignore[return-value]  # every slot is filled above
 
     @property
@@ -140,15 +138,66 @@ class TransformersLLM(LocalLLM):
             request.prompt.messages(), add_generation_prompt=True, tokenize=False
         )
 
-    def _sampling(self) -> dict[str, Any]:
+    def _sampling(self, engine: _Engine, seeds: list[int]) -> dict[str, Any]:
+        """``generate``'s options: greedy at temperature 0, else one seeded sampler per row."""
+        options: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": False}
         if self.temperature == 0:
-            return {"max_new_tokens": self.max_new_tokens, "do_sample": False}
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": True,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-        }
+            return options
+        from transformers import LogitsProcessorList
+
+        # generate runs greedy over a one-hot that our sampler writes: its own sampling would draw the
+        # whole batch from one generator, so a row's answer would depend on its neighbours.
+        top_k = getattr(engine.model.generation_config, "top_k", None)
+        sampler = _RowSampler(
+            seeds, steps=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p, top_k=top_k
+        )
+        # The model's own sampling defaults would only warn under greedy decoding: unset them.
+        options.update(temperature=None, top_p=None, top_k=None)
+        return {**options, "logits_processor": LogitsProcessorList([sampler])}
+
+
+class _RowSampler:
+    """A logits processor that samples each row from uniforms drawn by a ``torch.Generator`` of its own,
+    seeded per request, and leaves only the drawn token: a row's draws depend on its seed alone, never
+    on the rows batched with it. Temperature, then top-k (the model's default, as ``generate`` samples),
+    then top-p, by ``transformers``' own warpers; each draw is an inverse-CDF lookup of one uniform.
+    """
+
+    def __init__(
+        self, seeds: list[int], *, steps: int, temperature: float, top_p: float, top_k: int | None
+    ) -> None:
+        import torch
+        from transformers.generation.logits_process import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        # Drawn up front on the CPU: the same draws on any device, and one copy to it per sub-batch.
+        self.uniforms = torch.stack(
+            [torch.rand(steps, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        )
+        self.step = 0
+        self.warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
+        if top_k:
+            self.warpers.append(TopKLogitsWarper(top_k))
+        if top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(top_p))
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probs = torch.softmax(self.warpers(input_ids, scores).float(), dim=-1)
+        cdf = probs.cumsum(dim=-1)
+        self.uniforms = self.uniforms.to(cdf.device)
+        uniforms = self.uniforms[:, self.step : self.step + 1]
+        self.step += 1
+        # The first token whose cumulative probability passes u: never one of probability 0.
+        chosen = torch.searchsorted(cdf, uniforms * cdf[:, -1:], right=True)
+        chosen = chosen.clamp(max=scores.shape[-1] - 1)
+        forced = torch.full_like(scores, float("-inf"))
+        return forced.scatter_(1, chosen, 0.0)
 
 
 class _Engine:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from mapgen.config import knob
 from mapgen.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.llms._sampling import request_seed
+from mapgen.llms._weights import weights_digest
 from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request, sample_groups
 
 
@@ -19,8 +22,12 @@ class vLLM(LocalLLM):  # the name users know
     The engine is built on first use inside each worker and reused for every batch; a batch goes to it in
     one call (``LLM.chat``, or ``LLM.generate`` with a raw ``prompt_format``), and vLLM's continuous
     batching schedules it. The model's chat template formats prompts by default (``chat_template``
-    overrides it). Without a ``seed``, a row's ``num_generations`` are one request with ``n``; with one,
-    generation ``i`` is its own request with seed ``seed + i``. A task's schema becomes guided decoding
+    overrides it). Without a ``seed``, a row's ``num_generations`` are one request with ``n`` and a seed
+    drawn from the OS (vLLM's own default seed is the same in every run); with one, generation ``i`` is
+    its own request with seed ``seed + i`` (:mod:`mapgen.llms._sampling`). A local folder or GGUF file is
+    identified by the content hash of its weights, config and tokenizer files and written to the model
+    column by its name (:mod:`mapgen.llms._weights`); a hub id by itself and ``revision``, with nothing
+    downloaded. A task's schema becomes guided decoding
     (``StructuredOutputsParams(json=...)``, or ``GuidedDecodingParams`` on older vLLM), so the answer
     parses by construction.
 
@@ -67,7 +74,19 @@ class vLLM(LocalLLM):  # the name users know
 
     @property
     def model_name(self) -> str:
-        return self.model
+        # A local path is named by its last part: where it lies differs between machines.
+        return Path(self.model).resolve().name if self._local else self.model
+
+    @property
+    def _local(self) -> bool:
+        return Path(self.model).exists()
+
+    def fingerprint(self) -> dict[str, Any]:
+        state = super().fingerprint()
+        if self._local:  # which weights answer, not where they lie
+            digest = weights_digest(self.model, code=self.trust_remote_code)
+            state["model"] = f"{self.model_name}:sha256:{digest}"
+        return state
 
     @property
     def gpus_per_worker(self) -> int:
@@ -150,7 +169,7 @@ class vLLM(LocalLLM):  # the name users know
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": self.max_new_tokens,
-            "seed": None if self.seed is None else self.seed + request.index,
+            "seed": request_seed(self.seed, request.index),
         }
         if request.schema is not None:
             options.update(_guided_json(request.schema))
