@@ -10,9 +10,8 @@ Example:
     ...     with reported():
     ...         raise KeyboardInterrupt
     ... except Interrupted as interrupted:
-    ...     print(interrupted)
-    interrupted: 0 answers received in this process are kept in the response store; run the same map \
-again to resume without paying for them twice.
+    ...     print(str(interrupted).split(";")[1])
+     run the same map again to resume without paying for them twice.
 """
 
 from __future__ import annotations

@@ -115,9 +115,11 @@ class MapFunction:
         # of datasets' async map) waits for our answer instead of paying for it again; released when
         # the answer is stored, or in the end.
         owner = uuid.uuid4().hex
+        claimed: list[str] = []
         try:
             while pending:
                 mine = store.claim(pending, owner)
+                claimed += mine
                 if mine:
 
                     def save(j: int, completion: Completion, mine: list[str] = mine) -> None:
@@ -136,7 +138,8 @@ class MapFunction:
                     answers.update(theirs)
                 pending = [key for key in held if key not in answers]  # it failed there: ours now
         finally:
-            store.release(list(first), owner)
+            if claimed:
+                store.release(claimed, owner)
         return [answers[key] for key in keys]
 
     def _send(

@@ -214,7 +214,7 @@ def test_the_summary_counts_failures_apart_and_says_when_datasets_served_the_map
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, fault_server):
-    fault_server.configure(api_key=fault_server.api_key, latency=30.0)
+    fault_server.configure(api_key=fault_server.api_key, latency=2.0)
     command = ["generate", "--llm", "openai:m", "--base-url", fault_server.base_url]
     process = subprocess.Popen(
         [sys.executable, "-m", "mapgen.cli", *command],
@@ -235,6 +235,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, fault_server):
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("mapgen")]
     assert lines == [
-        "mapgen: interrupted: 0 new answer(s) kept in the response store; run the same command again to "
+        # the 4 requests in flight land (and are stored) before the run stops
+        "mapgen: interrupted: 4 new answer(s) kept in the response store; run the same command again to "
         "resume (it sends only what is missing)."
     ]

@@ -53,7 +53,9 @@ def bars(monkeypatch):
     datasets.enable_progress_bars()
     yield
     request_progress.close()
-    if not was_enabled:
+    if was_enabled:
+        datasets.enable_progress_bars()
+    else:
         datasets.disable_progress_bars()
 
 
