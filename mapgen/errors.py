@@ -11,6 +11,7 @@ re-run by kind. The codes:
 ``connection``      the server could not be reached, after every retry
 ``invalid_answer``  the server answered 200 with something that is not an answer of the shape asked for
 ``refused``         the model refused, or a content filter stopped the answer
+``empty_answer``    the model answered with no text (``finish_reason`` says why); not retried
 ``engine``          a local engine failed on this prompt (too long for its context, say)
 ``parse``           the answer came, but the task could not read it
 ``interrupted``     not sent: the run was interrupted (Ctrl-C) first; a re-run sends it
@@ -36,6 +37,7 @@ TIMEOUT = "timeout"
 CONNECTION = "connection"
 INVALID_ANSWER = "invalid_answer"
 REFUSED = "refused"
+EMPTY_ANSWER = "empty_answer"
 ENGINE = "engine"
 PARSE = "parse"
 INTERRUPTED = "interrupted"

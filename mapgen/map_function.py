@@ -16,6 +16,7 @@ from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.config import dataclass_fingerprint, knob
 from mapgen.errors import ENGINE, INVALID_ANSWER, PARSE, error_text
 from mapgen.fingerprint import register_fingerprint_reducer
+from mapgen.llms import _async
 from mapgen.llms.base import LLM, Completion, OnComplete, Request
 from mapgen.progress import counters, request_progress
 from mapgen.store import default_store, request_key
@@ -83,7 +84,12 @@ class MapFunction:
         ``fn`` itself (its requests still run concurrently on mapgen's own loop).
         """
         if getattr(self.llm, "concurrent_batches", False):
-            return await asyncio.to_thread(self, batch, *args)
+            _async.begin()  # the thread below copies this context: an interrupt from now on stops it
+            try:
+                return await asyncio.to_thread(self, batch, *args)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                _async.interrupt()  # Ctrl-C in datasets' loop cancels us; the thread must stop sending
+                raise
         return self(batch, *args)
 
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:

@@ -217,10 +217,19 @@ class ResponseStore:
         the other unanswered keys are being sent elsewhere: :meth:`wait_for` them. A claim is live while
         the process that made it runs (the same pid, started at the same time), this process included.
 
-        Raises:
-            StoreError: the store cannot be used; nothing was claimed.
+        A store that cannot be written (a full disk) warns once, like :meth:`put`, and every key is
+        the caller's: the run goes on without the store, as it would without claims.
         """
         keys = list(dict.fromkeys(keys))
+        if self._write_error is not None:
+            return keys
+        try:
+            return self._claim(keys, owner)
+        except StoreError as error:
+            self._stop_writing(error)
+            return keys
+
+    def _claim(self, keys: list[str], owner: str) -> list[str]:
         pid = os.getpid()
         started = process_start(pid)
         alive = functools.lru_cache(maxsize=None)(is_running)
@@ -275,13 +284,13 @@ class ResponseStore:
         while pending:
             with self._using() as connection:
                 rows = [row for chunk in _chunks(pending) for row in _states(connection, chunk)]
+                answered.update((row[0], _completion(row[1])) for row in rows if row[1] is not None)
             alive = functools.lru_cache(maxsize=None)(is_running)
-            pending = []
-            for key, value, holder, pid, started in rows:
-                if value is not None:
-                    answered[key] = _completion(value)
-                elif holder is not None and alive(pid, started):
-                    pending.append(key)
+            pending = [
+                key
+                for key, value, holder, pid, started in rows
+                if value is None and holder is not None and alive(pid, started)
+            ]
             if pending:
                 time.sleep(poll)
         return answered
@@ -348,8 +357,20 @@ def _states(connection: sqlite3.Connection, keys: list[str]) -> sqlite3.Cursor:
     )
 
 
+_FIELDS = frozenset(field.name for field in dataclasses.fields(Completion)) - {"from_store"}
+
+
 def _completion(value: str) -> Completion:
-    return Completion(**json.loads(value), from_store=True)
+    """A stored answer; fields this version does not know (a newer mapgen's) are left out.
+
+    Raises:
+        sqlite3.DatabaseError: the stored value is not an answer (read as a damaged store).
+    """
+    try:
+        data = json.loads(value)
+        return Completion(**{k: v for k, v in data.items() if k in _FIELDS}, from_store=True)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise sqlite3.DatabaseError(f"malformed stored answer ({type(error).__name__}: {error})") from None
 
 
 def _set_up(connection: sqlite3.Connection) -> None:

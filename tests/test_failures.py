@@ -72,21 +72,44 @@ def test_content_as_a_list_of_parts_is_its_text(fault_server, transport):
     assert fault_server.stats()["total"] == 2
 
 
-def test_a_refusal_part_or_a_content_filter_is_a_refusal(fault_server):
+def test_a_refusal_part_or_a_content_filter_is_a_refusal_never_stored(fault_server):
+    def choice(content, finish):
+        return {"body": {"choices": [{"message": {"content": content}, "finish_reason": finish}]}}
+
     fault_server.configure(
         api_key=fault_server.api_key,
         replies=[
             {"contains": "a", "content": [{"type": "refusal", "refusal": "I can't help with that."}]},
-            {
-                "contains": "b",
-                "body": {"choices": [{"message": {"content": None}, "finish_reason": "content_filter"}]},
-            },
+            {"contains": "b", **choice(None, "content_filter")},
+            {"contains": "c", **choice("the first half of an ans", "content_filter")},  # cut short
+            {"contains": "d", **choice(None, "length")},
+            {"contains": "e", **choice([], "stop")},
         ],
     )
-    out = generate(rows("a", "b"), fault_llm(fault_server))
-    assert out["generations"] == [[None], [None]]
-    assert [error_kind(e) for [e] in out["generation_errors"]] == ["refused", "refused"]
-    assert "I can't help with that." in out["generation_errors"][0][0]
+    out = generate(rows("a", "b", "c", "d", "e"), fault_llm(fault_server))
+    assert out["generations"] == [[None]] * 5
+    assert [e for [e] in out["generation_errors"]] == [
+        "refused: I can't help with that.",
+        "refused: stopped by a content filter",
+        "refused: stopped by a content filter",
+        "empty_answer: no text in the answer (finish_reason=length)",
+        "empty_answer: no text in the answer (finish_reason=stop)",
+    ]
+    assert fault_server.stats()["total"] == 5  # not retried: the model decided
+    assert len(default_store()) == 0
+
+
+def test_an_error_body_on_a_200_keeps_the_servers_message(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[{"body": {"error": {"message": "overloaded"}}}]
+    )
+    [[error]] = generate(rows("x"), fault_llm(fault_server, max_retries=0))["generation_errors"]
+    assert error == "invalid_answer: HTTP 200 without choices: overloaded"
+
+
+def test_parts_without_a_type_are_text(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, replies=[{"content": [{"text": "hello"}]}])
+    assert generate(rows("x"), fault_llm(fault_server))["generations"] == [["hello"]]
 
 
 def test_a_retry_after_beyond_the_cap_fails_the_row_instead_of_sleeping(fault_server):
@@ -138,6 +161,20 @@ def test_an_unrelated_400_does_not_switch_the_structured_output_style(fault_serv
     assert formats == {"json_schema"}
 
 
+def test_a_server_that_takes_no_schema_style_is_asked_without_one(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        refuse_formats=["json_schema", "json_object"],
+        default_reply="Text 1\nRating: 2\nRationale: ok",
+    )
+    llm = fault_llm(fault_server, max_retries=0, max_concurrency=1, temperature=0.2)
+    fn = mapgen.label(llm, mapgen.UltraFeedbackTask())
+    out = ultrafeedback_rows("q1", "q2").map(fn, batched=True, batch_size=1)
+    assert out["rating"] == [[2.0], [2.0]]  # read by the tolerant parser
+    sent = [(body.get("response_format") or {}).get("type") for body in fault_server.requests()]
+    assert sent == ["json_schema", "json_object", None, None]
+
+
 def test_a_server_that_refuses_one_schema_style_gets_the_next_and_keeps_it(fault_server):
     fault_server.configure(
         api_key=fault_server.api_key,
@@ -179,8 +216,12 @@ def test_a_missing_client_library_stops_before_any_request(fault_server, monkeyp
     assert fault_server.stats()["total"] == 0
 
 
-def test_a_pipeline_whose_default_judge_has_no_key_fails_before_generating(fault_server, monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+@pytest.mark.parametrize("key", [None, ""])
+def test_a_pipeline_whose_default_judge_has_no_key_fails_before_generating(fault_server, monkeypatch, key):
+    if key is None:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     fn = mapgen.pipeline("preference", "text-quality", generator=fault_llm(fault_server))
     with pytest.raises(ValueError, match="OPENAI_API_KEY"):
@@ -321,6 +362,31 @@ def test_ctrl_c_in_a_live_process_stops_sending_and_keeps_what_landed(fault_serv
     assert sent < 60  # what was sent before the interrupt and what was in flight, not 400
     assert int(stored.split()[1]) == sent  # every request that went out landed and was stored
     assert "Traceback" not in err
+
+
+def test_ctrl_c_in_datasets_async_map_stops_sending(fault_server, tmp_path):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.5)
+    process = start_script(
+        """
+        try:
+            ds.map(mapgen.generate(llm).acall, batched=True, batch_size=20)
+        except KeyboardInterrupt:
+            print("caught", flush=True)
+        time.sleep(3)  # in-flight requests land; nothing new may go out
+        print("done", flush=True)
+        """,
+        fault_server.base_url,
+        fault_server.api_key,
+        tmp_path=tmp_path,
+    )
+    wait_for_requests(fault_server, 16)
+    process.send_signal(signal.SIGINT)
+    assert process.stdout.readline().strip() == "caught"
+    time.sleep(1)  # what was in flight lands (0.5 s latency)
+    settled = fault_server.stats()["total"]
+    out, _ = process.communicate(timeout=60)
+    assert out.strip() == "done"
+    assert fault_server.stats()["total"] == settled < 100
 
 
 def test_ctrl_c_in_a_script_prints_one_line(fault_server, tmp_path):

@@ -268,21 +268,41 @@ def test_a_store_damaged_while_answers_arrive_warns_once_and_raises_nothing(tmp_
     assert not caught and len(store) == 1
 
 
-def test_a_store_that_refuses_writes_keeps_every_paid_answer_in_the_output(fault_server):
+@pytest.mark.parametrize("tables", [("responses",), ("responses", "claims")])
+def test_a_store_that_refuses_writes_keeps_every_paid_answer_in_the_output(fault_server, tables):
     store = default_store()
     len(store)  # create it
-    # Another writer makes every insert fail, as a full disk would: reads still work.
+    # Another writer makes every insert fail, as a full disk would (claims too): reads still work.
     other = sqlite3.connect(store.path)
-    other.execute(
-        "CREATE TRIGGER refuse BEFORE INSERT ON responses"
-        " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-    )
+    for table in tables:
+        other.execute(
+            f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table}"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    other.commit()
     other.close()
     with pytest.warns(StoreWarning, match=r"responses\.sqlite3"):
         out = prompts(6).map(mapgen.generate(echo_llm(fault_server)), batched=True, batch_size=2)
     assert out["generations"] == [[f"echo: question {i}"] for i in range(6)]
     assert out["generation_errors"] == [[None]] * 6
     assert fault_server.stats()["total"] == 6 and len(store) == 0
+
+
+@pytest.mark.parametrize("value", ["garbage{", '{"text": "ok", "logprob_sum": 1.5}'])
+def test_a_damaged_answer_in_a_sound_file_is_a_store_error_and_unknown_fields_are_ignored(
+    fault_server, value
+):
+    prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
+    other = sqlite3.connect(default_store().path)
+    other.execute("UPDATE responses SET value = ?", (value,))
+    other.commit()
+    other.close()
+    if value.startswith("{"):  # a newer mapgen's extra field: the answer is still read
+        again = prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
+        assert again["generations"] == [["ok"], ["ok"]]
+        return
+    with pytest.raises(mapgen.StoreError, match=r"responses\.sqlite3 is damaged.*mapgen cache clear"):
+        prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
 
 
 # Two runs on one store at once: a key another live process is sending is awaited, not sent again.

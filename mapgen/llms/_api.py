@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import tenacity
 
 from mapgen.config import knob
-from mapgen.errors import ENGINE, INTERRUPTED, INVALID_ANSWER, REFUSED, FatalAPIError
+from mapgen.errors import EMPTY_ANSWER, ENGINE, INTERRUPTED, REFUSED, FatalAPIError
 from mapgen.llms import _async
 from mapgen.llms._http import APIError, scrub
 from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
@@ -304,7 +304,8 @@ class APILLM(LLM):
         and validate the answer."""
         style = engine.schema_style
         while True:
-            body = self.chat_body(request, n, self.schema_styles[style] if request.schema else None)
+            shape = self.schema_styles[style] if request.schema and style < len(self.schema_styles) else None
+            body = self.chat_body(request, n, shape)
             try:
                 answer = await self._post(engine, body, request, n)
                 completions = completions_from(answer, n)
@@ -324,10 +325,11 @@ class APILLM(LLM):
             return completions
 
     def _schema_fallback(self, engine: APIEngine, style: int) -> int | None:
-        """The ``response_format`` shape to try after the server refused ``style``, or ``None``."""
+        """The ``response_format`` shape to try after the server refused ``style``, or ``None``. Past the
+        last shape comes none at all: the task's tolerant parser reads the answer."""
         if engine.schema_style_confirmed:
             return engine.schema_style if engine.schema_style != style else None
-        return style + 1 if style + 1 < len(self.schema_styles) else None
+        return style + 1 if style < len(self.schema_styles) else None
 
     async def _post(self, engine: APIEngine, body: dict[str, Any], request: Request, n: int) -> Any:
         estimate = self._token_estimate(request, n) if engine.limiter and engine.limiter.tpm else 0
@@ -402,7 +404,11 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
     """
     choices = answer.get("choices") if isinstance(answer, dict) else None
     if not isinstance(choices, list) or not choices:
-        raise APIError.invalid_answer("HTTP 200 without choices")
+        error = answer.get("error") if isinstance(answer, dict) else None
+        detail = error.get("message", error) if isinstance(error, dict) else error
+        raise APIError.invalid_answer(
+            "HTTP 200 without choices" + (f": {str(detail)[:200]}" if detail else "")
+        )
     if not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
         raise APIError.invalid_answer("HTTP 200 with a choice that has no message")
     if len(choices) > 1:
@@ -413,7 +419,7 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
     for choice in choices[:n]:
         message, finish = choice["message"], _str_or_none(choice.get("finish_reason"))
         text = message_text(message.get("content"))
-        if text is None:
+        if not text or finish == "content_filter":  # a filtered answer is cut short, whatever it holds
             completions.append(_no_content(message, finish))
             continue
         try:
@@ -445,29 +451,23 @@ def message_text(content: Any) -> str | None:
     if content is None or isinstance(content, str):
         return content
     if isinstance(content, list) and all(isinstance(part, dict) for part in content):
-        texts = [part.get("text") for part in content if part.get("type") in ("text", "output_text")]
+        texts = [part.get("text") for part in content if part.get("type", "text") in ("text", "output_text")]
         if all(isinstance(text, str) for text in texts):
             return "".join(texts) if texts else None
     raise APIError.invalid_answer(f"HTTP 200 with content of an unknown shape: {str(content)[:100]!r}")
 
 
 def _no_content(message: dict[str, Any], finish: str | None) -> Completion:
+    """A choice without text: the model or a content filter declined, or it wrote nothing."""
     refusal = message.get("refusal")
     if not refusal and isinstance(message.get("content"), list):
         parts = [p.get("refusal") for p in message["content"] if p.get("type") == "refusal"]
         refusal = next((p for p in parts if p), None)
     if refusal:
-        return Completion(text=None, finish_reason=finish, error=f"refused: {refusal}", error_kind=REFUSED)
+        return Completion.failed(str(refusal), REFUSED)
     if finish == "content_filter":
-        return Completion(
-            text=None, finish_reason=finish, error="stopped by a content filter", error_kind=REFUSED
-        )
-    return Completion(
-        text=None,
-        finish_reason=finish,
-        error=f"no content (finish_reason={finish})",
-        error_kind=INVALID_ANSWER,
-    )
+        return Completion.failed("stopped by a content filter", REFUSED)
+    return Completion.failed(f"no text in the answer (finish_reason={finish})", EMPTY_ANSWER)
 
 
 def _int_or_none(value: Any) -> int | None:

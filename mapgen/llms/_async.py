@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -58,7 +59,19 @@ INTERRUPT_GRACE = 30.0
 """After Ctrl-C, how long requests already in flight may take to land (and be stored) before the run
 gives up on them; a second Ctrl-C stops waiting at once."""
 
-_interrupt = threading.Event()
+_interrupts = [0]
+"""How many interrupts this process has seen: a run is interrupted when one came after it began."""
+
+_began: contextvars.ContextVar[int | None] = contextvars.ContextVar("mapgen_run_began", default=None)
+"""The interrupt count when the current run began (set by :func:`run`, or by :func:`begin` for a batch
+that ``datasets``' async map runs in a thread); requests read it through :func:`interrupted`."""
+
+
+def begin() -> None:
+    """Mark the current context's run as beginning now, unless it already has (``fn.acall`` marks its
+    batch before handing it to a thread, so that an interrupt in between still stops it)."""
+    if _began.get() is None:
+        _began.set(_interrupts[0])
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -66,7 +79,8 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
     On ``KeyboardInterrupt`` (Ctrl-C, in a script or a notebook) nothing more is sent: requests still
     queued fail at once (:func:`interrupted`), those in flight may land for up to
-    :data:`INTERRUPT_GRACE` seconds (their answers are stored), then the interrupt is raised again.
+    :data:`INTERRUPT_GRACE` seconds (their answers are stored), then the interrupt is raised again. A run
+    that begins afterwards (a notebook's next cell) sends as usual.
     """
     loop = background_loop()
     try:
@@ -76,8 +90,10 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     if running is loop:
         coroutine.close()
         raise RuntimeError("mapgen's run() was called from its own event loop; await the coroutine instead.")
-    _interrupt.clear()  # a new run after an interrupted one (a notebook's next cell) sends again
-    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    began = _began.get()
+    future = asyncio.run_coroutine_threadsafe(
+        _in_run(coroutine, _interrupts[0] if began is None else began), loop
+    )
     try:
         return future.result()
     except KeyboardInterrupt:
@@ -89,16 +105,23 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+async def _in_run(coroutine: Coroutine[Any, Any, T], began: int) -> T:
+    _began.set(began)  # the tasks the coroutine starts copy this context
+    return await coroutine
+
+
 def interrupt() -> None:
-    """Stop sending: queued requests fail with kind ``interrupted``, retry waits end now."""
-    _interrupt.set()
+    """Stop sending: requests of runs begun before now that are still queued fail with kind
+    ``interrupted``, and retry waits end now."""
+    _interrupts[0] += 1
     for sleeper in list(_sleepers):
         sleeper.get_loop().call_soon_threadsafe(_wake, sleeper)
 
 
 def interrupted() -> bool:
-    """Whether the run was interrupted: checked before each request is sent."""
-    return _interrupt.is_set()
+    """Whether the current run was interrupted: checked before each request is sent."""
+    began = _began.get()
+    return began is not None and _interrupts[0] != began
 
 
 _sleepers: set[asyncio.Future[None]] = set()
@@ -111,7 +134,7 @@ def _wake(sleeper: asyncio.Future[None]) -> None:
 
 async def pause(seconds: float) -> None:
     """``asyncio.sleep`` that an interrupt ends early (a retry's wait, a rate limit's)."""
-    if seconds <= 0 or _interrupt.is_set():
+    if seconds <= 0 or interrupted():
         return
     waker = asyncio.get_running_loop().create_future()
     _sleepers.add(waker)

@@ -85,7 +85,8 @@ base_url=None, extra_body={}, transport='auto')
         return {**super().fingerprint(), "base_url": self.resolved_base_url}
 
     def resolved_api_key(self) -> str | None:
-        return self.api_key if self.api_key is not None else os.environ.get("OPENAI_API_KEY")
+        # An empty key (OPENAI_API_KEY="") is no key: it must fail before anything is sent, not at OpenAI.
+        return self.api_key or os.environ.get("OPENAI_API_KEY") or None
 
     def secrets(self) -> Sequence[str | None]:
         return (self.resolved_api_key(),)
