@@ -3,7 +3,14 @@
 import pytest
 
 import mapgen
-from mapgen.tasks._parsing import labelled_field, list_items, load_json, numbered_blocks, parse_score
+from mapgen.tasks._parsing import (
+    AmbiguousScore,
+    labelled_field,
+    list_items,
+    load_json,
+    numbered_blocks,
+    parse_score,
+)
 from mapgen.tasks.evol import check_rewrite
 
 N = None
@@ -277,7 +284,8 @@ def test_evol_method_is_stable_and_spread():
 def test_parsing_helpers():
     assert parse_score("**4/5**", 1, 5) == 4.0
     assert parse_score("4 out of 5", 1, 5) == 4.0
-    assert parse_score("8/10", 1, 5) == 4.2  # rescaled from its own denominator
+    with pytest.raises(AmbiguousScore, match="another scale"):
+        parse_score("8/10", 1, 5)  # was 4.2, rescaled: a number the judge never wrote
     assert parse_score("n/a", 1, 5) is None
     assert parse_score(3, 1, 5) == 3.0
     with pytest.raises(mapgen.ParseError):
