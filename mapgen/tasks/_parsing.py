@@ -37,8 +37,12 @@ _LEADING_SCORE = re.compile(
 _OUT_OF_TEXT = rf"\s*(?:/|out\s+of)\s*{_NUMBER}(?![\d.]\d)"
 _OUT_OF = re.compile(rf"\s*(?:/|out\s+of)\s*({_NUMBER})(?![\d.]\d)", re.IGNORECASE)
 _PERCENT = re.compile(r"\s*(?:%|percent\b)", re.IGNORECASE)
-# "3-4", "3 - 4", "3 to 4", "3 or 4", "3~4": a range or an either/or, not one score.
-_ALTERNATIVE_TEXT = r"\s*(?:[-\u2013\u2014~]|\bto\b|\bor\b)\s*"
+# "3-4", "3 - 4", "3 to 4", "3 or 4", "3~4": a range or an either/or, not one score. A spaced dash before
+# a count ("4 - 3 facts are wrong") is a comment after the score.
+_ALTERNATIVE_TEXT = (
+    r"(?:[-\u2013\u2014~]\s*|\s*\b(?:to|or)\b\s*"
+    r"|\s+[-\u2013\u2014~]\s*(?![\d.]*\s+(?!out\b|or\b|to\b)[a-z]))"
+)
 _RANGE = re.compile(rf"{_ALTERNATIVE_TEXT}[-+]?\d", re.IGNORECASE)
 _ONE_SCORE_TEXT = rf"{_NUMBER}(?:{_OUT_OF_TEXT}|\s*(?:%|percent\b))?"
 SCORE_TEXT = rf"(?:n\s*/\s*a\b|{_ONE_SCORE_TEXT}(?:{_ALTERNATIVE_TEXT}{_ONE_SCORE_TEXT})*)"
@@ -174,7 +178,9 @@ def _scan(text: str, low: float, high: float) -> tuple[float | None, int]:
         if _RANGE.match(text, end):
             raise AmbiguousScore(f"{text[:40]!r} is a range or an either/or, not one score")
     elif percent := _PERCENT.match(text, end):
-        raise AmbiguousScore(f"score {text[match.start(1) : percent.end()]!r} is a percentage, not {low:g} to {high:g}")
+        raise AmbiguousScore(
+            f"score {text[match.start(1) : percent.end()]!r} is a percentage, not {low:g} to {high:g}"
+        )
     return float(match.group(1)), end
 
 
