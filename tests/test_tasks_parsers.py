@@ -3,7 +3,14 @@
 import pytest
 
 import mapgen
-from mapgen.tasks._parsing import labelled_field, list_items, load_json, numbered_blocks, parse_score
+from mapgen.tasks._parsing import (
+    AmbiguousScore,
+    labelled_field,
+    list_items,
+    load_json,
+    numbered_blocks,
+    parse_score,
+)
 from mapgen.tasks.evol import check_rewrite
 
 N = None
@@ -277,7 +284,8 @@ def test_evol_method_is_stable_and_spread():
 def test_parsing_helpers():
     assert parse_score("**4/5**", 1, 5) == 4.0
     assert parse_score("4 out of 5", 1, 5) == 4.0
-    assert parse_score("8/10", 1, 5) == 4.2  # rescaled from its own denominator
+    with pytest.raises(AmbiguousScore, match="another scale"):
+        parse_score("8/10", 1, 5)  # was 4.2, rescaled: a number the judge never wrote
     assert parse_score("n/a", 1, 5) is None
     assert parse_score(3, 1, 5) == 3.0
     with pytest.raises(mapgen.ParseError):
@@ -514,3 +522,123 @@ def test_parse_score_reads_the_leading_number(value, score):
 def test_parse_score_refuses_numbers_that_are_not_the_score(value):
     with pytest.raises(mapgen.ParseError):
         parse_score(value, 1, 5)
+
+
+# Issue 10: a score is read on the task's own scale or not at all. A score written with its scale ("x/N",
+# "x out of N") is read only when N is the scale's top; a range or an either/or is not read as its first
+# number. Either fails the whole answer (AmbiguousScore), in every task, through parse_score.
+
+QUALITY = mapgen.QualityScorerTask()
+COMPLEXITY = mapgen.ComplexityScorerTask()
+
+OTHER_SCALE = [
+    (mapgen.UltraFeedbackTask.for_overall_quality(), "Text 1\nRating: 5/10\nRationale: r"),  # was [5.0]
+    (mapgen.UltraFeedbackTask.for_overall_quality(), "Text 1\nRating: 6/10\nRationale: r"),  # was [3.4]
+    (mapgen.UltraFeedbackTask(), "Text 1: 6/10 - r\nText 2: 4 - ok"),
+    (mapgen.UltraFeedbackTask(), '{"ratings": [{"rating": "4/10", "rationale": "x"}]}'),
+    (mapgen.UltraFeedbackTask(), "Text 1\nRating: 80%\nRationale: r"),
+    (QUALITY, "[1] Score: 4/5"),  # was [4.0] on 1 to 10
+    (QUALITY, "[1] Score: 9/100\n[2] Score: 7"),  # was [9.0, 7.0]
+    (COMPLEXITY, "1. 3 out of 5\n2. 8"),
+    (mapgen.UltraCMTask(), "Critique: c\nOverall score: 5/5"),  # was 5.0 out of 10
+    (PROMETHEUS_TASK, "Feedback: ok [RESULT] 8/10"),  # was 4.2, rescaled
+    (mapgen.JudgeLMTask(), "Scores: 4/5, 3/5\nBoth fine"),
+    (
+        mapgen.UltraJudgeTask(),
+        "Answer 1\n- Practical Accuracy: 4/5 - ok\nFinal scores: 8",
+    ),  # was 4.0, "5 - ok"
+    (mapgen.UltraJudgeTask(), "Answer 1\n- Practical Accuracy: 8 - ok\nFinal scores: 4/5"),
+]
+
+
+@pytest.mark.parametrize(("task", "answer"), OTHER_SCALE)
+def test_a_score_on_another_scale_is_a_parse_error(task, answer):
+    with pytest.raises(AmbiguousScore, match=r"another scale|percentage"):
+        task.parse(answer)
+
+
+SAME_SCALE = [
+    (
+        mapgen.UltraFeedbackTask(),
+        "Text 1: 4/5 - good\nText 2\nRating: 3 out of 5\nRationale: ok",
+        {"rating": [4.0, 3.0], "rationale": ["good", "ok"]},
+    ),
+    (QUALITY, "[1] Score: 9 out of 10\n[2] Score: 7/10", {"rating": [9.0, 7.0]}),
+    (
+        mapgen.UltraCMTask(),
+        "Critique: c\nOverall score: 7 out of 10 - terse",
+        {"critique": "c\nterse", "score": 7.0},
+    ),
+    (PROMETHEUS_TASK, "Feedback: ok [RESULT] 4 out of 5", {"critique": "ok", "score": 4.0}),
+]
+
+
+@pytest.mark.parametrize(("task", "answer", "parsed"), SAME_SCALE)
+def test_a_score_out_of_the_scales_top_is_read_as_written(task, answer, parsed):
+    assert task.parse(answer) == parsed
+
+
+def test_ultrajudge_area_rationale_does_not_start_with_the_scale():
+    answer = (
+        "Answer 1\n- Practical Accuracy: 10/10 - ok\n- Clarity & Transparency: 8 out of 10: clear\n"
+        "Final scores: 8/10"
+    )
+    parsed = mapgen.UltraJudgeTask().parse(answer)
+    assert parsed["rating"] == [8.0]
+    assert parsed["areas"][0]["Practical Accuracy"] == {"rating": 10.0, "rationale": "ok"}
+    assert parsed["areas"][0]["Clarity & Transparency"] == {"rating": 8.0, "rationale": "clear"}
+
+
+RANGES = [
+    (QUALITY, "[1] Score: 3-4\n[2] Score: 8"),  # was [3.0, 8.0]
+    (QUALITY, "[1] Score: 7 or 8"),  # was [7.0]
+    (COMPLEXITY, "1. 7 - 8\n2. 6"),
+    (QUALITY, '{"scores": [8, "7 or 8"]}'),
+    (mapgen.UltraFeedbackTask(), "Text 1\nRating: 4 or 5\nText 2\nRating: 3"),  # was [None, 3.0]
+    (mapgen.UltraFeedbackTask(), "Text 1: 4-5 - good\nText 2: 2 - bad"),
+    (mapgen.JudgeLMTask(), "Assistant 1: 8 or 9\nAssistant 2: 6"),
+    (mapgen.UltraJudgeTask(), "Answer 1\n- Practical Accuracy: 7 to 8 - ok\nFinal scores: 8"),
+    (mapgen.UltraCMTask(), "Critique: c\nOverall score: 6~7"),  # was 6.0
+    (PROMETHEUS_TASK, "Feedback: ok [RESULT] 3-4"),
+]
+
+
+@pytest.mark.parametrize(("task", "answer"), RANGES)
+def test_a_range_or_an_either_or_is_a_parse_error(task, answer):
+    with pytest.raises(AmbiguousScore, match="range or an either/or"):
+        task.parse(answer)
+
+
+def test_a_count_after_a_spaced_dash_is_a_comment_not_a_range():
+    assert parse_score("4 - 3 facts are wrong", 1, 5) == 4.0
+    parsed = mapgen.UltraFeedbackTask().parse("Text 1: 4 - 3 facts are wrong")
+    assert parsed == {"rating": [4.0], "rationale": ["3 facts are wrong"]}
+
+
+def test_ultracm_flags_a_score_line_beside_the_overall_score():
+    with pytest.raises(mapgen.ParseError, match="two different scores"):  # was 8
+        mapgen.UltraCMTask().parse("Feedback: fine\nScore: 7\nOverall rating: 8")
+    agreeing = mapgen.UltraCMTask().parse("Feedback: fine\nScore: 8\nOverall rating: 8")
+    assert agreeing == {"critique": "fine", "score": 8.0}
+
+
+@pytest.mark.parametrize(
+    ("answer", "critique"),
+    [
+        ("[RESULT] 4\nFeedback: The date is off.", "The date is off."),  # was None
+        ("[RESULT] 4 - mostly right\nThe date is off.", "mostly right\nThe date is off."),
+    ],
+)
+def test_prometheus_keeps_feedback_written_after_the_result(answer, critique):
+    assert PROMETHEUS_TASK.parse(answer) == {"critique": critique, "score": 4.0}
+
+
+@pytest.mark.parametrize(
+    ("answer", "parsed"),
+    [
+        ("8\n6\nexplanation", {"rating": [8.0, 6.0], "rationale": "explanation"}),  # was [8.0], "6\n..."
+        ("8\n\n6 steps are missing", {"rating": [8.0], "rationale": "6 steps are missing"}),
+    ],
+)
+def test_judgelm_reads_one_score_per_line_before_the_explanation(answer, parsed):
+    assert mapgen.JudgeLMTask().parse(answer) == parsed

@@ -2,7 +2,9 @@
 
 Models answer in many near-misses of the format they were asked for: markdown bold, code fences, blank
 lines, ``Rating: 4/5``, ``N/A``, blocks in another order, fewer blocks than texts, JSON cut off by the
-token limit. These helpers accept all of those; what they cannot read raises :class:`ParseError`.
+token limit. These helpers accept all of those; what they cannot read raises :class:`ParseError`, and
+what they could only guess at (a range such as ``3-4``, a score on another scale such as ``4/5`` where
+the scale is 1 to 10) raises :class:`AmbiguousScore`.
 
 Example:
     >>> parse_score("**4/5**", 1, 5)
@@ -23,6 +25,7 @@ from mapgen.tasks.base import ParseError
 
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
 _NOT_APPLICABLE = re.compile(r"^\W*(n\s*/\s*a|na|none|null|not applicable|-+)\W*$", re.IGNORECASE)
+_LEADING_NA = re.compile(r"^[^\w\n]*(?:n\s*/\s*a|not applicable)\b", re.IGNORECASE)
 # Leading punctuation and markdown, but not a sign that belongs to the number ("-1" is out of scale).
 _PREFIX = r"(?:[^\w+\-]|[+\-](?!\d))*"
 _LEADING_SCORE = re.compile(
@@ -30,8 +33,24 @@ _LEADING_SCORE = re.compile(
     rf"({_NUMBER})(?![\d.]\d)",
     re.IGNORECASE,
 )
-_RANGE = re.compile(r"(?:[-\u2013](?=\d)|\s+(?:to|or)\s+\d)", re.IGNORECASE)
-_TOKEN_TEXT = rf"(?:n\s*/\s*a\b|{_NUMBER}(?:\s*(?:/|out of)\s*\d+(?:\.\d+)?)?)"
+# "/ 10", "out of 10": the scale the judge says its score is on.
+_OUT_OF_TEXT = rf"\s*(?:/|out\s+of)\s*{_NUMBER}(?![\d.]\d)"
+_OUT_OF = re.compile(rf"\s*(?:/|out\s+of)\s*({_NUMBER})(?![\d.]\d)", re.IGNORECASE)
+_PERCENT = re.compile(r"\s*(?:%|percent\b)", re.IGNORECASE)
+# "3-4", "3 - 4", "3 to 4", "3 or 4", "3~4": a range or an either/or, not one score. A spaced dash before
+# a count ("4 - 3 facts are wrong") is a comment after the score.
+_ALTERNATIVE_TEXT = (
+    r"(?:[-\u2013\u2014~]\s*|\s*\b(?:to|or)\b\s*"
+    r"|\s+[-\u2013\u2014~]\s*(?![\d.]*\s+(?!out\b|or\b|to\b)[a-z]))"
+)
+_RANGE = re.compile(rf"{_ALTERNATIVE_TEXT}[-+]?\d", re.IGNORECASE)
+_ONE_SCORE_TEXT = rf"{_NUMBER}(?:{_OUT_OF_TEXT}|\s*(?:%|percent\b))?"
+SCORE_TEXT = rf"(?:n\s*/\s*a\b|{_ONE_SCORE_TEXT}(?:{_ALTERNATIVE_TEXT}{_ONE_SCORE_TEXT})*)"
+"""A regular expression (text, no groups) for the way a score is written in an answer: ``4``,
+``7.5/10``, ``8 out of 10``, ``N/A``, and the ranges and either/ors that :func:`parse_score` refuses
+(``3-4``, ``7 or 8``), so that a parser that captures a score with it hands the whole of it to
+:func:`parse_score` (capturing only ``3`` of ``3-4`` would read a range as its first number)."""
+_TOKEN_TEXT = rf"(?:n\s*/\s*a\b|{_ONE_SCORE_TEXT})"
 _TOKEN = re.compile(_TOKEN_TEXT, re.IGNORECASE)
 _SEPARATOR = r"(?:\s*[,;|]\s*|\s+)(?:and\s+)?"
 _SCORE_LIST = re.compile(rf"[^\w\n+\-]*{_TOKEN_TEXT}(?:{_SEPARATOR}{_TOKEN_TEXT})*[\s.!]*", re.IGNORECASE)
@@ -52,13 +71,22 @@ def strip_markdown(text: str) -> str:
     return text.replace("**", "")
 
 
+class AmbiguousScore(ParseError):
+    """A score that cannot be put on the task's scale without guessing: a range or an either/or
+    (``3-4``, ``7 or 8``), or a score on another scale (``4/5`` or ``80%`` where the scale is 1 to 10).
+    Parsers of several texts let it fail the whole answer: the judge did not follow the scale."""
+
+
 def parse_score(value: Any, low: float, high: float) -> float | None:
     """A score from ``value``: a number, or text that starts with one, such as ``4``, ``**4**``, ``4/5``,
     ``4 out of 5``, ``[RESULT] 4``, ``Score: 4.5``, ``4 - clear``. ``N/A`` (and ``None``) give ``None``.
 
     The number must come first (after an optional ``Score:``/``Rating:``/``[RESULT]`` label): a number
-    further in is the judge's reasoning, not its score. Text that does not start with a number, a range
-    such as ``4-5``, or a number outside ``[low, high]`` raises :class:`ParseError`.
+    further in is the judge's reasoning, not its score. Text that does not start with a number, or a
+    number outside ``[low, high]``, raises :class:`ParseError`. A range or an either/or (``4-5``,
+    ``4 or 5``) and a score on another scale raise :class:`AmbiguousScore`: a score written with its
+    scale (``x/N``, ``x out of N``) is read only when ``N`` is ``high``, and never rescaled, for a judge
+    that scores on another scale than it was asked to is not followed by guessing what it meant.
 
     Example:
         >>> parse_score("Rating: 4 (3 facts checked)", 1, 5)
@@ -67,26 +95,96 @@ def parse_score(value: Any, low: float, high: float) -> float | None:
         Traceback (most recent call last):
         ...
         mapgen.tasks.base.ParseError: no score at the start of 'The text has 3 errors, so 2'
+        >>> parse_score("8/10", 1, 5)
+        Traceback (most recent call last):
+        ...
+        mapgen.tasks._parsing.AmbiguousScore: score '8/10' is on another scale (out of 10), not 1 to 5
     """
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        text = strip_markdown(str(value)).strip()
-        if not text or _NOT_APPLICABLE.match(text):
-            return None
-        match = _LEADING_SCORE.match(text)
-        if match is None:
-            raise ParseError(f"no score at the start of {text[:40]!r}")
-        number = float(match.group(1))
-        rest = text[match.end() :]
-        if _RANGE.match(rest):
-            raise ParseError(f"{text[:40]!r} is a range, not one score")
-        # "8/10" on a 1-to-5 scale, say: rescale when the answer states its own denominator.
-        out_of = re.match(rf"\s*(?:/|out of)\s*({_NUMBER})", rest)
-        if out_of and float(out_of.group(1)) not in (0, high) and not low <= number <= high:
-            number = low + (number / float(out_of.group(1))) * (high - low)
+        return _in_scale(float(value), low, high)
+    number, _ = _scan(strip_markdown(str(value)).strip(), low, high)
+    return None if number is None else _in_scale(number, low, high)
+
+
+def read_score(value: Any, low: float, high: float) -> tuple[float | None, str]:
+    """The score at the start of ``value`` and the text after it (a comment, a rationale), by the rules
+    of :func:`parse_score`, for a parser that reads both. The score is ``None`` (and all of ``value`` the
+    text after it) where ``value`` does not start with one; ``None`` too where it is ``N/A`` or out of
+    scale. A range or a score on another scale still raises :class:`AmbiguousScore`.
+
+    Example:
+        >>> read_score("8/10 - right", 1, 10)
+        (8.0, ' - right')
+        >>> read_score("12 - too high", 1, 10), read_score("clear", 1, 10)
+        ((None, ' - too high'), (None, 'clear'))
+    """
+    if value is None or isinstance(value, bool):
+        return None, ""
+    if isinstance(value, (int, float)):
+        return score_or_none(value, low, high), ""
+    text = strip_markdown(str(value)).strip()
+    try:
+        number, end = _scan(text, low, high)
+    except AmbiguousScore:
+        raise
+    except ParseError:
+        return None, text
+    rest = text[end:]
+    if number is None or not low <= number <= high:
+        return None, rest
+    return number, rest
+
+
+def score_or_none(value: Any, low: float, high: float) -> float | None:
+    """:func:`parse_score`, with ``None`` for a value that is not a score or is out of scale (one bad
+    text among several must not lose the others), but :class:`AmbiguousScore` still raised.
+
+    Example:
+        >>> score_or_none("11", 1, 10), score_or_none("great", 1, 10), score_or_none("7/10", 1, 10)
+        (None, None, 7.0)
+    """
+    try:
+        return parse_score(value, low, high)
+    except AmbiguousScore:
+        raise
+    except ParseError:
+        return None
+
+
+def _scan(text: str, low: float, high: float) -> tuple[float | None, int]:
+    """The number that starts ``text`` (markdown-free and stripped), unchecked against the scale's
+    bounds, and where its score ends (after ``/N``); ``None`` for ``N/A``."""
+    if not text or _NOT_APPLICABLE.match(text):
+        return None, len(text)
+    not_applicable = _LEADING_NA.match(text)
+    if not_applicable:
+        return None, not_applicable.end()
+    match = _LEADING_SCORE.match(text)
+    if match is None:
+        raise ParseError(f"no score at the start of {text[:40]!r}")
+    end = match.end()
+    if _RANGE.match(text, end):
+        raise AmbiguousScore(f"{text[:40]!r} is a range or an either/or, not one score")
+    out_of = _OUT_OF.match(text, end)
+    if out_of:
+        end = out_of.end()
+        if float(out_of.group(1)) != high:
+            raise AmbiguousScore(
+                f"score {text[match.start(1) : end]!r} is on another scale "
+                f"(out of {float(out_of.group(1)):g}), not {low:g} to {high:g}"
+            )
+        if _RANGE.match(text, end):
+            raise AmbiguousScore(f"{text[:40]!r} is a range or an either/or, not one score")
+    elif percent := _PERCENT.match(text, end):
+        raise AmbiguousScore(
+            f"score {text[match.start(1) : percent.end()]!r} is a percentage, not {low:g} to {high:g}"
+        )
+    return float(match.group(1)), end
+
+
+def _in_scale(number: float, low: float, high: float) -> float:
     if not low <= number <= high:
         raise ParseError(f"score {number:g} is outside {low:g} to {high:g}")
     return number

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from mapgen.prompt import Prompt
-from mapgen.tasks._parsing import labelled_lines, load_json, one_line, strip_markdown
+from mapgen.tasks._parsing import labelled_lines, load_json, one_line, read_score, score_list, strip_markdown
 from mapgen.tasks.base import ParseError, compile_template
 from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask, check_scale
 
@@ -112,13 +112,18 @@ class UltraCMTask(LabellingTask):
             }
         clean = strip_markdown(text).strip()
         # The format's marker: "Overall score: n" lines, else "Score:"/"Rating:" lines; a score in the
-        # critique's prose is not read.
-        lines = labelled_lines(clean, ("overall score", "overall rating")) or labelled_lines(
-            clean, ("final score", "score", "rating")
-        )
+        # critique's prose ("Rating: 2 of them matter") is not read, but a lone "Score: 7" beside an
+        # "Overall score: 8" is a second score for the same text.
+        overall = labelled_lines(clean, ("overall score", "overall rating"))
+        others = labelled_lines(clean, ("final score", "score", "rating"))
+        if overall:
+            lone = [line for line in others if len(score_list(line.group(1)) or ()) == 1]
+            lines = sorted(overall + lone, key=lambda line: line.start())
+        else:
+            lines = others
         if lines:
             score = _one_score([line.group(1) for line in lines], self.scale)
-            critique = _without_lines(clean, lines)
+            critique = _without_lines(clean, lines, self.scale)
         else:
             # "... 9/10" or "a score of 7" that ends the answer
             end = re.search(
@@ -138,16 +143,21 @@ def _one_score(values: list[str], scale: tuple[int, int]) -> float | None:
     return scores[0]
 
 
-def _without_lines(text: str, lines: list[re.Match[str]]) -> str:
+def _without_lines(text: str, lines: list[re.Match[str]], scale: tuple[int, int]) -> str:
     """``text`` without the score lines (what follows the score on its line, if anything, is kept)."""
     kept, last = [], 0
     for line in lines:
         kept.append(text[last : line.start()])
-        after = re.sub(r"^\s*\S+?(?:\s*/\s*\d+)?(?:[^\w\n(]+|$)", "", line.group(1), count=1)
-        kept.append(after)
+        kept.append(_after_score(line.group(1), scale))
         last = line.end()
     kept.append(text[last:])
     return "".join(kept)
+
+
+def _after_score(value: str, scale: tuple[int, int]) -> str:
+    """What a judge wrote after the score on its line (``7/10 - terse``: ``terse``), without the score,
+    its scale and the separator."""
+    return re.sub(r"^[^\w\n(]+", "", read_score(value, *scale)[1])
 
 
 def _critique(text: str, labels: tuple[str, ...]) -> str | None:
@@ -222,13 +232,15 @@ class PrometheusTask(LabellingTask):
             # mentions in the feedback; otherwise markers must agree, or the answer is ambiguous.
             if not re.fullmatch(r"\s*\d+(?:\.\d+)?(?:\s*/\s*5)?[\s\W]*", clean[last.start(1) :]):
                 score = _one_score([result.group(1) for result in results], self.scale)
-            feedback = clean[: last.start()]
+            # feedback written after the result ("[RESULT] 4\nFeedback: ...") is feedback too
+            after = (_after_score(last.group(1), self.scale), clean[last.end() :])
+            feedback = "\n".join(part.strip() for part in (clean[: last.start()], *after) if part.strip())
         else:
             lines = labelled_lines(clean, ("result", "score"))
             if not lines:
                 raise ParseError("found no '[RESULT] n'")
             score = _one_score([line.group(1) for line in lines], self.scale)
-            feedback = clean[: lines[0].start()]
+            feedback = _without_lines(clean, lines, self.scale)
         return {"critique": _critique(feedback, ("feedback",)), "score": score}
 
     def score_positions(self, text: str) -> list[int | None]:

@@ -14,9 +14,18 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.tasks._parsing import agree, labelled_scores, load_json, one_line, score_list, strip_markdown
+from mapgen.tasks._parsing import (
+    SCORE_TEXT,
+    agree,
+    labelled_scores,
+    load_json,
+    one_line,
+    score_list,
+    score_or_none,
+    strip_markdown,
+)
 from mapgen.tasks.base import ParseError
-from mapgen.tasks.labelling import RATINGS, LabellingTask, check_scale
+from mapgen.tasks.labelling import RATINGS, LabellingTask
 
 SYSTEM_PROMPT = "You are an impartial judge who scores AI assistants' answers for accuracy and usefulness."
 
@@ -79,10 +88,15 @@ class JudgeLMTask(LabellingTask):
         # The format's place: all scores on the first line ("8 6", "Scores: 8/10, 7/10", "Assistant 1: 8,
         # Assistant 2: 6"), and nothing else on it. Else one "Assistant n: x" line per answer.
         first = re.sub(r"^\W*(?:scores?|ratings?)\s*[:=]?", "", lines[0], flags=re.IGNORECASE)
-        head = score_list(first)
-        head = dict(enumerate(head, 1)) if head is not None else labelled_scores(first)
-        found = {i: _score(value, self.scale) for i, value in (head or {}).items()}
+        listed = score_list(first)
+        head = dict(enumerate(listed, 1)) if listed is not None else labelled_scores(first)
         body = lines[1:] if head else lines
+        if listed is not None and len(listed) == 1:
+            # "8\n6\nexplanation": one score per line, the lines that hold a lone score before the
+            # explanation (a near-miss of the format; more scores than texts are flagged by `label`)
+            while body and (more := score_list(body[0])) is not None and len(more) == 1:
+                head[len(head) + 1], body = more[0], body[1:]
+        found = {i: _score(value, self.scale) for i, value in (head or {}).items()}
         for match in filter(None, map(_PER_LINE.fullmatch, body)):
             agree(found, int(match.group(1)), _score(match.group(2), self.scale))
         if not found:
@@ -96,13 +110,9 @@ class JudgeLMTask(LabellingTask):
 
 # "Assistant 2: 6" (or "Answer 2 score: 6/10") alone on its line.
 _PER_LINE = re.compile(
-    r"\W*(?:assistant|answer)\s*(\d+)\W*(?:score\W*)?[:=]?\s*(\d+(?:\.\d+)?(?:\s*/\s*10)?|n\s*/\s*a)[\s.!]*",
-    re.IGNORECASE,
+    rf"\W*(?:assistant|answer)\s*(\d+)\W*(?:score\W*)?[:=]?\s*({SCORE_TEXT})[\s.!]*", re.IGNORECASE
 )
 
 
 def _score(value: Any, scale: tuple[int, int]) -> float | None:
-    try:
-        return check_scale(value, scale)
-    except ParseError:
-        return None
+    return score_or_none(value, *scale)

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.tasks._parsing import agree, load_json, strip_markdown
+from mapgen.tasks._parsing import SCORE_TEXT, agree, load_json, score_or_none, strip_markdown
 from mapgen.tasks.base import ParseError
-from mapgen.tasks.labelling import RATINGS, LabellingTask, check_scale
+from mapgen.tasks.labelling import RATINGS, LabellingTask
 
 QUALITY_TEMPLATE = """\
 Score the quality of each response to the instruction below, from 1 (poor) to 10 (excellent). \
@@ -54,7 +54,8 @@ SCHEMA: dict[str, Any] = {
 
 
 _MARK = r"(?:\[(\d+)\]|(?:response|instruction|answer|text)\s*#?\s*(\d+)|(\d+)[.)])"
-_VALUE = r"(\d+(?:\.\d+)?(?:\s*/\s*10)?|n\s*/\s*a)"
+# the whole score as written ("3-4", "4/5" too), so that parse_score sees a range or another scale
+_VALUE = rf"({SCORE_TEXT})"
 # "[2] Score: 3": the format's own marker; the value may be followed by a comment.
 _EXPLICIT = re.compile(rf"^[^\w\n\[]*{_MARK}[^\w\n]*score\b[^\w\n]*{_VALUE}", re.IGNORECASE | re.MULTILINE)
 # "2. 3", "Response 2: 3": a number alone after the item's marker, and nothing else on the line.
@@ -154,7 +155,4 @@ class ComplexityScorerTask(LabellingTask):
 
 
 def _score(value: Any, scale: tuple[int, int]) -> float | None:
-    try:
-        return check_scale(value, scale)
-    except ParseError:
-        return None
+    return score_or_none(value, *scale)

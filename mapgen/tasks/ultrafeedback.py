@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from mapgen.prompt import Prompt
 from mapgen.tasks._parsing import (
+    SCORE_TEXT,
     agree,
     json_fields,
     labelled_field,
@@ -23,10 +24,11 @@ from mapgen.tasks._parsing import (
     load_json,
     numbered_spans,
     one_line,
+    score_or_none,
     strip_markdown,
 )
 from mapgen.tasks.base import ParseError, compile_template
-from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask, check_scale
+from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask
 
 
 @dataclass(frozen=True)
@@ -372,7 +374,7 @@ def parse_rated_blocks(text: str, json_key: str, scale: tuple[int, int]) -> dict
 # "4 - clear", "4/5: clear", "4": the rating first on the block's first line, then a separator. "3 facts
 # are wrong" is reasoning, not a rating.
 _LEADING = re.compile(
-    r"\s*(\d+(?:\.\d+)?(?:\s*/\s*\d+)?)[ \t]*(?:$|[-\u2013\u2014:;,|)][ \t]*|\.(?:[ \t]+|$))(.*)", re.DOTALL
+    rf"\s*({SCORE_TEXT})[ \t]*(?:$|[-\u2013\u2014:;,|)][ \t]*|\.(?:[ \t]+|$))(.*)", re.DOTALL | re.IGNORECASE
 )
 
 
@@ -410,8 +412,6 @@ def _get(entry: Mapping[str, Any], *names: str) -> Any:
 
 
 def _score_or_none(value: Any, scale: tuple[int, int]) -> float | None:
-    """A score, or ``None`` for one that cannot be read (one bad block must not lose the others)."""
-    try:
-        return check_scale(value, scale)
-    except ParseError:
-        return None
+    """A score, or ``None`` for one that cannot be read (one bad block must not lose the others); a
+    range or a score on another scale fails the whole answer (:class:`AmbiguousScore`)."""
+    return score_or_none(value, *scale)

@@ -22,11 +22,13 @@ from mapgen.tasks._parsing import (
     load_json,
     numbered_spans,
     one_line,
+    read_score,
     score_list,
+    score_or_none,
     strip_markdown,
 )
 from mapgen.tasks.base import ParseError, compile_template
-from mapgen.tasks.labelling import RATINGS, LabellingTask, check_scale
+from mapgen.tasks.labelling import RATINGS, LabellingTask
 
 AREAS = (
     ("Practical Accuracy", "is it correct, and would it work if someone acted on it?"),
@@ -201,11 +203,10 @@ def _areas_from_text(block: str) -> dict[str, Any] | None:
         entries = []
         for line in lines:
             # "8 - right", "8/10: right", or "8" with the rationale on the lines below (the seed's layout)
-            match = re.match(
-                r"\s*(\d+(?:\.\d+)?(?:\s*/\s*10)?|n\s*/\s*a)(?![\w.])[^\w\n]*(.*)", line.group(1), re.I
-            )
-            rating = _score(match.group(1), (1, 10)) if match else None
-            rationale = match.group(2) if match else line.group(1)
+            rating, rest = read_score(line.group(1), 1, 10)
+            if re.match(r"\w", rest):  # "3rd": not a rating
+                rating, rest = None, line.group(1)
+            rationale = re.sub(r"^[^\w\n(]*", "", rest)
             if not rationale.strip():
                 rationale = _rationale_below(block[line.end() :])
             entries.append({"rating": rating, "rationale": one_line(rationale)})
@@ -234,7 +235,4 @@ def _get(entry: Mapping[str, Any], name: str) -> Any:
 
 
 def _score(value: Any, scale: tuple[int, int]) -> float | None:
-    try:
-        return check_scale(value, scale)
-    except ParseError:
-        return None
+    return score_or_none(value, *scale)
