@@ -41,7 +41,10 @@ examples:
 Run 'mapgen COMMAND --help' for the options of a command."""
 
 INPUT_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
+OUTPUT_FILES = {".parquet": "parquet", ".jsonl": "json lines", ".json": "json"}
+"""The files ``--output`` writes (suffixes in any case); any other path is a ``save_to_disk`` folder..."""
+REFUSED_OUTPUT_SUFFIXES = {".csv": "CSV", ".tsv": "TSV", ".txt": "a text file"}
+"""...except these, refused before anything runs: a text table cannot hold list columns."""
 ASPECTS = ["text-quality", "helpfulness", "truthfulness", "honesty", "instruction-following"]
 
 FLAGS = {
@@ -185,8 +188,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
         type=output_path,
         default=None,
         metavar="PATH",
-        help="where to write: a folder (a path without suffix; read it back with datasets.load_from_disk) "
-        "or a .parquet, .jsonl or .json file (default: write nothing)",
+        help="where to write: a .parquet, .jsonl or .json file, else a folder (read it back with "
+        "datasets.load_from_disk); .csv, .tsv and .txt are refused (default: write nothing)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=64, metavar="N", help="rows per batch (default: 64)"
@@ -253,7 +256,7 @@ def input_path(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         return path
-    if path.suffix not in INPUT_SUFFIXES:
+    if suffix(path) not in INPUT_SUFFIXES:
         raise argparse.ArgumentTypeError(
             f"{text}: use a .json, .jsonl, .csv or .parquet file, or a folder written by save_to_disk"
         )
@@ -263,23 +266,29 @@ def input_path(text: str) -> Path:
 
 
 def output_path(text: str) -> Path:
-    """An argparse type: a folder (no suffix, or an existing folder) or a file of a format mapgen writes.
+    """An argparse type: a ``.parquet``, ``.jsonl`` or ``.json`` file (any case), else a folder.
 
-    CSV is refused: it cannot hold the list columns mapgen writes (one answer per generation).
+    Only the name decides, so ``runs/llama-3.1`` is a folder. Text formats are refused before anything
+    runs: they cannot hold the list columns mapgen writes (one answer per generation).
+
+    Example:
+        >>> output_path("runs/llama-3.1"), output_path("out.JSONL")
+        (PosixPath('runs/llama-3.1'), PosixPath('out.JSONL'))
     """
     path = Path(text)
-    if path.suffix in OUTPUT_SUFFIXES or not path.suffix or path.is_dir():
-        return path
-    if path.suffix == ".csv":
+    if suffix(path) in REFUSED_OUTPUT_SUFFIXES:
+        kind = REFUSED_OUTPUT_SUFFIXES[suffix(path)]
         raise argparse.ArgumentTypeError(
-            f"{text}: CSV cannot hold the list columns mapgen writes (one answer per generation); use "
+            f"{text}: {kind} cannot hold the list columns mapgen writes (one answer per generation); use "
             f"{path.with_suffix('.jsonl')}, {path.with_suffix('.parquet')} or a folder "
             f"({path.with_suffix('')})"
         )
-    raise argparse.ArgumentTypeError(
-        f"{text}: unknown suffix {path.suffix!r}; use a folder (a path without suffix) or a .parquet, "
-        ".jsonl or .json file"
-    )
+    return path
+
+
+def suffix(path: Path) -> str:
+    """``path``'s suffix in lower case: ``out.JSONL`` is a JSON Lines file as ``out.jsonl`` is."""
+    return path.suffix.lower()
 
 
 def build_llm(args: argparse.Namespace) -> Any:
@@ -306,7 +315,7 @@ def load_rows(args: argparse.Namespace) -> Any:
         if path.is_dir():
             ds = datasets.load_from_disk(str(path))
         else:
-            ds = datasets.load_dataset(INPUT_SUFFIXES[path.suffix], data_files=str(path), split="train")
+            ds = datasets.load_dataset(INPUT_SUFFIXES[suffix(path)], data_files=str(path), split="train")
         if isinstance(ds, datasets.DatasetDict):
             ds = ds["train"] if "train" in ds else next(iter(ds.values()))
     if args.limit is not None:
@@ -472,10 +481,11 @@ def write_output(ds: Any, output: Path | None) -> None:
     if output is None:
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix == ".parquet":
+    writes = OUTPUT_FILES.get(suffix(output))
+    if writes == "parquet":
         ds.to_parquet(str(output))
-    elif output.suffix in (".jsonl", ".json"):
-        ds.to_json(str(output), lines=output.suffix == ".jsonl")
+    elif writes is not None:
+        ds.to_json(str(output), lines=writes == "json lines")
     else:
         ds.save_to_disk(str(output))
 

@@ -158,7 +158,8 @@ def test_version(capsys):
     ("name", "says"),
     [
         ("out.csv", "CSV cannot hold the list columns"),
-        ("out.txt", "unknown suffix '.txt'; use a folder (a path without suffix) or a .parquet"),
+        ("out.TSV", "TSV cannot hold the list columns"),
+        ("out.txt", "a text file cannot hold the list columns mapgen writes (one answer per generation); use"),
     ],
 )
 def test_an_output_format_mapgen_does_not_write_is_refused_before_anything_runs(
@@ -172,6 +173,46 @@ def test_an_output_format_mapgen_does_not_write_is_refused_before_anything_runs(
     assert f"argument --output: {output}: {says}" in err
     assert not output.exists()
     assert fault_server.stats()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "written_as"),
+    [
+        ("runs/llama-3.1", "folder"),  # a dot in a folder name is not a format
+        ("out.JSONL", "json lines"),
+        ("out.Parquet", "parquet"),
+        ("out.Json", "json"),
+        ("out.jsonl.d", "folder"),
+    ],
+)
+def test_the_output_format_follows_the_suffix_in_any_case_and_else_is_a_folder(
+    tmp_path, capsys, monkeypatch, fault_server, name, written_as
+):
+    monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)
+    output = tmp_path / name
+    command = ["generate", "--limit", "2", "--llm", "openai:m", "--base-url", fault_server.base_url]
+    status, _, err = run_main(capsys, *command, "--output", str(output))
+    assert status == 0, err
+    readers = {
+        "folder": lambda: datasets.load_from_disk(str(output)),
+        "json lines": lambda: datasets.Dataset.from_list([json.loads(line) for line in output.open()]),
+        "json": lambda: datasets.Dataset.from_list(json.loads(output.read_text())),
+        "parquet": lambda: datasets.Dataset.from_parquet(str(output)),
+    }
+    assert output.is_dir() == (written_as == "folder")
+    ds = readers[written_as]()
+    assert ds["generations"] == [[f"echo: {text}"] for text in cli.EXAMPLE_INSTRUCTIONS[:2]]
+
+
+def test_input_suffixes_are_read_in_any_case(tmp_path, capsys, monkeypatch, fault_server):
+    monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)
+    source = tmp_path / "prompts.JSONL"
+    source.write_text('{"input": "hi"}\n')
+    output = tmp_path / "out.jsonl"
+    command = ["generate", "--llm", "openai:m", "--base-url", fault_server.base_url, "--output", str(output)]
+    status, _, err = run_main(capsys, *command, "--dataset", str(source))
+    assert status == 0, err
+    assert json.loads(output.read_text())["generations"] == ["echo: hi"]
 
 
 def test_the_summary_counts_failures_apart_and_says_when_datasets_served_the_map(tmp_path, fault_server):
