@@ -159,7 +159,7 @@ def test_version(capsys):
     [
         ("out.csv", "CSV cannot hold the list columns"),
         ("out.TSV", "TSV cannot hold the list columns"),
-        ("out.txt", "a text file cannot hold the list columns mapgen writes (one answer per generation); use"),
+        ("out.txt", "a text file cannot hold the list columns mapgen writes (one answer per generation)"),
     ],
 )
 def test_an_output_format_mapgen_does_not_write_is_refused_before_anything_runs(
