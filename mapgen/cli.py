@@ -197,6 +197,12 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
     parser.add_argument(
         "--num-proc", type=positive_int, default=None, metavar="N", help="worker processes (default: 1)"
     )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="send again what failed in an earlier run of this command: datasets' cache of the map is "
+        "ignored, and the response store answers everything that succeeded",
+    )
 
 
 def add_llm_arguments(parser: argparse.ArgumentParser, *, temperature: float) -> None:
@@ -359,7 +365,7 @@ def run_generate(args: argparse.Namespace) -> int:
         ("rows", len(ds)),
         ("answers", f"{answers} of {asked}"),
         ("failed answers", describe_failures(failed)),
-        *counts.lines(rows=len(ds), answers=answers),
+        *counts.lines(rows=len(ds), answers=answers, failed=sum(failed.values())),
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
@@ -400,7 +406,7 @@ def run_label(args: argparse.Namespace) -> int:
         ("rows", len(ds)),
         ("ratings", f"{len(ratings)} of {texts} generations"),
         ("failed ratings", describe_failures(failed)),
-        *counts.lines(rows=len(ds), answers=len(ratings)),
+        *counts.lines(rows=len(ds), answers=len(ratings), failed=sum(failed.values())),
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
@@ -452,7 +458,15 @@ def run_map(ds: Any, fn: Callable[..., Any], args: argparse.Namespace, desc: str
     stored = _stored_answers()
     started, wall = time.perf_counter(), time.time()
     try:
-        ds = ds.map(fn, batched=True, batch_size=args.batch_size, num_proc=args.num_proc, desc=desc)
+        ds = ds.map(
+            fn,
+            batched=True,
+            batch_size=args.batch_size,
+            num_proc=args.num_proc,
+            desc=desc,
+            # else datasets returns the earlier map, failures and all, without calling fn
+            load_from_cache_file=False if args.retry_failed else None,
+        )
     except BaseException as error:
         if _interrupted(error):
             after = _stored_answers()

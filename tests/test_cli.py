@@ -242,7 +242,8 @@ def test_the_summary_counts_failures_apart_and_says_when_datasets_served_the_map
     table = summary(done.stdout)
     assert table["requests sent"] == "0"
     assert table["answers reused"] == (
-        "all 2: this map came whole from datasets' cache (nothing was sent or re-read)"
+        "all 2: this map came whole from datasets' cache (nothing was sent or re-read); its 1 failed "
+        "answer(s) were not retried: pass --retry-failed to send them again"
     )
     assert fault_server.stats()["total"] == 3
 
@@ -252,6 +253,37 @@ def test_the_summary_counts_failures_apart_and_says_when_datasets_served_the_map
     table = summary(done.stdout)
     assert (table["requests sent"], table["answers reused"]) == ("1", "2 from the response store")
     assert fault_server.stats()["total"] == 4
+
+
+def test_retry_failed_sends_only_what_failed(tmp_path, fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[{"contains": "bye", "status": 400, "message": "bad request"}]
+    )
+    source = tmp_path / "prompts.jsonl"
+    source.write_text("".join(json.dumps({"input": text}) + "\n" for text in ["hi", "bye", "hello"]))
+    output = tmp_path / "out"
+    command = ["generate", "--dataset", str(source), "--llm", "openai:m", "--base-url", fault_server.base_url]
+    command += ["--output", str(output)]
+    key = {"OPENAI_API_KEY": fault_server.api_key}
+    done = mapgen(*command, env=key)
+    assert done.returncode == 0, done.stderr
+    assert summary(done.stdout)["failed answers"] == "1 (http_400 1)"
+
+    fault_server.configure(api_key=fault_server.api_key)  # the server now answers every row
+    done = mapgen(*command, "--retry-failed", env=key)
+    assert done.returncode == 0, done.stderr
+    table = summary(done.stdout)
+    assert (table["answers"], table["failed answers"]) == ("3 of 3", "0")
+    assert (table["requests sent"], table["answers reused"]) == ("1", "2 from the response store")
+    assert fault_server.stats()["total"] == 1
+    generations = datasets.load_from_disk(str(output))["generations"]
+    assert generations == [["echo: hi"], ["echo: bye"], ["echo: hello"]]
+
+    # datasets' cache now holds the map without failures: the plain command is served from it.
+    done = mapgen(*command, env=key)
+    assert summary(done.stdout)["answers reused"] == (
+        "all 3: this map came whole from datasets' cache (nothing was sent or re-read)"
+    )
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, fault_server):
