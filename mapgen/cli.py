@@ -60,6 +60,22 @@ FLAGS = {
 }
 """Python parameter names that configuration errors may quote, and the flag a shell user sets instead."""
 
+SHELL_ADVICE = [
+    (r"(MAPGEN_CACHE_DIR[^.]*), or pass cache=False", r"\1"),
+    (r"pass api_key=\.\.\. or set OPENAI_API_KEY", "set OPENAI_API_KEY"),
+    (r" \(api_key=\.\.\. or the provider's environment variable\)", " in OPENAI_API_KEY"),
+    (r"\bOpenAILLM needs", "--llm openai:MODEL needs"),
+    (r"the model name and base_url", "the model name (--llm openai:MODEL) and --base-url"),
+    (
+        r"pass cache=False(?: to run without (?:it|the store))?",
+        "set MAPGEN_CACHE_DIR to another folder to run on a new store",
+    ),
+    (r"input_columns=\{[^}]*\}", "--column NAME"),
+    (r"\b(\w+)=\.\.\.", r"\1"),  # "pass base_url=..." -> "pass --base-url", by FLAGS
+]
+"""Advice in mapgen's messages that names Python arguments, and what a shell user does instead (applied
+in order, then :data:`FLAGS`); the command has no key flag, so that keys stay out of shell history."""
+
 
 class CommandError(Exception):
     """A mistake in the command line, found before anything runs; its message names the flag to fix."""
@@ -512,14 +528,21 @@ def _error_message(error: BaseException) -> str | None:
     text = " ".join(str(error).split())
     if isinstance(error, CommandError):
         return text
-    if isinstance(error, FatalAPIError):
-        return f"{text} (check --llm, --base-url and OPENAI_API_KEY)"
-    if isinstance(error, StoreError):
-        return text
-    if isinstance(error, (ValueError, TypeError, OSError, ImportError)):
-        text = re.sub(r"input_columns=\{[^}]*\}", "--column NAME", text)
-        return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], text)
+    if isinstance(error, (FatalAPIError, StoreError, ValueError, TypeError, OSError, ImportError)):
+        return shell_advice(text)
     return None
+
+
+def shell_advice(text: str) -> str:
+    """``text`` with the advice mapgen gives Python callers turned into the flag or variable to set.
+
+    Example:
+        >>> shell_advice("HTTP 401 (check the API key (api_key=... or the provider's environment variable))")
+        'HTTP 401 (check the API key in OPENAI_API_KEY)'
+    """
+    for python, shell in SHELL_ADVICE:
+        text = re.sub(python, shell, text)
+    return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], text)
 
 
 def _interrupted(error: BaseException) -> bool:

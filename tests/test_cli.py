@@ -12,6 +12,7 @@ import pytest
 
 from mapgen import cli
 from mapgen._version import __version__ as mapgen_version
+from mapgen.errors import FatalAPIError, StoreError
 from mapgen.summary import describe_failures, failures_by_kind
 
 llamacpp = pytest.mark.llamacpp
@@ -120,6 +121,53 @@ def test_label_names_what_it_rates(tmp_path):
 def test_configuration_errors_name_flags_not_python_parameters():
     message = cli._error_message(ValueError("max_new_tokens must be at least 1; pass input_columns={x: y}"))
     assert message == "--max-new-tokens must be at least 1; pass --column NAME"
+
+
+def test_without_a_key_the_command_says_which_variable_to_set(capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    status, _, err = run_main(capsys, "generate", "--llm", "openai:gpt-4o-mini")
+    assert status == 2
+    assert err.splitlines()[-1] == (
+        "mapgen: error: --llm openai:MODEL needs an API key for OpenAI's API: set OPENAI_API_KEY (or pass "
+        "--base-url for a server that needs none)."
+    )
+
+
+def test_a_rejected_key_names_the_variable_not_a_python_argument(capsys, monkeypatch, fault_server):
+    fault_server.configure(api_key=fault_server.api_key)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-0123456789")
+    status, _, err = run_main(capsys, "generate", "--llm", "openai:m", "--base-url", fault_server.base_url)
+    assert status == 2
+    line = err.splitlines()[-1]
+    assert line.startswith("mapgen: error: HTTP 401: ")
+    assert line.endswith(
+        "(check the API key in OPENAI_API_KEY); stopped before sending the remaining requests."
+    )
+    assert "api_key" not in line and "sk-wrong-key" not in line
+
+
+@pytest.mark.parametrize(
+    ("error", "shell"),
+    [
+        (
+            FatalAPIError("HTTP 404: Not Found (check the model name and base_url); stopped."),
+            "HTTP 404: Not Found (check the model name (--llm openai:MODEL) and --base-url); stopped.",
+        ),
+        (
+            StoreError(
+                "Store s is damaged. Run `mapgen cache clear`, or pass cache=False to run without it."
+            ),
+            "Store s is damaged. Run `mapgen cache clear`, or set MAPGEN_CACHE_DIR to another folder to run "
+            "on a new store.",
+        ),
+        (
+            StoreError("Set $MAPGEN_CACHE_DIR to keep the store elsewhere, or pass cache=False."),
+            "Set $MAPGEN_CACHE_DIR to keep the store elsewhere.",
+        ),
+    ],
+)
+def test_other_python_advice_becomes_shell_advice(error, shell):
+    assert cli._error_message(error) == shell
 
 
 def test_unknown_backend_is_a_clear_error(capsys):
