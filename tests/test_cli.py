@@ -133,12 +133,12 @@ def test_without_a_key_the_command_says_which_variable_to_set(capsys, monkeypatc
     )
 
 
-def test_a_rejected_key_names_the_variable_not_a_python_argument(capsys, monkeypatch, fault_server):
-    fault_server.configure(api_key=fault_server.api_key)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-0123456789")
-    status, _, err = run_main(capsys, "generate", "--llm", "openai:m", "--base-url", fault_server.base_url)
-    assert status == 2
-    line = err.splitlines()[-1]
+def test_a_rejected_key_names_the_variable_not_a_python_argument(fault_server):
+    # A process of its own: this process would keep the client (and key) of a config it met before.
+    key = {"OPENAI_API_KEY": "sk-wrong-key-0123456789"}
+    done = mapgen("generate", "--llm", "openai:m", "--base-url", fault_server.base_url, env=key)
+    assert done.returncode == 2
+    line = done.stderr.splitlines()[-1]
     assert line.startswith("mapgen: error: HTTP 401: ")
     assert line.endswith(
         "(check the API key in OPENAI_API_KEY); stopped before sending the remaining requests."
