@@ -41,7 +41,10 @@ examples:
 Run 'mapgen COMMAND --help' for the options of a command."""
 
 INPUT_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".json")
+OUTPUT_FILES = {".parquet": "parquet", ".jsonl": "json lines", ".json": "json"}
+"""The files ``--output`` writes (suffixes in any case); any other path is a ``save_to_disk`` folder..."""
+REFUSED_OUTPUT_SUFFIXES = {".csv": "CSV", ".tsv": "TSV", ".txt": "a text file"}
+"""...except these, refused before anything runs: a text table cannot hold list columns."""
 ASPECTS = ["text-quality", "helpfulness", "truthfulness", "honesty", "instruction-following"]
 
 FLAGS = {
@@ -56,6 +59,22 @@ FLAGS = {
     "system_prompt": "--system-prompt",
 }
 """Python parameter names that configuration errors may quote, and the flag a shell user sets instead."""
+
+SHELL_ADVICE = [
+    (r"(MAPGEN_CACHE_DIR[^.]*), or pass cache=False", r"\1"),
+    (r"pass api_key=\.\.\. or set OPENAI_API_KEY", "set OPENAI_API_KEY"),
+    (r" \(api_key=\.\.\. or the provider's environment variable\)", " in OPENAI_API_KEY"),
+    (r"\bOpenAILLM needs", "--llm openai:MODEL needs"),
+    (r"the model name and base_url", "the model name (--llm openai:MODEL) and --base-url"),
+    (
+        r"pass cache=False(?: to run without (?:it|the store))?",
+        "set MAPGEN_CACHE_DIR to another folder to run on a new store",
+    ),
+    (r"input_columns=\{[^}]*\}", "--column NAME"),
+    (r"\b(\w+)=\.\.\.", r"\1"),  # "pass base_url=..." -> "pass --base-url", by FLAGS
+]
+"""Advice in mapgen's messages that names Python arguments, and what a shell user does instead (applied
+in order, then :data:`FLAGS`); the command has no key flag, so that keys stay out of shell history."""
 
 
 class CommandError(Exception):
@@ -185,14 +204,20 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
         type=output_path,
         default=None,
         metavar="PATH",
-        help="where to write: a folder (a path without suffix; read it back with datasets.load_from_disk) "
-        "or a .parquet, .jsonl or .json file (default: write nothing)",
+        help="where to write: a .parquet, .jsonl or .json file, else a folder (read it back with "
+        "datasets.load_from_disk); .csv, .tsv and .txt are refused (default: write nothing)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=64, metavar="N", help="rows per batch (default: 64)"
     )
     parser.add_argument(
         "--num-proc", type=positive_int, default=None, metavar="N", help="worker processes (default: 1)"
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="send again what failed in an earlier run of this command: datasets' cache of the map is "
+        "ignored, and the response store answers everything that succeeded",
     )
 
 
@@ -253,7 +278,7 @@ def input_path(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         return path
-    if path.suffix not in INPUT_SUFFIXES:
+    if suffix(path) not in INPUT_SUFFIXES:
         raise argparse.ArgumentTypeError(
             f"{text}: use a .json, .jsonl, .csv or .parquet file, or a folder written by save_to_disk"
         )
@@ -263,23 +288,29 @@ def input_path(text: str) -> Path:
 
 
 def output_path(text: str) -> Path:
-    """An argparse type: a folder (no suffix, or an existing folder) or a file of a format mapgen writes.
+    """An argparse type: a ``.parquet``, ``.jsonl`` or ``.json`` file (any case), else a folder.
 
-    CSV is refused: it cannot hold the list columns mapgen writes (one answer per generation).
+    Only the name decides, so ``runs/llama-3.1`` is a folder. Text formats are refused before anything
+    runs: they cannot hold the list columns mapgen writes (one answer per generation).
+
+    Example:
+        >>> output_path("runs/llama-3.1"), output_path("out.JSONL")
+        (PosixPath('runs/llama-3.1'), PosixPath('out.JSONL'))
     """
     path = Path(text)
-    if path.suffix in OUTPUT_SUFFIXES or not path.suffix or path.is_dir():
-        return path
-    if path.suffix == ".csv":
+    if suffix(path) in REFUSED_OUTPUT_SUFFIXES:
+        kind = REFUSED_OUTPUT_SUFFIXES[suffix(path)]
         raise argparse.ArgumentTypeError(
-            f"{text}: CSV cannot hold the list columns mapgen writes (one answer per generation); use "
+            f"{text}: {kind} cannot hold the list columns mapgen writes (one answer per generation); use "
             f"{path.with_suffix('.jsonl')}, {path.with_suffix('.parquet')} or a folder "
             f"({path.with_suffix('')})"
         )
-    raise argparse.ArgumentTypeError(
-        f"{text}: unknown suffix {path.suffix!r}; use a folder (a path without suffix) or a .parquet, "
-        ".jsonl or .json file"
-    )
+    return path
+
+
+def suffix(path: Path) -> str:
+    """``path``'s suffix in lower case: ``out.JSONL`` is a JSON Lines file as ``out.jsonl`` is."""
+    return path.suffix.lower()
 
 
 def build_llm(args: argparse.Namespace) -> Any:
@@ -306,7 +337,7 @@ def load_rows(args: argparse.Namespace) -> Any:
         if path.is_dir():
             ds = datasets.load_from_disk(str(path))
         else:
-            ds = datasets.load_dataset(INPUT_SUFFIXES[path.suffix], data_files=str(path), split="train")
+            ds = datasets.load_dataset(INPUT_SUFFIXES[suffix(path)], data_files=str(path), split="train")
         if isinstance(ds, datasets.DatasetDict):
             ds = ds["train"] if "train" in ds else next(iter(ds.values()))
     if args.limit is not None:
@@ -350,7 +381,7 @@ def run_generate(args: argparse.Namespace) -> int:
         ("rows", len(ds)),
         ("answers", f"{answers} of {asked}"),
         ("failed answers", describe_failures(failed)),
-        *counts.lines(rows=len(ds), answers=answers),
+        *counts.lines(rows=len(ds), answers=answers, failed=sum(failed.values())),
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
@@ -391,7 +422,7 @@ def run_label(args: argparse.Namespace) -> int:
         ("rows", len(ds)),
         ("ratings", f"{len(ratings)} of {texts} generations"),
         ("failed ratings", describe_failures(failed)),
-        *counts.lines(rows=len(ds), answers=len(ratings)),
+        *counts.lines(rows=len(ds), answers=len(ratings), failed=sum(failed.values())),
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
@@ -443,7 +474,15 @@ def run_map(ds: Any, fn: Callable[..., Any], args: argparse.Namespace, desc: str
     stored = _stored_answers()
     started, wall = time.perf_counter(), time.time()
     try:
-        ds = ds.map(fn, batched=True, batch_size=args.batch_size, num_proc=args.num_proc, desc=desc)
+        ds = ds.map(
+            fn,
+            batched=True,
+            batch_size=args.batch_size,
+            num_proc=args.num_proc,
+            desc=desc,
+            # else datasets returns the earlier map, failures and all, without calling fn
+            load_from_cache_file=False if args.retry_failed else None,
+        )
     except BaseException as error:
         if _interrupted(error):
             after = _stored_answers()
@@ -472,10 +511,11 @@ def write_output(ds: Any, output: Path | None) -> None:
     if output is None:
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix == ".parquet":
+    writes = OUTPUT_FILES.get(suffix(output))
+    if writes == "parquet":
         ds.to_parquet(str(output))
-    elif output.suffix in (".jsonl", ".json"):
-        ds.to_json(str(output), lines=output.suffix == ".jsonl")
+    elif writes is not None:
+        ds.to_json(str(output), lines=writes == "json lines")
     else:
         ds.save_to_disk(str(output))
 
@@ -488,14 +528,21 @@ def _error_message(error: BaseException) -> str | None:
     text = " ".join(str(error).split())
     if isinstance(error, CommandError):
         return text
-    if isinstance(error, FatalAPIError):
-        return f"{text} (check --llm, --base-url and OPENAI_API_KEY)"
-    if isinstance(error, StoreError):
-        return text
-    if isinstance(error, (ValueError, TypeError, OSError, ImportError)):
-        text = re.sub(r"input_columns=\{[^}]*\}", "--column NAME", text)
-        return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], text)
+    if isinstance(error, (FatalAPIError, StoreError, ValueError, TypeError, OSError, ImportError)):
+        return shell_advice(text)
     return None
+
+
+def shell_advice(text: str) -> str:
+    """``text`` with the advice mapgen gives Python callers turned into the flag or variable to set.
+
+    Example:
+        >>> shell_advice("HTTP 401 (check the API key (api_key=... or the provider's environment variable))")
+        'HTTP 401 (check the API key in OPENAI_API_KEY)'
+    """
+    for python, shell in SHELL_ADVICE:
+        text = re.sub(python, shell, text)
+    return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], text)
 
 
 def _interrupted(error: BaseException) -> bool:

@@ -144,6 +144,7 @@ class RequestProgress:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._own = [0, 0]  # requests this process expects and got answered: [expected, answered]
+        self._drawn: tuple[int, ...] | None = None  # the numbers the bar shows now
 
     def expect(self, count: int) -> None:
         """``count`` more requests are on their way."""
@@ -186,11 +187,16 @@ class RequestProgress:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=0, desc="Requests", unit=" req", dynamic_ncols=True, delay=_TICK)
-        bar = self._bar
-        if (bar.total, bar.n) == (expected, answered):
-            return
-        bar.total, bar.n = expected, answered
+            self._drawn = None
         now = counters.snapshot()
+        # Every number shown: failures and retries are counted after the answer that ends a batch, so
+        # a bar that looked at the request counts alone would keep showing the totals before them.
+        shown = (expected, answered, now["reused"], now["retries"], now["failed"])
+        if shown == self._drawn:
+            return
+        self._drawn = shown
+        bar = self._bar
+        bar.total, bar.n = expected, answered
         bar.set_postfix(reused=now["reused"], retries=now["retries"], failed=now["failed"], refresh=False)
         bar.refresh()
 

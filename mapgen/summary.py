@@ -98,10 +98,18 @@ class RunCounts:
         """Whether a map that returned ``rows`` rows was served whole from datasets' cache."""
         return rows > 0 and self.cache_files_predate and not any(self.moved.values())
 
-    def lines(self, *, rows: int, answers: int) -> list[tuple[str, str]]:
-        """``requests sent``, ``answers reused`` and ``retries``, over every ``num_proc`` worker."""
+    def lines(
+        self, *, rows: int, answers: int, failed: int = 0, retry: str = "pass --retry-failed"
+    ) -> list[tuple[str, str]]:
+        """``requests sent``, ``answers reused`` and ``retries``, over every ``num_proc`` worker.
+
+        A map served from datasets' cache keeps the ``failed`` answers it had: the line says so, and
+        ``retry``, how to send them again (in Python: ``ds.map(..., load_from_cache_file=False)``).
+        """
         if self.from_datasets_cache(rows):
             reused = f"all {answers}: this map came whole from datasets' cache (nothing was sent or re-read)"
+            if failed:
+                reused += f"; its {failed} failed answer(s) were not retried: {retry} to send them again"
             return [("requests sent", "0"), ("answers reused", reused), ("retries", "0")]
         if rows > 0 and not any(self.moved.values()):
             # The function ran where this process's counters cannot see: workers started with spawn.

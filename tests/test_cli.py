@@ -12,6 +12,7 @@ import pytest
 
 from mapgen import cli
 from mapgen._version import __version__ as mapgen_version
+from mapgen.errors import FatalAPIError, StoreError
 from mapgen.summary import describe_failures, failures_by_kind
 
 llamacpp = pytest.mark.llamacpp
@@ -122,6 +123,53 @@ def test_configuration_errors_name_flags_not_python_parameters():
     assert message == "--max-new-tokens must be at least 1; pass --column NAME"
 
 
+def test_without_a_key_the_command_says_which_variable_to_set(capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    status, _, err = run_main(capsys, "generate", "--llm", "openai:gpt-4o-mini")
+    assert status == 2
+    assert err.splitlines()[-1] == (
+        "mapgen: error: --llm openai:MODEL needs an API key for OpenAI's API: set OPENAI_API_KEY (or pass "
+        "--base-url for a server that needs none)."
+    )
+
+
+def test_a_rejected_key_names_the_variable_not_a_python_argument(fault_server):
+    # A process of its own: this process would keep the client (and key) of a config it met before.
+    key = {"OPENAI_API_KEY": "sk-wrong-key-0123456789"}
+    done = mapgen("generate", "--llm", "openai:m", "--base-url", fault_server.base_url, env=key)
+    assert done.returncode == 2
+    line = done.stderr.splitlines()[-1]
+    assert line.startswith("mapgen: error: HTTP 401: ")
+    assert line.endswith(
+        "(check the API key in OPENAI_API_KEY); stopped before sending the remaining requests."
+    )
+    assert "api_key" not in line and "sk-wrong-key" not in line
+
+
+@pytest.mark.parametrize(
+    ("error", "shell"),
+    [
+        (
+            FatalAPIError("HTTP 404: Not Found (check the model name and base_url); stopped."),
+            "HTTP 404: Not Found (check the model name (--llm openai:MODEL) and --base-url); stopped.",
+        ),
+        (
+            StoreError(
+                "Store s is damaged. Run `mapgen cache clear`, or pass cache=False to run without it."
+            ),
+            "Store s is damaged. Run `mapgen cache clear`, or set MAPGEN_CACHE_DIR to another folder to run "
+            "on a new store.",
+        ),
+        (
+            StoreError("Set $MAPGEN_CACHE_DIR to keep the store elsewhere, or pass cache=False."),
+            "Set $MAPGEN_CACHE_DIR to keep the store elsewhere.",
+        ),
+    ],
+)
+def test_other_python_advice_becomes_shell_advice(error, shell):
+    assert cli._error_message(error) == shell
+
+
 def test_unknown_backend_is_a_clear_error(capsys):
     status, _, err = run_main(capsys, "generate", "--llm", "claude")
     assert status == 2
@@ -158,7 +206,8 @@ def test_version(capsys):
     ("name", "says"),
     [
         ("out.csv", "CSV cannot hold the list columns"),
-        ("out.txt", "unknown suffix '.txt'; use a folder (a path without suffix) or a .parquet"),
+        ("out.TSV", "TSV cannot hold the list columns"),
+        ("out.txt", "a text file cannot hold the list columns mapgen writes (one answer per generation)"),
     ],
 )
 def test_an_output_format_mapgen_does_not_write_is_refused_before_anything_runs(
@@ -172,6 +221,46 @@ def test_an_output_format_mapgen_does_not_write_is_refused_before_anything_runs(
     assert f"argument --output: {output}: {says}" in err
     assert not output.exists()
     assert fault_server.stats()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "written_as"),
+    [
+        ("runs/llama-3.1", "folder"),  # a dot in a folder name is not a format
+        ("out.JSONL", "json lines"),
+        ("out.Parquet", "parquet"),
+        ("out.Json", "json"),
+        ("out.jsonl.d", "folder"),
+    ],
+)
+def test_the_output_format_follows_the_suffix_in_any_case_and_else_is_a_folder(
+    tmp_path, capsys, monkeypatch, fault_server, name, written_as
+):
+    monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)
+    output = tmp_path / name
+    command = ["generate", "--limit", "2", "--llm", "openai:m", "--base-url", fault_server.base_url]
+    status, _, err = run_main(capsys, *command, "--output", str(output))
+    assert status == 0, err
+    readers = {
+        "folder": lambda: datasets.load_from_disk(str(output)),
+        "json lines": lambda: datasets.Dataset.from_list([json.loads(line) for line in output.open()]),
+        "json": lambda: datasets.Dataset.from_list(json.loads(output.read_text())),
+        "parquet": lambda: datasets.Dataset.from_parquet(str(output)),
+    }
+    assert output.is_dir() == (written_as == "folder")
+    ds = readers[written_as]()
+    assert ds["generations"] == [[f"echo: {text}"] for text in cli.EXAMPLE_INSTRUCTIONS[:2]]
+
+
+def test_input_suffixes_are_read_in_any_case(tmp_path, capsys, monkeypatch, fault_server):
+    monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)
+    source = tmp_path / "prompts.JSONL"
+    source.write_text('{"input": "hi"}\n')
+    output = tmp_path / "out.jsonl"
+    command = ["generate", "--llm", "openai:m", "--base-url", fault_server.base_url, "--output", str(output)]
+    status, _, err = run_main(capsys, *command, "--dataset", str(source))
+    assert status == 0, err
+    assert json.loads(output.read_text())["generations"] == ["echo: hi"]
 
 
 def test_the_summary_counts_failures_apart_and_says_when_datasets_served_the_map(tmp_path, fault_server):
@@ -201,7 +290,8 @@ def test_the_summary_counts_failures_apart_and_says_when_datasets_served_the_map
     table = summary(done.stdout)
     assert table["requests sent"] == "0"
     assert table["answers reused"] == (
-        "all 2: this map came whole from datasets' cache (nothing was sent or re-read)"
+        "all 2: this map came whole from datasets' cache (nothing was sent or re-read); its 1 failed "
+        "answer(s) were not retried: pass --retry-failed to send them again"
     )
     assert fault_server.stats()["total"] == 3
 
@@ -211,6 +301,37 @@ def test_the_summary_counts_failures_apart_and_says_when_datasets_served_the_map
     table = summary(done.stdout)
     assert (table["requests sent"], table["answers reused"]) == ("1", "2 from the response store")
     assert fault_server.stats()["total"] == 4
+
+
+def test_retry_failed_sends_only_what_failed(tmp_path, fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[{"contains": "bye", "status": 400, "message": "bad request"}]
+    )
+    source = tmp_path / "prompts.jsonl"
+    source.write_text("".join(json.dumps({"input": text}) + "\n" for text in ["hi", "bye", "hello"]))
+    output = tmp_path / "out"
+    command = ["generate", "--dataset", str(source), "--llm", "openai:m", "--base-url", fault_server.base_url]
+    command += ["--output", str(output)]
+    key = {"OPENAI_API_KEY": fault_server.api_key}
+    done = mapgen(*command, env=key)
+    assert done.returncode == 0, done.stderr
+    assert summary(done.stdout)["failed answers"] == "1 (http_400 1)"
+
+    fault_server.configure(api_key=fault_server.api_key)  # the server now answers every row
+    done = mapgen(*command, "--retry-failed", env=key)
+    assert done.returncode == 0, done.stderr
+    table = summary(done.stdout)
+    assert (table["answers"], table["failed answers"]) == ("3 of 3", "0")
+    assert (table["requests sent"], table["answers reused"]) == ("1", "2 from the response store")
+    assert fault_server.stats()["total"] == 1
+    generations = datasets.load_from_disk(str(output))["generations"]
+    assert generations == [["echo: hi"], ["echo: bye"], ["echo: hello"]]
+
+    # datasets' cache now holds the map without failures: the plain command is served from it.
+    done = mapgen(*command, env=key)
+    assert summary(done.stdout)["answers reused"] == (
+        "all 3: this map came whole from datasets' cache (nothing was sent or re-read)"
+    )
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, fault_server):

@@ -93,3 +93,23 @@ def test_the_bar_follows_disable_progress_bars(fault_server, bars, capsys):
     request_progress.close()
     assert mapgen.counters.snapshot()["requests"] == 4
     assert "Requests" not in capsys.readouterr().err
+
+
+def last_bar(err: str) -> str:
+    """The Requests bar as it was last drawn (tqdm redraws a line in place with carriage returns)."""
+    return [line for line in re.split(r"[\r\n]", err) if line.startswith("Requests")][-1]
+
+
+def test_the_bar_ends_on_the_failures_counted_after_the_last_answer(fault_server, bars, capsys):
+    # A failure is counted once its batch is parsed, after the answer that ended the batch was drawn.
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[{"contains": "question 2", "status": 500, "message": "down"}]
+    )
+    ds = datasets.Dataset.from_dict({"input": [f"question {i}" for i in range(4)]})
+    llm = mapgen.OpenAILLM("m", base_url=fault_server.base_url, api_key=fault_server.api_key, max_retries=2)
+    out = ds.map(mapgen.generate(llm), batched=True, batch_size=4)
+    request_progress.close()
+
+    assert [g[0] is None for g in out["generations"]] == [False, False, True, False]
+    assert mapgen.counters.snapshot() == {"requests": 4, "reused": 0, "failed": 1, "retries": 2}
+    assert re.search(r"4/4.*failed=1, retries=2", last_bar(capsys.readouterr().err))

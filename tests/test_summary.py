@@ -42,6 +42,12 @@ def test_the_request_lines_say_where_answers_came_from():
         ("requests sent", "0"),
         ("answers reused", "all 7: this map came whole from datasets' cache (nothing was sent or re-read)"),
     ]
+    # The cached map keeps its failures: the line says how to send them again.
+    assert cached.lines(rows=4, answers=7, failed=1)[1] == (
+        "answers reused",
+        "all 7: this map came whole from datasets' cache (nothing was sent or re-read); its 1 failed "
+        "answer(s) were not retried: pass --retry-failed to send them again",
+    )
     # New cache files, yet no counter moved: workers this process cannot count (spawned), not zero.
     unseen = RunCounts.between(MOVED, MOVED, cache_files_predate=False)
     assert unseen.lines(rows=4, answers=7)[0] == (
