@@ -204,6 +204,15 @@ def test_errors_that_fail_every_request_stop_the_map_after_a_handful(fault_serve
     assert fault_server.api_key not in str(raised.value)
 
 
+def test_a_key_fixed_in_the_environment_is_used_by_the_next_map(fault_server, monkeypatch):
+    llm = mapgen.OpenAILLM("fault", base_url=fault_server.base_url)  # the key from OPENAI_API_KEY
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-0123456789")
+    with pytest.raises(FatalAPIError):
+        generate(rows("x"), llm)
+    monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)  # as in a notebook: fix it, run again
+    assert generate(rows("x"), llm)["generations"] == [["echo: x"]]
+
+
 def test_a_missing_client_library_stops_before_any_request(fault_server, monkeypatch):
     import importlib.util
 

@@ -203,7 +203,11 @@ class LLM:
         # Every field counts here, knobs and secrets included: two configs that differ only in their API
         # key must not share a client. The key stays in this process's memory.
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return json.dumps([type(self).__qualname__, values, self.engine_placement(rank)], default=repr)
+        # A key read from the environment counts too: setting a new one (a notebook) gets a new client.
+        secrets = list(getattr(self, "secrets", tuple)())
+        return json.dumps(
+            [type(self).__qualname__, values, secrets, self.engine_placement(rank)], default=repr
+        )
 
     def engine_placement(self, rank: int | None) -> Any:
         """What part of the rank changes the engine (a GPU index); CPU and API backends ignore it."""
