@@ -73,10 +73,16 @@ class LabelFunction(MapFunction):
         requests = [request for plan in plans for request in plan.requests]
         answers = iter(self.complete(requests, rank=rank))
         types = self.output_types()
+        # The columns with one entry per text (a prompt is itself a list when it covers every text).
+        aligned = [
+            name
+            for name, kind in types.items()
+            if pa.types.is_list(kind) and (task.one_request_per_item or name != "labelling_prompt")
+        ]
         columns: dict[str, list[Any]] = {name: [] for name in types}
         for plan in plans:
             completions = [next(answers) for _ in plan.requests]
-            values = self._assemble(task, plan, completions)
+            values = self._assemble(task, plan, completions, aligned)
             for name in types:
                 columns[name].append(values.get(name))
         return typed_columns(columns, types)
@@ -104,13 +110,12 @@ class LabelFunction(MapFunction):
         requests = [Request(prompt, 0, schema, top_logprobs=top) for prompt in prompts]
         return _RowPlan(size=len(texts), kept=kept, requests=requests)
 
-    def _assemble(self, task: LabellingTask, plan: _RowPlan, completions: list[Completion]) -> dict[str, Any]:
+    def _assemble(
+        self, task: LabellingTask, plan: _RowPlan, completions: list[Completion], aligned: list[str]
+    ) -> dict[str, Any]:
         types = task.output_types()
         per_text = [name for name, kind in types.items() if pa.types.is_list(kind)]
         # Every list column keeps the row's length, also when the whole row failed.
-        aligned = [name for name, kind in self.output_types().items() if pa.types.is_list(kind)]
-        if not task.one_request_per_item:
-            aligned = [name for name in aligned if name != "labelling_prompt"]
         values: dict[str, Any] = {name: [None] * plan.size for name in aligned}
         values["labelling_model"] = self.llm.model_name
         if plan.error is not None:
@@ -152,7 +157,7 @@ class LabelFunction(MapFunction):
                 if len(found) > len(plan.kept) and name == task.score_output:
                     problems.append(
                         error_text(
-                            PARSE, f"{len(found)} ratings for {len(plan.kept)} texts; extra ones ignored"
+                            PARSE, f"{len(found)} ratings for {len(plan.kept)} texts, extra ones ignored"
                         )
                     )
                 for i, value in zip(plan.kept, found, strict=False):
@@ -169,7 +174,8 @@ class LabelFunction(MapFunction):
                 )
         if problems:
             counters.add(failed=1)
-        values["labelling_error"] = _joined(problems)
+        # Each part keeps its kind, so the row's value starts with the first one's.
+        values["labelling_error"] = "; ".join(problems) or None
         return values
 
     @staticmethod
@@ -177,14 +183,6 @@ class LabelFunction(MapFunction):
         positions: list[int | None] = list(task.score_positions(completion.text or ""))[:count]
         positions += [None] * (count - len(positions))
         return [weighted_score(p, completion.tokens, completion.top_logprobs, task.scale) for p in positions]
-
-
-def _joined(problems: list[str]) -> str | None:
-    """One ``labelling_error`` from a row's problems: the first problem's kind, then every message."""
-    if not problems:
-        return None
-    kind = split_error(problems[0])[0] or PARSE
-    return error_text(kind, "; ".join(split_error(problem)[1] for problem in problems))
 
 
 @dataclass

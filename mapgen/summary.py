@@ -23,7 +23,8 @@ from mapgen.errors import error_kind
 UNCLASSIFIED = "other"
 """The kind shown for an error text that does not start with a kind code."""
 
-_TEXT_PREFIX = re.compile(r"^text (\d+): ")  # a labelling error's part about one text: "text 2: parse: ..."
+# A labelling error's part about one text: "parse: text 2: ..." (its kind, then the text's number).
+_TEXT_PART = re.compile(r"^[a-z0-9_]+: text (\d+): ")
 
 
 def failures_by_kind(errors: Iterable[str | None]) -> Counter[str]:
@@ -42,19 +43,19 @@ def describe_failures(kinds: Counter[str]) -> str:
 def rating_failures(generations: list[Any], ratings: list[Any], error: str | None) -> Counter[str]:
     """The kinds of one row's missing ratings: one per generation that has a text but no rating.
 
-    A labelling error covers a row; its ``"; "``-separated parts may each name a text (``"text 2:
-    parse: ..."``), else the row's first kind applies to every missing rating.
+    A labelling error covers a row; its ``"; "``-separated parts each start with their kind and may name
+    a text (``"parse: text 2: ..."``), else the row's first kind applies to every missing rating.
 
     Example:
-        >>> rating_failures(["a", "b", None], [4.0, None, None], "text 2: parse: no rating")
+        >>> rating_failures(["a", "b", None], [4.0, None, None], "parse: text 2: no rating")
         Counter({'parse': 1})
     """
     parts = [part for part in (error or "").split("; ") if part]
     by_text: dict[int, str] = {}
     row_kind = None
     for part in parts:
-        match = _TEXT_PREFIX.match(part)
-        kind = error_kind(part[match.end() :] if match else part) or UNCLASSIFIED
+        match = _TEXT_PART.match(part)
+        kind = error_kind(part) or UNCLASSIFIED
         if match:
             by_text[int(match.group(1)) - 1] = kind
         row_kind = row_kind or kind

@@ -185,6 +185,25 @@ def test_per_item_partial_failure_names_the_text(fault_server):
     assert row["labelling_error"].startswith("parse: text 2: ")
 
 
+def test_each_failed_text_keeps_its_own_kind_and_the_summary_reads_them(fault_server):
+    from mapgen.summary import rating_failures
+
+    llm = judge(
+        fault_server,
+        {"contains": "\nbad\n", "reply": "no score here"},
+        {"contains": "\ndown\n", "status": 500},
+        default="Score: 5",
+        max_retries=0,
+    )
+    fn = mapgen.label(llm, mapgen.UltraCMTask())
+    row = run(fn, {"input": ["q"], "generations": [["bad", "good", "down"]]})[0]
+    assert row["score"] == [None, 5.0, None]
+    first, second = row["labelling_error"].split("; ")
+    assert first.startswith("parse: text 1: ") and second.startswith("http_500: text 3: ")
+    counts = rating_failures(row["generations"], row["score"], row["labelling_error"])
+    assert counts == {"parse": 1, "http_500": 1}
+
+
 def test_judgelm_rationale_is_one_per_row(fault_server):
     llm = judge(fault_server, default="7 3\nFirst is better.")
     row = run(mapgen.label(llm, mapgen.JudgeLMTask()), {"input": ["q"], "generations": [[None, "a", "b"]]})[0]

@@ -22,7 +22,7 @@ def test_failures_are_counted_by_the_kind_code_their_error_starts_with():
 
 
 def test_a_labelling_error_gives_each_missing_rating_its_kind():
-    error = "text 1: timeout: no answer in 120 s; text 3: parse: no rating"
+    error = "timeout: text 1: no answer in 120 s; parse: text 3: no rating"  # as mapgen.label writes it
     assert rating_failures(["a", "b", "c", None], [None, 4.0, None, None], error) == Counter(
         {"timeout": 1, "parse": 1}
     )
