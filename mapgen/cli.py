@@ -81,7 +81,7 @@ class CommandError(Exception):
     """A mistake in the command line, found before anything runs; its message names the flag to fix."""
 
 
-class Interrupted(Exception):
+class InterruptedRun(Exception):
     """Ctrl-C during a map; ``kept`` new answers reached the response store (``None``: unknown)."""
 
     def __init__(self, kept: int | None) -> None:
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.command(args)
     except BaseException as error:  # every way out gets one line and its status, or its traceback
-        if isinstance(error, Interrupted) or _interrupted(error):
+        if isinstance(error, InterruptedRun) or _interrupted(error):
             _close_bar()
             print(f"mapgen: {_interrupted_message(getattr(error, 'kept', None))}", file=sys.stderr)
             return 130
@@ -486,7 +486,7 @@ def run_map(ds: Any, fn: Callable[..., Any], args: argparse.Namespace, desc: str
     except BaseException as error:
         if _interrupted(error):
             after = _stored_answers()
-            raise Interrupted(None if stored is None or after is None else after - stored) from error
+            raise InterruptedRun(None if stored is None or after is None else after - stored) from error
         raise
     seconds = time.perf_counter() - started
     _close_bar()

@@ -316,8 +316,8 @@ class APILLM(LLM):
                         style = retry_style
                         continue
                 fatal = _FATAL.get()
-                if error.fatal and fatal is not None:
-                    fatal.append(error)
+                if error.fatal and fatal is not None and not fatal:
+                    fatal.append(error)  # the first one stops the call; those raised after it repeat it
                 raise
             if request.schema is not None and not engine.schema_style_confirmed:
                 # Only a style that worked becomes the process's choice for this server.
@@ -390,8 +390,9 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
     This is the one check of what the wire returned: a body that is not a chat completion (no
     ``choices``, as Azure's content filter answers; a choice without a ``message``; ``content`` of an
     unknown shape) raises :meth:`APIError.invalid_answer`, which is retried and never stored. ``content``
-    given as a list of parts is read as its text parts joined. A choice with no content is a failed
-    completion: ``refused`` when the model or a content filter declined, else ``invalid_answer``.
+    given as a list of parts is read as its text parts joined. A choice without text, or stopped by a
+    content filter, is a failed completion: ``refused`` when the model or a filter declined, else
+    ``empty_answer``.
 
     Example:
         >>> answer = {"choices": [{"message": {"content": [{"type": "text", "text": "Paris"}]}}]}
@@ -482,7 +483,7 @@ class _RetryWait(tenacity.wait.wait_base):
     """The server's ``Retry-After`` when it sent one, else exponential backoff with full jitter."""
 
     def __init__(self, cap: float) -> None:
-        self.cap = cap
+        # A Retry-After over the cap is never waited for: _worth_retrying refuses it first.
         self.backoff = tenacity.wait_random_exponential(multiplier=0.5, max=min(MAX_BACKOFF, cap))
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
