@@ -11,7 +11,7 @@ Example:
 
 from mapgen import errors
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
-from mapgen.errors import FatalAPIError, StoreError, error_kind
+from mapgen.errors import FatalAPIError, StoreError, error_kind, error_kinds
 from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
@@ -93,6 +93,7 @@ __all__ = [
     "__version__",
     "counters",
     "error_kind",
+    "error_kinds",
     "errors",
     "explain_cache",
     "fingerprint",

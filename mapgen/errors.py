@@ -68,6 +68,19 @@ def error_kind(text: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def error_kinds(text: str | None) -> list[str]:
+    """Every kind in an error column's value, in order: a labelling error covers several texts, each
+    part (``"; "``-separated) led by its own kind.
+
+    Example:
+        >>> error_kinds("parse: text 2: no score; http_500: text 3: HTTP 500: down")
+        ['parse', 'http_500']
+    """
+    if text is None:
+        return []
+    return list(dict.fromkeys(kind for part in text.split("; ") if (kind := error_kind(part))))
+
+
 def split_error(text: str) -> tuple[str | None, str]:
     """An error column's value as its kind and its message.
 

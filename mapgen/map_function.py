@@ -182,6 +182,12 @@ class MapFunction:
     def read_rows(self, batch: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         """The batch as rows keyed by the task's input names, after checking the columns exist and that
         ``datasets`` passed a batch (``batched=True``), not one row."""
+        if not isinstance(batch, Mapping):
+            raise TypeError(
+                f"{type(self).__name__} reads the whole batch: do not pass input_columns to ds.map; name "
+                "the columns on mapgen's side instead, e.g. mapgen.generate(llm, input_columns={'input': "
+                "'question'}). Nothing was sent."
+            )
         columns = self.columns()
         present = list(batch.keys())
         missing = [column for column in columns.values() if column not in present]

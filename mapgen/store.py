@@ -183,7 +183,9 @@ class ResponseStore:
                 marks = ",".join("?" * len(chunk))
                 query = f"SELECT key, value FROM responses WHERE key IN ({marks})"
                 for key, value in connection.execute(query, chunk):
-                    found[key] = _completion(value)
+                    completion = _completion(value)
+                    if completion is not None:
+                        found[key] = completion
         return found
 
     def put(self, key: str, completion: Completion) -> None:
@@ -240,7 +242,8 @@ class ResponseStore:
             try:
                 for chunk in _chunks(keys):
                     for key, value, holder, holder_pid, holder_started in _states(connection, chunk):
-                        if value is None and (
+                        answered = value is not None and _completion(value) is not None
+                        if not answered and (
                             holder in (None, owner) or not alive(holder_pid, holder_started)
                         ):
                             mine.add(key)
@@ -284,12 +287,13 @@ class ResponseStore:
         while pending:
             with self._using() as connection:
                 rows = [row for chunk in _chunks(pending) for row in _states(connection, chunk)]
-                answered.update((row[0], _completion(row[1])) for row in rows if row[1] is not None)
+                stored = {row[0]: _completion(row[1]) for row in rows if row[1] is not None}
+            answered.update((key, completion) for key, completion in stored.items() if completion)
             alive = functools.lru_cache(maxsize=None)(is_running)
             pending = [
                 key
-                for key, value, holder, pid, started in rows
-                if value is None and holder is not None and alive(pid, started)
+                for key, _, holder, pid, started in rows
+                if key not in answered and holder is not None and alive(pid, started)
             ]
             if pending:
                 time.sleep(poll)
@@ -360,17 +364,19 @@ def _states(connection: sqlite3.Connection, keys: list[str]) -> sqlite3.Cursor:
 _FIELDS = frozenset(field.name for field in dataclasses.fields(Completion)) - {"from_store"}
 
 
-def _completion(value: str) -> Completion:
-    """A stored answer; fields this version does not know (a newer mapgen's) are left out.
+def _completion(value: str) -> Completion | None:
+    """A stored answer; fields this version does not know (a newer mapgen's) are left out. ``None`` for
+    one whose text is not text (an earlier release stored content parts as they came): it is asked again.
 
     Raises:
         sqlite3.DatabaseError: the stored value is not an answer (read as a damaged store).
     """
     try:
         data = json.loads(value)
-        return Completion(**{k: v for k, v in data.items() if k in _FIELDS}, from_store=True)
+        completion = Completion(**{k: v for k, v in data.items() if k in _FIELDS}, from_store=True)
     except (ValueError, TypeError, AttributeError) as error:
         raise sqlite3.DatabaseError(f"malformed stored answer ({type(error).__name__}: {error})") from None
+    return completion if isinstance(completion.text, str) else None
 
 
 def _set_up(connection: sqlite3.Connection) -> None:

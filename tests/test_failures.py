@@ -60,6 +60,17 @@ def test_a_200_that_is_not_a_chat_completion_is_retried_a_bounded_number_of_time
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
+def test_a_200_cut_short_is_an_invalid_answer_on_every_transport(fault_server, transport):
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[{"raw": '{"choices":[{"index":0,"message":{"content":"o'}]
+    )
+    out = generate(rows("x"), fault_llm(fault_server, max_retries=1, transport=transport))
+    [[error]] = out["generation_errors"]
+    assert error_kind(error) == "invalid_answer" and "after 2 attempts" in error
+    assert fault_server.stats()["total"] == 2
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
 def test_content_as_a_list_of_parts_is_its_text(fault_server, transport):
     parts = [{"type": "text", "text": "answer to "}, {"type": "text", "text": "hello"}]
     fault_server.configure(api_key=fault_server.api_key, replies=[{"content": parts}])
@@ -225,7 +236,7 @@ def test_a_missing_client_library_stops_before_any_request(fault_server, monkeyp
     assert fault_server.stats()["total"] == 0
 
 
-@pytest.mark.parametrize("key", [None, ""])
+@pytest.mark.parametrize("key", [None, "", "  "])
 def test_a_pipeline_whose_default_judge_has_no_key_fails_before_generating(fault_server, monkeypatch, key):
     if key is None:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -284,6 +295,12 @@ def test_a_forgotten_batched_true_is_an_error_before_any_request(fault_server, m
     ds = datasets.Dataset.from_dict({"input": ["hello", "What is a prime?"], "generations": [["a"], ["b"]]})
     with pytest.raises(TypeError, match="batched=True"):
         ds.map(fn)
+    assert fault_server.stats()["total"] == 0
+
+
+def test_input_columns_given_to_datasets_instead_of_mapgen_is_an_error_before_any_request(fault_server):
+    with pytest.raises(TypeError, match=r"do not pass input_columns to ds\.map"):
+        rows("hello").map(mapgen.generate(fault_llm(fault_server)), batched=True, input_columns="input")
     assert fault_server.stats()["total"] == 0
 
 

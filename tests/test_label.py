@@ -200,6 +200,7 @@ def test_each_failed_text_keeps_its_own_kind_and_the_summary_reads_them(fault_se
     assert row["score"] == [None, 5.0, None]
     first, second = row["labelling_error"].split("; ")
     assert first.startswith("parse: text 1: ") and second.startswith("http_500: text 3: ")
+    assert mapgen.error_kinds(row["labelling_error"]) == ["parse", "http_500"]
     counts = rating_failures(row["generations"], row["score"], row["labelling_error"])
     assert counts == {"parse": 1, "http_500": 1}
 

@@ -305,6 +305,22 @@ def test_a_damaged_answer_in_a_sound_file_is_a_store_error_and_unknown_fields_ar
         prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
 
 
+def test_a_stored_answer_that_is_not_text_is_asked_again(fault_server):
+    # An earlier release stored content parts as they came: they must never come back as data.
+    prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
+    other = sqlite3.connect(default_store().path)
+    other.execute("""UPDATE responses SET value = '{"text": [{"type": "text", "text": "x"}]}'""")
+    other.commit()
+    other.close()
+    fault_server.configure(api_key=fault_server.api_key)
+    again = prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
+    assert again["generations"] == [["echo: question 0"], ["echo: question 1"]]
+    assert fault_server.stats()["total"] == 2  # asked again, and stored right this time
+    keys = [key for (key,) in sqlite3.connect(default_store().path).execute("SELECT key FROM responses")]
+    assert [answer.text for answer in default_store().get_many(keys).values()] != []
+    assert all(isinstance(answer.text, str) for answer in default_store().get_many(keys).values())
+
+
 # Two runs on one store at once: a key another live process is sending is awaited, not sent again.
 OTHER_RUN = """
 import sys

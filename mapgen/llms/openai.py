@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
 from mapgen.llms._api import APILLM, Post, check_http_options, require_modules
-from mapgen.llms._http import APIError, JSONClient, closable
+from mapgen.llms._http import APIError, JSONClient, closable, scrub
 
 OPENAI_API = "https://api.openai.com/v1"
 
@@ -85,8 +85,9 @@ base_url=None, extra_body={}, transport='auto')
         return {**super().fingerprint(), "base_url": self.resolved_base_url}
 
     def resolved_api_key(self) -> str | None:
-        # An empty key (OPENAI_API_KEY="") is no key: it must fail before anything is sent, not at OpenAI.
-        return self.api_key or os.environ.get("OPENAI_API_KEY") or None
+        # An empty or blank key (OPENAI_API_KEY="") is no key: it must fail before anything is sent.
+        key = self.api_key or os.environ.get("OPENAI_API_KEY")
+        return key if key and key.strip() else None
 
     def secrets(self) -> Sequence[str | None]:
         return (self.resolved_api_key(),)
@@ -161,6 +162,8 @@ def sdk_poster(
             ) from None
         except openai.APITimeoutError:
             raise APIError.timeout(timeout) from None
+        except ValueError as error:  # a 200 whose body is not JSON (cut short, say)
+            raise APIError.invalid_answer(scrub(f"invalid JSON answer: {error}", secrets)) from None
         except openai.APIConnectionError as error:
             raise APIError.connection(error.__cause__ or error, secrets) from None
 

@@ -10,20 +10,19 @@ tests. With ``--api-key``, a request with another key gets a 401 whose message q
 as some providers do, so that tests can check the client scrubs it.
 
 Scripted answers: ``replies`` is an ordered list of rules ``{"contains": "<substring of the last user
-message>", "reply": "<text>"}``; the first rule whose ``contains`` is in the last user message answers
-(a rule without ``contains`` matches every request; a rule with ``"model"`` only requests for that model),
-else ``default_reply`` does when set, else the echo.
-A scripted reply is sent whatever ``response_format`` asked for. ``"reply"`` may be a list: choice ``i``
-gets item ``i`` (modulo its length). A rule with ``"status": 500`` (and an optional ``"message"``)
-answers with that error instead, as the injected errors do (with the rule's ``"headers"``, else the
-``retry_after`` setting's). A rule's ``"body"`` is sent as the whole 200 answer instead of a chat
-completion, and its ``"content"`` as each choice's ``message.content`` (a list of parts, say), so that
-tests can send what misbehaving servers send. ``refuse_formats`` lists ``response_format`` types the
-server answers with a 400 that names them, as servers that do not support one do. A rule's
-``"logprobs"`` is OpenAI's ``choices[i].logprobs.content`` list (``[{"token", "logprob", "top_logprobs":
-[{"token", "logprob"}, ...]}, ...]``), sent when the request asks for ``logprobs``, each ``top_logprobs``
-cut to the ``top_logprobs`` asked; without one, such a request gets the reply's whitespace-led words as
-tokens, each certain.
+message>", "reply": "<text>"}``; the first rule whose ``contains`` is in the last user message answers (a
+rule without ``contains`` matches every request; a rule with ``"model"`` only requests for that model), else
+``default_reply`` does when set, else the echo. A scripted reply is sent whatever ``response_format`` asked
+for. ``"reply"`` may be a list: choice ``i`` gets item ``i`` (modulo its length). A rule with ``"status":
+500`` (and an optional ``"message"``) answers with that error instead, as the injected errors do (with the
+rule's ``"headers"``, else the ``retry_after`` setting's). A rule's ``"body"`` is sent as the whole 200
+answer instead of a chat completion (``"raw"``: that text, labelled JSON), and its ``"content"`` as each
+choice's ``message.content`` (a list of parts, say), so that tests can send what misbehaving servers send.
+``refuse_formats`` lists ``response_format`` types the server answers with a 400 that names them, as servers
+that do not support one do. A rule's ``"logprobs"`` is OpenAI's ``choices[i].logprobs.content`` list
+(``[{"token", "logprob", "top_logprobs": [{"token", "logprob"}, ...]}, ...]``), sent when the request asks
+for ``logprobs``, each ``top_logprobs`` cut to the ``top_logprobs`` asked; without one, such a request gets
+the reply's whitespace-led words as tokens, each certain.
 ``GET /requests`` returns the JSON bodies of the chat requests received since the last reset, in order
 (the last ``KEEP_REQUESTS`` of them).
 """
@@ -132,6 +131,8 @@ class FaultServer:
             n = 1  # as llama.cpp's server does: ignore n, answer once
         if rule is not None and "body" in rule:
             return web.json_response(rule["body"])
+        if rule is not None and "raw" in rule:  # a body that is not JSON, labelled as JSON
+            return web.Response(text=rule["raw"], content_type="application/json")
         if rule is not None and "content" in rule:
             texts = [rule["content"]] * n
         elif rule is not None:
