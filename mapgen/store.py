@@ -75,7 +75,7 @@ def request_key(llm_fingerprint: str, request: Request) -> str:
     """The store key of one request to one backend config (``llm_fingerprint`` is its JSON state)."""
     identity = [
         llm_fingerprint,
-        request.prompt.messages(),
+        *request.prompt.identity(),
         request.index,
         request.schema,
         request.top_logprobs,

@@ -360,7 +360,7 @@ class APILLM(LLM):
         return answer
 
     def _token_estimate(self, request: Request, n: int) -> int:
-        prompt = len(request.prompt.user) + len(request.prompt.system or "")
+        prompt = sum(len(m.content) for m in request.prompt.turns)
         return prompt // 4 + 8 + self.max_new_tokens * n
 
 

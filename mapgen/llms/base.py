@@ -56,6 +56,8 @@ class Completion:
     """Which model wrote it, where the config answering is several (:class:`~mapgen.LLMPool`)."""
     error_kind: str | None = None
     """The kind of failure, a short code from :mod:`mapgen.errors` (``http_429``, ``invalid_answer``...)."""
+    reasoning: str | None = None
+    """The model's reasoning trace, apart from its answer in :attr:`text`, when it returned one."""
 
     @classmethod
     def failed(cls, error: BaseException | str, kind: str | None = None) -> Completion:

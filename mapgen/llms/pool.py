@@ -109,7 +109,7 @@ class LLMPool(LLM):
     def member_for(self, request: Request) -> int:
         """The member that answers ``request``: generation ``i`` of a row goes to the ``i``-th member of
         the row's own shuffled order (then around again)."""
-        identity = json.dumps([self.seed, request.prompt.messages()], sort_keys=True)
+        identity = json.dumps([self.seed, *request.prompt.identity()], sort_keys=True)
         digest = int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "big")
         order = list(range(len(self.members)))
         random.Random(digest).shuffle(order)
