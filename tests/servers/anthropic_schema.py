@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -90,7 +90,7 @@ class FileSource(Strict):
 
 class ImageBlock(Cacheable):
     type: Literal["image"]
-    source: Annotated[Union[Base64ImageSource, URLSource, FileSource], Field(discriminator="type")]
+    source: Annotated[Base64ImageSource | URLSource | FileSource, Field(discriminator="type")]
 
 
 class Base64PDFSource(Strict):
@@ -107,7 +107,7 @@ class PlainTextSource(Strict):
 
 class DocumentBlock(Cacheable):
     type: Literal["document"]
-    source: Annotated[Union[Base64PDFSource, PlainTextSource, URLSource, FileSource], Field(discriminator="type")]
+    source: Annotated[Base64PDFSource | PlainTextSource | URLSource | FileSource, Field(discriminator="type")]
     title: str | None = None
     context: str | None = None
     citations: dict[str, Any] | None = None
@@ -120,13 +120,13 @@ class ToolUseBlock(Cacheable):
     input: dict[str, Any]
 
 
-ToolResultContent = Annotated[Union[TextBlock, ImageBlock, DocumentBlock], Field(discriminator="type")]
+ToolResultContent = Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]
 
 
 class ToolResultBlock(Cacheable):
     type: Literal["tool_result"]
     tool_use_id: str = Field(pattern=r"^[a-zA-Z0-9_-]+$")
-    content: Union[str, list[ToolResultContent]] | None = None
+    content: str | list[ToolResultContent] | None = None
     is_error: bool | None = None
 
 
@@ -142,14 +142,20 @@ class RedactedThinkingBlock(Strict):
 
 
 ContentBlock = Annotated[
-    Union[TextBlock, ImageBlock, DocumentBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, RedactedThinkingBlock],
+    TextBlock
+    | ImageBlock
+    | DocumentBlock
+    | ToolUseBlock
+    | ToolResultBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock,
     Field(discriminator="type"),
 ]
 
 
 class Message(Strict):
     role: Literal["user", "assistant"]
-    content: Union[str, list[ContentBlock]]
+    content: str | list[ContentBlock]
 
 
 class Tool(Cacheable):
@@ -219,19 +225,19 @@ class MessageCreateParams(Strict):
     model: str = Field(min_length=1)
     max_tokens: int = Field(ge=0)
     messages: list[Message]
-    system: Union[str, list[TextBlock]] | None = None
+    system: str | list[TextBlock] | None = None
     stop_sequences: list[str] | None = None
     stream: bool | None = None
     metadata: Metadata | None = None
     tools: list[Tool] | None = None
     tool_choice: (
         Annotated[
-            Union[ToolChoiceAuto, ToolChoiceAny, ToolChoiceTool, ToolChoiceNone], Field(discriminator="type")
+            ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone, Field(discriminator="type")
         ]
         | None
     ) = None
     thinking: (
-        Annotated[Union[ThinkingEnabled, ThinkingDisabled, ThinkingAdaptive], Field(discriminator="type")] | None
+        Annotated[ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive, Field(discriminator="type")] | None
     ) = None
     cache_control: CacheControl | None = None
     output_config: OutputConfig | None = None
@@ -312,13 +318,14 @@ def _check_conversation(params: MessageCreateParams, version: str) -> str | None
                     f"messages.{index}.content: tool_result block(s) provided when previous message does not "
                     "contain any tool_use blocks"
                 )
-            return f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` blocks: " + ", ".join(
-                sorted(results - uses)
+            return (
+                f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
+                + ", ".join(sorted(results - uses))
             )
         if uses - results and role == "user":
             return (
-                f"messages.{index}: `tool_use` ids were found without `tool_result` blocks immediately after: "
-                + ", ".join(sorted(uses - results))
+                f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
+                "immediately after: " + ", ".join(sorted(uses - results))
             )
         if version == "2026-10-21":
             for block in blocks:
@@ -353,7 +360,9 @@ def cache_breakpoints(params: MessageCreateParams) -> int:
     return count + (params.cache_control is not None)
 
 
-def parse_params(body: Any, version: str = "2026-10-21", *, count_tokens: bool = False) -> MessageCreateParams | str:
+def parse_params(
+    body: Any, version: str = "2026-10-21", *, count_tokens: bool = False
+) -> MessageCreateParams | str:
     """The validated request, or the API's error message for it."""
     if not isinstance(body, dict):
         return "Input should be a valid dictionary"
@@ -370,7 +379,9 @@ def parse_params(body: Any, version: str = "2026-10-21", *, count_tokens: bool =
         return problem
     found = cache_breakpoints(params)
     if found > MAX_CACHE_BREAKPOINTS:
-        return f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+        return (
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+        )
     return params
 
 

@@ -8,7 +8,7 @@ a tool's name, description and ``input_schema``, a ``tool_use`` block's name and
 
 >>> count_tokens("Give one tip for sleeping well.")
 6
->>> openai_prompt_tokens([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}])
+>>> openai_prompt_tokens([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi you"}])
 4
 """
 
