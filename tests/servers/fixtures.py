@@ -4,6 +4,10 @@
   latency and injected errors (``fault_server.configure(latency=0.05, error_rate=0.1)``) and counters
   (``fault_server.stats()``); scripted answers (``fault_server.configure(replies=[{"contains": "2 + 2",
   "reply": "4"}], default_reply="...")``) and the bodies it was sent (``fault_server.requests()``).
+- ``anthropic_server``: :mod:`tests.servers.anthropic_server`, Anthropic's Messages and Message Batches APIs
+  (``anthropic.Anthropic(base_url=anthropic_server.base_url, api_key=anthropic_server.api_key)``), with the
+  same kind of settings (``anthropic_server.configure(min_cache_tokens=8, batch_delay=None)``), counters,
+  received bodies, and ``anthropic_server.control_batch(batch_id, processed=2)`` to move a batch along.
 - ``llamacpp_server``: ``python -m llama_cpp.server`` serving the embedded GGUF model, OpenAI-compatible;
   skipped when the server's dependencies (fastapi, uvicorn, sse-starlette, starlette-context,
   pydantic-settings) are missing.
@@ -111,6 +115,10 @@ class FaultServerHandle:
         """The JSON bodies of the chat requests received since the last ``configure``, in order."""
         return http_json(f"{self.root}/requests")
 
+    def control_batch(self, batch_id: str, **order: Any) -> dict[str, Any]:
+        """Move a batch along: ``processed=k`` (the first ``k`` requests), ``expire=True``, or nothing."""
+        return http_json(f"{self.root}/control/batches/{batch_id}", order)
+
 
 @pytest.fixture(scope="session")
 def fault_server_process(tmp_path_factory) -> Iterator[FaultServerHandle]:
@@ -127,6 +135,43 @@ def fault_server(fault_server_process: FaultServerHandle) -> FaultServerHandle:
     """The session's fault server, reset to no latency and no errors for each test."""
     fault_server_process.configure(api_key=fault_server_process.api_key)
     return fault_server_process
+
+
+class AnthropicServerHandle(FaultServerHandle):
+    """A running Anthropic test server: its ``base_url`` (the SDK's, without ``/v1``), settings, counters."""
+
+    def __init__(self, port: int, api_key: str) -> None:
+        super().__init__(port, api_key)
+        self.base_url = self.root
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Clear counters, cache and batches, and apply ``settings`` (see ``anthropic_server.DEFAULTS``)."""
+        return http_json(f"{self.root}/reset", settings)
+
+
+@pytest.fixture(scope="session")
+def anthropic_server_process(tmp_path_factory) -> Iterator[AnthropicServerHandle]:
+    port = free_port()
+    api_key = "sk-ant-test-server-key-0123456789"
+    command = [
+        sys.executable,
+        "-m",
+        "tests.servers.anthropic_server",
+        "--port",
+        str(port),
+        "--api-key",
+        api_key,
+    ]
+    log = tmp_path_factory.mktemp("anthropic_server") / "server.log"
+    with running(command, f"http://127.0.0.1:{port}/stats", timeout=30, log=log):
+        yield AnthropicServerHandle(port, api_key)
+
+
+@pytest.fixture
+def anthropic_server(anthropic_server_process: AnthropicServerHandle) -> AnthropicServerHandle:
+    """The session's Anthropic test server, reset to its defaults (with its key) for each test."""
+    anthropic_server_process.configure(api_key=anthropic_server_process.api_key)
+    return anthropic_server_process
 
 
 LLAMACPP_SERVER_DEPS = ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
