@@ -24,7 +24,11 @@ that do not support one do. A rule's ``"logprobs"`` is OpenAI's ``choices[i].log
 for ``logprobs``, each ``top_logprobs`` cut to the ``top_logprobs`` asked; without one, such a request gets
 the reply's whitespace-led words as tokens, each certain.
 ``GET /requests`` returns the JSON bodies of the chat requests received since the last reset, in order
-(the last ``KEEP_REQUESTS`` of them).
+(the last ``KEEP_REQUESTS`` of them). ``usage`` counts as :mod:`tests.servers.tokens` says: the words of
+every message (system included; an image part counts ``IMAGE_TOKENS``), and the words of each choice plus
+one end-of-turn token. OpenAI's Files and Batch APIs are served too, answered by the same rules: see
+:mod:`tests.servers.openai_batches` (its settings are part of ``DEFAULTS``; ``/reset`` clears files and
+batches).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from collections import deque
 from typing import Any
 
 from aiohttp import web
+
+from tests.servers.openai_batches import BATCH_DEFAULTS, FilesAndBatches
+from tests.servers.tokens import END_TOKENS, openai_content_tokens, openai_prompt_tokens
 
 KEEP_REQUESTS = 10_000
 """How many request bodies ``GET /requests`` keeps (the latest), so that load runs stay small."""
@@ -56,12 +63,14 @@ DEFAULTS: dict[str, Any] = {
     "default_reply": None,  # the answer when no rule matches (None: the echo)
     "refuse_formats": [],  # response_format types answered with a 400
     "count_replies": False,  # append " [k]" (this request's number) to every text, so samples differ
+    **BATCH_DEFAULTS,  # files and batches: see openai_batches
 }
 
 
 class FaultServer:
     def __init__(self, **settings: Any) -> None:
         self.settings: dict[str, Any] = {}
+        self.batches = FilesAndBatches(self)
         self.reset(**settings)
 
     def reset(self, **settings: Any) -> None:
@@ -74,6 +83,7 @@ class FaultServer:
         self.errors = 0
         self.times: list[float] = []
         self.received: deque[dict[str, Any]] = deque(maxlen=KEEP_REQUESTS)
+        self.batches.clear()
 
     def rule_for(self, user: str, model: str | None = None) -> dict[str, Any] | None:
         """The first scripted rule that matches ``user`` (and ``model``, for a rule that names one), else
@@ -85,17 +95,24 @@ class FaultServer:
             return {"reply": self.settings["default_reply"]}
         return None
 
-    async def chat(self, request: web.Request) -> web.Response:
-        self.total += 1
-        self.times.append(time.time())
-        settings = self.settings
-        key = settings["api_key"]
+    def unauthorized(self, request: web.Request) -> web.Response | None:
+        """A 401 when the server has a key and the request's ``Authorization`` is not ``Bearer <key>``."""
+        key = self.settings["api_key"]
         if key is not None and request.headers.get("Authorization") != f"Bearer {key}":
             sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
             message = f"Incorrect API key provided: {sent}."
             return web.json_response(
                 {"error": {"message": message, "type": "invalid_request_error"}}, status=401
             )
+        return None
+
+    async def chat(self, request: web.Request) -> web.Response:
+        self.total += 1
+        self.times.append(time.time())
+        settings = self.settings
+        refused = self.unauthorized(request)
+        if refused is not None:
+            return refused
         if self.total <= settings["fail_first"] or self.random.random() < settings["error_rate"]:
             self.errors += 1
             headers = {} if settings["retry_after"] is None else {"Retry-After": str(settings["retry_after"])}
@@ -126,13 +143,19 @@ class FaultServer:
                 await asyncio.sleep(settings["latency"])
         finally:
             self.in_flight -= 1
+        if rule is not None and "raw" in rule:  # a body that is not JSON, labelled as JSON
+            return web.Response(text=rule["raw"], content_type="application/json")
+        return web.json_response(self.completion(body, user, rule))
+
+    def completion(self, body: dict[str, Any], user: Any, rule: dict[str, Any] | None) -> dict[str, Any]:
+        """The 200 answer to the chat request ``body`` (``user``: its last user message's content; ``rule``:
+        the scripted rule that matched, if any), ``usage`` counted as :mod:`tests.servers.tokens` says."""
+        settings = self.settings
         n = body.get("n") or 1
         if n > 1 and not settings["support_n"]:
             n = 1  # as llama.cpp's server does: ignore n, answer once
         if rule is not None and "body" in rule:
-            return web.json_response(rule["body"])
-        if rule is not None and "raw" in rule:  # a body that is not JSON, labelled as JSON
-            return web.Response(text=rule["raw"], content_type="application/json")
+            return rule["body"]
         if rule is not None and "content" in rule:
             texts = [rule["content"]] * n
         elif rule is not None:
@@ -144,7 +167,6 @@ class FaultServer:
             texts = [f"echo: {user}" + (f" #{i}" if n > 1 else "") for i in range(n)]
         if settings["count_replies"]:
             texts = [f"{text} [{self.total}]" for text in texts]
-        words = len(user.split())
         choices = [
             {
                 "index": i,
@@ -154,8 +176,10 @@ class FaultServer:
             }
             for i, text in enumerate(texts)
         ]
-        usage = {"prompt_tokens": words, "completion_tokens": words + 1, "total_tokens": 2 * words + 1}
-        answer = {
+        prompt = openai_prompt_tokens(body.get("messages") or [])
+        output = sum(openai_content_tokens(text) + END_TOKENS for text in texts)
+        usage = {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output}
+        return {
             "id": f"chatcmpl-{self.total}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -163,7 +187,6 @@ class FaultServer:
             "choices": choices,
             "usage": usage,
         }
-        return web.json_response(answer)
 
     @staticmethod
     def logprobs(body: dict[str, Any], rule: dict[str, Any] | None, text: str) -> dict[str, Any] | None:
@@ -207,8 +230,11 @@ class FaultServer:
         return web.json_response({"object": "list", "data": [{"id": "fault", "object": "model"}]})
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(
+            client_max_size=2**30
+        )  # batch input files: up to 200 MB, checked by the handler
         app.router.add_post("/v1/chat/completions", self.chat)
+        self.batches.register(app)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.stats)
         app.router.add_get("/requests", self.requests)
