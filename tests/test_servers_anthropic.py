@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
+from tests.docs_examples import run_examples
 from tests.servers.anthropic_schema import validate_params
 from tests.servers.tokens import END_TOKENS, IMAGE_TOKENS, count_tokens
 
@@ -430,3 +432,13 @@ def test_batch_size_limit_is_a_413(client, anthropic_server):
         client.messages.batches.create(requests=[batch_request("big", "word " * 1000)])
     assert raised.value.status_code == 413 and raised.value.body["error"]["type"] == "request_too_large"
     assert json.loads(raised.value.response.text)["type"] == "error"
+
+
+def test_the_docs_example_runs(anthropic_server, capsys):
+    path = Path(__file__).resolve().parents[1] / "docs" / "test_servers.md"
+    replace = {
+        "http://127.0.0.1:8124": anthropic_server.base_url,
+        '"sk-ant-test"': f'"{anthropic_server.api_key}"',
+    }
+    assert run_examples(path, runner="test_servers_anthropic", replace=replace) == 1
+    assert capsys.readouterr().out.strip() == "echo: Name a prime number. 4 6"
