@@ -241,6 +241,21 @@ def test_prompt_caching_writes_then_reads_the_marked_prefix(client, anthropic_se
             },
             "previous message does not contain any tool_use blocks",
         ),
+        (
+            {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": ""}]},
+            "non-empty content",
+        ),
+        (
+            {
+                "model": MODEL,
+                "max_tokens": 5,
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": "The answer is "},
+                ],
+            },
+            "final assistant content cannot end with trailing whitespace",
+        ),
     ],
 )
 def test_malformed_requests_are_the_sdks_bad_request_error(client, body, message):

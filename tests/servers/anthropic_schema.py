@@ -7,7 +7,8 @@ The API answers a malformed body with a 400 ``invalid_request_error`` whose mess
 - ``model``, ``max_tokens`` (``>= 0``; 0 only pre-warms the cache, and is refused inside a batch) and
   ``messages`` (at least one) are required; unknown fields are "Extra inputs are not permitted".
 - Roles are ``user`` and ``assistant``; consecutive turns of one role are combined (not an error), a final
-  ``assistant`` turn is a prefill.
+  ``assistant`` turn is a prefill (which may be empty, but not end with whitespace); every other message
+  has non-empty content, and no ``text`` block is empty.
 - Content is a string or a list of ``text``, ``image`` (``base64`` with media type ``image/jpeg|png|gif|webp``
   and valid base64 data, or ``url``), ``document`` (``base64`` PDF, ``text``, ``url``), ``tool_use``,
   ``tool_result`` and ``thinking`` blocks; ``tool_result`` blocks must answer ``tool_use`` ids of the
@@ -299,6 +300,21 @@ def _blocks(content: Any) -> list[Any]:
 def _check_conversation(params: MessageCreateParams, version: str) -> str | None:
     if not params.messages:
         return "messages: at least one message is required"
+    last = len(params.messages) - 1
+    for index, message in enumerate(params.messages):
+        blocks = [message.content] if isinstance(message.content, str) else message.content
+        final_assistant = index == last and message.role == "assistant"
+        if not final_assistant and (not blocks or any(b == "" for b in blocks)):
+            return (
+                f"messages.{index}: all messages must have non-empty content except for the optional final "
+                "assistant message"
+            )
+        if any(isinstance(b, TextBlock) and not b.text for b in blocks):
+            return f"messages.{index}: text content blocks must be non-empty"
+        tail = blocks[-1] if blocks else ""
+        tail_text = tail if isinstance(tail, str) else getattr(tail, "text", "")
+        if final_assistant and tail_text and tail_text != tail_text.rstrip():
+            return "messages: final assistant content cannot end with trailing whitespace"
     turns: list[tuple[str, list[Any]]] = []
     for message in params.messages:  # consecutive turns of one role are combined
         blocks = _blocks(message.content) or [message.content]
