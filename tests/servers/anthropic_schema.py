@@ -19,6 +19,8 @@ The API answers a malformed body with a 400 ``invalid_request_error`` whose mess
   ``tool_choice`` is ``auto``, ``any``, ``tool`` (naming one of ``tools``) or ``none``, and needs ``tools``
   unless ``auto``/``none``.
 - ``stop_sequences`` each contain non-whitespace.
+- Not modelled (refused as unknown shapes): server tools (``web_search_...``, ``code_execution_...``),
+  ``search_result`` and ``container_upload`` blocks.
 - Version ``2023-06-01`` takes ``temperature`` (0 to 1), ``top_p`` (0 to 1) and ``top_k`` (``>= 0``);
   version ``2026-10-21`` (what the 2.x SDKs send) removed them (Extra inputs are not permitted, even at
   their defaults), and refuses ``document`` blocks in ``assistant`` turns and non-empty ``citations`` on
