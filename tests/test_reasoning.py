@@ -134,6 +134,16 @@ def test_the_judges_reasoning_is_kept_and_its_rating_read_from_the_answer(fault_
     assert row["labelling_error"] is None
 
 
+def test_the_hub_client_keeps_the_reasoning_too(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, replies=REPLIES)
+    llm = mapgen.InferenceEndpointsLLM(
+        "fault", base_url=fault_server.base_url, token=fault_server.api_key, transport="hub"
+    )
+    out = questions("Under the other name?", "Do you think?").map(mapgen.generate(llm), batched=True)
+    assert out["generations"] == [["Rome."], ["It is 4."]]
+    assert out["generation_reasoning"] == [["Italy's capital."], ["2 + 2 is 4."]]
+
+
 # Options
 
 

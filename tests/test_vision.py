@@ -125,6 +125,14 @@ def test_the_datasets_image_feature_reaches_the_server_as_decodable_bytes(fault_
     assert out["generation_prompt"][0] == [[{"role": "user", "content": "Describe the picture."}]]
 
 
+def test_the_hub_client_sends_images_as_content_parts_too(fault_server):
+    llm = mapgen.InferenceEndpointsLLM(
+        "fault", base_url=fault_server.base_url, token=fault_server.api_key, transport="hub"
+    )
+    out = image_rows(picture(12, 8)).map(mapgen.generate(llm, describe()), batched=True)
+    assert out["generations"] == [["echo: Describe the picture. [image 12x8 PNG]"]]
+
+
 def test_undecoded_images_send_their_own_bytes(fault_server):
     ds = image_rows(encoded(picture(30, 20), "JPEG")).cast_column("image", datasets.Image(decode=False))
     out = ds.map(mapgen.generate(fault_llm(fault_server), describe()), batched=True)
