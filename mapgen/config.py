@@ -6,7 +6,9 @@ Every LLM backend and every task is a frozen dataclass. A field is one of three 
   in equality and in the fingerprint that ``datasets`` uses to cache a map;
 - a :func:`knob` changes only how fast or where the work runs (concurrency, timeouts, threads,
   devices): it is left out of equality and of the fingerprint;
-- a :func:`secret` (API keys, tokens) is a knob that is also hidden from ``repr``.
+- a :func:`secret` (API keys, tokens) is a knob that is also hidden from ``repr``;
+- an :func:`added` field is a plain field that a later release added: it enters the fingerprint only
+  when set to something other than its default.
 
 Example:
     >>> from dataclasses import dataclass
@@ -35,6 +37,16 @@ def knob(default: Any = None, *, default_factory: Any = dataclasses.MISSING) -> 
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, compare=False, metadata={"knob": True})
     return dataclasses.field(default=default, compare=False, metadata={"knob": True})
+
+
+def added(default: Any = None, *, default_factory: Any = dataclasses.MISSING) -> Any:
+    """An output-affecting field added after a release: compared always, fingerprinted only when it
+    differs from its default, so that configs that leave it alone keep their caches and store keys (the
+    default is what the config did before the field existed)."""
+    metadata = {"added": True}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def secret() -> Any:
@@ -68,8 +80,19 @@ def dataclass_fingerprint(obj: Any) -> dict[str, Any]:
     state: dict[str, Any] = {"type": qualified_name(type(obj))}
     for field in dataclasses.fields(obj):
         if field.compare:
-            state[field.name] = fingerprint_state(getattr(obj, field.name))
+            value = getattr(obj, field.name)
+            if field.metadata.get("added") and _is_default(field, value):
+                continue
+            state[field.name] = fingerprint_state(value)
     return state
+
+
+def _is_default(field: dataclasses.Field, value: Any) -> bool:
+    if field.default is not dataclasses.MISSING:
+        return value == field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return value == field.default_factory()
+    return False
 
 
 def qualified_name(cls: type) -> str:

@@ -33,16 +33,13 @@ class GenerateFunction(MapFunction):
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         n = self.num_generations
         schema = self.task.schema if self.llm.supports_schema else None
-        row_errors = [self.row_error(row) for row in rows]
-        prompts = [
-            None if error else self.task.prompt(row) for row, error in zip(rows, row_errors, strict=True)
-        ]
-        requests = [Request(p, i, schema) for p in prompts if p is not None for i in range(n)]
+        planned = [self.prompt_for(row) for row in rows]  # (prompt, None) or (None, why not)
+        requests = [Request(p, i, schema) for p, _ in planned if p is not None for i in range(n)]
 
         answers = iter(self.complete(requests, rank=rank))
         types = self.output_types()
         columns: dict[str, list[Any]] = {name: [] for name in types}
-        for prompt, row_error in zip(prompts, row_errors, strict=True):
+        for prompt, row_error in planned:
             completions = (
                 [next(answers) for _ in range(n)] if prompt else [Completion.failed(row_error, INPUT)] * n
             )
@@ -56,6 +53,7 @@ class GenerateFunction(MapFunction):
             "generation_model": pa.string(),
             "generation_prompt": MESSAGES,
             "raw_generation_responses": pa.string(),
+            "generation_reasoning": pa.string(),
             "generation_errors": pa.string(),
             "generation_metadata": METADATA,
         }
@@ -74,6 +72,7 @@ class GenerateFunction(MapFunction):
         columns["generation_model"].append([c.model or self.llm.model_name for c in completions])
         columns["generation_prompt"].append([messages] * len(completions))
         columns["raw_generation_responses"].append([c.text for c in completions])
+        columns["generation_reasoning"].append([c.reasoning for c in completions])
         columns["generation_errors"].append([error for _, error in parsed])
         columns["generation_metadata"].append([completion_metadata(c) for c in completions])
 
@@ -90,12 +89,15 @@ def generate(
 
     It writes the task's outputs (``generations`` for :class:`~mapgen.TextGenerationTask`), and beside
     them, one entry per generation, aligned: ``generation_model``, ``generation_prompt`` (the chat
-    messages), ``raw_generation_responses``, ``generation_errors`` (``None`` when fine, else why) and
-    ``generation_metadata`` (finish reason, token counts). A failure is ``None`` in place, never a
-    shorter list. It works with ``num_proc=N`` and ``with_rank=True`` (rank ``r`` picks GPU ``r`` on
-    local GPU backends), and ``datasets`` caches its result: a second run sends nothing. Every answer is
-    also kept in the response store as it arrives (``cache=False`` turns that off), so a run that
-    crashed, or a dataset built in memory that ``datasets`` never caches, re-sends only what is missing.
+    messages, text only: images stay in the row's own column), ``raw_generation_responses``,
+    ``generation_reasoning`` (the model's reasoning trace, ``None`` where it gave none; the answer
+    columns hold the answer alone, see :mod:`mapgen.reasoning`), ``generation_errors`` (``None`` when
+    fine, else why) and ``generation_metadata`` (finish reason, token counts). A failure is ``None`` in
+    place, never a shorter list. It works with ``num_proc=N`` and ``with_rank=True`` (rank ``r`` picks
+    GPU ``r`` on local GPU backends), and ``datasets`` caches its result: a second run sends nothing.
+    Every answer is also kept in the response store as it arrives (``cache=False`` turns that off), so a
+    run that crashed, or a dataset built in memory that ``datasets`` never caches, re-sends only what is
+    missing.
 
     Example:
         >>> import datasets, mapgen

@@ -60,6 +60,7 @@ class LabelFunction(MapFunction):
             "labelling_model": pa.string(),
             "labelling_prompt": each(MESSAGES),
             "raw_labelling_response": each(pa.string()),
+            "labelling_reasoning": each(pa.string()),
             "labelling_error": pa.string(),
             "labelling_metadata": each(METADATA),
         }
@@ -127,6 +128,7 @@ class LabelFunction(MapFunction):
             for i, request, completion in zip(plan.kept, plan.requests, completions, strict=True):
                 values["labelling_prompt"][i] = request.prompt.messages()
                 values["raw_labelling_response"][i] = completion.text
+                values["labelling_reasoning"][i] = completion.reasoning
                 values["labelling_metadata"][i] = completion_metadata(completion)
                 parsed, problem = self.parse_answer(completion)
                 if problem:
@@ -140,6 +142,7 @@ class LabelFunction(MapFunction):
             [request], [completion] = plan.requests, completions
             values["labelling_prompt"] = request.prompt.messages()
             values["raw_labelling_response"] = completion.text
+            values["labelling_reasoning"] = completion.reasoning
             values["labelling_metadata"] = completion_metadata(completion)
             parsed, problem = self.parse_answer(completion)
             if problem:
@@ -207,10 +210,11 @@ def label(
 
     It writes the task's outputs (for :class:`~mapgen.UltraFeedbackTask`: ``rating``, one float or
     ``None`` per generation, and ``rationale``), and beside them ``labelling_model``,
-    ``labelling_prompt`` (chat messages), ``raw_labelling_response``, ``labelling_error`` (``None``
-    when every generation got a rating, else why not) and ``labelling_metadata`` (finish reason, token
-    counts). Ratings stay aligned with ``generations``: a ``None`` generation is not shown to the judge
-    and gets a ``None`` rating; a judge that answers for fewer texts leaves the rest ``None``.
+    ``labelling_prompt`` (chat messages), ``raw_labelling_response``, ``labelling_reasoning`` (the
+    judge's reasoning trace, when it returned one; see :mod:`mapgen.reasoning`), ``labelling_error``
+    (``None`` when every generation got a rating, else why not) and ``labelling_metadata`` (finish
+    reason, token counts). Ratings stay aligned with ``generations``: a ``None`` generation is not shown
+    to the judge and gets a ``None`` rating; a judge that answers for fewer texts leaves the rest ``None``.
 
     Backends that constrain output (``llm.supports_schema``) get the task's JSON schema, sized to the
     row's number of texts, so answers parse by construction; others are read by the task's tolerant

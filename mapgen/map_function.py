@@ -16,9 +16,12 @@ from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.config import dataclass_fingerprint, knob
 from mapgen.errors import ENGINE, INVALID_ANSWER, PARSE, error_text
 from mapgen.fingerprint import register_fingerprint_reducer
+from mapgen.images import ImageError
 from mapgen.llms import _async
 from mapgen.llms.base import LLM, Completion, OnComplete, Request
 from mapgen.progress import counters, request_progress
+from mapgen.prompt import Prompt
+from mapgen.reasoning import with_reasoning
 from mapgen.store import default_store, request_key
 from mapgen.tasks.base import ParseError, Task
 
@@ -58,6 +61,11 @@ class MapFunction:
                 f"input_columns must map task inputs to column names, got {self.input_columns!r}."
             )
         _warn_if_unhashable(self)
+        if self.task.sends_images and not self.llm.supports_images:
+            raise ValueError(
+                f"{type(self.task).__name__} sends images, which {type(self.llm).__name__} cannot: use a "
+                "vision model behind an OpenAI-compatible server, mapgen.OpenAILLM(model, base_url=...)."
+            )
         unknown = set(self.input_columns) - set(self.task.inputs)
         if unknown:
             raise ValueError(
@@ -179,6 +187,18 @@ class MapFunction:
         except Exception as error:
             return {}, error_text(PARSE, f"{type(error).__name__}: {error}")
 
+    def prompt_for(self, row: Mapping[str, Any]) -> tuple[Prompt | None, str | None]:
+        """The row's prompt and ``None``, or ``None`` and why the row cannot be prompted (an empty input,
+        an image that cannot be read): an ``input`` error."""
+        error = self.row_error(row)
+        if error is not None:
+            return None, error
+        try:
+            return self.task.prompt(row), None
+        except ImageError as error:
+            column = getattr(self.task, "image_column", None)
+            return None, f"column {self.columns().get(column, column)!r}: {error}" if column else str(error)
+
     def read_rows(self, batch: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         """The batch as rows keyed by the task's input names, after checking the columns exist and that
         ``datasets`` passed a batch (``batched=True``), not one row."""
@@ -246,9 +266,10 @@ def _warn_if_unhashable(fn: MapFunction) -> None:
 
 def valid(completion: Completion) -> Completion:
     """``completion`` if its text is a string (or it failed), else a failed ``invalid_answer``: the check
-    that every backend's answers pass before they are parsed or stored."""
+    that every backend's answers pass before they are parsed or stored. A ``<think>`` block at the start of
+    the text moves to the completion's reasoning here (:func:`mapgen.reasoning.with_reasoning`)."""
     if completion.text is None or isinstance(completion.text, str):
-        return completion
+        return with_reasoning(completion)
     return Completion.failed(f"answer is a {type(completion.text).__name__}, not text", INVALID_ANSWER)
 
 

@@ -327,6 +327,7 @@ def test_a_failed_labelling_row_keeps_every_list_column_aligned(fault_server):
         "labelling_metadata",
         "labelling_prompt",
         "raw_labelling_response",
+        "labelling_reasoning",
     ):
         assert failed[column] == [None, None], column
         assert len(out[1][column]) == 2

@@ -157,3 +157,95 @@ def test_editing_a_user_tasks_module_level_template_changes_the_fingerprint(tmp_
     first = user_task_fingerprint(tmp_path, "Answer: {{}}")
     assert user_task_fingerprint(tmp_path, "Answer: {{}}") == first
     assert user_task_fingerprint(tmp_path, "Answer briefly: {{}}") != first
+
+
+# Images and reasoning options (issue 11, items 4 and 5): fingerprints and store keys, each process anew.
+
+MEDIA_SCRIPT = """
+import io, json, sys
+from PIL import Image as PILImage
+from datasets.fingerprint import Hasher
+from mapgen import *
+from mapgen.llms.base import Request
+from mapgen.prompt import Image
+from mapgen.store import request_key
+
+URL = "http://127.0.0.1:8000/v1"
+
+
+def png(color):
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (8, 8), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def api(**kwargs):
+    return OpenAILLM("m", base_url=URL, temperature=0.5, **kwargs)
+
+
+def key(llm, prompt):
+    return request_key(Hasher.hash(llm.fingerprint()), Request(prompt))
+
+
+task = TextGenerationTask(template="Describe.", image_column="image")
+plain = TextGenerationTask()
+fingerprints = {
+    "api": fingerprint(generate(api(), plain)),
+    "effort": fingerprint(generate(api(reasoning_effort="low"), plain)),
+    "effort_high": fingerprint(generate(api(reasoning_effort="high"), plain)),
+    "template_kwargs": fingerprint(generate(api(chat_template_kwargs={"enable_thinking": False}), plain)),
+    "image_task": fingerprint(generate(api(), task)),
+    "image_column": fingerprint(generate(api(), TextGenerationTask(template="Describe.", image_column="p"))),
+}
+text = Prompt("Describe.")
+keys = {
+    "text": key(api(), text),
+    "red": key(api(), Prompt("Describe.", images=[Image(png("red"))])),
+    "red_again": key(api(), Prompt("Describe.", images=[Image(png("red"))])),
+    "red_from_pil": key(api(), task.prompt({"image": PILImage.new("RGB", (8, 8), "red")})),
+    "blue": key(api(), Prompt("Describe.", images=[Image(png("blue"))])),
+    "two_images": key(api(), Prompt("Describe.", images=[Image(png("red")), Image(png("red"))])),
+    "url": key(api(), Prompt("Describe.", images=[Image(url="https://example.com/a.png")])),
+    "effort": key(api(reasoning_effort="low"), text),
+    "template_kwargs": key(api(chat_template_kwargs={"enable_thinking": False}), text),
+    "api_knobs": key(api(max_concurrency=3, timeout=5, api_key="sk-other"), text),
+}
+print(json.dumps({"fingerprints": fingerprints, "keys": keys}))
+"""
+
+
+@pytest.fixture(scope="module")
+def media_runs():
+    def run():
+        out = subprocess.run([sys.executable, "-c", MEDIA_SCRIPT], check=True, capture_output=True, text=True)
+        return json.loads(out.stdout)
+
+    return run(), run()
+
+
+def test_image_and_reasoning_fingerprints_and_keys_are_the_same_in_separate_processes(media_runs):
+    first, second = media_runs
+    assert first == second
+
+
+def test_reasoning_options_change_the_fingerprint(media_runs):
+    prints = media_runs[0]["fingerprints"]
+    others = ["effort", "effort_high", "template_kwargs", "image_task", "image_column"]
+    assert len({prints["api"], *(prints[name] for name in others)}) == len(others) + 1
+
+
+def test_store_keys_follow_the_image_bytes_and_the_reasoning_options(media_runs):
+    keys = media_runs[0]["keys"]
+    assert keys["red_again"] == keys["red"]
+    assert keys["red_from_pil"] == keys["red"]  # a PIL image is its lossless PNG: same bytes, same key
+    assert keys["api_knobs"] == keys["text"]
+    different = ["text", "red", "blue", "two_images", "url", "effort", "template_kwargs"]
+    assert len({keys[name] for name in different}) == len(different)
+
+
+def test_fields_added_since_a_release_leave_the_state_of_configs_that_do_not_set_them():
+    # Their store keys and caches from before the fields existed stay valid: the state is the same data.
+    llm = mapgen.OpenAILLM("m", base_url="http://127.0.0.1:8000/v1")
+    assert not {"reasoning_effort", "chat_template_kwargs"} & set(llm.fingerprint())
+    assert "image_column" not in mapgen.TextGenerationTask().fingerprint()
+    assert mapgen.OpenAILLM("m", reasoning_effort="low").fingerprint()["reasoning_effort"] == "low"

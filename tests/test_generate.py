@@ -12,6 +12,7 @@ GENERATION_COLUMNS = [
     "generation_model",
     "generation_prompt",
     "raw_generation_responses",
+    "generation_reasoning",
     "generation_errors",
     "generation_metadata",
 ]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import datasets
 import pytest
 
@@ -114,3 +116,13 @@ def test_fingerprint_is_the_folder_name_and_content_not_its_place(llm):
     assert name == embedded_model_path().parent.name and len(digest) == 64
     assert state["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert mapgen.TransformersLLM("org/model").fingerprint()["model"] == "org/model"
+
+
+def test_chat_template_kwargs_reach_the_chat_template(llm, monkeypatch):
+    tokenizer = llm.engine(None).tokenizer
+    template = "{% for m in messages %}{{ m.content }}{% endfor %}{% if enable_thinking %} <think>{% endif %}"
+    monkeypatch.setattr(tokenizer, "chat_template", template)  # a thinking model's switch, in small
+    request = mapgen.Request(mapgen.Prompt("hi"))
+    thinking = dataclasses.replace(llm, chat_template_kwargs={"enable_thinking": True})
+    assert thinking.render(tokenizer, request) == "hi <think>"
+    assert llm.render(tokenizer, request) == "hi"

@@ -20,11 +20,12 @@ from typing import Any, ClassVar
 
 import tenacity
 
-from mapgen.config import knob
+from mapgen.config import added, knob
 from mapgen.errors import EMPTY_ANSWER, ENGINE, INTERRUPTED, REFUSED, FatalAPIError
 from mapgen.llms import _async
 from mapgen.llms._http import APIError, scrub
 from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
+from mapgen.llms.openai_wire import message_reasoning, wire_messages
 from mapgen.progress import counters
 from mapgen.ratelimit import RateLimiter
 
@@ -35,6 +36,8 @@ Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_BACKOFF = 30.0
 MAX_TOP_LOGPROBS = 20
 """OpenAI's cap on ``top_logprobs``."""
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+"""The values of ``reasoning_effort`` in OpenAI's API reference (each model takes some of them)."""
 
 
 _FATAL: contextvars.ContextVar[list[APIError] | None] = contextvars.ContextVar("mapgen_fatal", default=None)
@@ -115,8 +118,13 @@ class APILLM(LLM):
     rpm: float | None = knob(None)
     tpm: float | None = knob(None)
     use_n: bool | None = knob(None)
+    reasoning_effort: str | None = added(None)
+    """How hard a reasoning model thinks, sent as ``reasoning_effort``: one of :data:`REASONING_EFFORTS`
+    (OpenAI's values; vLLM's server takes them for gpt-oss); ``None`` sends none (the model's default)."""
 
     supports_schema: ClassVar[bool] = True
+    supports_images: ClassVar[bool] = True
+    """Images go as ``image_url`` content parts; the model behind the server must be a vision model."""
     concurrent_batches: ClassVar[bool] = True
     """Safe to call from several threads at once (``MapFunction.acall`` relies on it)."""
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json_object")
@@ -133,6 +141,10 @@ class APILLM(LLM):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}.")
         RateLimiter("check", rpm=self.rpm, tpm=self.tpm)  # validates the limits
+        if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
+            raise ValueError(
+                f"reasoning_effort must be one of {REASONING_EFFORTS} or None, got {self.reasoning_effort!r}."
+            )
 
     # What a backend provides.
 
@@ -153,7 +165,7 @@ class APILLM(LLM):
         ``extra_body`` last."""
         body: dict[str, Any] = {
             "model": self.body_model(),
-            "messages": request.prompt.messages(),
+            "messages": wire_messages(request.prompt),
             "temperature": self.temperature,
             "top_p": self.top_p,
             self.max_tokens_key(): self.max_new_tokens,
@@ -167,6 +179,10 @@ class APILLM(LLM):
         if request.top_logprobs > 0 and self.supports_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = min(request.top_logprobs, MAX_TOP_LOGPROBS)
+        if self.reasoning_effort is not None:
+            body["reasoning_effort"] = self.reasoning_effort
+        if getattr(self, "chat_template_kwargs", None):
+            body["chat_template_kwargs"] = dict(self.chat_template_kwargs)  # type: ignore[attr-defined]
         body.update(getattr(self, "extra_body", None) or {})
         return body
 
@@ -392,7 +408,8 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
     unknown shape) raises :meth:`APIError.invalid_answer`, which is retried and never stored. ``content``
     given as a list of parts is read as its text parts joined. A choice without text, or stopped by a
     content filter, is a failed completion: ``refused`` when the model or a filter declined, else
-    ``empty_answer``.
+    ``empty_answer``. A server's reasoning (``reasoning_content`` or ``reasoning``) is the completion's
+    :attr:`~mapgen.llms.base.Completion.reasoning`, kept also when no answer came after it.
 
     Example:
         >>> answer = {"choices": [{"message": {"content": [{"type": "text", "text": "Paris"}]}}]}
@@ -420,8 +437,10 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
     for choice in choices[:n]:
         message, finish = choice["message"], _str_or_none(choice.get("finish_reason"))
         text = message_text(message.get("content"))
+        reasoning = message_reasoning(message)
         if not text or finish == "content_filter":  # a filtered answer is cut short, whatever it holds
             completions.append(_no_content(message, finish))
+            completions[-1].reasoning = reasoning  # a trace cut by max_tokens is kept with the failure
             continue
         try:
             tokens, top_logprobs = logprobs_from(choice)
@@ -436,6 +455,7 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
                 completion_tokens=_int_or_none(usage.get("completion_tokens")) if len(choices) == 1 else None,
                 tokens=tokens,
                 top_logprobs=top_logprobs,
+                reasoning=reasoning,
             )
         )
     return completions

@@ -154,6 +154,9 @@ class LLM:
     supports_logprobs: ClassVar[bool] = False
     """Whether :meth:`complete` fills ``Completion.top_logprobs`` when ``Request.top_logprobs > 0``."""
 
+    supports_images: ClassVar[bool] = False
+    """Whether :meth:`complete` sends a prompt's images; map functions refuse image tasks otherwise."""
+
     def __post_init__(self) -> None:
         _check_number("temperature", self.temperature, low=0.0)
         _check_number("top_p", self.top_p, low=0.0, high=1.0)

@@ -169,7 +169,10 @@ def chat_output_as_dict(output: Any) -> dict[str, Any]:
     choices = [
         {
             "index": choice.index,
-            "message": {"content": choice.message.content},
+            "message": {
+                "content": choice.message.content,
+                "reasoning": getattr(choice.message, "reasoning", None),
+            },
             "finish_reason": choice.finish_reason,
         }
         for choice in output.choices

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from mapgen.config import knob, secret
+from mapgen.config import added, knob, secret
 from mapgen.llms._api import APILLM, Post, check_http_options, require_modules
 from mapgen.llms._http import APIError, JSONClient, closable, scrub
 
@@ -42,8 +42,8 @@ class OpenAILLM(APILLM):
         >>> llm = mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-...", max_concurrency=128, temperature=0.2)
         >>> llm
         OpenAILLM(temperature=0.2, top_p=1.0, max_new_tokens=256, seed=None, max_concurrency=128, \
-timeout=120.0, max_retries=8, max_retry_wait=60.0, rpm=None, tpm=None, use_n=None, model='gpt-4o-mini', \
-base_url=None, extra_body={}, transport='auto')
+timeout=120.0, max_retries=8, max_retry_wait=60.0, rpm=None, tpm=None, use_n=None, reasoning_effort=None, \
+model='gpt-4o-mini', base_url=None, extra_body={}, transport='auto', chat_template_kwargs={})
         >>> llm == mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-other", temperature=0.2)  # keys, knobs aside
         True
     """
@@ -57,6 +57,9 @@ base_url=None, extra_body={}, transport='auto')
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     """More body fields (``stop``, ``presence_penalty``, a server's own options); they affect output."""
     transport: Literal["auto", "aiohttp", "sdk"] = knob("auto")
+    chat_template_kwargs: Mapping[str, Any] = added(default_factory=dict)
+    """Options for the server's chat template, sent as ``chat_template_kwargs`` (vLLM, SGLang and
+    llama.cpp's server): ``{"enable_thinking": False}`` turns Qwen3's thinking off. Not for OpenAI's API."""
 
     supports_logprobs: ClassVar[bool] = True
     """Asks for ``logprobs`` / ``top_logprobs`` (at most 20) when a request wants them, as
@@ -67,6 +70,13 @@ base_url=None, extra_body={}, transport='auto')
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model must be a model name such as 'gpt-4o-mini', got {self.model!r}.")
         check_http_options(self.base_url, self.transport, ("auto", "aiohttp", "sdk"), self.extra_body)
+        if not isinstance(self.chat_template_kwargs, Mapping):
+            raise TypeError(f"chat_template_kwargs must be a mapping, got {self.chat_template_kwargs!r}.")
+        if self.chat_template_kwargs and self.is_openai:
+            raise ValueError(
+                "chat_template_kwargs is for servers that render a chat template (vLLM, llama.cpp); "
+                "OpenAI's API has none: drop it, or pass base_url=... for your server."
+            )
 
     @property
     def model_name(self) -> str:

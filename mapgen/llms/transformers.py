@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mapgen.config import knob
+from mapgen.config import added, knob
 from mapgen.formats import PromptFormat, format_prompt, resolve_format
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import weights_digest
@@ -48,6 +48,9 @@ class TransformersLLM(LocalLLM):
     dtype: str = "auto"
     prompt_format: PromptFormat | None = None
     trust_remote_code: bool = False
+    chat_template_kwargs: Mapping[str, Any] = added(default_factory=dict)
+    """More variables for the chat template (``{"enable_thinking": False}`` for Qwen3), passed to
+    ``apply_chat_template``; they change the prompt, so they enter the fingerprint."""
     device: str | None = knob(None)
     batch_size: int = knob(64)
     n_threads: int | None = knob(None)
@@ -60,6 +63,10 @@ class TransformersLLM(LocalLLM):
             raise TypeError(f"model must be a hub id or a folder, got {self.model!r}.")
         if isinstance(self.prompt_format, str) and self.prompt_format != "openai":
             resolve_format(self.prompt_format)
+        if self.chat_template_kwargs and self.prompt_format not in (None, "openai"):
+            raise ValueError(
+                "chat_template_kwargs needs the chat template: it is unused with a prompt_format."
+            )
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
 
@@ -135,7 +142,7 @@ class TransformersLLM(LocalLLM):
         if self._raw:
             return format_prompt(request.prompt, self.prompt_format)  # type: ignore[arg-type]
         return tokenizer.apply_chat_template(
-            request.prompt.messages(), add_generation_prompt=True, tokenize=False
+            request.prompt.messages(), add_generation_prompt=True, tokenize=False, **self.chat_template_kwargs
         )
 
     def _sampling(self, engine: _Engine, seeds: list[int]) -> dict[str, Any]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mapgen.config import knob
+from mapgen.config import added, knob
 from mapgen.formats import PromptFormat, format_prompt, resolve_format
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import weights_digest
@@ -51,6 +51,9 @@ class vLLM(LocalLLM):  # the name users know
     prompt_format: PromptFormat | None = None
     chat_template: str | None = None
     trust_remote_code: bool = False
+    chat_template_kwargs: Mapping[str, Any] = added(default_factory=dict)
+    """More variables for the chat template (``{"enable_thinking": False}`` for Qwen3), passed to
+    ``LLM.chat``; they change the prompt, so they enter the fingerprint."""
     tensor_parallel_size: int = knob(1)
     gpu_memory_utilization: float = knob(0.9)
     max_model_len: int | None = knob(None)
@@ -71,6 +74,10 @@ class vLLM(LocalLLM):  # the name users know
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {value!r}.")
         if isinstance(self.prompt_format, str) and self.prompt_format != "openai":
             resolve_format(self.prompt_format)
+        if self.chat_template_kwargs and self.prompt_format not in (None, "openai"):
+            raise ValueError(
+                "chat_template_kwargs needs the chat template: it is unused with a prompt_format."
+            )
 
     @property
     def model_name(self) -> str:
@@ -154,7 +161,9 @@ class vLLM(LocalLLM):  # the name users know
         params = [self.sampling_params(group[0][1], len(group)) for group in groups]
         prompts = [group[0][1].prompt for group in groups]
         if self.prompt_format in (None, "openai"):
-            options = {"chat_template": self.chat_template} if self.chat_template else {}
+            options: dict[str, Any] = {"chat_template": self.chat_template} if self.chat_template else {}
+            if self.chat_template_kwargs:
+                options["chat_template_kwargs"] = dict(self.chat_template_kwargs)
             conversations = [prompt.messages() for prompt in prompts]
             return list(engine.chat(conversations, params, use_tqdm=False, **options))
         texts = [format_prompt(prompt, self.prompt_format) for prompt in prompts]  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ import jinja2.meta
 import pyarrow as pa
 
 from mapgen.config import dataclass_fingerprint, source_digest
-from mapgen.prompt import Prompt
+from mapgen.prompt import Image, Prompt
 
 
 class ParseError(ValueError):
@@ -58,12 +58,32 @@ class Task:
         """The prompt for one row (a mapping from input names to values).
 
         By default the task's ``template`` field (Jinja2 over the row's columns), sent with its
-        ``system_prompt`` field if it has one; override it for anything else.
+        ``system_prompt`` field if it has one and the row's :meth:`images`; override it for anything else.
         """
         template = getattr(self, "template", None)
         if not isinstance(template, str):
             raise NotImplementedError(f"{type(self).__name__} needs a `template` field or a prompt() method.")
-        return Prompt(compile_template(template).render(**row), system=getattr(self, "system_prompt", None))
+        user = compile_template(template).render(**row)
+        return Prompt(user, system=getattr(self, "system_prompt", None), images=self.images(row))
+
+    def images(self, row: Mapping[str, Any]) -> tuple[Image, ...]:
+        """The images sent with a row's prompt: those of the row's ``image_column`` when the task has that
+        field set (see :mod:`mapgen.images` for what a column may hold), else none.
+
+        Raises:
+            mapgen.images.ImageError: the column's value is no image; the row fails with an ``input`` error.
+        """
+        column = getattr(self, "image_column", None)
+        if column is None:
+            return ()
+        from mapgen.images import load_images
+
+        return load_images(row[column])
+
+    @property
+    def sends_images(self) -> bool:
+        """Whether prompts carry images: map functions refuse backends that cannot send them."""
+        return getattr(self, "image_column", None) is not None
 
     def parse(self, text: str) -> dict[str, Any]:
         """The output columns' values for one answer; raise :class:`ParseError` when it cannot."""

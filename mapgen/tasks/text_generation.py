@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mapgen.config import added
 from mapgen.tasks.base import Task, template_variables
 
 
@@ -14,6 +15,9 @@ class TextGenerationTask(Task):
 
     ``template`` is a Jinja2 template over the row's columns; the columns it names are the task's inputs.
     ``system_prompt`` is sent as the system message (``None`` leaves the model's own default).
+    ``image_column`` names a column of images sent with the prompt, to vision models (see
+    :mod:`mapgen.images` for what it may hold: ``datasets``' ``Image`` feature, PIL images, bytes, paths,
+    URLs, or lists of them).
 
     Example:
         >>> task = TextGenerationTask(template="Write a haiku about {{ topic }}.", system_prompt="Be brief.")
@@ -21,25 +25,37 @@ class TextGenerationTask(Task):
         ('topic',)
         >>> task.prompt({"topic": "rain"})
         Prompt(user='Write a haiku about rain.', system='Be brief.')
+        >>> TextGenerationTask(template="Describe the chart.", image_column="image").inputs
+        ('image',)
     """
 
     system_prompt: str | None = None
     template: str = "{{ input }}"
+    image_column: str | None = added(None)
 
     outputs: ClassVar[tuple[str, ...]] = ("generations",)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.template, str) or not self.template_inputs():
+        if not isinstance(self.template, str) or not (self.template_inputs() or self.image_column):
             raise ValueError(
                 f"template must be a Jinja2 string that reads at least one column, got {self.template!r}."
             )
+        if self.image_column is not None and (
+            not isinstance(self.image_column, str) or not self.image_column
+        ):
+            raise TypeError(f"image_column must be a column name, got {self.image_column!r}.")
 
     def template_inputs(self) -> tuple[str, ...]:
         return template_variables(self.template)
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        return self.template_inputs()
+        images = (
+            (self.image_column,)
+            if self.image_column and self.image_column not in self.template_inputs()
+            else ()
+        )
+        return (*self.template_inputs(), *images)
 
     def parse(self, text: str) -> dict[str, Any]:
         return {"generations": text}

@@ -29,6 +29,20 @@ every message (system included; an image part counts ``IMAGE_TOKENS``), and the 
 one end-of-turn token. OpenAI's Files and Batch APIs are served too, answered by the same rules: see
 :mod:`tests.servers.openai_batches` (its settings are part of ``DEFAULTS``; ``/reset`` clears files and
 batches).
+
+Images: a message's ``content`` may be a list of content parts, validated as OpenAI's API does (a
+malformed part, an image outside a user message, an empty list or an image that does not decode is a 400
+naming the part); the text parts are the message's text for the rules. Each ``image_url`` part with a
+base64 ``data:`` URL is decoded with Pillow, and the echo ends with ``[image <width>x<height> <format>]``
+per image (``[image url <url>]`` for a URL, which this server does not download), so a test fails if the
+bytes sent were wrong.
+
+Reasoning: a rule's ``"reasoning"`` is sent beside the reply as ``message.reasoning_content`` (or under
+the rule's ``"reasoning_field"``, such as ``"reasoning"``), as vLLM's and llama.cpp's servers do; a reply
+may also hold a ``<think>`` block itself. ``chat_template_kwargs`` (an object, else a 400) with
+``"enable_thinking": false`` turns the field off, as Qwen3's template does; ``reasoning_effort`` must be
+one of OpenAI's values (else a 400), and a rule's ``"reasoning"`` ends with `` (effort: <value>)`` when
+one was sent.
 """
 
 from __future__ import annotations
@@ -120,7 +134,13 @@ class FaultServer:
             return web.json_response(error, status=settings["error_status"], headers=headers)
         body = await request.json()
         self.received.append(body)
-        user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+        invalid = validate_body(body)
+        if invalid is not None:
+            self.errors += 1
+            message, param = invalid
+            error = {"error": {"message": message, "type": "invalid_request_error", "param": param}}
+            return web.json_response(error, status=400)
+        user = next((message_text(m) for m in reversed(body["messages"]) if m["role"] == "user"), "")
         rule = self.rule_for(user, body.get("model"))
         if rule is not None and rule.get("status"):
             self.errors += 1
@@ -164,15 +184,16 @@ class FaultServer:
         elif body.get("response_format", {}).get("type") in ("json_schema", "json_object"):
             texts = [json.dumps({"echo": user, "choice": i}) for i in range(n)]
         else:
-            texts = [f"echo: {user}" + (f" #{i}" if n > 1 else "") for i in range(n)]
+            images = [image_summary(p) for m in body["messages"] for p in parts(m) if p["type"] == "image_url"]
+            texts = [f"echo: {user}" + (f" #{i}" if n > 1 else "") + "".join(images) for i in range(n)]
         if settings["count_replies"]:
             texts = [f"{text} [{self.total}]" for text in texts]
         choices = [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": text},
+                "message": {"role": "assistant", "content": text, **self.reasoning(body, rule)},
                 "logprobs": self.logprobs(body, rule, text),
-                "finish_reason": "stop",
+                "finish_reason": (rule or {}).get("finish_reason", "stop"),
             }
             for i, text in enumerate(texts)
         ]
@@ -187,6 +208,17 @@ class FaultServer:
             "choices": choices,
             "usage": usage,
         }
+
+    @staticmethod
+    def reasoning(body: dict[str, Any], rule: dict[str, Any] | None) -> dict[str, Any]:
+        """The message's reasoning field for a rule that has some, unless the request turned thinking off."""
+        if not rule or rule.get("reasoning") is None:
+            return {}
+        if (body.get("chat_template_kwargs") or {}).get("enable_thinking") is False:
+            return {}
+        effort = body.get("reasoning_effort")
+        text = rule["reasoning"] + (f" (effort: {effort})" if effort else "")
+        return {rule.get("reasoning_field", "reasoning_content"): text}
 
     @staticmethod
     def logprobs(body: dict[str, Any], rule: dict[str, Any] | None, text: str) -> dict[str, Any] | None:
@@ -240,6 +272,103 @@ class FaultServer:
         app.router.add_get("/requests", self.requests)
         app.router.add_post("/reset", self.reset_handler)
         return app
+
+
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+PART_TYPES = {"system": ("text",), "user": ("text", "image_url"), "assistant": ("text", "refusal")}
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
+
+
+def parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return content if isinstance(content, list) else []
+
+
+def message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(p["text"] for p in parts(message) if p["type"] == "text")
+
+
+def validate_body(body: dict[str, Any]) -> tuple[str, str] | None:
+    """``(message, param)`` of the 400 that OpenAI's API gives this body, for what this server checks:
+    messages and their content parts, ``reasoning_effort``, ``chat_template_kwargs``."""
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        return f"Invalid value: {effort!r}. Supported values are: {REASONING_EFFORTS}.", "reasoning_effort"
+    if "chat_template_kwargs" in body and not isinstance(body["chat_template_kwargs"], dict):
+        return "chat_template_kwargs: Input should be a valid dictionary", "chat_template_kwargs"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty array.", "messages"
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict) or message.get("role") not in PART_TYPES:
+            return f"Invalid {where}: expected an object with a role in {list(PART_TYPES)}.", where
+        content = message.get("content")
+        if isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            return f"Invalid type for '{where}.content': expected a string or an array.", f"{where}.content"
+        if not content:
+            return f"Invalid '{where}.content': empty array. Expected at least 1 part.", f"{where}.content"
+        for j, part in enumerate(content):
+            problem = part_problem(part, PART_TYPES[message["role"]])
+            if problem is not None:
+                return problem, f"{where}.content[{j}]"
+    return None
+
+
+def part_problem(part: Any, allowed: tuple[str, ...]) -> str | None:
+    """What is wrong with one content part, as OpenAI's 400 says it, or ``None``."""
+    if not isinstance(part, dict) or part.get("type") not in allowed:
+        kind = part.get("type") if isinstance(part, dict) else part
+        return f"Invalid value: {kind!r}. Supported values are: {list(allowed)}."
+    if part["type"] in ("text", "refusal"):
+        return (
+            None
+            if isinstance(part.get(part["type"]), str)
+            else f"Missing required parameter: '{part['type']}'."
+        )
+    image = part.get("image_url")
+    if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+        return "Missing required parameter: 'image_url.url'."
+    if image.get("detail", "auto") not in ("auto", "low", "high"):
+        return f"Invalid value: {image['detail']!r}. Supported values are: 'auto', 'low', and 'high'."
+    url = image["url"]
+    if not url.startswith(("http://", "https://", "data:")):
+        return f"Invalid 'image_url.url': {url[:40]!r} is not a URL or a base64 data URL."
+    if url.startswith("data:") and decode_image(url) is None:
+        return f"You uploaded an unsupported image. Please make sure your image has one of {IMAGE_FORMATS}."
+    return None
+
+
+def decode_image(url: str) -> Any:
+    """The PIL image of a base64 ``data:`` URL in a format OpenAI takes, or ``None``."""
+    import base64
+    import binascii
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    header, _, data = url.partition(",")
+    if not header.startswith("data:image/") or not header.endswith(";base64"):
+        return None
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        image.load()
+    except (binascii.Error, UnidentifiedImageError, OSError, ValueError):
+        return None
+    return image if image.format in IMAGE_FORMATS else None
+
+
+def image_summary(part: dict[str, Any]) -> str:
+    url = part["image_url"]["url"]
+    if not url.startswith("data:"):
+        return f" [image url {url}]"
+    image = decode_image(url)
+    return f" [image {image.width}x{image.height} {image.format}]"
 
 
 def main() -> None:

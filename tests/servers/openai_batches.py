@@ -283,8 +283,10 @@ class FilesAndBatches:
 
     @staticmethod
     def user_text(body: dict[str, Any]) -> Any:
+        from tests.servers.fault_server import message_text  # the chat server's own reading of a message
+
         messages = body.get("messages") or []
-        return next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "") or ""
+        return next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
 
     def answer(self, line: dict[str, Any]) -> dict[str, Any]:
         """The output-file line of one processed request."""

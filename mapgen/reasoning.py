@@ -1,0 +1,120 @@
+"""Reasoning traces apart from answers: the one place where a ``<think>...</think>`` block is split off.
+
+Reasoning models write their reasoning before their answer. OpenAI-compatible servers that parse it
+(vLLM, llama.cpp with a reasoning format) return it apart, as ``message.reasoning_content`` (or
+``message.reasoning``), and the backend puts it in :attr:`Completion.reasoning
+<mapgen.llms.base.Completion.reasoning>`. Local engines and servers that do not parse it return it in the
+text, as a ``<think>...</think>`` block at the start. Every backend's answers pass through
+:func:`with_reasoning` (in :func:`mapgen.map_function.valid`, before they are parsed or stored), so the
+task parses the answer alone and the trace lands in the ``generation_reasoning`` column either way.
+
+Rules, as vLLM's DeepSeek-R1 reasoning parser reads them:
+
+- a ``<think>`` block at the start (after whitespace) is the reasoning; the text after ``</think>`` is the
+  answer, stripped of the whitespace around it;
+- a ``</think>`` with no opening tag is the end of reasoning too (chat templates such as DeepSeek-R1's and
+  Qwen3's open the block in the prompt, so the model writes only its end);
+- an opened block that never closes (cut by ``max_new_tokens``) is reasoning with no answer: a failed
+  ``empty_answer`` completion that keeps its reasoning;
+- an answer whose reasoning came apart is left as it is.
+
+Example:
+    >>> split_reasoning("<think>2 + 2 is 4.</think>\\n\\nIt is 4.")
+    ('2 + 2 is 4.', 'It is 4.')
+    >>> split_reasoning("No block here.")
+    (None, 'No block here.')
+    >>> split_reasoning("<think>Let me count: one, two")
+    ('Let me count: one, two', None)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mapgen.errors import EMPTY_ANSWER
+from mapgen.llms.base import Completion
+
+THINK_START = "<think>"
+THINK_END = "</think>"
+
+
+def split_reasoning(text: str) -> tuple[str | None, str | None]:
+    """``(reasoning, answer)`` of a text that may open with a ``<think>`` block: ``reasoning`` is ``None``
+    when there is no block, ``answer`` is ``None`` when the block never closes."""
+    reasoning, answer, _ = _split(text)
+    return reasoning, answer
+
+
+def with_reasoning(completion: Completion) -> Completion:
+    """``completion`` with a ``<think>`` block at the start of its text moved to its ``reasoning``.
+
+    Answers that already carry their reasoning (a server that parsed it), failed ones, and texts without a
+    block are returned unchanged. Token log-probabilities are kept only when they line up with the answer
+    (the reasoning's tokens are dropped), so that positions in the answer still find their tokens.
+
+    Example:
+        >>> from mapgen.llms.base import Completion
+        >>> done = with_reasoning(Completion(text="<think>Short.</think> Yes."))
+        >>> done.text, done.reasoning
+        ('Yes.', 'Short.')
+        >>> cut = with_reasoning(Completion(text="<think>Still thinking", finish_reason="length"))
+        >>> cut.text, cut.error_kind, cut.reasoning
+        (None, 'empty_answer', 'Still thinking')
+    """
+    text = completion.text
+    if not isinstance(text, str) or completion.reasoning is not None:
+        return completion
+    reasoning, answer, start = _split(text)
+    if reasoning is None:
+        return completion
+    if not answer:
+        return dataclasses.replace(
+            completion,
+            text=None,
+            reasoning=reasoning,
+            error=f"reasoning but no answer (finish_reason={completion.finish_reason})",
+            error_kind=EMPTY_ANSWER,
+            tokens=None,
+            top_logprobs=None,
+        )
+    tokens, top_logprobs = _answer_tokens(completion, text, start)
+    return dataclasses.replace(
+        completion, text=answer, reasoning=reasoning, tokens=tokens, top_logprobs=top_logprobs
+    )
+
+
+def _split(text: str) -> tuple[str | None, str | None, int]:
+    """Reasoning, answer, and where the answer starts in ``text``."""
+    body_start = len(text) - len(text.lstrip())
+    if text.startswith(THINK_START, body_start):
+        inner = body_start + len(THINK_START)
+        end = text.find(THINK_END, inner)
+        if end < 0:
+            return text[inner:].strip(), None, len(text)
+    else:
+        inner = 0
+        end = text.find(THINK_END)
+        if end < 0 or THINK_START in text[:end]:
+            return None, text, 0
+    after = end + len(THINK_END)
+    start = len(text) - len(text[after:].lstrip())
+    return text[inner:end].strip(), text[start:].rstrip(), start
+
+
+def _answer_tokens(
+    completion: Completion, text: str, start: int
+) -> tuple[list[str] | None, list[dict[str, float]] | None]:
+    """The tokens (and their alternatives) of the answer starting at ``text[start]``: those after the
+    reasoning, the first one cut to the answer when it began with the whitespace the answer drops; ``None,
+    None`` when the tokens do not line up (a weighted rating would read the wrong token)."""
+    tokens, alternatives = completion.tokens, completion.top_logprobs
+    if not tokens or alternatives is None or "".join(tokens) != text:
+        return None, None
+    offset = 0
+    for i, token in enumerate(tokens):
+        if offset <= start < offset + len(token):
+            if text[offset:start].strip():
+                return None, None  # the answer's first token holds the end of the reasoning
+            return [token[start - offset :], *tokens[i + 1 :]], alternatives[i:]
+        offset += len(token)
+    return None, None
