@@ -184,7 +184,8 @@ class FaultServer:
         elif body.get("response_format", {}).get("type") in ("json_schema", "json_object"):
             texts = [json.dumps({"echo": user, "choice": i}) for i in range(n)]
         else:
-            images = [image_summary(p) for m in body["messages"] for p in parts(m) if p["type"] == "image_url"]
+            parts_sent = [p for m in body["messages"] for p in parts(m)]
+            images = [image_summary(p) for p in parts_sent if p["type"] == "image_url"]
             texts = [f"echo: {user}" + (f" #{i}" if n > 1 else "") + "".join(images) for i in range(n)]
         if settings["count_replies"]:
             texts = [f"{text} [{self.total}]" for text in texts]
