@@ -81,7 +81,8 @@ def _wait_until_accepting(server: PostgresServer, process: subprocess.Popen) -> 
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"postgres exited with {process.returncode}:\n{server.log.read_text()[-3000:]}")
+            ended = server.log.read_text()[-3000:]
+            raise RuntimeError(f"postgres exited with {process.returncode}:\n{ended}")
         try:
             psycopg.connect(server.url(), connect_timeout=2).close()
             return
