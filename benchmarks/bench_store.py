@@ -89,7 +89,15 @@ def bench_map(url: str, rows: int) -> list[str]:
     env = {**os.environ, "MAPGEN_STORE": url, "HF_DATASETS_CACHE": tempfile.mkdtemp()}
     lines = []
     try:
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while True:  # until the server answers
+            try:
+                stats(root)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         for label in ("cold run", "re-run"):
             before = stats(root)["total"]
             done = subprocess.run(

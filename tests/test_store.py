@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import datasets
 import pytest
@@ -531,3 +532,17 @@ def test_every_answer_field_is_stored_and_read_back_old_rows_and_unknown_keys_in
     old_row = {f.name: None for f in dataclasses.fields(Completion)} | {"text": "old", "from_store": False}
     assert decode(json.dumps(old_row)) == Completion(text="old", from_store=True)
     assert decode('{"text": "new", "reasoning_tokens_of_2030": 7}').text == "new"
+
+
+def test_the_postgres_example_of_the_docs_runs(fault_server, postgres_server, monkeypatch):
+    from tests.docs_examples import run_examples
+
+    monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)
+    url = postgres_server.new_database()
+    docs = Path(__file__).resolve().parents[1] / "docs" / "store.md"
+    replace = {
+        "postgresql://mapgen:secret@db.internal/mapgen": url,
+        "http://localhost:8000/v1": fault_server.base_url,
+    }
+    assert run_examples(docs, runner="test_store.py", replace=replace) == 2
+    assert len(open_store(url)) == 1
