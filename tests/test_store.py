@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pickle
+import re
 import signal
 import sqlite3
 import subprocess
@@ -294,20 +295,29 @@ def test_a_store_damaged_while_answers_arrive_warns_once_and_raises_nothing(tmp_
 
 
 @pytest.mark.parametrize("tables", [("responses",), ("responses", "claims")])
-def test_a_store_that_refuses_writes_keeps_every_paid_answer_in_the_output(fault_server, tables):
+def test_a_store_that_refuses_writes_keeps_every_paid_answer_in_the_output(store_url, fault_server, tables):
     store = default_store()
     len(store)  # create it
     # Another writer makes every insert fail, as a full disk would (claims too): reads still work.
-    other = sqlite3.connect(store.path)
     for table in tables:
-        other.execute(
-            f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table}"
-            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-        )
-    other.commit()
-    other.close()
-    with pytest.warns(StoreWarning, match=r"responses\.sqlite3"):
+        if store_url.startswith("sqlite"):
+            behind_the_back(
+                store_url,
+                f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table}"
+                " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+            )
+        else:
+            behind_the_back(
+                store_url,
+                "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$",
+            )
+            behind_the_back(
+                store_url, f"CREATE TRIGGER refuse BEFORE INSERT ON mapgen_{table} EXECUTE FUNCTION refuse()"
+            )
+    with pytest.warns(StoreWarning, match=re.escape(store.where)) as caught:
         out = prompts(6).map(mapgen.generate(echo_llm(fault_server)), batched=True, batch_size=2)
+    assert len([w for w in caught if w.category is StoreWarning]) == 1  # once, not per answer
     assert out["generations"] == [[f"echo: question {i}"] for i in range(6)]
     assert out["generation_errors"] == [[None]] * 6
     assert fault_server.stats()["total"] == 6 and len(store) == 0
