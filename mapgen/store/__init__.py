@@ -152,8 +152,13 @@ def open_store(url: str | os.PathLike[str] | None = None) -> ResponseStore:
     with _STORES_LOCK:
         if url not in _STORES:
             if url.startswith(_POSTGRES_SCHEMES):
-                from mapgen.store.postgres import PostgresStore
-
+                try:
+                    from mapgen.store.postgres import PostgresStore
+                except ImportError as error:
+                    raise ImportError(
+                        f"The store {mask_url(url)} is PostgreSQL, which needs psycopg 3: "
+                        "pip install 'mapgen[postgres]'."
+                    ) from error
                 _STORES[url] = PostgresStore(url)
             else:
                 _STORES[url] = SQLiteStore(url.removeprefix("sqlite:///"))
