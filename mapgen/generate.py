@@ -84,6 +84,7 @@ def generate(
     *,
     input_columns: Mapping[str, str] | None = None,
     cache: bool = True,
+    store: str | None = None,
 ) -> GenerateFunction:
     """A callable for ``ds.map(fn, batched=True)`` that adds ``num_generations`` answers per row.
 
@@ -97,7 +98,8 @@ def generate(
     GPU ``r`` on local GPU backends), and ``datasets`` caches its result: a second run sends nothing.
     Every answer is also kept in the response store as it arrives (``cache=False`` turns that off), so a
     run that crashed, or a dataset built in memory that ``datasets`` never caches, re-sends only what is
-    missing.
+    missing. ``store`` picks the response store (``sqlite:///<path>``, ``postgresql://...``; default
+    ``$MAPGEN_STORE``, else the SQLite file in the cache folder): see :mod:`mapgen.store`.
 
     Example:
         >>> import datasets, mapgen
@@ -113,4 +115,5 @@ def generate(
         input_columns=dict(input_columns or {}),
         num_generations=num_generations,
         cache=cache,
+        store=store,
     )

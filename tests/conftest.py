@@ -3,8 +3,8 @@ import pytest
 import mapgen
 from mapgen.progress import request_progress
 
-# The servers the tests start: fault-injecting and llama.cpp (OpenAI-compatible), and argilla-server.
-pytest_plugins = ["tests.servers.fixtures", "tests.servers.argilla_fixtures"]
+# The servers the tests start: fault-injecting and llama.cpp (OpenAI-compatible), argilla-server, PostgreSQL.
+pytest_plugins = ["tests.servers.fixtures", "tests.servers.argilla_fixtures", "tests.servers.postgres"]
 
 
 @pytest.fixture(autouse=True)
@@ -12,6 +12,7 @@ def isolated_caches(tmp_path, monkeypatch):
     """Each test gets its own datasets cache and mapgen store, fresh counters and request bar."""
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
     monkeypatch.setenv("MAPGEN_CACHE_DIR", str(tmp_path / "mapgen_cache"))
+    monkeypatch.delenv("MAPGEN_STORE", raising=False)  # never a store of the user's (store_url sets one)
     mapgen.counters.reset()
     yield
     request_progress.close()

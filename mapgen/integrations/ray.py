@@ -154,6 +154,8 @@ def map_batches(
         low, high = concurrency
         compute = ray.data.ActorPoolStrategy(min_size=low, max_size=high)
     actor_env = {"MAPGEN_CACHE_DIR": str(Path(store_dir) if store_dir else cache_dir().resolve())}
+    if os.environ.get("MAPGEN_STORE"):  # one store for every node (postgresql://...): see mapgen.store
+        actor_env["MAPGEN_STORE"] = os.environ["MAPGEN_STORE"]
     actor_env.update(env or {})
     options: dict[str, Any] = {"num_gpus": num_gpus, "num_cpus": num_cpus}
     return ds.map_batches(
