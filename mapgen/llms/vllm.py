@@ -22,7 +22,8 @@ class vLLM(LocalLLM):  # the name users know
     The engine is built on first use inside each worker and reused for every batch; a batch goes to it in
     one call (``LLM.chat``, or ``LLM.generate`` with a raw ``prompt_format``), and vLLM's continuous
     batching schedules it. The model's chat template formats prompts by default (``chat_template``
-    overrides it). Without a ``seed``, a row's ``num_generations`` are one request with ``n`` and a seed
+    overrides it); a prompt that continues its last message goes to ``LLM.chat`` with
+    ``continue_final_message=True, add_generation_prompt=False``. Without a ``seed``, a row's ``num_generations`` are one request with ``n`` and a seed
     drawn from the OS (vLLM's own default seed is the same in every run); with one, generation ``i`` is
     its own request with seed ``seed + i`` (:mod:`mapgen.llms._sampling`). A local folder or GGUF file is
     identified by the content hash of its weights, config and tokenizer files and written to the model
@@ -155,8 +156,21 @@ class vLLM(LocalLLM):  # the name users know
         prompts = [group[0][1].prompt for group in groups]
         if self.prompt_format in (None, "openai"):
             options = {"chat_template": self.chat_template} if self.chat_template else {}
-            conversations = [prompt.messages() for prompt in prompts]
-            return list(engine.chat(conversations, params, use_tqdm=False, **options))
+            outputs: list[Any] = [None] * len(prompts)
+            # One chat call per kind of ending: a new assistant turn, or the last message continued.
+            for continued in (False, True):
+                chosen = [k for k, p in enumerate(prompts) if p.continue_final_message == continued]
+                if not chosen:
+                    continue
+                if continued:
+                    options.update(add_generation_prompt=False, continue_final_message=True)
+                answers = engine.chat(
+                    [prompts[k].messages() for k in chosen], [params[k] for k in chosen], use_tqdm=False,
+                    **options,
+                )
+                for k, answer in zip(chosen, answers, strict=True):
+                    outputs[k] = answer
+            return outputs
         texts = [format_prompt(prompt, self.prompt_format) for prompt in prompts]  # type: ignore[arg-type]
         return list(engine.generate(texts, params, use_tqdm=False))
 
