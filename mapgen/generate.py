@@ -13,7 +13,9 @@ from mapgen.errors import INPUT
 from mapgen.llms.base import LLM, Completion, Request
 from mapgen.map_function import MapFunction, completion_metadata
 from mapgen.progress import counters
-from mapgen.tasks.base import Task
+from mapgen.prompt import Prompt
+from mapgen.tasks.base import InputError, Task
+from mapgen.tasks.rounds import RoundsTask
 from mapgen.tasks.text_generation import TextGenerationTask
 
 
@@ -29,14 +31,23 @@ class GenerateFunction(MapFunction):
             raise TypeError(f"num_generations must be an int, got {type(self.num_generations).__name__}.")
         if self.num_generations < 1:
             raise ValueError(f"num_generations must be at least 1, got {self.num_generations}.")
+        from mapgen.rounds import check_backend
+
+        check_backend(self.llm, self.task)
+
+    def __call__(self, batch: Mapping[str, Any], *args: Any) -> dict[str, list[Any]]:
+        if isinstance(self.task, RoundsTask):  # several rounds of model calls per row: mapgen.rounds
+            from mapgen.rounds import call_rounds
+
+            return call_rounds(self, batch, *args)
+        return super().__call__(batch, *args)
 
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         n = self.num_generations
         schema = self.task.schema if self.llm.supports_schema else None
-        row_errors = [self.row_error(row) for row in rows]
-        prompts = [
-            None if error else self.task.prompt(row) for row, error in zip(rows, row_errors, strict=True)
-        ]
+        checked = [self.prompt_for(row) for row in rows]
+        prompts = [prompt for prompt, _ in checked]
+        row_errors = [error for _, error in checked]
         requests = [Request(p, i, schema) for p in prompts if p is not None for i in range(n)]
 
         answers = iter(self.complete(requests, rank=rank))
@@ -48,6 +59,21 @@ class GenerateFunction(MapFunction):
             )
             self._write_row(columns, prompt.messages() if prompt else None, completions)
         return typed_columns(columns, types)
+
+    def prompt_for(self, row: Mapping[str, Any]) -> tuple[Prompt | None, str | None]:
+        """The row's prompt and ``None``, or ``None`` and why it has none: an empty input, or one the
+        task refuses (:class:`~mapgen.tasks.base.InputError`), named by its dataset column."""
+        error = self.row_error(row)
+        if error is not None:
+            return None, error
+        try:
+            return self.task.prompt(row), None
+        except InputError as refused:
+            return None, self.input_error(refused)
+
+    def input_error(self, refused: InputError) -> str:
+        """An :class:`~mapgen.tasks.base.InputError` as the row's reason, naming the dataset column."""
+        return f"column {self.columns().get(refused.input, refused.input)!r}: {refused}"
 
     def output_types(self) -> dict[str, pa.DataType]:
         """The columns this function writes, each a list with one entry per generation."""
