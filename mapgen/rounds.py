@@ -115,7 +115,11 @@ def run_rounds(
 
 
 def _advance(
-    task: RoundsTask, conversation: _Conversation, messages: list[dict[str, str]], answer: Completion, number: int
+    task: RoundsTask,
+    conversation: _Conversation,
+    messages: list[dict[str, str]],
+    answer: Completion,
+    number: int,
 ) -> None:
     conversation.first = conversation.first or messages
     conversation.last = answer

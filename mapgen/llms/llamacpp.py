@@ -158,7 +158,6 @@ class LlamaCppLLM(LocalLLM):
             completion.tokens, completion.top_logprobs = recorder.result(text or "")
         return completion
 
-
     def render(self, prompt: Prompt, rank: int | None = None) -> str:
         """The text the model reads for ``prompt``: its ``prompt_format``, else the GGUF's chat template
         (:func:`~mapgen.formats.render_chat_template`; this builds the engine).
@@ -191,7 +190,9 @@ def _chat_template(engine: Any) -> Any:
     template = engine.metadata.get("tokenizer.chat_template")
     if not template:
         raise ValueError("this GGUF file has no chat template: pass a prompt_format (mapgen.formats).")
-    eos, bos = (engine.detokenize([t], special=True).decode() for t in (engine.token_eos(), engine.token_bos()))
+    eos, bos = (
+        engine.detokenize([t], special=True).decode() for t in (engine.token_eos(), engine.token_bos())
+    )
 
     def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         formatter = Jinja2ChatFormatter(template, eos, bos, add_generation_prompt=add_generation_prompt)

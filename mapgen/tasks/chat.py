@@ -24,7 +24,9 @@ def read_conversation(value: Any, input: str = "messages") -> list[Message]:
         mapgen.tasks.base.InputError: message 0 has role 'bot'; roles are ('system', 'user', 'assistant')
     """
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
-        raise InputError(input, f"expected a list of {{'role', 'content'}} messages, got {type(value).__name__}")
+        raise InputError(
+            input, f"expected a list of {{'role', 'content'}} messages, got {type(value).__name__}"
+        )
     messages = []
     for k, message in enumerate(value):
         if not isinstance(message, Mapping) or "role" not in message or "content" not in message:

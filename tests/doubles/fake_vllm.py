@@ -1,11 +1,12 @@
 """TEST DOUBLE of the ``vllm`` package (no GPU here, and vLLM's wheels are gigabytes).
 
 It imitates the part of vLLM's public offline API that :class:`mapgen.vLLM` uses: ``vllm.LLM(model=...,
-tensor_parallel_size=..., ...)`` with ``.chat(conversations, sampling_params, use_tqdm=...,
-chat_template=..., add_generation_prompt=..., continue_final_message=...)`` and ``.generate(prompts, sampling_params, use_tqdm=...)``, ``vllm.SamplingParams``
-and ``vllm.sampling_params.StructuredOutputsParams`` (or, with ``install(old_api=True)``, the
-``GuidedDecodingParams`` of vLLM before 0.11). It generates nothing: each answer is a string built from
-the prompt, the seed and the sample's number, so tests can check which answer went where.
+tensor_parallel_size=..., ...)`` with ``.chat(conversations, sampling_params, use_tqdm=..., chat_template=...,
+add_generation_prompt=..., continue_final_message=...)`` and ``.generate(prompts, sampling_params,
+use_tqdm=...)``, ``vllm.SamplingParams`` and ``vllm.sampling_params.StructuredOutputsParams`` (or, with
+``install(old_api=True)``, the ``GuidedDecodingParams`` of vLLM before 0.11). It generates nothing: each
+answer is a string built from the prompt, the seed and the sample's number, so tests can check which answer
+went where.
 
 Every engine built and every call is appended, as a JSON line with the process id and the
 ``CUDA_VISIBLE_DEVICES`` seen at that moment, to the file named by ``$FAKE_VLLM_LOG``, so tests can
