@@ -230,7 +230,8 @@ def test_magpie_on_the_embedded_model_writes_instructions_from_the_pre_query_pre
     # llama.cpp's chat handler also sends through create_completion) the instruction as a user turn.
     assert sent[:2] == [PRE_QUERY] * 2
     assert [
-        text.endswith(f"{i}<|im_end|>\n<|im_start|>assistant\n") for text, i in zip(sent[2:], instructions)
+        text.endswith(f"{i}<|im_end|>\n<|im_start|>assistant\n")
+        for text, i in zip(sent[2:], instructions, strict=True)
     ] == [
         True,
         True,
@@ -270,7 +271,7 @@ def test_a_failed_round_ends_that_conversation_with_none_and_the_reason(fault_se
         replies=[{"contains": "echo", "status": 500, "message": "boom"}],  # the response round fails
     )
     llm = mapgen.OpenAILLM(
-        "fault", base_url=fault_server.base_url, api_key=fault_server.api_key, max_retries=0
+        "fault", base_url=fault_server.base_url, api_key=fault_server.api_key, max_retries=0, seed=0
     )
     out = datasets.Dataset.from_dict({"id": [0, 1]}).map(
         mapgen.generate(llm, mapgen.MagpieTask(), num_generations=2), batched=True, with_indices=True
@@ -280,9 +281,8 @@ def test_a_failed_round_ends_that_conversation_with_none_and_the_reason(fault_se
     assert all(e.startswith("http_500: round 2: ") for row in out["generation_errors"] for e in row)
     bodies = fault_server.requests()
     instruction_rounds = [b for b in bodies if b.get("continue_final_message")]
-    assert len(instruction_rounds) == 4 and all(
-        b["add_generation_prompt"] is False for b in instruction_rounds
-    )
+    assert all(b["add_generation_prompt"] is False for b in instruction_rounds)
+    assert sorted(b["seed"] for b in instruction_rounds) == [0, 1, 2, 3]  # row r, generation i: r * 2 + i
     assert mapgen.counters.snapshot()["failed"] == 4
 
 
