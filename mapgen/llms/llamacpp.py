@@ -166,8 +166,8 @@ class LlamaCppLLM(LocalLLM):
             >>> import mapgen
             >>> open_user_turn = mapgen.Prompt(messages=[{"role": "user", "content": ""}],
             ...                                continue_final_message=True)
-            >>> mapgen.LlamaCppLLM().render(open_user_turn)[-22:]  # Magpie's pre-query prefix
-            '<|im_end|>\n<|im_start|>user\n'
+            >>> mapgen.LlamaCppLLM().render(open_user_turn).endswith("<|im_end|>\\n<|im_start|>user\\n")
+            True
         """
         if self.prompt_format not in (None, "openai"):
             return format_prompt(prompt, self.prompt_format)  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ class ConversationTask(RoundsTask):
         >>> task.inputs
         ('job',)
         >>> first = task.prompt({"job": "nurse"})
-        >>> first.system.splitlines()[0][-33:]
+        >>> first.system.splitlines()[0].split(". ")[-1]
         'Who you are: a nurse planning a trip'
         >>> state = task.advance(task.start({"job": "nurse"}), "Where should I go in May?")
         >>> task.next_prompt(state).messages()

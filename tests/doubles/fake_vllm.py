@@ -147,9 +147,8 @@ def _render(
     continue_final_message: bool = False,
 ) -> str:
     marker = "custom" if chat_template else "template"
-    text = "".join(f"<{marker}:{m['role']}>{m['content']}</{marker}>" for m in conversation)
-    if continue_final_message:  # the last message left open
-        text = text[: -len(f"</{marker}>")]
+    text = "".join(f"<{marker}:{m['role']}>{m['content']}" for m in conversation)
+    # A continued final message is left open: nothing follows its text.
     return text + (f"<{marker}:assistant>" if add_generation_prompt else "")
 
 
