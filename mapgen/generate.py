@@ -14,6 +14,7 @@ from mapgen.llms.base import LLM, Completion, Request
 from mapgen.map_function import MapFunction, completion_metadata
 from mapgen.progress import counters
 from mapgen.tasks.base import Task
+from mapgen.tasks.rounds import RoundsTask
 from mapgen.tasks.text_generation import TextGenerationTask
 
 
@@ -29,6 +30,16 @@ class GenerateFunction(MapFunction):
             raise TypeError(f"num_generations must be an int, got {type(self.num_generations).__name__}.")
         if self.num_generations < 1:
             raise ValueError(f"num_generations must be at least 1, got {self.num_generations}.")
+        from mapgen.rounds import check_backend
+
+        check_backend(self.llm, self.task)
+
+    def __call__(self, batch: Mapping[str, Any], *args: Any) -> dict[str, list[Any]]:
+        if isinstance(self.task, RoundsTask):  # several rounds of model calls per row: mapgen.rounds
+            from mapgen.rounds import call_rounds
+
+            return call_rounds(self, batch, *args)
+        return super().__call__(batch, *args)
 
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         n = self.num_generations

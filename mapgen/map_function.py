@@ -23,7 +23,7 @@ from mapgen.progress import counters, request_progress
 from mapgen.prompt import Prompt
 from mapgen.reasoning import with_reasoning
 from mapgen.store import StoreURL, open_store, request_key, store_url
-from mapgen.tasks.base import ParseError, Task
+from mapgen.tasks.base import InputError, ParseError, Task
 
 
 class MissingColumnError(ValueError):
@@ -195,16 +195,23 @@ class MapFunction:
             return {}, error_text(PARSE, f"{type(error).__name__}: {error}")
 
     def prompt_for(self, row: Mapping[str, Any]) -> tuple[Prompt | None, str | None]:
-        """The row's prompt and ``None``, or ``None`` and why the row cannot be prompted (an empty input,
-        an image that cannot be read): an ``input`` error."""
+        """The row's prompt and ``None``, or ``None`` and why the row cannot be prompted, naming its dataset
+        column: an empty input, one the task refuses (:class:`~mapgen.tasks.base.InputError`), an image
+        that cannot be read. The row gets an ``input`` error; the run goes on."""
         error = self.row_error(row)
         if error is not None:
             return None, error
         try:
             return self.task.prompt(row), None
+        except InputError as refused:
+            return None, self.input_error(refused)
         except ImageError as error:
             column = getattr(self.task, "image_column", None)
             return None, f"column {self.columns().get(column, column)!r}: {error}" if column else str(error)
+
+    def input_error(self, refused: InputError) -> str:
+        """An :class:`~mapgen.tasks.base.InputError` as the row's reason, naming the dataset column."""
+        return f"column {self.columns().get(refused.input, refused.input)!r}: {refused}"
 
     def read_rows(self, batch: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         """The batch as rows keyed by the task's input names, after checking the columns exist and that

@@ -48,3 +48,22 @@ def test_custom_task():
     ds = load("custom_task").main(max_new_tokens=24)
     assert len(ds[0]["rating"]) == 2
     assert all(r is not None for r in ds[0]["rating"])
+
+
+@pytest.mark.llamacpp
+def test_chat_generation():
+    ds = load("chat_generation").main(max_new_tokens=12)
+    assert [g[0] is not None for g in ds["generations"]] == [True, True, False]
+    assert ds["generation_errors"][2][0].startswith("input: column 'messages'")
+    assert ds["generation_prompt"][1][0][0] == {"role": "system", "content": "You answer in one sentence."}
+
+
+@pytest.mark.llamacpp
+def test_magpie():
+    chats, talks = load("magpie").main(num_rows=2, max_new_tokens=12)
+    roles = ["user", "assistant", "user", "assistant"]
+    assert [[m["role"] for m in c[0]] for c in chats["conversation"]] == [roles, roles], chats[
+        "generation_errors"
+    ]
+    assert len({c[0][0]["content"] for c in chats["conversation"]}) == 2
+    assert [[m["role"] for m in c[0]] for c in talks["conversation"]] == [["system", *roles]] * 2

@@ -249,3 +249,72 @@ def test_fields_added_since_a_release_leave_the_state_of_configs_that_do_not_set
     assert not {"reasoning_effort", "chat_template_kwargs"} & set(llm.fingerprint())
     assert "image_column" not in mapgen.TextGenerationTask().fingerprint()
     assert mapgen.OpenAILLM("m", reasoning_effort="low").fingerprint()["reasoning_effort"] == "low"
+
+
+# Conversations (issue 11, items 1-2): store keys change with every message and with a continued final
+# message; fingerprints with the chat and multi-turn tasks' options, never with knobs.
+CHAT_SCRIPT = """
+import json
+from mapgen import *
+from mapgen.store import request_key
+chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Name a color."}]
+edited = [chat[0], {"role": "assistant", "content": "Hello there!"}, chat[2]]
+prompts = {
+    "chat": Prompt(messages=chat),
+    "chat_again": Prompt(messages=[dict(m) for m in chat]),
+    "assistant_turn_edited": Prompt(messages=edited),
+    "last_turn_only": Prompt(messages=chat[2:]),
+    "continued": Prompt(messages=chat, continue_final_message=True),
+    "open_user_turn": Prompt(messages=[{"role": "user", "content": ""}], continue_final_message=True),
+}
+llm = LlamaCppLLM(temperature=0.5)
+functions = {
+    "chat_task": generate(llm, ChatGenerationTask()),
+    "chat_task_again": generate(LlamaCppLLM(temperature=0.5), ChatGenerationTask()),
+    "chat_system": generate(llm, ChatGenerationTask(system_prompt="Be brief.")),
+    "magpie": generate(llm, MagpieTask()),
+    "magpie_threads": generate(LlamaCppLLM(temperature=0.5, n_threads=2), MagpieTask()),
+    "magpie_turns": generate(llm, MagpieTask(num_turns=2)),
+    "magpie_system": generate(llm, MagpieTask(system_prompt="You help with cooking.")),
+    "magpie_only_instruction": generate(llm, MagpieTask(only_instruction=True)),
+    "conversation": generate(llm, ConversationTask()),
+    "conversation_turns": generate(llm, ConversationTask(num_turns=3)),
+    "conversation_persona": generate(llm, ConversationTask(persona="a {{ job }}")),
+}
+print(json.dumps({
+    "keys": {name: request_key("llm-state", Request(p)) for name, p in prompts.items()},
+    "functions": {name: fingerprint(fn) for name, fn in functions.items()},
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def chat_runs():
+    def run():
+        out = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(CHAT_SCRIPT)], check=True, capture_output=True, text=True
+        )
+        return json.loads(out.stdout)
+
+    return run(), run()
+
+
+def test_conversation_store_keys_and_fingerprints_are_the_same_in_separate_processes(chat_runs):
+    first, second = chat_runs
+    assert first == second
+
+
+def test_store_keys_change_with_every_message_and_a_continued_final_message(chat_runs):
+    keys = chat_runs[0]["keys"]
+    assert keys["chat_again"] == keys["chat"]
+    others = [name for name in keys if name not in ("chat", "chat_again")]
+    assert len({keys[name] for name in others} | {keys["chat"]}) == len(others) + 1
+
+
+def test_chat_and_multi_turn_task_options_change_the_fingerprint_and_knobs_do_not(chat_runs):
+    fps = chat_runs[0]["functions"]
+    assert fps["chat_task_again"] == fps["chat_task"]
+    assert fps["magpie_threads"] == fps["magpie"]
+    changed = [name for name in fps if name not in ("chat_task_again", "magpie_threads")]
+    assert len({fps[name] for name in changed}) == len(changed)

@@ -176,6 +176,8 @@ class APILLM(LLM):
             body["n"] = n
         if request.schema is not None and schema_style is not None:
             body["response_format"] = response_format(request.schema, schema_style)
+        if request.prompt.continue_final_message:  # vLLM's and SGLang's names for it
+            body.update(continue_final_message=True, add_generation_prompt=False)
         if request.top_logprobs > 0 and self.supports_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = min(request.top_logprobs, MAX_TOP_LOGPROBS)

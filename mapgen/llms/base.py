@@ -157,6 +157,10 @@ class LLM:
     supports_images: ClassVar[bool] = False
     """Whether :meth:`complete` sends a prompt's images; map functions refuse image tasks otherwise."""
 
+    supports_continue_final_message: ClassVar[bool] = True
+    """Whether a prompt can end inside its last message for the model to write on (an assistant prefill,
+    Magpie's open user turn): local engines render that text themselves."""
+
     def __post_init__(self) -> None:
         _check_number("temperature", self.temperature, low=0.0)
         _check_number("top_p", self.top_p, low=0.0, high=1.0)

@@ -57,6 +57,8 @@ class InferenceEndpointsLLM(APILLM):
     transport: Literal["auto", "aiohttp", "hub"] = knob("auto")
 
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json", "json_object")
+    supports_continue_final_message: ClassVar[bool] = False
+    """TGI's Messages API always opens a new assistant turn."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

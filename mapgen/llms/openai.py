@@ -90,6 +90,12 @@ model='gpt-4o-mini', base_url=None, extra_body={}, transport='auto', chat_templa
     def is_openai(self) -> bool:
         return self.resolved_base_url.startswith(OPENAI_API)
 
+    @property
+    def supports_continue_final_message(self) -> bool:  # type: ignore[override]
+        """OpenAI-compatible servers get ``continue_final_message`` in the body (vLLM and SGLang read it);
+        OpenAI's own API has no way to end a prompt inside a message."""
+        return not self.is_openai
+
     def fingerprint(self) -> dict[str, Any]:
         # Where requests go decides the answer: OPENAI_BASE_URL counts when base_url is not given.
         return {**super().fingerprint(), "base_url": self.resolved_base_url}

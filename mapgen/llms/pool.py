@@ -94,6 +94,10 @@ class LLMPool(LLM):
         return all(member.supports_images for member in self.members)
 
     @property
+    def supports_continue_final_message(self) -> bool:  # type: ignore[override]
+        return all(member.supports_continue_final_message for member in self.members)
+
+    @property
     def concurrent_batches(self) -> bool:
         return all(getattr(member, "concurrent_batches", False) for member in self.members)
 

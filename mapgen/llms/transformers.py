@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mapgen.config import added, knob
-from mapgen.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.formats import PromptFormat, format_prompt, render_chat_template, resolve_format
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import weights_digest
 from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
@@ -138,12 +138,21 @@ class TransformersLLM(LocalLLM):
         return self.prompt_format not in (None, "openai")
 
     def render(self, tokenizer: Any, request: Request) -> str:
-        """The prompt as text: the chat template with an open assistant turn, or the raw format."""
+        """The prompt as text: the chat template with an open assistant turn (or, for a prompt that
+        continues its last message, cut where that message ends: :func:`~mapgen.formats.render_chat_template`,
+        which works for an empty message too), or the raw format."""
         if self._raw:
             return format_prompt(request.prompt, self.prompt_format)  # type: ignore[arg-type]
-        return tokenizer.apply_chat_template(
-            request.prompt.messages(), add_generation_prompt=True, tokenize=False, **self.chat_template_kwargs
-        )
+
+        def template(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+            return tokenizer.apply_chat_template(
+                messages,
+                add_generation_prompt=add_generation_prompt,
+                tokenize=False,
+                **self.chat_template_kwargs,
+            )
+
+        return render_chat_template(template, request.prompt)
 
     def _sampling(self, engine: _Engine, seeds: list[int]) -> dict[str, Any]:
         """``generate``'s options: greedy at temperature 0, else one seeded sampler per row."""

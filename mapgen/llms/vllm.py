@@ -19,17 +19,17 @@ from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request, sample_g
 class vLLM(LocalLLM):  # the name users know
     """A model served in-process by vLLM's offline engine (``pip install 'mapgen[vllm]'``, Linux + GPU).
 
-    The engine is built on first use inside each worker and reused for every batch; a batch goes to it in
-    one call (``LLM.chat``, or ``LLM.generate`` with a raw ``prompt_format``), and vLLM's continuous
-    batching schedules it. The model's chat template formats prompts by default (``chat_template``
-    overrides it). Without a ``seed``, a row's ``num_generations`` are one request with ``n`` and a seed
-    drawn from the OS (vLLM's own default seed is the same in every run); with one, generation ``i`` is
-    its own request with seed ``seed + i`` (:mod:`mapgen.llms._sampling`). A local folder or GGUF file is
-    identified by the content hash of its weights, config and tokenizer files and written to the model
+    The engine is built on first use inside each worker and reused for every batch; a batch goes to it in one
+    call (``LLM.chat``, or ``LLM.generate`` with a raw ``prompt_format``), and vLLM's continuous batching
+    schedules it. The model's chat template formats prompts by default (``chat_template`` overrides it); a
+    prompt that continues its last message goes to ``LLM.chat`` with ``continue_final_message=True,
+    add_generation_prompt=False``. Without a ``seed``, a row's ``num_generations`` are one request with ``n``
+    and a seed drawn from the OS (vLLM's own default seed is the same in every run); with one, generation
+    ``i`` is its own request with seed ``seed + i`` (:mod:`mapgen.llms._sampling`). A local folder or GGUF
+    file is identified by the content hash of its weights, config and tokenizer files and written to the model
     column by its name (:mod:`mapgen.llms._weights`); a hub id by itself and ``revision``, with nothing
-    downloaded. A task's schema becomes guided decoding
-    (``StructuredOutputsParams(json=...)``, or ``GuidedDecodingParams`` on older vLLM), so the answer
-    parses by construction.
+    downloaded. A task's schema becomes guided decoding (``StructuredOutputsParams(json=...)``, or
+    ``GuidedDecodingParams`` on older vLLM), so the answer parses by construction.
 
     Under ``ds.map(fn, batched=True, num_proc=N, with_rank=True)`` rank ``r`` gets the ``r``-th group of
     ``tensor_parallel_size`` GPUs (of ``devices``, or of the parent's ``CUDA_VISIBLE_DEVICES``), set before
@@ -164,8 +164,23 @@ class vLLM(LocalLLM):  # the name users know
             options: dict[str, Any] = {"chat_template": self.chat_template} if self.chat_template else {}
             if self.chat_template_kwargs:
                 options["chat_template_kwargs"] = dict(self.chat_template_kwargs)
-            conversations = [prompt.messages() for prompt in prompts]
-            return list(engine.chat(conversations, params, use_tqdm=False, **options))
+            outputs: list[Any] = [None] * len(prompts)
+            # One chat call per kind of ending: a new assistant turn, or the last message continued.
+            for continued in (False, True):
+                chosen = [k for k, p in enumerate(prompts) if p.continue_final_message == continued]
+                if not chosen:
+                    continue
+                if continued:
+                    options.update(add_generation_prompt=False, continue_final_message=True)
+                answers = engine.chat(
+                    [prompts[k].messages() for k in chosen],
+                    [params[k] for k in chosen],
+                    use_tqdm=False,
+                    **options,
+                )
+                for k, answer in zip(chosen, answers, strict=True):
+                    outputs[k] = answer
+            return outputs
         texts = [format_prompt(prompt, self.prompt_format) for prompt in prompts]  # type: ignore[arg-type]
         return list(engine.generate(texts, params, use_tqdm=False))
 

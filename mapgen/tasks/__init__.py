@@ -1,10 +1,14 @@
 """Tasks, one family per file: each renders a prompt from a row and parses the answer."""
 
-from mapgen.tasks.base import ParseError, Task
+from mapgen.tasks.base import InputError, ParseError, Task
+from mapgen.tasks.chat import ChatGenerationTask
+from mapgen.tasks.conversation import ConversationTask
 from mapgen.tasks.critique import PrometheusTask, UltraCMTask
 from mapgen.tasks.evol import EvolComplexityTask, EvolInstructTask, EvolQualityTask
 from mapgen.tasks.judgelm import JudgeLMTask
 from mapgen.tasks.labelling import LabellingTask
+from mapgen.tasks.magpie import MagpieTask
+from mapgen.tasks.rounds import RoundsTask
 from mapgen.tasks.scorers import ComplexityScorerTask, QualityScorerTask
 from mapgen.tasks.self_instruct import SelfInstructTask
 from mapgen.tasks.text_generation import TextGenerationTask
@@ -12,15 +16,20 @@ from mapgen.tasks.ultrafeedback import UltraFeedbackTask
 from mapgen.tasks.ultrajudge import UltraJudgeTask
 
 __all__ = [
+    "ChatGenerationTask",
     "ComplexityScorerTask",
+    "ConversationTask",
     "EvolComplexityTask",
     "EvolInstructTask",
     "EvolQualityTask",
+    "InputError",
     "JudgeLMTask",
     "LabellingTask",
+    "MagpieTask",
     "ParseError",
     "PrometheusTask",
     "QualityScorerTask",
+    "RoundsTask",
     "SelfInstructTask",
     "Task",
     "TextGenerationTask",

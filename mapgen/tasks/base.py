@@ -25,6 +25,16 @@ class ParseError(ValueError):
     """An answer that does not have the shape the task asked for."""
 
 
+class InputError(ValueError):
+    """A row whose input the task cannot prompt from (a conversation that does not end with a user turn,
+    say): raised by :meth:`Task.prompt`, it gives that row ``None`` and an ``input`` error naming the
+    dataset column, and the run goes on. ``input`` is the task input's name."""
+
+    def __init__(self, input: str, reason: str) -> None:
+        super().__init__(reason)
+        self.input = input
+
+
 @dataclass(frozen=True, kw_only=True)
 class Task:
     """Base of every task.

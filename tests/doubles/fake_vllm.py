@@ -1,11 +1,12 @@
 """TEST DOUBLE of the ``vllm`` package (no GPU here, and vLLM's wheels are gigabytes).
 
 It imitates the part of vLLM's public offline API that :class:`mapgen.vLLM` uses: ``vllm.LLM(model=...,
-tensor_parallel_size=..., ...)`` with ``.chat(conversations, sampling_params, use_tqdm=...,
-chat_template=...)`` and ``.generate(prompts, sampling_params, use_tqdm=...)``, ``vllm.SamplingParams``
-and ``vllm.sampling_params.StructuredOutputsParams`` (or, with ``install(old_api=True)``, the
-``GuidedDecodingParams`` of vLLM before 0.11). It generates nothing: each answer is a string built from
-the prompt, the seed and the sample's number, so tests can check which answer went where.
+tensor_parallel_size=..., ...)`` with ``.chat(conversations, sampling_params, use_tqdm=..., chat_template=...,
+add_generation_prompt=..., continue_final_message=...)`` and ``.generate(prompts, sampling_params,
+use_tqdm=...)``, ``vllm.SamplingParams`` and ``vllm.sampling_params.StructuredOutputsParams`` (or, with
+``install(old_api=True)``, the ``GuidedDecodingParams`` of vLLM before 0.11). It generates nothing: each
+answer is a string built from the prompt, the seed and the sample's number, so tests can check which answer
+went where.
 
 Every engine built and every call is appended, as a JSON line with the process id and the
 ``CUDA_VISIBLE_DEVICES`` seen at that moment, to the file named by ``$FAKE_VLLM_LOG``, so tests can
@@ -91,11 +92,18 @@ class LLM:
         sampling_params: SamplingParams | list[SamplingParams] | None = None,
         use_tqdm: bool = True,
         chat_template: str | None = None,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
         **_: Any,
     ) -> list[RequestOutput]:
+        if add_generation_prompt and continue_final_message:  # as transformers' apply_chat_template refuses
+            raise ValueError("continue_final_message and add_generation_prompt are not compatible.")
         params = _per_prompt(sampling_params, len(messages))
         log("chat", prompts=len(messages), params=[vars(p) for p in params], chat_template=chat_template)
-        texts = [_render(conversation, chat_template) for conversation in messages]
+        texts = [
+            _render(conversation, chat_template, add_generation_prompt, continue_final_message)
+            for conversation in messages
+        ]
         return [self._answer(text, p) for text, p in zip(texts, params, strict=True)]
 
     def generate(
@@ -132,9 +140,16 @@ def _per_prompt(params: SamplingParams | list[SamplingParams] | None, count: int
     return [params] * count
 
 
-def _render(conversation: list[dict[str, str]], chat_template: str | None) -> str:
+def _render(
+    conversation: list[dict[str, str]],
+    chat_template: str | None,
+    add_generation_prompt: bool = True,
+    continue_final_message: bool = False,
+) -> str:
     marker = "custom" if chat_template else "template"
-    return "".join(f"<{marker}:{m['role']}>{m['content']}" for m in conversation) + f"<{marker}:assistant>"
+    text = "".join(f"<{marker}:{m['role']}>{m['content']}" for m in conversation)
+    # A continued final message is left open: nothing follows its text.
+    return text + (f"<{marker}:assistant>" if add_generation_prompt else "")
 
 
 def install(monkeypatch: Any, *, old_api: bool = False) -> types.ModuleType:

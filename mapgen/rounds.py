@@ -1,0 +1,169 @@
+"""``mapgen.generate`` for tasks that take several rounds of model calls per row
+(:class:`~mapgen.tasks.rounds.RoundsTask`: multi-turn conversations, Magpie).
+
+Each round builds the next request of every conversation still going, sends them all at once through
+:meth:`~mapgen.map_function.MapFunction.complete` (so the response store, deduplication, claims and the
+progress bar work as for any map) and feeds each answer back to its conversation. A failed answer ends
+that conversation: ``None`` outputs, and the reason (which round, what kind) in ``generation_errors``.
+A row's ``num_generations`` are independent conversations; generation ``i`` is asked with the same
+generation index (so the same seed offset) in every round.
+
+The columns are those of any generation map: ``generation_prompt`` keeps the messages of the first round
+(what the conversation started from), ``raw_generation_responses`` the last answer, and
+``generation_metadata`` the last finish reason with tokens summed over every round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mapgen import interrupts
+from mapgen.columns import typed_columns
+from mapgen.errors import ENGINE, INPUT, PARSE, error_text
+from mapgen.llms.base import LLM, Completion, Request
+from mapgen.progress import counters
+from mapgen.tasks.base import InputError, Task
+from mapgen.tasks.rounds import RoundsTask
+
+if TYPE_CHECKING:
+    from mapgen.generate import GenerateFunction
+
+
+def check_backend(llm: LLM, task: Task) -> None:
+    """Refuse, before anything is sent, a task whose prompts end inside a message (Magpie's pre-query
+    prefix) on a backend that cannot send such a prompt (OpenAI's own API, Hugging Face's)."""
+    if getattr(task, "continues_final_message", False) and not llm.supports_continue_final_message:
+        raise ValueError(
+            f"{type(task).__name__} sends prompts that end inside a message (the chat template's text up to "
+            f"where a user's text begins), which {type(llm).__name__}({llm.model_name!r}) cannot send: its "
+            "API always starts a new assistant turn. Use a local engine (LlamaCppLLM, TransformersLLM, "
+            "vLLM) or an OpenAI-compatible server that reads continue_final_message (vLLM, SGLang) "
+            "through OpenAILLM(base_url=...). Nothing was sent."
+        )
+
+
+@dataclass
+class _Conversation:
+    """One generation of one row, through its rounds."""
+
+    index: int
+    state: dict[str, Any] | None = None
+    first: list[dict[str, str]] | None = None
+    last: Completion | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    from_store: list[bool] = field(default_factory=list)
+    error: str | None = None
+
+
+def call_rounds(fn: GenerateFunction, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list]:
+    """``fn(batch, [indices], [rank])`` for a :class:`RoundsTask`: ``MapFunction.__call__`` with the
+    dataset indices, which tasks that read no column need to tell rows apart."""
+    indices = args[0] if args and isinstance(args[0], (list, tuple)) else None
+    rank = args[-1] if args and not isinstance(args[-1], (list, tuple)) else None
+    rows = fn.read_rows(batch)
+    task: RoundsTask = fn.task  # type: ignore[assignment]
+    if task.needs_row_index and indices is None:
+        raise TypeError(
+            f"{type(task).__name__} draws a new sample for each row, and tells rows apart by their index: "
+            "call ds.map(fn, batched=True, with_indices=True). Nothing was sent."
+        )
+    fn.llm.preflight()
+    interrupts.watch_parent()
+    with interrupts.reported():
+        return run_rounds(fn, rows, indices=indices, rank=rank)
+
+
+def run_rounds(
+    fn: GenerateFunction, rows: list[dict[str, Any]], *, indices: Sequence[int] | None, rank: int | None
+) -> dict[str, list]:
+    """The rounds of every row's conversations, then the columns of a generation map."""
+    task: RoundsTask = fn.task  # type: ignore[assignment]
+    n = fn.num_generations
+    schema = task.schema if fn.llm.supports_schema else None
+    per_row: list[list[_Conversation]] = []
+    for position, row in enumerate(rows):
+        # With row indices, generation i of row r is sample r * n + i: each row draws its own.
+        base = indices[position] * n if task.needs_row_index and indices is not None else 0
+        conversations = [_Conversation(base + i) for i in range(n)]
+        error = fn.row_error(row)
+        for conversation in conversations:
+            try:
+                if error is None:
+                    conversation.state = task.start(row)
+            except InputError as refused:
+                error = fn.input_error(refused)
+            if error is not None:
+                conversation.error = error_text(INPUT, error)
+        per_row.append(conversations)
+
+    going = [c for conversations in per_row for c in conversations if c.error is None]
+    for number in range(1, task.max_rounds + 1):
+        asked = [(c, p) for c in going if (p := task.next_prompt(c.state or {})) is not None]
+        if not asked:
+            break
+        answers = fn.complete([Request(p, c.index, schema) for c, p in asked], rank=rank)
+        for (conversation, prompt), answer in zip(asked, answers, strict=True):
+            _advance(task, conversation, prompt.messages(), answer, number)
+        going = [c for c, _ in asked if c.error is None]
+    for conversation in going:  # still asking after max_rounds: a task bug, bounded all the same
+        if task.next_prompt(conversation.state or {}) is not None:
+            conversation.error = error_text(ENGINE, f"not complete after {task.max_rounds} rounds")
+    return _columns(fn, per_row)
+
+
+def _advance(
+    task: RoundsTask,
+    conversation: _Conversation,
+    messages: list[dict[str, str]],
+    answer: Completion,
+    number: int,
+) -> None:
+    conversation.first = conversation.first or messages
+    conversation.last = answer
+    conversation.prompt_tokens += answer.prompt_tokens or 0
+    conversation.completion_tokens += answer.completion_tokens or 0
+    conversation.from_store.append(answer.from_store)
+    if answer.text is None:
+        kind = answer.error_kind or ENGINE
+        conversation.error = error_text(kind, f"round {number}: {answer.error or 'no answer'}")
+        return
+    try:
+        conversation.state = task.advance(conversation.state or {}, answer.text)
+    except Exception as error:  # a parser's exception is data, as in parse_answer
+        reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+        conversation.error = error_text(PARSE, f"round {number}: {reason}")
+
+
+def _columns(fn: GenerateFunction, per_row: list[list[_Conversation]]) -> dict[str, list]:
+    task: RoundsTask = fn.task  # type: ignore[assignment]
+    types = fn.output_types()
+    columns: dict[str, list[Any]] = {name: [] for name in types}
+    for conversations in per_row:
+        results = [task.result(c.state or {}) if c.error is None else {} for c in conversations]
+        counters.add(failed=sum(c.error is not None for c in conversations))
+        for name in task.output_types():
+            columns[name].append([result.get(name) for result in results])
+        columns["generation_model"].append(
+            [(c.last.model if c.last else None) or fn.llm.model_name for c in conversations]
+        )
+        columns["generation_prompt"].append([c.first for c in conversations])
+        columns["raw_generation_responses"].append([c.last.text if c.last else None for c in conversations])
+        columns["generation_errors"].append([c.error for c in conversations])
+        columns["generation_metadata"].append([_metadata(c) for c in conversations])
+        for values in columns.values():  # columns other steps add to a generation map: unknown here
+            if len(values) < len(columns["generation_errors"]):
+                values.append([None] * len(conversations))
+    return typed_columns(columns, types)
+
+
+def _metadata(conversation: _Conversation) -> dict[str, Any]:
+    last = conversation.last
+    return {
+        "finish_reason": last.finish_reason if last else None,
+        "prompt_tokens": conversation.prompt_tokens if last else None,
+        "completion_tokens": conversation.completion_tokens if last else None,
+        "from_store": all(conversation.from_store) if last else False,
+    }
