@@ -41,6 +41,11 @@ _FATAL: contextvars.ContextVar[list[APIError] | None] = contextvars.ContextVar("
 """The fatal errors (:attr:`APIError.fatal`) met so far by one ``complete`` call: once there is one, its
 requests still queued are not sent. Per call, so a fixed key or model is tried again by the next map."""
 
+_SPARE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "mapgen_spare", default=None
+)
+"""Starts one more worker of the current ``complete`` call (see :meth:`APILLM._run_workers`)."""
+
 
 class APIEngine:
     """A backend's live state in one process: a client per event loop, the concurrency limit, the rate
@@ -61,6 +66,9 @@ class APIEngine:
         self.n_supported: bool | None = None
         self.schema_style = 0
         self.schema_style_confirmed = False
+        self.body_fields: dict[str, Any] | None = None
+        """The fields every request body of this engine shares (:meth:`APILLM.body_fields`), built once:
+        where requests go is fixed for an engine's life, so they are too."""
         self._clients: dict[Any, Post] = {}
         self._semaphores: dict[Any, asyncio.Semaphore] = {}
 
@@ -148,16 +156,27 @@ class APILLM(LLM):
         """The body field that caps an answer's length."""
         return "max_tokens"
 
-    def chat_body(self, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
-        """The OpenAI-shaped JSON body for ``request`` answered ``n`` times, the backend's
-        ``extra_body`` last."""
-        body: dict[str, Any] = {
+    def body_fields(self) -> dict[str, Any]:
+        """The body fields that do not depend on the request: model and sampling parameters."""
+        return {
             "model": self.body_model(),
-            "messages": request.prompt.messages(),
             "temperature": self.temperature,
             "top_p": self.top_p,
             self.max_tokens_key(): self.max_new_tokens,
         }
+
+    def chat_body(
+        self,
+        request: Request,
+        n: int,
+        schema_style: str | None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The OpenAI-shaped JSON body for ``request`` answered ``n`` times, the backend's
+        ``extra_body`` last; ``fields`` are :meth:`body_fields` when the caller has them already."""
+        fields = fields or self.body_fields()
+        # "model" first, then the messages, as the API reference lists them
+        body: dict[str, Any] = {"model": fields["model"], "messages": request.prompt.messages(), **fields}
         if self.seed is not None:
             body["seed"] = self.seed + request.index
         if n > 1:
@@ -167,7 +186,9 @@ class APILLM(LLM):
         if request.top_logprobs > 0 and self.supports_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = min(request.top_logprobs, MAX_TOP_LOGPROBS)
-        body.update(getattr(self, "extra_body", None) or {})
+        extra = getattr(self, "extra_body", None)
+        if extra:
+            body.update(extra)
         return body
 
     def rate_limit_key(self) -> str:
@@ -223,11 +244,46 @@ class APILLM(LLM):
 
         fatal: list[APIError] = []
         _FATAL.set(fatal)  # the tasks below run in a copy of this context: they share this list
-        jobs = [self._answer_group(engine, group, deliver) for group in self._groups(engine, requests)]
-        await _async.gather(jobs)
+        await self._run_workers(engine, self._groups(engine, requests), deliver)
         if fatal:
             raise fatal_error(fatal[0])
         return [c if c is not None else Completion.failed("no answer") for c in results]
+
+    async def _run_workers(
+        self,
+        engine: APIEngine,
+        groups: list[list[tuple[int, Request]]],
+        deliver: Callable[[int, Completion], None],
+    ) -> None:
+        """Answer ``groups`` in order with ``max_concurrency`` workers that each take the next group.
+
+        The same window as one task per group behind the semaphore, for less CPU: a batch of 1,000
+        requests makes 64 tasks instead of 1,000, and none of them queues on the semaphore (each queued
+        acquire costs a future and a wake-up). The semaphore still bounds what is in flight, across the
+        calls that share this loop. A request that goes to wait for a retry frees its slot and calls
+        :data:`_SPARE`, which starts one more worker, so the window stays full meanwhile."""
+        pending = iter(groups)
+        workers: list[asyncio.Future[None]] = []
+
+        async def work() -> None:
+            for group in pending:  # one iterator shared by every worker: each group is taken once
+                await self._answer_group(engine, group, deliver)
+
+        def spare() -> None:
+            workers.append(asyncio.ensure_future(work()))
+
+        _SPARE.set(spare)  # the workers run in copies of this context
+        for _ in range(min(len(groups), self.max_concurrency)):
+            spare()
+        try:
+            done = 0
+            while done < len(workers):  # spares may be added while waiting
+                await workers[done]
+                done += 1
+        except BaseException:
+            for worker in workers:
+                worker.cancel()
+            raise
 
     def _groups(self, engine: APIEngine, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
         """Requests that one ``n=`` call can answer: same prompt and schema, consecutive indices. Only when
@@ -272,6 +328,9 @@ class APILLM(LLM):
             return await self._attempt(engine, request, n)
         except APIError as error:
             first: APIError | None = error
+            spare = _SPARE.get()
+            if spare is not None and self.max_retries and _worth_retrying(error, self.max_retry_wait):
+                spare()  # this request waits to retry: another worker takes its place meanwhile
         retrying = self.retry_policy()
         try:
             async for attempt in retrying:
@@ -303,9 +362,12 @@ class APILLM(LLM):
         """Post once (again with the next ``response_format`` shape if the server refuses this one)
         and validate the answer."""
         style = engine.schema_style
+        fields = engine.body_fields
+        if fields is None:
+            fields = engine.body_fields = self.body_fields()
         while True:
             shape = self.schema_styles[style] if request.schema and style < len(self.schema_styles) else None
-            body = self.chat_body(request, n, shape)
+            body = self.chat_body(request, n, shape, fields)
             try:
                 answer = await self._post(engine, body, request, n)
                 completions = completions_from(answer, n)
