@@ -66,9 +66,6 @@ class APIEngine:
         self.n_supported: bool | None = None
         self.schema_style = 0
         self.schema_style_confirmed = False
-        self.body_fields: dict[str, Any] | None = None
-        """The fields every request body of this engine shares (:meth:`APILLM.body_fields`), built once:
-        where requests go is fixed for an engine's life, so they are too."""
         self._clients: dict[Any, Post] = {}
         self._semaphores: dict[Any, asyncio.Semaphore] = {}
 
@@ -156,27 +153,16 @@ class APILLM(LLM):
         """The body field that caps an answer's length."""
         return "max_tokens"
 
-    def body_fields(self) -> dict[str, Any]:
-        """The body fields that do not depend on the request: model and sampling parameters."""
-        return {
+    def chat_body(self, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
+        """The OpenAI-shaped JSON body for ``request`` answered ``n`` times, the backend's
+        ``extra_body`` last."""
+        body: dict[str, Any] = {
             "model": self.body_model(),
+            "messages": request.prompt.messages(),
             "temperature": self.temperature,
             "top_p": self.top_p,
             self.max_tokens_key(): self.max_new_tokens,
         }
-
-    def chat_body(
-        self,
-        request: Request,
-        n: int,
-        schema_style: str | None,
-        fields: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """The OpenAI-shaped JSON body for ``request`` answered ``n`` times, the backend's
-        ``extra_body`` last; ``fields`` are :meth:`body_fields` when the caller has them already."""
-        fields = fields or self.body_fields()
-        # "model" first, then the messages, as the API reference lists them
-        body: dict[str, Any] = {"model": fields["model"], "messages": request.prompt.messages(), **fields}
         if self.seed is not None:
             body["seed"] = self.seed + request.index
         if n > 1:
@@ -186,9 +172,7 @@ class APILLM(LLM):
         if request.top_logprobs > 0 and self.supports_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = min(request.top_logprobs, MAX_TOP_LOGPROBS)
-        extra = getattr(self, "extra_body", None)
-        if extra:
-            body.update(extra)
+        body.update(getattr(self, "extra_body", None) or {})
         return body
 
     def rate_limit_key(self) -> str:
@@ -362,12 +346,9 @@ class APILLM(LLM):
         """Post once (again with the next ``response_format`` shape if the server refuses this one)
         and validate the answer."""
         style = engine.schema_style
-        fields = engine.body_fields
-        if fields is None:
-            fields = engine.body_fields = self.body_fields()
         while True:
             shape = self.schema_styles[style] if request.schema and style < len(self.schema_styles) else None
-            body = self.chat_body(request, n, shape, fields)
+            body = self.chat_body(request, n, shape)
             try:
                 answer = await self._post(engine, body, request, n)
                 completions = completions_from(answer, n)
