@@ -260,10 +260,13 @@ class APILLM(LLM):
         for _ in range(min(len(groups), self.max_concurrency)):
             spare()
         try:
-            done = 0
-            while done < len(workers):  # spares may be added while waiting
-                await workers[done]
-                done += 1
+            running = workers
+            while running:  # again for the spares added meanwhile
+                await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
+                for worker in running:
+                    if worker.done() and worker.exception() is not None:
+                        raise worker.exception()  # type: ignore[misc]  # a bug: stop the rest at once
+                running = [worker for worker in workers if not worker.done()]
         except BaseException:
             for worker in workers:
                 worker.cancel()
