@@ -61,8 +61,8 @@ class Counters:
         """Add to the named totals (``requests=3``); unknown names are a ``TypeError``."""
         index = self._index
         if not amounts.keys() <= index.keys():
-            unknown = sorted(amounts.keys() - index.keys())
-            raise TypeError(f"unknown counter {unknown}; counters are {list(self._names)}")
+            unknown = next(name for name in amounts if name not in index)
+            raise TypeError(f"unknown counter {unknown!r}; counters are {list(self._names)}")
         with self._threads_lock:
             base = self._base
             if base is None:
