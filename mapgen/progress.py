@@ -59,17 +59,19 @@ class Counters:
 
     def add(self, **amounts: int) -> None:
         """Add to the named totals (``requests=3``); unknown names are a ``TypeError``."""
-        try:
-            slots = [(self._index[name], amount) for name, amount in amounts.items()]
-        except KeyError as error:
-            raise TypeError(f"unknown counter {error}; counters are {list(self._names)}") from None
+        index = self._index
+        if not amounts.keys() <= index.keys():
+            unknown = next(name for name in amounts if name not in index)
+            raise TypeError(f"unknown counter {unknown!r}; counters are {list(self._names)}")
         with self._threads_lock:
-            if self._base is None:
+            base = self._base
+            if base is None:
                 self._claim()
-            base, values = self._base, self._values
+                base = self._base
+            values = self._values
             locked = self._shared_slot and self._claim_lock.acquire(timeout=_CLAIM_TIMEOUT)
-            for i, amount in slots:
-                values[base + i] += amount  # type: ignore[operator]  # _claim set base
+            for name, amount in amounts.items():
+                values[base + index[name]] += amount  # type: ignore[operator]  # _claim set base
             if locked:
                 self._claim_lock.release()
 
@@ -155,7 +157,7 @@ class RequestProgress:
                 self._start()
 
     def advance(self) -> None:
-        """One request was answered (or failed for good)."""
+        """One request was answered (or failed for good); called once per request, so kept lean."""
         self._totals.add(answered=1)
         own = self._own
         own[1] += 1

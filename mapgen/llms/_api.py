@@ -44,6 +44,11 @@ _FATAL: contextvars.ContextVar[list[APIError] | None] = contextvars.ContextVar("
 """The fatal errors (:attr:`APIError.fatal`) met so far by one ``complete`` call: once there is one, its
 requests still queued are not sent. Per call, so a fixed key or model is tried again by the next map."""
 
+_SPARE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "mapgen_spare", default=None
+)
+"""Starts one more worker of the current ``complete`` call (see :meth:`APILLM._run_workers`)."""
+
 
 class APIEngine:
     """A backend's live state in one process: a client per event loop, the concurrency limit, the rate
@@ -241,11 +246,49 @@ class APILLM(LLM):
 
         fatal: list[APIError] = []
         _FATAL.set(fatal)  # the tasks below run in a copy of this context: they share this list
-        jobs = [self._answer_group(engine, group, deliver) for group in self._groups(engine, requests)]
-        await _async.gather(jobs)
+        await self._run_workers(engine, self._groups(engine, requests), deliver)
         if fatal:
             raise fatal_error(fatal[0])
         return [c if c is not None else Completion.failed("no answer") for c in results]
+
+    async def _run_workers(
+        self,
+        engine: APIEngine,
+        groups: list[list[tuple[int, Request]]],
+        deliver: Callable[[int, Completion], None],
+    ) -> None:
+        """Answer ``groups`` in order with ``max_concurrency`` workers that each take the next group.
+
+        The same window as one task per group behind the semaphore, for less CPU: a batch of 1,000
+        requests makes 64 tasks instead of 1,000, and none of them queues on the semaphore (each queued
+        acquire costs a future and a wake-up). The semaphore still bounds what is in flight, across the
+        calls that share this loop. A request that goes to wait for a retry frees its slot and calls
+        :data:`_SPARE`, which starts one more worker, so the window stays full meanwhile."""
+        pending = iter(groups)
+        workers: list[asyncio.Future[None]] = []
+
+        async def work() -> None:
+            for group in pending:  # one iterator shared by every worker: each group is taken once
+                await self._answer_group(engine, group, deliver)
+
+        def spare() -> None:
+            workers.append(asyncio.ensure_future(work()))
+
+        _SPARE.set(spare)  # the workers run in copies of this context
+        for _ in range(min(len(groups), self.max_concurrency)):
+            spare()
+        try:
+            running = workers
+            while running:  # again for the spares added meanwhile
+                await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
+                for worker in running:
+                    if worker.done() and worker.exception() is not None:
+                        raise worker.exception()  # type: ignore[misc]  # a bug: stop the rest at once
+                running = [worker for worker in workers if not worker.done()]
+        except BaseException:
+            for worker in workers:
+                worker.cancel()
+            raise
 
     def _groups(self, engine: APIEngine, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
         """Requests that one ``n=`` call can answer: same prompt and schema, consecutive indices. Only when
@@ -290,6 +333,9 @@ class APILLM(LLM):
             return await self._attempt(engine, request, n)
         except APIError as error:
             first: APIError | None = error
+            spare = _SPARE.get()
+            if spare is not None and self.max_retries and _worth_retrying(error, self.max_retry_wait):
+                spare()  # this request waits to retry: another worker takes its place meanwhile
         retrying = self.retry_policy()
         try:
             async for attempt in retrying:

@@ -169,32 +169,35 @@ class JSONClient:
         self.timeout = timeout
         self.max_connections = max_connections
         self._session: Any = None
+        self._client_error: type[BaseException] = Exception  # aiohttp.ClientError, once imported
 
     def session(self) -> Any:
-        import aiohttp
+        session = self._session
+        if session is None or session.closed:
+            import aiohttp
 
-        if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
+            session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers=self.headers,
                 json_serialize=json.dumps,
             )
-        return self._session
+            self._client_error = aiohttp.ClientError
+        return session
 
     async def post(self, body: Mapping[str, Any], secrets: Iterable[str | None] = ()) -> dict[str, Any]:
         """The JSON answer, or :class:`APIError`."""
-        import aiohttp
-
+        session = self.session()
         try:
-            async with self.session().post(self.url, data=json.dumps(body)) as response:
+            # Bytes: aiohttp sends them as they are (a str would be encoded again, with a charset lookup).
+            async with session.post(self.url, data=json.dumps(body).encode()) as response:
                 content = await response.read()
                 if response.status >= 400:
                     raise APIError.from_status(response.status, content, response.headers, secrets)
         except asyncio.TimeoutError:
             raise APIError.timeout(self.timeout) from None
-        except aiohttp.ClientError as error:
+        except self._client_error as error:
             raise APIError.connection(error, secrets) from None
         try:
             return json.loads(content)
