@@ -1,12 +1,17 @@
-"""mapgen's callables on Ray Data: the same rows as ``datasets.map``, one engine per actor, the shared store.
+"""mapgen's callables on Ray Data: the same rows as ``datasets.map``, one engine per actor, the shared store,
+one rate limit for the whole cluster, and a node lost mid-job.
 
-A local Ray cluster (2 CPUs) is started for this module and shut down after it. The backends are the
-OpenAI-compatible fault server (it answers ``echo: <user message>``; a judge's echo does not parse, so
-labelling writes its error column, deterministically) and the embedded llama.cpp model.
+A local Ray cluster (a head node with 2 CPUs) is started for this module and shut down after it; the
+cluster tests add two worker nodes to it (``ray.cluster_utils.Cluster``: several nodes on this machine,
+each with a temporary folder of its own, so that a per-machine limiter cannot pass for a cluster-wide one).
+The backends are the OpenAI-compatible fault server (it answers ``echo: <user message>``; a judge's echo
+does not parse, so labelling writes its error column, deterministically) and the embedded llama.cpp model.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from pathlib import Path
 
 import datasets
@@ -16,6 +21,7 @@ import pytest
 
 import mapgen
 from mapgen.integrations.ray import from_columns, to_columns
+from mapgen.integrations.ray_limits import CHUNK_SECONDS, actor_name
 from tests.docs_examples import run_examples
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'mapgen[ray]')")
@@ -25,13 +31,50 @@ INPUTS = [f"Question {i}: what is {i} + {i}?" for i in range(10)]
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+def cluster():
+    """A local Ray cluster: its head node only, until :func:`worker_nodes` adds two more."""
+    from ray.cluster_utils import Cluster
+
+    local = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    ray.init(address=local.address, log_to_driver=False, configure_logging=False)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
-    yield ray
+    yield local
     ray.shutdown()
+    local.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(cluster):
+    return ray
+
+
+WORKER_SLOTS = 2
+"""Actors per worker node: each node offers this much of the ``mapgen_node`` resource, each actor takes 1."""
+
+
+@pytest.fixture(scope="module")
+def worker_nodes(cluster, tmp_path_factory) -> list:
+    """Two worker nodes, each with its own temporary folder (machines share no files); the actors of the
+    cluster tests ask for ``resources={"mapgen_node": 1}``, so they run there, two on each."""
+    nodes = []
+    for name in ("a", "b"):
+        tmp = tmp_path_factory.mktemp(f"node-{name}")
+        nodes.append(
+            cluster.add_node(
+                num_cpus=2, resources={"mapgen_node": WORKER_SLOTS}, env_vars={"TMPDIR": str(tmp)}
+            )
+        )
+    cluster.wait_for_nodes()
+    return nodes
+
+
+def on_worker_nodes(ds, fn, **kwargs):
+    """``mapgen.ray.map_batches`` with one actor per ``mapgen_node`` slot: four, two on each worker node."""
+    return mapgen.ray.map_batches(
+        ds, fn, concurrency=2 * WORKER_SLOTS, num_cpus=0.5, resources={"mapgen_node": 1}, **kwargs
+    )
 
 
 def rows_of(ray_ds) -> list[dict]:
@@ -140,3 +183,24 @@ def test_ray_docs_examples_run(ray_cluster, fault_server):
         replace={"ray.init()": "pass  # the test's cluster is running"},
     )
     assert ran > 0
+
+
+def test_rpm_holds_for_the_whole_cluster(worker_nodes, fault_server):
+    """Four actors on two nodes share one rpm: the server sees the limit, not four (or two) times it."""
+    fault_server.configure(api_key=fault_server.api_key, latency=0.05)
+    rpm, rows = 1200, 80  # 20 requests a second for the whole job: about 4 s
+    llm = echo_llm(fault_server, rpm=rpm, max_concurrency=8)
+    ds = ray.data.from_items([{"input": f"row {i}"} for i in range(rows)])
+    out = rows_of(on_worker_nodes(ds, mapgen.generate(llm, cache=False), batch_size=5))
+
+    assert [row["generations"] for row in out] == [[f"echo: row {i}"] for i in range(rows)]
+    times = sorted(fault_server.stats(times=True)["times"])
+    assert len(times) == rows
+    per_second = rpm / 60
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    chunk = math.ceil(per_second * CHUNK_SECONDS)  # what one worker leases at once
+    busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+    print(f"rpm {rpm}: {rate:.1f} requests/s overall, at most {busiest} in any second (limit {per_second:g})")
+    assert rate <= 1.2 * per_second, rate  # per-node limits would give about twice the limit
+    assert busiest <= per_second + 2 * WORKER_SLOTS * chunk, busiest  # the budget + one chunk per worker
+    assert ray.get_actor(actor_name(llm.rate_limit_key())) is not None  # the job's budget actor

@@ -11,14 +11,15 @@ sends at most what the limit allows (plus one request) in any window. A chunk no
 its slots pass unused, at most one chunk per worker. An answer's actual token count corrects the token
 clock with the worker's next lease.
 
-Only offsets cross the wire ("your stretch starts in 0.3 s"), read against the worker's own clock when
-the answer arrives: nodes' clocks may differ, and a late answer only delays a stretch, never advances it.
-The actor is detached (a worker that created it may end, or its node be lost, before the job does),
-takes no CPU, runs on the driver's node when :func:`mapgen.ray.map_batches` names it (soft: anywhere
-else if that fails), is restarted by Ray if its node is lost, and exits after :data:`IDLE_SECONDS`
-without a lease. A worker whose lease fails looks the actor up again (re-creating it if needed); the new
-actor starts from a blank clock, so chunks leased before may overlap new ones once, by at most one chunk
-per worker.
+Leases are stretches of Unix time (``time.time()``), the clock every process on a machine shares, as
+the file of the one-machine limiter does; on several machines their clocks should agree (NTP keeps them
+within milliseconds), as they must for any job-wide schedule. So a lease that arrives late loses its
+start, it never runs into the next worker's. The actor is detached (a worker that created it may end, or
+its node be lost, before the job does), takes no CPU, runs on the driver's node when
+:func:`mapgen.ray.map_batches` names it (soft: anywhere else if that fails), is restarted by Ray if its
+node is lost, and exits after :data:`IDLE_SECONDS` without a lease. A worker whose lease fails looks the
+actor up again (re-creating it if needed); the new actor starts from a blank clock, so chunks leased
+before may overlap new ones once, by at most one chunk per worker.
 
 Example (the leasing logic, without Ray; ``now`` in seconds):
     >>> budget = Budget()
@@ -29,7 +30,7 @@ Example (the leasing logic, without Ray; ``now`` in seconds):
     >>> [round(clock.take(1, now=0.0), 3) for _ in range(5)], clock.take(1, now=0.0)
     ([0.0, 0.1, 0.2, 0.3, 0.4], None)
     >>> budget.lease([0.5, 0.0], now=10.0), budget.lease([0.5, 0.0], now=10.0)  # a second worker waits
-    ([0.0, 0.0], [0.5, 0.0])
+    ([10.0, 10.0], [10.5, 10.0])
 """
 
 from __future__ import annotations
@@ -58,38 +59,35 @@ NODE_ENV = "MAPGEN_RAY_LIMITER_NODE"
 class Budget:
     """The shared clocks of one rate-limit key: when the next request and the next token are free.
 
-    Plain Python, run as a Ray actor by :class:`ClusterRateLimiter`; times are this process's monotonic
-    seconds and never leave it (leases are answered as offsets).
+    Plain Python, run as a Ray actor by :class:`ClusterRateLimiter`; times are Unix seconds.
     """
 
     def __init__(self) -> None:
         self.free = [0.0, 0.0]  # requests, tokens
-        self.last_lease = time.monotonic()
+        self.last_lease = time.time()
 
     def lease(self, seconds: Sequence[float], debt: float = 0.0, now: float | None = None) -> list[float]:
         """Reserve ``seconds[i]`` of clock ``i`` (0: requests, 1: tokens) from when it is next free, after
         adding ``debt`` seconds to the token clock (tokens used beyond the estimates, negative when fewer
-        were used; a give-back never frees time already past). Return, per clock, how many seconds from
-        now the reserved stretch starts (0 for a clock not asked for)."""
-        now = time.monotonic() if now is None else now
+        were used; a give-back never frees time already past). Return, per clock, when the reserved stretch
+        starts (``now`` for a clock not asked for)."""
+        now = time.time() if now is None else now
         self.last_lease = now
         if debt > 0:
             self.free[1] = max(self.free[1], now) + debt
         elif debt < 0:
             self.free[1] = max(self.free[1] + debt, now)
-        offsets = []
+        starts = []
         for i, length in enumerate(seconds):
-            if length <= 0:
-                offsets.append(0.0)
-                continue
             start = max(now, self.free[i])
-            self.free[i] = start + length
-            offsets.append(start - now)
-        return offsets
+            if length > 0:
+                self.free[i] = start + length
+            starts.append(start)
+        return starts
 
     def idle(self) -> float:
         """Seconds since the last lease."""
-        return time.monotonic() - self.last_lease
+        return time.time() - self.last_lease
 
 
 class LeasedClock:
@@ -103,24 +101,28 @@ class LeasedClock:
         self.chunk = max(chunk, interval)
         self.next = 0.0
         self.end = 0.0  # nothing leased
+        self.fresh = False  # a stretch granted and not yet spent from
 
     def take(self, units: float, now: float) -> float | None:
         """When ``units`` may go (at or after ``now``), spending them; ``None`` when the lease has too little
-        left (what is left then expires with the next :meth:`grant`)."""
+        left (what is left then expires with the next :meth:`grant`). The first take from a fresh stretch
+        always succeeds, even if the stretch arrived too late to hold it whole: a worker whose leases
+        arrive late still makes progress, one request per lease."""
         start = max(now, self.next)
         finish = start + units * self.interval
-        if finish > self.end + 1e-9:
+        if finish > self.end + 1e-9 and not self.fresh:
             return None
-        self.next = finish
+        self.next, self.fresh = finish, False
         return start
 
     def lease_seconds(self, units: float) -> float:
         """How much clock to lease for a request of ``units``: a chunk, or more for a larger request."""
-        return max(self.chunk, units * self.interval)
+        needed = units * self.interval
+        return self.chunk if needed <= self.chunk else needed + self.chunk
 
     def grant(self, start: float, seconds: float) -> None:
-        """A new stretch from the budget (in this process's clock), replacing what was left."""
-        self.next, self.end = start, start + seconds
+        """A new stretch from the budget, replacing what was left."""
+        self.next, self.end, self.fresh = start, start + seconds, True
 
 
 def actor_name(key: str) -> str:
@@ -193,9 +195,9 @@ class ClusterRateLimiter:
 
         while True:
             with self._lock:
-                start, pending = self._take(tokens, time.monotonic())
+                start, pending = self._take(tokens, time.time())
             if start is not None:
-                await pause(start - time.monotonic())
+                await pause(start - time.time())
                 return
             try:
                 await asyncio.wrap_future(pending)
@@ -210,13 +212,13 @@ class ClusterRateLimiter:
     def _take(self, tokens: int, now: float) -> tuple[float | None, Any]:
         """Under the lock: the slot's start if both clocks have room (spent), else the lease to wait for."""
         clocks = [(self.requests, 1), (self.tokens, tokens)]
-        saved = [(c.next, c.end) if c else None for c, _ in clocks]
+        saved = [(c.next, c.end, c.fresh) if c else None for c, _ in clocks]
         starts = [c.take(units, now) if c else now for c, units in clocks]
         if None not in starts:
             return max(s for s in starts if s is not None), None
         for (clock, _), state in zip(clocks, saved, strict=True):  # spend nothing unless both fit
             if clock is not None and state is not None:
-                clock.next, clock.end = state
+                clock.next, clock.end, clock.fresh = state
         if self._pending is None or self._pending.done():
             pairs = zip(clocks, starts, strict=True)
             self._lease([c.lease_seconds(u) if c and s is None else 0.0 for (c, u), s in pairs])
@@ -236,12 +238,11 @@ class ClusterRateLimiter:
                     self._debt += debt
                     return
                 self._failures = 0
-                arrived = time.monotonic()
-                for clock, length, offset in zip(
+                for clock, length, start in zip(
                     (self.requests, self.tokens), seconds, done.result(), strict=True
                 ):
                     if clock is not None and length > 0:
-                        clock.grant(arrived + offset, length)
+                        clock.grant(start, length)
 
         future.add_done_callback(apply)
 
