@@ -501,9 +501,9 @@ def run_cache(args: argparse.Namespace) -> int:
     store = default_store()
     if args.action == "clear":
         store.clear()
-        print(f"Cleared {store.path}")
+        print(f"Cleared {store.where}")
     else:
-        print(f"{store.path}\n{len(store)} answers, {store.size_bytes() / 1e6:.1f} MB")
+        print(f"{store.where}\n{len(store)} answers, {store.size_bytes() / 1e6:.1f} MB")
     return 0
 
 

@@ -85,6 +85,7 @@ def generate(
     *,
     input_columns: Mapping[str, str] | None = None,
     cache: bool = True,
+    store: str | None = None,
 ) -> GenerateFunction:
     """A callable for ``ds.map(fn, batched=True)`` that adds ``num_generations`` answers per row.
 
@@ -96,6 +97,8 @@ def generate(
     local GPU backends), and ``datasets`` caches its result: a second run sends nothing. Every answer is
     also kept in the response store as it arrives (``cache=False`` turns that off), so a run that
     crashed, or a dataset built in memory that ``datasets`` never caches, re-sends only what is missing.
+    ``store`` picks the response store (``sqlite:///<path>``, ``postgresql://...``; default
+    ``$MAPGEN_STORE``, else the SQLite file in the cache folder): see :mod:`mapgen.store`.
 
     Example:
         >>> import datasets, mapgen
@@ -111,4 +114,5 @@ def generate(
         input_columns=dict(input_columns or {}),
         num_generations=num_generations,
         cache=cache,
+        store=store,
     )

@@ -202,6 +202,7 @@ def label(
     input_columns: Mapping[str, str] | None = None,
     weighted_ratings: bool = False,
     cache: bool = True,
+    store: str | None = None,
 ) -> LabelFunction:
     """A callable for ``ds.map(fn, batched=True)`` that rates each row's generations with ``task``.
 
@@ -218,7 +219,8 @@ def label(
     :class:`~mapgen.LlamaCppLLM`) it also writes ``weighted_rating``: per generation, the rating
     values weighted by the probabilities the judge gave each digit. Small models pick nearly the same
     digit for everything; the weighted rating still ranks their answers (see ``docs/labelling.md``).
-    Answers are kept in the response store as they arrive (``cache=False`` turns it off).
+    Answers are kept in the response store as they arrive (``cache=False`` turns it off; ``store`` picks
+    which: see :func:`mapgen.generate`).
 
     Example:
         >>> import datasets, mapgen
@@ -237,4 +239,5 @@ def label(
         input_columns=dict(input_columns or {}),
         weighted_ratings=weighted_ratings,
         cache=cache,
+        store=store,
     )

@@ -19,7 +19,7 @@ from mapgen.fingerprint import register_fingerprint_reducer
 from mapgen.llms import _async
 from mapgen.llms.base import LLM, Completion, OnComplete, Request
 from mapgen.progress import counters, request_progress
-from mapgen.store import default_store, request_key
+from mapgen.store import StoreURL, open_store, request_key, store_url
 from mapgen.tasks.base import ParseError, Task
 
 
@@ -41,6 +41,9 @@ class MapFunction:
     """Task input name -> dataset column, for datasets whose columns are named differently."""
     cache: bool = knob(True)
     """Reuse and keep answers in the response store (:mod:`mapgen.store`); ``False`` always sends."""
+    store: str | None = knob(None)
+    """Which response store: ``sqlite:///<path>`` or ``postgresql://...`` (default: ``$MAPGEN_STORE``, else
+    the SQLite file in ``$MAPGEN_CACHE_DIR``). Where answers are kept, not what they are: no fingerprint."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -57,6 +60,9 @@ class MapFunction:
             raise TypeError(
                 f"input_columns must map task inputs to column names, got {self.input_columns!r}."
             )
+        if self.store is not None:
+            store_url(self.store)  # a misspelt URL fails here, before anything is sent
+            object.__setattr__(self, "store", StoreURL(self.store))  # its repr hides the password
         _warn_if_unhashable(self)
         unknown = set(self.input_columns) - set(self.task.inputs)
         if unknown:
@@ -108,7 +114,7 @@ class MapFunction:
         if not self.cache:
             return self._send(requests, rank=rank)
 
-        store = default_store()
+        store = open_store(self.store)
         llm_key = Hasher.hash(self.llm.fingerprint())
         keys = [request_key(llm_key, request) for request in requests]
         first: dict[str, int] = {}  # each key's first request
@@ -130,7 +136,7 @@ class MapFunction:
 
                     def save(j: int, completion: Completion, mine: list[str] = mine) -> None:
                         if completion.text is None:
-                            store.release([mine[j]], owner)
+                            store.release([mine[j]], owner, wait=False)
                         else:
                             store.put(mine[j], completion)
                             interrupts.kept()
@@ -144,8 +150,9 @@ class MapFunction:
                     answers.update(theirs)
                 pending = [key for key in held if key not in answers]  # it failed there: ours now
         finally:
-            if claimed:
-                store.release(claimed, owner)
+            # After every answer of this call is committed: the claims of those still pending end, and
+            # the answers are durable before the batch returns.
+            store.release(claimed, owner)
         return [answers[key] for key in keys]
 
     def _send(

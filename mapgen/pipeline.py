@@ -54,6 +54,7 @@ def pipeline(
     labeller: LLM | None = None,
     num_generations: int = 2,
     generation_task: TextGenerationTask | None = None,
+    store: str | None = None,
     **labeller_kwargs: Any,
 ) -> PipelineFunction:
     """A callable for ``ds.map(fn, batched=True)`` that writes ``num_generations`` answers per row with
@@ -65,6 +66,7 @@ def pipeline(
     belong: fields of :class:`~mapgen.UltraFeedbackTask` (``per_generation``, ``template``,
     ``system_prompt``) to the task, ``weighted_ratings`` and ``input_columns`` to :func:`mapgen.label`,
     and, with the default labeller only, the rest to its config (``temperature``, ``api_key``...).
+    ``store`` is the response store of both steps (see :func:`mapgen.generate`).
 
     The dataset needs an ``input`` column (or pass ``generation_task`` with your template). The result
     has the generation columns (``generations``, ...) and the labelling ones (``rating``,
@@ -98,8 +100,10 @@ def pipeline(
             f"labeller, configure it directly; the task takes {sorted(task_fields)}."
         )
     return PipelineFunction(
-        generate=generate(generator, generation_task, num_generations),
-        label=label(labeller, UltraFeedbackTask.for_aspect(subtask, **task_kwargs), **label_kwargs),
+        generate=generate(generator, generation_task, num_generations, store=store),
+        label=label(
+            labeller, UltraFeedbackTask.for_aspect(subtask, **task_kwargs), store=store, **label_kwargs
+        ),
     )
 
 

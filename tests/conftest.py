@@ -3,8 +3,8 @@ import pytest
 import mapgen
 from mapgen.progress import request_progress
 
-# The servers the tests start: fault-injecting and llama.cpp (OpenAI-compatible), and argilla-server.
-pytest_plugins = ["tests.servers.fixtures", "tests.servers.argilla_fixtures"]
+# The servers the tests start: fault-injecting and llama.cpp (OpenAI-compatible), argilla-server, PostgreSQL.
+pytest_plugins = ["tests.servers.fixtures", "tests.servers.argilla_fixtures", "tests.servers.postgres"]
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from mapgen.errors import StoreError
 from mapgen.explain import cache_differences, explain_cache
 from mapgen.llms.base import Completion
 from mapgen.processes import is_running, process_start
-from mapgen.store import ResponseStore, StoreWarning, default_store
+from mapgen.store import SQLiteStore, StoreWarning, default_store
 
 
 def echo_llm(server, **knobs):
@@ -236,8 +236,9 @@ def test_a_damaged_store_fails_the_map_before_sending_naming_the_file_and_the_wa
 
 
 def test_clear_starts_afresh_when_the_file_and_its_journal_are_damaged(tmp_path):
-    store = ResponseStore(tmp_path / "responses.sqlite3")
+    store = SQLiteStore(tmp_path / "responses.sqlite3")
     store.put("old", Completion(text="old answer"))
+    store.flush()
     damage(store)  # the database, its write-ahead log and its shared memory file, while open
     with pytest.raises(StoreError, match=r"responses\.sqlite3"):
         store.get_many(["old"])
@@ -246,11 +247,11 @@ def test_clear_starts_afresh_when_the_file_and_its_journal_are_damaged(tmp_path)
     store.put("new", Completion(text="new answer"))
     assert store.get_many(["old", "new"])["new"].text == "new answer"
     # Another process sees the new store too.
-    assert ResponseStore(store.path).get_many(["new"])["new"].text == "new answer"
+    assert SQLiteStore(store.path).get_many(["new"])["new"].text == "new answer"
 
 
 def test_a_store_damaged_while_answers_arrive_warns_once_and_raises_nothing(tmp_path):
-    store = ResponseStore(tmp_path / "responses.sqlite3")
+    store = SQLiteStore(tmp_path / "responses.sqlite3")
     store.put("k0", Completion(text="stored"))
     damage(store)
     with warnings.catch_warnings(record=True) as caught:
@@ -325,8 +326,8 @@ def test_a_stored_answer_that_is_not_text_is_asked_again(fault_server):
 OTHER_RUN = """
 import sys
 from mapgen.llms.base import Completion
-from mapgen.store import ResponseStore
-store = ResponseStore(sys.argv[1])
+from mapgen.store import SQLiteStore
+store = SQLiteStore(sys.argv[1])
 print(" ".join(store.claim(sys.argv[2:], owner="a")), flush=True)
 for line in sys.stdin:
     command, key = line.split()
@@ -357,7 +358,7 @@ def other_run(tmp_path):
         assert process.stdout.readline() == "done\n"
 
     process.tell = tell
-    process.store = ResponseStore(path)
+    process.store = SQLiteStore(path)
     yield process
     process.kill()
     process.wait()
@@ -407,7 +408,7 @@ def test_a_reused_pid_does_not_keep_a_dead_claim_alive():
 
 
 def test_claims_and_waits_over_many_keys(tmp_path):
-    store = ResponseStore(tmp_path / "responses.sqlite3")
+    store = SQLiteStore(tmp_path / "responses.sqlite3")
     keys = [f"key {i}" for i in range(2500)]  # more than one SQL statement's parameters
     assert store.claim(keys, owner="a") == keys
     assert store.claim(keys, owner="b") == []

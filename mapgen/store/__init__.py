@@ -1,0 +1,166 @@
+"""The response store: every paid answer, kept as it arrives, so nothing is paid for twice.
+
+``datasets`` writes a map's cache only when a whole shard finishes (and never for in-memory datasets),
+so a crash at 99% would lose every answer. Here each successful answer is committed the moment it
+arrives, keyed by everything that determines it (:func:`request_key`: the backend's fingerprint: type,
+model, sampling parameters, prompt format; the prompt's messages; the generation index; the answer
+schema). A re-run looks answers up before sending anything. Failed answers are never stored: a re-run
+retries them.
+
+Which store, by URL (``store=`` on :func:`mapgen.generate`, :func:`mapgen.label`, :func:`mapgen.pipeline`,
+else ``$MAPGEN_STORE``, else the default):
+
+- ``sqlite:///<path>`` (or a plain path): one SQLite file, for the processes of one machine
+  (:mod:`mapgen.store.sqlite`). The default is ``responses.sqlite3`` in ``$MAPGEN_CACHE_DIR`` (default
+  ``~/.cache/mapgen``).
+- ``postgresql://user:password@host:port/database``: one PostgreSQL database for every node, process and
+  run of a cluster (:mod:`mapgen.store.postgres`; ``pip install 'mapgen[postgres]'``).
+
+Both keep the same guarantees: committed as it arrives (in batches, on a writer thread: see
+:mod:`mapgen.store.base`), never a failed answer, the same keys, and *claims*: a run claims the keys it is
+about to send (:meth:`~ResponseStore.claim`) and awaits those another live owner has claimed
+(:meth:`~ResponseStore.wait_for`) instead of sending them again. A URL's password never appears in
+messages or reprs (:func:`mask_url`), and the store is a knob: it changes no fingerprint.
+
+Example:
+    >>> import tempfile
+    >>> from mapgen.llms.base import Completion
+    >>> store = open_store(f"sqlite:///{tempfile.mkdtemp()}/responses.sqlite3")
+    >>> store.put("k1", Completion(text="Paris", finish_reason="stop"))
+    >>> store.get_many(["k1", "k2"])["k1"].text
+    'Paris'
+    >>> mask_url("postgresql://app:s3cret@db.internal:5432/mapgen")
+    'postgresql://app:***@db.internal:5432/mapgen'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+from mapgen.llms.base import Request
+from mapgen.store.base import ResponseStore, StoreWarning
+from mapgen.store.sqlite import SQLiteStore
+
+__all__ = [
+    "STORE_FILE",
+    "ResponseStore",
+    "SQLiteStore",
+    "StoreURL",
+    "StoreWarning",
+    "cache_dir",
+    "default_store",
+    "mask_url",
+    "open_store",
+    "request_key",
+    "store_url",
+]
+
+STORE_FILE = "responses.sqlite3"
+STORE_ENV = "MAPGEN_STORE"
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# user:password@ in a URL's authority, and password=... in a libpq keyword string or query.
+_URL_PASSWORD = re.compile(r"(//[^/:@?#]*:)([^@/]*)(@)")
+_PARAM_PASSWORD = re.compile(r"(password=)([^&\s]*)", re.IGNORECASE)
+
+
+def cache_dir() -> Path:
+    """``$MAPGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/mapgen``, else ``~/.cache/mapgen``."""
+    if os.environ.get("MAPGEN_CACHE_DIR"):
+        return Path(os.environ["MAPGEN_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mapgen"
+
+
+def request_key(llm_fingerprint: str, request: Request) -> str:
+    """The store key of one request to one backend config (``llm_fingerprint`` is its JSON state)."""
+    identity = [
+        llm_fingerprint,
+        request.prompt.messages(),
+        request.index,
+        request.schema,
+        request.top_logprobs,
+    ]
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (``user:password@``, ``password=...``) replaced by ``***``.
+
+    Example:
+        >>> mask_url("postgresql://host/db?password=x&sslmode=require")
+        'postgresql://host/db?password=***&sslmode=require'
+    """
+    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", url))
+
+
+class StoreURL(str):
+    """A store URL whose ``repr`` hides its password, so a map function's repr can show it safely.
+
+    Example:
+        >>> StoreURL("postgresql://app:s3cret@db/mapgen")
+        'postgresql://app:***@db/mapgen'
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_url(str(self)))
+
+
+def store_url(url: str | os.PathLike[str] | None = None) -> str:
+    """The store a map uses: ``url``, else ``$MAPGEN_STORE``, else the SQLite file in :func:`cache_dir`;
+    checked, so a misspelt URL fails before anything is sent.
+
+    Raises:
+        ValueError: ``url`` is of no kind mapgen stores in (the message masks its password).
+
+    Example:
+        >>> store_url("sqlite:////tmp/answers.sqlite3")
+        'sqlite:////tmp/answers.sqlite3'
+    """
+    url = os.fspath(url) if url is not None else os.environ.get(STORE_ENV) or ""
+    url = url.strip()
+    if not url:
+        return f"sqlite:///{(cache_dir() / STORE_FILE).absolute()}"
+    if url.startswith(_POSTGRES_SCHEMES) or url.startswith("sqlite:///"):
+        return url
+    if "://" in url:
+        raise ValueError(
+            f"store={mask_url(url)!r} (or ${STORE_ENV}) is not a store mapgen knows: pass "
+            "sqlite:///<path>, a file path, or postgresql://user:password@host:port/database."
+        )
+    return f"sqlite:///{Path(url).absolute()}"
+
+
+_STORES: dict[str, ResponseStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def open_store(url: str | os.PathLike[str] | None = None) -> ResponseStore:
+    """This process's store at ``url`` (see :func:`store_url`), opened once per process and URL; it
+    connects on first use.
+
+    Raises:
+        ValueError: an unknown kind of URL.
+        ImportError: a PostgreSQL URL without psycopg installed (``pip install 'mapgen[postgres]'``).
+    """
+    url = store_url(url)
+    with _STORES_LOCK:
+        if url not in _STORES:
+            if url.startswith(_POSTGRES_SCHEMES):
+                from mapgen.store.postgres import PostgresStore
+
+                _STORES[url] = PostgresStore(url)
+            else:
+                _STORES[url] = SQLiteStore(url.removeprefix("sqlite:///"))
+        return _STORES[url]
+
+
+def default_store() -> ResponseStore:
+    """The store maps use when given none: ``$MAPGEN_STORE``, else the SQLite file in :func:`cache_dir`
+    (both re-read on each call, so tests can move it)."""
+    return open_store(None)

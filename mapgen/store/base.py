@@ -1,0 +1,350 @@
+"""What every response store shares: the answer's encoding, and the write-behind path that commits answers
+in batches on a thread of its own, so the caller's thread (an event loop receiving answers) only encodes
+and queues.
+
+Writes (:meth:`ResponseStore.put`, and :meth:`ResponseStore.release` of one failed key) go into a queue in
+arrival order; the store's writer thread takes everything queued and commits it in one transaction, at
+once: under load, the answers that arrived while the previous transaction ran (a group commit). Nothing
+waits on a timer, so an answer is committed within one transaction of arriving; a ``kill -9`` loses what
+was in flight and the few answers queued behind the running transaction. :meth:`ResponseStore.flush`
+waits until everything queued before it is committed; every read flushes first (a process reads its own
+writes), and the map functions flush before they return a batch.
+
+A forked process (``num_proc`` workers) starts with an empty queue, no writer thread and no connection:
+it opens its own. The parent's connection is kept, unused, so that closing it does not end the parent's
+session (PostgreSQL) or drop its locks (SQLite).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import json
+import os
+import queue
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from mapgen.errors import StoreError
+from mapgen.llms.base import Completion
+
+
+class StoreWarning(UserWarning):
+    """The response store failed while answers were being stored: the run goes on without storing them."""
+
+
+class DamagedAnswer(ValueError):
+    """A stored value that is not an answer: the store is damaged."""
+
+
+# The fields an answer is stored with, and their defaults: computed once, so new fields of Completion are
+# stored without a change here. The error fields never are (failed answers are not stored).
+_NOT_STORED = frozenset({"error", "error_kind", "from_store"})
+_NO_DEFAULT = object()
+_STORED = tuple(
+    (field.name, _NO_DEFAULT if field.default is dataclasses.MISSING else field.default)
+    for field in dataclasses.fields(Completion)
+    if field.name not in _NOT_STORED
+)
+_KNOWN = frozenset(name for name, _ in _STORED)
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode(completion: Completion) -> str:
+    """One answer as compact JSON, leaving out fields at their default (``None``): small, and cheap to make.
+
+    Example:
+        >>> encode(Completion(text="Paris", finish_reason="stop"))
+        '{"text":"Paris","finish_reason":"stop"}'
+    """
+    values = {}
+    for name, default in _STORED:
+        value = getattr(completion, name)
+        if value is not None and value != default:
+            values[name] = value
+    return _encode_json(values)
+
+
+def decode(value: str | bytes) -> Completion | None:
+    """A stored answer, from this or any earlier release; keys this version does not know (a newer
+    mapgen's fields) are ignored. ``None`` for one whose text is not text (an earlier release stored content
+    parts as they came): it is asked again.
+
+    Raises:
+        DamagedAnswer: the value is not an answer.
+
+    Example:
+        >>> decode('{"text": "Paris", "logprob_sum": -1.5}').text
+        'Paris'
+    """
+    try:
+        data = json.loads(value)
+        completion = Completion(**{k: v for k, v in data.items() if k in _KNOWN}, from_store=True)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise DamagedAnswer(f"malformed stored answer ({type(error).__name__}: {error})") from None
+    return completion if isinstance(completion.text, str) else None
+
+
+# Queue items: ("put", key, value), ("release", owner, keys), ("flush", event).
+_Item = tuple[Any, ...]
+_STORES: weakref.WeakSet[ResponseStore] = weakref.WeakSet()
+# Connections inherited across a fork: kept so that their finalizers never run in the child.
+_INHERITED: list[Any] = []
+
+
+class ResponseStore:
+    """A key -> :class:`~mapgen.llms.base.Completion` table shared by threads, processes and runs, with
+    claims on the keys being sent so that concurrent runs send each one once. Backends:
+    :class:`~mapgen.store.sqlite.SQLiteStore`, :class:`~mapgen.store.postgres.PostgresStore`; open one with
+    :func:`mapgen.store.open_store`.
+
+    Subclasses give :attr:`where` (the file, or the URL without its password), ``_connect()``,
+    ``_errors`` (their driver's exceptions), ``_write(puts, releases)`` (one transaction), and the reads.
+    """
+
+    where: str
+    _errors: tuple[type[BaseException], ...] = ()
+    _idle_interval: float | None = None  # the writer's ``_tick`` runs this often (a lease's heartbeat)
+
+    def __init__(self) -> None:
+        self._reset()
+        _STORES.add(self)
+
+    def _reset(self) -> None:
+        """This process's fresh state: at construction, and in a forked child."""
+        self._lock = threading.Lock()  # one user of the connection at a time
+        self._start_lock = threading.Lock()
+        self._connection: Any = None
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._next_tick = 0.0
+        self._write_error: StoreError | None = None  # the first failed write: storing stops after it
+        self._warned = False
+
+    # -- the connection ---------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _forget_connection(self) -> None:
+        """Close this process's connection, so that the next use opens the store anew."""
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+        self._connection = None
+
+    def _is_damaged(self, error: BaseException) -> bool:
+        return isinstance(error, DamagedAnswer)
+
+    def _is_disconnected(self, error: BaseException) -> bool:
+        """Whether the connection broke (a server restart): the next use reconnects."""
+        return False
+
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[Any]:
+        """This process's connection, under the lock; the driver's errors come out as :class:`StoreError`."""
+        with self._lock:
+            try:
+                if self._connection is None:
+                    self._connection = self._connect()
+                yield self._connection
+            except (*self._errors, OSError, DamagedAnswer) as error:
+                if self._is_damaged(error) or self._is_disconnected(error):
+                    self._forget_connection()
+                raise StoreError(self._explain(error)) from error
+
+    def _explain(self, error: BaseException) -> str:
+        """What went wrong with the store, naming it, and the way out."""
+        raise NotImplementedError
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def put(self, key: str, completion: Completion) -> None:
+        """Store one successful completion (failed ones are not stored, so they are retried), and release
+        any claim on its key; committed by the writer thread within one transaction (:meth:`flush` waits).
+
+        Never raises: a store that cannot be written warns once (:class:`StoreWarning`) and stores
+        nothing more in this process until :meth:`clear`, so a paid answer still reaches the output.
+        """
+        if completion.text is None or self._write_error is not None:
+            return
+        self._enqueue(("put", key, encode(completion)))
+
+    def release(self, keys: Iterable[str], owner: str, *, wait: bool = True) -> None:
+        """Drop ``owner``'s claims on ``keys`` (answers that failed, or were never sent), after the writes
+        queued before; with ``wait``, return once that is committed.
+
+        Never raises: like :meth:`put`, a failure warns once; the claims then end with this process.
+        """
+        keys = list(dict.fromkeys(keys))
+        if keys:
+            self._enqueue(("release", owner, keys))
+        if wait:
+            self.flush()
+
+    def flush(self) -> None:
+        """Wait until every write queued so far is committed (or has failed: then warn, once)."""
+        if self._writer is not None:
+            done = threading.Event()
+            self._enqueue(("flush", done))
+            done.wait()
+        self._warn_if_failed()
+
+    def _enqueue(self, item: _Item) -> None:
+        self._queue.put(item)
+        if self._writer is None:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            with self._start_lock:
+                if self._writer is None:
+                    writer = threading.Thread(target=self._drain, name="mapgen-store-writer", daemon=True)
+                    writer.start()
+                    self._writer = writer
+
+    def _drain(self) -> None:
+        """The writer thread: commit whatever is queued, in one transaction, as soon as it is there."""
+        while True:
+            if self._idle_interval is not None and time.monotonic() >= self._next_tick:
+                self._next_tick = time.monotonic() + self._idle_interval
+                with contextlib.suppress(Exception):
+                    self._tick()
+            timeout = None if self._idle_interval is None else max(0.0, self._next_tick - time.monotonic())
+            try:
+                items = [self._queue.get(timeout=timeout)]
+            except queue.Empty:
+                continue
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    items.append(self._queue.get_nowait())
+            puts: dict[str, str] = {}
+            releases: list[tuple[str, list[str]]] = []
+            flushed: list[threading.Event] = []
+            for item in items:
+                if item[0] == "put":
+                    puts[item[1]] = item[2]
+                elif item[0] == "release":
+                    releases.append((item[1], item[2]))
+                else:
+                    flushed.append(item[1])
+            if self._write_error is not None:
+                puts = {}
+            if puts or releases:
+                try:
+                    self._write(puts, releases)
+                except Exception as error:  # the thread must live on: flush() waits for it
+                    if not isinstance(error, StoreError):
+                        error = StoreError(f"The response store {self.where} failed to write: {error!r}")
+                    if self._write_error is None:
+                        self._write_error = error
+            for event in flushed:
+                event.set()
+
+    def _write(self, puts: dict[str, str], releases: Sequence[tuple[str, list[str]]]) -> None:
+        """Commit ``puts`` (key -> encoded answer, releasing their claims) and ``releases`` (owner, keys) in
+        one transaction. Raises :class:`StoreError`."""
+        raise NotImplementedError
+
+    def _tick(self) -> None:
+        """Run by the writer thread every ``_idle_interval`` seconds (a claim lease's heartbeat)."""
+
+    def _warn_if_failed(self) -> None:
+        """Warn once, on the caller's thread, that storing failed; the caller goes on without it."""
+        if self._write_error is not None and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"{self._write_error} Until it is cleared, this process stores no more answers: they still "
+                "go into the output, and a re-run sends them again.",
+                StoreWarning,
+                stacklevel=3,
+            )
+
+    def _writes_resumed(self) -> None:
+        """After :meth:`clear`: store again, and warn again on the next failure."""
+        self._write_error = None
+        self._warned = False
+
+    # -- reads and claims (each backend) -----------------------------------------------------------------
+    def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
+        """The stored completions among ``keys`` (after this process's queued writes).
+
+        Raises:
+            StoreError: the store cannot be read (a damaged file, a lock held too long, no server).
+        """
+        raise NotImplementedError
+
+    def claim(self, keys: Sequence[str], owner: str) -> list[str]:
+        """Claim for ``owner`` (a token the caller makes per call) the unanswered ``keys`` that no other
+        live owner holds; return the keys ``owner`` holds now, in input order.
+
+        The caller sends those, stores or :meth:`release` s each, and releases the rest in a ``finally``;
+        the other unanswered keys are being sent elsewhere: :meth:`wait_for` them.
+
+        A store that cannot be written (a full disk) warns once, like :meth:`put`, and every key is
+        the caller's: the run goes on without the store, as it would without claims.
+        """
+        keys = list(dict.fromkeys(keys))
+        self.flush()
+        if self._write_error is not None:
+            return keys
+        try:
+            return self._claim(keys, owner)
+        except StoreError as error:
+            self._write_error = self._write_error or error
+            self._warn_if_failed()
+            return keys
+
+    def _claim(self, keys: list[str], owner: str) -> list[str]:
+        raise NotImplementedError
+
+    def wait_for(self, keys: Iterable[str], *, poll: float = 0.05) -> dict[str, Completion]:
+        """Block until each of ``keys`` is answered in the store or no longer claimed by a live owner
+        (released, or its owner gone); return the answered ones. The caller claims and sends the rest.
+        Never wait for keys the caller itself holds.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def size_bytes(self) -> int:
+        """Bytes the stored answers take (on disk, or in the database)."""
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Delete every stored answer (and claim).
+
+        Raises:
+            StoreError: the store cannot be cleared.
+        """
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.where!r})"
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        if store._connection is not None:
+            _INHERITED.append(store._connection)
+        store._reset()
+
+
+def _flush_all_at_exit() -> None:
+    for store in list(_STORES):
+        if store._writer is not None and store._writer.is_alive():
+            done = threading.Event()
+            store._queue.put(("flush", done))
+            done.wait(timeout=30)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_all_at_exit)
