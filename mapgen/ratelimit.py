@@ -50,7 +50,7 @@ class Limiter(Protocol):
     rpm: float | None
     tpm: float | None
 
-    async def acquire(self, tokens: int = 0) -> None: ...
+    async def acquire(self, tokens: int = 0) -> float: ...
 
     def correct(self, tokens: int) -> None: ...
 
@@ -146,11 +146,13 @@ class RateLimiter:
                 state[1] = max(next_token, start) + tokens * self.token_interval
         return start
 
-    async def acquire(self, tokens: int = 0) -> None:
-        """Wait for this request's slot."""
+    async def acquire(self, tokens: int = 0) -> float:
+        """Wait for this request's slot; return when it began (Unix seconds)."""
         from mapgen.llms._async import pause  # an interrupt ends the wait
 
-        await pause(self.reserve(tokens) - time.time())
+        start = self.reserve(tokens)
+        await pause(start - time.time())
+        return start
 
     def correct(self, tokens: int) -> None:
         """Add ``tokens`` (negative to give back) to the token budget already reserved, once an answer's

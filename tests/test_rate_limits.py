@@ -90,15 +90,18 @@ def test_leased_chunks_never_overlap_across_workers():
     assert len(slots) / (slots[-1] - slots[0]) <= 1 / interval  # never above 10 a second
 
 
-def test_a_late_lease_still_moves_and_large_requests_get_room():
+def test_a_late_lease_expires_and_the_next_is_longer():
     clock = LeasedClock(interval=0.01, chunk=0.25)  # 100 tokens a second
     assert clock.lease_seconds(10) == 0.25  # a chunk holds it
     assert clock.lease_seconds(100) == 1.0 + 0.25  # larger than a chunk: room for it and a late arrival
     clock.grant(start=10.0, seconds=clock.lease_seconds(100))
-    assert clock.take(100, now=11.0) == 11.0  # arrived a second late: still fits, at once
+    assert clock.take(100, now=10.2) == 10.2  # arrived a little late: still fits
     clock.grant(start=20.0, seconds=0.25)
-    assert clock.take(100, now=25.0) == 25.0  # a fresh stretch always serves its first request...
-    assert clock.take(1, now=25.0) is None  # ...and is then spent
+    assert clock.take(10, now=25.0) is None  # arrived after its stretch: it expires unspent...
+    assert clock.lease_seconds(10) == 0.5  # ...and the next lease is twice as long
+    clock.grant(start=30.0, seconds=0.5)
+    assert clock.take(10, now=30.3) == 30.3
+    assert clock.lease_seconds(10) == 0.25  # in time again: back to a chunk
 
 
 def test_token_usage_corrects_the_shared_clock():

@@ -102,23 +102,28 @@ class LeasedClock:
         self.next = 0.0
         self.end = 0.0  # nothing leased
         self.fresh = False  # a stretch granted and not yet spent from
+        self.misses = 0  # stretches in a row that arrived too late to hold a request
 
     def take(self, units: float, now: float) -> float | None:
         """When ``units`` may go (at or after ``now``), spending them; ``None`` when the lease has too little
-        left (what is left then expires with the next :meth:`grant`). The first take from a fresh stretch
-        always succeeds, even if the stretch arrived too late to hold it whole: a worker whose leases
-        arrive late still makes progress, one request per lease."""
+        left (what is left then expires with the next :meth:`grant`)."""
         start = max(now, self.next)
         finish = start + units * self.interval
-        if finish > self.end + 1e-9 and not self.fresh:
+        if finish > self.end + 1e-9:
+            if self.fresh:  # it came too late: ask for longer stretches until one arrives in time
+                self.misses, self.fresh = self.misses + 1, False
             return None
-        self.next, self.fresh = finish, False
+        if self.fresh:
+            self.misses, self.fresh = 0, False
+        self.next = finish
         return start
 
     def lease_seconds(self, units: float) -> float:
-        """How much clock to lease for a request of ``units``: a chunk, or more for a larger request."""
+        """How much clock to lease for a request of ``units``: a chunk, or more for a larger request (with a
+        chunk of room for a late answer), doubled for each stretch in a row that arrived too late."""
         needed = units * self.interval
-        return self.chunk if needed <= self.chunk else needed + self.chunk
+        length = self.chunk if needed <= self.chunk else needed + self.chunk
+        return length * 2 ** min(self.misses, 6)
 
     def grant(self, start: float, seconds: float) -> None:
         """A new stretch from the budget, replacing what was left."""
@@ -189,8 +194,9 @@ class ClusterRateLimiter:
         self._actor: Any = None
         self._failures = 0
 
-    async def acquire(self, tokens: int = 0) -> None:
-        """Wait for this request's slot (and ``tokens`` tokens' worth of the token clock)."""
+    async def acquire(self, tokens: int = 0) -> float:
+        """Wait for this request's slot (and ``tokens`` tokens' worth of the token clock); return when the
+        slot began (Unix seconds)."""
         from mapgen.llms._async import pause  # an interrupt ends the wait
 
         while True:
@@ -198,7 +204,7 @@ class ClusterRateLimiter:
                 start, pending = self._take(tokens, time.time())
             if start is not None:
                 await pause(start - time.time())
-                return
+                return start
             try:
                 await asyncio.wrap_future(pending)
             except Exception as error:  # the actor was lost: look it up again, a few times
@@ -212,13 +218,13 @@ class ClusterRateLimiter:
     def _take(self, tokens: int, now: float) -> tuple[float | None, Any]:
         """Under the lock: the slot's start if both clocks have room (spent), else the lease to wait for."""
         clocks = [(self.requests, 1), (self.tokens, tokens)]
-        saved = [(c.next, c.end, c.fresh) if c else None for c, _ in clocks]
+        saved = [(c.next, c.end, c.fresh, c.misses) if c else None for c, _ in clocks]
         starts = [c.take(units, now) if c else now for c, units in clocks]
         if None not in starts:
             return max(s for s in starts if s is not None), None
         for (clock, _), state in zip(clocks, saved, strict=True):  # spend nothing unless both fit
             if clock is not None and state is not None:
-                clock.next, clock.end, clock.fresh = state
+                clock.next, clock.end, clock.fresh, clock.misses = state
         if self._pending is None or self._pending.done():
             pairs = zip(clocks, starts, strict=True)
             self._lease([c.lease_seconds(u) if c and s is None else 0.0 for (c, u), s in pairs])
