@@ -46,6 +46,7 @@ def cluster():
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
+    context.wait_for_min_actors_s = 600  # a job starts once its pool is up: every node takes part
     yield local
     ray.shutdown()
     local.shutdown()
@@ -231,7 +232,7 @@ def test_a_node_lost_mid_job_costs_at_most_what_it_had_in_flight(
     """Kill the worker node while its actor has requests in flight: Ray retries its batches on the head's
     actor, and with every node on one PostgreSQL store the retries re-send only what the lost node had not
     yet been answered, so the server sees at most the rows plus the lost node's requests in flight."""
-    fault_server.configure(api_key=fault_server.api_key, latency=0.3)
+    fault_server.configure(api_key=fault_server.api_key, latency=0.5)
     rows, max_concurrency = 60, 4
     store = postgres_server.new_database()
     llm = echo_llm(fault_server, max_concurrency=max_concurrency)
@@ -240,10 +241,15 @@ def test_a_node_lost_mid_job_costs_at_most_what_it_had_in_flight(
     at_kill: list[dict] = []
 
     def kill_mid_job() -> None:
+        # More requests in flight than one actor may send: both nodes are sending.
         deadline = time.monotonic() + 300
-        while fault_server.stats()["total"] < rows // 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        at_kill.append(fault_server.stats())
+        stats = fault_server.stats()
+        while (
+            stats["total"] < rows // 4 or stats["in_flight"] <= max_concurrency
+        ) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            stats = fault_server.stats()
+        at_kill.append(stats)
         cluster.remove_node(worker_node)
 
     killer = threading.Thread(target=kill_mid_job, daemon=True)
@@ -251,7 +257,8 @@ def test_a_node_lost_mid_job_costs_at_most_what_it_had_in_flight(
     out = rows_of(ds)
     killer.join(timeout=60)
 
-    assert at_kill and at_kill[0]["total"] < rows, "the node was lost before the job ended"
+    assert at_kill and at_kill[0]["total"] < rows, "the node is lost before the job ends"
+    assert at_kill[0]["in_flight"] > max_concurrency, "...while both nodes have requests in flight"
     assert [row["generations"] for row in out] == [[f"echo: lost node, row {i}"] for i in range(rows)]
     assert all(row["generation_errors"] == [None] for row in out)
     seen = fault_server.stats()["total"]
