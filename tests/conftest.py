@@ -12,6 +12,7 @@ def isolated_caches(tmp_path, monkeypatch):
     """Each test gets its own datasets cache and mapgen store, fresh counters and request bar."""
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
     monkeypatch.setenv("MAPGEN_CACHE_DIR", str(tmp_path / "mapgen_cache"))
+    monkeypatch.delenv("MAPGEN_STORE", raising=False)  # never a store of the user's (store_url sets one)
     mapgen.counters.reset()
     yield
     request_progress.close()

@@ -1,7 +1,9 @@
 """The response store: re-runs reuse paid answers, a kill -9 loses at most what was in flight."""
 
+import dataclasses
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -20,7 +22,8 @@ from mapgen.errors import StoreError
 from mapgen.explain import cache_differences, explain_cache
 from mapgen.llms.base import Completion
 from mapgen.processes import is_running, process_start
-from mapgen.store import SQLiteStore, StoreWarning, default_store
+from mapgen.store import SQLiteStore, StoreWarning, cache_dir, default_store, open_store, store_url
+from mapgen.store.base import MAX_UNCOMMITTED
 
 
 def echo_llm(server, **knobs):
@@ -31,7 +34,24 @@ def prompts(n):
     return datasets.Dataset.from_dict({"input": [f"question {i}" for i in range(n)]})
 
 
-def test_an_in_memory_dataset_run_twice_sends_nothing_the_second_time(fault_server):
+def behind_the_back(url, sql, params=()):
+    """Run ``sql`` on the store at ``url`` as another client would (``{responses}``, ``{claims}``: its
+    tables; ``?``: a parameter); the first column of what it returns."""
+    if url.startswith("sqlite"):
+        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
+        rows = connection.execute(sql.format(responses="responses", claims="claims"), params).fetchall()
+        connection.commit()
+        connection.close()
+        return [row[0] for row in rows]
+    import psycopg
+
+    sql = sql.format(responses="mapgen_responses", claims="mapgen_claims").replace("?", "%s")
+    with psycopg.connect(url, autocommit=True) as connection:
+        cursor = connection.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()] if cursor.description else []
+
+
+def test_an_in_memory_dataset_run_twice_sends_nothing_the_second_time(store_url, fault_server):
     ds = prompts(20)  # built in memory: datasets never caches its maps
     first = ds.map(mapgen.generate(echo_llm(fault_server), num_generations=2), batched=True)
     assert fault_server.stats()["total"] > 0
@@ -62,7 +82,7 @@ def test_output_affecting_changes_send_again(fault_server):
     assert fault_server.stats()["total"] == 5
 
 
-def test_failed_rows_are_retried_on_the_next_run_and_only_they(fault_server):
+def test_failed_rows_are_retried_on_the_next_run_and_only_they(store_url, fault_server):
     ds = prompts(10)
     fault_server.configure(api_key=fault_server.api_key, fail_first=3, error_status=500)
     first = ds.map(mapgen.generate(echo_llm(fault_server, max_retries=0, max_concurrency=1)), batched=True)
@@ -74,7 +94,7 @@ def test_failed_rows_are_retried_on_the_next_run_and_only_they(fault_server):
     assert second["generations"] == [[f"echo: question {i}"] for i in range(10)]
 
 
-def test_cache_false_always_sends(fault_server):
+def test_cache_false_always_sends(store_url, fault_server):
     ds = prompts(4)
     for _ in range(2):
         ds.map(mapgen.generate(echo_llm(fault_server), cache=False), batched=True)
@@ -82,8 +102,9 @@ def test_cache_false_always_sends(fault_server):
     assert len(default_store()) == 0
 
 
-def test_num_proc_workers_share_the_store(fault_server):
+def test_num_proc_workers_share_the_store(store_url, fault_server):
     ds = prompts(40)
+    assert len(default_store()) == 0  # opened here first: each forked worker must open its own connection
     ds.map(mapgen.generate(echo_llm(fault_server)), batched=True, batch_size=5, num_proc=2)
     assert len(default_store()) == 40
     fault_server.configure(api_key=fault_server.api_key)
@@ -108,7 +129,7 @@ def start_run(server, rows, output, env):
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_kill_9_mid_run_then_rerun_resends_at_most_what_was_in_flight(fault_server, tmp_path):
+def test_kill_9_mid_run_then_rerun_resends_at_most_what_was_in_flight(store_url, fault_server, tmp_path):
     rows, max_concurrency = 1000, 16
     env = {**os.environ, "MAPGEN_CACHE_DIR": str(tmp_path / "store")}
     fault_server.configure(api_key=fault_server.api_key, latency=0.05)
@@ -126,13 +147,15 @@ def test_kill_9_mid_run_then_rerun_resends_at_most_what_was_in_flight(fault_serv
     assert start_run(fault_server, rows, str(output), env).wait(timeout=120) == 0
 
     total = fault_server.stats()["total"]
-    assert total <= rows + max_concurrency
+    # Sent again: what was in flight, and answers received but not yet committed by the store's writer
+    # thread (it commits each batch as soon as the previous one is done; put() waits past MAX_UNCOMMITTED).
+    assert total <= rows + max_concurrency + MAX_UNCOMMITTED, f"{total - rows} sent twice"
     assert total - sent_before_kill < rows  # the re-run did not start over
     written = [json.loads(line) for line in output.read_text().splitlines()]
     assert [r["generations"] for r in written] == [[f"echo: question {i}"] for i in range(rows)]
 
 
-def test_two_runs_at_once_pay_for_each_answer_once(fault_server, tmp_path):
+def test_two_runs_at_once_pay_for_each_answer_once(store_url, fault_server, tmp_path):
     rows, max_concurrency = 400, 16
     env = {
         **os.environ,
@@ -180,7 +203,7 @@ def test_an_unhashable_callable_warns_at_construction():
         mapgen.generate(mapgen.LlamaCppLLM(), StreamingTask())
 
 
-def test_cache_command_reports_and_clears(fault_server, capsys):
+def test_cache_command_reports_and_clears(store_url, fault_server, capsys):
     prompts(3).map(mapgen.generate(echo_llm(fault_server)), batched=True)
     assert main(["cache", "info"]) == 0
     assert "3 answers" in capsys.readouterr().out
@@ -291,48 +314,49 @@ def test_a_store_that_refuses_writes_keeps_every_paid_answer_in_the_output(fault
 
 @pytest.mark.parametrize("value", ["garbage{", '{"text": "ok", "logprob_sum": 1.5}'])
 def test_a_damaged_answer_in_a_sound_file_is_a_store_error_and_unknown_fields_are_ignored(
-    fault_server, value
+    store_url, fault_server, value
 ):
     prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
-    other = sqlite3.connect(default_store().path)
-    other.execute("UPDATE responses SET value = ?", (value,))
-    other.commit()
-    other.close()
+    behind_the_back(store_url, "UPDATE {responses} SET value = ?", (value,))
     if value.startswith("{"):  # a newer mapgen's extra field: the answer is still read
         again = prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
         assert again["generations"] == [["ok"], ["ok"]]
         return
-    with pytest.raises(mapgen.StoreError, match=r"responses\.sqlite3 is damaged.*mapgen cache clear"):
+    with pytest.raises(mapgen.StoreError, match=r"is damaged.*mapgen cache clear") as raised:
         prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
+    assert default_store().where in str(raised.value)
 
 
-def test_a_stored_answer_that_is_not_text_is_asked_again(fault_server):
+def test_a_stored_answer_that_is_not_text_is_asked_again(store_url, fault_server):
     # An earlier release stored content parts as they came: they must never come back as data.
-    prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
-    other = sqlite3.connect(default_store().path)
-    other.execute("""UPDATE responses SET value = '{"text": [{"type": "text", "text": "x"}]}'""")
-    other.commit()
-    other.close()
+    fn = mapgen.generate(echo_llm(fault_server))
+    prompts(2).map(fn, batched=True)
+    behind_the_back(
+        store_url, """UPDATE {responses} SET value = '{{"text": [{{"type": "text", "text": "x"}}]}}'"""
+    )
     fault_server.configure(api_key=fault_server.api_key)
-    again = prompts(2).map(mapgen.generate(echo_llm(fault_server)), batched=True)
+    again = prompts(2).map(fn, batched=True)
     assert again["generations"] == [["echo: question 0"], ["echo: question 1"]]
     assert fault_server.stats()["total"] == 2  # asked again, and stored right this time
-    keys = [key for (key,) in sqlite3.connect(default_store().path).execute("SELECT key FROM responses")]
-    assert [answer.text for answer in default_store().get_many(keys).values()] != []
-    assert all(isinstance(answer.text, str) for answer in default_store().get_many(keys).values())
+    keys = behind_the_back(store_url, "SELECT key FROM {responses}")
+    assert sorted(answer.text for answer in default_store().get_many(keys).values()) == [
+        "echo: question 0",
+        "echo: question 1",
+    ]
 
 
 # Two runs on one store at once: a key another live process is sending is awaited, not sent again.
 OTHER_RUN = """
 import sys
 from mapgen.llms.base import Completion
-from mapgen.store import SQLiteStore
-store = SQLiteStore(sys.argv[1])
+from mapgen.store import open_store
+store = open_store(sys.argv[1])
 print(" ".join(store.claim(sys.argv[2:], owner="a")), flush=True)
 for line in sys.stdin:
     command, key = line.split()
     if command == "put":
         store.put(key, Completion(text=f"a's answer to {key}"))
+        store.flush()
     else:
         store.release([key], owner="a")
     print("done", flush=True)
@@ -340,12 +364,11 @@ for line in sys.stdin:
 
 
 @pytest.fixture
-def other_run(tmp_path):
+def other_run(store_url):
     """Another process holding claims on k0..k4 of a store, storing or releasing keys on request."""
-    path = tmp_path / "responses.sqlite3"
     keys = [f"k{i}" for i in range(5)]
     process = subprocess.Popen(
-        [sys.executable, "-c", OTHER_RUN, str(path), *keys],
+        [sys.executable, "-c", OTHER_RUN, store_url, *keys],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -358,7 +381,7 @@ def other_run(tmp_path):
         assert process.stdout.readline() == "done\n"
 
     process.tell = tell
-    process.store = SQLiteStore(path)
+    process.store = open_store(store_url)
     yield process
     process.kill()
     process.wait()
@@ -418,3 +441,93 @@ def test_claims_and_waits_over_many_keys(tmp_path):
     answered = store.wait_for(keys)
     assert len(answered) == 2000 and answered["key 1999"].text == "KEY 1999"
     assert store.claim(keys[::-1], owner="b") == list(reversed(keys[2000:]))
+
+
+# Choosing the store by URL, and what PostgreSQL adds: claims that live by a heartbeat across hosts.
+def test_the_store_is_a_url_whose_password_never_shows_and_which_changes_no_fingerprint(monkeypatch):
+    from datasets.fingerprint import Hasher
+
+    monkeypatch.delenv("MAPGEN_STORE", raising=False)
+    assert store_url(None) == f"sqlite:///{(cache_dir() / 'responses.sqlite3').absolute()}"
+    monkeypatch.setenv("MAPGEN_STORE", "/data/answers.sqlite3")
+    assert store_url(None) == "sqlite:////data/answers.sqlite3"
+    url = "postgresql://app:hunter2@db.internal:5432/answers"
+    llm = mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-test")
+    fn = mapgen.generate(llm, store=url)
+    assert "hunter2" not in repr(fn) and "app:***@db.internal" in repr(fn)
+    assert fn.store == url  # the real URL is what connects
+    assert Hasher.hash(fn) == Hasher.hash(mapgen.generate(llm))
+    assert pickle.loads(pickle.dumps(fn)).store == url
+    assert "hunter2" not in repr(pickle.loads(pickle.dumps(fn)))
+    with pytest.raises(ValueError, match=r"redis://app:\*\*\*@cache") as raised:
+        mapgen.generate(llm, store="redis://app:hunter2@cache:6379")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_store_picks_the_store_of_one_map(fault_server, postgres_server):
+    url = postgres_server.new_database()
+    ds = prompts(3)
+    ds.map(mapgen.generate(echo_llm(fault_server), store=url), batched=True)
+    assert len(open_store(url)) == 3 and len(default_store()) == 0
+    fault_server.configure(api_key=fault_server.api_key)
+    again = ds.map(mapgen.generate(echo_llm(fault_server), store=url), batched=True)
+    assert fault_server.stats()["total"] == 0 and again["generations"][2] == ["echo: question 2"]
+
+
+def test_a_postgres_store_that_refuses_us_fails_before_sending_without_showing_the_password(
+    fault_server, postgres_server
+):
+    wrong = postgres_server.url().replace(postgres_server.password, "not-the-password-42")
+    with pytest.raises(mapgen.StoreError) as raised:
+        prompts(2).map(mapgen.generate(echo_llm(fault_server), store=wrong), batched=True)
+    message = str(raised.value)
+    assert "not-the-password-42" not in message and "mapgen:***@127.0.0.1" in message
+    assert "password authentication failed" in message and "cache=False" in message
+    assert fault_server.stats()["total"] == 0
+
+
+def test_a_claim_from_another_host_lives_while_its_heartbeat_does(postgres_server, monkeypatch):
+    url = postgres_server.new_database()
+    store = open_store(url)
+    assert store.claim(["mine"], owner="a") == ["mine"]  # creates the tables, and this process's holder
+    behind_the_back(
+        url,
+        "INSERT INTO mapgen_holders (id, host, pid, started) VALUES ('far', 'another-host/boot/ns', ?, 1)",
+        (os.getpid(),),  # a pid that runs here: on another host it says nothing
+    )
+    behind_the_back(url, "INSERT INTO {claims} (key, owner, holder) VALUES ('k', 'far-run', 'far')")
+    assert store.claim(["k", "free"], owner="b") == ["free"]
+    behind_the_back(url, "UPDATE mapgen_holders SET seen = now() - interval '60 seconds' WHERE id = 'far'")
+    assert store.wait_for(["k"]) == {}  # its lease ran out: nobody is sending it
+    assert store.claim(["k"], owner="b") == ["k"]
+    assert behind_the_back(url, "SELECT owner FROM {claims} WHERE key = 'k'") == ["b"]
+
+    # This process's heartbeat keeps its own holder fresh while it lives.
+    def seen():
+        return behind_the_back(url, "SELECT seen FROM mapgen_holders WHERE id = ?", (store._holder,))[0]
+
+    before = seen()
+    monkeypatch.setattr(mapgen.store.postgres, "HEARTBEAT", 0.05)
+    store._idle_interval, store._next_tick = 0.05, 0.0
+    store.put("nudge", Completion(text="wakes the writer"))
+    deadline = time.monotonic() + 30
+    while seen() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen() > before
+
+
+def test_every_answer_field_is_stored_and_read_back_old_rows_and_unknown_keys_included():
+    from mapgen.store.base import decode, encode
+
+    kept = [
+        f.name for f in dataclasses.fields(Completion) if f.name not in ("error", "error_kind", "from_store")
+    ]
+    for name in kept:  # generic: a field added to Completion is stored without a change to the store
+        answer = Completion(text="t")
+        setattr(answer, name, ["a value"] if name != "text" else "other")
+        assert name in json.loads(encode(answer))
+        assert getattr(decode(encode(answer)), name) == getattr(answer, name)
+    assert json.loads(encode(Completion(text="t", error="x", error_kind="engine"))) == {"text": "t"}
+    old_row = {f.name: None for f in dataclasses.fields(Completion)} | {"text": "old", "from_store": False}
+    assert decode(json.dumps(old_row)) == Completion(text="old", from_store=True)
+    assert decode('{"text": "new", "reasoning_tokens_of_2030": 7}').text == "new"

@@ -159,6 +159,8 @@ def map_batches(
         low, high = concurrency
         compute = ray.data.ActorPoolStrategy(min_size=low, max_size=high)
     actor_env = {"MAPGEN_CACHE_DIR": str(Path(store_dir) if store_dir else cache_dir().resolve())}
+    if os.environ.get("MAPGEN_STORE"):  # one store for every node (postgresql://...): see mapgen.store
+        actor_env["MAPGEN_STORE"] = os.environ["MAPGEN_STORE"]
     actor_env.update(env or {})
     actor_env.setdefault(SCOPE_ENV, "ray")  # rpm/tpm for the whole job, not per node
     if ray.is_initialized():  # the rate-limit actors run beside the driver, which the job cannot lose

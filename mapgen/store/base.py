@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import queue
@@ -90,6 +91,9 @@ def decode(value: str | bytes) -> Completion | None:
     return completion if isinstance(completion.text, str) else None
 
 
+MAX_UNCOMMITTED = 32
+"""Answers a process may have queued but not committed: when the writer falls this far behind, :meth:`put`
+waits for it. A ``kill -9`` re-sends at most what was in flight and this many."""
 # Queue items: ("put", key, value), ("release", owner, keys), ("flush", event).
 _Item = tuple[Any, ...]
 _STORES: weakref.WeakSet[ResponseStore] = weakref.WeakSet()
@@ -123,6 +127,8 @@ class ResponseStore:
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._next_tick = 0.0
+        self._queued = itertools.count(1)  # answers queued so far (next() is atomic under the GIL)
+        self._committed = 0  # of which committed (or dropped after a failure); written by the writer only
         self._write_error: StoreError | None = None  # the first failed write: storing stops after it
         self._warned = False
 
@@ -172,6 +178,8 @@ class ResponseStore:
         if completion.text is None or self._write_error is not None:
             return
         self._enqueue(("put", key, encode(completion)))
+        if next(self._queued) - self._committed >= MAX_UNCOMMITTED:
+            self.flush()  # the writer fell behind (a slow disk or database): wait, so a kill loses little
 
     def release(self, keys: Iterable[str], owner: str, *, wait: bool = True) -> None:
         """Drop ``owner``'s claims on ``keys`` (answers that failed, or were never sent), after the writes
@@ -224,9 +232,11 @@ class ResponseStore:
             puts: dict[str, str] = {}
             releases: list[tuple[str, list[str]]] = []
             flushed: list[threading.Event] = []
+            done = 0
             for item in items:
                 if item[0] == "put":
                     puts[item[1]] = item[2]
+                    done += 1
                 elif item[0] == "release":
                     releases.append((item[1], item[2]))
                 else:
@@ -241,6 +251,7 @@ class ResponseStore:
                         error = StoreError(f"The response store {self.where} failed to write: {error!r}")
                     if self._write_error is None:
                         self._write_error = error
+            self._committed += done
             for event in flushed:
                 event.set()
 

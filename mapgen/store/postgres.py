@@ -166,6 +166,9 @@ class PostgresStore(ResponseStore):
 
     def _write(self, puts: dict[str, str], releases: Sequence[tuple[str, list[str]]]) -> None:
         def write(connection: psycopg.Connection) -> None:
+            if not releases:  # the common case: one statement, committed on its own
+                connection.execute(_PUT, (list(puts), list(puts.values())))
+                return
             # One round trip: the statements go out together (pipeline mode) in one transaction.
             with connection.pipeline(), connection.transaction():
                 if puts:
@@ -253,11 +256,10 @@ class PostgresStore(ResponseStore):
                         elif not alive(host, pid, started, fresh):
                             dead[key] = holder_owner
                 # In key order, so that two runs claiming overlapping keys lock them in the same order.
-                # Conditional: a key claimed (or answered) by another run since the read above is not ours.
+                # Conditional: a key claimed by another run since the read above is not ours.
                 for (key,) in connection.execute(
                     "INSERT INTO mapgen_claims (key, owner, holder) SELECT w.key, %s, %s"
-                    " FROM unnest(%s::text[]) AS w(key) WHERE NOT EXISTS"
-                    " (SELECT 1 FROM mapgen_responses r WHERE r.key = w.key) ORDER BY w.key"
+                    " FROM unnest(%s::text[]) AS w(key) ORDER BY w.key"
                     " ON CONFLICT (key) DO NOTHING RETURNING key",
                     (owner, holder, new),
                 ).fetchall():

@@ -153,11 +153,13 @@ def postgres_url(postgres_server: PostgresServer) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """``MAPGEN_STORE`` for this test: a fresh SQLite file, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store' / 'responses.sqlite3'}"
     else:
         url = request.getfixturevalue("postgres_server").new_database()
-    monkeypatch.setenv("MAPGEN_STORE", url)
-    return url
+    os.environ["MAPGEN_STORE"] = url
+    yield url
+    # Not monkeypatch: a num_proc map replaces os.environ with a copy (datasets does), out of its reach.
+    os.environ.pop("MAPGEN_STORE", None)
