@@ -26,7 +26,7 @@ import pytest
 
 import mapgen
 from mapgen.integrations.ray import from_columns, to_columns
-from mapgen.integrations.ray_limits import CHUNK_SECONDS, ClusterRateLimiter, actor_name
+from mapgen.integrations.ray_limits import CHUNK_SECONDS, ClusterRateLimiter, actor_name, job_namespace
 from tests.docs_examples import run_examples
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'mapgen[ray]')")
@@ -201,7 +201,7 @@ def test_rpm_holds_for_the_whole_cluster(worker_node, fault_server):
     print(f"rpm {rpm} on two nodes: {rate:.1f} requests/s overall, at most {busiest} in any second")
     assert rate <= 1.5 * per_second, rate
     assert busiest <= per_second + 2 * chunk + per_second / 2, busiest  # + a chunk per worker, + late ones
-    assert ray.get_actor(actor_name(llm.rate_limit_key())) is not None  # the job's budget actor
+    assert ray.get_actor(actor_name(llm.rate_limit_key()), namespace=job_namespace())  # the job's budget
 
 
 def test_workers_of_one_job_get_slots_that_never_overlap(ray_cluster):

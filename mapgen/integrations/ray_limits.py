@@ -131,15 +131,27 @@ class LeasedClock:
 
 
 def actor_name(key: str) -> str:
-    """The budget actor's name for a rate-limit key (hashed: keys hold URLs)."""
+    """The budget actor's name for a rate-limit key (hashed: keys hold URLs).
+
+    Example:
+        >>> actor_name("openai https://api.openai.com/v1 gpt-4o-mini")[:17]
+        'mapgen-ratelimit-'
+    """
     return "mapgen-ratelimit-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def job_namespace() -> str:
+    """The Ray namespace of this job's budget actors: one per job, whatever namespace the job runs in."""
+    import ray
+
+    return f"mapgen-ratelimit-{ray.get_runtime_context().get_job_id()}"
 
 
 _actor_class: list[Any] = []
 
 
 def _budget_actor(key: str) -> Any:
-    """A handle on the key's budget actor in this job's namespace, created if no worker has yet."""
+    """A handle on the key's budget actor for this job, created if no worker has yet."""
     import ray
 
     if not _actor_class:
@@ -160,6 +172,7 @@ def _budget_actor(key: str) -> Any:
         _actor_class.append(ray.remote(BudgetActor))
     options: dict[str, Any] = {
         "name": actor_name(key),
+        "namespace": job_namespace(),
         "get_if_exists": True,
         "lifetime": "detached",
         "num_cpus": 0,
@@ -222,8 +235,9 @@ class ClusterRateLimiter:
         starts = [c.take(units, now) if c else now for c, units in clocks]
         if None not in starts:
             return max(s for s in starts if s is not None), None
-        for (clock, _), state in zip(clocks, saved, strict=True):  # spend nothing unless both fit
-            if clock is not None and state is not None:
+        # Spend nothing unless both clocks have room: undo the one that did (the short one keeps its misses).
+        for (clock, _), state, start in zip(clocks, saved, starts, strict=True):
+            if clock is not None and state is not None and start is not None:
                 clock.next, clock.end, clock.fresh, clock.misses = state
         if self._pending is None or self._pending.done():
             pairs = zip(clocks, starts, strict=True)
