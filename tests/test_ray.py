@@ -46,7 +46,6 @@ def cluster():
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
-    context.wait_for_min_actors_s = 600  # a job starts once its pool is up: every node takes part
     yield local
     ray.shutdown()
     local.shutdown()
@@ -65,7 +64,10 @@ def worker_node(cluster, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("worker-node")
     node = cluster.add_node(num_cpus=1, resources={"mapgen_node": 1}, env_vars={"TMPDIR": str(tmp)})
     cluster.wait_for_nodes()
-    return node
+    context = ray.data.DataContext.get_current()
+    context.wait_for_min_actors_s = 600  # a job starts once its whole pool is up: both nodes take part
+    yield node
+    context.wait_for_min_actors_s = -1
 
 
 def on_both_nodes(ds, fn, **kwargs):
