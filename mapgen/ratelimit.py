@@ -7,6 +7,12 @@ at ``max(now, next_free)``, which then moves ``60 / rpm`` seconds on (and ``toke
 token limit). Requests are thus spaced evenly, whatever the number of workers; an answer's actual token
 count corrects the estimate reserved before it was sent.
 
+On Ray the workers of one job run on several machines, so :func:`rate_limiter` (what the API backends call)
+hands out :class:`mapgen.integrations.ray_limits.ClusterRateLimiter` there instead: the same clocks, held by
+one actor per key for the whole job. It is chosen when ``$MAPGEN_RATE_LIMIT_SCOPE`` is ``ray`` (set by
+:func:`mapgen.ray.map_batches` for its actors), or, with the variable unset, in any process that Ray
+started (a task or actor of a connected job); ``machine`` forces this module's file-based limiter.
+
 Example:
     >>> import asyncio, tempfile, time
     >>> limiter = RateLimiter("doctest", rpm=600, directory=tempfile.mkdtemp())
@@ -24,12 +30,55 @@ import fcntl
 import hashlib
 import os
 import struct
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 _STATE = struct.Struct("<dd")  # next free time for a request, and for a token (Unix seconds)
+
+
+SCOPE_ENV = "MAPGEN_RATE_LIMIT_SCOPE"
+"""``machine`` (one limit per machine, shared by its processes) or ``ray`` (one per Ray job); unset: auto."""
+
+
+class Limiter(Protocol):
+    """What the API backends use of a limiter: this machine's :class:`RateLimiter` or a Ray job's."""
+
+    rpm: float | None
+    tpm: float | None
+
+    async def acquire(self, tokens: int = 0) -> float: ...
+
+    def correct(self, tokens: int) -> None: ...
+
+
+def rate_limiter(key: str, *, rpm: float | None = None, tpm: float | None = None) -> Limiter:
+    """The limiter for ``key`` in this process: one Ray job's, under Ray, else this machine's (see the
+    module docs for the choice). Raises ``ValueError`` for a bad ``$MAPGEN_RATE_LIMIT_SCOPE``.
+
+    Example:
+        >>> type(rate_limiter("doctest", rpm=60)).__name__  # not a Ray worker
+        'RateLimiter'
+    """
+    scope = os.environ.get(SCOPE_ENV, "").strip().lower()
+    if scope not in ("", "machine", "ray"):
+        raise ValueError(f"${SCOPE_ENV} must be 'machine' or 'ray', got {scope!r}.")
+    if scope == "ray" or (not scope and in_ray_worker()):
+        from mapgen.integrations.ray_limits import ClusterRateLimiter
+
+        return ClusterRateLimiter(key, rpm=rpm, tpm=tpm)
+    return RateLimiter(key, rpm=rpm, tpm=tpm)
+
+
+def in_ray_worker() -> bool:
+    """Whether this process is a Ray worker (a task or actor) of a connected job; Ray is never imported."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return False
+    return ray.get_runtime_context().worker.mode == ray.WORKER_MODE
 
 
 def default_directory() -> Path:
@@ -97,11 +146,13 @@ class RateLimiter:
                 state[1] = max(next_token, start) + tokens * self.token_interval
         return start
 
-    async def acquire(self, tokens: int = 0) -> None:
-        """Wait for this request's slot."""
+    async def acquire(self, tokens: int = 0) -> float:
+        """Wait for this request's slot; return when it began (Unix seconds)."""
         from mapgen.llms._async import pause  # an interrupt ends the wait
 
-        await pause(self.reserve(tokens) - time.time())
+        start = self.reserve(tokens)
+        await pause(start - time.time())
+        return start
 
     def correct(self, tokens: int) -> None:
         """Add ``tokens`` (negative to give back) to the token budget already reserved, once an answer's

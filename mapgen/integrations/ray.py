@@ -11,6 +11,9 @@ table (or a pandas DataFrame, or a dict of NumPy arrays) becomes ``{column: list
 callable returns are built into Arrow with their declared types and added to the batch's own columns
 (replacing any of the same name), so the result has the same columns and types as a ``datasets.map``.
 
+``rpm``/``tpm`` limits hold for the whole job: the actors lease their budget from one Ray actor per
+rate-limit key (:mod:`mapgen.integrations.ray_limits`), placed on the driver's node.
+
 The response store (:mod:`mapgen.store`) serves the actors as it serves ``num_proc`` workers: every
 answer is committed as it arrives, and a re-run re-sends only what is missing. The actors use the store
 in ``store_dir`` (default: the driver's ``$MAPGEN_CACHE_DIR`` / ``~/.cache/mapgen``, passed to each actor
@@ -38,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from mapgen.integrations.ray_limits import NODE_ENV
+from mapgen.ratelimit import SCOPE_ENV
 from mapgen.store import cache_dir
 
 if TYPE_CHECKING:
@@ -157,6 +162,9 @@ def map_batches(
     if os.environ.get("MAPGEN_STORE"):  # one store for every node (postgresql://...): see mapgen.store
         actor_env["MAPGEN_STORE"] = os.environ["MAPGEN_STORE"]
     actor_env.update(env or {})
+    actor_env.setdefault(SCOPE_ENV, "ray")  # rpm/tpm for the whole job, not per node
+    if ray.is_initialized():  # the rate-limit actors run beside the driver, which the job cannot lose
+        actor_env.setdefault(NODE_ENV, ray.get_runtime_context().get_node_id())
     options: dict[str, Any] = {"num_gpus": num_gpus, "num_cpus": num_cpus}
     return ds.map_batches(
         MapgenActor,

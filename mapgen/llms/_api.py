@@ -27,7 +27,7 @@ from mapgen.llms._http import APIError, scrub
 from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
 from mapgen.llms.openai_wire import message_reasoning, wire_messages
 from mapgen.progress import counters
-from mapgen.ratelimit import RateLimiter
+from mapgen.ratelimit import Limiter, RateLimiter, rate_limiter
 
 Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """Sends one request body and returns the JSON answer (OpenAI's chat completion shape), or raises
@@ -59,7 +59,7 @@ class APIEngine:
         open_client: Callable[[], Post],
         *,
         max_concurrency: int,
-        limiter: RateLimiter | None,
+        limiter: Limiter | None,
         secrets: Sequence[str | None],
     ) -> None:
         self.open_client = open_client
@@ -206,7 +206,7 @@ class APILLM(LLM):
     def load_engine(self, rank: int | None) -> APIEngine:
         limiter = None
         if self.rpm or self.tpm:
-            limiter = RateLimiter(self.rate_limit_key(), rpm=self.rpm, tpm=self.tpm)
+            limiter = rate_limiter(self.rate_limit_key(), rpm=self.rpm, tpm=self.tpm)
         return APIEngine(
             self.open_client, max_concurrency=self.max_concurrency, limiter=limiter, secrets=self.secrets()
         )
