@@ -9,12 +9,18 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
-from mapgen.llms._api import APILLM, Post, check_http_options, require_modules
+from mapgen.llms._api import APILLM, Post, check_extra_body, check_http_options, require_modules
 from mapgen.llms._http import APIError, JSONClient, closable, scrub
 
 OPENAI_API = "https://api.openai.com/v1"
 
-"""The most ``top_logprobs`` OpenAI's API takes."""
+MAX_STOP = 4
+"""The most stop sequences OpenAI's API takes."""
+
+_SERVER_ONLY = (
+    "OpenAI's API has no such parameter; OpenAI-compatible servers such as vLLM and llama.cpp take it: "
+    "pass their base_url=... (or use presence_penalty/frequency_penalty with OpenAI)."
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ base_url=None, extra_body={}, transport='auto')
     OpenAI's API when ``None``."""
     api_key: str | None = secret()
     extra_body: Mapping[str, Any] = field(default_factory=dict)
-    """More body fields (``stop``, ``presence_penalty``, a server's own options); they affect output."""
+    """More body fields (a server's own options, such as vLLM's ``ignore_eos``); they affect output."""
     transport: Literal["auto", "aiohttp", "sdk"] = knob("auto")
 
     supports_logprobs: ClassVar[bool] = True
@@ -67,6 +73,23 @@ base_url=None, extra_body={}, transport='auto')
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model must be a model name such as 'gpt-4o-mini', got {self.model!r}.")
         check_http_options(self.base_url, self.transport, ("auto", "aiohttp", "sdk"), self.extra_body)
+        check_extra_body(self, self.extra_body)
+        if self.is_openai and self.stop is not None and len(self.stop) > MAX_STOP:
+            raise ValueError(f"OpenAI's API takes at most {MAX_STOP} stop sequences, got {len(self.stop)}.")
+
+    def sampling_gaps(self) -> Mapping[str, str]:
+        # OpenAI's own API refuses top_k, min_p and repetition_penalty; compatible servers take them.
+        if self.is_openai:
+            return dict.fromkeys(("top_k", "min_p", "repetition_penalty"), _SERVER_ONLY)
+        return {}
+
+    def sampling_body(self) -> dict[str, Any]:
+        body = super().sampling_body()
+        if "repetition_penalty" in body and not self.is_openai:
+            # vLLM, SGLang and TGI read repetition_penalty, llama.cpp's servers repeat_penalty; each
+            # ignores the other's name.
+            body["repeat_penalty"] = body["repetition_penalty"]
+        return body
 
     @property
     def model_name(self) -> str:
