@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mapgen.review import ReviewLayout
 from mapgen.tasks.base import Task, template_variables
 
 
@@ -43,3 +44,7 @@ class TextGenerationTask(Task):
 
     def parse(self, text: str) -> dict[str, Any]:
         return {"generations": text}
+
+    def review(self) -> ReviewLayout:
+        """People rate each generation of a row for overall quality, 1 to 5."""
+        return ReviewLayout()
