@@ -8,8 +8,8 @@ outputs are suggestions for the reviewer (the judge's score, its rationale or cr
 
 A task that declares nothing gets :func:`default_review`, derived from its inputs and outputs: a task
 writing ``generations`` is reviewed one row at a time, each generation rated; a labelling task's score is
-suggested on its own scale, with its ``rationale`` (or ``critique``) output; any other task's first list
-output is reviewed one entry per record.
+suggested on its own scale, with its ``rationale`` (or ``critique``) output; any other task's first output
+is reviewed one entry per record.
 
 Example:
     >>> import mapgen
@@ -26,8 +26,6 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import pyarrow as pa
 
 Explain = Callable[[Mapping[str, Any], Sequence[int]], "str | None"]
 """Builds the text suggestion of a row from its outputs: ``explain(row, kept)``, where ``kept`` are the
@@ -108,9 +106,8 @@ def default_review(task: Any) -> ReviewLayout:
         )
     if "generations" in outputs or not outputs:
         return ReviewLayout()
-    lists = [name for name, kind in outputs.items() if pa.types.is_list(kind)]
     return ReviewLayout(
-        items=(lists or list(outputs))[0],
+        items=next(iter(outputs)),
         per_generation=True,
         rubric="Is it clear, self-contained and usable? From 1 (unusable) to 5 (excellent).",
         rating_title="Rate this entry",
