@@ -48,3 +48,13 @@ def test_custom_task():
     ds = load("custom_task").main(max_new_tokens=24)
     assert len(ds[0]["rating"]) == 2
     assert all(r is not None for r in ds[0]["rating"])
+
+
+@pytest.mark.llamacpp
+def test_sampling_parameters():
+    short, varied = load("sampling_parameters").main(max_new_tokens=32)
+    # stop=["."]: the answer ends before the first full stop, and says it stopped there
+    assert all(g and "." not in g for [g] in short["generations"])
+    assert all(m[0]["finish_reason"] == "stop" for m in short["generation_metadata"])
+    assert [len(g) for g in varied["generations"]] == [2, 2]
+    assert all(g[0] != g[1] for g in varied["generations"])  # seeds 0 and 1: two samples, not one twice
