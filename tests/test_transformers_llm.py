@@ -114,3 +114,30 @@ def test_fingerprint_is_the_folder_name_and_content_not_its_place(llm):
     assert name == embedded_model_path().parent.name and len(digest) == 64
     assert state["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert mapgen.TransformersLLM("org/model").fingerprint()["model"] == "org/model"
+
+
+def test_sampling_parameters_take_effect(llm):
+    import dataclasses
+
+    [plain] = llm.complete([mapgen.Request(PROMPTS[1])])
+    assert " " in plain.text  # else cutting at a space would prove nothing
+    # the typed parameters are per call: these configs share the fixture's engine
+    [stopped] = dataclasses.replace(llm, stop=[" "]).complete([mapgen.Request(PROMPTS[1])])
+    assert (stopped.text, stopped.finish_reason) == (plain.text.split(" ")[0], "stop")
+    [penalised] = dataclasses.replace(llm, repetition_penalty=3.0).complete([mapgen.Request(PROMPTS[1])])
+    assert penalised.text != plain.text
+
+    # the engine of test_a_seeded_request_is_reproducible_on_its_own: top_k=1 and min_p=1 are both greedy
+    sampled = dataclasses.replace(llm, temperature=1.0, seed=5, max_new_tokens=12)
+    request = [mapgen.Request(PROMPTS[0], 1)]
+    [top_k] = dataclasses.replace(sampled, top_k=1).complete(request)
+    [min_p] = dataclasses.replace(sampled, min_p=1.0).complete(request)
+    [free] = sampled.complete(request)
+    assert top_k.text == min_p.text != free.text
+
+
+def test_unknown_generation_kwargs_are_refused_before_loading(llm):
+    import dataclasses
+
+    with pytest.raises(ValueError, match=r"\['bogus'\] are not transformers GenerationConfig options"):
+        dataclasses.replace(llm, generation_kwargs={"bogus": 1}).complete([mapgen.Request(PROMPTS[0])])

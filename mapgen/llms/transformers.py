@@ -100,6 +100,7 @@ class TransformersLLM(LocalLLM):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        _check_generation_kwargs(self.generation_kwargs)  # before minutes of loading
         if self.n_threads:
             torch.set_num_threads(self.n_threads)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -110,7 +111,6 @@ class TransformersLLM(LocalLLM):
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        _check_generation_kwargs(self.generation_kwargs)
         model = AutoModelForCausalLM.from_pretrained(self.model, dtype=self.dtype, **options)
         model.to(device).eval()
         return _Engine(model, tokenizer, device)
