@@ -35,6 +35,7 @@ from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference
 from mapgen.progress import counters
 from mapgen.prompt import Prompt
+from mapgen.review import ReviewLayout
 from mapgen.store import StoreWarning
 from mapgen.tasks import (
     ChatGenerationTask,
@@ -90,6 +91,7 @@ __all__ = [
     "Prompt",
     "QualityScorerTask",
     "Request",
+    "ReviewLayout",
     "RoundsTask",
     "SelfInstructTask",
     "StoreError",

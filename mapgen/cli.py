@@ -57,6 +57,11 @@ FLAGS = {
     "model_path": "--llm llamacpp:PATH",
     "base_url": "--base-url",
     "system_prompt": "--system-prompt",
+    "top_k": "--top-k",
+    "min_p": "--min-p",
+    "presence_penalty": "--presence-penalty",
+    "frequency_penalty": "--frequency-penalty",
+    "repetition_penalty": "--repetition-penalty",
 }
 """Python parameter names that configuration errors may quote, and the flag a shell user sets instead."""
 
@@ -65,6 +70,7 @@ SHELL_ADVICE = [
     (r"pass api_key=\.\.\. or set OPENAI_API_KEY", "set OPENAI_API_KEY"),
     (r" \(api_key=\.\.\. or the provider's environment variable\)", " in OPENAI_API_KEY"),
     (r"\bOpenAILLM needs", "--llm openai:MODEL needs"),
+    (r"\bOpenAILLM cannot honour", "--llm openai:MODEL cannot honour"),
     (r"the model name and base_url", "the model name (--llm openai:MODEL) and --base-url"),
     (
         r"pass cache=False(?: to run without (?:it|the store))?",
@@ -249,6 +255,15 @@ def add_llm_arguments(parser: argparse.ArgumentParser, *, temperature: float) ->
     parser.add_argument(
         "--seed", type=int, default=None, metavar="N", help="sampling seed, for reproducible answers"
     )
+    # The typed sampling parameters; unset, the engine's default. The LLM config checks their ranges.
+    sampling = parser.add_argument_group("sampling parameters (default: the engine's own)")
+    sampling.add_argument("--top-k", type=int, default=None, metavar="K", help="sample among the K likeliest")
+    sampling.add_argument("--min-p", type=float, default=None, metavar="P", help="min-p cut, in [0, 1]")
+    sampling.add_argument(
+        "--stop", action="append", default=None, metavar="TEXT", help="end answers before TEXT (repeatable)"
+    )
+    for name in ("presence-penalty", "frequency-penalty", "repetition-penalty"):
+        sampling.add_argument(f"--{name}", type=float, default=None, metavar="X")
 
 
 def positive_int(text: str) -> int:
@@ -318,6 +333,8 @@ def build_llm(args: argparse.Namespace) -> Any:
 
     backend, _, target = args.llm.partition(":")
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed}
+    for name in ("top_k", "min_p", "stop", "presence_penalty", "frequency_penalty", "repetition_penalty"):
+        sampling[name] = getattr(args, name)
     if backend == "llamacpp":
         if target and not Path(target).is_file():
             raise CommandError(f"--llm {args.llm}: no such GGUF file {target!r}")

@@ -14,9 +14,10 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import datasets
+import pyarrow as pa
 import pytest
 
 import mapgen
@@ -314,3 +315,96 @@ def test_argilla_docs_examples_run(argilla_server, monkeypatch):
     monkeypatch.setenv("ARGILLA_API_URL", argilla_server.api_url)
     monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
     assert run_examples(ROOT / "docs" / "argilla.md", runner="tests/test_argilla.py") > 0
+
+
+# A task's review layout is its own declaration (mapgen.review), with a default for tasks that make none
+
+
+@dataclass(frozen=True, kw_only=True)
+class Headline(mapgen.Task):
+    """A new generation task that declares no review layout."""
+
+    template: str = "Write a headline for: {{ article }}"
+    outputs = ("headline",)
+
+    @property
+    def inputs(self):
+        return ("article",)
+
+    def parse(self, text):
+        return {"headline": text.strip()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Politeness(mapgen.LabellingTask):
+    """A new judge with its own score, scale and explanation column."""
+
+    template: str = "Rate the politeness of each answer to {{ input }}: {{ generations }}"
+    outputs: ClassVar[dict] = {"politeness": pa.list_(pa.float64()), "why": pa.list_(pa.string())}
+    score_output = "politeness"
+    scale = (1, 3)
+
+    def parse(self, text):
+        return {"politeness": [float(n) for n in text.split()[:2]], "why": ["Curt.", "Kind."]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeclaredPoliteness(Politeness):
+    def review(self):
+        return (
+            super()
+            .review()
+            .replace(
+                rubric="1: rude; 2: neutral; 3: courteous.", explanation="why", text_question=("why", "Why?")
+            )
+        )
+
+
+def test_a_new_task_without_a_declaration_gets_a_layout_from_its_inputs_and_outputs():
+    ds = datasets.Dataset.from_dict({"article": ["Rain is due.", "Tea prices rose."]})
+    fn = mapgen.generate(CannedLLM(answer="Big news", name="writer"), Headline(), num_generations=2)
+    spec = argilla_spec(ds.map(fn, batched=True), fn)
+    assert Headline().review() == mapgen.ReviewLayout(
+        items="headline",
+        per_generation=True,
+        rubric="Is it clear, self-contained and usable? From 1 (unusable) to 5 (excellent).",
+        rating_title="Rate this entry",
+    )
+    assert [f.name for f in spec.fields] == ["article", "headline"]
+    assert [q.name for q in spec.questions] == ["rating", "rationale"]
+    assert [r.fields for r in spec.records[:2]] == [{"headline": "Big news", "article": "Rain is due."}] * 2
+    assert all(r.suggestions == {} for r in spec.records)
+    assert len(spec.records) == 4
+
+
+def test_a_new_judge_is_reviewed_by_its_declaration_and_else_by_default():
+    ds = datasets.Dataset.from_dict(ROWS).select([0])
+    default = argilla_spec(
+        ds.map(mapgen.label(CannedLLM(answer="1 3"), Politeness()), batched=True), Politeness()
+    )
+    questions = {q.name: q for q in default.questions}
+    assert questions["generation-1-rating"].values == (1, 2, 3)
+    assert questions["generation-1-rating"].description == "Overall quality, from 1 (poor) to 3 (excellent)."
+    assert default.records[0].suggestions == {"generation-1-rating": 1, "generation-2-rating": 3}
+
+    fn = mapgen.label(CannedLLM(answer="1 3"), DeclaredPoliteness())
+    declared = argilla_spec(ds.map(fn, batched=True), fn)
+    questions = {q.name: q for q in declared.questions}
+    assert questions["generation-2-rating"].description == "1: rude; 2: neutral; 3: courteous."
+    assert (questions["why"].title, questions["why"].kind) == ("Why?", "text")
+    assert declared.records[0].suggestions == {
+        "generation-1-rating": 1,
+        "generation-2-rating": 3,
+        "why": "Generation 1: Curt.\nGeneration 2: Kind.",
+    }
+
+
+BUILT_IN_TASKS = [
+    n for n in mapgen.tasks.__all__ if n.endswith("Task") and n not in ("Task", "LabellingTask")
+]
+
+
+@pytest.mark.parametrize("name", BUILT_IN_TASKS)
+def test_every_built_in_task_declares_its_review_layout(name):
+    cls = getattr(mapgen, name)
+    assert cls.review is not mapgen.Task.review, f"{name} relies on the default layout"

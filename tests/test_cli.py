@@ -360,3 +360,32 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, fault_server):
         "mapgen: interrupted: 4 new answer(s) kept in the response store; run the same command again to "
         "resume (it sends only what is missing)."
     ]
+
+
+def test_sampling_flags_reach_the_llm_and_their_errors_name_the_flags(capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    args = cli.build_parser().parse_args(
+        [
+            "generate",
+            "--top-k",
+            "5",
+            "--min-p",
+            "0.1",
+            "--stop",
+            ".",
+            "--stop",
+            "!",
+            "--repetition-penalty",
+            "1.2",
+        ]
+    )
+    llm = cli.build_llm(args)
+    assert (llm.top_k, llm.min_p, llm.stop, llm.repetition_penalty) == (5, 0.1, (".", "!"), 1.2)
+    assert (llm.presence_penalty, llm.frequency_penalty) == (None, None)
+
+    status, _, err = run_main(capsys, "generate", "--llm", "openai:gpt-4o-mini", "--top-k", "5")
+    assert status == 2
+    assert err.startswith("mapgen: error: --llm openai:MODEL cannot honour --top-k=5: ")
+    assert "--base-url" in err and "top_k" not in err
+    status, _, err = run_main(capsys, "generate", "--presence-penalty", "3")
+    assert (status, err) == (2, "mapgen: error: --presence-penalty must be between -2 and 2, got 3.0.\n")

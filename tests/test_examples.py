@@ -67,3 +67,13 @@ def test_magpie():
     ]
     assert len({c[0][0]["content"] for c in chats["conversation"]}) == 2
     assert [[m["role"] for m in c[0]] for c in talks["conversation"]] == [["system", *roles]] * 2
+
+
+@pytest.mark.llamacpp
+def test_sampling_parameters():
+    short, varied = load("sampling_parameters").main(max_new_tokens=32)
+    # stop=["."]: the answer ends before the first full stop, and says it stopped there
+    assert all(g and "." not in g for [g] in short["generations"])
+    assert all(m[0]["finish_reason"] == "stop" for m in short["generation_metadata"])
+    assert [len(g) for g in varied["generations"]] == [2, 2]
+    assert all(g[0] != g[1] for g in varied["generations"])  # seeds 0 and 1: two samples, not one twice

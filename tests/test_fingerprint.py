@@ -318,3 +318,99 @@ def test_chat_and_multi_turn_task_options_change_the_fingerprint_and_knobs_do_no
     assert fps["magpie_threads"] == fps["magpie"]
     changed = [name for name in fps if name not in ("chat_task_again", "magpie_threads")]
     assert len({fps[name] for name in changed}) == len(changed)
+
+
+# The typed sampling parameters (issue 11, item 6): each changes the fingerprint and the store key; knobs
+# and the spelling of an equal value do not; unset ones leave older configs' fingerprints as they were.
+
+SAMPLING_CONFIGS = {
+    "base": "LlamaCppLLM(temperature=0.5)",
+    "top_k": "LlamaCppLLM(temperature=0.5, top_k=5)",
+    "top_k_off": "LlamaCppLLM(temperature=0.5, top_k=0)",
+    "min_p": "LlamaCppLLM(temperature=0.5, min_p=0.1)",
+    "stop": "LlamaCppLLM(temperature=0.5, stop=['.'])",
+    "stop_other": "LlamaCppLLM(temperature=0.5, stop=['.', '!'])",
+    "presence_penalty": "LlamaCppLLM(temperature=0.5, presence_penalty=0.5)",
+    "frequency_penalty": "LlamaCppLLM(temperature=0.5, frequency_penalty=0.5)",
+    "repetition_penalty": "LlamaCppLLM(temperature=0.5, repetition_penalty=1.2)",
+    "generation_kwargs": "LlamaCppLLM(temperature=0.5, generation_kwargs={'mirostat_mode': 2})",
+    "api": "OpenAILLM('m', base_url=URL, temperature=0.5)",
+    "api_top_k": "OpenAILLM('m', base_url=URL, temperature=0.5, top_k=5)",
+    "api_stop": "OpenAILLM('m', base_url=URL, temperature=0.5, stop='.')",
+    # equal values, or knobs beside them: the same answers
+    "stop_as_string": "LlamaCppLLM(temperature=0.5, stop='.')",
+    "top_k_threads": "LlamaCppLLM(temperature=0.5, top_k=5, n_threads=2, n_ctx=1024)",
+    "api_top_k_knobs": "OpenAILLM('m', base_url=URL, temperature=0.5, top_k=5, api_key='sk-x', timeout=5)",
+}
+SAMPLING_CHANGES = [
+    "top_k",
+    "top_k_off",
+    "min_p",
+    "stop",
+    "stop_other",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "generation_kwargs",
+]
+SAMPLING_SCRIPT = """
+import json, sys
+from datasets.fingerprint import Hasher
+from mapgen import *
+from mapgen.store import request_key
+URL = "http://127.0.0.1:8000/v1"
+configs = json.loads(sys.argv[1])
+out = {}
+for name, code in configs.items():
+    llm = eval(code)
+    out[name] = {
+        "fingerprint": fingerprint(generate(llm, TextGenerationTask())),
+        "store_key": request_key(Hasher.hash(llm.fingerprint()), Request(Prompt("Hi"))),
+    }
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def sampling_runs():
+    def run():
+        out = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(SAMPLING_SCRIPT), json.dumps(SAMPLING_CONFIGS)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return json.loads(out.stdout)
+
+    return run(), run()
+
+
+def test_sampling_parameters_hash_the_same_in_separate_processes(sampling_runs):
+    first, second = sampling_runs
+    assert first == second
+
+
+@pytest.mark.parametrize("name", SAMPLING_CHANGES)
+@pytest.mark.parametrize("kind", ["fingerprint", "store_key"])
+def test_each_sampling_parameter_changes_the_fingerprint_and_the_store_key(sampling_runs, name, kind):
+    first, _ = sampling_runs
+    others = {first[other][kind] for other in SAMPLING_CHANGES if other != name} | {first["base"][kind]}
+    assert first[name][kind] not in others
+
+
+@pytest.mark.parametrize("kind", ["fingerprint", "store_key"])
+def test_knobs_and_equal_spellings_of_sampling_parameters_do_not(sampling_runs, kind):
+    first, _ = sampling_runs
+    assert first["stop_as_string"][kind] == first["stop"][kind]
+    assert first["top_k_threads"][kind] == first["top_k"][kind]
+    assert first["api_top_k_knobs"][kind] == first["api_top_k"][kind]
+    assert len({first[name][kind] for name in ("api", "api_top_k", "api_stop")}) == 3
+
+
+def test_unset_sampling_parameters_leave_the_fingerprint_as_before_they_existed():
+    from mapgen.llms._sampling import SAMPLING_PARAMETERS
+
+    for llm in (mapgen.LlamaCppLLM(), mapgen.OpenAILLM("m", base_url="http://127.0.0.1:8000/v1")):
+        state = llm.fingerprint()
+        assert not set(state) & {*SAMPLING_PARAMETERS, "generation_kwargs"}
+        assert "temperature" in state  # the parameters that always existed are still there

@@ -126,3 +126,30 @@ def test_chat_template_kwargs_reach_the_chat_template(llm, monkeypatch):
     thinking = dataclasses.replace(llm, chat_template_kwargs={"enable_thinking": True})
     assert thinking.render(tokenizer, request) == "hi <think>"
     assert llm.render(tokenizer, request) == "hi"
+
+
+def test_sampling_parameters_take_effect(llm):
+    import dataclasses
+
+    [plain] = llm.complete([mapgen.Request(PROMPTS[1])])
+    assert " " in plain.text  # else cutting at a space would prove nothing
+    # the typed parameters are per call: these configs share the fixture's engine
+    [stopped] = dataclasses.replace(llm, stop=[" "]).complete([mapgen.Request(PROMPTS[1])])
+    assert (stopped.text, stopped.finish_reason) == (plain.text.split(" ")[0], "stop")
+    [penalised] = dataclasses.replace(llm, repetition_penalty=3.0).complete([mapgen.Request(PROMPTS[1])])
+    assert penalised.text != plain.text
+
+    # the engine of test_a_seeded_request_is_reproducible_on_its_own: top_k=1 and min_p=1 are both greedy
+    sampled = dataclasses.replace(llm, temperature=1.0, seed=5, max_new_tokens=12)
+    request = [mapgen.Request(PROMPTS[0], 1)]
+    [top_k] = dataclasses.replace(sampled, top_k=1).complete(request)
+    [min_p] = dataclasses.replace(sampled, min_p=1.0).complete(request)
+    [free] = sampled.complete(request)
+    assert top_k.text == min_p.text != free.text
+
+
+def test_unknown_generation_kwargs_are_refused_before_loading(llm):
+    import dataclasses
+
+    with pytest.raises(ValueError, match=r"\['bogus'\] are not transformers GenerationConfig options"):
+        dataclasses.replace(llm, generation_kwargs={"bogus": 1}).complete([mapgen.Request(PROMPTS[0])])

@@ -10,17 +10,18 @@ Two layers:
   updates it. ``argilla`` is imported only there: its v2 SDK connects to its server as soon as a
   settings object is built, so it needs a client (or ``ARGILLA_API_URL`` / ``ARGILLA_API_KEY``).
 
-Layouts (REFERENCE §8):
+Layouts (REFERENCE §8): each task declares its own, :meth:`mapgen.Task.review` (a
+:class:`~mapgen.review.ReviewLayout`); this module reads only that declaration.
 
-- **Rated generations** (UltraFeedback, JudgeLM, UltraJudge, quality scorer, UltraCM, Prometheus, and
-  unlabelled generation tasks): one record per row. Fields: the task's text inputs (``input`` first,
-  Prometheus' ``ref_completion``...) and ``generation-1`` ... ``generation-N``. Questions: a rating
-  ``generation-i-rating`` per generation on the task's scale (1 to 5, or 1 to 10), and one text
-  question, ``rationale`` (``critique`` for the critique tasks). Suggestions: the judge's ratings and its
-  rationales, with the labelling model as agent.
-- **Instructions** (Self-Instruct, Evol-Instruct, Evol-Complexity, complexity scorer): one record per
-  instruction. Fields ``input`` (the seed or the original instruction, when the dataset has it) and
-  ``instruction``; questions ``rating`` (the complexity scorer's 1 to 10 as a suggestion; else a 1-to-5
+- **One record per row** (UltraFeedback, JudgeLM, UltraJudge, quality scorer, UltraCM, Prometheus, and
+  generation tasks): fields are the layout's text inputs (``input`` first, Prometheus'
+  ``ref_completion``...) and ``generation-1`` ... ``generation-N``. Questions: a rating
+  ``generation-i-rating`` per generation on the layout's scale and rubric, and one text question
+  (``rationale``, or ``critique`` for the critique tasks). Suggestions: the outputs the layout names (the
+  judge's ratings and its rationales), with the labelling model as agent.
+- **One record per generated entry** (Self-Instruct, Evol-Instruct, Evol-Complexity, complexity scorer):
+  fields ``input`` (the seed or the original instruction, when the dataset has it) and the entry
+  (``instruction``); questions ``rating`` (the complexity scorer's 1 to 10 as a suggestion; else a 1-to-5
   quality rating for the reviewer) and ``rationale``.
 
 Metadata: ``generation_model``, ``labelling_model``, lengths in characters (``input_length``,
@@ -41,15 +42,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from mapgen.review import ReviewLayout
 from mapgen.tasks.base import Task
-from mapgen.tasks.critique import PrometheusTask, UltraCMTask
-from mapgen.tasks.evol import EvolInstructTask, EvolQualityTask
-from mapgen.tasks.judgelm import JudgeLMTask
-from mapgen.tasks.labelling import LabellingTask
-from mapgen.tasks.scorers import ComplexityScorerTask, QualityScorerTask
-from mapgen.tasks.self_instruct import SelfInstructTask
-from mapgen.tasks.ultrafeedback import ASPECTS, UltraFeedbackTask
-from mapgen.tasks.ultrajudge import UltraJudgeTask
 
 if TYPE_CHECKING:
     import argilla as rg
@@ -137,9 +131,12 @@ def argilla_spec(ds: datasets.Dataset | Iterable[Mapping[str, Any]], task: Any) 
     """
     task, input_columns = _task_of(task)
     rows = _rows(ds)
-    if _is_instruction_task(task):
-        return _instruction_spec(rows, task, input_columns)
-    return _generations_spec(rows, task, input_columns)
+    layout = task.review()
+    if not isinstance(layout, ReviewLayout):
+        raise TypeError(f"{type(task).__name__}.review() must return a mapgen.ReviewLayout, got {layout!r}.")
+    if layout.per_generation:
+        return _instruction_spec(rows, task, layout, input_columns)
+    return _generations_spec(rows, task, layout, input_columns)
 
 
 def to_argilla(
@@ -237,12 +234,6 @@ def _rows(ds: Any) -> list[dict[str, Any]]:
     return [dict(row) for row in ds]
 
 
-def _is_instruction_task(task: Task) -> bool:
-    if isinstance(task, EvolQualityTask):
-        return False
-    return isinstance(task, (SelfInstructTask, EvolInstructTask, ComplexityScorerTask))
-
-
 def _name(text: str) -> str:
     name = _NAME.sub("_", text.lower()).strip("_")
     return name or "field"
@@ -273,51 +264,13 @@ def _record_ids(contents: list[Any]) -> list[str]:
     return ids
 
 
-def _scale(task: Task) -> tuple[int, int]:
-    return tuple(task.scale) if isinstance(task, LabellingTask) else (1, 5)  # type: ignore[return-value]
-
-
-def _scale_description(task: Task) -> str:
-    low, high = _scale(task)
-    if isinstance(task, UltraFeedbackTask):
-        aspect = ASPECTS[task.aspect]
-        levels = "; ".join(f"{i}: {label}" for i, (label, _) in enumerate(aspect.levels, 1))
-        return f"{aspect.name}. {aspect.description} {levels}."
-    if isinstance(task, PrometheusTask):
-        levels = "; ".join(f"{i}: {d}" for i, d in enumerate(task.score_descriptions, 1))
-        return f"{task.criteria} {levels}."
-    if isinstance(task, UltraJudgeTask):
-        return f"Overall, from {low} (poor) to {high} (excellent): accuracy, clarity, reliability, intent."
-    if isinstance(task, (JudgeLMTask, QualityScorerTask)):
-        return f"Helpfulness, relevance, accuracy and detail, from {low} (worst) to {high} (best)."
-    if isinstance(task, UltraCMTask):
-        return f"Overall, from {low} (unusable) to {high} (cannot be improved)."
-    return f"Overall quality, from {low} (poor) to {high} (excellent)."
-
-
-def _text_question(task: Task) -> tuple[str, str]:
-    if isinstance(task, (UltraCMTask, PrometheusTask)):
-        return "critique", "Critique of each generation: what is right, wrong or missing?"
-    return "rationale", "Why these ratings?"
-
-
-def _explanation(task: Task, row: Mapping[str, Any], kept: list[int]) -> str | None:
-    """The judge's rationale(s) for a row, as one text for the rationale/critique question."""
-    if isinstance(task, UltraJudgeTask):
-        areas = row.get("areas") or []
-        parts = []
-        for i in kept:
-            entry = areas[i] if i < len(areas) else None
-            if entry:
-                notes = "; ".join(
-                    f"{area} {_fmt(v.get('rating'))}" + (f" ({v['rationale']})" if v.get("rationale") else "")
-                    for area, v in entry.items()
-                    if v
-                )
-                parts.append(f"Generation {i + 1}: {notes}")
-        return "\n".join(parts) or None
-    name = "critique" if isinstance(task, (UltraCMTask, PrometheusTask)) else "rationale"
-    value = row.get(name)
+def _explanation(layout: ReviewLayout, row: Mapping[str, Any], kept: list[int]) -> str | None:
+    """The suggestion for the text question: the layout's explanation output for a row, as one text."""
+    if layout.explanation is None:
+        return None
+    if callable(layout.explanation):
+        return layout.explanation(row, kept)
+    value = row.get(layout.explanation)
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, (list, tuple)):
@@ -330,32 +283,34 @@ def _explanation(task: Task, row: Mapping[str, Any], kept: list[int]) -> str | N
     return None
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return "?" if value is None else str(value)
+def _text_fields(task: Task, layout: ReviewLayout) -> dict[str, str]:
+    """The input columns to show beside the entries, each with its title, ``input`` first."""
+    if layout.text_fields is not None:
+        return dict(layout.text_fields)
+    names = sorted((name for name in task.inputs if name != layout.items), key=lambda name: name != "input")
+    return {name: "Instruction" if name == "input" else name.replace("_", " ").capitalize() for name in names}
 
 
 def _generations_spec(
-    rows: list[dict[str, Any]], task: Task, input_columns: Mapping[str, str]
+    rows: list[dict[str, Any]], task: Task, layout: ReviewLayout, input_columns: Mapping[str, str]
 ) -> ArgillaSpec:
-    items = task.items if isinstance(task, LabellingTask) else "generations"
+    items = layout.items
     items_column = input_columns.get(items, items)
+    titles = _text_fields(task, layout)
     text_inputs = [
         name
-        for name in task.inputs
-        if name != items and any(isinstance(row.get(input_columns.get(name, name)), str) for row in rows)
+        for name in titles
+        if any(isinstance(row.get(input_columns.get(name, name)), str) for row in rows)
     ]
-    text_inputs.sort(key=lambda name: name != "input")
     count = max((len(row.get(items_column) or []) for row in rows), default=0) or 1
-    scale = _scale(task)
-    score_column = task.score_output if isinstance(task, LabellingTask) else None
-    text_name, text_title = _text_question(task)
+    scale = layout.scale
+    score_column = layout.rating_suggestion
+    text_name, text_title = layout.text_question or ("rationale", "Why these ratings?")
 
     fields = [
         FieldSpec(
             _name(name),
-            "Instruction" if name == "input" else name.replace("_", " ").capitalize(),
+            titles[name],
             required=all(isinstance(row.get(input_columns.get(name, name)), str) for row in rows),
         )
         for name in text_inputs
@@ -367,7 +322,7 @@ def _generations_spec(
     ]
     if not any(always):
         always[0] = True  # Argilla needs one required question
-    description = _scale_description(task)
+    description = layout.rubric
     questions = [
         QuestionSpec(
             f"generation-{i + 1}-rating",
@@ -415,7 +370,7 @@ def _generations_spec(
                 value = _rating_value(ratings[i], scale) if i < len(ratings) else None
                 if value is not None:
                     suggestions[f"generation-{i + 1}-rating"] = value
-        explanation = _explanation(task, row, kept)
+        explanation = _explanation(layout, row, kept)
         if explanation:
             suggestions[text_name] = explanation
         meta: dict[str, Any] = {
@@ -437,7 +392,7 @@ def _generations_spec(
         records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names)))
         contents.append(field_values)
     return ArgillaSpec(
-        guidelines=_guidelines(task, per_instruction=False),
+        guidelines=layout.guidelines or _guidelines(task, per_instruction=False),
         fields=fields,
         questions=questions,
         metadata=metadata,
@@ -449,69 +404,82 @@ def _generations_spec(
 
 
 def _instruction_spec(
-    rows: list[dict[str, Any]], task: Task, input_columns: Mapping[str, str]
+    rows: list[dict[str, Any]], task: Task, layout: ReviewLayout, input_columns: Mapping[str, str]
 ) -> ArgillaSpec:
-    is_scorer = isinstance(task, ComplexityScorerTask)
-    instructions_column = input_columns.get("instructions", "instructions")
-    scale = _scale(task) if is_scorer else (1, 5)
-    has_input = any(isinstance(row.get("input"), str) for row in rows)
-    fields = [FieldSpec("input", "Seed" if isinstance(task, SelfInstructTask) else "Input", required=False)]
-    fields = (fields if has_input else []) + [FieldSpec("instruction", "Instruction")]
-    description = (
-        f"How complex is this instruction, from {scale[0]} (trivial) to {scale[1]} (very demanding)?"
-        if is_scorer
-        else "Is it clear, self-contained and answerable? From 1 (unusable) to 5 (excellent)."
-    )
+    instructions_column = input_columns.get(layout.items, layout.items)
+    entry = _name(layout.items.removesuffix("s"))  # "instructions": one "instruction" per record
+    scale = layout.scale
+    titles = _text_fields(task, layout)
+    shown = [
+        name
+        for name in titles
+        if any(isinstance(row.get(input_columns.get(name, name)), str) for row in rows)
+    ]
+    fields = [FieldSpec(_name(name), titles[name], required=False) for name in shown]
+    fields.append(FieldSpec(entry, entry.replace("_", " ").capitalize()))
+    text_name, text_title = layout.text_question or ("rationale", "Why this rating?")
     questions = [
         QuestionSpec(
             "rating",
-            "Rate this instruction's complexity" if is_scorer else "Rate this instruction",
+            layout.rating_title,
             "rating",
-            description=description,
+            description=layout.rubric,
             values=tuple(range(scale[0], scale[1] + 1)),
         ),
-        QuestionSpec("rationale", "Why this rating?", "text", required=False),
+        QuestionSpec(text_name, text_title, "text", required=False),
     ]
     has = {name for row in rows for name in row}
     metadata = [MetadataSpec("generation_model", "Generation model", "terms")]
     if "labelling_model" in has:
         metadata.append(MetadataSpec("labelling_model", "Labelling model", "terms"))
-    if has_input:
-        metadata.append(MetadataSpec("input_length", "Input length", "integer"))
-    metadata.append(MetadataSpec("instruction_length", "Instruction length", "integer"))
+    metadata += [
+        MetadataSpec(f"{_name(name)}_length", f"{name.replace('_', ' ').capitalize()} length", "integer")
+        for name in shown
+    ]
+    metadata.append(
+        MetadataSpec(f"{entry}_length", f"{entry.replace('_', ' ').capitalize()} length", "integer")
+    )
     names = {m.name for m in metadata}
 
-    entries = []  # (instruction, generation model, rating, row)
+    entries = []  # (entry, generation model, rating, explanation, row)
     for row in rows:
         values = row.get(instructions_column) or []
         models = row.get("generation_model") or []
-        ratings = row.get("rating") if is_scorer else None
+        ratings = row.get(layout.rating_suggestion) if layout.rating_suggestion else None
+        explained = row.get(layout.explanation) if isinstance(layout.explanation, str) else None
         for i, value in enumerate(values):
             model = models[i] if i < len(models) else None
+            rating = ratings[i] if isinstance(ratings, (list, tuple)) and i < len(ratings) else None
+            if callable(layout.explanation):
+                explanation = layout.explanation(row, [i])
+            elif isinstance(explained, (list, tuple)) and i < len(explained):
+                explanation = explained[i] if isinstance(explained[i], str) else None
+            else:
+                explanation = None
             nested = value if isinstance(value, (list, tuple)) else [value]  # Self-Instruct: a list each
             for instruction in nested:
                 if isinstance(instruction, str) and instruction.strip():
-                    rating = ratings[i] if isinstance(ratings, (list, tuple)) and i < len(ratings) else None
-                    entries.append((instruction, model, rating, row))
+                    entries.append((instruction, model, rating, explanation, row))
     records, contents = [], []
-    for instruction, model, rating, row in entries:
-        field_values = {"instruction": instruction}
-        if has_input and isinstance(row.get("input"), str):
-            field_values["input"] = row["input"]
-        suggestions = {}
+    for instruction, model, rating, explanation, row in entries:
+        field_values = {entry: instruction}
+        for name in shown:
+            if isinstance(row.get(input_columns.get(name, name)), str):
+                field_values[_name(name)] = row[input_columns.get(name, name)]
+        suggestions: dict[str, Any] = {}
         value = _rating_value(rating, scale)
         if value is not None:
             suggestions["rating"] = value
-        meta = {
-            "generation_model": model,
-            "labelling_model": row.get("labelling_model"),
-            "input_length": _length(row.get("input")),
-            "instruction_length": len(instruction),
-        }
+        if explanation and explanation.strip():
+            suggestions[text_name] = explanation.strip()
+        meta = {"generation_model": model, "labelling_model": row.get("labelling_model")}
+        for name in shown:
+            meta[f"{_name(name)}_length"] = _length(row.get(input_columns.get(name, name)))
+        meta[f"{entry}_length"] = len(instruction)
         records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names)))
         contents.append(field_values)
     return ArgillaSpec(
-        guidelines=_guidelines(task, per_instruction=True),
+        guidelines=layout.guidelines or _guidelines(task, per_instruction=True),
         fields=fields,
         questions=questions,
         metadata=metadata,

@@ -101,6 +101,14 @@ def check_http_options(
         raise TypeError(f"extra_body must be a mapping, got {type(extra_body).__name__}.")
 
 
+def check_extra_body(llm: LLM, extra_body: Mapping[str, Any]) -> None:
+    """Raise when ``extra_body`` sets a typed sampling parameter that the config sets too: one of the
+    two would be silently dropped."""
+    both = sorted(name for name in llm.sampling_options() if name in extra_body)
+    if both:
+        raise ValueError(f"{both} set both as field(s) and in extra_body: keep the field(s) only.")
+
+
 def require_modules(modules: Sequence[str], extra: str) -> None:
     """Raise ``ImportError`` naming the extra to install when a client library is missing."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
@@ -190,8 +198,13 @@ class APILLM(LLM):
             body["reasoning_effort"] = self.reasoning_effort
         if getattr(self, "chat_template_kwargs", None):
             body["chat_template_kwargs"] = dict(self.chat_template_kwargs)  # type: ignore[attr-defined]
+        body.update(self.sampling_body())
         body.update(getattr(self, "extra_body", None) or {})
         return body
+
+    def sampling_body(self) -> dict[str, Any]:
+        """The typed sampling parameters that are set, as body fields (by default, by their own names)."""
+        return self.sampling_options()
 
     def rate_limit_key(self) -> str:
         """What the provider's rate limit applies to (the server and the model)."""

@@ -14,12 +14,13 @@ import inspect
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mapgen.config import dataclass_fingerprint, knob
 from mapgen.errors import ENGINE
+from mapgen.llms._sampling import SAMPLING_PARAMETERS, check_generation_kwargs, check_sampling, stop_sequences
 from mapgen.prompt import Prompt
 
 
@@ -147,6 +148,24 @@ class LLM:
     top_p: float = 1.0
     max_new_tokens: int = 256
     seed: int | None = None
+    # The typed sampling parameters: None is the engine's own default, and nothing is sent.
+    top_k: int | None = None
+    """Sample from the ``k`` most likely tokens only; ``0`` turns the cut off."""
+    min_p: float | None = None
+    """Drop tokens less likely than ``min_p`` times the most likely one, in [0, 1]."""
+    stop: str | Sequence[str] | None = None
+    """Stop sequences (kept as a tuple): the answer ends before the first one the model writes."""
+    presence_penalty: float | None = None
+    """OpenAI's penalty, in [-2, 2], on tokens already present in the answer."""
+    frequency_penalty: float | None = None
+    """OpenAI's penalty, in [-2, 2], on tokens by how often they occur in the answer."""
+    repetition_penalty: float | None = None
+    """The multiplicative penalty of the CTRL paper (> 0; 1 is none) on tokens of the prompt and answer
+    (llama.cpp calls it ``repeat_penalty``)."""
+
+    unsupported_sampling: ClassVar[Mapping[str, str]] = {}
+    """Typed sampling parameters this backend cannot honour, each with the way out: setting one raises
+    at construction rather than being dropped (see :meth:`sampling_gaps`)."""
 
     supports_schema: ClassVar[bool] = False
     """Whether :meth:`complete` constrains answers to ``Request.schema``."""
@@ -168,6 +187,30 @@ class LLM:
             raise ValueError(f"max_new_tokens must be a positive int, got {self.max_new_tokens!r}.")
         if self.seed is not None and not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int or None, got {type(self.seed).__name__}.")
+        object.__setattr__(self, "stop", stop_sequences(self.stop))
+        check_sampling({name: getattr(self, name) for name in SAMPLING_PARAMETERS})
+        for name, way_out in self.sampling_gaps().items():
+            if getattr(self, name) is not None:
+                value = getattr(self, name)
+                raise ValueError(f"{type(self).__name__} cannot honour {name}={value!r}: {way_out}")
+
+    def sampling_gaps(self) -> Mapping[str, str]:
+        """The typed sampling parameters this config cannot honour, each with the way out
+        (:attr:`unsupported_sampling`, unless it depends on the config: OpenAI's own API or a server)."""
+        return self.unsupported_sampling
+
+    def sampling_options(self) -> dict[str, Any]:
+        """The typed sampling parameters that are set, by name (``stop`` as a list): what to send.
+
+        Example:
+            >>> import mapgen
+            >>> mapgen.LlamaCppLLM(top_k=1, stop=".").sampling_options()
+            {'top_k': 1, 'stop': ['.']}
+        """
+        options = {name: getattr(self, name) for name in SAMPLING_PARAMETERS}
+        if options["stop"] is not None:
+            options["stop"] = list(options["stop"])
+        return {name: value for name, value in options.items() if value is not None}
 
     @property
     def model_name(self) -> str:
@@ -211,7 +254,13 @@ class LLM:
     def _engine_key(self, rank: int | None) -> str:
         # Every field counts here, knobs and secrets included: two configs that differ only in their API
         # key must not share a client. The key stays in this process's memory.
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        # The typed sampling parameters are given per call: a sweep over them shares one engine
+        # (generation_kwargs do count: engines check them when they are built).
+        values = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in SAMPLING_PARAMETERS
+        }
         # A key read from the environment counts too: setting a new one (a notebook) gets a new client.
         secrets = list(getattr(self, "secrets", tuple)())
         return json.dumps(
@@ -223,8 +272,15 @@ class LLM:
         return None
 
     def fingerprint(self) -> dict[str, Any]:
-        """Plain data identifying what this config generates: type and output-affecting fields."""
-        return dataclass_fingerprint(self)
+        """Plain data identifying what this config generates: type and output-affecting fields.
+
+        Sampling parameters left at ``None`` (the engine's default) and empty ``generation_kwargs`` are
+        left out, so configs written before those fields existed keep their caches and stored answers."""
+        state = dataclass_fingerprint(self)
+        for name in (*SAMPLING_PARAMETERS, "generation_kwargs"):
+            if name in state and state[name] in (None, {}):
+                del state[name]
+        return state
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,12 +294,20 @@ class LocalLLM(LLM):
 
     devices: tuple[str, ...] | None = knob(None)
     """The GPUs to share out between ranks (indices or UUIDs, ``[0, 1]`` or ``"0,1"``); a knob."""
+    generation_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """More sampling options, by the engine's own names, beyond the typed ones (llama.cpp's
+    ``mirostat_mode``, vLLM's ``bad_words``, ``transformers``' ``no_repeat_ngram_size``...); they affect
+    output. A name the engine does not know is an error before anything is generated."""
+
+    reserved_generation_kwargs: ClassVar[tuple[str, ...]] = ()
+    """Engine options the backend sets from its config (seed, length...): not for ``generation_kwargs``."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         from mapgen.devices import parse_devices
 
         object.__setattr__(self, "devices", parse_devices(self.devices))
+        check_generation_kwargs(self.generation_kwargs, self.reserved_generation_kwargs)
 
     @property
     def uses_gpu(self) -> bool:

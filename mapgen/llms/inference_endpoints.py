@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
-from mapgen.llms._api import APILLM, Post, check_http_options
+from mapgen.llms._api import APILLM, Post, check_extra_body, check_http_options
 from mapgen.llms._http import APIError, JSONClient, closable
 
 
@@ -60,6 +60,14 @@ class InferenceEndpointsLLM(APILLM):
     supports_continue_final_message: ClassVar[bool] = False
     """TGI's Messages API always opens a new assistant turn."""
 
+    unsupported_sampling: ClassVar[Mapping[str, str]] = dict.fromkeys(
+        ("top_k", "min_p", "repetition_penalty"),
+        "TGI's chat API (and Hugging Face's chat_completion) has no such parameter and would ignore it; "
+        "for a vLLM or llama.cpp server use mapgen.OpenAILLM(model, base_url=...), which sends it.",
+    )
+    """TGI's ``/v1/chat/completions`` reads ``stop``, ``presence_penalty`` (as its repetition penalty,
+    plus 2) and ``frequency_penalty``, not ``top_k``, ``min_p`` nor ``repetition_penalty``."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.model_or_endpoint, str) or not self.model_or_endpoint:
@@ -68,6 +76,7 @@ class InferenceEndpointsLLM(APILLM):
                 f"got {self.model_or_endpoint!r}."
             )
         check_http_options(self.base_url, self.transport, ("auto", "aiohttp", "hub"), self.extra_body)
+        check_extra_body(self, self.extra_body)
 
     @property
     def kind(self) -> Literal["url", "model", "endpoint"]:
@@ -143,7 +152,8 @@ class InferenceEndpointsLLM(APILLM):
             body = dict(body)
             messages = body.pop("messages")
             model = body.pop("model")
-            known = ("max_tokens", "temperature", "top_p", "seed", "n", "response_format")
+            known = ("max_tokens", "temperature", "top_p", "seed", "n", "response_format", "stop")
+            known += ("presence_penalty", "frequency_penalty")
             arguments = {name: body.pop(name) for name in known if name in body}
             try:
                 output = await client.chat_completion(

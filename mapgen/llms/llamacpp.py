@@ -70,11 +70,24 @@ class LlamaCppLLM(LocalLLM):
 
     supports_schema: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
+    reserved_generation_kwargs: ClassVar[tuple[str, ...]] = (
+        "messages",
+        "prompt",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "seed",
+        "response_format",
+        "logits_processor",
+        "stream",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.model_path is not None and not Path(self.model_path).is_file():
             raise FileNotFoundError(f"model_path {self.model_path!r} is not a file; expected a .gguf file.")
+        if self.generation_kwargs:
+            _check_engine_options(self.generation_kwargs, raw=self.prompt_format not in (None, "openai"))
         if isinstance(self.prompt_format, str) and self.prompt_format != "openai":
             resolve_format(self.prompt_format)
 
@@ -130,7 +143,11 @@ class LlamaCppLLM(LocalLLM):
             "top_p": self.top_p,
             "max_tokens": self.max_new_tokens,
             "seed": seed,
+            **self.sampling_options(),
+            **self.generation_kwargs,
         }
+        if "repetition_penalty" in sampling:
+            sampling["repeat_penalty"] = sampling.pop("repetition_penalty")  # llama.cpp's name
         recorder = _LogprobRecorder(engine, request.top_logprobs) if request.top_logprobs > 0 else None
         if recorder is not None:
             sampling["logits_processor"] = [recorder]
@@ -199,6 +216,24 @@ def _chat_template(engine: Any) -> Any:
         return formatter(messages=messages).prompt
 
     return render
+
+
+def _check_engine_options(options: Any, *, raw: bool) -> None:
+    """Raise for ``generation_kwargs`` that llama-cpp-python's call does not take (it would fail every
+    request): the parameters of ``Llama.create_chat_completion``, or ``create_completion`` for a raw
+    ``prompt_format``."""
+    import inspect
+
+    from llama_cpp import Llama
+
+    method = Llama.create_completion if raw else Llama.create_chat_completion
+    known = set(inspect.signature(method).parameters) - {"self"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"generation_kwargs {unknown} are not options of llama_cpp.Llama.{method.__name__}; "
+            f"it takes {sorted(known)}."
+        )
 
 
 class _LogprobRecorder:

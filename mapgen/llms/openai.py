@@ -9,12 +9,18 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.config import added, knob, secret
-from mapgen.llms._api import APILLM, Post, check_http_options, require_modules
+from mapgen.llms._api import APILLM, Post, check_extra_body, check_http_options, require_modules
 from mapgen.llms._http import APIError, JSONClient, closable, scrub
 
 OPENAI_API = "https://api.openai.com/v1"
 
-"""The most ``top_logprobs`` OpenAI's API takes."""
+MAX_STOP = 4
+"""The most stop sequences OpenAI's API takes."""
+
+_SERVER_ONLY = (
+    "OpenAI's API has no such parameter; OpenAI-compatible servers such as vLLM and llama.cpp take it: "
+    "pass their base_url=... (or use presence_penalty/frequency_penalty with OpenAI)."
+)
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,8 @@ class OpenAILLM(APILLM):
     Example:
         >>> import mapgen
         >>> llm = mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-...", max_concurrency=128, temperature=0.2)
-        >>> llm
-        OpenAILLM(temperature=0.2, top_p=1.0, max_new_tokens=256, seed=None, max_concurrency=128, \
-timeout=120.0, max_retries=8, max_retry_wait=60.0, rpm=None, tpm=None, use_n=None, reasoning_effort=None, \
-model='gpt-4o-mini', base_url=None, extra_body={}, transport='auto', chat_template_kwargs={})
+        >>> "sk-" in repr(llm), repr(llm).startswith("OpenAILLM(temperature=0.2, top_p=1.0")  # no key
+        (False, True)
         >>> llm == mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-other", temperature=0.2)  # keys, knobs aside
         True
     """
@@ -55,7 +59,7 @@ model='gpt-4o-mini', base_url=None, extra_body={}, transport='auto', chat_templa
     OpenAI's API when ``None``."""
     api_key: str | None = secret()
     extra_body: Mapping[str, Any] = field(default_factory=dict)
-    """More body fields (``stop``, ``presence_penalty``, a server's own options); they affect output."""
+    """More body fields (a server's own options, such as vLLM's ``ignore_eos``); they affect output."""
     transport: Literal["auto", "aiohttp", "sdk"] = knob("auto")
     chat_template_kwargs: Mapping[str, Any] = added(default_factory=dict)
     """Options for the server's chat template, sent as ``chat_template_kwargs`` (vLLM, SGLang and
@@ -77,6 +81,23 @@ model='gpt-4o-mini', base_url=None, extra_body={}, transport='auto', chat_templa
                 "chat_template_kwargs is for servers that render a chat template (vLLM, llama.cpp); "
                 "OpenAI's API has none: drop it, or pass base_url=... for your server."
             )
+        check_extra_body(self, self.extra_body)
+        if self.is_openai and self.stop is not None and len(self.stop) > MAX_STOP:
+            raise ValueError(f"OpenAI's API takes at most {MAX_STOP} stop sequences, got {len(self.stop)}.")
+
+    def sampling_gaps(self) -> Mapping[str, str]:
+        # OpenAI's own API refuses top_k, min_p and repetition_penalty; compatible servers take them.
+        if self.is_openai:
+            return dict.fromkeys(("top_k", "min_p", "repetition_penalty"), _SERVER_ONLY)
+        return {}
+
+    def sampling_body(self) -> dict[str, Any]:
+        body = super().sampling_body()
+        if "repetition_penalty" in body and not self.is_openai:
+            # vLLM, SGLang and TGI read repetition_penalty, llama.cpp's servers repeat_penalty; each
+            # ignores the other's name.
+            body["repeat_penalty"] = body["repetition_penalty"]
+        return body
 
     @property
     def model_name(self) -> str:

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 
 from mapgen.config import knob
 from mapgen.devices import VISIBLE, device_group, original_visible
+from mapgen.llms._sampling import SAMPLING_PARAMETERS
 from mapgen.llms.base import LLM, Completion, LocalLLM, OnComplete, Request
 
 
@@ -65,6 +66,9 @@ class LLMPool(LLM):
         object.__setattr__(self, "members", tuple(self.members))
         if not self.members:
             raise ValueError("LLMPool needs at least one member LLM.")
+        own = sorted(name for name in SAMPLING_PARAMETERS if getattr(self, name) is not None)
+        if own:  # the pool samples nothing itself: on it they would be dropped
+            raise ValueError(f"LLMPool takes no sampling parameters ({own}): set them on its members.")
         for member in self.members:
             if not isinstance(member, LLM) or isinstance(member, LLMPool):
                 raise TypeError(f"LLMPool members must be mapgen LLMs (not pools), got {member!r}.")

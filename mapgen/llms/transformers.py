@@ -56,6 +56,21 @@ class TransformersLLM(LocalLLM):
     n_threads: int | None = knob(None)
 
     supports_schema: ClassVar[bool] = False
+    unsupported_sampling: ClassVar[Mapping[str, str]] = dict.fromkeys(
+        ("presence_penalty", "frequency_penalty"),
+        "transformers' generate has no OpenAI-style additive penalties; use repetition_penalty "
+        "(or generation_kwargs={'no_repeat_ngram_size': n}).",
+    )
+    reserved_generation_kwargs: ClassVar[tuple[str, ...]] = (
+        "max_new_tokens",
+        "do_sample",
+        "temperature",
+        "top_p",
+        "logits_processor",
+        "pad_token_id",
+        "tokenizer",
+        "num_return_sequences",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -92,6 +107,7 @@ class TransformersLLM(LocalLLM):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        _check_generation_kwargs(self.generation_kwargs)  # before minutes of loading
         if self.n_threads:
             torch.set_num_threads(self.n_threads)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -124,7 +140,7 @@ class TransformersLLM(LocalLLM):
             chunk = positions[start : start + self.batch_size]
             sampling = self._sampling(engine, [seeds[i] for i in chunk])
             try:
-                answers = engine.generate([texts[i] for i in chunk], sampling, self._raw)
+                answers = engine.generate([texts[i] for i in chunk], sampling, self._raw, self.stop or ())
             except Exception as error:  # one oversized batch must not stop the run
                 answers = [Completion.failed(error)] * len(chunk)
             for i, completion in zip(chunk, answers, strict=True):
@@ -157,15 +173,27 @@ class TransformersLLM(LocalLLM):
     def _sampling(self, engine: _Engine, seeds: list[int]) -> dict[str, Any]:
         """``generate``'s options: greedy at temperature 0, else one seeded sampler per row."""
         options: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": False}
+        if self.repetition_penalty is not None:  # a logits processor of generate's own, before ours
+            options["repetition_penalty"] = self.repetition_penalty
+        if self.stop is not None:
+            options.update(stop_strings=list(self.stop), tokenizer=engine.tokenizer)
+        options.update(self.generation_kwargs)
         if self.temperature == 0:
             return options
         from transformers import LogitsProcessorList
 
         # generate runs greedy over a one-hot that our sampler writes: its own sampling would draw the
         # whole batch from one generator, so a row's answer would depend on its neighbours.
-        top_k = getattr(engine.model.generation_config, "top_k", None)
+        top_k = (
+            self.top_k if self.top_k is not None else getattr(engine.model.generation_config, "top_k", None)
+        )
         sampler = _RowSampler(
-            seeds, steps=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p, top_k=top_k
+            seeds,
+            steps=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=top_k,
+            min_p=self.min_p,
         )
         # The model's own sampling defaults would only warn under greedy decoding: unset them.
         options.update(temperature=None, top_p=None, top_k=None)
@@ -175,16 +203,25 @@ class TransformersLLM(LocalLLM):
 class _RowSampler:
     """A logits processor that samples each row from uniforms drawn by a ``torch.Generator`` of its own,
     seeded per request, and leaves only the drawn token: a row's draws depend on its seed alone, never
-    on the rows batched with it. Temperature, then top-k (the model's default, as ``generate`` samples),
-    then top-p, by ``transformers``' own warpers; each draw is an inverse-CDF lookup of one uniform.
+    on the rows batched with it. Temperature, then top-k (the config's, else the model's default, as
+    ``generate`` samples), then top-p, then min-p, by ``transformers``' own warpers; each draw is an
+    inverse-CDF lookup of one uniform.
     """
 
     def __init__(
-        self, seeds: list[int], *, steps: int, temperature: float, top_p: float, top_k: int | None
+        self,
+        seeds: list[int],
+        *,
+        steps: int,
+        temperature: float,
+        top_p: float,
+        top_k: int | None,
+        min_p: float | None = None,
     ) -> None:
         import torch
         from transformers.generation.logits_process import (
             LogitsProcessorList,
+            MinPLogitsWarper,
             TemperatureLogitsWarper,
             TopKLogitsWarper,
             TopPLogitsWarper,
@@ -200,6 +237,8 @@ class _RowSampler:
             self.warpers.append(TopKLogitsWarper(top_k))
         if top_p < 1.0:
             self.warpers.append(TopPLogitsWarper(top_p))
+        if min_p:
+            self.warpers.append(MinPLogitsWarper(min_p))
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -224,7 +263,9 @@ class _Engine:
         self.tokenizer = tokenizer
         self.device = device
 
-    def generate(self, texts: list[str], sampling: dict[str, Any], raw: bool) -> list[Completion]:
+    def generate(
+        self, texts: list[str], sampling: dict[str, Any], raw: bool, stop: Sequence[str] = ()
+    ) -> list[Completion]:
         import torch
 
         tok = self.tokenizer
@@ -239,15 +280,32 @@ class _Engine:
         for tokens, used in zip(new, prompt_tokens, strict=True):
             end = next((k for k, t in enumerate(tokens) if t in stops), None)
             kept = tokens if end is None else tokens[:end]
+            text = tok.decode(kept, skip_special_tokens=True)
+            # generate stops after the token that completes a stop string and keeps it: the answer ends
+            # before it, as on every other backend.
+            cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=None)
             completions.append(
                 Completion(
-                    text=tok.decode(kept, skip_special_tokens=True),
-                    finish_reason="length" if end is None else "stop",
+                    text=text if cut is None else text[:cut],
+                    finish_reason="length" if end is None and cut is None else "stop",
                     prompt_tokens=int(used),
                     completion_tokens=len(kept) + (0 if end is None else 1),
                 )
             )
         return completions
+
+
+def _check_generation_kwargs(options: Mapping[str, Any]) -> None:
+    """Raise for ``generation_kwargs`` that are not ``GenerationConfig`` options (``generate`` would
+    refuse them in every batch)."""
+    if not options:
+        return
+    from transformers import GenerationConfig
+
+    known = GenerationConfig().to_dict()
+    unknown = sorted(name for name in options if name not in known)
+    if unknown:
+        raise ValueError(f"generation_kwargs {unknown} are not transformers GenerationConfig options.")
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> set[int]:

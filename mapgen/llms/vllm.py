@@ -19,14 +19,17 @@ from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request, sample_g
 class vLLM(LocalLLM):  # the name users know
     """A model served in-process by vLLM's offline engine (``pip install 'mapgen[vllm]'``, Linux + GPU).
 
-    The engine is built on first use inside each worker and reused for every batch; a batch goes to it in one
-    call (``LLM.chat``, or ``LLM.generate`` with a raw ``prompt_format``), and vLLM's continuous batching
-    schedules it. The model's chat template formats prompts by default (``chat_template`` overrides it); a
-    prompt that continues its last message goes to ``LLM.chat`` with ``continue_final_message=True,
-    add_generation_prompt=False``. Without a ``seed``, a row's ``num_generations`` are one request with ``n``
-    and a seed drawn from the OS (vLLM's own default seed is the same in every run); with one, generation
-    ``i`` is its own request with seed ``seed + i`` (:mod:`mapgen.llms._sampling`). A local folder or GGUF
-    file is identified by the content hash of its weights, config and tokenizer files and written to the model
+    The engine is built on first use inside each worker and reused for every batch; a batch goes to it in
+    one call (``LLM.chat``, or ``LLM.generate`` with a raw ``prompt_format``), and vLLM's continuous
+    batching schedules it. The model's chat template formats prompts by default (``chat_template``
+    overrides it); a prompt that continues its last message goes to ``LLM.chat`` with
+    ``continue_final_message=True, add_generation_prompt=False``. Every typed sampling parameter goes to
+    ``SamplingParams`` under its own name, and ``generation_kwargs`` adds any other of its options
+    (``bad_words``, ``ignore_eos``...). Without a ``seed``, a row's ``num_generations`` are one request with
+    ``n`` and a seed drawn from the OS (vLLM's own default seed is the same in every run); with one,
+    generation ``i`` is its own request with seed ``seed + i`` (:mod:`mapgen.llms._sampling`). A local
+    folder or GGUF file is identified by the content hash of its weights, config and tokenizer files and
+    written to the model
     column by its name (:mod:`mapgen.llms._weights`); a hub id by itself and ``revision``, with nothing
     downloaded. A task's schema becomes guided decoding (``StructuredOutputsParams(json=...)``, or
     ``GuidedDecodingParams`` on older vLLM), so the answer parses by construction.
@@ -61,6 +64,15 @@ class vLLM(LocalLLM):  # the name users know
     engine_kwargs: dict[str, Any] = knob(default_factory=dict)  # noqa: RUF009  # a field spec
 
     supports_schema: ClassVar[bool] = True
+    reserved_generation_kwargs: ClassVar[tuple[str, ...]] = (
+        "n",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "seed",
+        "structured_outputs",
+        "guided_decoding",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -117,6 +129,10 @@ class vLLM(LocalLLM):  # the name users know
         for name in ("revision", "quantization", "max_model_len"):
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
+        try:  # an option SamplingParams does not know would fail every request: say so before loading
+            vllm.SamplingParams(**self.generation_kwargs)
+        except TypeError as error:
+            raise ValueError(f"generation_kwargs {dict(self.generation_kwargs)} for vLLM: {error}") from None
         return vllm.LLM(**options, **self.engine_kwargs)
 
     def complete(
@@ -194,6 +210,8 @@ class vLLM(LocalLLM):  # the name users know
             "top_p": self.top_p,
             "max_tokens": self.max_new_tokens,
             "seed": request_seed(self.seed, request.index),
+            **self.sampling_options(),  # vLLM's SamplingParams has every typed parameter, by its name
+            **self.generation_kwargs,
         }
         if request.schema is not None:
             options.update(_guided_json(request.schema))

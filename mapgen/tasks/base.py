@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from mapgen.config import dataclass_fingerprint, source_digest
 from mapgen.prompt import Image, Prompt
+from mapgen.review import ReviewLayout, default_review
 
 
 class ParseError(ValueError):
@@ -98,6 +99,13 @@ class Task:
     def parse(self, text: str) -> dict[str, Any]:
         """The output columns' values for one answer; raise :class:`ParseError` when it cannot."""
         raise NotImplementedError
+
+    def review(self) -> ReviewLayout:
+        """How people review this task's data (:class:`~mapgen.review.ReviewLayout`: the rubric, which
+        outputs are suggestions, one record per row or per generation); exporters such as
+        :func:`mapgen.push_to_argilla` read only this. By default it is derived from :attr:`inputs` and
+        :attr:`outputs` (:func:`~mapgen.review.default_review`); override it to say more."""
+        return default_review(self)
 
     def output_types(self) -> dict[str, pa.DataType]:
         """:attr:`outputs` as a mapping from column name to Arrow type."""

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from mapgen.prompt import Prompt
+from mapgen.review import ReviewLayout
 from mapgen.tasks._parsing import labelled_lines, load_json, one_line, read_score, score_list, strip_markdown
 from mapgen.tasks.base import ParseError, compile_template
 from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask, check_scale
@@ -133,6 +134,13 @@ class UltraCMTask(LabellingTask):
                 raise ParseError("found no overall score (expected 'Overall score: n')")
             score, critique = check_scale(end.group(1) or end.group(2), self.scale), clean
         return {"critique": _critique(critique, ("critique", "feedback")), "score": score}
+
+    def review(self) -> ReviewLayout:
+        """Each generation rated, the judge's scores and critiques suggested."""
+        low, high = self.scale
+        return (
+            super().review().replace(rubric=f"Overall, from {low} (unusable) to {high} (cannot be improved).")
+        )
 
 
 def _one_score(values: list[str], scale: tuple[int, int]) -> float | None:
@@ -250,6 +258,11 @@ class PrometheusTask(LabellingTask):
         if match is None:
             match = next(reversed(list(re.finditer(r"(?i)\[\s*result\s*\][^\w\n]*(\d)", text))), None)
         return [match.start(1) if match else None]
+
+    def review(self) -> ReviewLayout:
+        """Each generation rated on the task's own rubric, the judge's scores and critiques suggested."""
+        levels = "; ".join(f"{i}: {d}" for i, d in enumerate(self.score_descriptions, 1))
+        return super().review().replace(rubric=f"{self.criteria} {levels}.")
 
 
 _RESULT = re.compile(r"\[\s*result\s*\]\s*:?[ \t]*([^\n]*?)(?=\[\s*result\s*\]|\n|$)", re.IGNORECASE)

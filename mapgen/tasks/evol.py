@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mapgen.prompt import Prompt
+from mapgen.review import ReviewLayout
 from mapgen.tasks._parsing import strip_markdown
 from mapgen.tasks.base import ParseError, Task, compile_template
 
@@ -169,6 +170,15 @@ class EvolInstructTask(Task):
     def parse(self, text: str) -> dict[str, Any]:
         return {self.outputs[0]: check_rewrite(text)}
 
+    def review(self) -> ReviewLayout:
+        """One record per rewritten instruction, beside the original, rated 1 to 5 by people."""
+        return ReviewLayout(
+            items=self.outputs[0],
+            per_generation=True,
+            text_fields={"input": "Input"},
+            rubric="Is it clear, self-contained and answerable? From 1 (unusable) to 5 (excellent).",
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class EvolComplexityTask(EvolInstructTask):
@@ -208,3 +218,7 @@ class EvolQualityTask(EvolInstructTask):
     @property
     def inputs(self) -> tuple[str, ...]:
         return ("input", "generation")
+
+    def review(self) -> ReviewLayout:
+        """Improved answers are generations: people rate each one of a row, 1 to 5."""
+        return ReviewLayout()

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from mapgen.review import ReviewLayout
 from mapgen.tasks._parsing import (
     SCORE_TEXT,
     agree,
@@ -106,6 +107,12 @@ class JudgeLMTask(LabellingTask):
             "rating": [found.get(i) for i in range(1, max(found) + 1)],
             "rationale": one_line("\n".join(rest)),
         }
+
+    def review(self) -> ReviewLayout:
+        """Each generation rated on the judge's scale, its scores and rationale suggested."""
+        low, high = self.scale
+        rubric = f"Helpfulness, relevance, accuracy and detail, from {low} (worst) to {high} (best)."
+        return super().review().replace(rubric=rubric)
 
 
 # "Assistant 2: 6" (or "Answer 2 score: 6/10") alone on its line.

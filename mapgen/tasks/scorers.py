@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from mapgen.review import ReviewLayout
 from mapgen.tasks._parsing import SCORE_TEXT, agree, load_json, score_or_none, strip_markdown
 from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, LabellingTask
@@ -122,6 +123,12 @@ class QualityScorerTask(LabellingTask):
     def parse(self, text: str) -> dict[str, Any]:
         return {"rating": parse_score_lines(text, self.scale)}
 
+    def review(self) -> ReviewLayout:
+        """Each generation rated on the judge's scale, its scores suggested."""
+        low, high = self.scale
+        rubric = f"Helpfulness, relevance, accuracy and detail, from {low} (worst) to {high} (best)."
+        return super().review().replace(rubric=rubric)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ComplexityScorerTask(LabellingTask):
@@ -152,6 +159,20 @@ class ComplexityScorerTask(LabellingTask):
 
     def parse(self, text: str) -> dict[str, Any]:
         return {"rating": parse_score_lines(text, self.scale)}
+
+    def review(self) -> ReviewLayout:
+        """One record per instruction, its complexity score suggested."""
+        low, high = self.scale
+        return (
+            super()
+            .review()
+            .replace(
+                per_generation=True,
+                text_fields={"input": "Input"},
+                rubric=f"How complex is this instruction, from {low} (trivial) to {high} (very demanding)?",
+                rating_title="Rate this instruction's complexity",
+            )
+        )
 
 
 def _score(value: Any, scale: tuple[int, int]) -> float | None:

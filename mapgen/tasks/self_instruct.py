@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from mapgen.prompt import Prompt
+from mapgen.review import ReviewLayout
 from mapgen.tasks._parsing import list_items, load_json
 from mapgen.tasks.base import ParseError, Task, compile_template
 
@@ -99,6 +100,15 @@ class SelfInstructTask(Task):
         if not unique:
             raise ParseError("found no instructions")
         return {"instructions": unique}
+
+    def review(self) -> ReviewLayout:
+        """One record per written instruction, beside its seed, rated 1 to 5 by people."""
+        return ReviewLayout(
+            items="instructions",
+            per_generation=True,
+            text_fields={"input": "Seed"},
+            rubric="Is it clear, self-contained and answerable? From 1 (unusable) to 5 (excellent).",
+        )
 
 
 def _lead_in(item: str) -> bool:

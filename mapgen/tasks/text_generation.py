@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mapgen.config import added
+from mapgen.review import ReviewLayout
 from mapgen.tasks.base import Task, template_variables
 
 
@@ -59,3 +60,7 @@ class TextGenerationTask(Task):
 
     def parse(self, text: str) -> dict[str, Any]:
         return {"generations": text}
+
+    def review(self) -> ReviewLayout:
+        """People rate each generation of a row for overall quality, 1 to 5."""
+        return ReviewLayout()

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from mapgen.prompt import Prompt
+from mapgen.review import ReviewLayout
 from mapgen.tasks._parsing import (
     SCORE_TEXT,
     agree,
@@ -323,6 +324,12 @@ class UltraFeedbackTask(LabellingTask):
             if line and number not in positions:
                 positions[number] = line.start(1)
         return [positions.get(i) for i in range(1, max(n for n, _, _ in spans) + 1)]
+
+    def review(self) -> ReviewLayout:
+        """Each generation rated on the aspect's levels, the judge's ratings and rationales suggested."""
+        aspect = ASPECTS[self.aspect]
+        levels = "; ".join(f"{i}: {label}" for i, (label, _) in enumerate(aspect.levels, 1))
+        return super().review().replace(rubric=f"{aspect.name}. {aspect.description} {levels}.")
 
 
 def parse_rated_blocks(text: str, json_key: str, scale: tuple[int, int]) -> dict[str, list[Any]]:

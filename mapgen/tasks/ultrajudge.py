@@ -8,13 +8,14 @@ mapgen's own.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from mapgen.prompt import Prompt
+from mapgen.review import ReviewLayout
 from mapgen.tasks._parsing import (
     agree,
     labelled_lines,
@@ -147,6 +148,12 @@ class UltraJudgeTask(LabellingTask):
             raise ParseError("found answer blocks but no ratings in them")
         return {"rating": [finals.get(i) for i in range(1, count + 1)], "areas": areas}
 
+    def review(self) -> ReviewLayout:
+        """Each generation rated 1 to 10, the final scores suggested with each area's rating and reason."""
+        low, high = self.scale
+        rubric = f"Overall, from {low} (poor) to {high} (excellent): accuracy, clarity, reliability, intent."
+        return super().review().replace(rubric=rubric, explanation=explain_areas)
+
 
 _FINAL = re.compile(r"^[^\w\n]*final\s+(scores?)[^\w\n]*?[:=]?[ \t]*([^\n]*)", re.IGNORECASE | re.MULTILINE)
 
@@ -236,3 +243,26 @@ def _get(entry: Mapping[str, Any], name: str) -> Any:
 
 def _score(value: Any, scale: tuple[int, int]) -> float | None:
     return score_or_none(value, *scale)
+
+
+def explain_areas(row: Mapping[str, Any], kept: Sequence[int]) -> str | None:
+    """The ``areas`` of a row's shown generations as one text, for reviewers: per generation, each
+    area's rating and rationale (``"Generation 1: Practical Accuracy 8 (right); ..."``)."""
+    areas = row.get("areas") or []
+    parts = []
+    for i in kept:
+        entry = areas[i] if i < len(areas) else None
+        if entry:
+            notes = "; ".join(
+                f"{area} {_number(v.get('rating'))}" + (f" ({v['rationale']})" if v.get("rationale") else "")
+                for area, v in entry.items()
+                if v
+            )
+            parts.append(f"Generation {i + 1}: {notes}")
+    return "\n".join(parts) or None
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "?" if value is None else str(value)

@@ -54,11 +54,21 @@ class GuidedDecodingParams:
 
 @dataclass
 class SamplingParams:
+    # Fields, names and defaults as vLLM's SamplingParams (vllm/sampling_params.py); an unknown keyword
+    # is a TypeError there too.
     n: int = 1
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
     temperature: float = 1.0
     top_p: float = 1.0
-    max_tokens: int | None = 16
+    top_k: int = 0
+    min_p: float = 0.0
     seed: int | None = None
+    stop: str | list[str] | None = None
+    ignore_eos: bool = False
+    max_tokens: int | None = 16
+    bad_words: list[str] | None = None
     structured_outputs: StructuredOutputsParams | None = None
     guided_decoding: GuidedDecodingParams | None = None
 

@@ -23,6 +23,11 @@ that do not support one do. A rule's ``"logprobs"`` is OpenAI's ``choices[i].log
 (``[{"token", "logprob", "top_logprobs": [{"token", "logprob"}, ...]}, ...]``), sent when the request asks
 for ``logprobs``, each ``top_logprobs`` cut to the ``top_logprobs`` asked; without one, such a request gets
 the reply's whitespace-led words as tokens, each certain.
+Sampling parameters are validated as OpenAI's API reference says (``temperature`` in [0, 2], ``top_p`` in
+[0, 1], ``presence_penalty`` and ``frequency_penalty`` in [-2, 2], ``stop`` a string or at most 4 strings,
+``n`` >= 1, ``top_logprobs`` in [0, 20]) and, for the parameters OpenAI-compatible servers add, as vLLM's
+server does (``top_k`` an int >= -1, ``min_p`` in [0, 1], ``repetition_penalty`` > 0): a 400
+``invalid_request_error`` naming the ``param``.
 ``GET /requests`` returns the JSON bodies of the chat requests received since the last reset, in order
 (the last ``KEEP_REQUESTS`` of them). ``usage`` counts as :mod:`tests.servers.tokens` says: the words of
 every message (system included; an image part counts ``IMAGE_TOKENS``), and the words of each choice plus
@@ -81,6 +86,49 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# name -> (low, high, whether low is allowed): OpenAI's ranges, then those of vLLM's extra parameters.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "temperature": (0.0, 2.0, True),
+    "top_p": (0.0, 1.0, True),
+    "presence_penalty": (-2.0, 2.0, True),
+    "frequency_penalty": (-2.0, 2.0, True),
+    "min_p": (0.0, 1.0, True),
+    "repetition_penalty": (0.0, float("inf"), False),
+}
+
+
+def invalid_parameter(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The first sampling parameter of ``body`` out of its documented type or range, as
+    ``(param, message)``; ``None`` when all are valid (or absent: ``null`` means the default)."""
+    for name, (low, high, closed) in RANGES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if not _is_number(value) or value > high or value < low or (value == low and not closed):
+            return name, f"{value!r} is not a valid value for '{name}': expected a number in [{low}, {high}]."
+    stop = body.get("stop")
+    stops = [stop] if stop is None or isinstance(stop, str) else stop
+    if (
+        not isinstance(stops, list)
+        or len(stops) > 4
+        or not all(s is None or isinstance(s, str) for s in stops)
+    ):
+        return "stop", f"{stop!r} is not valid under any of the given schemas - 'stop' (at most 4 strings)"
+    checks = {
+        "n": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "top_logprobs": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 20,
+        "top_k": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= -1,
+    }
+    for name, valid in checks.items():
+        if body.get(name) is not None and not valid(body[name]):
+            return name, f"{body[name]!r} is not a valid value for '{name}'."
+    return None
+
+
 class FaultServer:
     def __init__(self, **settings: Any) -> None:
         self.settings: dict[str, Any] = {}
@@ -135,6 +183,9 @@ class FaultServer:
         body = await request.json()
         self.received.append(body)
         invalid = validate_body(body)
+        if invalid is None:
+            checked = invalid_parameter(body)
+            invalid = None if checked is None else (checked[1], checked[0])
         if invalid is not None:
             self.errors += 1
             message, param = invalid
