@@ -9,7 +9,7 @@ Example:
     ['input', 'generations']
 """
 
-from mapgen import errors
+from mapgen import errors, parsing, schema
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.errors import FatalAPIError, StoreError, error_kind, error_kinds
 from mapgen.explain import explain_cache
@@ -41,12 +41,14 @@ from mapgen.tasks import (
     EvolComplexityTask,
     EvolInstructTask,
     EvolQualityTask,
+    InvalidOutput,
     JudgeLMTask,
     LabellingTask,
     ParseError,
     PrometheusTask,
     QualityScorerTask,
     SelfInstructTask,
+    StructuredTask,
     Task,
     TextGenerationTask,
     UltraCMTask,
@@ -68,6 +70,7 @@ __all__ = [
     "GenerateFunction",
     "InferenceEndpointsLLM",
     "Interrupted",
+    "InvalidOutput",
     "JudgeLMTask",
     "LLMPool",
     "LabelFunction",
@@ -84,6 +87,7 @@ __all__ = [
     "SelfInstructTask",
     "StoreError",
     "StoreWarning",
+    "StructuredTask",
     "Task",
     "TextGenerationTask",
     "TransformersLLM",
@@ -100,8 +104,10 @@ __all__ = [
     "format_prompt",
     "generate",
     "label",
+    "parsing",
     "pipeline",
     "push_to_argilla",
+    "schema",
     "to_argilla",
     "to_preference",
     "vLLM",

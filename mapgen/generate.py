@@ -39,7 +39,7 @@ class GenerateFunction(MapFunction):
         ]
         requests = [Request(p, i, schema) for p in prompts if p is not None for i in range(n)]
 
-        answers = iter(self.complete(requests, rank=rank))
+        answers = iter(self.reask(requests, self.complete(requests, rank=rank), rank=rank))
         types = self.output_types()
         columns: dict[str, list[Any]] = {name: [] for name in types}
         for prompt, row_error in zip(prompts, row_errors, strict=True):
@@ -85,6 +85,7 @@ def generate(
     *,
     input_columns: Mapping[str, str] | None = None,
     cache: bool = True,
+    max_reasks: int = 2,
 ) -> GenerateFunction:
     """A callable for ``ds.map(fn, batched=True)`` that adds ``num_generations`` answers per row.
 
@@ -96,6 +97,8 @@ def generate(
     local GPU backends), and ``datasets`` caches its result: a second run sends nothing. Every answer is
     also kept in the response store as it arrives (``cache=False`` turns that off), so a run that
     crashed, or a dataset built in memory that ``datasets`` never caches, re-sends only what is missing.
+    An answer that fails the task's answer model (:class:`~mapgen.StructuredTask`) is asked again up to
+    ``max_reasks`` times, then written as ``None`` with its ``invalid_output`` error.
 
     Example:
         >>> import datasets, mapgen
@@ -111,4 +114,5 @@ def generate(
         input_columns=dict(input_columns or {}),
         num_generations=num_generations,
         cache=cache,
+        max_reasks=max_reasks,
     )

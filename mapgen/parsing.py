@@ -19,6 +19,8 @@ import json
 import re
 from typing import Any
 
+from mapgen.errors import INVALID_OUTPUT
+
 
 class ParseError(ValueError):
     """An answer that does not have the shape the task asked for: the row gets ``None`` and the reason
@@ -30,7 +32,7 @@ class InvalidOutput(ParseError):
     map function asks again, up to its ``max_reasks``, before it writes ``None`` and the reason. The
     message names the field that failed (``rating: Input should be 1, 2, 3, 4 or 5``)."""
 
-    kind = "invalid_output"
+    kind = INVALID_OUTPUT
 
 
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"

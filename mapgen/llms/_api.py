@@ -159,7 +159,7 @@ class APILLM(LLM):
             self.max_tokens_key(): self.max_new_tokens,
         }
         if self.seed is not None:
-            body["seed"] = self.seed + request.index
+            body["seed"] = self.seed + request.seed_index
         if n > 1:
             body["n"] = n
         if request.schema is not None and schema_style is not None:

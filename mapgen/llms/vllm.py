@@ -169,7 +169,7 @@ class vLLM(LocalLLM):  # the name users know
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": self.max_new_tokens,
-            "seed": request_seed(self.seed, request.index),
+            "seed": request_seed(self.seed, request.seed_index),
         }
         if request.schema is not None:
             options.update(_guided_json(request.schema))
