@@ -97,11 +97,22 @@ def answer_schema(model: Any) -> dict[str, Any]:
     return _without_titles(schema)
 
 
+STRICT_UNSUPPORTED = frozenset(
+    {"default", "minLength", "maxLength", "minProperties", "maxProperties", "patternProperties"}
+    | {"unevaluatedProperties", "propertyNames", "uniqueItems", "contains", "allOf", "not"}
+    | {"if", "then", "else", "dependentRequired", "dependentSchemas"}
+)
+"""Keywords OpenAI's strict mode refuses ("... is not permitted"); pydantic still checks them on every
+answer, and an answer that fails is asked again."""
+
+
 def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """``schema`` in the form OpenAI's strict structured outputs require: every object closed
     (``additionalProperties: false``) with every property required, a property that was optional made
-    nullable (``anyOf`` with ``null``), and no ``default`` keywords. Answers valid under it are valid
-    under ``schema`` once ``null`` s stand for absent optional fields.
+    nullable (``anyOf`` with ``null``), and none of the keywords strict mode refuses
+    (:data:`STRICT_UNSUPPORTED`: ``default``, ``minLength``, ``maxLength``...). Answers valid under it
+    are valid under ``schema`` once ``null`` s stand for absent optional fields, except for the dropped
+    bounds, which validation checks.
 
     Example:
         >>> strict_schema({"type": "object", "properties": {"a": {"type": "string"}}})
@@ -114,7 +125,13 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
             return [walk(item) for item in node]
         if not isinstance(node, Mapping):
             return node
-        out = {key: walk(value) for key, value in node.items() if key != "default"}
+        out = {
+            key: {name: walk(sub) for name, sub in value.items()}
+            if key in ("properties", "$defs")
+            else walk(value)
+            for key, value in node.items()
+            if key not in STRICT_UNSUPPORTED
+        }
         if node.get("type") == "object" or "properties" in node:
             properties = out.get("properties", {})
             required = set(node.get("required", ()))
