@@ -152,14 +152,14 @@ def arrow_types(schema: Mapping[str, Any]) -> dict[str, pa.DataType]:
     Raises:
         ValueError: ``schema`` is not an object with properties, or is recursive.
     """
+    if "$defs" in schema:
+        raise ValueError("a recursive answer model has no Arrow type: give it a fixed depth.")
     properties = schema.get("properties")
     if schema.get("type", "object") != "object" or not isinstance(properties, Mapping) or not properties:
         raise ValueError(
             "a structured answer is a JSON object with properties (a pydantic model, or a schema of "
             f"type 'object'); each property becomes a column. Got {json.dumps(schema)[:200]}."
         )
-    if "$defs" in schema:
-        raise ValueError("a recursive answer model has no Arrow type: give it a fixed depth.")
     return {name: arrow_type(sub) for name, sub in properties.items()}
 
 

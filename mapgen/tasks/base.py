@@ -11,6 +11,7 @@ its error column; :class:`InvalidOutput` (an answer that fails its model) is ask
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ __all__ = ["InvalidOutput", "ParseError", "Task", "compile_template", "template_
 
 _NOT_VALUES = ("template", "system_prompt")
 """Fields that are the prompt itself, not values for it."""
+
+
+class _AnyRow(dict):
+    """A row with every column, each empty: what :attr:`Task.inputs` asks the hook with."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,12 +76,15 @@ class Task:
     @property
     def inputs(self) -> tuple[str, ...]:
         """Columns a row must have for :meth:`prompt`: by default the variables the ``template`` reads,
-        less the task's own fields (which :meth:`template_values` supplies)."""
+        less the task's own fields and the names :meth:`template_values` supplies (asked once with a
+        row whose every column is empty)."""
         template = getattr(self, "template", None)
         if not isinstance(template, str):
             raise NotImplementedError(f"{type(self).__name__} needs a `template` field or `inputs`.")
-        own = {f.name for f in dataclasses.fields(self)}
-        return tuple(name for name in template_variables(template) if name not in own)
+        supplied = {f.name for f in dataclasses.fields(self)}
+        with contextlib.suppress(Exception):  # a hook that needs real values: its names stay inputs
+            supplied |= set(self.template_values(_AnyRow()))
+        return tuple(name for name in template_variables(template) if name not in supplied)
 
     def template_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """What the template sees beside the row's columns (and over them, where names meet): by
