@@ -48,3 +48,14 @@ def test_custom_task():
     ds = load("custom_task").main(max_new_tokens=24)
     assert len(ds[0]["rating"]) == 2
     assert all(r is not None for r in ds[0]["rating"])
+
+
+@pytest.mark.llamacpp
+def test_structured_output():
+    ds = load("structured_output").main(rows=3)
+    # typed columns, every record valid (the grammar constrains; validation would re-ask otherwise)
+    assert str(ds.features["stars"].feature) == "Value('int64')"
+    assert str(ds.features["would_recommend"].feature) == "Value('bool')"
+    assert [errors for errors in ds["generation_errors"]] == [[None]] * 3
+    assert all(s in ("positive", "negative", "neutral") for [s] in ds["sentiment"])
+    assert all(1 <= stars <= 5 for [stars] in ds["stars"])

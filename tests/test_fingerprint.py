@@ -157,3 +157,50 @@ def test_editing_a_user_tasks_module_level_template_changes_the_fingerprint(tmp_
     first = user_task_fingerprint(tmp_path, "Answer: {{}}")
     assert user_task_fingerprint(tmp_path, "Answer: {{}}") == first
     assert user_task_fingerprint(tmp_path, "Answer briefly: {{}}") != first
+
+
+# Structured outputs: an answer model counts by its JSON schema and its source, the same in every process.
+
+MODEL_SCRIPT = """
+from typing import Literal
+from pydantic import BaseModel, field_validator
+import mapgen
+
+
+class Review(BaseModel):
+    sentiment: Literal["positive", "negative"]
+    stars: {stars_type}
+{validator}
+
+task = mapgen.StructuredTask(Review, template="Review: {{{{ text }}}}")
+as_dict = mapgen.StructuredTask(Review.model_json_schema(), template="Review: {{{{ text }}}}")
+llm = mapgen.OpenAILLM("m", base_url="http://127.0.0.1:8000/v1")
+print(mapgen.fingerprint(mapgen.generate(llm, task)))
+print(mapgen.fingerprint(mapgen.generate(llm, as_dict)))
+print(mapgen.fingerprint(mapgen.generate(llm, task, max_reasks=3)))
+"""
+
+VALIDATOR = """
+    @field_validator("stars")
+    @classmethod
+    def in_range(cls, value):
+        assert 1 <= value <= 5
+        return value
+"""
+
+
+def structured_fingerprints(folder, *, stars_type="int", validator="") -> list[str]:
+    script = folder / "make_reviews.py"  # run as __main__: where a class would be pickled by value
+    script.write_text(MODEL_SCRIPT.format(stars_type=stars_type, validator=validator))
+    out = subprocess.run([sys.executable, str(script)], cwd=folder, check=True, capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def test_a_pydantic_answer_model_fingerprints_by_schema_and_source_in_a_new_process(tmp_path):
+    first = structured_fingerprints(tmp_path)
+    assert structured_fingerprints(tmp_path) == first  # a new process, the same script
+    assert structured_fingerprints(tmp_path, stars_type="float")[0] != first[0]  # the schema changed
+    assert structured_fingerprints(tmp_path, validator=VALIDATOR)[0] != first[0]  # same schema, new source
+    assert first[2] != first[0]  # max_reasks changes the output
+    assert first[1] != first[0]  # a schema dict is another task (validated by a model built from it)
+    assert structured_fingerprints(tmp_path, stars_type="float")[1] != first[1]

@@ -258,8 +258,8 @@ def test_llamacpp_grammar_really_constrains_the_answer():
     schema = mapgen.schema.answer_schema(
         {
             "type": "object",
-            "properties": {"animal": {"enum": ["quokka-7", "zebra-3"]}, "legs": {"type": "integer"}},
-            "required": ["animal", "legs"],
+            "properties": {"animal": {"enum": ["quokka-7", "zebra-3"]}, "wild": {"type": "boolean"}},
+            "required": ["animal", "wild"],
         }
     )
     llm = mapgen.LlamaCppLLM(temperature=1.5, max_new_tokens=24, seed=0)
