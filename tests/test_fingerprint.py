@@ -4,6 +4,7 @@ Every fingerprint here is computed in a fresh Python process: a hash that depend
 on set ordering would pass an in-process comparison and still miss the cache on the next run.
 """
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 
 import mapgen
 import mapgen.map_function
+from mapgen.llms.base import Request
+from mapgen.store import request_key
 
 # Each entry builds one callable; `base` is compared against every other.
 CONFIGS = {
@@ -192,8 +195,8 @@ VALIDATOR = """
 def structured_fingerprints(folder, *, stars_type="int", validator="") -> list[str]:
     script = folder / "make_reviews.py"  # run as __main__: where a class would be pickled by value
     script.write_text(MODEL_SCRIPT.format(stars_type=stars_type, validator=validator))
-    out = subprocess.run([sys.executable, str(script)], cwd=folder, check=True, capture_output=True, text=True)
-    return out.stdout.split()
+    command = [sys.executable, str(script)]
+    return subprocess.run(command, cwd=folder, check=True, capture_output=True, text=True).stdout.split()
 
 
 def test_a_pydantic_answer_model_fingerprints_by_schema_and_source_in_a_new_process(tmp_path):
@@ -204,3 +207,18 @@ def test_a_pydantic_answer_model_fingerprints_by_schema_and_source_in_a_new_proc
     assert first[2] != first[0]  # max_reasks changes the output
     assert first[1] != first[0]  # a schema dict is another task (validated by a model built from it)
     assert structured_fingerprints(tmp_path, stars_type="float")[1] != first[1]
+
+
+def test_store_keys_of_first_asks_are_unchanged_and_reasks_differ():
+    request = Request(mapgen.Prompt("q"), 1, {"type": "object"})
+    before_reasks = [
+        "llm",
+        *request.prompt.identity(),
+        request.index,
+        request.schema,
+        request.top_logprobs,
+    ]  # the key's identity as it was before re-asks existed
+    old = hashlib.sha256(json.dumps(before_reasks, sort_keys=True, default=repr).encode()).hexdigest()
+    assert request_key("llm", request) == old
+    keys = {request_key("llm", Request(request.prompt, 1, request.schema, attempt=a)) for a in range(3)}
+    assert len(keys) == 3

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field, field_validator
 
 import mapgen
 from mapgen.llms.base import Request
-from mapgen.store import request_key
 
 ROOT = Path(__file__).parent.parent
 
@@ -218,23 +217,6 @@ def test_a_reask_is_a_new_request_for_the_store_with_its_own_seed(fault_server):
     fault_server.configure(api_key=fault_server.api_key, default_reply=invalid)
     again = run(fn)[0]
     assert again["reason"] == ["short"] and fault_server.stats()["total"] == 0
-
-
-def test_store_keys_of_first_asks_are_unchanged_and_reasks_differ():
-    import hashlib
-
-    request = Request(mapgen.Prompt("q"), 1, {"type": "object"})
-    before_reasks = [
-        "llm",
-        *request.prompt.identity(),
-        request.index,
-        request.schema,
-        request.top_logprobs,
-    ]  # the key's identity as it was before re-asks existed
-    old = hashlib.sha256(json.dumps(before_reasks, sort_keys=True, default=repr).encode()).hexdigest()
-    assert request_key("llm", request) == old
-    keys = {request_key("llm", Request(request.prompt, 1, request.schema, attempt=a)) for a in range(3)}
-    assert len(keys) == 3
 
 
 def test_label_reasks_answers_that_fail_a_labelling_tasks_model(fault_server):
