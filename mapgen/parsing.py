@@ -6,6 +6,13 @@ token limit. These helpers accept all of those; what they cannot read raises :cl
 what they could only guess at (a range such as ``3-4``, a score on another scale such as ``4/5`` where
 the scale is 1 to 10) raises :class:`AmbiguousScore`.
 
+The API: :func:`parse_model` (an answer validated by a pydantic model), :func:`json_text` and
+:func:`load_json` (JSON, fenced or in prose), :func:`parse_score`, :func:`read_score`,
+:func:`score_or_none`, :func:`score_list`, :func:`labelled_scores` (scores), :func:`labelled_field`,
+:func:`labelled_lines`, :func:`numbered_blocks`, :func:`numbered_spans`, :func:`list_items`,
+:func:`json_fields`, :func:`strip_markdown`, :func:`one_line`, :func:`agree` (the rest), and the errors
+:class:`ParseError`, :class:`InvalidOutput`, :class:`AmbiguousScore`.
+
 Example:
     >>> parse_score("**4/5**", 1, 5)
     4.0
@@ -20,6 +27,31 @@ import re
 from typing import Any
 
 from mapgen.errors import INVALID_OUTPUT
+
+__all__ = [
+    "SCORE_TEXT",
+    "AmbiguousScore",
+    "InvalidOutput",
+    "ParseError",
+    "agree",
+    "json_fields",
+    "json_text",
+    "labelled_field",
+    "labelled_lines",
+    "labelled_scores",
+    "list_items",
+    "load_json",
+    "numbered_blocks",
+    "numbered_spans",
+    "one_line",
+    "parse_model",
+    "parse_score",
+    "read_score",
+    "score_list",
+    "score_or_none",
+    "strip_markdown",
+    "validation_message",
+]
 
 
 class ParseError(ValueError):
