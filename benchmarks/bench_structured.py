@@ -28,9 +28,9 @@ def main() -> None:
     os.environ["MAPGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="mapgen-bench-structured-")
     sys.path.insert(0, str(ROOT / "examples"))
     import datasets
+    import structured_output
 
     import mapgen
-    import structured_output
 
     datasets.disable_progress_bars()
     start = time.perf_counter()

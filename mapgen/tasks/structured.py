@@ -1,7 +1,5 @@
 """Structured outputs: answers as typed records of a pydantic model, one column per field."""
 
-from __future__ import annotations
-
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
