@@ -1,18 +1,20 @@
-"""Writing your own labelling task: a template, a parser, an optional JSON schema. That is all.
+"""Writing your own labelling task: a template, a pydantic answer model, a parser. That is all.
 
-This one asks a judge whether each answer is concise (1 to 5) and says why, one prompt per answer.
-Built-in tasks are written exactly this way (see mapgen/tasks/ultrafeedback.py).
+This one asks a judge whether each answer is concise (1 to 5) and says why, one prompt per answer. The
+answer model is written once: constraining backends (llama.cpp, OpenAI, vLLM) answer in its JSON schema,
+and every answer is validated against it (one that fails is asked again, ``max_reasks`` times). Built-in
+tasks are written exactly this way (see mapgen/tasks/critique.py).
 """
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import datasets
+from pydantic import BaseModel, Field
 
 import mapgen
-from mapgen.tasks._parsing import labelled_field, load_json, parse_score
-from mapgen.tasks.base import compile_template
-from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask
+from mapgen.parsing import labelled_field, load_json, parse_model, parse_score
+from mapgen.tasks.labelling import RATINGS, TEXTS
 
 TEMPLATE = """\
 Question: {{ input }}
@@ -23,35 +25,28 @@ Reply as JSON: {"rating": <1 to 5>, "reason": "<why>"}
 """
 
 
+class Conciseness(BaseModel):
+    """The judge's answer for one text."""
+
+    rating: Literal[1, 2, 3, 4, 5]
+    reason: str = Field(max_length=150)
+
+
 @dataclass(frozen=True, kw_only=True)
-class ConcisenessTask(LabellingTask):
+class ConcisenessTask(mapgen.LabellingTask):
     """Rate each generation's conciseness, 1 to 5."""
 
-    template: str = TEMPLATE
+    template: str = TEMPLATE  # reads `input` and, one at a time, each `generation`
 
-    one_request_per_item: ClassVar[bool] = True  # the template sees one `generation` at a time
+    one_request_per_item: ClassVar[bool] = True
     outputs: ClassVar = {"rating": RATINGS, "rationale": TEXTS}  # one value per generation
-    schema: ClassVar = {  # constraining backends (llama.cpp, OpenAI, vLLM) answer in this shape
-        "type": "object",
-        "properties": {
-            "rating": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-            "reason": {"type": "string", "maxLength": 150},
-        },
-        "required": ["rating", "reason"],
-    }
-
-    @property
-    def inputs(self):
-        return ("input", "generations")
-
-    def prompt(self, row):
-        return mapgen.Prompt(compile_template(self.template).render(**row))
+    answer_model: ClassVar = Conciseness  # the JSON schema constraining backends answer in
 
     def parse(self, text):  # raise mapgen.ParseError (or ValueError): the row gets None + the reason
-        data = load_json(text)
-        if isinstance(data, dict):
-            return {"rating": parse_score(data.get("rating"), 1, 5), "rationale": data.get("reason")}
-        return {
+        if load_json(text) is not None:  # JSON: validated (an invalid one is asked again)
+            answer = parse_model(text, Conciseness)
+            return {"rating": float(answer.rating), "rationale": answer.reason}
+        return {  # a backend that does not constrain may answer in lines: read them tolerantly
             "rating": parse_score(labelled_field(text, ("rating",)), 1, 5),
             "rationale": labelled_field(text, ("reason",)),
         }

@@ -9,7 +9,7 @@ Example:
     ['input', 'generations']
 """
 
-from mapgen import errors
+from mapgen import errors, parsing, schema
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.errors import FatalAPIError, StoreError, error_kind, error_kinds
 from mapgen.explain import explain_cache
@@ -45,6 +45,7 @@ from mapgen.tasks import (
     EvolInstructTask,
     EvolQualityTask,
     InputError,
+    InvalidOutput,
     JudgeLMTask,
     LabellingTask,
     MagpieTask,
@@ -53,6 +54,7 @@ from mapgen.tasks import (
     QualityScorerTask,
     RoundsTask,
     SelfInstructTask,
+    StructuredTask,
     Task,
     TextGenerationTask,
     UltraCMTask,
@@ -77,6 +79,7 @@ __all__ = [
     "InferenceEndpointsLLM",
     "InputError",
     "Interrupted",
+    "InvalidOutput",
     "JudgeLMTask",
     "LLMPool",
     "LabelFunction",
@@ -96,6 +99,7 @@ __all__ = [
     "SelfInstructTask",
     "StoreError",
     "StoreWarning",
+    "StructuredTask",
     "Task",
     "TextGenerationTask",
     "TransformersLLM",
@@ -112,8 +116,10 @@ __all__ = [
     "format_prompt",
     "generate",
     "label",
+    "parsing",
     "pipeline",
     "push_to_argilla",
+    "schema",
     "to_argilla",
     "to_preference",
     "vLLM",

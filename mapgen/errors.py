@@ -14,6 +14,7 @@ re-run by kind. The codes:
 ``empty_answer``    the model answered with no text (``finish_reason`` says why); not retried
 ``engine``          a local engine failed on this prompt (too long for its context, say)
 ``parse``           the answer came, but the task could not read it
+``invalid_output``  the answer came, but failed the task's answer model (names the field), after re-asks
 ``interrupted``     not sent: the run was interrupted (Ctrl-C) first; a re-run sends it
 ==================  ==============================================================================
 
@@ -40,6 +41,7 @@ REFUSED = "refused"
 EMPTY_ANSWER = "empty_answer"
 ENGINE = "engine"
 PARSE = "parse"
+INVALID_OUTPUT = "invalid_output"
 INTERRUPTED = "interrupted"
 
 _KIND = re.compile(r"^([a-z]+(?:_[a-z0-9]+)*): ")

@@ -47,7 +47,7 @@ class GenerateFunction(MapFunction):
         planned = [self.prompt_for(row) for row in rows]  # (prompt, None) or (None, why not)
         requests = [Request(p, i, schema) for p, _ in planned if p is not None for i in range(n)]
 
-        answers = iter(self.complete(requests, rank=rank))
+        answers = iter(self.reask(requests, self.complete(requests, rank=rank), rank=rank))
         types = self.output_types()
         columns: dict[str, list[Any]] = {name: [] for name in types}
         for prompt, row_error in planned:
@@ -96,6 +96,7 @@ def generate(
     input_columns: Mapping[str, str] | None = None,
     cache: bool = True,
     store: str | None = None,
+    max_reasks: int = 2,
 ) -> GenerateFunction:
     """A callable for ``ds.map(fn, batched=True)`` that adds ``num_generations`` answers per row.
 
@@ -111,6 +112,8 @@ def generate(
     run that crashed, or a dataset built in memory that ``datasets`` never caches, re-sends only what is
     missing. ``store`` picks the response store (``sqlite:///<path>``, ``postgresql://...``; default
     ``$MAPGEN_STORE``, else the SQLite file in the cache folder): see :mod:`mapgen.store`.
+    An answer that fails the task's answer model (:class:`~mapgen.StructuredTask`) is asked again up to
+    ``max_reasks`` times, then written as ``None`` with its ``invalid_output`` error.
 
     Example:
         >>> import datasets, mapgen
@@ -127,4 +130,5 @@ def generate(
         num_generations=num_generations,
         cache=cache,
         store=store,
+        max_reasks=max_reasks,
     )

@@ -72,7 +72,7 @@ class LabelFunction(MapFunction):
         task: LabellingTask = self.task  # type: ignore[assignment]
         plans = [self._plan(row) for row in rows]
         requests = [request for plan in plans for request in plan.requests]
-        answers = iter(self.complete(requests, rank=rank))
+        answers = iter(self.reask(requests, self.complete(requests, rank=rank), rank=rank))
         types = self.output_types()
         # The columns with one entry per text (a prompt is itself a list when it covers every text).
         aligned = [
@@ -206,6 +206,7 @@ def label(
     weighted_ratings: bool = False,
     cache: bool = True,
     store: str | None = None,
+    max_reasks: int = 2,
 ) -> LabelFunction:
     """A callable for ``ds.map(fn, batched=True)`` that rates each row's generations with ``task``.
 
@@ -244,4 +245,5 @@ def label(
         weighted_ratings=weighted_ratings,
         cache=cache,
         store=store,
+        max_reasks=max_reasks,
     )

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from datasets.fingerprint import Hasher
@@ -14,7 +14,7 @@ from datasets.fingerprint import Hasher
 from mapgen import interrupts
 from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.config import dataclass_fingerprint, knob
-from mapgen.errors import ENGINE, INVALID_ANSWER, PARSE, error_text
+from mapgen.errors import ENGINE, INVALID_ANSWER, INVALID_OUTPUT, PARSE, error_kind, error_text
 from mapgen.fingerprint import register_fingerprint_reducer
 from mapgen.images import ImageError
 from mapgen.llms import _async
@@ -47,6 +47,9 @@ class MapFunction:
     store: str | None = knob(None)
     """Which response store: ``sqlite:///<path>`` or ``postgresql://...`` (default: ``$MAPGEN_STORE``, else
     the SQLite file in ``$MAPGEN_CACHE_DIR``). Where answers are kept, not what they are: no fingerprint."""
+    max_reasks: int = 2
+    """How many times an answer that fails the task's answer model (:class:`~mapgen.InvalidOutput`) is
+    asked again before the row gets ``None`` and the validation error; it changes output, so it counts."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -66,6 +69,8 @@ class MapFunction:
         if self.store is not None:
             store_url(self.store)  # a misspelt URL fails here, before anything is sent
             object.__setattr__(self, "store", StoreURL(self.store))  # its repr hides the password
+        if isinstance(self.max_reasks, bool) or not isinstance(self.max_reasks, int) or self.max_reasks < 0:
+            raise ValueError(f"max_reasks must be an int >= 0, got {self.max_reasks!r}.")
         _warn_if_unhashable(self)
         if self.task.sends_images and not self.llm.supports_images:
             raise ValueError(
@@ -163,6 +168,29 @@ class MapFunction:
             store.release(claimed, owner)
         return [answers[key] for key in keys]
 
+    def reask(
+        self, requests: list[Request], completions: list[Completion], *, rank: int | None
+    ) -> list[Completion]:
+        """``completions`` (the answers to ``requests``), where each answer that failed the task's answer
+        model is asked again, up to ``max_reasks`` times, as a new request (``attempt`` 1, 2...: its own
+        store key and seed). A re-ask that gets no answer at all keeps the invalid one and its error.
+        Every re-ask is counted (``counters["reasks"]``).
+        """
+        completions = list(completions)
+        for attempt in range(1, self.max_reasks + 1):
+            invalid = [i for i, c in enumerate(completions) if self._fails_model(c)]
+            if not invalid:
+                break
+            counters.add(reasks=len(invalid))
+            again = self.complete([replace(requests[i], attempt=attempt) for i in invalid], rank=rank)
+            for i, answer in zip(invalid, again, strict=True):
+                if answer.text is not None:
+                    completions[i] = answer
+        return completions
+
+    def _fails_model(self, completion: Completion) -> bool:
+        return completion.text is not None and error_kind(self.parse_answer(completion)[1]) == INVALID_OUTPUT
+
     def _send(
         self, requests: list[Request], *, rank: int | None, on_complete: OnComplete | None = None
     ) -> list[Completion]:
@@ -190,7 +218,7 @@ class MapFunction:
         try:
             return self.task.parse(completion.text), None
         except ParseError as error:
-            return {}, error_text(PARSE, str(error))
+            return {}, error_text(getattr(error, "kind", PARSE), str(error))
         except Exception as error:
             return {}, error_text(PARSE, f"{type(error).__name__}: {error}")
 

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
-COUNTERS = ("requests", "reused", "failed", "retries")
-"""What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries."""
+COUNTERS = ("requests", "reused", "failed", "retries", "reasks")
+"""What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries, and
+re-asks of answers that failed their answer model."""
 
 MAX_SLOTS = 1024
 """Processes that can add to one :class:`Counters` (a parent and every worker it forked over its life);
@@ -117,7 +118,8 @@ class Counters:
 _instances: weakref.WeakSet[Counters] = weakref.WeakSet()
 
 counters = Counters()
-"""Totals of this process and its ``num_proc`` workers: ``requests``, ``reused``, ``failed``, ``retries``."""
+"""Totals of this process and its ``num_proc`` workers: ``requests``, ``reused``, ``failed``, ``retries``,
+``reasks``."""
 
 
 _MAIN_PID = os.getpid()

@@ -120,6 +120,11 @@ class RunCounts:
             ("requests sent", str(self["requests"])),
             ("answers reused", f"{self['reused']} from the response store"),
             ("retries", str(self["retries"])),
+            *(
+                [("re-asks", f"{self['reasks']} (answers that failed their answer model)")]
+                if self["reasks"]
+                else []
+            ),
         ]
 
 

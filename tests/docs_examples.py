@@ -27,6 +27,7 @@ def run_examples(path: Path, *, runner: str | None = None, replace: dict[str, st
             continue
         for old, new in (replace or {}).items():
             code = code.replace(old, new)
-        exec(compile(code, str(path), "exec"), namespace)
+        # dont_inherit: the examples run as a user runs them, without this module's `from __future__` flags
+        exec(compile(code, str(path), "exec", dont_inherit=True), namespace)
         ran += 1
     return ran

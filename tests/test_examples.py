@@ -77,3 +77,14 @@ def test_sampling_parameters():
     assert all(m[0]["finish_reason"] == "stop" for m in short["generation_metadata"])
     assert [len(g) for g in varied["generations"]] == [2, 2]
     assert all(g[0] != g[1] for g in varied["generations"])  # seeds 0 and 1: two samples, not one twice
+
+
+@pytest.mark.llamacpp
+def test_structured_output():
+    ds = load("structured_output").main(rows=3)
+    # typed columns, every record valid (the grammar constrains; validation would re-ask otherwise)
+    assert str(ds.features["stars"].feature) == "Value('int64')"
+    assert str(ds.features["would_recommend"].feature) == "Value('bool')"
+    assert [errors for errors in ds["generation_errors"]] == [[None]] * 3
+    assert all(s in ("positive", "negative", "neutral") for [s] in ds["sentiment"])
+    assert all(1 <= stars <= 5 for [stars] in ds["stars"])

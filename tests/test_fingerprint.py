@@ -4,6 +4,7 @@ Every fingerprint here is computed in a fresh Python process: a hash that depend
 on set ordering would pass an in-process comparison and still miss the cache on the next run.
 """
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 
 import mapgen
 import mapgen.map_function
+from mapgen.llms.base import Request
+from mapgen.store import request_key
 
 # Each entry builds one callable; `base` is compared against every other.
 CONFIGS = {
@@ -414,3 +417,65 @@ def test_unset_sampling_parameters_leave_the_fingerprint_as_before_they_existed(
         state = llm.fingerprint()
         assert not set(state) & {*SAMPLING_PARAMETERS, "generation_kwargs"}
         assert "temperature" in state  # the parameters that always existed are still there
+
+
+# Structured outputs: an answer model counts by its JSON schema and its source, the same in every process.
+
+MODEL_SCRIPT = """
+from typing import Literal
+from pydantic import BaseModel, field_validator
+import mapgen
+
+
+class Review(BaseModel):
+    sentiment: Literal["positive", "negative"]
+    stars: {stars_type}
+{validator}
+
+task = mapgen.StructuredTask(Review, template="Review: {{{{ text }}}}")
+as_dict = mapgen.StructuredTask(Review.model_json_schema(), template="Review: {{{{ text }}}}")
+llm = mapgen.OpenAILLM("m", base_url="http://127.0.0.1:8000/v1")
+print(mapgen.fingerprint(mapgen.generate(llm, task)))
+print(mapgen.fingerprint(mapgen.generate(llm, as_dict)))
+print(mapgen.fingerprint(mapgen.generate(llm, task, max_reasks=3)))
+"""
+
+VALIDATOR = """
+    @field_validator("stars")
+    @classmethod
+    def in_range(cls, value):
+        assert 1 <= value <= 5
+        return value
+"""
+
+
+def structured_fingerprints(folder, *, stars_type="int", validator="") -> list[str]:
+    script = folder / "make_reviews.py"  # run as __main__: where a class would be pickled by value
+    script.write_text(MODEL_SCRIPT.format(stars_type=stars_type, validator=validator))
+    command = [sys.executable, str(script)]
+    return subprocess.run(command, cwd=folder, check=True, capture_output=True, text=True).stdout.split()
+
+
+def test_a_pydantic_answer_model_fingerprints_by_schema_and_source_in_a_new_process(tmp_path):
+    first = structured_fingerprints(tmp_path)
+    assert structured_fingerprints(tmp_path) == first  # a new process, the same script
+    assert structured_fingerprints(tmp_path, stars_type="float")[0] != first[0]  # the schema changed
+    assert structured_fingerprints(tmp_path, validator=VALIDATOR)[0] != first[0]  # same schema, new source
+    assert first[2] != first[0]  # max_reasks changes the output
+    assert first[1] != first[0]  # a schema dict is another task (validated by a model built from it)
+    assert structured_fingerprints(tmp_path, stars_type="float")[1] != first[1]
+
+
+def test_store_keys_of_first_asks_are_unchanged_and_reasks_differ():
+    request = Request(mapgen.Prompt("q"), 1, {"type": "object"})
+    before_reasks = [
+        "llm",
+        *request.prompt.identity(),
+        request.index,
+        request.schema,
+        request.top_logprobs,
+    ]  # the key's identity as it was before re-asks existed
+    old = hashlib.sha256(json.dumps(before_reasks, sort_keys=True, default=repr).encode()).hexdigest()
+    assert request_key("llm", request) == old
+    keys = {request_key("llm", Request(request.prompt, 1, request.schema, attempt=a)) for a in range(3)}
+    assert len(keys) == 3

@@ -26,7 +26,7 @@ def test_forked_processes_add_to_the_parents_totals():
     counters = Counters()
     counters.add(requests=1)
     run_in_children(counters.add, 3, requests=2, retries=1)
-    assert counters.snapshot() == {"requests": 7, "reused": 0, "failed": 0, "retries": 3}
+    assert counters.snapshot() == {"requests": 7, "reused": 0, "failed": 0, "retries": 3, "reasks": 0}
 
 
 def test_processes_beyond_the_slots_share_the_last_one(monkeypatch):
@@ -41,7 +41,7 @@ def test_reset_and_unknown_names():
     counters = Counters()
     counters.add(failed=2)
     counters.reset()
-    assert counters.snapshot() == {"requests": 0, "reused": 0, "failed": 0, "retries": 0}
+    assert counters.snapshot() == {"requests": 0, "reused": 0, "failed": 0, "retries": 0, "reasks": 0}
     with pytest.raises(TypeError, match=r"unknown counter 'request'; counters are \['requests'"):
         counters.add(request=1)
 
@@ -84,7 +84,7 @@ def test_a_num_proc_map_reports_every_workers_requests_in_the_parent(fault_serve
     fault_server.configure(api_key=fault_server.api_key)
     num_proc_map(fault_server, 12)
     assert fault_server.stats()["total"] == 0
-    assert mapgen.counters.snapshot() == {"requests": 0, "reused": 12, "failed": 0, "retries": 0}
+    assert mapgen.counters.snapshot() == {"requests": 0, "reused": 12, "failed": 0, "retries": 0, "reasks": 0}
 
 
 def test_the_bar_follows_disable_progress_bars(fault_server, bars, capsys):
@@ -111,5 +111,5 @@ def test_the_bar_ends_on_the_failures_counted_after_the_last_answer(fault_server
     request_progress.close()
 
     assert [g[0] is None for g in out["generations"]] == [False, False, True, False]
-    assert mapgen.counters.snapshot() == {"requests": 4, "reused": 0, "failed": 1, "retries": 2}
+    assert mapgen.counters.snapshot() == {"requests": 4, "reused": 0, "failed": 1, "retries": 2, "reasks": 0}
     assert re.search(r"4/4.*failed=1, retries=2", last_bar(capsys.readouterr().err))

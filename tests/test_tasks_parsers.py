@@ -3,7 +3,7 @@
 import pytest
 
 import mapgen
-from mapgen.tasks._parsing import (
+from mapgen.parsing import (
     AmbiguousScore,
     labelled_field,
     list_items,

@@ -198,3 +198,21 @@ def test_bad_config_raises_before_anything_runs():
         mapgen.vLLM("m", prompt_format="nope")
     with pytest.raises(ValueError, match="devices"):
         mapgen.vLLM("m", devices=[])
+
+
+def test_a_structured_task_is_guided_and_validated_on_vllm(fake):
+    # The double's guided answer ({"constrained": true, ...}) is JSON but not the task's model: the task
+    # validates it, re-asks with a new seed, then writes None and the validation error.
+    from pydantic import BaseModel
+
+    class Color(BaseModel):
+        color: str
+
+    task = mapgen.StructuredTask(Color)
+    ds = datasets.Dataset.from_dict({"input": ["Name a color."]})
+    out = ds.map(mapgen.generate(mapgen.vLLM("m", seed=5), task, max_reasks=1, cache=False), batched=True)
+    calls = events(fake, "chat")
+    assert [p["seed"] for call in calls for p in call["params"]] == [5, 5 + 1_000_000]
+    assert all("StructuredOutputsParams(json={" in call["params"][0]["structured_outputs"] for call in calls)
+    assert out[0]["color"] == [None]
+    assert out[0]["generation_errors"][0].startswith("invalid_output: color: Field required")

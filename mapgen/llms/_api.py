@@ -28,6 +28,7 @@ from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
 from mapgen.llms.openai_wire import message_reasoning, wire_messages
 from mapgen.progress import counters
 from mapgen.ratelimit import Limiter, RateLimiter, rate_limiter
+from mapgen.schema import strict_schema
 
 Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """Sends one request body and returns the JSON answer (OpenAI's chat completion shape), or raises
@@ -184,7 +185,7 @@ class APILLM(LLM):
             self.max_tokens_key(): self.max_new_tokens,
         }
         if self.seed is not None:
-            body["seed"] = self.seed + request.index
+            body["seed"] = self.seed + request.seed_index
         if n > 1:
             body["n"] = n
         if request.schema is not None and schema_style is not None:
@@ -444,7 +445,8 @@ class APILLM(LLM):
 def response_format(schema: dict[str, Any], style: str) -> dict[str, Any]:
     """The ``response_format`` that asks a server for JSON following ``schema``.
 
-    ``json_schema`` is OpenAI's structured outputs (also vLLM, TGI 3, newer llama.cpp);
+    ``json_schema`` is OpenAI's structured outputs with ``strict: true``, the schema in its strict form
+    (:func:`mapgen.schema.strict_schema`; also vLLM, TGI 3, newer llama.cpp);
     ``json_object`` with a ``schema`` is llama-cpp-python's server; ``json`` with a ``value`` is TGI's.
 
     Example:
@@ -452,8 +454,12 @@ def response_format(schema: dict[str, Any], style: str) -> dict[str, Any]:
         {'type': 'json_object', 'schema': {'type': 'object'}}
     """
     if style == "json_schema":
-        name = str(schema.get("title") or "answer")
-        return {"type": "json_schema", "json_schema": {"name": name[:64], "schema": schema}}
+        # OpenAI's strict structured outputs: constrained decoding, on a schema in its strict form.
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "answer"))[:64]
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": name, "strict": True, "schema": strict_schema(schema)},
+        }
     if style == "json_object":
         return {"type": "json_object", "schema": schema}
     if style == "json":

@@ -29,12 +29,25 @@ class Request:
     """One generation to produce: a prompt, the generation's index among a row's ``num_generations``
     (it derives the seed, so generation 2 of a row is reproducible on its own), and an optional JSON
     schema that constrains the answer where the backend can. ``top_logprobs=k`` asks backends that
-    :attr:`~LLM.supports_logprobs` for the ``k`` most likely tokens at each generated position."""
+    :attr:`~LLM.supports_logprobs` for the ``k`` most likely tokens at each generated position.
+    ``attempt > 0`` asks again after an answer that failed the task's answer model (a re-ask): another
+    request for the response store, sampled with another seed (:attr:`seed_index`)."""
 
     prompt: Prompt
     index: int = 0
     schema: dict[str, Any] | None = None
     top_logprobs: int = 0
+    attempt: int = 0
+
+    @property
+    def seed_index(self) -> int:
+        """What a backend adds to its ``seed``: the generation index, and for a re-ask
+        ``attempt * RESEED_STRIDE`` more, so that it samples anew, apart from every other generation."""
+        return self.index + self.attempt * RESEED_STRIDE
+
+
+RESEED_STRIDE = 1_000_000
+"""How far a re-ask's seed moves per attempt: beyond any row's ``num_generations``."""
 
 
 @dataclass
@@ -87,6 +100,7 @@ def sample_groups(requests: Sequence[Request]) -> list[list[tuple[int, Request]]
                 and request.prompt == last.prompt
                 and request.schema == last.schema
                 and request.top_logprobs == last.top_logprobs
+                and request.attempt == last.attempt
             ):
                 groups[-1].append((position, request))
                 continue

@@ -137,7 +137,7 @@ class LlamaCppLLM(LocalLLM):
         return completions
 
     def _complete_one(self, engine: Any, request: Request) -> Completion:
-        seed = request_seed(self.seed, request.index)
+        seed = request_seed(self.seed, request.seed_index)
         sampling = {
             "temperature": self.temperature,
             "top_p": self.top_p,

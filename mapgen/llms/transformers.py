@@ -133,7 +133,7 @@ class TransformersLLM(LocalLLM):
             return []
         engine = self.engine(rank)
         texts = [self.render(engine.tokenizer, request) for request in requests]
-        seeds = [request_seed(self.seed, request.index) for request in requests]
+        seeds = [request_seed(self.seed, request.seed_index) for request in requests]
         results: list[Completion | None] = [None] * len(requests)
         positions = sorted(range(len(requests)), key=lambda i: len(texts[i]))  # less padding per sub-batch
         for start in range(0, len(positions), self.batch_size):

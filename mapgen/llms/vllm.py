@@ -209,7 +209,7 @@ class vLLM(LocalLLM):  # the name users know
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": self.max_new_tokens,
-            "seed": request_seed(self.seed, request.index),
+            "seed": request_seed(self.seed, request.seed_index),
             **self.sampling_options(),  # vLLM's SamplingParams has every typed parameter, by its name
             **self.generation_kwargs,
         }

@@ -84,6 +84,8 @@ def request_key(llm_fingerprint: str, request: Request) -> str:
         request.schema,
         request.top_logprobs,
     ]
+    if request.attempt:  # a re-ask: its own answer (first asks keep the keys they always had)
+        identity.append(["attempt", request.attempt])
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=repr).encode()).hexdigest()
 
 

@@ -1,6 +1,6 @@
 """Tasks, one family per file: each renders a prompt from a row and parses the answer."""
 
-from mapgen.tasks.base import InputError, ParseError, Task
+from mapgen.tasks.base import InputError, InvalidOutput, ParseError, Task
 from mapgen.tasks.chat import ChatGenerationTask
 from mapgen.tasks.conversation import ConversationTask
 from mapgen.tasks.critique import PrometheusTask, UltraCMTask
@@ -11,6 +11,7 @@ from mapgen.tasks.magpie import MagpieTask
 from mapgen.tasks.rounds import RoundsTask
 from mapgen.tasks.scorers import ComplexityScorerTask, QualityScorerTask
 from mapgen.tasks.self_instruct import SelfInstructTask
+from mapgen.tasks.structured import StructuredTask
 from mapgen.tasks.text_generation import TextGenerationTask
 from mapgen.tasks.ultrafeedback import UltraFeedbackTask
 from mapgen.tasks.ultrajudge import UltraJudgeTask
@@ -23,6 +24,7 @@ __all__ = [
     "EvolInstructTask",
     "EvolQualityTask",
     "InputError",
+    "InvalidOutput",
     "JudgeLMTask",
     "LabellingTask",
     "MagpieTask",
@@ -31,6 +33,7 @@ __all__ = [
     "QualityScorerTask",
     "RoundsTask",
     "SelfInstructTask",
+    "StructuredTask",
     "Task",
     "TextGenerationTask",
     "UltraCMTask",

@@ -1,13 +1,18 @@
 """The task contract: which columns a task reads, the prompt it renders, how it parses an answer.
 
-Writing your own task is the same exercise as the built-in ones: a frozen dataclass with ``inputs``,
-``outputs``, :meth:`Task.prompt` and :meth:`Task.parse` (and, optionally, a JSON ``schema`` for its
-answer). Parse failures are data: raise :class:`ParseError` (or any ``ValueError``) and the row gets
-``None`` with the reason in its error column.
+Writing your own task is the same exercise as the built-in ones: a frozen dataclass with a ``template``
+(Jinja2 over the row's columns; the columns it names are the task's ``inputs``), the ``outputs`` it
+writes, and either a ``parse(text)`` or an ``answer_model`` (a pydantic model: the JSON schema that
+constraining backends follow, and the validation of every answer). Values the template needs beyond the
+row come from one hook, :meth:`Task.template_values` (the task's own fields, by default). Parse failures
+are data: raise :class:`ParseError` (or any ``ValueError``) and the row gets ``None`` with the reason in
+its error column; :class:`InvalidOutput` (an answer that fails its model) is asked again first.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,12 +23,22 @@ import jinja2.meta
 import pyarrow as pa
 
 from mapgen.config import dataclass_fingerprint, source_digest
+from mapgen.parsing import InvalidOutput, ParseError
 from mapgen.prompt import Image, Prompt
 from mapgen.review import ReviewLayout, default_review
+from mapgen.schema import answer_schema, is_model
+
+__all__ = ["InputError", "InvalidOutput", "ParseError", "Task", "compile_template", "template_variables"]
+
+_NOT_VALUES = ("template", "system_prompt")
+"""Fields that are the prompt itself, not values for it."""
 
 
-class ParseError(ValueError):
-    """An answer that does not have the shape the task asked for."""
+class _AnyRow(dict):
+    """A row with every column, each empty: what :attr:`Task.inputs` asks the hook with."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 class InputError(ValueError):
@@ -44,12 +59,14 @@ class Task:
         >>> from dataclasses import dataclass
         >>> @dataclass(frozen=True, kw_only=True)
         ... class Translate(Task):
+        ...     language: str = "French"
+        ...     template: str = "Translate to {{ language }}: {{ text }}"
         ...     outputs = ("generations",)
-        ...     @property
-        ...     def inputs(self): return ("text",)
-        ...     def prompt(self, row): return Prompt(f"Translate to French: {row['text']}")
         ...     def parse(self, text): return {"generations": text.strip()}
-        >>> Translate().prompt({"text": "cat"}).user
+        >>> task = Translate()
+        >>> task.inputs  # the template's variables that are not the task's own fields
+        ('text',)
+        >>> task.prompt({"text": "cat"}).user
         'Translate to French: cat'
     """
 
@@ -57,25 +74,48 @@ class Task:
     """Columns this task's :meth:`parse` fills, one value per generation: names (string columns), or
     names mapped to Arrow types."""
 
-    schema: ClassVar[dict[str, Any] | None] = None
-    """JSON schema of an answer; backends that can constrain output use it, so answers parse."""
+    answer_model: ClassVar[Any] = None
+    """The answer's pydantic model (or a JSON schema dict), written once: :attr:`schema` derives from
+    it, and :func:`mapgen.parsing.parse_model` validates an answer against it."""
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        """JSON schema of an answer (from :attr:`answer_model`); backends that can constrain output use
+        it, so answers parse. A task may also set it as a class attribute."""
+        return schema_of(self.answer_model)
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """Columns a row must have for :meth:`prompt`."""
-        raise NotImplementedError
+        """Columns a row must have for :meth:`prompt`: by default the variables the ``template`` reads,
+        less the task's own fields and the names :meth:`template_values` supplies (asked once with a
+        row whose every column is empty)."""
+        template = getattr(self, "template", None)
+        if not isinstance(template, str):
+            raise NotImplementedError(f"{type(self).__name__} needs a `template` field or `inputs`.")
+        supplied = {f.name for f in dataclasses.fields(self)}
+        with contextlib.suppress(Exception):  # a hook that needs real values: its names stay inputs
+            supplied |= set(self.template_values(_AnyRow()))
+        return tuple(name for name in template_variables(template) if name not in supplied)
+
+    def template_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """What the template sees beside the row's columns (and over them, where names meet): by
+        default the task's own fields but ``template`` and ``system_prompt``, so a template reads
+        ``{{ num_instructions }}`` with no code. Override it to add values computed from the task or
+        the row, starting from ``super().template_values(row)``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _NOT_VALUES}
 
     def prompt(self, row: Mapping[str, Any]) -> Prompt:
         """The prompt for one row (a mapping from input names to values).
 
-        By default the task's ``template`` field (Jinja2 over the row's columns), sent with its
-        ``system_prompt`` field if it has one and the row's :meth:`images`; override it for anything else.
+        By default the task's ``template`` field rendered over the row and :meth:`template_values`,
+        sent with its ``system_prompt`` field if it has one and the row's :meth:`images`; override it only
+        for a prompt that is not one template (several messages).
         """
         template = getattr(self, "template", None)
         if not isinstance(template, str):
             raise NotImplementedError(f"{type(self).__name__} needs a `template` field or a prompt() method.")
-        user = compile_template(template).render(**row)
-        return Prompt(user, system=getattr(self, "system_prompt", None), images=self.images(row))
+        text = compile_template(template).render(**{**row, **self.template_values(row)})
+        return Prompt(text, system=getattr(self, "system_prompt", None), images=self.images(row))
 
     def images(self, row: Mapping[str, Any]) -> tuple[Image, ...]:
         """The images sent with a row's prompt: those of the row's ``image_column`` when the task has that
@@ -115,8 +155,12 @@ class Task:
 
     def fingerprint(self) -> dict[str, Any]:
         """Fields, plus a digest of the task class's source: editing a template or a parser
-        changes what a task writes, so it must change the cache key too."""
-        return {**dataclass_fingerprint(self), "source": source_digest(type(self))}
+        changes what a task writes, so it must change the cache key too. An answer model counts by
+        its JSON schema and its source (validators change what passes)."""
+        state = {**dataclass_fingerprint(self), "source": source_digest(type(self))}
+        if self.answer_model is not None:
+            state["answer_model"] = model_fingerprint(self.answer_model)
+        return state
 
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -132,3 +176,26 @@ def compile_template(source: str) -> jinja2.Template:
 def template_variables(source: str) -> tuple[str, ...]:
     """The variables a template reads, sorted: a task's input columns."""
     return tuple(sorted(jinja2.meta.find_undeclared_variables(_JINJA.parse(source))))
+
+
+def schema_of(model: Any) -> dict[str, Any] | None:
+    """:func:`mapgen.schema.answer_schema` of ``model`` (``None`` for ``None``), computed once per
+    pydantic class."""
+    if model is None:
+        return None
+    if is_model(model):
+        return _class_schema(model)
+    return answer_schema(model)
+
+
+@lru_cache(maxsize=256)
+def _class_schema(model: type) -> dict[str, Any]:
+    return answer_schema(model)
+
+
+def model_fingerprint(model: Any) -> Any:
+    """What identifies an answer model in a fingerprint: a pydantic class by its JSON schema and a
+    digest of its source (the same in every process), a JSON schema dict by itself."""
+    if is_model(model):
+        return {"schema": model.model_json_schema(), "source": source_digest(model)}
+    return model

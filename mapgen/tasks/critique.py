@@ -13,14 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
+from pydantic import BaseModel, Field
 
-from mapgen.prompt import Prompt
+from mapgen.parsing import labelled_lines, load_json, one_line, read_score, score_list, strip_markdown
 from mapgen.review import ReviewLayout
-from mapgen.tasks._parsing import labelled_lines, load_json, one_line, read_score, score_list, strip_markdown
-from mapgen.tasks.base import ParseError, compile_template
+from mapgen.schema import UNDOCUMENTED, answer_schema
+from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask, check_scale
 
 ULTRACM_SYSTEM = (
@@ -43,14 +44,17 @@ Critique: <your critique>
 Overall score: <1 to 10>
 """
 
-ULTRACM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "critique": {"type": "string", "maxLength": 800},
-        "score": {"type": "integer", "minimum": 1, "maximum": 10},
-    },
-    "required": ["critique", "score"],
-}
+
+class Critique(BaseModel):
+    """An UltraCM answer: the critique, then an overall score from 1 to 10."""
+
+    model_config = UNDOCUMENTED
+
+    critique: str = Field(max_length=800)
+    score: int = Field(ge=1, le=10)
+
+
+ULTRACM_SCHEMA: dict[str, Any] = answer_schema(Critique)
 
 PROMETHEUS_SYSTEM = "You are a fair evaluator who grades answers strictly by the rubric you are given."
 
@@ -74,14 +78,17 @@ Then end with "[RESULT]" followed by an integer from 1 to 5, like this:
 Feedback: <your feedback> [RESULT] <1 to 5>
 """
 
-PROMETHEUS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "feedback": {"type": "string", "maxLength": 800},
-        "result": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-    },
-    "required": ["feedback", "result"],
-}
+
+class Grade(BaseModel):
+    """A Prometheus answer: feedback against the rubric, then the result, 1 to 5."""
+
+    model_config = UNDOCUMENTED
+
+    feedback: str = Field(max_length=800)
+    result: Literal[1, 2, 3, 4, 5]
+
+
+PROMETHEUS_SCHEMA: dict[str, Any] = answer_schema(Grade)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +107,7 @@ class UltraCMTask(LabellingTask):
 
     one_request_per_item: ClassVar[bool] = True
     outputs: ClassVar[Mapping[str, pa.DataType]] = {"critique": TEXTS, "score": RATINGS}
-    schema: ClassVar[dict[str, Any]] = ULTRACM_SCHEMA
+    answer_model: ClassVar[type[BaseModel]] = Critique
     score_output: ClassVar[str] = "score"
     scale: ClassVar[tuple[int, int]] = (1, 10)
 
@@ -203,7 +210,7 @@ class PrometheusTask(LabellingTask):
 
     one_request_per_item: ClassVar[bool] = True
     outputs: ClassVar[Mapping[str, pa.DataType]] = {"critique": TEXTS, "score": RATINGS}
-    schema: ClassVar[dict[str, Any]] = PROMETHEUS_SCHEMA
+    answer_model: ClassVar[type[BaseModel]] = Grade
     score_output: ClassVar[str] = "score"
     scale: ClassVar[tuple[int, int]] = (1, 5)
 
@@ -217,12 +224,6 @@ class PrometheusTask(LabellingTask):
     @property
     def inputs(self) -> tuple[str, ...]:
         return ("input", "generations", "ref_completion")
-
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        text = compile_template(self.template).render(
-            **row, criteria=self.criteria, score_descriptions=self.score_descriptions
-        )
-        return Prompt(text, system=self.system_prompt)
 
     def parse(self, text: str) -> dict[str, Any]:
         data = load_json(text)

@@ -18,10 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.prompt import Prompt
+from mapgen.parsing import strip_markdown
 from mapgen.review import ReviewLayout
-from mapgen.tasks._parsing import strip_markdown
-from mapgen.tasks.base import ParseError, Task, compile_template
+from mapgen.tasks.base import ParseError, Task
 
 INSTRUCTION_METHODS: dict[str, str] = {
     "breadth": (
@@ -137,7 +136,7 @@ class EvolInstructTask(Task):
         >>> task.parse("I'm sorry, but I can't help with that.")
         Traceback (most recent call last):
         ...
-        mapgen.tasks.base.ParseError: the model refused to rewrite
+        mapgen.parsing.ParseError: the model refused to rewrite
     """
 
     methods: tuple[str, ...] = tuple(INSTRUCTION_METHODS)
@@ -163,9 +162,8 @@ class EvolInstructTask(Task):
         """The method this row is rewritten with."""
         return pick_method(self.methods, "\n".join(str(row[name]) for name in self.inputs))
 
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        method = self.known_methods[self.method_for(row)]
-        return Prompt(compile_template(self.template).render(**row, method=method), system=self.system_prompt)
+    def template_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {**super().template_values(row), "method": self.known_methods[self.method_for(row)]}
 
     def parse(self, text: str) -> dict[str, Any]:
         return {self.outputs[0]: check_rewrite(text)}

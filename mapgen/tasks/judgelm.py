@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pyarrow as pa
+from pydantic import BaseModel, Field
 
-from mapgen.review import ReviewLayout
-from mapgen.tasks._parsing import (
+from mapgen.parsing import (
     SCORE_TEXT,
     agree,
     labelled_scores,
@@ -25,6 +25,8 @@ from mapgen.tasks._parsing import (
     score_or_none,
     strip_markdown,
 )
+from mapgen.review import ReviewLayout
+from mapgen.schema import UNDOCUMENTED, answer_schema
 from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, LabellingTask
 
@@ -45,14 +47,17 @@ On the first line write only the {{ generations | length }} scores, in order, se
 From the second line on, explain your scores.
 """
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "scores": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 10}},
-        "explanation": {"type": "string", "maxLength": 600},
-    },
-    "required": ["scores", "explanation"],
-}
+
+class Scores(BaseModel):
+    """A JudgeLM answer: every text's score, 1 to 10, in order, then one explanation."""
+
+    model_config = UNDOCUMENTED
+
+    scores: list[Annotated[int, Field(ge=1, le=10)]]
+    explanation: str = Field(max_length=600)
+
+
+SCHEMA: dict[str, Any] = answer_schema(Scores)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +76,7 @@ class JudgeLMTask(LabellingTask):
     template: str = TEMPLATE
 
     outputs: ClassVar[Mapping[str, pa.DataType]] = {"rating": RATINGS, "rationale": pa.string()}
-    schema: ClassVar[dict[str, Any]] = SCHEMA
+    answer_model: ClassVar[type[BaseModel]] = Scores
     scale: ClassVar[tuple[int, int]] = (1, 10)
 
     def parse(self, text: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.tasks._parsing import parse_score
+from mapgen.parsing import parse_score
 from mapgen.tasks.base import Task
 
 RATINGS = pa.list_(pa.float64())

@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pyarrow as pa
+from pydantic import BaseModel, Field
 
+from mapgen.parsing import SCORE_TEXT, agree, load_json, score_or_none, strip_markdown
 from mapgen.review import ReviewLayout
-from mapgen.tasks._parsing import SCORE_TEXT, agree, load_json, score_or_none, strip_markdown
+from mapgen.schema import UNDOCUMENTED, answer_schema
 from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, LabellingTask
 
@@ -47,11 +49,16 @@ give different instructions different scores where their complexity differs.
 {% for text in instructions %}[{{ loop.index }}] Score: <1 to 10>
 {% endfor %}"""
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"scores": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 10}}},
-    "required": ["scores"],
-}
+
+class Scores(BaseModel):
+    """A scorer's answer: every text's score, 1 to 10, in order."""
+
+    model_config = UNDOCUMENTED
+
+    scores: list[Annotated[int, Field(ge=1, le=10)]]
+
+
+SCHEMA: dict[str, Any] = answer_schema(Scores)
 
 
 _MARK = r"(?:\[(\d+)\]|(?:response|instruction|answer|text)\s*#?\s*(\d+)|(\d+)[.)])"
@@ -117,7 +124,7 @@ class QualityScorerTask(LabellingTask):
     system_prompt: str | None = None
 
     outputs: ClassVar[Mapping[str, pa.DataType]] = {"rating": RATINGS}
-    schema: ClassVar[dict[str, Any]] = SCHEMA
+    answer_model: ClassVar[type[BaseModel]] = Scores
     scale: ClassVar[tuple[int, int]] = (1, 10)
 
     def parse(self, text: str) -> dict[str, Any]:
@@ -150,7 +157,7 @@ class ComplexityScorerTask(LabellingTask):
     items: ClassVar[str] = "instructions"
     item: ClassVar[str] = "instruction"
     outputs: ClassVar[Mapping[str, pa.DataType]] = {"rating": RATINGS}
-    schema: ClassVar[dict[str, Any]] = SCHEMA
+    answer_model: ClassVar[type[BaseModel]] = Scores
     scale: ClassVar[tuple[int, int]] = (1, 10)
 
     @property

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar
 
 import pyarrow as pa
+from pydantic import BaseModel, Field, create_model
 
-from mapgen.prompt import Prompt
+from mapgen.parsing import list_items, load_json
 from mapgen.review import ReviewLayout
-from mapgen.tasks._parsing import list_items, load_json
-from mapgen.tasks.base import ParseError, Task, compile_template
+from mapgen.schema import UNDOCUMENTED
+from mapgen.tasks.base import ParseError, Task
 
 TEMPLATE = """\
 You write instructions that users could give to this AI application: {{ application_description }}
@@ -62,33 +64,8 @@ class SelfInstructTask(Task):
             raise ValueError(f"num_instructions must be at least 1, got {self.num_instructions}.")
 
     @property
-    def inputs(self) -> tuple[str, ...]:
-        return ("input",)
-
-    @property
-    def schema(self) -> dict[str, Any]:  # type: ignore[override]
-        n = self.num_instructions
-        return {
-            "type": "object",
-            "properties": {
-                "instructions": {
-                    "type": "array",
-                    "items": {"type": "string", "minLength": 10, "maxLength": 400},
-                    "minItems": n,
-                    "maxItems": n,
-                }
-            },
-            "required": ["instructions"],
-        }
-
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        text = compile_template(self.template).render(
-            **row,
-            application_description=self.application_description,
-            num_instructions=self.num_instructions,
-            criteria=self.criteria,
-        )
-        return Prompt(text, system=self.system_prompt)
+    def answer_model(self) -> type[BaseModel]:  # type: ignore[override]
+        return instructions_model(self.num_instructions)
 
     def parse(self, text: str) -> dict[str, Any]:
         data = load_json(text)
@@ -115,3 +92,16 @@ def _lead_in(item: str) -> bool:
     """``Sure! Here are five instructions:`` and the like."""
     lowered = item.lower()
     return lowered.startswith(("here are", "here is", "sure", "certainly")) and len(item) < 120
+
+
+@lru_cache(maxsize=64)
+def instructions_model(count: int) -> type[BaseModel]:
+    """The answer model for ``count`` instructions: a list of exactly that many, 10 to 400 characters
+    each."""
+    item = Annotated[str, Field(min_length=10, max_length=400)]
+    return create_model(
+        "Instructions",
+        __config__=UNDOCUMENTED,
+        __doc__=f"{count} new instructions.",
+        instructions=(list[item], Field(min_length=count, max_length=count)),  # type: ignore[valid-type]
+    )

@@ -10,13 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
+from pydantic import BaseModel, Field
 
-from mapgen.prompt import Prompt
-from mapgen.review import ReviewLayout
-from mapgen.tasks._parsing import (
+from mapgen.parsing import (
     SCORE_TEXT,
     agree,
     json_fields,
@@ -28,7 +27,9 @@ from mapgen.tasks._parsing import (
     score_or_none,
     strip_markdown,
 )
-from mapgen.tasks.base import ParseError, compile_template
+from mapgen.review import ReviewLayout
+from mapgen.schema import UNDOCUMENTED, answer_schema
+from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask
 
 
@@ -180,32 +181,35 @@ Rating: <1 to 5> / Rationale: <why>.
 """A short prompt that judges one answer at a time: what small models (such as the embedded
 SmolLM2-135M) can follow. See :meth:`UltraFeedbackTask.for_small_models`."""
 
-ITEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "rating": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-        "rationale": {"type": "string", "maxLength": 200},
-    },
-    "required": ["rating", "rationale"],
-}
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "ratings": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "rating": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-                    "rationale": {"type": "string", "maxLength": 300},
-                },
-                "required": ["rating", "rationale"],
-            },
-        }
-    },
-    "required": ["ratings"],
-}
+class Rating(BaseModel):
+    """The answer for one text judged alone: its rating, 1 to 5, and why."""
+
+    model_config = UNDOCUMENTED
+
+    rating: Literal[1, 2, 3, 4, 5]
+    rationale: str = Field(max_length=200)
+
+
+class RatedText(BaseModel):
+    """One text's entry in an answer that rates several."""
+
+    model_config = UNDOCUMENTED
+
+    rating: Literal[1, 2, 3, 4, 5]
+    rationale: str = Field(max_length=300)
+
+
+class Ratings(BaseModel):
+    """The answer for several texts: one entry per text, in order."""
+
+    model_config = UNDOCUMENTED
+
+    ratings: list[RatedText]
+
+
+ITEM_SCHEMA: dict[str, Any] = answer_schema(Rating)
+SCHEMA: dict[str, Any] = answer_schema(Ratings)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,8 +249,8 @@ class UltraFeedbackTask(LabellingTask):
         return self.per_generation
 
     @property
-    def schema(self) -> dict[str, Any]:  # type: ignore[override]
-        return ITEM_SCHEMA if self.per_generation else SCHEMA
+    def answer_model(self) -> type[BaseModel]:  # type: ignore[override]
+        return Rating if self.per_generation else Ratings
 
     @classmethod
     def for_small_models(cls, aspect: str = "overall-quality", **kwargs: Any) -> UltraFeedbackTask:
@@ -295,11 +299,11 @@ class UltraFeedbackTask(LabellingTask):
         """The five rating labels of this task's aspect, for ratings 1 to 5."""
         return tuple(label for label, _ in ASPECTS[self.aspect].levels)
 
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
+    def template_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        values = {**super().template_values(row), "aspect": ASPECTS[self.aspect]}
         if self.per_generation:
-            row = {**row, "generations": [row[self.item]]}
-        text = compile_template(self.template).render(**row, aspect=ASPECTS[self.aspect])
-        return Prompt(text, system=self.system_prompt)
+            values["generations"] = [row[self.item]]  # the template lists one text
+        return values
 
     def parse(self, text: str) -> dict[str, Any]:
         parsed = parse_rated_blocks(text, "ratings", self.scale)

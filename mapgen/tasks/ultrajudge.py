@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pyarrow as pa
+from pydantic import BaseModel, Field, create_model
 
-from mapgen.prompt import Prompt
-from mapgen.review import ReviewLayout
-from mapgen.tasks._parsing import (
+from mapgen.parsing import (
     agree,
     labelled_lines,
     labelled_scores,
@@ -28,7 +27,9 @@ from mapgen.tasks._parsing import (
     score_or_none,
     strip_markdown,
 )
-from mapgen.tasks.base import ParseError, compile_template
+from mapgen.review import ReviewLayout
+from mapgen.schema import UNDOCUMENTED, answer_schema
+from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, LabellingTask
 
 AREAS = (
@@ -70,32 +71,35 @@ Then, on the last line, the final score of each answer (1 to 10), in order:
 Final scores: <score of answer 1> <score of answer 2> ...
 """
 
-_AREA_ENTRY: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "rating": {"type": "integer", "minimum": 1, "maximum": 10},
-        "rationale": {"type": "string", "maxLength": 200},
-    },
-    "required": ["rating", "rationale"],
-}
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "answers": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    **{name: _AREA_ENTRY for name, _ in AREAS},
-                    "final_score": {"type": "integer", "minimum": 1, "maximum": 10},
-                },
-                "required": [*(name for name, _ in AREAS), "final_score"],
-            },
-        }
-    },
-    "required": ["answers"],
-}
+class AreaRating(BaseModel):
+    """One area of one answer: its rating, 1 to 10, and a one-sentence rationale."""
+
+    model_config = UNDOCUMENTED
+
+    rating: int = Field(ge=1, le=10)
+    rationale: str = Field(max_length=200)
+
+
+ReviewedAnswer = create_model(
+    "ReviewedAnswer",
+    __config__=UNDOCUMENTED,
+    __doc__="One answer's review: every area (under its name), then the final score, 1 to 10.",
+    **{f"area_{i}": (AreaRating, Field(alias=name)) for i, (name, _) in enumerate(AREAS)},
+    final_score=(int, Field(ge=1, le=10)),
+)
+"""One answer's review (a model built from :data:`AREAS`, whose names are its fields' aliases)."""
+
+
+class Review(BaseModel):
+    """An UltraJudge answer: one review per answer, in order."""
+
+    model_config = UNDOCUMENTED
+
+    answers: list[ReviewedAnswer]  # type: ignore[valid-type]
+
+
+SCHEMA: dict[str, Any] = answer_schema(Review)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,11 +124,11 @@ class UltraJudgeTask(LabellingTask):
     template: str = TEMPLATE
 
     outputs: ClassVar[Mapping[str, pa.DataType]] = {"rating": RATINGS, "areas": AREAS_TYPE}
-    schema: ClassVar[dict[str, Any]] = SCHEMA
+    answer_model: ClassVar[type[BaseModel]] = Review
     scale: ClassVar[tuple[int, int]] = (1, 10)
 
-    def prompt(self, row: Mapping[str, Any]) -> Prompt:
-        return Prompt(compile_template(self.template).render(**row, areas=AREAS), system=self.system_prompt)
+    def template_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {**super().template_values(row), "areas": AREAS}
 
     def parse(self, text: str) -> dict[str, Any]:
         data = load_json(text)

@@ -28,6 +28,14 @@ Sampling parameters are validated as OpenAI's API reference says (``temperature`
 ``n`` >= 1, ``top_logprobs`` in [0, 20]) and, for the parameters OpenAI-compatible servers add, as vLLM's
 server does (``top_k`` an int >= -1, ``min_p`` in [0, 1], ``repetition_penalty`` > 0): a 400
 ``invalid_request_error`` naming the ``param``.
+A rule's ``"in_turn"`` list answers the requests that match it in turn: the first gets item 0, the next
+item 1, and every later one the last item (an invalid answer, then a valid one, say).
+A ``json_schema`` ``response_format`` with ``"strict": true`` is checked as OpenAI's structured outputs
+check it (https://platform.openai.com/docs/guides/structured-outputs, "Supported schemas"): the root is an
+object, every object has ``additionalProperties: false`` and lists every property in ``required``, no
+keyword outside the supported subset (``minLength``, ``default``...), a ``name`` of at most 64 letters,
+digits, ``_`` and ``-``; a schema that breaks a rule gets OpenAI's 400 ``Invalid schema for
+response_format``.
 ``GET /requests`` returns the JSON bodies of the chat requests received since the last reset, in order
 (the last ``KEEP_REQUESTS`` of them). ``usage`` counts as :mod:`tests.servers.tokens` says: the words of
 every message (system included; an image part counts ``IMAGE_TOKENS``), and the words of each choice plus
@@ -129,6 +137,81 @@ def invalid_parameter(body: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+STRICT_UNSUPPORTED = (
+    "default",
+    "minLength",
+    "maxLength",
+    "minProperties",
+    "maxProperties",
+    "patternProperties",
+    "unevaluatedProperties",
+    "propertyNames",
+    "uniqueItems",
+    "allOf",
+    "not",
+    "if",
+    "then",
+    "else",
+)
+"""Keywords OpenAI's strict structured outputs refuse ("... is not permitted")."""
+
+
+def schema_problem(response_format: dict[str, Any]) -> str | None:
+    """Why OpenAI would refuse this ``response_format`` (its strict-mode rules), or ``None``."""
+    if response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        return "Missing required parameter: 'response_format.json_schema.schema'."
+    name = spec.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        return f"Invalid 'response_format.json_schema.name': string does not match pattern, got {name!r}."
+    if not spec.get("strict"):
+        return None
+    schema = spec["schema"]
+    prefix = f"Invalid schema for response_format '{name}': "
+    if schema.get("type") != "object" or "anyOf" in schema:
+        return prefix + "schema must be a JSON Schema of 'type: \"object\"', got something else."
+
+    def walk(node: Any, context: tuple[str, ...]) -> str | None:
+        if isinstance(node, list):
+            return next(filter(None, (walk(item, (*context, str(i))) for i, item in enumerate(node))), None)
+        if not isinstance(node, dict):
+            return None
+        bad = next((key for key in node if key in STRICT_UNSUPPORTED), None)
+        if bad is not None:
+            return f"In context={context}, '{bad}' is not permitted."
+        if node.get("type") == "object" or "properties" in node:
+            if node.get("additionalProperties") is not False:
+                return (
+                    f"In context={context}, 'additionalProperties' is required to be supplied "
+                    "and to be false."
+                )
+            properties = node.get("properties") or {}
+            missing = [key for key in properties if key not in (node.get("required") or [])]
+            if missing:
+                return (
+                    f"In context={context}, 'required' is required to be supplied and to be an array "
+                    f"including every key in properties. Missing '{missing[0]}'."
+                )
+            for key, sub in properties.items():
+                problem = walk(sub, (*context, "properties", key))
+                if problem:
+                    return problem
+        for key in ("items", "anyOf", "$defs"):
+            if key in node:
+                sub = node[key]
+                subs = sub.items() if key == "$defs" else [(key, sub)]
+                for label, item in subs:
+                    problem = walk(item, (*context, key) if key != "$defs" else (*context, key, label))
+                    if problem:
+                        return problem
+        return None
+
+    problem = walk(schema, ())
+    return prefix + problem if problem else None
+
+
 class FaultServer:
     def __init__(self, **settings: Any) -> None:
         self.settings: dict[str, Any] = {}
@@ -146,6 +229,7 @@ class FaultServer:
         self.times: list[float] = []
         self.received: deque[dict[str, Any]] = deque(maxlen=KEEP_REQUESTS)
         self.batches.clear()
+        self.turns: dict[int, int] = {}  # requests answered so far by each "in_turn" rule (by id)
 
     def rule_for(self, user: str, model: str | None = None) -> dict[str, Any] | None:
         """The first scripted rule that matches ``user`` (and ``model``, for a rule that names one), else
@@ -201,6 +285,13 @@ class FaultServer:
             error = {"error": {"message": message, "type": "scripted"}}
             return web.json_response(error, status=rule["status"], headers=headers)
         requested_format = (body.get("response_format") or {}).get("type")
+        problem = schema_problem(body.get("response_format") or {})
+        if problem is not None:
+            self.errors += 1
+            error = {
+                "error": {"message": problem, "type": "invalid_request_error", "param": "response_format"}
+            }
+            return web.json_response(error, status=400)
         if requested_format in settings["refuse_formats"]:
             self.errors += 1
             message = f"response_format type {requested_format!r} is not supported by this server"
@@ -229,6 +320,9 @@ class FaultServer:
             return rule["body"]
         if rule is not None and "content" in rule:
             texts = [rule["content"]] * n
+        elif rule is not None and "in_turn" in rule:
+            turn = self.turns[id(rule)] = self.turns.get(id(rule), -1) + 1
+            texts = [rule["in_turn"][min(turn, len(rule["in_turn"]) - 1)]] * n
         elif rule is not None:
             reply = rule["reply"]
             texts = [reply[i % len(reply)] if isinstance(reply, list) else reply for i in range(n)]

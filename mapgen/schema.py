@@ -1,0 +1,356 @@
+"""Answer schemas: a pydantic model (or a JSON schema dict) as the JSON schema backends constrain to,
+as OpenAI's strict form, as Arrow column types, and as a model that validates answers.
+
+One answer model is written once and everything else derives from it:
+
+- :func:`answer_schema`: the JSON schema sent to constraining backends (llama.cpp grammars, OpenAI
+  ``json_schema``, vLLM guided decoding) and entered in the response store's key. Titles are dropped and
+  ``$ref`` s to ``$defs`` inlined (where not recursive): they do not change what a model may write, and
+  a plain tree is what every backend's schema compiler takes.
+- :func:`strict_schema`: OpenAI's strict structured outputs accept a subset of JSON schema: every object
+  has ``additionalProperties: false`` and lists every property as required (an optional property is
+  required and nullable instead), and ``default`` is not a keyword.
+- :func:`arrow_types`: one Arrow type per top-level property: ``string``, ``integer`` (``int64``),
+  ``number`` (``float64``), ``boolean``, enums (the values' type: strings for ``Enum`` s of strings),
+  arrays (lists), nested objects (structs), nullable unions (the other member's type; Arrow values are
+  nullable). A free-form object (no ``properties``) or a union of different types is kept as its JSON
+  text in a ``string`` column: Arrow has no type for it.
+- :func:`answer_model`: a pydantic model for a JSON schema dict, so that answers to a hand-written schema
+  are validated by pydantic too.
+
+Example:
+    >>> from typing import Literal, Optional
+    >>> from pydantic import BaseModel, Field
+    >>> class Review(BaseModel):
+    ...     sentiment: Literal["positive", "negative"]
+    ...     stars: int = Field(ge=1, le=5)
+    ...     tags: list[str]
+    ...     summary: Optional[str] = None
+    >>> answer_schema(Review)["properties"]["stars"]
+    {'maximum': 5, 'minimum': 1, 'type': 'integer'}
+    >>> {name: str(kind) for name, kind in arrow_types(answer_schema(Review)).items()}
+    {'sentiment': 'string', 'stars': 'int64', 'tags': 'list<item: string>', 'summary': 'string'}
+    >>> sorted(strict_schema(answer_schema(Review))["required"])
+    ['sentiment', 'stars', 'summary', 'tags']
+"""
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any, Literal, Optional
+
+import pyarrow as pa
+from pydantic import ConfigDict
+
+JSON_TEXT = pa.string()
+"""The Arrow type of a value kept as its JSON text (free-form objects, unions of different types)."""
+
+_SCALARS = {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}
+
+
+def _without_description(schema: dict[str, Any], cls: type) -> None:
+    schema.pop("description", None)
+
+
+UNDOCUMENTED = ConfigDict(json_schema_extra=_without_description)
+"""``model_config`` of an answer model whose docstring documents the code, not the answer: the
+docstring stays out of its JSON schema, which constraining backends show the model (field
+descriptions stay)."""
+
+
+def is_model(value: Any) -> bool:
+    """Whether ``value`` is a pydantic model class."""
+    try:
+        from pydantic import BaseModel
+    except ImportError:  # pragma: no cover - pydantic is a dependency
+        return False
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def answer_schema(model: Any) -> dict[str, Any]:
+    """The JSON schema of ``model`` (a pydantic model class, or a JSON schema dict, copied), without
+    titles and with its ``$defs`` inlined unless a definition refers to itself.
+
+    Raises:
+        TypeError: ``model`` is neither.
+
+    Example:
+        >>> from pydantic import BaseModel
+        >>> class Item(BaseModel):
+        ...     name: str
+        >>> class Order(BaseModel):
+        ...     items: list[Item]
+        >>> answer_schema(Order)
+        {'properties': {'items': {'items': {'properties': {'name': {'type': 'string'}}, \
+'required': ['name'], 'type': 'object'}, 'type': 'array'}}, 'required': ['items'], 'type': 'object'}
+    """
+    if is_model(model):
+        schema = model.model_json_schema()
+    elif isinstance(model, Mapping):
+        schema = copy.deepcopy(dict(model))
+    else:
+        raise TypeError(f"an answer model is a pydantic model class or a JSON schema dict, got {model!r}.")
+    definitions = schema.get("$defs", {})
+    if definitions and not _recursive(definitions):
+        schema = _inline(schema, definitions)
+        schema.pop("$defs", None)
+    return _without_titles(schema)
+
+
+STRICT_UNSUPPORTED = frozenset(
+    {"default", "minLength", "maxLength", "minProperties", "maxProperties", "patternProperties"}
+    | {"unevaluatedProperties", "propertyNames", "uniqueItems", "contains", "allOf", "not"}
+    | {"if", "then", "else", "dependentRequired", "dependentSchemas"}
+)
+"""Keywords OpenAI's strict mode refuses ("... is not permitted"); pydantic still checks them on every
+answer, and an answer that fails is asked again."""
+
+
+def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` in the form OpenAI's strict structured outputs require: every object closed
+    (``additionalProperties: false``) with every property required, a property that was optional made
+    nullable (``anyOf`` with ``null``), and none of the keywords strict mode refuses
+    (:data:`STRICT_UNSUPPORTED`: ``default``, ``minLength``, ``maxLength``...). Answers valid under it
+    are valid under ``schema`` once ``null`` s stand for absent optional fields, except for the dropped
+    bounds, which validation checks.
+
+    Example:
+        >>> strict_schema({"type": "object", "properties": {"a": {"type": "string"}}})
+        {'type': 'object', 'properties': {'a': {'anyOf': [{'type': 'string'}, {'type': 'null'}]}}, \
+'additionalProperties': False, 'required': ['a']}
+    """
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, Mapping):
+            return node
+        out = {
+            key: {name: walk(sub) for name, sub in value.items()}
+            if key in ("properties", "$defs")
+            else walk(value)
+            for key, value in node.items()
+            if key not in STRICT_UNSUPPORTED
+        }
+        if node.get("type") == "object" or "properties" in node:
+            properties = out.get("properties", {})
+            required = set(node.get("required", ()))
+            out["properties"] = {
+                name: sub if name in required or _nullable(sub) else {"anyOf": [sub, {"type": "null"}]}
+                for name, sub in properties.items()
+            }
+            out["additionalProperties"] = False
+            out["required"] = list(properties)
+        return out
+
+    return walk(schema)
+
+
+def arrow_types(schema: Mapping[str, Any]) -> dict[str, pa.DataType]:
+    """The Arrow type of each top-level property of an object ``schema`` (see the module docs).
+
+    Raises:
+        ValueError: ``schema`` is not an object with properties, or is recursive.
+    """
+    if "$defs" in schema:
+        raise ValueError("a recursive answer model has no Arrow type: give it a fixed depth.")
+    properties = schema.get("properties")
+    if schema.get("type", "object") != "object" or not isinstance(properties, Mapping) or not properties:
+        raise ValueError(
+            "a structured answer is a JSON object with properties (a pydantic model, or a schema of "
+            f"type 'object'); each property becomes a column. Got {json.dumps(schema)[:200]}."
+        )
+    return {name: arrow_type(sub) for name, sub in properties.items()}
+
+
+def arrow_type(node: Mapping[str, Any]) -> pa.DataType:
+    """The Arrow type of one JSON schema node (see the module docs)."""
+    options = node.get("anyOf") or node.get("oneOf")
+    if options:
+        kinds = {str(t): t for t in (arrow_type(o) for o in options if o.get("type") != "null")}
+        return next(iter(kinds.values())) if len(kinds) == 1 else JSON_TEXT
+    if "const" in node:
+        return _value_type([node["const"]])
+    if "enum" in node:
+        return _value_type(node["enum"])
+    kind = node.get("type")
+    if isinstance(kind, list):  # ["string", "null"]
+        others = [k for k in kind if k != "null"]
+        return arrow_type({**node, "type": others[0]}) if len(others) == 1 else JSON_TEXT
+    if kind in _SCALARS:
+        return _SCALARS[kind]
+    if kind == "array":
+        items = node.get("items")
+        return pa.list_(arrow_type(items) if isinstance(items, Mapping) else JSON_TEXT)
+    if kind == "object" and node.get("properties"):
+        return pa.struct([pa.field(name, arrow_type(sub)) for name, sub in node["properties"].items()])
+    return JSON_TEXT
+
+
+def to_arrow_value(value: Any, kind: pa.DataType) -> Any:
+    """A validated answer's JSON value (``model_dump(mode="json")``) shaped for a column of ``kind``:
+    the value itself, with what Arrow cannot type kept as JSON text."""
+    if value is None:
+        return None
+    if kind == JSON_TEXT and not isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if pa.types.is_list(kind) and isinstance(value, list):
+        return [to_arrow_value(item, kind.value_type) for item in value]
+    if pa.types.is_struct(kind) and isinstance(value, Mapping):
+        return {field.name: to_arrow_value(value.get(field.name), field.type) for field in kind}
+    if pa.types.is_floating(kind) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def answer_model(schema: Mapping[str, Any], name: str = "Answer") -> type:
+    """A pydantic model that validates answers to an object ``schema``: property types, ``required``,
+    nullable unions, enums and ``const`` (as ``Literal``), nested objects and arrays, and the bounds
+    ``minimum``/``maximum``, ``exclusiveMinimum``/``exclusiveMaximum``, ``minLength``/``maxLength``,
+    ``minItems``/``maxItems`` and ``pattern``. Other keywords are not checked.
+
+    Example:
+        >>> Model = answer_model({"type": "object", "properties": {"n": {"type": "integer", "maximum": 3}},
+        ...                       "required": ["n"]})
+        >>> Model.model_validate_json('{"n": 2}').n
+        2
+    """
+    from pydantic import ConfigDict, create_model
+
+    arrow_types(schema)  # the same checks: an object with properties, not recursive
+    required = set(schema.get("required", ()))
+    fields: dict[str, Any] = {}
+    for position, (prop, sub) in enumerate(schema["properties"].items()):
+        annotation = _annotation(sub, f"{name}_{position}")
+        if prop in required:
+            fields[prop] = (annotation, _field(sub, ...))
+        else:
+            fields[prop] = (Optional[annotation], _field(sub, None))  # noqa: UP045 - a runtime type
+    return create_model(name, __config__=ConfigDict(protected_namespaces=()), **fields)
+
+
+def _annotation(node: Mapping[str, Any], name: str) -> Any:
+    from typing import Annotated, Union
+
+    options = node.get("anyOf") or node.get("oneOf")
+    if options:
+        members = [_annotation(o, f"{name}_{i}") for i, o in enumerate(options) if o.get("type") != "null"]
+        annotation = members[0] if len(members) == 1 else Union[tuple(members)]  # noqa: UP007
+        nullable = any(o.get("type") == "null" for o in options)
+        return Optional[annotation] if nullable else annotation  # noqa: UP045
+    if "const" in node:
+        return Literal[node["const"]]
+    if "enum" in node:
+        return Literal[tuple(node["enum"])]
+    kind = node.get("type")
+    if isinstance(kind, list):
+        members = [_annotation({**node, "type": k}, name) for k in kind if k != "null"]
+        annotation = members[0] if len(members) == 1 else Union[tuple(members)]  # noqa: UP007
+        return Optional[annotation] if "null" in kind else annotation  # noqa: UP045
+    constraints = _constraints(node)
+    if kind == "array":
+        items = node.get("items")
+        annotation: Any = list[_annotation(items, f"{name}_item")] if isinstance(items, Mapping) else list
+    elif kind == "object" and node.get("properties"):
+        return answer_model(node, name)
+    else:
+        annotation = {"string": str, "integer": int, "number": float, "boolean": bool, "object": dict}.get(
+            kind, Any
+        )
+    if constraints:
+        from pydantic import Field
+
+        return Annotated[annotation, Field(**constraints)]
+    return annotation
+
+
+def _constraints(node: Mapping[str, Any]) -> dict[str, Any]:
+    names = {
+        "minimum": "ge",
+        "maximum": "le",
+        "exclusiveMinimum": "gt",
+        "exclusiveMaximum": "lt",
+        "minLength": "min_length",
+        "maxLength": "max_length",
+        "minItems": "min_length",
+        "maxItems": "max_length",
+        "pattern": "pattern",
+    }
+    return {names[key]: value for key, value in node.items() if key in names}
+
+
+def _field(node: Mapping[str, Any], default: Any) -> Any:
+    from pydantic import Field
+
+    return Field(default, description=node.get("description"))
+
+
+def _value_type(values: list[Any]) -> pa.DataType:
+    """The Arrow type of enum values: int64, float64, bool or string (also for mixed kinds)."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds == {bool}:
+        return pa.bool_()
+    if kinds == {int}:
+        return pa.int64()
+    if kinds and kinds <= {int, float}:
+        return pa.float64()
+    return pa.string()
+
+
+def _nullable(node: Mapping[str, Any]) -> bool:
+    kind = node.get("type")
+    options = node.get("anyOf") or node.get("oneOf") or ()
+    return (
+        kind == "null"
+        or (isinstance(kind, list) and "null" in kind)
+        or any(o.get("type") == "null" for o in options)
+    )
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, Mapping):
+        found = {node["$ref"].rsplit("/", 1)[-1]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(value) for value in node))
+    return set()
+
+
+def _recursive(definitions: Mapping[str, Any]) -> bool:
+    """Whether a definition reaches itself through ``$ref`` s."""
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for ref in _refs(definitions.get(start, {})):
+            if ref == target or (ref not in seen and reaches(ref, target, seen | {ref})):
+                return True
+        return False
+
+    return any(reaches(name, name, {name}) for name in definitions)
+
+
+def _inline(node: Any, definitions: Mapping[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    if not isinstance(node, Mapping):
+        return node
+    if isinstance(node.get("$ref"), str):
+        target = _inline(definitions[node["$ref"].rsplit("/", 1)[-1]], definitions)
+        extra = {k: _inline(v, definitions) for k, v in node.items() if k != "$ref"}
+        return {**target, **extra}
+    return {key: _inline(value, definitions) for key, value in node.items() if key != "$defs"}
+
+
+def _without_titles(node: Any, *, names: bool = False) -> Any:
+    """``node`` without ``title`` keywords; under ``properties`` (``names``), keys are property names
+    and a property called ``title`` stays."""
+    if isinstance(node, list):
+        return [_without_titles(item) for item in node]
+    if not isinstance(node, Mapping):
+        return node
+    if names:
+        return {key: _without_titles(value) for key, value in node.items()}
+    return {
+        key: _without_titles(value, names=key in ("properties", "$defs"))
+        for key, value in node.items()
+        if key != "title"
+    }
