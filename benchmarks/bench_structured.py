@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
     args = parser.parse_args()
     os.environ["MAPGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="mapgen-bench-structured-")
     sys.path.insert(0, str(ROOT / "examples"))

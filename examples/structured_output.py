@@ -28,7 +28,8 @@ class Review(BaseModel):
     sentiment: Literal["positive", "negative", "neutral"]
     stars: Literal[1, 2, 3, 4, 5] = Field(description="1 (worst) to 5 (best)")
     would_recommend: bool
-    product: str = Field(description="the product, in one or two words")
+    # A length bound is part of the grammar: the answer always ends within the token limit.
+    product: str = Field(description="the product, in one or two words", max_length=24)
 
 
 TEMPLATE = """\
@@ -50,7 +51,7 @@ def reviews(rows: int) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"review": texts})
 
 
-def main(rows: int = 8, max_new_tokens: int = 64) -> datasets.Dataset:
+def main(rows: int = 8, max_new_tokens: int = 96) -> datasets.Dataset:
     llm = mapgen.LlamaCppLLM(temperature=0.7, max_new_tokens=max_new_tokens, seed=0)
     task = mapgen.StructuredTask(Review, template=TEMPLATE)
     ds = reviews(rows).map(mapgen.generate(llm, task, max_reasks=2), batched=True, batch_size=50)

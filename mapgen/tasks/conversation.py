@@ -10,9 +10,9 @@ import pyarrow as pa
 
 from mapgen.columns import MESSAGES
 from mapgen.prompt import Prompt
-from mapgen.tasks.base import InputError, ParseError, compile_template, template_variables
+from mapgen.tasks.base import InputError, compile_template, template_variables
 from mapgen.tasks.chat import read_conversation
-from mapgen.tasks.rounds import RoundsTask
+from mapgen.tasks.rounds import RoundsTask, with_next_turn
 
 USER_SYSTEM_PROMPT = (
     "You play the user in a conversation with an AI assistant. Who you are: {persona}\n"
@@ -92,14 +92,9 @@ class ConversationTask(RoundsTask):
         return Prompt(ask, system=USER_SYSTEM_PROMPT.format(persona=state["persona"]))
 
     def advance(self, state: Mapping[str, Any], text: str) -> dict[str, Any]:
-        conversation = list(state["conversation"])
-        answering = bool(conversation) and conversation[-1]["role"] == "user"
-        text = text.strip()
-        if not text:
-            raise ParseError(f"the model wrote an empty {'assistant' if answering else 'user'} turn")
-        role = "assistant" if answering else "user"
-        written = state["written"] + (0 if answering else 1)
-        return {**state, "conversation": [*conversation, {"role": role, "content": text}], "written": written}
+        conversation = with_next_turn(state["conversation"], text)
+        written = state["written"] + (conversation[-1]["role"] == "user")
+        return {**state, "conversation": conversation, "written": written}
 
     def result(self, state: Mapping[str, Any]) -> dict[str, Any]:
         return {"conversation": state["conversation"]}

@@ -11,8 +11,7 @@ import pyarrow as pa
 
 from mapgen.columns import MESSAGES
 from mapgen.prompt import Prompt
-from mapgen.tasks.base import ParseError
-from mapgen.tasks.rounds import RoundsTask
+from mapgen.tasks.rounds import RoundsTask, with_next_turn
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,13 +83,9 @@ class MagpieTask(RoundsTask):
         return Prompt(messages=[*conversation, {"role": "user", "content": ""}], continue_final_message=True)
 
     def advance(self, state: Mapping[str, Any], text: str) -> dict[str, Any]:
-        conversation = list(state["conversation"])
-        answering = bool(conversation) and conversation[-1]["role"] == "user"
-        text = text.strip()
-        if not text:
-            raise ParseError(f"the model wrote an empty {'response' if answering else 'instruction'}")
-        role = "assistant" if answering else "user"
-        return {"conversation": [*conversation, {"role": role, "content": text}]}
+        return {
+            "conversation": with_next_turn(state["conversation"], text, names=("instruction", "response"))
+        }
 
     def result(self, state: Mapping[str, Any]) -> dict[str, Any]:
         conversation = state["conversation"]

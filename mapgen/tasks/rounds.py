@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mapgen.prompt import Prompt
-from mapgen.tasks.base import Task
+from mapgen.tasks.base import ParseError, Task
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,3 +79,23 @@ class RoundsTask(Task):
 
     def parse(self, text: str) -> dict[str, Any]:
         raise TypeError(f"{type(self).__name__} takes several rounds: its outputs come from result().")
+
+
+def with_next_turn(
+    conversation: list[dict[str, str]], text: str, *, names: tuple[str, str] = ("user turn", "assistant turn")
+) -> list[dict[str, str]]:
+    """``conversation`` with the model's ``text`` as its next turn: the assistant's answer when the last
+    turn is the user's, else the user's next message. ``names`` (user's, assistant's) name an empty one.
+
+    Raises:
+        ParseError: ``text`` is blank.
+
+    Example:
+        >>> with_next_turn([{"role": "user", "content": "Hi"}], " Hello! ")
+        [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello!'}]
+    """
+    answering = bool(conversation) and conversation[-1]["role"] == "user"
+    text = text.strip()
+    if not text:
+        raise ParseError(f"the model wrote an empty {names[1] if answering else names[0]}")
+    return [*conversation, {"role": "assistant" if answering else "user", "content": text}]
