@@ -400,7 +400,9 @@ def test_a_new_judge_is_reviewed_by_its_declaration_and_else_by_default():
 
 
 BUILT_IN_TASKS = [
-    n for n in mapgen.tasks.__all__ if n.endswith("Task") and n not in ("Task", "LabellingTask")
+    n
+    for n in mapgen.tasks.__all__
+    if n.endswith("Task") and n not in ("Task", "LabellingTask", "RoundsTask")  # bases
 ]
 
 
@@ -408,3 +410,11 @@ BUILT_IN_TASKS = [
 def test_every_built_in_task_declares_its_review_layout(name):
     cls = getattr(mapgen, name)
     assert cls.review is not mapgen.Task.review, f"{name} relies on the default layout"
+
+
+def test_a_conversation_is_reviewed_as_its_transcript():
+    chat = [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}]
+    rows = {"conversation": [[chat]], "generation_model": [["m"]]}
+    spec = argilla_spec(datasets.Dataset.from_dict(rows), mapgen.MagpieTask())
+    assert [r.fields for r in spec.records] == [{"conversation": "User: Name a color.\n\nAssistant: Blue."}]
+    assert [q.name for q in spec.questions] == ["rating", "rationale"]

@@ -403,6 +403,18 @@ def _generations_spec(
     )
 
 
+def _is_chat(value: Any) -> bool:
+    """Whether ``value`` is a conversation in the chat format (a list of ``{"role", "content"}``)."""
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(m, Mapping) and "role" in m for m in value)
+    )
+
+
+def _transcript(conversation: Sequence[Mapping[str, Any]]) -> str:
+    """A conversation as text for reviewers: ``Role: content`` turns, a blank line apart."""
+    return "\n\n".join(f"{m['role'].capitalize()}: {m.get('content') or ''}" for m in conversation)
+
+
 def _instruction_spec(
     rows: list[dict[str, Any]], task: Task, layout: ReviewLayout, input_columns: Mapping[str, str]
 ) -> ArgillaSpec:
@@ -456,7 +468,14 @@ def _instruction_spec(
                 explanation = explained[i] if isinstance(explained[i], str) else None
             else:
                 explanation = None
-            nested = value if isinstance(value, (list, tuple)) else [value]  # Self-Instruct: a list each
+            # Self-Instruct: a list of instructions each; a conversation: one transcript
+            nested = (
+                [_transcript(value)]
+                if _is_chat(value)
+                else value
+                if isinstance(value, (list, tuple))
+                else [value]
+            )
             for instruction in nested:
                 if isinstance(instruction, str) and instruction.strip():
                     entries.append((instruction, model, rating, explanation, row))

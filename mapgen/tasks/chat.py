@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mapgen.prompt import ROLES, Message, Prompt
+from mapgen.review import ReviewLayout
 from mapgen.tasks.base import InputError, Task
 
 
@@ -78,3 +79,10 @@ class ChatGenerationTask(Task):
 
     def parse(self, text: str) -> dict[str, Any]:
         return {"generations": text}
+
+    def review(self) -> ReviewLayout:
+        """People rate each generated turn as the next answer of its conversation, 1 to 5."""
+        return ReviewLayout(
+            text_fields={},
+            rubric="How well it answers the conversation's last message, from 1 (poor) to 5 (excellent).",
+        )

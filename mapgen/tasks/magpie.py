@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from mapgen.columns import MESSAGES
 from mapgen.prompt import Prompt
+from mapgen.review import ReviewLayout
 from mapgen.tasks.rounds import RoundsTask, with_next_turn
 
 
@@ -96,3 +97,13 @@ class MagpieTask(RoundsTask):
             "response": answers[0] if answers else None,
             "conversation": conversation,
         }
+
+    def review(self) -> ReviewLayout:
+        """One record per drawn conversation, shown as a transcript, rated 1 to 5 by people."""
+        return ReviewLayout(
+            items="conversation",
+            per_generation=True,
+            text_fields={},
+            rating_title="Rate this conversation",
+            rubric="Is the instruction clear and useful, and the answer right? 1 (poor) to 5 (excellent).",
+        )

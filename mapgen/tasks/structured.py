@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from mapgen.parsing import parse_model
+from mapgen.review import ReviewLayout
 from mapgen.schema import answer_model, arrow_types, is_model, to_arrow_value
 from mapgen.tasks.base import Task, schema_of
 
@@ -103,6 +104,15 @@ class StructuredTask(Task):
         state = super().fingerprint()
         state["model"] = state.pop("answer_model")  # by schema and source, never the class object
         return state
+
+    def review(self) -> ReviewLayout:
+        """One record per answer (its JSON), beside the row's inputs, rated 1 to 5 by people."""
+        return ReviewLayout(
+            items="raw_generation_responses",
+            per_generation=True,
+            rating_title="Rate this record",
+            rubric="Is every field right for the input? From 1 (wrong) to 5 (all right).",
+        )
 
 
 def _frozen(schema: Any) -> Any:
