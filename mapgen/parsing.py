@@ -354,10 +354,25 @@ def parse_model(text: str, model: Any) -> Any:
     """
     from pydantic import ValidationError
 
+    text = json_text(text)
     try:
-        return model.model_validate_json(json_text(text))
+        return model.model_validate_json(text)
     except ValidationError as error:
-        raise InvalidOutput(validation_message(error)) from None
+        failed = error
+    # Strict mode makes a field with a default nullable: a null there stands for the absent field.
+    try:
+        return model.model_validate(_without_nulls(json.loads(text)))
+    except (ValueError, ValidationError):
+        raise InvalidOutput(validation_message(failed)) from None
+
+
+def _without_nulls(value: Any) -> Any:
+    """``value`` with every ``null`` member of its objects left out (so a field's default applies)."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def validation_message(error: Any) -> str:

@@ -60,6 +60,8 @@ def with_reasoning(completion: Completion) -> Completion:
         >>> cut = with_reasoning(Completion(text="<think>Still thinking", finish_reason="length"))
         >>> cut.text, cut.error_kind, cut.reasoning
         (None, 'empty_answer', 'Still thinking')
+        >>> with_reasoning(Completion(text="<think> </think> Yes.")).reasoning is None  # an empty block
+        True
     """
     text = completion.text
     if not isinstance(text, str) or completion.reasoning is not None:
@@ -78,8 +80,9 @@ def with_reasoning(completion: Completion) -> Completion:
             top_logprobs=None,
         )
     tokens, top_logprobs = _answer_tokens(completion, text, start)
+    # An empty block (Qwen3 with thinking off writes one) is no reasoning.
     return dataclasses.replace(
-        completion, text=answer, reasoning=reasoning, tokens=tokens, top_logprobs=top_logprobs
+        completion, text=answer, reasoning=reasoning or None, tokens=tokens, top_logprobs=top_logprobs
     )
 
 

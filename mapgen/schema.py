@@ -106,6 +106,10 @@ STRICT_UNSUPPORTED = frozenset(
 answer, and an answer that fails is asked again."""
 
 
+class NotStrict(ValueError):
+    """A schema that OpenAI's strict mode cannot express as it is (a free-form mapping)."""
+
+
 def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """``schema`` in the form OpenAI's strict structured outputs require: every object closed
     (``additionalProperties: false``) with every property required, a property that was optional made
@@ -113,6 +117,9 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     (:data:`STRICT_UNSUPPORTED`: ``default``, ``minLength``, ``maxLength``...). Answers valid under it
     are valid under ``schema`` once ``null`` s stand for absent optional fields, except for the dropped
     bounds, which validation checks.
+
+    Raises:
+        NotStrict: the schema has a free-form object (a ``dict`` field), which strict mode would close.
 
     Example:
         >>> strict_schema({"type": "object", "properties": {"a": {"type": "string"}}})
@@ -133,6 +140,9 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
             if key not in STRICT_UNSUPPORTED
         }
         if node.get("type") == "object" or "properties" in node:
+            if not node.get("properties") and node.get("additionalProperties") not in (None, False):
+                # A free-form mapping (dict[str, X]): strict mode would close it to {} only.
+                raise NotStrict("a free-form object (a dict field) has no strict form")
             properties = out.get("properties", {})
             required = set(node.get("required", ()))
             out["properties"] = {

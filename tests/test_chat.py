@@ -96,9 +96,13 @@ def test_chat_task_reads_a_conversation_and_refuses_rows_that_do_not_end_with_a_
         ("Hi", "expected a list"),
         ([{"role": "robot", "content": "Hi"}], "role 'robot'"),
         ([{"role": "user", "content": None}], "content is a NoneType"),
+        ([{"role": "user", "content": [{"type": "image"}]}], "has a 'image' part"),
     ]:
         with pytest.raises(mapgen.InputError, match=reason):
             task.prompt({"messages": bad})
+    # Hugging Face's multimodal format, text parts only: the text, joined
+    parts = [{"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]}]
+    assert task.prompt({"messages": parts}).user == "Hi\nthere"
 
 
 @pytest.mark.llamacpp
@@ -284,6 +288,18 @@ def test_a_failed_round_ends_that_conversation_with_none_and_the_reason(fault_se
     assert all(b["add_generation_prompt"] is False for b in instruction_rounds)
     assert sorted(b["seed"] for b in instruction_rounds) == [0, 1, 2, 3]  # row r, generation i: r * 2 + i
     assert mapgen.counters.snapshot()["failed"] == 4
+
+
+def test_magpie_only_instruction_writes_the_instruction_in_one_round(fault_server):
+    llm = mapgen.OpenAILLM("fault", base_url=fault_server.base_url, api_key=fault_server.api_key)
+    out = datasets.Dataset.from_dict({"id": [0, 1]}).map(
+        mapgen.generate(llm, mapgen.MagpieTask(only_instruction=True)), batched=True, with_indices=True
+    )
+    assert out["generation_errors"] == [[None], [None]]
+    # the server echoes the open (empty) user turn; the two rows are two samples (one n=2 request)
+    assert sorted(out["instruction"]) == [["echo:  #0"], ["echo:  #1"]]
+    assert out["response"] == [[None], [None]]
+    assert all(b.get("continue_final_message") for b in fault_server.requests())  # no response round
 
 
 # ConversationTask

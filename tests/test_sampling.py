@@ -92,6 +92,16 @@ def test_a_pool_takes_no_sampling_parameters_of_its_own():
     members = [mapgen.LlamaCppLLM(seed=0), mapgen.LlamaCppLLM(seed=1)]
     with pytest.raises(ValueError, match="set them on its members"):
         mapgen.LLMPool(members, top_k=5)
+    # nor the parameters every backend has: on the pool they would be shown, yet never sent
+    for name, value in (("temperature", 1.3), ("top_p", 0.5), ("max_new_tokens", 5)):
+        with pytest.raises(ValueError, match=rf"\['{name}'\].*set them on its members"):
+            mapgen.LLMPool(members, **{name: value})
+
+
+def test_extra_body_cannot_override_what_mapgen_sends():
+    for body in ({"model": "other"}, {"seed": 2}, {"response_format": {"type": "text"}}, {"messages": []}):
+        with pytest.raises(ValueError, match=rf"extra_body sets \['{next(iter(body))}'\]"):
+            mapgen.OpenAILLM("m", base_url="http://127.0.0.1:1/v1", extra_body=body)
 
 
 def test_a_parameter_set_twice_or_a_reserved_engine_option_is_an_error():

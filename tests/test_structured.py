@@ -134,7 +134,11 @@ def test_models_that_cannot_be_columns_are_refused_before_anything_runs():
 
 
 def test_strict_schema_follows_openais_rules():
-    strict = mapgen.schema.strict_schema(mapgen.schema.answer_schema(Item))
+    schema = mapgen.schema.answer_schema(Item)
+    with pytest.raises(mapgen.schema.NotStrict):  # the dict field: strict mode would close it to {}
+        mapgen.schema.strict_schema(schema)
+    del schema["properties"]["extra"]
+    strict = mapgen.schema.strict_schema(schema)
     assert strict["additionalProperties"] is False
     assert strict["required"] == list(strict["properties"])
     assert strict["properties"]["note"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
@@ -346,3 +350,48 @@ def load_example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class WithDefaults(BaseModel):
+    items: list[Dimensions] = []
+    score: float = 1.5
+    note: str | None = None
+
+
+def test_a_null_for_a_field_with_a_default_is_the_default(fault_server):
+    # Strict mode makes such fields nullable, so a constrained server may send null: it means "absent".
+    reply = '{"items": null, "score": null, "note": null}'
+    fault_server.configure(api_key=fault_server.api_key, default_reply=reply)
+    row = run(mapgen.generate(structured_llm(fault_server), mapgen.StructuredTask(WithDefaults)))[0]
+    assert row["generation_errors"] == [None]
+    assert (row["items"], row["score"], row["note"]) == ([[]], [1.5], [None])
+    assert fault_server.stats()["total"] == 1  # valid: not re-asked
+
+
+class Tally(BaseModel):
+    counts: dict[str, int]
+
+
+def test_a_dict_field_is_not_closed_by_strict_mode(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, default_reply='{"counts": {"a": 2}}')
+    row = run(mapgen.generate(structured_llm(fault_server), mapgen.StructuredTask(Tally)))[0]
+    assert row["generation_errors"] == [None]
+    [spec] = [body["response_format"]["json_schema"] for body in fault_server.requests()]
+    # strict mode would allow {} only: the schema goes as a guide, and pydantic validates the answer
+    assert spec["strict"] is False and spec["schema"]["properties"]["counts"]["additionalProperties"]
+
+
+class Echo(BaseModel):
+    input: str
+
+
+def test_a_field_named_like_the_column_the_task_reads_is_refused_before_anything_is_sent(fault_server):
+    task = mapgen.StructuredTask(Echo, template="{{ input }}")
+    with pytest.raises(ValueError, match=r"writes column\(s\) \['input'\], which it also reads"):
+        mapgen.generate(structured_llm(fault_server), task)
+    # reading the input from another column is the way out
+    fn = mapgen.generate(structured_llm(fault_server), task, input_columns={"input": "review"})
+    rows = datasets.Dataset.from_dict({"review": ["r0"]})
+    fault_server.configure(api_key=fault_server.api_key, default_reply='{"input": "x"}')
+    out = rows.map(fn, batched=True)
+    assert out["review"] == ["r0"] and out["input"] == [["x"]]

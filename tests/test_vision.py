@@ -181,12 +181,14 @@ def test_identical_images_are_one_request_and_different_ones_two(fault_server):
 def test_an_unreadable_image_fails_its_row_only(fault_server, tmp_path):
     good = tmp_path / "good.png"
     good.write_bytes(encoded(picture(9, 9), "PNG"))
-    ds = datasets.Dataset.from_dict({"image": [str(good), str(tmp_path / "missing.png"), None]})
+    rows = [[str(good)], [str(tmp_path / "missing.png")], None, []]
+    ds = datasets.Dataset.from_dict({"image": rows})
     out = ds.map(mapgen.generate(fault_llm(fault_server), describe()), batched=True)
     assert out["generations"][0] == ["echo: Describe the picture. [image 9x9 PNG]"]
-    assert out["generations"][1:] == [[None], [None]]
+    assert out["generations"][1:] == [[None], [None], [None]]
     assert out["generation_errors"][1][0].startswith("input: column 'image': cannot read image file")
     assert out["generation_errors"][2] == ["input: column(s) ['image'] are empty"]
+    assert out["generation_errors"][3] == ["input: column 'image': the column holds no image"]  # not sent
     assert fault_server.stats()["total"] == 1
 
 

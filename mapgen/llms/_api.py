@@ -28,7 +28,7 @@ from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
 from mapgen.llms.openai_wire import message_reasoning, wire_messages
 from mapgen.progress import counters
 from mapgen.ratelimit import Limiter, RateLimiter, rate_limiter
-from mapgen.schema import strict_schema
+from mapgen.schema import NotStrict, strict_schema
 
 Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """Sends one request body and returns the JSON answer (OpenAI's chat completion shape), or raises
@@ -102,9 +102,27 @@ def check_http_options(
         raise TypeError(f"extra_body must be a mapping, got {type(extra_body).__name__}.")
 
 
+OWNED_BODY_FIELDS = frozenset(
+    {
+        "model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "n",
+        "response_format", "logprobs", "top_logprobs", "stream", "continue_final_message",
+        "add_generation_prompt", "reasoning_effort", "chat_template_kwargs",
+    }
+)  # fmt: skip
+"""Body fields mapgen sets from the config and each request: ``extra_body`` must not override them (the
+dataset would record one value while another was sent, and a schema's constraint would be lost)."""
+
+
 def check_extra_body(llm: LLM, extra_body: Mapping[str, Any]) -> None:
-    """Raise when ``extra_body`` sets a typed sampling parameter that the config sets too: one of the
-    two would be silently dropped."""
+    """Raise when ``extra_body`` sets a body field that mapgen sets itself (:data:`OWNED_BODY_FIELDS`), or
+    a typed sampling parameter that the config sets too: either would be silently overridden."""
+    owned = sorted(OWNED_BODY_FIELDS & set(extra_body))
+    if owned:
+        raise ValueError(
+            f"extra_body sets {owned}, which mapgen sets from the config and each request: use the config's "
+            "fields (model, temperature, top_p, max_new_tokens, seed, reasoning_effort...) instead; a task's "
+            "schema sets response_format. extra_body is for a server's own options."
+        )
     both = sorted(name for name in llm.sampling_options() if name in extra_body)
     if both:
         raise ValueError(f"{both} set both as field(s) and in extra_body: keep the field(s) only.")
@@ -456,10 +474,11 @@ def response_format(schema: dict[str, Any], style: str) -> dict[str, Any]:
     if style == "json_schema":
         # OpenAI's strict structured outputs: constrained decoding, on a schema in its strict form.
         name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "answer"))[:64]
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": name, "strict": True, "schema": strict_schema(schema)},
-        }
+        try:
+            spec = {"name": name, "strict": True, "schema": strict_schema(schema)}
+        except NotStrict:  # a dict field: constrained to {} in strict mode; the schema as a guide instead
+            spec = {"name": name, "strict": False, "schema": schema}
+        return {"type": "json_schema", "json_schema": spec}
     if style == "json_object":
         return {"type": "json_object", "schema": schema}
     if style == "json":

@@ -66,7 +66,12 @@ class LLMPool(LLM):
         object.__setattr__(self, "members", tuple(self.members))
         if not self.members:
             raise ValueError("LLMPool needs at least one member LLM.")
-        own = sorted(name for name in SAMPLING_PARAMETERS if getattr(self, name) is not None)
+        defaults = {f.name: f.default for f in dataclasses.fields(LLM)}
+        own = sorted(
+            name
+            for name in (*SAMPLING_PARAMETERS, "temperature", "top_p", "max_new_tokens")
+            if getattr(self, name) != defaults[name]
+        )
         if own:  # the pool samples nothing itself: on it they would be dropped
             raise ValueError(f"LLMPool takes no sampling parameters ({own}): set them on its members.")
         for member in self.members:

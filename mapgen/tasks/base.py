@@ -127,9 +127,12 @@ class Task:
         column = getattr(self, "image_column", None)
         if column is None:
             return ()
-        from mapgen.images import load_images
+        from mapgen.images import ImageError, load_images
 
-        return load_images(row[column])
+        images = load_images(row[column])
+        if not images:  # an empty list: the prompt would go without what it asks about
+            raise ImageError("the column holds no image")
+        return images
 
     @property
     def sends_images(self) -> bool:

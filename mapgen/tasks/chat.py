@@ -23,6 +23,8 @@ def read_conversation(value: Any, input: str = "messages") -> list[Message]:
         Traceback (most recent call last):
         ...
         mapgen.tasks.base.InputError: message 0 has role 'bot'; roles are ('system', 'user', 'assistant')
+        >>> read_conversation([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])[0].content
+        'Hi'
     """
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
         raise InputError(
@@ -35,10 +37,28 @@ def read_conversation(value: Any, input: str = "messages") -> list[Message]:
         role, content = message["role"], message["content"]
         if role not in ROLES:
             raise InputError(input, f"message {k} has role {role!r}; roles are {ROLES}")
+        if isinstance(content, list):  # Hugging Face's multimodal format: a list of typed parts
+            content = _text_of_parts(content, input, k)
         if not isinstance(content, str):
             raise InputError(input, f"message {k}'s content is a {type(content).__name__}, not text")
         messages.append(Message(role, content))
     return messages
+
+
+def _text_of_parts(parts: list[Any], input: str, k: int) -> str:
+    """The text of a message given as content parts (``[{"type": "text", "text": ...}]``), joined by
+    newlines; a part of another type (an image) is an :class:`~mapgen.tasks.base.InputError`."""
+    texts = []
+    for part in parts:
+        if (
+            not isinstance(part, Mapping)
+            or part.get("type") != "text"
+            or not isinstance(part.get("text"), str)
+        ):
+            kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+            raise InputError(input, f"message {k} has a {kind!r} part: only text parts are read from a chat")
+        texts.append(part["text"])
+    return "\n".join(texts)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -77,9 +77,11 @@ class MagpieTask(RoundsTask):
     def next_prompt(self, state: Mapping[str, Any]) -> Prompt | None:
         conversation = list(state["conversation"])
         users = sum(m["role"] == "user" for m in conversation)
+        if self.only_instruction and users:
+            return None  # the instruction is written; no response is asked
         if conversation and conversation[-1]["role"] == "user":  # an instruction to answer
             return Prompt(messages=conversation)
-        if users >= (1 if self.only_instruction else self.num_turns):
+        if users >= self.num_turns:
             return None
         return Prompt(messages=[*conversation, {"role": "user", "content": ""}], continue_final_message=True)
 
