@@ -359,9 +359,11 @@ def parse_model(text: str, model: Any) -> Any:
         return model.model_validate_json(text)
     except ValidationError as error:
         failed = error
-    # Strict mode makes a field with a default nullable: a null there stands for the absent field.
+    # Strict mode makes a field with a default nullable: a null there stands for the absent field. And
+    # llama-cpp-python's JSON grammar lets raw control characters (a newline) into strings, which
+    # strict JSON refuses: the text they wrote is the value.
     try:
-        return model.model_validate(_without_nulls(json.loads(text)))
+        return model.model_validate(_without_nulls(json.loads(text, strict=False)))
     except (ValueError, ValidationError):
         raise InvalidOutput(validation_message(failed)) from None
 
