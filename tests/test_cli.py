@@ -14,6 +14,7 @@ from mapgen import cli
 from mapgen._version import __version__ as mapgen_version
 from mapgen.errors import FatalAPIError, StoreError
 from mapgen.summary import describe_failures, failures_by_kind
+from tests.servers.fixtures import default_sigint
 
 llamacpp = pytest.mark.llamacpp
 
@@ -343,6 +344,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, fault_server):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OPENAI_API_KEY": fault_server.api_key},
+        preexec_fn=default_sigint,
     )
     try:
         while fault_server.stats()["in_flight"] < 4:  # every request is out, and waits on the server

@@ -19,6 +19,7 @@ import pytest
 import mapgen
 from mapgen.errors import FatalAPIError, error_kind
 from mapgen.store import default_store
+from tests.servers.fixtures import default_sigint
 
 
 def fault_llm(server, **kwargs) -> mapgen.OpenAILLM:
@@ -353,7 +354,9 @@ def start_script(code: str, *args: str, tmp_path) -> subprocess.Popen:
         "HF_DATASETS_CACHE": str(tmp_path / "hf"),
     }
     command = [sys.executable, "-c", textwrap.dedent(SCRIPT) + textwrap.dedent(code), *args]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     assert process.stdout.readline().strip() == "started"
     return process
 

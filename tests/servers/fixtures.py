@@ -206,3 +206,12 @@ def llamacpp_server(tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("llamacpp_server") / "server.log"
     with running(command, f"http://127.0.0.1:{port}/v1/models", timeout=120, log=log):
         yield f"http://127.0.0.1:{port}/v1"
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: a suite started in the background
+    (``cmd &``, ``nohup``) ignores SIGINT, children inherit that, and Python then installs no
+    KeyboardInterrupt handler; the child must get the default disposition, as a terminal gives it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
