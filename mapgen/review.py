@@ -112,3 +112,15 @@ def default_review(task: Any) -> ReviewLayout:
         rubric="Is it clear, self-contained and usable? From 1 (unusable) to 5 (excellent).",
         rating_title="Rate this entry",
     )
+
+
+def conversation_review(rubric: str) -> ReviewLayout:
+    """The layout of tasks that write whole conversations (a ``conversation`` column in the chat format):
+    one record per conversation, shown as a transcript, rated 1 to 5 against ``rubric``."""
+    return ReviewLayout(
+        items="conversation",
+        per_generation=True,
+        text_fields={},
+        rating_title="Rate this conversation",
+        rubric=rubric,
+    )

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from mapgen.columns import MESSAGES
 from mapgen.prompt import Prompt
-from mapgen.review import ReviewLayout
+from mapgen.review import ReviewLayout, conversation_review
 from mapgen.tasks.base import InputError, compile_template, template_variables
 from mapgen.tasks.chat import read_conversation
 from mapgen.tasks.rounds import RoundsTask, with_next_turn
@@ -102,10 +102,6 @@ class ConversationTask(RoundsTask):
 
     def review(self) -> ReviewLayout:
         """One record per written conversation, shown as a transcript, rated 1 to 5 by people."""
-        return ReviewLayout(
-            items="conversation",
-            per_generation=True,
-            text_fields={},
-            rating_title="Rate this conversation",
-            rubric="Does the user stay in character, and does the assistant help? 1 (poor) to 5 (excellent).",
+        return conversation_review(
+            "Does the user stay in character, and does the assistant help? 1 (poor) to 5 (excellent)."
         )

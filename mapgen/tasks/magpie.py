@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from mapgen.columns import MESSAGES
 from mapgen.prompt import Prompt
-from mapgen.review import ReviewLayout
+from mapgen.review import ReviewLayout, conversation_review
 from mapgen.tasks.rounds import RoundsTask, with_next_turn
 
 
@@ -102,10 +102,6 @@ class MagpieTask(RoundsTask):
 
     def review(self) -> ReviewLayout:
         """One record per drawn conversation, shown as a transcript, rated 1 to 5 by people."""
-        return ReviewLayout(
-            items="conversation",
-            per_generation=True,
-            text_fields={},
-            rating_title="Rate this conversation",
-            rubric="Is the instruction clear and useful, and the answer right? 1 (poor) to 5 (excellent).",
+        return conversation_review(
+            "Is the instruction clear and useful, and the answer right? 1 (poor) to 5 (excellent)."
         )
