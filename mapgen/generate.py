@@ -33,6 +33,13 @@ class GenerateFunction(MapFunction):
         from mapgen.rounds import check_backend
 
         check_backend(self.llm, self.task)
+        overwritten = sorted(set(self.output_types()) & set(self.columns().values()))
+        if overwritten:  # a structured field named like the input, say
+            raise ValueError(
+                f"{type(self.task).__name__} writes column(s) {overwritten}, which it also reads: the map "
+                "would replace its own input. Rename the output field, or read the input from another column "
+                "with input_columns={task input: column}."
+            )
 
     def __call__(self, batch: Mapping[str, Any], *args: Any) -> dict[str, list[Any]]:
         if isinstance(self.task, RoundsTask):  # several rounds of model calls per row: mapgen.rounds

@@ -83,14 +83,6 @@ class MapFunction:
                 f"input_columns names {sorted(unknown)}, which {type(self.task).__name__} does not read; "
                 f"its inputs are {list(self.task.inputs)}."
             )
-        output_types = getattr(self, "output_types", None)
-        overwritten = sorted(set(output_types() if output_types else ()) & set(self.columns().values()))
-        if overwritten:
-            raise ValueError(
-                f"{type(self.task).__name__} writes column(s) {overwritten}, which it also reads: the map "
-                "would replace its own input. Rename the output field, or read the input from another column "
-                "with input_columns={task input: column}."
-            )
 
     def __call__(self, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list[Any]]:
         # datasets passes (batch), (batch, indices), (batch, rank) or (batch, indices, rank).
