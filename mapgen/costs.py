@@ -94,7 +94,7 @@ def price_for(llm: Any) -> Price | None:
         Price(input=0.15, output=0.6, cached_input=0.075)
         >>> price_for(mapgen.OpenAILLM("gpt-4o-mini", base_url="http://localhost:8000/v1")) is None
         True
-        >>> local = mapgen.OpenAILLM("mine", base_url="http://localhost:8000/v1", price_per_million=(0.2, 0.8))
+        >>> local = mapgen.OpenAILLM("m", base_url="http://127.0.0.1:8000/v1", price_per_million=(0.2, 0.8))
         >>> price_for(local)
         Price(input=0.2, output=0.8, cached_input=None)
     """
