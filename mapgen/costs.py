@@ -255,3 +255,30 @@ def store_identity(state: Any) -> Any:
     if isinstance(state, list):
         return [store_identity(value) for value in state]
     return state
+
+
+def format_usd(usd: float) -> str:
+    """An amount in USD, with four significant digits below a dollar.
+
+    Example:
+        >>> format_usd(0.0000123456), format_usd(0.5), format_usd(1234.5), format_usd(0)
+        ('$0.00001235', '$0.5000', '$1,234.50', '$0.00')
+    """
+    if usd == 0 or abs(usd) >= 1:
+        return f"${usd:,.2f}"
+    decimals = 3 - math.floor(math.log10(abs(usd)))
+    return f"${usd:.{decimals}f}"
+
+
+def format_tokens(count: int) -> str:
+    """A token count, short: ``950``, ``12.3k``, ``4.56M``.
+
+    Example:
+        >>> format_tokens(950), format_tokens(12_345), format_tokens(4_560_000)
+        ('950', '12.3k', '4.56M')
+    """
+    if count < 1000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k"
+    return f"{count / 1_000_000:.2f}M"
