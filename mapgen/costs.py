@@ -26,10 +26,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mapgen.llms.base import Completion
+if TYPE_CHECKING:  # mapgen.llms imports this module: at run time, completions are only passed through
+    from mapgen.llms.base import Completion
 
 BATCH_DISCOUNT = 0.5
 """What a provider batch API charges, as a share of the usual price (OpenAI's and Anthropic's: half)."""
@@ -189,7 +190,7 @@ def priced(
     Example:
         >>> import mapgen
         >>> llm = mapgen.OpenAILLM("m", base_url="http://localhost:8000/v1", price_per_million=(1.0, 2.0))
-        >>> priced(llm, [Completion("hi", prompt_tokens=10, completion_tokens=5)])[0].cost
+        >>> priced(llm, [mapgen.Completion("hi", prompt_tokens=10, completion_tokens=5)])[0].cost
         2e-05
     """
     if not completions:
