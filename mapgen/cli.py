@@ -344,7 +344,8 @@ def price_pair(text: str) -> tuple[float, float]:
     except ValueError:
         rates = ()
     if len(rates) != 2 or any(rate < 0 for rate in rates):
-        raise argparse.ArgumentTypeError(f"expected IN,OUT in USD per million tokens (0.15,0.6), got {text!r}")
+        message = f"expected IN,OUT in USD per million tokens (0.15,0.6); got {text!r}"
+        raise argparse.ArgumentTypeError(message)
     return rates  # type: ignore[return-value]
 
 
