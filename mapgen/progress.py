@@ -244,17 +244,18 @@ _SHOWN = ("reused", "retries", "failed", "prompt_tokens", "completion_tokens", "
 
 
 def _postfix(totals: dict[str, int]) -> dict[str, str | int]:
-    """The bar's counts after its numbers: reused, retries, failed, then the tokens received so far and
+    """The bar's counts after its numbers: failed, retries, reused, then the tokens received so far and
     their cost where a price is known (:mod:`mapgen.costs`).
 
     Example:
         >>> _postfix({"reused": 1, "retries": 0, "failed": 0, "prompt_tokens": 1500, "completion_tokens": 500,
         ...           "cost": 1_200_000, "priced": 3})
-        {'reused': 1, 'retries': 0, 'failed': 0, 'tokens': '2.0k', 'cost': '$0.001200'}
+        {'failed': 0, 'retries': 0, 'reused': 1, 'tokens': '2.0k', 'cost': '$0.001200'}
     """
     from mapgen.costs import NANO_USD, format_tokens, format_usd
 
-    postfix: dict[str, str | int] = {name: totals[name] for name in ("reused", "retries", "failed")}
+    # In the order the bar always showed them (tqdm sorts keyword postfixes), then the new ones.
+    postfix: dict[str, str | int] = {name: totals[name] for name in ("failed", "retries", "reused")}
     tokens = totals["prompt_tokens"] + totals["completion_tokens"]
     if tokens:
         postfix["tokens"] = format_tokens(tokens)
