@@ -11,6 +11,7 @@ Example:
 
 from mapgen import errors, parsing, schema
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
+from mapgen.costs import Price, price_for
 from mapgen.errors import FatalAPIError, StoreError, error_kind, error_kinds
 from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
@@ -61,6 +62,7 @@ from mapgen.tasks import (
     UltraFeedbackTask,
     UltraJudgeTask,
 )
+from mapgen.totals import Usage, usage
 
 __all__ = [
     "LLM",
@@ -90,6 +92,7 @@ __all__ = [
     "OpenAILLM",
     "ParseError",
     "PipelineFunction",
+    "Price",
     "PrometheusTask",
     "Prompt",
     "QualityScorerTask",
@@ -106,6 +109,7 @@ __all__ = [
     "UltraCMTask",
     "UltraFeedbackTask",
     "UltraJudgeTask",
+    "Usage",
     "__version__",
     "counters",
     "error_kind",
@@ -118,10 +122,12 @@ __all__ = [
     "label",
     "parsing",
     "pipeline",
+    "price_for",
     "push_to_argilla",
     "schema",
     "to_argilla",
     "to_preference",
+    "usage",
     "vLLM",
 ]
 
