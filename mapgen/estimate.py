@@ -196,15 +196,24 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
         (call, cs) for call, cs in piloted if cs[0].prompt_tokens is not None and cs[0].text is not None
     ]
     characters = sum(_characters(call[0].prompt) for call in calls)
+    pilot_characters = sum(_characters(call[0].prompt) for call, _ in usable)
+    per_character = 1 / CHARS_PER_TOKEN
+    if pilot_characters:
+        per_character = sum(cs[0].prompt_tokens or 0 for _, cs in usable) / pilot_characters
     if counter is not None:
         input_tokens, input_method = sum(counter(call[0].prompt) for call in calls), TOKENIZER
-    elif usable and (pilot_characters := sum(_characters(call[0].prompt) for call, _ in usable)):
-        per_character = sum(cs[0].prompt_tokens or 0 for _, cs in usable) / pilot_characters
+    elif pilot_characters:
         input_tokens, input_method = round(characters * per_character), PILOT
     else:
         input_tokens, input_method = round(characters / CHARS_PER_TOKEN), RULE_OF_THUMB
 
-    outputs = [c.completion_tokens for _, cs in usable for c in cs if c.completion_tokens is not None]
+    # An answer's own completion tokens; where a request carried several (n), usage counts them together,
+    # so each is its text's characters at the prompt's tokens per character.
+    outputs = [
+        c.completion_tokens if c.completion_tokens is not None else len(c.text or "") * per_character
+        for _, cs in usable
+        for c in cs
+    ]
     if outputs:
         output_tokens, output_method = round(answers * sum(outputs) / len(outputs)), PILOT
     else:
@@ -217,7 +226,7 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
     else:
         notes.append(f"no price known for {llm.model_name}: pass price_per_million=(input, output)")
 
-    pilot_output = sum(outputs)
+    pilot_output = round(sum(outputs))
     seconds, time_method = _seconds(
         llm, len(calls), input_tokens + output_tokens, output_tokens, sent, pilot_seconds, pilot_output
     )
