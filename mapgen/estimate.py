@@ -28,11 +28,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from mapgen.llms.base import LLM, Completion, Request, sample_groups
 from mapgen.map_function import MapFunction
 from mapgen.prompt import Prompt
+
+if TYPE_CHECKING:
+    from mapgen.llms._api import APILLM
 
 DEFAULT_PILOT = 8
 """How many requests the pilot sends by default: enough for a mean within a few percent on prompts of
@@ -113,7 +116,7 @@ class Estimate:
                 ("~" if self.output_method == PILOT else "at most ")
                 + f"{self.output_tokens:,} ({_METHODS[self.output_method]})",
             ),
-            ("cost", "unknown (no price)" if self.cost is None else f"${self.cost:,.4f}"),
+            ("cost", "unknown (no price known)" if self.cost is None else f"${self.cost:,.4f}"),
             ("time", "unknown" if self.seconds is None else f"~{self.seconds:,.1f} s ({self.time_method})"),
         ]
         lines += [("note", note) for note in self.notes]
@@ -223,7 +226,7 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
     cost = None
     if price is not None:
         cost = price.cost(input_tokens, output_tokens, batch=bool(getattr(llm, "batch_api", False)))
-    else:
+    elif _is_api(llm):  # a local engine has no price per token
         notes.append(f"no price known for {llm.model_name}: pass price_per_million=(input, output)")
 
     pilot_output = round(sum(outputs))
@@ -292,11 +295,15 @@ def _plan(ds: Any, fn: MapFunction) -> _Found:
 def _calls(llm: LLM, requests: list[Request]) -> list[list[Request]]:
     """The requests as the backend sends them: a row's generations in one call with ``n`` where an API
     backend does so (no ``seed``, ``use_n`` not ``False``), else one call each."""
-    from mapgen.llms._api import APILLM
-
-    if isinstance(llm, APILLM) and llm.seed is None and llm.use_n is not False:
+    if _is_api(llm) and llm.seed is None and llm.use_n is not False:
         return [[request for _, request in group] for group in sample_groups(requests)]
     return [[request] for request in requests]
+
+
+def _is_api(llm: LLM) -> TypeGuard[APILLM]:
+    from mapgen.llms._api import APILLM
+
+    return isinstance(llm, APILLM)
 
 
 def _spread(calls: list[list[Request]], count: int) -> list[list[Request]]:
@@ -321,11 +328,9 @@ def _seconds(
     pilot_output: int,
 ) -> tuple[float | None, str]:
     """The map's expected wall time and what sets it (the largest of the bounds that are known)."""
-    from mapgen.llms._api import APILLM
-
     if not calls:
         return 0.0, "nothing to send"
-    if not isinstance(llm, APILLM):
+    if not _is_api(llm):
         if pilot_output:  # local engines answer one request after another, in each process
             return output_tokens * pilot_seconds / pilot_output, "pilot tokens/s"
         return None, "unknown"

@@ -9,7 +9,25 @@ import pytest
 import mapgen
 from tests.servers.tokens import END_TOKENS, count_tokens, openai_prompt_tokens
 
-WORDS = "the quick brown fox jumps over a lazy dog while seven cats sleep under warm summer light".split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "seven",
+    "cats",
+    "sleep",
+    "under",
+    "warm",
+    "summer",
+    "light",
+]
 
 
 def prompts(count, seed=0):
@@ -88,8 +106,8 @@ def test_generations_without_a_seed_share_one_request_and_its_input_tokens(fault
     input_tokens = sum(openai_prompt_tokens(body["messages"]) for body in bodies)
     fresh = [
         g
-        for row, meta in zip(done["generations"], done["generation_metadata"])
-        for g, m in zip(row, meta)
+        for row, meta in zip(done["generations"], done["generation_metadata"], strict=True)
+        for g, m in zip(row, meta, strict=True)
         if not m["from_store"]
     ]
     output_tokens = sum(count_tokens(text) + END_TOKENS for text in fresh)
@@ -133,7 +151,7 @@ def test_what_cannot_be_estimated_is_refused():
     llm = mapgen.LlamaCppLLM(max_new_tokens=8)
     with pytest.raises(TypeError, match="several rounds"):
         mapgen.estimate(ds, mapgen.generate(llm, mapgen.MagpieTask()))
-    with pytest.raises(TypeError, match="fn.generate"):
+    with pytest.raises(TypeError, match=r"fn\.generate"):
         mapgen.estimate(ds, mapgen.pipeline("preference", "text-quality", generator=llm, labeller=llm))
     with pytest.raises(mapgen.MissingColumnError, match="Columns present"):
         mapgen.estimate(ds, mapgen.generate(llm))
@@ -157,3 +175,20 @@ def test_the_embedded_models_tokenizer_counts_what_the_engine_reports():
     [sent] = [m for [m] in done["generation_metadata"] if not m["from_store"]]  # the pilot sent the other
     assert guess.input_tokens == sent["prompt_tokens"]  # exact: the engine's own tokens
     assert guess.output_tokens == 4  # the pilot's answer ran to max_new_tokens
+
+
+def test_cli_dry_run_prints_the_estimate_sends_only_the_pilot_and_writes_nothing(
+    fault_server, monkeypatch, capsys, tmp_path
+):
+    from mapgen.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)
+    command = ["generate", "--llm", "openai:fault", "--base-url", fault_server.base_url, "--seed", "0"]
+    output = tmp_path / "out.jsonl"
+    assert main([*command, "--dry-run", "--pilot", "2", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert fault_server.stats()["total"] == 2 and not output.exists()
+    assert "requests       2 (pilot: 2 sent)" in printed  # the 4 example prompts, 2 of them piloted
+    assert "from the pilot's usage" in printed and "dry run: nothing written" in printed
+    assert main([*command, "--pilot", "2"]) == 2
+    assert "--pilot sets the requests a dry run sends" in capsys.readouterr().err
