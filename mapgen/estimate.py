@@ -151,6 +151,7 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
         >>> guess.requests, guess.invalid_rows, guess.input_method, guess.output_tokens
         (2, 1, 'tokenizer', 32)
     """
+    from mapgen.costs import price_for  # imported here: mapgen.costs imports the backends
     from mapgen.tasks.rounds import RoundsTask
 
     if not isinstance(fn, MapFunction):
@@ -222,7 +223,7 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
     else:
         output_tokens, output_method = answers * llm.max_new_tokens, MAX_NEW_TOKENS
 
-    price = _price_for(llm)
+    price = price_for(llm)
     cost = None
     if price is not None:
         cost = price.cost(input_tokens, output_tokens, batch=bool(getattr(llm, "batch_api", False)))
@@ -346,24 +347,6 @@ def _seconds(
         return None, "unknown"
     slowest = max(bounds, key=bounds.__getitem__)
     return bounds[slowest], slowest
-
-
-def _price_for(llm: LLM) -> Any:
-    # TODO(costs): mapgen.costs.price_for once h-costs is merged; until then, the backend's own field.
-    try:
-        from mapgen.costs import price_for  # type: ignore[import-not-found]
-    except ImportError:
-        per_million = getattr(llm, "price_per_million", None)
-        if per_million is None:
-            return None
-
-        class _Price:
-            def cost(self, prompt_tokens: int, completion_tokens: int, *, batch: bool = False) -> float:
-                usd = (prompt_tokens * per_million[0] + completion_tokens * per_million[1]) / 1e6
-                return usd / 2 if batch else usd
-
-        return _Price()
-    return price_for(llm)
 
 
 def tokenizer_for(llm: LLM) -> Callable[[Prompt], int] | None:

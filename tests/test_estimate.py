@@ -55,7 +55,8 @@ def test_estimate_of_1000_rows_is_within_10_percent_of_the_real_map(fault_server
     rows[17] = rows[400] = "  "  # invalid inputs: nothing is sent for them
     rows[900] = rows[901]  # a repeat: sent once
     ds = datasets.Dataset.from_dict({"input": rows})
-    fn = mapgen.generate(api_llm(fault_server, seed=0, max_new_tokens=200), num_generations=1)
+    llm = api_llm(fault_server, seed=0, max_new_tokens=200, price_per_million=(0.15, 0.60))
+    fn = mapgen.generate(llm, num_generations=1)
     ds.select(range(100, 150)).map(fn, batched=True)  # 50 answers already in the store
 
     guess = mapgen.estimate(ds, fn, pilot=8)
@@ -75,6 +76,10 @@ def test_estimate_of_1000_rows_is_within_10_percent_of_the_real_map(fault_server
     assert within(guess.output_tokens, output_tokens), (
         f"dry run said {guess.output_tokens} output tokens, the map used {output_tokens}: more than 10% apart"
     )
+    cost = sum(
+        m["cost"] for row in done["generation_metadata"] for m in row if m["cost"] and not m["from_store"]
+    )
+    assert cost > 0 and within(guess.cost, cost), (guess.cost, cost)
 
 
 def test_without_a_pilot_nothing_is_sent_and_the_estimate_says_how_it_guessed(fault_server):
