@@ -13,6 +13,7 @@ from mapgen import errors, parsing, schema
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.costs import Price, price_for
 from mapgen.errors import FatalAPIError, StoreError, error_kind, error_kinds
+from mapgen.estimate import Estimate, estimate
 from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
@@ -73,6 +74,7 @@ __all__ = [
     "Completion",
     "ComplexityScorerTask",
     "ConversationTask",
+    "Estimate",
     "EvolComplexityTask",
     "EvolInstructTask",
     "EvolQualityTask",
@@ -115,6 +117,7 @@ __all__ = [
     "error_kind",
     "error_kinds",
     "errors",
+    "estimate",
     "explain_cache",
     "fingerprint",
     "format_prompt",

@@ -221,6 +221,19 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
         "--num-proc", type=positive_int, default=None, metavar="N", help="worker processes (default: 1)"
     )
     parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what the map would send and cost (requests after the response store's hits, tokens, "
+        "USD, time) and stop; only the --pilot requests are sent (their answers are kept and reused)",
+    )
+    parser.add_argument(
+        "--pilot",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="with --dry-run: requests sent to measure tokens and time (default: 8; 0 sends nothing)",
+    )
+    parser.add_argument(
         "--retry-failed",
         action="store_true",
         help="send again what failed in an earlier run of this command: datasets' cache of the map is "
@@ -295,6 +308,11 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def input_path(text: str) -> Path:
@@ -404,10 +422,13 @@ def require_columns(ds: Any, args: argparse.Namespace, *, generations: bool = Fa
 def run_generate(args: argparse.Namespace) -> int:
     import mapgen
 
+    check_dry_run(args)
     ds = load_rows(args)
     require_columns(ds, args)
     task = mapgen.TextGenerationTask(system_prompt=args.system_prompt)
     fn = mapgen.generate(build_llm(args), task, args.num_generations, input_columns={"input": args.column})
+    if args.dry_run:
+        return dry_run(ds, fn, args)
     ds, seconds, counts = run_map(ds, fn, args, "Generating")
     write_output(ds, args.output)
 
@@ -437,6 +458,7 @@ def run_label(args: argparse.Namespace) -> int:
     weighted rating still ranks (docs/labelling.md). API judges get the full comparative rubric."""
     import mapgen
 
+    check_dry_run(args)
     ds = load_rows(args)
     require_columns(ds, args, generations=True)
     judge = build_llm(args)
@@ -446,6 +468,8 @@ def run_label(args: argparse.Namespace) -> int:
     else:
         task = mapgen.UltraFeedbackTask.for_aspect(args.aspect)
         fn = mapgen.label(judge, task, input_columns={"input": args.column})
+    if args.dry_run:
+        return dry_run(ds, fn, args)
     ds, seconds, counts = run_map(ds, fn, args, "Labelling")
     write_output(ds, args.output)
 
@@ -476,6 +500,22 @@ def run_label(args: argparse.Namespace) -> int:
     print("\n" + table(lines))
     if isinstance(judge, mapgen.LlamaCppLLM) and judge.model_path is None and ratings:
         print("\n" + small_judge_note(ratings))
+    return 0
+
+
+def check_dry_run(args: argparse.Namespace) -> None:
+    if args.pilot is not None and not args.dry_run:
+        raise CommandError("--pilot sets the requests a dry run sends: pass it with --dry-run.")
+
+
+def dry_run(ds: Any, fn: Any, args: argparse.Namespace) -> int:
+    """Print :func:`mapgen.estimate`'s table for the map the command would run; write nothing."""
+    import mapgen
+    from mapgen.estimate import DEFAULT_PILOT
+
+    guess = mapgen.estimate(ds, fn, pilot=DEFAULT_PILOT if args.pilot is None else args.pilot)
+    _close_bar()
+    print("\n" + str(guess) + "\n\ndry run: nothing written; run the same command without --dry-run to map.")
     return 0
 
 

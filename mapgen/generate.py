@@ -13,6 +13,7 @@ from mapgen.errors import INPUT
 from mapgen.llms.base import LLM, Completion, Request
 from mapgen.map_function import MapFunction, completion_metadata
 from mapgen.progress import counters
+from mapgen.prompt import Prompt
 from mapgen.tasks.base import Task
 from mapgen.tasks.rounds import RoundsTask
 from mapgen.tasks.text_generation import TextGenerationTask
@@ -50,10 +51,7 @@ class GenerateFunction(MapFunction):
 
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         n = self.num_generations
-        schema = self.task.schema if self.llm.supports_schema else None
-        planned = [self.prompt_for(row) for row in rows]  # (prompt, None) or (None, why not)
-        requests = [Request(p, i, schema) for p, _ in planned if p is not None for i in range(n)]
-
+        planned, requests = self.plan(rows)
         answers = iter(self.reask(requests, self.complete(requests, rank=rank), rank=rank))
         types = self.output_types()
         columns: dict[str, list[Any]] = {name: [] for name in types}
@@ -63,6 +61,19 @@ class GenerateFunction(MapFunction):
             )
             self._write_row(columns, prompt.messages() if prompt else None, completions)
         return typed_columns(columns, types)
+
+    def plan(
+        self, rows: list[dict[str, Any]]
+    ) -> tuple[list[tuple[Prompt | None, str | None]], list[Request]]:
+        """Each row's prompt and ``None`` (or ``None`` and why not), and the requests they send."""
+        schema = self.task.schema if self.llm.supports_schema else None
+        planned = [self.prompt_for(row) for row in rows]
+        n = self.num_generations
+        return planned, [Request(p, i, schema) for p, _ in planned if p is not None for i in range(n)]
+
+    def requests_for(self, rows: list[dict[str, Any]]) -> tuple[list[Request], int]:
+        planned, requests = self.plan(rows)
+        return requests, sum(prompt is None for prompt, _ in planned)
 
     def output_types(self) -> dict[str, pa.DataType]:
         """The columns this function writes, each a list with one entry per generation."""

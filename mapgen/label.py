@@ -88,6 +88,10 @@ class LabelFunction(MapFunction):
                 columns[name].append(values.get(name))
         return typed_columns(columns, types)
 
+    def requests_for(self, rows: list[dict[str, Any]]) -> tuple[list[Request], int]:
+        plans = [self._plan(row) for row in rows]
+        return [r for plan in plans for r in plan.requests], sum(plan.error is not None for plan in plans)
+
     def _plan(self, row: dict[str, Any]) -> _RowPlan:
         task: LabellingTask = self.task  # type: ignore[assignment]
         texts = row.get(task.items)

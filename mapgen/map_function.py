@@ -129,8 +129,7 @@ class MapFunction:
             return self._send(requests, rank=rank)
 
         store = open_store(self.store)
-        llm_key = Hasher.hash(store_identity(self.llm.fingerprint()))
-        keys = [request_key(llm_key, request) for request in requests]
+        keys = self.store_keys(requests)
         first: dict[str, int] = {}  # each key's first request
         for i, key in enumerate(keys):
             first.setdefault(key, i)
@@ -168,6 +167,17 @@ class MapFunction:
             # the answers are durable before the batch returns.
             store.release(claimed, owner)
         return [answers[key] for key in keys]
+
+    def store_keys(self, requests: Sequence[Request]) -> list[str]:
+        """Each request's key in the response store (:func:`mapgen.store.request_key`), in order."""
+        llm_key = Hasher.hash(store_identity(self.llm.fingerprint()))
+        return [request_key(llm_key, request) for request in requests]
+
+    def requests_for(self, rows: list[dict[str, Any]]) -> tuple[list[Request], int]:
+        """The requests a batch of ``rows`` (from :meth:`read_rows`) sends at its first ask, before any
+        re-ask, and how many rows send none (their input is invalid): what :func:`mapgen.estimate`
+        counts, built by the same code as the map's."""
+        raise NotImplementedError
 
     def reask(
         self, requests: list[Request], completions: list[Completion], *, rank: int | None

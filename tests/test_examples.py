@@ -101,3 +101,22 @@ def test_costs():
     spent, reused = mapgen.usage(first).total, mapgen.usage(again).total
     assert (spent.requests, spent.reused, reused.requests, reused.reused) == (4, 0, 0, 4)
     assert spent.cost > 0 and reused.saved == pytest.approx(spent.cost) and reused.cost is None
+
+
+def test_dry_run(fault_server):
+    guess, sent, (input_tokens, output_tokens) = load("dry_run").main(
+        base_url=fault_server.base_url, model="fault", api_key=fault_server.api_key, rows=40, pilot=4
+    )
+    assert (guess.pilot_requests, guess.requests, sent) == (4, 36, 36)
+    assert abs(guess.input_tokens - input_tokens) <= 0.1 * input_tokens, (guess.input_tokens, input_tokens)
+    assert abs(guess.output_tokens - output_tokens) <= 0.1 * output_tokens, (
+        guess.output_tokens,
+        output_tokens,
+    )
+
+
+@pytest.mark.llamacpp
+def test_dry_run_on_the_embedded_model():
+    guess, sent, (input_tokens, _) = load("dry_run").main(rows=3, max_new_tokens=8, pilot=1)
+    assert (guess.input_method, guess.requests, sent) == ("tokenizer", 2, 2)
+    assert guess.input_tokens == input_tokens  # counted with the model's own tokenizer: exact
