@@ -11,7 +11,7 @@ Example:
 
 from mapgen import errors, parsing, schema
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
-from mapgen.errors import FatalAPIError, StoreError, error_kind, error_kinds
+from mapgen.errors import BatchPending, FatalAPIError, StoreError, error_kind, error_kinds
 from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
@@ -66,6 +66,7 @@ __all__ = [
     "LLM",
     "OUTPUT_FORMAT_VERSION",
     "PROMPT_FORMATS",
+    "BatchPending",
     "CacheWarning",
     "ChatGenerationTask",
     "Completion",
