@@ -20,9 +20,13 @@ from collections.abc import Sequence
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
-COUNTERS = ("requests", "reused", "failed", "retries", "reasks")
-"""What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries, and
-re-asks of answers that failed their answer model."""
+COUNTERS = (
+    "requests", "reused", "failed", "retries", "reasks",
+    "prompt_tokens", "completion_tokens", "cost", "priced",
+)  # fmt: skip
+"""What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries,
+re-asks of answers that failed their answer model, and of the answers received, their prompt and completion
+tokens, their cost in nano-USD (:data:`mapgen.costs.NANO_USD`), and how many had a price."""
 
 MAX_SLOTS = 1024
 """Processes that can add to one :class:`Counters` (a parent and every worker it forked over its life);
