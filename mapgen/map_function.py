@@ -223,11 +223,11 @@ class MapFunction:
         checked: dict[int, Completion] = {}
 
         def answered(i: int, completion: Completion) -> None:
-            checked[i] = completion = valid(completion)
+            checked[i] = completion = spent(self.llm, valid(completion))
             on_complete(i, completion)
 
         completions = batch_api.complete(self.llm, store, keys, requests, answered)
-        return [checked.get(i) or valid(c) for i, c in enumerate(completions)]
+        return [checked.get(i) or spent(self.llm, valid(c)) for i, c in enumerate(completions)]
 
     def parse_answer(self, completion: Completion) -> tuple[dict[str, Any], str | None]:
         """The task's outputs for one answer and ``None``, or ``{}`` and why there are none.

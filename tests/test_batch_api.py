@@ -67,6 +67,16 @@ def test_a_batch_map_submits_one_job_waits_and_stores_answers_a_synchronous_run_
     assert fault_server.stats()["total"] == 0 and len(submitted(fault_server)) == 5
 
 
+def test_batch_answers_carry_their_tokens_and_the_batch_discounted_cost(fault_server):
+    price = (2.0, 8.0)  # USD per million input and output tokens
+    ds = run(fault_server, prompts(2), price_per_million=price)
+    [meta] = ds["generation_metadata"][0]
+    assert meta["prompt_tokens"] > 0 and meta["completion_tokens"] > 0  # the server's reported usage
+    full = (meta["prompt_tokens"] * price[0] + meta["completion_tokens"] * price[1]) / 1e6
+    assert meta["cost"] == pytest.approx(full / 2)  # the batch API's half price
+    assert mapgen.counters.snapshot()["cost"] == pytest.approx(2 * full / 2 / 1e-9, rel=1e-3)
+
+
 def test_batch_wait_false_raises_pending_and_a_later_run_collects_without_submitting_again(fault_server):
     fault_server.configure(api_key=fault_server.api_key, batch_delay=None)  # only control_batch moves it
     with pytest.raises(mapgen.BatchPending) as pending:

@@ -136,6 +136,7 @@ class OpenAIBatches(BatchProvider):
         return JobStatus(job_id, batch.status, batch.status in self.ENDED, processed, total)
 
     def results(self, status: JobStatus) -> dict[str, Completion]:
+        from mapgen.costs import priced
         from mapgen.llms._api import completions_from
 
         with self._errors():
@@ -158,7 +159,8 @@ class OpenAIBatches(BatchProvider):
                 continue
             if isinstance(response, dict) and response.get("status_code") == 200:
                 try:
-                    answers[custom_id] = completions_from(response.get("body"), 1)[0]
+                    answer = completions_from(response.get("body"), 1)
+                    answers[custom_id] = priced(self.llm, answer, batch=True)[0]  # at the batch discount
                 except APIError as invalid:
                     answers[custom_id] = Completion.failed(str(invalid), invalid.kind)
             elif isinstance(response, dict):
