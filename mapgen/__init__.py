@@ -12,7 +12,7 @@ Example:
 from mapgen import errors, parsing, schema
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.costs import Price, price_for
-from mapgen.errors import FatalAPIError, StoreError, error_kind, error_kinds
+from mapgen.errors import BatchPending, FatalAPIError, StoreError, error_kind, error_kinds
 from mapgen.estimate import Estimate, estimate
 from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
@@ -69,6 +69,7 @@ __all__ = [
     "LLM",
     "OUTPUT_FORMAT_VERSION",
     "PROMPT_FORMATS",
+    "BatchPending",
     "CacheWarning",
     "ChatGenerationTask",
     "Completion",

@@ -16,6 +16,9 @@ re-run by kind. The codes:
 ``parse``           the answer came, but the task could not read it
 ``invalid_output``  the answer came, but failed the task's answer model (names the field), after re-asks
 ``interrupted``     not sent: the run was interrupted (Ctrl-C) first; a re-run sends it
+``batch_expired``   a batch API job ended (24 hours) before answering it; a re-run submits it again
+``batch_cancelled`` its batch API job was cancelled before answering it; a re-run submits it again
+``batch_failed``    its batch API job failed as a whole (a malformed file), or the provider errored on it
 ==================  ==============================================================================
 
 Misconfiguration that would fail every request (a bad key, an unknown model, a missing client
@@ -43,6 +46,9 @@ ENGINE = "engine"
 PARSE = "parse"
 INVALID_OUTPUT = "invalid_output"
 INTERRUPTED = "interrupted"
+BATCH_EXPIRED = "batch_expired"
+BATCH_CANCELLED = "batch_cancelled"
+BATCH_FAILED = "batch_failed"
 
 _KIND = re.compile(r"^([a-z]+(?:_[a-z0-9]+)*): ")
 
@@ -102,3 +108,27 @@ class FatalAPIError(RuntimeError):
 
 class StoreError(RuntimeError):
     """The response store cannot be read or written; the message names the file and the way out."""
+
+
+class BatchPending(Exception):
+    """A map with ``batch_api=True, batch_wait=False`` submitted its requests to the provider's batch API
+    (or found them submitted by an earlier run) and they are not all answered yet. The job ids are in the
+    response store: run the same map again later to collect the answers; nothing is submitted twice.
+
+    Attributes:
+        jobs: the provider's ids of the batch jobs still running (``batch_...``, ``msgbatch_...``).
+        pending: how many requests they still owe.
+
+    Example:
+        >>> error = BatchPending(["batch_abc"], pending=3)
+        >>> error.jobs, str(error).split(":")[0]
+        (['batch_abc'], '3 requests are pending in batch job(s) batch_abc')
+    """
+
+    def __init__(self, jobs: list[str], pending: int) -> None:
+        self.jobs = list(jobs)
+        self.pending = pending
+        super().__init__(
+            f"{pending} requests are pending in batch job(s) {', '.join(self.jobs)}: run the same map again "
+            "later to collect them (their ids are in the response store; nothing is submitted twice)."
+        )

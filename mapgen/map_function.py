@@ -11,7 +11,7 @@ from typing import Any
 
 from datasets.fingerprint import Hasher
 
-from mapgen import interrupts
+from mapgen import batch_api, interrupts
 from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.config import dataclass_fingerprint, knob
 from mapgen.costs import spent, store_identity
@@ -23,7 +23,7 @@ from mapgen.llms.base import LLM, Completion, OnComplete, Request
 from mapgen.progress import counters, request_progress
 from mapgen.prompt import Prompt
 from mapgen.reasoning import with_reasoning
-from mapgen.store import StoreURL, open_store, request_key, store_url
+from mapgen.store import ResponseStore, StoreURL, open_store, request_key, store_url
 from mapgen.tasks.base import InputError, ParseError, Task
 
 
@@ -72,6 +72,10 @@ class MapFunction:
             object.__setattr__(self, "store", StoreURL(self.store))  # its repr hides the password
         if isinstance(self.max_reasks, bool) or not isinstance(self.max_reasks, int) or self.max_reasks < 0:
             raise ValueError(f"max_reasks must be an int >= 0, got {self.max_reasks!r}.")
+        if getattr(self.llm, "batch_api", False) and not self.cache:
+            raise ValueError(
+                "batch_api=True keeps its job ids in the response store: drop cache=False (or batch_api)."
+            )
         _warn_if_unhashable(self)
         if self.task.sends_images and not self.llm.supports_images:
             raise ValueError(
@@ -154,7 +158,11 @@ class MapFunction:
                             store.put(mine[j], completion)
                             interrupts.kept()
 
-                    fresh = self._send([requests[first[key]] for key in mine], rank=rank, on_complete=save)
+                    asked = [requests[first[key]] for key in mine]
+                    if getattr(self.llm, "batch_api", False):
+                        fresh = self._submit(store, mine, asked, on_complete=save)
+                    else:
+                        fresh = self._send(asked, rank=rank, on_complete=save)
                     answers.update(zip(mine, fresh, strict=True))
                 held = [key for key in pending if key not in answers]  # in flight in another run
                 if held:
@@ -216,6 +224,19 @@ class MapFunction:
             request_progress.advance()
 
         completions = self.llm.complete(requests, rank=rank, on_complete=answered)
+        return [checked.get(i) or spent(self.llm, valid(c)) for i, c in enumerate(completions)]
+
+    def _submit(
+        self, store: ResponseStore, keys: list[str], requests: list[Request], *, on_complete: OnComplete
+    ) -> list[Completion]:
+        """:meth:`_send` through the provider's batch API (``batch_api=True``, :mod:`mapgen.batch_api`)."""
+        checked: dict[int, Completion] = {}
+
+        def answered(i: int, completion: Completion) -> None:
+            checked[i] = completion = spent(self.llm, valid(completion))
+            on_complete(i, completion)
+
+        completions = batch_api.complete(self.llm, store, keys, requests, answered)
         return [checked.get(i) or spent(self.llm, valid(c)) for i, c in enumerate(completions)]
 
     def parse_answer(self, completion: Completion) -> tuple[dict[str, Any], str | None]:

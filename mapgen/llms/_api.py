@@ -151,6 +151,15 @@ class APILLM(LLM):
     rpm: float | None = knob(None)
     tpm: float | None = knob(None)
     use_n: bool | None = knob(None)
+    batch_api: bool = knob(False)
+    """Send through the provider's batch API (half the price, answers within 24 hours) instead of one
+    request at a time: see :mod:`mapgen.batch_api`. A knob: the same request gets the same store key, so a
+    batch answer serves a later synchronous run and the other way round."""
+    batch_wait: bool = knob(True)
+    """With ``batch_api``: wait for the batch jobs, polling; ``False`` raises :class:`mapgen.BatchPending`
+    once they are submitted, and the same map run later collects them."""
+    batch_poll_interval: float = knob(30.0)
+    """Seconds between two polls of a running batch job."""
     reasoning_effort: str | None = added(None)
     """How hard a reasoning model thinks, sent as ``reasoning_effort``: one of :data:`REASONING_EFFORTS`
     (OpenAI's values; vLLM's server takes them for gpt-oss); ``None`` sends none (the model's default)."""
@@ -160,6 +169,8 @@ class APILLM(LLM):
     """Images go as ``image_url`` content parts; the model behind the server must be a vision model."""
     concurrent_batches: ClassVar[bool] = True
     """Safe to call from several threads at once (``MapFunction.acall`` relies on it)."""
+    supports_batch_api: ClassVar[bool] = False
+    """Whether :meth:`batch_provider` gives the provider's batch API (``batch_api=True``)."""
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json_object")
     """``response_format`` shapes to try in turn until the server takes one (:func:`response_format`)."""
 
@@ -174,6 +185,11 @@ class APILLM(LLM):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}.")
         RateLimiter("check", rpm=self.rpm, tpm=self.tpm)  # validates the limits
+        if self.batch_api and not self.supports_batch_api:
+            raise ValueError(f"{type(self).__name__} has no batch API: drop batch_api=True.")
+        interval = self.batch_poll_interval
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+            raise ValueError(f"batch_poll_interval must be a positive number of seconds, got {interval!r}.")
         if self.reasoning_effort is not None and self.reasoning_effort not in REASONING_EFFORTS:
             raise ValueError(
                 f"reasoning_effort must be one of {REASONING_EFFORTS} or None, got {self.reasoning_effort!r}."
@@ -228,6 +244,11 @@ class APILLM(LLM):
 
     def rate_limit_key(self) -> str:
         """What the provider's rate limit applies to (the server and the model)."""
+        raise NotImplementedError
+
+    def batch_provider(self) -> Any:
+        """The provider's batch API for this config (a :class:`mapgen.llms.batch.BatchProvider`), where
+        :attr:`supports_batch_api`."""
         raise NotImplementedError
 
     def secrets(self) -> Sequence[str | None]:

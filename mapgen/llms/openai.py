@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 from mapgen.config import added, knob, secret
 from mapgen.llms._api import APILLM, Post, check_extra_body, check_http_options, require_modules
 from mapgen.llms._http import APIError, JSONClient, closable, scrub
+from mapgen.llms.batch import OpenAIBatches
 
 OPENAI_API = "https://api.openai.com/v1"
 
@@ -65,6 +66,7 @@ class OpenAILLM(APILLM):
     """Options for the server's chat template, sent as ``chat_template_kwargs`` (vLLM, SGLang and
     llama.cpp's server): ``{"enable_thinking": False}`` turns Qwen3's thinking off. Not for OpenAI's API."""
 
+    supports_batch_api: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
     """Asks for ``logprobs`` / ``top_logprobs`` (at most 20) when a request wants them, as
     ``label(..., weighted_ratings=True)`` does; OpenAI's reasoning models and some servers refuse them."""
@@ -152,6 +154,11 @@ class OpenAILLM(APILLM):
                 "(or pass base_url=... for a server that needs none)."
             )
         require_modules(["aiohttp"] if self.resolved_transport == "aiohttp" else ["openai"], "openai")
+        if self.batch_api:
+            require_modules(["openai"], "openai")  # files and batches go through the official client
+
+    def batch_provider(self) -> OpenAIBatches:
+        return OpenAIBatches(self)
 
     def open_client(self) -> Post:
         self.preflight()

@@ -43,11 +43,12 @@ import threading
 from pathlib import Path
 
 from mapgen.llms.base import Request
-from mapgen.store.base import ResponseStore, StoreWarning
+from mapgen.store.base import BatchJob, ResponseStore, StoreWarning
 from mapgen.store.sqlite import SQLiteStore
 
 __all__ = [
     "STORE_FILE",
+    "BatchJob",
     "ResponseStore",
     "SQLiteStore",
     "StoreURL",

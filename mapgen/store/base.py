@@ -29,7 +29,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from mapgen.errors import StoreError
 from mapgen.llms.base import Completion
@@ -89,6 +89,14 @@ def decode(value: str | bytes) -> Completion | None:
     except (ValueError, TypeError, AttributeError) as error:
         raise DamagedAnswer(f"malformed stored answer ({type(error).__name__}: {error})") from None
     return completion if isinstance(completion.text, str) else None
+
+
+class BatchJob(NamedTuple):
+    """Where a request sent through a provider's batch API is being answered: the provider's job id
+    (``batch_...`` at OpenAI, ``msgbatch_...`` at Anthropic) and the request's ``custom_id`` in it."""
+
+    job_id: str
+    custom_id: str
 
 
 MAX_UNCOMMITTED = 32
@@ -319,6 +327,33 @@ class ResponseStore:
 
         Raises:
             StoreError: the store cannot be read.
+        """
+        raise NotImplementedError
+
+    # -- batch jobs (each backend): requests submitted to a provider's batch API, not yet collected -------
+    def record_batch_jobs(self, jobs: dict[str, BatchJob]) -> None:
+        """Record, for each store key, the batch job answering it; committed before this returns, so that a
+        process killed right after submitting loses nothing: the next run collects the job instead of
+        submitting the requests again (:mod:`mapgen.batch_api`).
+
+        Raises:
+            StoreError: the store cannot be written.
+        """
+        raise NotImplementedError
+
+    def batch_jobs(self, keys: Iterable[str] | None = None) -> dict[str, BatchJob]:
+        """The recorded batch jobs of ``keys`` (of every key when ``None``).
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        raise NotImplementedError
+
+    def forget_batch_jobs(self, keys: Iterable[str]) -> None:
+        """Drop the job records of ``keys`` (collected: answered, or failed and to be submitted again).
+
+        Raises:
+            StoreError: the store cannot be written.
         """
         raise NotImplementedError
 

@@ -2,7 +2,8 @@
 
 Point mapgen at it with ``MAPGEN_STORE=postgresql://user:password@host:5432/database`` (or
 ``store="postgresql://..."`` on the map functions); the user needs to create tables in that database's
-default schema once (``mapgen_responses``, ``mapgen_claims``, ``mapgen_holders``), or an administrator
+default schema once (``mapgen_responses``, ``mapgen_claims``, ``mapgen_holders``,
+``mapgen_batch_jobs``), or an administrator
 creates them beforehand with the statements in :data:`SCHEMA`. Any libpq URL works (``?sslmode=require``,
 ``?options=-csearch_path%3Dmapgen`` to keep the tables in a schema of their own).
 
@@ -47,7 +48,7 @@ from psycopg.conninfo import conninfo_to_dict
 from mapgen.errors import StoreError
 from mapgen.llms.base import Completion
 from mapgen.processes import is_running, process_start
-from mapgen.store.base import DamagedAnswer, ResponseStore, decode
+from mapgen.store.base import BatchJob, DamagedAnswer, ResponseStore, decode
 
 LEASE = 30.0
 """Seconds a holder's heartbeat keeps its claims live for processes on other hosts."""
@@ -63,6 +64,8 @@ SCHEMA = (
     " seen timestamptz NOT NULL DEFAULT clock_timestamp())",
     "CREATE TABLE IF NOT EXISTS mapgen_claims"
     " (key text PRIMARY KEY, owner text NOT NULL, holder text NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS mapgen_batch_jobs"
+    " (key text PRIMARY KEY, job_id text NOT NULL, custom_id text NOT NULL)",
 )
 # Serializes the set-up of a new database by several workers at once (CREATE IF NOT EXISTS races).
 _SETUP_LOCK = 0x6D617067656E  # "mapgen"
@@ -307,6 +310,38 @@ class PostgresStore(ResponseStore):
             if pending:
                 time.sleep(poll)
         return answered
+
+    def record_batch_jobs(self, jobs: dict[str, BatchJob]) -> None:
+        keys = list(jobs)
+        self._transact(
+            lambda c: c.execute(
+                "INSERT INTO mapgen_batch_jobs (key, job_id, custom_id)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
+                " ON CONFLICT (key) DO UPDATE SET job_id = EXCLUDED.job_id, custom_id = EXCLUDED.custom_id",
+                (keys, [jobs[k].job_id for k in keys], [jobs[k].custom_id for k in keys]),
+            )
+        )
+
+    def batch_jobs(self, keys: Iterable[str] | None = None) -> dict[str, BatchJob]:
+        def read(connection: psycopg.Connection) -> list[tuple[str, str, str]]:
+            if keys is None:
+                return connection.execute("SELECT key, job_id, custom_id FROM mapgen_batch_jobs").fetchall()
+            wanted = list(dict.fromkeys(keys))
+            rows = []
+            for start in range(0, len(wanted), _CHUNK):
+                rows += connection.execute(
+                    "SELECT key, job_id, custom_id FROM mapgen_batch_jobs WHERE key = ANY(%s::text[])",
+                    (wanted[start : start + _CHUNK],),
+                ).fetchall()
+            return rows
+
+        return {key: BatchJob(job_id, custom_id) for key, job_id, custom_id in self._transact(read)}
+
+    def forget_batch_jobs(self, keys: Iterable[str]) -> None:
+        wanted = list(dict.fromkeys(keys))
+        self._transact(
+            lambda c: c.execute("DELETE FROM mapgen_batch_jobs WHERE key = ANY(%s::text[])", (wanted,))
+        )
 
     def __len__(self) -> int:
         self.flush()

@@ -40,7 +40,7 @@ from pathlib import Path
 from mapgen.errors import StoreError
 from mapgen.llms.base import Completion
 from mapgen.processes import is_running, process_start
-from mapgen.store.base import DamagedAnswer, ResponseStore, decode
+from mapgen.store.base import BatchJob, DamagedAnswer, ResponseStore, decode
 
 # SQLite caps the number of parameters in one statement; stay well below it.
 _LOOKUP_CHUNK = 900
@@ -181,6 +181,38 @@ class SQLiteStore(ResponseStore):
                 time.sleep(poll)
         return answered
 
+    def record_batch_jobs(self, jobs: dict[str, BatchJob]) -> None:
+        with self._using() as connection:
+            connection.execute("BEGIN IMMEDIATE")  # one transaction: a job is recorded whole or not at all
+            try:
+                connection.executemany(
+                    "INSERT OR REPLACE INTO batch_jobs (key, job_id, custom_id) VALUES (?, ?, ?)",
+                    [(key, job.job_id, job.custom_id) for key, job in jobs.items()],
+                )
+                connection.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+                raise
+
+    def batch_jobs(self, keys: Iterable[str] | None = None) -> dict[str, BatchJob]:
+        with self._using() as connection:
+            if keys is None:
+                rows = list(connection.execute("SELECT key, job_id, custom_id FROM batch_jobs"))
+            else:
+                rows = []
+                for chunk in _chunks(list(dict.fromkeys(keys))):
+                    marks = ",".join("?" * len(chunk))
+                    query = f"SELECT key, job_id, custom_id FROM batch_jobs WHERE key IN ({marks})"
+                    rows += connection.execute(query, chunk).fetchall()
+        return {key: BatchJob(job_id, custom_id) for key, job_id, custom_id in rows}
+
+    def forget_batch_jobs(self, keys: Iterable[str]) -> None:
+        with self._using() as connection:
+            for chunk in _chunks(list(dict.fromkeys(keys))):
+                marks = ",".join("?" * len(chunk))
+                connection.execute(f"DELETE FROM batch_jobs WHERE key IN ({marks})", chunk)
+
     def __len__(self) -> int:
         self.flush()
         with self._using() as connection:
@@ -251,6 +283,11 @@ def _set_up(connection: sqlite3.Connection) -> None:
                 "CREATE TABLE IF NOT EXISTS claims"
                 " (key TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL, started INTEGER)"
                 " WITHOUT ROWID"
+            )
+            # Requests submitted to a provider's batch API and not yet collected (mapgen.batch_api).
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS batch_jobs"
+                " (key TEXT PRIMARY KEY, job_id TEXT NOT NULL, custom_id TEXT NOT NULL) WITHOUT ROWID"
             )
             # An answered key needs no claim: storing it releases the claim in the same statement.
             connection.execute(
