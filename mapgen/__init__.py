@@ -30,6 +30,7 @@ from mapgen.llms import (
     TransformersLLM,
     vLLM,
 )
+from mapgen.llms.anthropic import AnthropicLLM
 from mapgen.map_function import CacheWarning, MissingColumnError
 from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference
@@ -66,6 +67,7 @@ __all__ = [
     "LLM",
     "OUTPUT_FORMAT_VERSION",
     "PROMPT_FORMATS",
+    "AnthropicLLM",
     "CacheWarning",
     "ChatGenerationTask",
     "Completion",

@@ -72,6 +72,8 @@ class Completion:
     """The kind of failure, a short code from :mod:`mapgen.errors` (``http_429``, ``invalid_answer``...)."""
     reasoning: str | None = None
     """The model's reasoning trace, apart from its answer in :attr:`text`, when it returned one."""
+    cached_tokens: int | None = None
+    """Of :attr:`prompt_tokens`, those the provider read from its prompt cache (billed at a discount)."""
 
     @classmethod
     def failed(cls, error: BaseException | str, kind: str | None = None) -> Completion:
