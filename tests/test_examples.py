@@ -88,3 +88,19 @@ def test_structured_output():
     assert [errors for errors in ds["generation_errors"]] == [[None]] * 3
     assert all(s in ("positive", "negative", "neutral") for [s] in ds["sentiment"])
     assert all(1 <= stars <= 5 for [stars] in ds["stars"])
+
+
+def test_anthropic_generation(anthropic_server):
+    record = {"answer": "Sunlight scatters off air.", "confidence": 4}
+    anthropic_server.configure(
+        api_key=anthropic_server.api_key,
+        replies=[{"contains": "as a record", "tool_use": {"name": "Answer", "input": record}}],
+    )
+    answers, records = load("anthropic_generation").main(
+        model="claude-test", base_url=anthropic_server.base_url, api_key=anthropic_server.api_key
+    )
+    assert answers["generations"][0] == ["echo: Why is the sky blue?"] * 2
+    assert records["answer"] == [["Sunlight scatters off air."]] * 3 and records["confidence"] == [[4]] * 3
+    bodies = anthropic_server.requests()
+    assert len(bodies) == 9  # 3 rows x 2 generations, one request each, then 3 records
+    assert all(b["system"][0]["cache_control"] == {"type": "ephemeral"} for b in bodies[:6])
