@@ -32,6 +32,7 @@ from mapgen.llms import (
     TransformersLLM,
     vLLM,
 )
+from mapgen.llms.anthropic import AnthropicLLM
 from mapgen.map_function import CacheWarning, MissingColumnError
 from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference
@@ -69,6 +70,7 @@ __all__ = [
     "LLM",
     "OUTPUT_FORMAT_VERSION",
     "PROMPT_FORMATS",
+    "AnthropicLLM",
     "BatchPending",
     "CacheWarning",
     "ChatGenerationTask",

@@ -120,3 +120,19 @@ def test_dry_run_on_the_embedded_model():
     guess, sent, (input_tokens, _) = load("dry_run").main(rows=3, max_new_tokens=8, pilot=1)
     assert (guess.input_method, guess.requests, sent) == ("tokenizer", 2, 2)
     assert guess.input_tokens == input_tokens  # counted with the model's own tokenizer: exact
+
+
+def test_anthropic_generation(anthropic_server):
+    record = {"answer": "Sunlight scatters off air.", "confidence": 4}
+    anthropic_server.configure(
+        api_key=anthropic_server.api_key,
+        replies=[{"contains": "as a record", "tool_use": {"name": "Answer", "input": record}}],
+    )
+    answers, records = load("anthropic_generation").main(
+        model="claude-test", base_url=anthropic_server.base_url, api_key=anthropic_server.api_key
+    )
+    assert answers["generations"][0] == ["echo: Why is the sky blue?"] * 2
+    assert records["answer"] == [["Sunlight scatters off air."]] * 3 and records["confidence"] == [[4]] * 3
+    bodies = anthropic_server.requests()
+    assert len(bodies) == 9  # 3 rows x 2 generations, one request each, then 3 records
+    assert all(b["system"][0]["cache_control"] == {"type": "ephemeral"} for b in bodies[:6])

@@ -1,5 +1,6 @@
 """LLM backends, one per file; each is a frozen config whose engine is built lazily per process."""
 
+from mapgen.llms.anthropic import AnthropicLLM
 from mapgen.llms.base import LLM, Completion, LocalLLM, Request
 from mapgen.llms.inference_endpoints import InferenceEndpointsLLM
 from mapgen.llms.llamacpp import LlamaCppLLM
@@ -10,6 +11,7 @@ from mapgen.llms.vllm import vLLM
 
 __all__ = [
     "LLM",
+    "AnthropicLLM",
     "Completion",
     "InferenceEndpointsLLM",
     "LLMPool",

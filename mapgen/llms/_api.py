@@ -1,9 +1,16 @@
-"""What the API backends share: concurrent requests, retries with backoff, rate limits, ``n``, schemas.
+"""The sending that every API backend shares: concurrent requests, retries with backoff, rate limits,
+``n``, schema fallbacks, fatal errors.
 
-A backend subclasses :class:`APILLM` and says how to reach its server (:meth:`APILLM.open_client`) and
-what to send (:meth:`APILLM.chat_body`); this module sends every request of a batch concurrently on the
-process's event loop (:mod:`mapgen.llms._async`), at most ``max_concurrency`` at a time, and turns each
-answer, or each error that outlasted its retries, into a :class:`~mapgen.llms.base.Completion`.
+An API backend is two layers. Its *wire format* (``llm.wire``: :mod:`mapgen.llms.openai_wire`,
+:mod:`mapgen.llms.anthropic_wire`) says what to send and how to read the answer: a ``path``, ``body(llm,
+request, n, schema_style)`` and ``completions(answer, n)``, plain functions of data, tested without a
+server. Its config class (a subclass of :class:`APILLM`) says where to send it and with which credentials
+(:meth:`APILLM.open_client`). This module is the one sending piece: it posts every request of a batch
+concurrently on the process's event loop (:mod:`mapgen.llms._async`), at most ``max_concurrency`` at a
+time, retries what a retry may mend, and turns each answer, or each error that outlasted its retries, into
+a :class:`~mapgen.llms.base.Completion`. Errors of every transport (aiohttp, the official SDKs,
+``huggingface_hub``) become :class:`~mapgen.llms._http.APIError` in one place,
+:func:`mapgen.llms._http.to_api_error`. ``docs/new_backend.md`` says how to add a provider.
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ import asyncio
 import contextlib
 import contextvars
 import importlib.util
-import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,22 +28,29 @@ import tenacity
 
 from mapgen.config import added, knob
 from mapgen.costs import priced
-from mapgen.errors import EMPTY_ANSWER, ENGINE, INTERRUPTED, REFUSED, FatalAPIError
+from mapgen.errors import ENGINE, INTERRUPTED, FatalAPIError
 from mapgen.llms import _async
-from mapgen.llms._http import APIError, scrub
+from mapgen.llms._http import APIError, to_api_error
 from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
-from mapgen.llms.openai_wire import message_reasoning, wire_messages
+
+# The OpenAI wire format's functions, where callers found them before the layering.
+from mapgen.llms.openai_wire import (  # noqa: F401
+    MAX_TOP_LOGPROBS,
+    OPENAI_CHAT,
+    OpenAIChatWire,
+    completions_from,
+    logprobs_from,
+    message_text,
+    response_format,
+)
 from mapgen.progress import counters
 from mapgen.ratelimit import Limiter, RateLimiter, rate_limiter
-from mapgen.schema import NotStrict, strict_schema
 
 Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-"""Sends one request body and returns the JSON answer (OpenAI's chat completion shape), or raises
-:class:`~mapgen.llms._http.APIError`."""
+"""Sends one request body and returns the JSON answer (the wire format's shape); raises
+:class:`~mapgen.llms._http.APIError` or the transport's own exception (:func:`to_api_error` maps it)."""
 
 MAX_BACKOFF = 30.0
-MAX_TOP_LOGPROBS = 20
-"""OpenAI's cap on ``top_logprobs``."""
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 """The values of ``reasoning_effort`` in OpenAI's API reference (each model takes some of them)."""
 
@@ -63,10 +76,13 @@ class APIEngine:
         max_concurrency: int,
         limiter: Limiter | None,
         secrets: Sequence[str | None],
+        output_limiter: Limiter | None = None,
     ) -> None:
         self.open_client = open_client
         self.max_concurrency = max_concurrency
         self.limiter = limiter
+        self.output_limiter = output_limiter
+        """Output tokens per minute, where the provider limits them apart (Anthropic's OTPM)."""
         self.secrets = tuple(s for s in secrets if s)
         self.n_supported: bool | None = None
         self.schema_style = 0
@@ -173,6 +189,9 @@ class APILLM(LLM):
     """Whether :meth:`batch_provider` gives the provider's batch API (``batch_api=True``)."""
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json_object")
     """``response_format`` shapes to try in turn until the server takes one (:func:`response_format`)."""
+    supports_n: ClassVar[bool] = True
+    """Whether the wire format can ask for several answers in one request (``n``); else one request
+    per generation."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -197,6 +216,12 @@ class APILLM(LLM):
 
     # What a backend provides.
 
+    @property
+    def wire(self) -> Any:
+        """The wire format: ``path``, ``body(llm, request, n, schema_style)``, ``completions(answer, n)``
+        and ``rate_usage(answer)``; OpenAI's chat completions unless the backend says otherwise."""
+        return OPENAI_CHAT
+
     def open_client(self) -> Post:
         """A function that posts one body, built on the running loop (once per loop and process)."""
         raise NotImplementedError
@@ -210,33 +235,8 @@ class APILLM(LLM):
         return "max_tokens"
 
     def chat_body(self, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
-        """The OpenAI-shaped JSON body for ``request`` answered ``n`` times, the backend's
-        ``extra_body`` last."""
-        body: dict[str, Any] = {
-            "model": self.body_model(),
-            "messages": wire_messages(request.prompt),
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            self.max_tokens_key(): self.max_new_tokens,
-        }
-        if self.seed is not None:
-            body["seed"] = self.seed + request.seed_index
-        if n > 1:
-            body["n"] = n
-        if request.schema is not None and schema_style is not None:
-            body["response_format"] = response_format(request.schema, schema_style)
-        if request.prompt.continue_final_message:  # vLLM's and SGLang's names for it
-            body.update(continue_final_message=True, add_generation_prompt=False)
-        if request.top_logprobs > 0 and self.supports_logprobs:
-            body["logprobs"] = True
-            body["top_logprobs"] = min(request.top_logprobs, MAX_TOP_LOGPROBS)
-        if self.reasoning_effort is not None:
-            body["reasoning_effort"] = self.reasoning_effort
-        if getattr(self, "chat_template_kwargs", None):
-            body["chat_template_kwargs"] = dict(self.chat_template_kwargs)  # type: ignore[attr-defined]
-        body.update(self.sampling_body())
-        body.update(getattr(self, "extra_body", None) or {})
-        return body
+        """The JSON body for ``request`` answered ``n`` times: ``self.wire.body(self, ...)``."""
+        return self.wire.body(self, request, n, schema_style)
 
     def sampling_body(self) -> dict[str, Any]:
         """The typed sampling parameters that are set, as body fields (by default, by their own names)."""
@@ -255,14 +255,30 @@ class APILLM(LLM):
         """Credentials to mask in error messages."""
         return ()
 
+    def output_tpm_limit(self) -> float | None:
+        """Output tokens per minute, for providers that limit them apart from input (else ``None``)."""
+        return None
+
+    def rate_tokens(self, prompt_tokens: int, completion_tokens: int) -> tuple[int, int]:
+        """What a request's tokens weigh against ``tpm`` and against :meth:`output_tpm_limit`: by default
+        ``tpm`` counts both (OpenAI's limit is on the total)."""
+        return prompt_tokens + completion_tokens, 0
+
     # The shared machinery.
 
     def load_engine(self, rank: int | None) -> APIEngine:
-        limiter = None
+        limiter = output_limiter = None
         if self.rpm or self.tpm:
             limiter = rate_limiter(self.rate_limit_key(), rpm=self.rpm, tpm=self.tpm)
+        output_tpm = self.output_tpm_limit()
+        if output_tpm:
+            output_limiter = rate_limiter(f"{self.rate_limit_key()} output", tpm=output_tpm)
         return APIEngine(
-            self.open_client, max_concurrency=self.max_concurrency, limiter=limiter, secrets=self.secrets()
+            self.open_client,
+            max_concurrency=self.max_concurrency,
+            limiter=limiter,
+            secrets=self.secrets(),
+            output_limiter=output_limiter,
         )
 
     def complete(
@@ -347,7 +363,7 @@ class APILLM(LLM):
     def _groups(self, engine: APIEngine, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
         """Requests that one ``n=`` call can answer: same prompt and schema, consecutive indices. Only when
         no seed is set (with one, generation ``i`` must use ``seed + i``) and the server honours ``n``."""
-        if self.seed is not None or self.use_n is False or engine.n_supported is False:
+        if not self.supports_n or self.seed is not None or self.use_n is False or engine.n_supported is False:
             return [[(i, r)] for i, r in enumerate(requests)]
         return sample_groups(requests)
 
@@ -423,11 +439,12 @@ class APILLM(LLM):
         style = engine.schema_style
         while True:
             shape = self.schema_styles[style] if request.schema and style < len(self.schema_styles) else None
-            body = self.chat_body(request, n, shape)
+            body = self.wire.body(self, request, n, shape)
             try:
                 answer = await self._post(engine, body, request, n)
-                completions = completions_from(answer, n)
-                completions = priced(self, completions, completion_tokens=_output_tokens(answer))
+                completions = self.wire.completions(answer, n)
+                # One request answered n times is billed every answer's tokens together.
+                completions = priced(self, completions, completion_tokens=self.wire.rate_usage(answer)[1])
             except APIError as error:
                 if request.schema is not None and _about_schema(error):
                     retry_style = self._schema_fallback(engine, style)
@@ -451,10 +468,13 @@ class APILLM(LLM):
         return style + 1 if style < len(self.schema_styles) else None
 
     async def _post(self, engine: APIEngine, body: dict[str, Any], request: Request, n: int) -> Any:
-        estimate = self._token_estimate(request, n) if engine.limiter and engine.limiter.tpm else 0
+        limited = bool(engine.limiter and engine.limiter.tpm) or engine.output_limiter is not None
+        estimate = self.rate_tokens(*self._token_estimate(request, n)) if limited else (0, 0)
         async with engine.semaphore():
             if engine.limiter is not None:
-                await engine.limiter.acquire(estimate)
+                await engine.limiter.acquire(estimate[0])
+            if engine.output_limiter is not None:
+                await engine.output_limiter.acquire(estimate[1])
             # Checked once a slot is ours, the moment before sending: requests queued behind the
             # window are dropped when another one's error proved fatal or the run was interrupted.
             fatal = _FATAL.get()
@@ -469,156 +489,28 @@ class APILLM(LLM):
                 raise
             except ImportError as error:  # a client library missing: every request would fail alike
                 raise APIError(f"{error}", retryable=False, kind=ENGINE, fatal=True) from None
-            except Exception as error:  # a client library's own error type
-                message = scrub(f"{type(error).__name__}: {error}", engine.secrets)
-                raise APIError(message, retryable=False, kind=ENGINE) from None
-        if estimate and isinstance(answer, dict):
-            used = (answer.get("usage") or {}).get("total_tokens")
-            if isinstance(used, int):
-                engine.limiter.correct(used - estimate)  # type: ignore[union-attr]
+            except Exception as error:  # a transport's own error type: the one mapping to mapgen's errors
+                raise to_api_error(error, engine.secrets, self.timeout) from None
+        if limited:
+            self._correct_limits(engine, answer, estimate)
         return answer
 
-    def _token_estimate(self, request: Request, n: int) -> int:
+    def _correct_limits(self, engine: APIEngine, answer: Any, estimate: tuple[int, int]) -> None:
+        """Give the rate limiters the difference between the tokens reserved and those the answer used."""
+        prompt, completion = self.wire.rate_usage(answer)
+        if prompt is None or completion is None:
+            return
+        used = self.rate_tokens(prompt, completion)
+        if engine.limiter is not None and engine.limiter.tpm:
+            engine.limiter.correct(used[0] - estimate[0])
+        if engine.output_limiter is not None:
+            engine.output_limiter.correct(used[1] - estimate[1])
+
+    def _token_estimate(self, request: Request, n: int) -> tuple[int, int]:
+        """Prompt and completion tokens to reserve before sending: characters / 4 of the prompt, and
+        ``max_new_tokens`` per answer (the providers' own rate limiters reserve that much too)."""
         prompt = sum(len(m.content) for m in request.prompt.turns)
-        return prompt // 4 + 8 + self.max_new_tokens * n
-
-
-def response_format(schema: dict[str, Any], style: str) -> dict[str, Any]:
-    """The ``response_format`` that asks a server for JSON following ``schema``.
-
-    ``json_schema`` is OpenAI's structured outputs with ``strict: true``, the schema in its strict form
-    (:func:`mapgen.schema.strict_schema`; also vLLM, TGI 3, newer llama.cpp);
-    ``json_object`` with a ``schema`` is llama-cpp-python's server; ``json`` with a ``value`` is TGI's.
-
-    Example:
-        >>> response_format({"type": "object"}, "json_object")
-        {'type': 'json_object', 'schema': {'type': 'object'}}
-    """
-    if style == "json_schema":
-        # OpenAI's strict structured outputs: constrained decoding, on a schema in its strict form.
-        name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "answer"))[:64]
-        try:
-            spec = {"name": name, "strict": True, "schema": strict_schema(schema)}
-        except NotStrict:  # a dict field: constrained to {} in strict mode; the schema as a guide instead
-            spec = {"name": name, "strict": False, "schema": schema}
-        return {"type": "json_schema", "json_schema": spec}
-    if style == "json_object":
-        return {"type": "json_object", "schema": schema}
-    if style == "json":
-        return {"type": "json", "value": schema}
-    raise ValueError(f"unknown response_format style {style!r}")
-
-
-def completions_from(answer: Any, n: int) -> list[Completion]:
-    """Completions from an OpenAI-shaped chat answer, in choice order (possibly fewer than ``n``).
-
-    This is the one check of what the wire returned: a body that is not a chat completion (no
-    ``choices``, as Azure's content filter answers; a choice without a ``message``; ``content`` of an
-    unknown shape) raises :meth:`APIError.invalid_answer`, which is retried and never stored. ``content``
-    given as a list of parts is read as its text parts joined. A choice without text, or stopped by a
-    content filter, is a failed completion: ``refused`` when the model or a filter declined, else
-    ``empty_answer``. A server's reasoning (``reasoning_content`` or ``reasoning``) is the completion's
-    :attr:`~mapgen.llms.base.Completion.reasoning`, kept also when no answer came after it.
-
-    Example:
-        >>> answer = {"choices": [{"message": {"content": [{"type": "text", "text": "Paris"}]}}]}
-        >>> completions_from(answer, 1)[0].text
-        'Paris'
-        >>> completions_from({"choices": []}, 1)
-        Traceback (most recent call last):
-        ...
-        mapgen.llms._http.APIError: HTTP 200 without choices
-    """
-    choices = answer.get("choices") if isinstance(answer, dict) else None
-    if not isinstance(choices, list) or not choices:
-        error = answer.get("error") if isinstance(answer, dict) else None
-        detail = error.get("message", error) if isinstance(error, dict) else error
-        raise APIError.invalid_answer(
-            "HTTP 200 without choices" + (f": {str(detail)[:200]}" if detail else "")
-        )
-    if not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
-        raise APIError.invalid_answer("HTTP 200 with a choice that has no message")
-    if len(choices) > 1:
-        choices = sorted(choices, key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0)
-    usage = answer.get("usage")
-    usage = usage if isinstance(usage, dict) else {}
-    completions = []
-    for choice in choices[:n]:
-        message, finish = choice["message"], _str_or_none(choice.get("finish_reason"))
-        text = message_text(message.get("content"))
-        reasoning = message_reasoning(message)
-        if not text or finish == "content_filter":  # a filtered answer is cut short, whatever it holds
-            completions.append(_no_content(message, finish))
-            completions[-1].reasoning = reasoning  # a trace cut by max_tokens is kept with the failure
-            continue
-        try:
-            tokens, top_logprobs = logprobs_from(choice)
-        except (AttributeError, TypeError):
-            raise APIError.invalid_answer("HTTP 200 with malformed logprobs") from None
-        completions.append(
-            Completion(
-                text=text,
-                finish_reason=finish,
-                prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
-                # usage counts all choices together: per choice only when there is one
-                completion_tokens=_int_or_none(usage.get("completion_tokens")) if len(choices) == 1 else None,
-                tokens=tokens,
-                top_logprobs=top_logprobs,
-                reasoning=reasoning,
-                cached_tokens=_cached_tokens(usage),
-            )
-        )
-    return completions
-
-
-def message_text(content: Any) -> str | None:
-    """A message's ``content`` as text: a string, or the text of a list of content parts joined
-    (``None`` when there is none); any other shape raises :meth:`APIError.invalid_answer`.
-
-    Example:
-        >>> message_text([{"type": "text", "text": "4"}, {"type": "text", "text": "2"}])
-        '42'
-    """
-    if content is None or isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
-        texts = [part.get("text") for part in content if part.get("type", "text") in ("text", "output_text")]
-        if all(isinstance(text, str) for text in texts):
-            return "".join(texts) if texts else None
-    raise APIError.invalid_answer(f"HTTP 200 with content of an unknown shape: {str(content)[:100]!r}")
-
-
-def _no_content(message: dict[str, Any], finish: str | None) -> Completion:
-    """A choice without text: the model or a content filter declined, or it wrote nothing."""
-    refusal = message.get("refusal")
-    if not refusal and isinstance(message.get("content"), list):
-        parts = [p.get("refusal") for p in message["content"] if p.get("type") == "refusal"]
-        refusal = next((p for p in parts if p), None)
-    if refusal:
-        return Completion.failed(str(refusal), REFUSED)
-    if finish == "content_filter":
-        return Completion.failed("stopped by a content filter", REFUSED)
-    return Completion.failed(f"no text in the answer (finish_reason={finish})", EMPTY_ANSWER)
-
-
-def _output_tokens(answer: Any) -> int | None:
-    """``usage.completion_tokens`` of an OpenAI-shaped answer: every choice's tokens together."""
-    usage = answer.get("usage") if isinstance(answer, dict) else None
-    return _int_or_none(usage.get("completion_tokens")) if isinstance(usage, dict) else None
-
-
-def _cached_tokens(usage: dict[str, Any]) -> int | None:
-    """``usage.prompt_tokens_details.cached_tokens``: the prompt tokens OpenAI read from its prompt cache."""
-    details = usage.get("prompt_tokens_details")
-    return _int_or_none(details.get("cached_tokens")) if isinstance(details, dict) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+        return prompt // 4 + 8, self.max_new_tokens * n
 
 
 class _RetryWait(tenacity.wait.wait_base):
@@ -659,30 +551,3 @@ def fatal_error(error: APIError) -> FatalAPIError:
     }
     hint = hints.get(error.status or 0, "install the missing package")
     return FatalAPIError(f"{error} ({hint}); stopped before sending the remaining requests.")
-
-
-def logprobs_from(choice: dict[str, Any]) -> tuple[list[str] | None, list[dict[str, float]] | None]:
-    """The tokens of an OpenAI-shaped choice and, per token, its ``top_logprobs`` as ``{token: logprob}``
-    (``None, None`` when the answer has no log-probabilities).
-
-    Example:
-        >>> choice = {"logprobs": {"content": [{"token": "4", "logprob": -0.1,
-        ...     "top_logprobs": [{"token": "4", "logprob": -0.1}, {"token": "3", "logprob": -2.4}]}]}}
-        >>> logprobs_from(choice)
-        (['4'], [{'4': -0.1, '3': -2.4}])
-    """
-    content = (choice.get("logprobs") or {}).get("content")
-    if not content:
-        return None, None
-    tokens: list[str] = []
-    top_logprobs: list[dict[str, float]] = []
-    for entry in content:
-        tokens.append(entry.get("token") or "")
-        alternatives: dict[str, float] = {}
-        for alternative in entry.get("top_logprobs") or ():
-            # two token ids can decode to the same text: keep the likelier
-            token, logprob = alternative.get("token"), alternative.get("logprob")
-            if isinstance(token, str) and isinstance(logprob, (int, float)):
-                alternatives[token] = max(float(logprob), alternatives.get(token, -math.inf))
-        top_logprobs.append(alternatives)
-    return tokens, top_logprobs

@@ -3,7 +3,9 @@
 The OpenAI SDK's typed path costs about ten times the CPU of a bare aiohttp request (see
 ``docs/api_backends.md``), which matters when hundreds of requests a second share two cores with the
 server; for OpenAI-compatible servers the backends post JSON through :class:`JSONClient` instead. Every
-error message that leaves this module goes through :func:`scrub` first.
+error message that leaves this module goes through :func:`scrub` first, and every transport's exceptions
+(aiohttp's, the ``openai`` and ``anthropic`` SDKs', ``huggingface_hub``'s and ``httpx``'s) become an
+:class:`APIError` in one place, :func:`to_api_error`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mapgen.errors import CONNECTION, INVALID_ANSWER, TIMEOUT, http_kind
+from mapgen.errors import CONNECTION, ENGINE, INVALID_ANSWER, TIMEOUT, http_kind
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 FATAL_STATUS = frozenset({401, 403, 404})
@@ -73,8 +75,8 @@ class APIError(Exception):
     and timeouts), whether a retry may help, whether it will fail every request alike (``fatal``), and the
     server's ``Retry-After`` in seconds, if it sent one. The message is scrubbed.
 
-    Every transport (aiohttp, the OpenAI SDK, ``huggingface_hub``) raises these, so the retry policy and
-    the error columns see one classification.
+    Every transport's errors (aiohttp, the ``openai`` and ``anthropic`` SDKs, ``huggingface_hub``) become
+    these through :func:`to_api_error`, so the retry policy and the error columns see one classification.
 
     Example:
         >>> error = APIError.from_status(401, b'{"error": {"message": "bad key sk-abcdef123"}}', None, ())
@@ -154,6 +156,54 @@ class APIError(Exception):
         return cls(reason, retryable=True, kind=INVALID_ANSWER)
 
 
+_TIMEOUT_TYPES = frozenset({"TimeoutError", "APITimeoutError", "InferenceTimeoutError", "TimeoutException"})
+"""Exception class names (anywhere in the class's MRO) that mean no answer in time: asyncio's and
+aiohttp's, the ``openai`` and ``anthropic`` SDKs', ``huggingface_hub``'s, ``httpx``'s."""
+_CONNECTION_TYPES = frozenset({"ClientError", "APIConnectionError", "TransportError", "ConnectionError"})
+"""...that mean the request did not get through (aiohttp, the SDKs, ``httpx``, the OS)."""
+
+
+def to_api_error(error: BaseException, secrets: Iterable[str | None] = (), timeout: float = 0.0) -> APIError:
+    """The :class:`APIError` for an exception raised by any transport: the one place where the official
+    SDKs' and HTTP libraries' error types meet mapgen's classification.
+
+    - an error carrying an HTTP ``response`` (``openai.APIStatusError``, ``anthropic.APIStatusError``,
+      ``huggingface_hub``'s ``HfHubHTTPError``): :meth:`APIError.from_status` on its status, body and
+      headers (so ``retry-after`` and the error message are read alike);
+    - a timeout of any library: ``timeout``; a connection error: ``connection`` (both retried);
+    - a body that is not JSON (``json.JSONDecodeError``): ``invalid_answer`` (retried);
+    - anything else: ``engine``, not retried (a bug or a library's refusal of its arguments).
+
+    The libraries are recognised by their class names, so none is imported here. Messages are scrubbed.
+
+    Example:
+        >>> import asyncio, json
+        >>> to_api_error(asyncio.TimeoutError(), timeout=5).kind
+        'timeout'
+        >>> error = to_api_error(json.JSONDecodeError("Expecting value", "<html>", 0))
+        >>> error.kind, error.retryable
+        ('invalid_answer', True)
+        >>> to_api_error(KeyError("sk-secret-123"), ["sk-secret-123"]).args[0]
+        "KeyError: '***'"
+    """
+    if isinstance(error, APIError):
+        return error
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return APIError.from_status(
+            status, getattr(response, "content", b""), getattr(response, "headers", None), secrets
+        )
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & _TIMEOUT_TYPES:
+        return APIError.timeout(timeout)
+    if names & _CONNECTION_TYPES:
+        return APIError.connection(getattr(error, "__cause__", None) or error, secrets)
+    if isinstance(error, json.JSONDecodeError):  # a 200 whose body is not JSON (cut short, say)
+        return APIError.invalid_answer(scrub(f"invalid JSON answer: {error}", secrets))
+    return APIError(scrub(f"{type(error).__name__}: {error}", secrets), retryable=False, kind=ENGINE)
+
+
 class JSONClient:
     """POSTs JSON to one URL over one aiohttp session; build it on the loop that will use it.
 
@@ -195,10 +245,8 @@ class JSONClient:
                 content = await response.read()
                 if response.status >= 400:
                     raise APIError.from_status(response.status, content, response.headers, secrets)
-        except asyncio.TimeoutError:
-            raise APIError.timeout(self.timeout) from None
-        except self._client_error as error:
-            raise APIError.connection(error, secrets) from None
+        except (asyncio.TimeoutError, self._client_error) as error:
+            raise to_api_error(error, secrets, self.timeout) from None
         try:
             return json.loads(content)
         except ValueError:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from mapgen.config import knob, secret
 from mapgen.llms._api import APILLM, Post, check_extra_body, check_http_options
-from mapgen.llms._http import APIError, JSONClient, closable
+from mapgen.llms._http import JSONClient, closable
 
 
 @dataclass(frozen=True)
@@ -138,15 +138,12 @@ class InferenceEndpointsLLM(APILLM):
         return self._hub_poster(token, secrets)
 
     def _hub_poster(self, token: str | None, secrets: Sequence[str | None]) -> Post:
-        import httpx2
         from huggingface_hub import AsyncInferenceClient
-        from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
         if self.kind == "model":
             client = AsyncInferenceClient(provider=self.provider, token=token, timeout=self.timeout)
         else:
             client = AsyncInferenceClient(model=self.chat_url(), token=token, timeout=self.timeout)
-        timeout = self.timeout
 
         async def post(body: dict[str, Any]) -> dict[str, Any]:
             body = dict(body)
@@ -155,22 +152,13 @@ class InferenceEndpointsLLM(APILLM):
             known = ("max_tokens", "temperature", "top_p", "seed", "n", "response_format", "stop")
             known += ("presence_penalty", "frequency_penalty")
             arguments = {name: body.pop(name) for name in known if name in body}
-            try:
-                output = await client.chat_completion(
-                    messages,
-                    model=model if self.kind == "model" else None,
-                    extra_body=body or None,
-                    **arguments,
-                )
-            except InferenceTimeoutError:
-                raise APIError.timeout(timeout) from None
-            except HfHubHTTPError as error:
-                response = error.response
-                raise APIError.from_status(
-                    response.status_code, response.content, response.headers, secrets
-                ) from None
-            except httpx2.TransportError as error:
-                raise APIError.connection(error, secrets) from None
+            # huggingface_hub's errors propagate: the sending layer maps them (to_api_error).
+            output = await client.chat_completion(
+                messages,
+                model=model if self.kind == "model" else None,
+                extra_body=body or None,
+                **arguments,
+            )
             return chat_output_as_dict(output)
 
         return closable(post, getattr(client, "close", None))

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from mapgen.config import added, knob, secret
 from mapgen.llms._api import APILLM, Post, check_extra_body, check_http_options, require_modules
-from mapgen.llms._http import APIError, JSONClient, closable, scrub
+from mapgen.llms._http import JSONClient, closable
 from mapgen.llms.batch import OpenAIBatches
 
 OPENAI_API = "https://api.openai.com/v1"
@@ -183,7 +183,8 @@ def sdk_poster(
 ) -> Post:
     """Posts through ``openai.AsyncOpenAI``'s low-level request path (no typed models), on its aiohttp
     transport when aiohttp is installed, with the SDK's own retries off: mapgen's retries honour
-    ``Retry-After: 0`` and release the concurrency slot while waiting."""
+    ``Retry-After: 0`` and release the concurrency slot while waiting. ``secrets`` is kept for callers;
+    the SDK's exceptions are scrubbed where they are mapped."""
     import httpx2
     import openai
 
@@ -197,18 +198,8 @@ def sdk_poster(
     )
 
     async def post(body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return await client.post("/chat/completions", body=body, cast_to=object)
-        except openai.APIStatusError as error:
-            response = error.response
-            raise APIError.from_status(
-                response.status_code, response.content, response.headers, secrets
-            ) from None
-        except openai.APITimeoutError:
-            raise APIError.timeout(timeout) from None
-        except ValueError as error:  # a 200 whose body is not JSON (cut short, say)
-            raise APIError.invalid_answer(scrub(f"invalid JSON answer: {error}", secrets)) from None
-        except openai.APIConnectionError as error:
-            raise APIError.connection(error.__cause__ or error, secrets) from None
+        # The SDK's errors (status, timeout, connection, a body that is not JSON) propagate: the sending
+        # layer maps them to APIError in one place (mapgen.llms._http.to_api_error).
+        return await client.post("/chat/completions", body=body, cast_to=object)
 
     return closable(post, client.close)
