@@ -11,6 +11,7 @@ Example:
 
 from mapgen import errors, parsing, schema
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
+from mapgen.card import dataset_card
 from mapgen.errors import FatalAPIError, StoreError, error_kind, error_kinds
 from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
@@ -108,6 +109,7 @@ __all__ = [
     "UltraJudgeTask",
     "__version__",
     "counters",
+    "dataset_card",
     "error_kind",
     "error_kinds",
     "errors",

@@ -21,7 +21,7 @@ METADATA = pa.struct(
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
         ("from_store", pa.bool_()),
-        # The fingerprint of the map function that wrote the answer: the key of its record in mapgen.provenance.
+        # The fingerprint of the map function that wrote the answer: its record's key (mapgen.provenance).
         ("provenance", pa.string()),
     ]
 )
