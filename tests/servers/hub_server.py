@@ -6,9 +6,10 @@ The Hub itself cannot run here. This stand-in answers the routes of the Hub's HT
 ``repo_info`` and ``hf_hub_download`` call (``HF_ENDPOINT=http://127.0.0.1:PORT``), and Git LFS's
 batch API with its ``basic`` transfer (``.parquet`` files are LFS files, as on the Hub; others go inline,
 base64 in the commit's NDJSON). Xet storage is not implemented: clients run with ``HF_HUB_DISABLE_XET=1``,
-which ``huggingface_hub`` honours by taking the LFS path. It checks the bearer token on every write and on reads of private repos, as the Hub does, and
-keeps the ``Authorization`` headers it saw apart, so a test can check a token went where it should and
-nowhere else (``/_received``). Control routes: ``/_files/{repo}`` (the repo's files), ``/_reset``.
+which ``huggingface_hub`` honours by taking the LFS path. It checks the bearer token on every write and on
+reads of private repos, as the Hub does, and records each request's method, path and ``Authorization``
+header (``/_received``), so a test can check where a token went. Control routes: ``/_files/{repo}``
+(the repo's files), ``/_reset``.
 
 Run it: ``python -m tests.servers.hub_server --port 8765 --token hf_test``.
 """
@@ -72,7 +73,9 @@ class HubServer:
 
     # -- the Hub's API ------------------------------------------------------------------------------------
     async def whoami(self, request: web.Request) -> web.Response:
-        return web.json_response({"type": "user", "name": "tester", "orgs": [], "auth": {"type": "access_token"}})
+        return web.json_response(
+            {"type": "user", "name": "tester", "orgs": [], "auth": {"type": "access_token"}}
+        )
 
     async def validate_yaml(self, request: web.Request) -> web.Response:
         """A README's YAML header must parse to a mapping (the Hub checks more: known keys, types)."""
@@ -94,7 +97,9 @@ class HubServer:
         repo_id = f"{body.get('organization') or 'tester'}/{body['name']}"
         url = f"{request.scheme}://{request.host}/datasets/{repo_id}"
         if repo_id in self.repos:
-            return web.json_response({"error": "You already created this dataset repo", "url": url}, status=409)
+            return web.json_response(
+                {"error": "You already created this dataset repo", "url": url}, status=409
+            )
         self.repos[repo_id] = {"private": bool(body.get("private")), "files": {}, "sha": "0" * 40}
         return web.json_response({"url": url, "name": repo_id, "id": repo_id})
 
@@ -153,7 +158,9 @@ class HubServer:
                     del repo["files"][path]
             elif key == "lfsFile":
                 if value["oid"] not in self.lfs:
-                    return web.json_response({"error": f"LFS object {value['oid']} was not uploaded"}, status=422)
+                    return web.json_response(
+                        {"error": f"LFS object {value['oid']} was not uploaded"}, status=422
+                    )
                 repo["files"][value["path"]] = self.lfs[value["oid"]]
         repo["sha"] = hashlib.sha1(f"{repo['sha']}{time.time_ns()}".encode()).hexdigest()
         repo_id = f"{request.match_info['namespace']}/{request.match_info['name']}"
