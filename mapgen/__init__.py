@@ -17,6 +17,7 @@ from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
+from mapgen.hub import push_to_hub
 from mapgen.integrations.argilla import push_to_argilla, to_argilla
 from mapgen.interrupts import Interrupted
 from mapgen.label import LabelFunction, label
@@ -121,6 +122,7 @@ __all__ = [
     "parsing",
     "pipeline",
     "push_to_argilla",
+    "push_to_hub",
     "schema",
     "to_argilla",
     "to_preference",
