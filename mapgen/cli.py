@@ -187,8 +187,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
             type=input_path,
             default=None,
             metavar="PATH",
-            help="a .json, .jsonl, .csv or .parquet file, or a folder written by mapgen or "
-            "datasets' save_to_disk (default: four built-in example prompts)",
+            help="a .json, .jsonl, .csv or .parquet file, a folder written by mapgen or "
+            "datasets' save_to_disk, or a Hub dataset user/name (default: four built-in example prompts)",
         )
     else:
         parser.add_argument(
