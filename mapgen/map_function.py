@@ -73,6 +73,7 @@ class MapFunction:
             raise ValueError(f"max_reasks must be an int >= 0, got {self.max_reasks!r}.")
         # What datasets hashes this function to; each answer's metadata refers to its provenance by it.
         object.__setattr__(self, "_provenance", _hash_or_warn(self) or uuid.uuid4().hex[:16])
+        provenance.remember(self)
         if self.task.sends_images and not self.llm.supports_images:
             raise ValueError(
                 f"{type(self.task).__name__} sends images, which {type(self.llm).__name__} cannot: use a "

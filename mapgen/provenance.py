@@ -9,9 +9,10 @@ function at all. So the record lives in two places:
   reference, ``provenance``: the map function's fingerprint (:func:`mapgen.fingerprint`, what
   ``datasets`` hashes). It travels with the rows through ``select``, ``filter``, ``concatenate``,
   ``save_to_disk``, parquet and the Hub, and a cached re-run returns the rows that hold it;
-- the full record (:func:`describe`), plain JSON, is kept once per reference: in this process's registry,
-  and, when the function uses the response store (``cache=True``, the default), in that store under the
-  key ``provenance:<reference>`` (a namespace that store keys, SHA-256 digests, never enter; both SQLite
+- the full record (:func:`describe`), plain JSON, is kept once per reference: in this process's registry
+  (every map function built here, also when only ``num_proc`` workers called it), and, when the function
+  uses the response store (``cache=True``, the default), in that store under the key
+  ``provenance:<reference>`` (a namespace that store keys, SHA-256 digests, never enter; both SQLite
   and PostgreSQL stores keep it with no schema change; ``mapgen cache clear`` clears it with the answers).
 
 A function run with ``cache=False`` keeps its record in its process only: a card made in another
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 STORE_PREFIX = "provenance:"
 """Store keys of provenance records: ``provenance:<reference>``."""
 
-_REGISTRY: dict[str, dict[str, Any]] = {}
+_FUNCTIONS: dict[str, MapFunction] = {}  # every map function built in this process, by reference
+_REGISTRY: dict[str, dict[str, Any]] = {}  # their records, described on first need
 _STORED: set[tuple[str, str]] = set()  # (reference, store URL) written by this process
 _LOCK = threading.Lock()
 
@@ -59,6 +61,7 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     fields), ``task`` (``class``, ``fields``, ``template``, ``system_prompt``, ``source``: a digest of
     its module), ``prompt_format``, ``mapgen_version`` and ``output_format``.
     """
+    from mapgen.label import LabelFunction
     from mapgen.store import mask_url
 
     llm, task = fn.llm, fn.task
@@ -71,7 +74,7 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     }
     record = {
         "reference": fn.provenance,
-        "step": "label" if "Label" in type(fn).__name__ else "generate",
+        "step": "label" if isinstance(fn, LabelFunction) else "generate",
         "function": qualified_name(type(fn)),
         "columns": list(fn.output_types()),
         "options": options,
@@ -122,13 +125,32 @@ def prompt_format(llm: Any) -> str:
     return f"function {getattr(chosen, '__module__', '?')}.{getattr(chosen, '__qualname__', repr(chosen))}"
 
 
+def remember(fn: MapFunction) -> None:
+    """Keep ``fn`` in this process's registry: map functions call it when they are built, so the process
+    that calls ``ds.map`` knows the record also when only its ``num_proc`` workers ran the function."""
+    _FUNCTIONS.setdefault(fn.provenance, fn)
+
+
+def _forget() -> None:
+    """Empty this process's registry, as a new process starts (for tests)."""
+    with _LOCK:
+        _FUNCTIONS.clear()
+        _REGISTRY.clear()
+        _STORED.clear()
+
+
+def _described(ref: str) -> dict[str, Any] | None:
+    with _LOCK:
+        if ref not in _REGISTRY and ref in _FUNCTIONS:
+            _REGISTRY[ref] = describe(_FUNCTIONS[ref])
+        return _REGISTRY.get(ref)
+
+
 def record(fn: MapFunction) -> None:
     """Keep ``fn``'s record in this process, and in its response store when it uses one; once per process
     and store. Map functions call it at every batch: it is a set look-up after the first."""
     ref = fn.provenance
-    with _LOCK:
-        if ref not in _REGISTRY:
-            _REGISTRY[ref] = describe(fn)
+    _FUNCTIONS.setdefault(ref, fn)
     if not fn.cache:
         return
     from mapgen.llms.base import Completion
@@ -140,13 +162,13 @@ def record(fn: MapFunction) -> None:
             return
         _STORED.add((ref, url))
     # put() never raises: a store that cannot be written warns once, and the run goes on.
-    open_store(url).put(STORE_PREFIX + ref, Completion(text=json.dumps(_REGISTRY[ref], sort_keys=True)))
+    open_store(url).put(STORE_PREFIX + ref, Completion(text=json.dumps(_described(ref), sort_keys=True)))
 
 
 def lookup(references: list[str], *, store: str | None = None) -> dict[str, dict[str, Any]]:
     """The records of ``references`` that this process or the response store ``store`` (default: the
     default store) holds; those found nowhere are left out."""
-    found = {ref: _REGISTRY[ref] for ref in references if ref in _REGISTRY}
+    found = {ref: record for ref in references if (record := _described(ref)) is not None}
     missing = [ref for ref in references if ref not in found]
     if missing:
         from mapgen.store import open_store

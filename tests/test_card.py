@@ -83,7 +83,7 @@ def test_the_quickstart_card_lists_both_steps_and_a_changed_parameter_changes_it
         assert done.returncode == 0, done.stderr
         return datasets.load_from_disk(str(labelled))
 
-    provenance._REGISTRY.clear()  # as in a new process: every record must come from the store
+    provenance._forget()  # as in a new process: every record must come from the store
     first = mapgen.dataset_card(quickstart("a", "0.7"))
     text = first.text
     generate_section, label_section = text.split("### 1. generate")[1].split("### 2. label")
@@ -117,7 +117,7 @@ def test_the_card_after_a_cached_rerun_counts_tokens_and_errors(tmp_path, tiny_l
     source.write_text('{"input": "Name a fruit."}\n{"input": ""}\n{"input": "Name a colour."}\n')
     fn = mapgen.generate(tiny_llm, num_generations=2)
     ds = datasets.load_dataset("json", data_files=str(source), split="train").map(fn, batched=True)
-    provenance._REGISTRY.clear()  # as in a new process
+    provenance._forget()  # as in a new process
     mapgen.counters.reset()
     again = datasets.load_dataset("json", data_files=str(source), split="train").map(fn, batched=True)
     assert mapgen.counters.snapshot()["requests"] == 0 and again._fingerprint == ds._fingerprint
@@ -144,7 +144,7 @@ def test_without_the_store_a_new_process_card_says_the_record_is_missing(tiny_ll
     ds = datasets.Dataset.from_dict({"input": ["Name a fruit."]})
     ds = ds.map(mapgen.generate(tiny_llm, cache=False), batched=True)
     assert "```jinja\n{{ input }}\n```" in mapgen.dataset_card(ds).text  # this process keeps it
-    provenance._REGISTRY.clear()
+    provenance._forget()
     text = mapgen.dataset_card(ds).text
     assert "The record of this step is not in this process or the response store" in text
     assert "- models: `SmolLM2-135M-Instruct.Q4_1`" in text
