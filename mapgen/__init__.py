@@ -12,6 +12,7 @@ Example:
 from mapgen import errors, parsing, schema
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.card import dataset_card
+from mapgen.costs import Price, price_for
 from mapgen.errors import FatalAPIError, StoreError, error_kind, error_kinds
 from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
@@ -63,6 +64,7 @@ from mapgen.tasks import (
     UltraFeedbackTask,
     UltraJudgeTask,
 )
+from mapgen.totals import Usage, usage
 
 __all__ = [
     "LLM",
@@ -92,6 +94,7 @@ __all__ = [
     "OpenAILLM",
     "ParseError",
     "PipelineFunction",
+    "Price",
     "PrometheusTask",
     "Prompt",
     "QualityScorerTask",
@@ -108,6 +111,7 @@ __all__ = [
     "UltraCMTask",
     "UltraFeedbackTask",
     "UltraJudgeTask",
+    "Usage",
     "__version__",
     "counters",
     "dataset_card",
@@ -121,11 +125,13 @@ __all__ = [
     "label",
     "parsing",
     "pipeline",
+    "price_for",
     "push_to_argilla",
     "push_to_hub",
     "schema",
     "to_argilla",
     "to_preference",
+    "usage",
     "vLLM",
 ]
 

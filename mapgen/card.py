@@ -235,12 +235,9 @@ def _cost(cost: float | None) -> str:
 
 
 def _usage_lines(ds: Any) -> list[str]:
-    # mapgen.usage (the costs work) sums tokens, cost, requests and store reuse by model; until it is in
-    # this build, the step totals above stand alone.
-    try:
-        from mapgen.costs import usage  # type: ignore[import-not-found]
-    except ImportError:
-        return []
+    """:func:`mapgen.usage`'s table: tokens, cost, requests and store reuse by model."""
+    from mapgen.totals import usage
+
     return ["By model:", "", _fenced(str(usage(ds)))]
 
 

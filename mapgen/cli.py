@@ -51,6 +51,7 @@ FLAGS = {
     "max_new_tokens": "--max-new-tokens",
     "temperature": "--temperature",
     "seed": "--seed",
+    "price_per_million": "--price-per-million",
     "num_generations": "--num-generations",
     "batch_size": "--batch-size",
     "num_proc": "--num-proc",
@@ -263,6 +264,14 @@ def add_llm_arguments(parser: argparse.ArgumentParser, *, temperature: float) ->
     parser.add_argument(
         "--seed", type=int, default=None, metavar="N", help="sampling seed, for reproducible answers"
     )
+    parser.add_argument(
+        "--price-per-million",
+        type=price_pair,
+        default=None,
+        metavar="IN,OUT",
+        help="USD per million input and output tokens, for the cost shown (default: the provider's list "
+        "price for OpenAI's and Anthropic's own APIs, else none)",
+    )
     # The typed sampling parameters; unset, the engine's default. The LLM config checks their ranges.
     sampling = parser.add_argument_group("sampling parameters (default: the engine's own)")
     sampling.add_argument("--top-k", type=int, default=None, metavar="K", help="sample among the K likeliest")
@@ -346,11 +355,24 @@ def suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def price_pair(text: str) -> tuple[float, float]:
+    """``"0.15,0.6"`` as ``(0.15, 0.6)``: USD per million input and output tokens."""
+    try:
+        rates = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        rates = ()
+    if len(rates) != 2 or any(rate < 0 for rate in rates):
+        message = f"expected IN,OUT in USD per million tokens (0.15,0.6); got {text!r}"
+        raise argparse.ArgumentTypeError(message)
+    return rates  # type: ignore[return-value]
+
+
 def build_llm(args: argparse.Namespace) -> Any:
     import mapgen
 
     backend, _, target = args.llm.partition(":")
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed}
+    sampling["price_per_million"] = args.price_per_million
     for name in ("top_k", "min_p", "stop", "presence_penalty", "frequency_penalty", "repetition_penalty"):
         sampling[name] = getattr(args, name)
     if backend == "llamacpp":

@@ -21,11 +21,14 @@ METADATA = pa.struct(
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
         ("from_store", pa.bool_()),
+        ("cost", pa.float64()),
+        ("cached_tokens", pa.int64()),
         # The fingerprint of the map function that wrote the answer: its record's key (mapgen.provenance).
         ("provenance", pa.string()),
     ]
 )
-"""Per-answer provenance."""
+"""Per-answer provenance: ``cost`` in USD (``None`` where the price is unknown: :mod:`mapgen.costs`) and
+``cached_tokens``, the prompt tokens read from the provider's prompt cache."""
 
 
 class TypedList(list):

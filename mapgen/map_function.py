@@ -14,6 +14,7 @@ from datasets.fingerprint import Hasher
 from mapgen import interrupts, provenance
 from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.config import dataclass_fingerprint, knob
+from mapgen.costs import spent, store_identity
 from mapgen.errors import ENGINE, INVALID_ANSWER, INVALID_OUTPUT, PARSE, error_kind, error_text
 from mapgen.fingerprint import register_fingerprint_reducer
 from mapgen.images import ImageError
@@ -131,7 +132,7 @@ class MapFunction:
             return self._send(requests, rank=rank)
 
         store = open_store(self.store)
-        llm_key = Hasher.hash(self.llm.fingerprint())
+        llm_key = Hasher.hash(store_identity(self.llm.fingerprint()))
         keys = [request_key(llm_key, request) for request in requests]
         first: dict[str, int] = {}  # each key's first request
         for i, key in enumerate(keys):
@@ -202,13 +203,13 @@ class MapFunction:
         checked: dict[int, Completion] = {}
 
         def answered(i: int, completion: Completion) -> None:
-            checked[i] = completion = valid(completion)
+            checked[i] = completion = spent(self.llm, valid(completion))
             if on_complete is not None:
                 on_complete(i, completion)
             request_progress.advance()
 
         completions = self.llm.complete(requests, rank=rank, on_complete=answered)
-        return [checked.get(i) or valid(c) for i, c in enumerate(completions)]
+        return [checked.get(i) or spent(self.llm, valid(c)) for i, c in enumerate(completions)]
 
     def parse_answer(self, completion: Completion) -> tuple[dict[str, Any], str | None]:
         """The task's outputs for one answer and ``None``, or ``{}`` and why there are none.
@@ -345,4 +346,6 @@ def completion_metadata(completion: Completion, provenance: str | None = None) -
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
         "from_store": completion.from_store,
+        "cost": completion.cost,
+        "cached_tokens": completion.cached_tokens,
     }

@@ -20,9 +20,13 @@ from collections.abc import Sequence
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
-COUNTERS = ("requests", "reused", "failed", "retries", "reasks")
-"""What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries, and
-re-asks of answers that failed their answer model."""
+COUNTERS = (
+    "requests", "reused", "failed", "retries", "reasks",
+    "prompt_tokens", "completion_tokens", "cost", "priced",
+)  # fmt: skip
+"""What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries,
+re-asks of answers that failed their answer model, and of the answers received, their prompt and completion
+tokens, their cost in nano-USD (:data:`mapgen.costs.NANO_USD`), and how many had a price."""
 
 MAX_SLOTS = 1024
 """Processes that can add to one :class:`Counters` (a parent and every worker it forked over its life);
@@ -195,13 +199,13 @@ class RequestProgress:
         now = counters.snapshot()
         # Every number shown: failures and retries are counted after the answer that ends a batch, so
         # a bar that looked at the request counts alone would keep showing the totals before them.
-        shown = (expected, answered, now["reused"], now["retries"], now["failed"])
+        shown = (expected, answered, *(now[name] for name in _SHOWN))
         if shown == self._drawn:
             return
         self._drawn = shown
         bar = self._bar
         bar.total, bar.n = expected, answered
-        bar.set_postfix(reused=now["reused"], retries=now["retries"], failed=now["failed"], refresh=False)
+        bar.set_postfix(_postfix(now), refresh=False)
         bar.refresh()
 
     def _run(self, stop: threading.Event) -> None:
@@ -234,6 +238,30 @@ class RequestProgress:
         self._bar = None
         self._thread = None
         self._own = [0, 0]
+
+
+_SHOWN = ("reused", "retries", "failed", "prompt_tokens", "completion_tokens", "cost", "priced")
+
+
+def _postfix(totals: dict[str, int]) -> dict[str, str | int]:
+    """The bar's counts after its numbers: failed, retries, reused, then the tokens received so far and
+    their cost where a price is known (:mod:`mapgen.costs`).
+
+    Example:
+        >>> _postfix({"reused": 1, "retries": 0, "failed": 0, "prompt_tokens": 1500, "completion_tokens": 500,
+        ...           "cost": 1_200_000, "priced": 3})
+        {'failed': 0, 'retries': 0, 'reused': 1, 'tokens': '2.0k', 'cost': '$0.001200'}
+    """
+    from mapgen.costs import NANO_USD, format_tokens, format_usd
+
+    # In the order the bar always showed them (tqdm sorts keyword postfixes), then the new ones.
+    postfix: dict[str, str | int] = {name: totals[name] for name in ("failed", "retries", "reused")}
+    tokens = totals["prompt_tokens"] + totals["completion_tokens"]
+    if tokens:
+        postfix["tokens"] = format_tokens(tokens)
+    if totals["priced"]:
+        postfix["cost"] = format_usd(totals["cost"] * NANO_USD)
+    return postfix
 
 
 def _bars_enabled() -> bool:

@@ -10,7 +10,7 @@ generation index (so the same seed offset) in every round.
 
 The columns are those of any generation map: ``generation_prompt`` keeps the messages of the first round
 (what the conversation started from), ``raw_generation_responses`` the last answer, and
-``generation_metadata`` the last finish reason with tokens summed over every round.
+``generation_metadata`` the last finish reason with tokens and cost summed over every round.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class _Conversation:
     last: Completion | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None
+    cost: float | None = None
     from_store: list[bool] = field(default_factory=list)
     error: str | None = None
 
@@ -126,6 +128,10 @@ def _advance(
     conversation.last = answer
     conversation.prompt_tokens += answer.prompt_tokens or 0
     conversation.completion_tokens += answer.completion_tokens or 0
+    if answer.cached_tokens is not None:
+        conversation.cached_tokens = (conversation.cached_tokens or 0) + answer.cached_tokens
+    if answer.cost is not None:
+        conversation.cost = (conversation.cost or 0.0) + answer.cost
     conversation.from_store.append(answer.from_store)
     if answer.text is None:
         kind = answer.error_kind or ENGINE
@@ -168,4 +174,6 @@ def _metadata(conversation: _Conversation, provenance: str) -> dict[str, Any]:
         "prompt_tokens": conversation.prompt_tokens if last else None,
         "completion_tokens": conversation.completion_tokens if last else None,
         "from_store": all(conversation.from_store) if last else False,
+        "cost": conversation.cost,
+        "cached_tokens": conversation.cached_tokens,
     }

@@ -125,7 +125,29 @@ class RunCounts:
                 if self["reasks"]
                 else []
             ),
+            *self.spend_lines(),
         ]
+
+    def spend_lines(self) -> list[tuple[str, str]]:
+        """``tokens`` and ``cost`` of the answers this map received (reused ones cost nothing now).
+
+        Example:
+            >>> moved = {"requests": 2, "prompt_tokens": 1200, "completion_tokens": 300, "cost": 450_000,
+            ...          "priced": 2}
+            >>> RunCounts(moved).spend_lines()
+            [('tokens', '1,200 prompt + 300 completion'), ('cost', '$0.0004500')]
+        """
+        from mapgen.costs import NANO_USD, format_usd
+
+        tokens = f"{self['prompt_tokens']:,} prompt + {self['completion_tokens']:,} completion"
+        received = self["priced"]
+        if received:
+            cost = format_usd(self["cost"] * NANO_USD)
+        elif self["requests"]:
+            cost = "unknown: no price for this model (set price_per_million=(input, output) on the LLM)"
+        else:
+            cost = format_usd(0)
+        return [("tokens", tokens), ("cost", cost)]
 
 
 def shorten(values: list[Any], width: int = 60) -> str:

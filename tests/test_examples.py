@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import mapgen
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
@@ -88,3 +90,14 @@ def test_structured_output():
     assert [errors for errors in ds["generation_errors"]] == [[None]] * 3
     assert all(s in ("positive", "negative", "neutral") for [s] in ds["sentiment"])
     assert all(1 <= stars <= 5 for [stars] in ds["stars"])
+
+
+@pytest.mark.llamacpp
+def test_costs():
+    first, again = load("costs").main(max_new_tokens=8)
+    price = mapgen.Price(*load("costs").PRICE)
+    metas = [meta for row in first["generation_metadata"] for meta in row]
+    assert all(m["cost"] == price.cost(m["prompt_tokens"], m["completion_tokens"]) for m in metas)
+    spent, reused = mapgen.usage(first).total, mapgen.usage(again).total
+    assert (spent.requests, spent.reused, reused.requests, reused.reused) == (4, 0, 0, 4)
+    assert spent.cost > 0 and reused.saved == pytest.approx(spent.cost) and reused.cost is None

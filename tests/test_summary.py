@@ -36,6 +36,8 @@ def test_the_request_lines_say_where_answers_came_from():
         ("requests sent", "3"),
         ("answers reused", "2 from the response store"),
         ("retries", "4"),
+        ("tokens", "0 prompt + 0 completion"),  # no usage reported, no price: said so (tests/test_costs.py)
+        ("cost", "unknown: no price for this model (set price_per_million=(input, output) on the LLM)"),
     ]
     cached = RunCounts.between(MOVED, MOVED, cache_files_predate=True)
     assert cached.lines(rows=4, answers=7)[:2] == [

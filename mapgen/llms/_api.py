@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import tenacity
 
 from mapgen.config import added, knob
+from mapgen.costs import priced
 from mapgen.errors import EMPTY_ANSWER, ENGINE, INTERRUPTED, REFUSED, FatalAPIError
 from mapgen.llms import _async
 from mapgen.llms._http import APIError, scrub
@@ -405,6 +406,7 @@ class APILLM(LLM):
             try:
                 answer = await self._post(engine, body, request, n)
                 completions = completions_from(answer, n)
+                completions = priced(self, completions, completion_tokens=_output_tokens(answer))
             except APIError as error:
                 if request.schema is not None and _about_schema(error):
                     retry_style = self._schema_fallback(engine, style)
@@ -542,6 +544,7 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
                 tokens=tokens,
                 top_logprobs=top_logprobs,
                 reasoning=reasoning,
+                cached_tokens=_cached_tokens(usage),
             )
         )
     return completions
@@ -575,6 +578,18 @@ def _no_content(message: dict[str, Any], finish: str | None) -> Completion:
     if finish == "content_filter":
         return Completion.failed("stopped by a content filter", REFUSED)
     return Completion.failed(f"no text in the answer (finish_reason={finish})", EMPTY_ANSWER)
+
+
+def _output_tokens(answer: Any) -> int | None:
+    """``usage.completion_tokens`` of an OpenAI-shaped answer: every choice's tokens together."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    return _int_or_none(usage.get("completion_tokens")) if isinstance(usage, dict) else None
+
+
+def _cached_tokens(usage: dict[str, Any]) -> int | None:
+    """``usage.prompt_tokens_details.cached_tokens``: the prompt tokens OpenAI read from its prompt cache."""
+    details = usage.get("prompt_tokens_details")
+    return _int_or_none(details.get("cached_tokens")) if isinstance(details, dict) else None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.config import dataclass_fingerprint, knob
+from mapgen.config import added, dataclass_fingerprint, knob
 from mapgen.errors import ENGINE
 from mapgen.llms._sampling import SAMPLING_PARAMETERS, check_generation_kwargs, check_sampling, stop_sequences
 from mapgen.prompt import Prompt
@@ -72,6 +72,11 @@ class Completion:
     """The kind of failure, a short code from :mod:`mapgen.errors` (``http_429``, ``invalid_answer``...)."""
     reasoning: str | None = None
     """The model's reasoning trace, apart from its answer in :attr:`text`, when it returned one."""
+    cost: float | None = None
+    """What the request cost in USD when its price is known (:mod:`mapgen.costs`); for a stored answer, what
+    it cost when it was paid for."""
+    cached_tokens: int | None = None
+    """How many of :attr:`prompt_tokens` the provider read from its prompt cache (billed at less)."""
 
     @classmethod
     def failed(cls, error: BaseException | str, kind: str | None = None) -> Completion:
@@ -176,6 +181,10 @@ class LLM:
     repetition_penalty: float | None = None
     """The multiplicative penalty of the CTRL paper (> 0; 1 is none) on tokens of the prompt and answer
     (llama.cpp calls it ``repeat_penalty``)."""
+    price_per_million: tuple[float, ...] | None = added(None)
+    """``(input, output)`` or ``(input, output, cached_input)`` in USD per million tokens: the price of this
+    config's answers, over the ``genai-prices`` table's (:mod:`mapgen.costs`); for self-hosted and unknown
+    models. It changes the ``cost`` in the answers' metadata, never the answers: not their store keys."""
 
     unsupported_sampling: ClassVar[Mapping[str, str]] = {}
     """Typed sampling parameters this backend cannot honour, each with the way out: setting one raises
@@ -202,6 +211,12 @@ class LLM:
         if self.seed is not None and not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int or None, got {type(self.seed).__name__}.")
         object.__setattr__(self, "stop", stop_sequences(self.stop))
+        if self.price_per_million is not None:
+            from mapgen.costs import as_price  # mapgen.costs reads Completion from here
+
+            price = as_price(self.price_per_million)
+            rates = tuple(rate for rate in dataclasses.astuple(price) if rate is not None)
+            object.__setattr__(self, "price_per_million", rates)
         check_sampling({name: getattr(self, name) for name in SAMPLING_PARAMETERS})
         for name, way_out in self.sampling_gaps().items():
             if getattr(self, name) is not None:

@@ -74,6 +74,8 @@ class LLMPool(LLM):
         )
         if own:  # the pool samples nothing itself: on it they would be dropped
             raise ValueError(f"LLMPool takes no sampling parameters ({own}): set them on its members.")
+        if self.price_per_million is not None:  # each member is priced as itself (mapgen.costs.spent)
+            raise ValueError("LLMPool takes no price_per_million: set it on the members it prices.")
         for member in self.members:
             if not isinstance(member, LLM) or isinstance(member, LLMPool):
                 raise TypeError(f"LLMPool members must be mapgen LLMs (not pools), got {member!r}.")

@@ -1,0 +1,285 @@
+"""What answers cost: prices in USD per million tokens, and the cost of one answer.
+
+A backend's price comes from its ``price_per_million=(input, output)`` field when set (self-hosted and
+unknown models, or a negotiated rate), else from the maintained table of the ``genai-prices`` package
+(pydantic's, bundled with the package: read offline, never updated over the network), looked up by
+provider and model, but only for requests that go to the provider's own API (a self-hosted server that
+serves a model called ``gpt-4o-mini`` is not billed by OpenAI). Anything else has no price: its answers
+keep their token counts and get ``cost=None``.
+
+Providers bill cached input tokens (a prompt prefix they have seen recently) at a lower rate, and
+batch APIs at half price; :meth:`Price.cost` applies both.
+
+Example:
+    >>> price = Price(input=0.15, output=0.60, cached_input=0.075)  # gpt-4o-mini
+    >>> round(price.cost(1_000, 200), 8)
+    0.00027
+    >>> round(price.cost(1_000, 200, cached_tokens=800, batch=True), 8)
+    0.000105
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # mapgen.llms imports this module: at run time, completions are only passed through
+    from mapgen.llms.base import Completion
+
+BATCH_DISCOUNT = 0.5
+"""What a provider batch API charges, as a share of the usual price (OpenAI's and Anthropic's: half)."""
+
+PROVIDER_HOSTS: Mapping[str, str] = {
+    "api.openai.com": "openai",
+    "api.anthropic.com": "anthropic",
+}
+"""API hosts whose requests are billed at the provider's list price, and the provider's id in
+``genai-prices``. Any other host (a local server, a proxy, a cloud's deployment) has no list price."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """A model's prices in USD per million tokens: ``input`` (prompt), ``output`` (completion), and
+    ``cached_input`` (prompt tokens read from the provider's prompt cache; ``None``: no discount).
+
+    Example:
+        >>> Price(3.0, 15.0).cost(prompt_tokens=2_000, completion_tokens=500)
+        0.0135
+    """
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cached_input"):
+            value = getattr(self, name)
+            if value is None and name == "cached_input":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TypeError(f"Price.{name} must be a number of USD per million tokens, got {value!r}.")
+            if value < 0:
+                raise ValueError(f"Price.{name} must be >= 0 USD per million tokens, got {value!r}.")
+            object.__setattr__(self, name, float(value))
+
+    def cost(
+        self, prompt_tokens: int, completion_tokens: int, *, cached_tokens: int = 0, batch: bool = False
+    ) -> float:
+        """The cost in USD of one request: ``prompt_tokens`` (all input tokens, ``cached_tokens`` of them
+        read from the prompt cache) and ``completion_tokens``; ``batch`` applies the batch discount.
+
+        Example:
+            >>> Price(1.0, 2.0, cached_input=0.1).cost(1_000_000, 0, cached_tokens=1_000_000)
+            0.1
+        """
+        cached = min(max(cached_tokens, 0), prompt_tokens)
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        fresh = prompt_tokens - cached
+        usd = (fresh * self.input + cached * cached_rate + completion_tokens * self.output) / 1e6
+        return usd * BATCH_DISCOUNT if batch else usd
+
+
+def price_for(llm: Any) -> Price | None:
+    """The price of ``llm``'s answers: its ``price_per_million`` when set, else the ``genai-prices`` table's
+    for its provider and model when requests go to the provider's own API (:func:`billed_by`), else ``None``.
+
+    Example:
+        >>> import mapgen
+        >>> price_for(mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-..."))
+        Price(input=0.15, output=0.6, cached_input=0.075)
+        >>> price_for(mapgen.OpenAILLM("gpt-4o-mini", base_url="http://localhost:8000/v1")) is None
+        True
+        >>> local = mapgen.OpenAILLM("m", base_url="http://127.0.0.1:8000/v1", price_per_million=(0.2, 0.8))
+        >>> price_for(local)
+        Price(input=0.2, output=0.8, cached_input=None)
+    """
+    own = getattr(llm, "price_per_million", None)
+    if own is not None:
+        return as_price(own)
+    provider = billed_by(llm)
+    model = getattr(llm, "model", None)
+    if provider is None or not isinstance(model, str):
+        return None
+    return table_price(provider, model)
+
+
+def as_price(value: Price | Sequence[float]) -> Price:
+    """A :class:`Price` from ``(input, output)`` or ``(input, output, cached_input)`` in USD per million
+    tokens; raises ``TypeError``/``ValueError`` on anything else (it is checked when a backend is built).
+
+    Example:
+        >>> as_price((0.5, 1.5))
+        Price(input=0.5, output=1.5, cached_input=None)
+    """
+    if isinstance(value, Price):
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) not in (2, 3):
+        raise TypeError(
+            "price_per_million must be (input, output) or (input, output, cached_input) in USD per million "
+            f"tokens, e.g. (0.15, 0.6); got {value!r}."
+        )
+    return Price(*value)
+
+
+def billed_by(llm: Any) -> str | None:
+    """The provider (a ``genai-prices`` id) that bills ``llm``'s requests at its list price, or ``None``.
+
+    A backend may say so itself (a ``billed_by`` attribute); else it is read from the host of its
+    ``resolved_base_url`` (or ``base_url``) in :data:`PROVIDER_HOSTS`.
+
+    Example:
+        >>> import mapgen
+        >>> billed_by(mapgen.OpenAILLM("gpt-4o", base_url="https://api.openai.com/v1"))
+        'openai'
+    """
+    own = getattr(llm, "billed_by", None)
+    if isinstance(own, str) or (own is None and hasattr(type(llm), "billed_by")):
+        return own
+    url = getattr(llm, "resolved_base_url", None) or getattr(llm, "base_url", None)
+    if not isinstance(url, str):
+        return None
+    return PROVIDER_HOSTS.get((urlsplit(url).hostname or "").lower())
+
+
+@functools.lru_cache(maxsize=256)
+def table_price(provider: str, model: str) -> Price | None:
+    """``model``'s current list price at ``provider`` in the ``genai-prices`` table bundled with the
+    package (no network: its auto-update is never started), or ``None`` when the table does not know it.
+
+    Long-context tiers (Anthropic's above 200k input tokens) are left out: the base price is used.
+    """
+    try:
+        from genai_prices import data_snapshot
+    except ImportError:  # an optional dependency: without it only price_per_million prices
+        return None
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
+        prices = info.get_prices(datetime.now(tz=timezone.utc))
+    except LookupError:
+        return None
+    input_rate, output_rate = _base(prices.input_mtok), _base(prices.output_mtok)
+    if input_rate is None or output_rate is None:
+        return None
+    return Price(input_rate, output_rate, _base(prices.cache_read_mtok))
+
+
+def _base(rate: Any) -> float | None:
+    """A ``genai-prices`` rate as a float: a number, or a tiered price's base."""
+    if rate is None:
+        return None
+    return float(getattr(rate, "base", rate))
+
+
+def priced(
+    llm: Any, completions: Sequence[Completion], *, completion_tokens: int | None = None, batch: bool = False
+) -> list[Completion]:
+    """``completions``, the answers of one request, each with its :attr:`~Completion.cost` set from
+    ``llm``'s price (:func:`price_for`) and its token counts; unchanged where the price is unknown.
+
+    One request answered ``n`` times is billed its prompt once and every answer's tokens, reported
+    together as ``completion_tokens``: its cost is shared equally among its answers, so that summing the
+    answers' costs gives the request's. Answers that already carry a cost (a batch result priced by its
+    collector) or that came from the response store keep theirs.
+
+    Example:
+        >>> import mapgen
+        >>> llm = mapgen.OpenAILLM("m", base_url="http://localhost:8000/v1", price_per_million=(1.0, 2.0))
+        >>> priced(llm, [mapgen.Completion("hi", prompt_tokens=10, completion_tokens=5)])[0].cost
+        2e-05
+    """
+    if not completions:
+        return list(completions)
+    price = price_for(llm)
+    if price is None:
+        return list(completions)
+    first = completions[0]
+    if len(completions) == 1:
+        completion_tokens = first.completion_tokens
+    if first.prompt_tokens is None or completion_tokens is None:
+        return list(completions)
+    cached = first.cached_tokens or 0
+    cost = price.cost(first.prompt_tokens, completion_tokens, cached_tokens=cached, batch=batch)
+    share = cost / len(completions)
+    return [
+        c if c.cost is not None or c.from_store else dataclasses.replace(c, cost=share) for c in completions
+    ]
+
+
+NANO_USD = 1e-9
+"""The unit of the ``cost`` counter (:data:`mapgen.counters` holds integers)."""
+
+
+def spent(llm: Any, completion: Completion) -> Completion:
+    """``completion``, a fresh answer from ``llm`` (or a member of it, an :class:`~mapgen.LLMPool`, named by
+    its ``model``), priced if it is not yet (local engines; the API backends price as they read), and
+    added to :data:`mapgen.counters`' ``prompt_tokens``, ``completion_tokens`` and ``cost`` (in nano-USD)."""
+    if completion.from_store:
+        return completion
+    if completion.cost is None and completion.text is not None:
+        completion = priced(_member(llm, completion.model), [completion])[0]
+    from mapgen.progress import counters
+
+    counters.add(
+        prompt_tokens=completion.prompt_tokens or 0,
+        completion_tokens=completion.completion_tokens or 0,
+        cost=round(completion.cost / NANO_USD) if completion.cost is not None else 0,
+        priced=int(completion.cost is not None),
+    )
+    return completion
+
+
+def _member(llm: Any, model: str | None) -> Any:
+    """The member of a pool that wrote an answer (by its model name), else ``llm`` itself."""
+    for member in getattr(llm, "members", ()):
+        if member.model_name == model:
+            return member
+    return llm
+
+
+def store_identity(state: Any) -> Any:
+    """A backend's fingerprint without its ``price_per_million`` (a pool's members' too): what its store
+    keys derive from. A price changes what an answer cost, never the answer, so it must not make a run
+    pay for answers it already has.
+
+    Example:
+        >>> store_identity({"type": "OpenAILLM", "model": "m", "price_per_million": [1.0, 2.0]})
+        {'type': 'OpenAILLM', 'model': 'm'}
+    """
+    if isinstance(state, Mapping):
+        return {key: store_identity(value) for key, value in state.items() if key != "price_per_million"}
+    if isinstance(state, list):
+        return [store_identity(value) for value in state]
+    return state
+
+
+def format_usd(usd: float) -> str:
+    """An amount in USD, with four significant digits below a dollar.
+
+    Example:
+        >>> format_usd(0.0000123456), format_usd(0.5), format_usd(1234.5), format_usd(0)
+        ('$0.00001235', '$0.5000', '$1,234.50', '$0.00')
+    """
+    if usd == 0 or abs(usd) >= 1:
+        return f"${usd:,.2f}"
+    decimals = 3 - math.floor(math.log10(abs(usd)))
+    return f"${usd:.{decimals}f}"
+
+
+def format_tokens(count: int) -> str:
+    """A token count, short: ``950``, ``12.3k``, ``4.56M``.
+
+    Example:
+        >>> format_tokens(950), format_tokens(12_345), format_tokens(4_560_000)
+        ('950', '12.3k', '4.56M')
+    """
+    if count < 1000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k"
+    return f"{count / 1_000_000:.2f}M"

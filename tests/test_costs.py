@@ -1,0 +1,169 @@
+"""Costs: each answer's tokens and USD cost, priced from price_per_million or the genai-prices table, summed
+by mapgen.usage(ds), shown by the Requests bar and the CLI summary. Usage comes from the fault server,
+counted as tests/servers/tokens.py says, and is recomputed here from the requests it received."""
+
+import re
+
+import datasets
+import genai_prices
+import pytest
+
+import mapgen
+from mapgen import costs
+from mapgen.progress import request_progress
+from tests.servers.tokens import END_TOKENS, count_tokens, openai_prompt_tokens
+from tests.test_cli import run_main, summary
+
+
+def prompts(n):
+    return datasets.Dataset.from_dict({"input": [f"question number {i}" for i in range(n)]})
+
+
+def llm_on(server, model="fault", **fields):
+    return mapgen.OpenAILLM(model, base_url=server.base_url, api_key=server.api_key, **fields)
+
+
+def served_usage(server):
+    """(prompt tokens, completion tokens) of each request the server answered, from its request log."""
+    return [
+        (
+            openai_prompt_tokens(body["messages"]),
+            count_tokens(f"echo: {body['messages'][-1]['content']}") + END_TOKENS,
+        )
+        for body in server.requests()
+    ]
+
+
+def test_price_per_million_prices_each_answer_from_the_usage_the_server_reported(fault_server):
+    ds = prompts(3).map(mapgen.generate(llm_on(fault_server, price_per_million=(2.0, 8.0))), batched=True)
+    metas = [row[0] for row in ds["generation_metadata"]]
+    served = served_usage(fault_server)
+    assert sorted((m["prompt_tokens"], m["completion_tokens"]) for m in metas) == sorted(served)
+    for meta in metas:
+        expected = (meta["prompt_tokens"] * 2.0 + meta["completion_tokens"] * 8.0) / 1e6
+        assert meta["cost"] == pytest.approx(expected) and meta["from_store"] is False
+    total = mapgen.usage(ds)["fault"]
+    assert (total.requests, total.reused, total.unpriced) == (3, 0, 0)
+    assert total.prompt_tokens == sum(p for p, _ in served)
+    assert total.cost == pytest.approx(sum(p * 2.0 + c * 8.0 for p, c in served) / 1e6)
+
+
+def test_the_providers_own_host_is_priced_from_the_genai_prices_table(fault_server, monkeypatch):
+    # The fault server stands in for api.openai.com: its host is billed as OpenAI's.
+    monkeypatch.setitem(costs.PROVIDER_HOSTS, "127.0.0.1", "openai")
+    ds = prompts(2).map(mapgen.generate(llm_on(fault_server, "gpt-4o-mini")), batched=True)
+    for [meta] in ds["generation_metadata"]:
+        usage = genai_prices.Usage(
+            input_tokens=meta["prompt_tokens"], output_tokens=meta["completion_tokens"]
+        )
+        listed = genai_prices.calc_price(usage, "gpt-4o-mini", provider_id="openai").total_price
+        assert meta["cost"] == pytest.approx(float(listed))
+
+
+def test_a_self_hosted_model_named_like_a_providers_has_tokens_and_no_cost(fault_server):
+    llm = llm_on(fault_server, "gpt-4o-mini")  # a local server is not billed by OpenAI
+    assert mapgen.price_for(llm) is None
+    ds = prompts(2).map(mapgen.generate(llm), batched=True)
+    assert all(m["cost"] is None and m["prompt_tokens"] > 0 for [m] in ds["generation_metadata"])
+    total = mapgen.usage(ds).total
+    assert (total.requests, total.cost, total.unpriced) == (2, None, 2)
+    assert "unknown" in str(mapgen.usage(ds))
+
+
+def test_cached_prompt_tokens_are_billed_at_the_cached_rate(fault_server):
+    answer = {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": 2000,
+            "completion_tokens": 10,
+            "prompt_tokens_details": {"cached_tokens": 1536},
+        },
+    }
+    fault_server.configure(api_key=fault_server.api_key, replies=[{"body": answer}])
+    llm = llm_on(fault_server, price_per_million=(1.0, 4.0, 0.25))
+    [[meta]] = prompts(1).map(mapgen.generate(llm), batched=True)["generation_metadata"]
+    assert meta["cached_tokens"] == 1536
+    assert meta["cost"] == pytest.approx((464 * 1.0 + 1536 * 0.25 + 10 * 4.0) / 1e6)
+
+
+def test_one_request_answered_n_times_shares_its_cost_among_its_answers(fault_server):
+    llm = llm_on(fault_server, price_per_million=(1.0, 3.0), use_n=True)
+    ds = prompts(1).map(mapgen.generate(llm, num_generations=3), batched=True)
+    [body] = fault_server.requests()
+    assert body["n"] == 3
+    prompt = openai_prompt_tokens(body["messages"])  # billed once for the three answers
+    output = sum(count_tokens(text) + END_TOKENS for text in ds[0]["generations"])
+    costs_ = [m["cost"] for m in ds[0]["generation_metadata"]]
+    assert sum(costs_) == pytest.approx((prompt * 1.0 + output * 3.0) / 1e6) and len(set(costs_)) == 1
+
+
+def test_answers_reused_from_the_store_keep_their_cost_and_a_new_price_pays_nothing_again(fault_server):
+    ds = prompts(4)  # in memory: datasets re-runs every map, the store answers
+    first = ds.map(mapgen.generate(llm_on(fault_server, price_per_million=(1.0, 2.0))), batched=True)
+    fault_server.configure(api_key=fault_server.api_key)  # zero its counters
+    repriced = mapgen.generate(llm_on(fault_server, price_per_million=(5.0, 9.0)))
+    again = ds.map(repriced, batched=True)
+    assert fault_server.stats()["total"] == 0  # a price is not part of a store key
+    spent, reused = mapgen.usage(first)["fault"], mapgen.usage(again)["fault"]
+    assert (reused.requests, reused.reused, reused.cost) == (0, 4, None)
+    assert reused.saved == pytest.approx(spent.cost)  # the cost they had when they were paid for
+    assert again["generation_metadata"] == [
+        [{**m, "from_store": True} for m in row] for row in first["generation_metadata"]
+    ]
+
+
+def test_a_price_changes_the_maps_fingerprint_and_none_keeps_the_old_one(fault_server):
+    plain, priced = llm_on(fault_server), llm_on(fault_server, price_per_million=(1.0, 2.0))
+    assert "price_per_million" not in plain.fingerprint()  # configs without one keep their caches
+    assert mapgen.fingerprint(mapgen.generate(plain)) != mapgen.fingerprint(mapgen.generate(priced))
+    assert costs.store_identity(priced.fingerprint()) == plain.fingerprint()
+
+
+def test_price_checks_and_discounts():
+    price = mapgen.Price(2.0, 10.0, cached_input=0.5)
+    assert price.cost(1000, 100) == pytest.approx((2000 + 1000) / 1e6)
+    assert price.cost(1000, 100, batch=True) == pytest.approx(price.cost(1000, 100) / 2)
+    assert price.cost(1000, 0, cached_tokens=5000) == pytest.approx(1000 * 0.5 / 1e6)  # at most every token
+    assert mapgen.Price(1.0, 1.0).cost(1000, 0, cached_tokens=1000) == pytest.approx(
+        1000 / 1e6
+    )  # no discount
+    with pytest.raises(ValueError, match="input must be >= 0"):
+        mapgen.Price(-1.0, 1.0)
+    with pytest.raises(TypeError, match=r"price_per_million must be \(input, output\)"):
+        mapgen.OpenAILLM("m", base_url="http://127.0.0.1:1/v1", price_per_million=0.15)
+    with pytest.raises(ValueError, match="no price_per_million"):
+        mapgen.LLMPool([mapgen.LlamaCppLLM(seed=0)], price_per_million=(1.0, 1.0))
+    assert mapgen.price_for(mapgen.OpenAILLM("no-such-model-xyz", api_key="sk-x")) is None
+
+
+def test_the_requests_bar_shows_tokens_and_cost_so_far(fault_server, capsys):
+    was_enabled = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.enable_progress_bars()
+    try:
+        prompts(3).map(
+            mapgen.generate(llm_on(fault_server, price_per_million=(1000.0, 1000.0))), batched=True
+        )
+        request_progress.close()
+    finally:
+        if not was_enabled:
+            datasets.disable_progress_bars()
+    tokens = sum(p + c for p, c in served_usage(fault_server))
+    bar = capsys.readouterr().err
+    shown = re.search(rf"Requests: 100%.*3/3.*tokens={tokens}, cost=\$([0-9.]+)", bar)
+    assert shown and float(shown.group(1)) == pytest.approx(tokens / 1000), bar
+
+
+def test_the_cli_summary_shows_tokens_and_cost(fault_server, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)
+    args = ["generate", "--llm", "openai:m", "--base-url", fault_server.base_url, "--limit", "2"]
+    status, out, _ = run_main(capsys, *args, "--price-per-million", "1000,2000")
+    assert status == 0
+    served = served_usage(fault_server)
+    table = summary(out)
+    assert table["tokens"] == f"{sum(p for p, _ in served)} prompt + {sum(c for _, c in served)} completion"
+    assert table["cost"].startswith("$")
+    assert float(table["cost"][1:]) == pytest.approx(sum(p * 1000 + c * 2000 for p, c in served) / 1e6)
+    status, out, _ = run_main(capsys, *args, "--temperature", "0.5")  # no price: said so, with the way out
+    assert summary(out)["cost"].startswith("unknown: no price for this model (set price_per_million")
+    status, _, err = run_main(capsys, *args, "--price-per-million", "0.15")
+    assert status == 2 and "expected IN,OUT" in err
