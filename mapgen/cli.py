@@ -197,8 +197,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
             type=input_path,
             required=True,
             metavar="PATH",
-            help="what to rate: the output of 'mapgen generate' (a folder, .jsonl or .parquet file), or "
-            "any dataset with a 'generations' column holding a list of answers per row",
+            help="what to rate: the output of 'mapgen generate' (a folder, .jsonl or .parquet file, or a "
+            "Hub dataset user/name), or any dataset with a 'generations' column holding a list of answers "
+            "per row",
         )
     parser.add_argument(
         "--column", default="input", metavar="NAME", help="the column holding the prompts (default: input)"
@@ -576,9 +577,17 @@ def push(ds: Any, args: argparse.Namespace) -> str | None:
     """Push ``ds`` and its card to ``--push-to-hub`` (see :func:`mapgen.push_to_hub`); the repo's URL."""
     if args.push_to_hub is None:
         return None
+    from huggingface_hub.errors import HfHubHTTPError
+
     from mapgen.hub import push_to_hub
 
-    push_to_hub(ds, args.push_to_hub, private=args.private or None)
+    try:
+        push_to_hub(ds, args.push_to_hub, private=args.private or None)
+    except HfHubHTTPError as error:  # its message names the URL and the Hub's reason, never the token
+        raise CommandError(
+            f"--push-to-hub {args.push_to_hub}: the Hub refused ({error}); the token comes from HF_TOKEN or "
+            "'hf auth login'. The dataset was written to --output if given."
+        ) from None
     return (
         f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co').rstrip('/')}/datasets/{args.push_to_hub}"
     )

@@ -213,6 +213,12 @@ def test_cli_pushes_then_reads_the_hub_dataset_back(hub, tmp_path):
     readme = hub_files(hub, "tester/cli-labelled")["README.md"].decode()
     assert "### 1. generate" in readme and "### 2. label" in readme
 
+    wrong = "hf_wrong_token_do_not_print"
+    done = mapgen_cli("generate", "--limit", "1", "--max-new-tokens", "2", "--push-to-hub", "tester/no",
+                      env={**env, "HF_TOKEN": wrong})  # fmt: skip
+    assert done.returncode == 2 and "mapgen: error: --push-to-hub tester/no: the Hub refused" in done.stderr
+    assert "401" in done.stderr and wrong not in done.stdout + done.stderr
+
 
 def test_cli_names_the_hub_dataset_it_cannot_reach(tmp_path):
     done = mapgen_cli("generate", "--dataset", "someone/prompts", env={"HF_HUB_OFFLINE": "1"})
