@@ -11,6 +11,7 @@ Example:
 
 from mapgen import errors, parsing, schema
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
+from mapgen.card import dataset_card
 from mapgen.costs import Price, price_for
 from mapgen.errors import BatchPending, FatalAPIError, StoreError, error_kind, error_kinds
 from mapgen.estimate import Estimate, estimate
@@ -18,6 +19,7 @@ from mapgen.explain import explain_cache
 from mapgen.fingerprint import fingerprint
 from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
+from mapgen.hub import push_to_hub
 from mapgen.integrations.argilla import push_to_argilla, to_argilla
 from mapgen.interrupts import Interrupted
 from mapgen.label import LabelFunction, label
@@ -117,6 +119,7 @@ __all__ = [
     "Usage",
     "__version__",
     "counters",
+    "dataset_card",
     "error_kind",
     "error_kinds",
     "errors",
@@ -130,6 +133,7 @@ __all__ = [
     "pipeline",
     "price_for",
     "push_to_argilla",
+    "push_to_hub",
     "schema",
     "to_argilla",
     "to_preference",

@@ -188,8 +188,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
             type=input_path,
             default=None,
             metavar="PATH",
-            help="a .json, .jsonl, .csv or .parquet file, or a folder written by mapgen or "
-            "datasets' save_to_disk (default: four built-in example prompts)",
+            help="a .json, .jsonl, .csv or .parquet file, a folder written by mapgen or "
+            "datasets' save_to_disk, or a Hub dataset user/name (default: four built-in example prompts)",
         )
     else:
         parser.add_argument(
@@ -197,8 +197,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
             type=input_path,
             required=True,
             metavar="PATH",
-            help="what to rate: the output of 'mapgen generate' (a folder, .jsonl or .parquet file), or "
-            "any dataset with a 'generations' column holding a list of answers per row",
+            help="what to rate: the output of 'mapgen generate' (a folder, .jsonl or .parquet file, or a "
+            "Hub dataset user/name), or any dataset with a 'generations' column holding a list of answers "
+            "per row",
         )
     parser.add_argument(
         "--column", default="input", metavar="NAME", help="the column holding the prompts (default: input)"
@@ -214,6 +215,14 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_dataset: bool
         help="where to write: a .parquet, .jsonl or .json file, else a folder (read it back with "
         "datasets.load_from_disk); .csv, .tsv and .txt are refused (default: write nothing)",
     )
+    parser.add_argument(
+        "--push-to-hub",
+        default=None,
+        metavar="REPO",
+        help="also push the result to the Hub dataset repo REPO (user/name) with a dataset card that says "
+        "how each column was made; the token comes from HF_TOKEN or 'hf auth login'",
+    )
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     parser.add_argument(
         "--batch-size", type=positive_int, default=64, metavar="N", help="rows per batch (default: 64)"
     )
@@ -315,11 +324,21 @@ def non_negative_int(text: str) -> int:
     return 0 if text.strip() == "0" else positive_int(text)
 
 
-def input_path(text: str) -> Path:
-    """An argparse type: a dataset file mapgen reads, or a saved dataset folder, that exists."""
+class HubDataset(str):
+    """A ``--dataset`` that names a Hugging Face Hub dataset (``user/name``), not a local path."""
+
+
+_HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def input_path(text: str) -> Path | HubDataset:
+    """An argparse type: a dataset file mapgen reads, or a saved dataset folder, that exists; else, for
+    ``user/name`` with no such local folder, a Hub dataset (read when the command runs)."""
     path = Path(text)
     if path.is_dir():
         return path
+    if _HUB_REPO.match(text) and suffix(path) not in INPUT_SUFFIXES and not path.exists():
+        return HubDataset(text)
     if suffix(path) not in INPUT_SUFFIXES:
         raise argparse.ArgumentTypeError(
             f"{text}: use a .json, .jsonl, .csv or .parquet file, or a folder written by save_to_disk"
@@ -391,7 +410,11 @@ def load_rows(args: argparse.Namespace) -> Any:
         ds = datasets.Dataset.from_dict({args.column: EXAMPLE_INSTRUCTIONS})
     else:
         path = args.dataset
-        if path.is_dir():
+        if isinstance(path, HubDataset):
+            from mapgen.hub import load_hub_dataset
+
+            ds = load_hub_dataset(str(path))
+        elif path.is_dir():
             ds = datasets.load_from_disk(str(path))
         else:
             ds = datasets.load_dataset(INPUT_SUFFIXES[suffix(path)], data_files=str(path), split="train")
@@ -431,6 +454,7 @@ def run_generate(args: argparse.Namespace) -> int:
         return dry_run(ds, fn, args)
     ds, seconds, counts = run_map(ds, fn, args, "Generating")
     write_output(ds, args.output)
+    pushed = push(ds, args)
 
     from mapgen.summary import describe_failures, failures_by_kind, shorten, table
 
@@ -445,6 +469,7 @@ def run_generate(args: argparse.Namespace) -> int:
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
+        *([("pushed to", pushed)] if pushed else []),
     ]
     if len(ds):
         lines.append(("row 0 generations", shorten(ds[0]["generations"])))
@@ -472,6 +497,7 @@ def run_label(args: argparse.Namespace) -> int:
         return dry_run(ds, fn, args)
     ds, seconds, counts = run_map(ds, fn, args, "Labelling")
     write_output(ds, args.output)
+    pushed = push(ds, args)
 
     from mapgen.summary import describe_failures, rating_failures, shorten, table
 
@@ -489,6 +515,7 @@ def run_label(args: argparse.Namespace) -> int:
         ("seconds", f"{seconds:.1f}"),
         ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
+        *([("pushed to", pushed)] if pushed else []),
     ]
     weighted = "weighted_rating" in ds.column_names
     if len(ds):
@@ -584,6 +611,26 @@ def run_cache(args: argparse.Namespace) -> int:
     else:
         print(f"{store.where}\n{len(store)} answers, {store.size_bytes() / 1e6:.1f} MB")
     return 0
+
+
+def push(ds: Any, args: argparse.Namespace) -> str | None:
+    """Push ``ds`` and its card to ``--push-to-hub`` (see :func:`mapgen.push_to_hub`); the repo's URL."""
+    if args.push_to_hub is None:
+        return None
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from mapgen.hub import push_to_hub
+
+    try:
+        push_to_hub(ds, args.push_to_hub, private=args.private or None)
+    except HfHubHTTPError as error:  # its message names the URL and the Hub's reason, never the token
+        raise CommandError(
+            f"--push-to-hub {args.push_to_hub}: the Hub refused ({error}); the token comes from HF_TOKEN or "
+            "'hf auth login'. The dataset was written to --output if given."
+        ) from None
+    return (
+        f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co').rstrip('/')}/datasets/{args.push_to_hub}"
+    )
 
 
 def write_output(ds: Any, output: Path | None) -> None:

@@ -23,6 +23,8 @@ METADATA = pa.struct(
         ("from_store", pa.bool_()),
         ("cost", pa.float64()),
         ("cached_tokens", pa.int64()),
+        # The fingerprint of the map function that wrote the answer: its record's key (mapgen.provenance).
+        ("provenance", pa.string()),
     ]
 )
 """Per-answer provenance: ``cost`` in USD (``None`` where the price is unknown: :mod:`mapgen.costs`) and

@@ -103,7 +103,7 @@ class GenerateFunction(MapFunction):
         columns["raw_generation_responses"].append([c.text for c in completions])
         columns["generation_reasoning"].append([c.reasoning for c in completions])
         columns["generation_errors"].append([error for _, error in parsed])
-        columns["generation_metadata"].append([completion_metadata(c) for c in completions])
+        columns["generation_metadata"].append([completion_metadata(c, self.provenance) for c in completions])
 
 
 def generate(

@@ -133,7 +133,7 @@ class LabelFunction(MapFunction):
                 values["labelling_prompt"][i] = request.prompt.messages()
                 values["raw_labelling_response"][i] = completion.text
                 values["labelling_reasoning"][i] = completion.reasoning
-                values["labelling_metadata"][i] = completion_metadata(completion)
+                values["labelling_metadata"][i] = completion_metadata(completion, self.provenance)
                 parsed, problem = self.parse_answer(completion)
                 if problem:
                     kind, message = split_error(problem)
@@ -147,7 +147,7 @@ class LabelFunction(MapFunction):
             values["labelling_prompt"] = request.prompt.messages()
             values["raw_labelling_response"] = completion.text
             values["labelling_reasoning"] = completion.reasoning
-            values["labelling_metadata"] = completion_metadata(completion)
+            values["labelling_metadata"] = completion_metadata(completion, self.provenance)
             parsed, problem = self.parse_answer(completion)
             if problem:
                 problems.append(problem)

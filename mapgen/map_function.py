@@ -11,7 +11,7 @@ from typing import Any
 
 from datasets.fingerprint import Hasher
 
-from mapgen import batch_api, interrupts
+from mapgen import batch_api, interrupts, provenance
 from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.config import dataclass_fingerprint, knob
 from mapgen.costs import spent, store_identity
@@ -76,7 +76,9 @@ class MapFunction:
             raise ValueError(
                 "batch_api=True keeps its job ids in the response store: drop cache=False (or batch_api)."
             )
-        _warn_if_unhashable(self)
+        # What datasets hashes this function to; each answer's metadata refers to its provenance by it.
+        object.__setattr__(self, "_provenance", _hash_or_warn(self) or uuid.uuid4().hex[:16])
+        provenance.remember(self)
         if self.task.sends_images and not self.llm.supports_images:
             raise ValueError(
                 f"{type(self.task).__name__} sends images, which {type(self.llm).__name__} cannot: use a "
@@ -94,6 +96,7 @@ class MapFunction:
         rank = args[-1] if args and not isinstance(args[-1], (list, tuple)) else None
         rows = self.read_rows(batch)
         self.llm.preflight()
+        provenance.record(self)
         interrupts.watch_parent()
         with interrupts.reported():
             return self.process(rows, rank=rank)
@@ -317,6 +320,12 @@ class MapFunction:
         empty = [columns.get(name, name) for name, value in row.items() if _is_empty(value)]
         return f"column(s) {empty} are empty" if empty else None
 
+    @property
+    def provenance(self) -> str:
+        """The reference each answer's metadata carries to this function's provenance record: its
+        fingerprint (see :mod:`mapgen.provenance`)."""
+        return self._provenance  # type: ignore[attr-defined]
+
     def fingerprint(self) -> dict[str, Any]:
         return {"mapgen_output_format": OUTPUT_FORMAT_VERSION, **dataclass_fingerprint(self)}
 
@@ -325,9 +334,9 @@ class CacheWarning(UserWarning):
     """A mapgen callable that ``datasets`` cannot fingerprint: its maps will never be reused."""
 
 
-def _warn_if_unhashable(fn: MapFunction) -> None:
+def _hash_or_warn(fn: MapFunction) -> str | None:
     try:
-        Hasher.hash(fn)
+        return Hasher.hash(fn)
     except Exception as error:
         warnings.warn(
             f"{type(fn).__name__} cannot be hashed ({type(error).__name__}: {error}), so datasets will give "
@@ -336,6 +345,7 @@ def _warn_if_unhashable(fn: MapFunction) -> None:
             CacheWarning,
             stacklevel=3,
         )
+        return None
 
 
 def valid(completion: Completion) -> Completion:
@@ -360,8 +370,9 @@ def _is_one_row(batch: Mapping[str, Any], values: Any) -> bool:
     return any(isinstance(value, (str, bytes, int, float, bool, dict)) or value is None for value in values)
 
 
-def completion_metadata(completion: Completion) -> dict[str, Any]:
+def completion_metadata(completion: Completion, provenance: str | None = None) -> dict[str, Any]:
     return {
+        "provenance": provenance,
         "finish_reason": completion.finish_reason,
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,

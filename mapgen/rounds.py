@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mapgen import interrupts
+from mapgen import interrupts, provenance
 from mapgen.columns import typed_columns
 from mapgen.errors import ENGINE, INPUT, PARSE, error_text
 from mapgen.llms.base import LLM, Completion, Request
@@ -66,6 +66,7 @@ def call_rounds(fn: GenerateFunction, batch: Mapping[str, Sequence[Any]], *args:
     indices = args[0] if args and isinstance(args[0], (list, tuple)) else None
     rank = args[-1] if args and not isinstance(args[-1], (list, tuple)) else None
     rows = fn.read_rows(batch)
+    provenance.record(fn)
     task: RoundsTask = fn.task  # type: ignore[assignment]
     if task.needs_row_index and indices is None:
         raise TypeError(
@@ -158,16 +159,17 @@ def _columns(fn: GenerateFunction, per_row: list[list[_Conversation]]) -> dict[s
         columns["generation_prompt"].append([c.first for c in conversations])
         columns["raw_generation_responses"].append([c.last.text if c.last else None for c in conversations])
         columns["generation_errors"].append([c.error for c in conversations])
-        columns["generation_metadata"].append([_metadata(c) for c in conversations])
+        columns["generation_metadata"].append([_metadata(c, fn.provenance) for c in conversations])
         for values in columns.values():  # columns other steps add to a generation map: unknown here
             if len(values) < len(columns["generation_errors"]):
                 values.append([None] * len(conversations))
     return typed_columns(columns, types)
 
 
-def _metadata(conversation: _Conversation) -> dict[str, Any]:
+def _metadata(conversation: _Conversation, provenance: str) -> dict[str, Any]:
     last = conversation.last
     return {
+        "provenance": provenance,
         "finish_reason": last.finish_reason if last else None,
         "prompt_tokens": conversation.prompt_tokens if last else None,
         "completion_tokens": conversation.completion_tokens if last else None,

@@ -108,7 +108,8 @@ def test_answers_reused_from_the_store_keep_their_cost_and_a_new_price_pays_noth
     assert (reused.requests, reused.reused, reused.cost) == (0, 4, None)
     assert reused.saved == pytest.approx(spent.cost)  # the cost they had when they were paid for
     assert again["generation_metadata"] == [
-        [{**m, "from_store": True} for m in row] for row in first["generation_metadata"]
+        [{**m, "from_store": True, "provenance": repriced.provenance} for m in row]
+        for row in first["generation_metadata"]
     ]
 
 

@@ -345,7 +345,9 @@ class PostgresStore(ResponseStore):
 
     def __len__(self) -> int:
         self.flush()
-        return self._transact(lambda c: c.execute("SELECT count(*) FROM mapgen_responses").fetchone()[0])
+        # Answers only: provenance records (mapgen.provenance) share the table under their own prefix.
+        query = "SELECT count(*) FROM mapgen_responses WHERE key NOT LIKE 'provenance:%'"
+        return self._transact(lambda c: c.execute(query).fetchone()[0])
 
     def size_bytes(self) -> int:
         """Bytes the answers' table takes in the database, its index and TOAST data included."""

@@ -216,7 +216,9 @@ class SQLiteStore(ResponseStore):
     def __len__(self) -> int:
         self.flush()
         with self._using() as connection:
-            return connection.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            # Answers only: provenance records (mapgen.provenance) share the table under their own prefix.
+            query = "SELECT COUNT(*) FROM responses WHERE key NOT LIKE 'provenance:%'"
+            return connection.execute(query).fetchone()[0]
 
     def _files(self) -> list[Path]:
         return [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]

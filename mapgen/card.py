@@ -1,0 +1,287 @@
+"""``mapgen.dataset_card``: a Hugging Face dataset card that says how every mapgen column was made.
+
+It reads only the dataset and the provenance records (:mod:`mapgen.provenance`): each answer's metadata
+names the map function that wrote it, and that function's record holds the model, backend, sampling
+parameters, task, template and prompt format. Token totals, costs and error kinds are counted from the
+columns themselves, so the card is right for the rows at hand (after a ``filter`` or ``select``, too).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mapgen._version import __version__
+from mapgen.errors import error_kinds
+from mapgen.provenance import lookup
+
+MAPGEN_URL = "https://github.com/mapgen/mapgen"
+_STEPS = {"generation": "generate", "labelling": "label"}
+_BATCH = 10_000
+_SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
+_SIZES += [(10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B")]
+_SIZES += [(10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
+
+
+@dataclass
+class Totals:
+    """What the answers of one map function add up to, counted from its metadata column."""
+
+    answers: int = 0
+    """Entries in the metadata column: answers, failed ones included."""
+    from_store: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    """USD, where the metadata has costs (``cost``); ``None`` when none of the answers has one."""
+
+
+@dataclass
+class Step:
+    """One map function's part of the dataset: its metadata column and its record (``None`` if lost)."""
+
+    column: str
+    reference: str | None
+    totals: Totals
+    record: dict[str, Any] | None = None
+    models: list[str] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def name(self) -> str:
+        return _STEPS.get(self.column.removesuffix("_metadata"), self.column.removesuffix("_metadata"))
+
+
+def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = None) -> Any:
+    """A :class:`huggingface_hub.DatasetCard` for ``ds`` that records how its mapgen columns were made.
+
+    For each step (each map function whose answers are in the dataset, found through the ``provenance``
+    reference in ``generation_metadata`` / ``labelling_metadata``): the model(s), backend, sampling
+    parameters, task with its fields, template and system prompt, the prompt format, answers (and how many
+    came from the response store), token and cost totals, error counts by kind, and the fingerprint chain:
+    each step's map-function fingerprint, then the dataset's own ``_fingerprint``. Its YAML header
+    (:class:`huggingface_hub.DatasetCardData`) has the tags ``synthetic`` and ``mapgen``, the size
+    category and the chain. The records come from this process, else from the response store ``store``
+    (default: the default store): a step run with ``cache=False`` in another process is listed with its
+    models and totals and the note that its record is missing. No key or token is ever in a record.
+
+    Raises:
+        TypeError: ``ds`` is not a ``datasets.Dataset``.
+        ValueError: ``ds`` has no column written by mapgen.
+
+    Example:
+        >>> import datasets, mapgen
+        >>> llm = mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=8, seed=0)
+        >>> ds = datasets.Dataset.from_dict({"input": ["Name a fruit."]})
+        >>> ds = ds.map(mapgen.generate(llm), batched=True)
+        >>> card = mapgen.dataset_card(ds, repo_id="me/fruits")
+        >>> card.data.tags, card.data.size_categories
+        (['synthetic', 'mapgen'], ['n<1K'])
+        >>> "SmolLM2-135M-Instruct.Q4_1" in card.text and "{{ input }}" in card.text
+        True
+    """
+    import datasets
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    if not isinstance(ds, datasets.Dataset):
+        raise TypeError(f"dataset_card takes a datasets.Dataset, got {type(ds).__name__}.")
+    steps = _steps(ds, store)
+    if not steps:
+        raise ValueError(
+            f"the dataset has no column written by mapgen (generation_metadata, labelling_metadata); its "
+            f"columns are {ds.column_names}."
+        )
+    chain = [f"{step.name}:{step.reference}" for step in steps] + [f"dataset:{ds._fingerprint}"]
+    data = DatasetCardData(
+        pretty_name=repo_id.split("/")[-1] if repo_id else None,
+        size_categories=[_size_category(len(ds))],
+        tags=["synthetic", "mapgen"],
+        mapgen={"version": __version__, "fingerprint_chain": chain},
+    )
+    body = _body(ds, steps, chain, repo_id)
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def _steps(ds: Any, store: str | None) -> list[Step]:
+    columns = [name for name in ds.column_names if _is_metadata(ds.features[name])]
+    steps: list[Step] = []
+    for column in columns:
+        prefix = column.removesuffix("_metadata")
+        named = (f"{prefix}_errors", f"{prefix}_error")
+        errors = _error_kinds(ds, next((c for c in named if c in ds.column_names), None))
+        models = _values(ds, f"{prefix}_model")
+        for reference, totals in _totals(ds, column).items():
+            steps.append(Step(column, reference, totals, models=sorted(models), errors=errors))
+    records = lookup([s.reference for s in steps if s.reference], store=store)
+    for step in steps:
+        step.record = records.get(step.reference) if step.reference else None
+    return steps
+
+
+def _is_metadata(feature: Any) -> bool:
+    while not isinstance(feature, dict) and hasattr(feature, "feature"):  # List / Sequence of structs
+        feature = feature.feature
+    return isinstance(feature, dict) and "provenance" in feature and "prompt_tokens" in feature
+
+
+def _batches(ds: Any, column: str):
+    for table in ds.select_columns([column]).with_format("arrow").iter(batch_size=_BATCH):
+        array = table.column(0).combine_chunks()
+        while pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+            array = pc.list_flatten(array)
+        yield array
+
+
+def _totals(ds: Any, column: str) -> dict[str | None, Totals]:
+    """Per provenance reference: the answers in ``column`` and what they add up to."""
+    found: dict[str | None, Totals] = {}
+    for array in _batches(ds, column):
+        array = array.filter(array.is_valid())  # an unrated text has no metadata
+        values = dict(zip([f.name for f in array.type], array.flatten(), strict=True))
+        refs = values["provenance"].to_pylist()
+        for name in ("prompt_tokens", "completion_tokens", "from_store", "cost"):
+            values[name] = values[name].to_pylist() if name in values else [None] * len(refs)
+        for i, ref in enumerate(refs):
+            totals = found.setdefault(ref, Totals())
+            totals.answers += 1
+            totals.from_store += bool(values["from_store"][i])
+            totals.prompt_tokens += values["prompt_tokens"][i] or 0
+            totals.completion_tokens += values["completion_tokens"][i] or 0
+            if values["cost"][i] is not None:
+                totals.cost = (totals.cost or 0.0) + values["cost"][i]
+    return found
+
+
+def _values(ds: Any, column: str) -> set[str]:
+    if column not in ds.column_names:
+        return set()
+    return {v for array in _batches(ds, column) for v in pc.unique(array.drop_null()).to_pylist()}
+
+
+def _error_kinds(ds: Any, column: str | None) -> Counter[str]:
+    """Failed values in an error column by kind (a labelling error lists a kind per failed text)."""
+    kinds: Counter[str] = Counter()
+    if column is None:
+        return kinds
+    for array in _batches(ds, column):
+        counts = pc.value_counts(array.drop_null())
+        values, numbers = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+        for text, count in zip(values, numbers, strict=True):
+            for kind in error_kinds(text) or ["unknown"]:
+                kinds[kind] += count
+    return kinds
+
+
+def _size_category(rows: int) -> str:
+    return next((name for bound, name in _SIZES if rows < bound), "n>1T")
+
+
+def _fenced(text: str, language: str = "") -> str:
+    """``text`` in a code fence longer than any run of backticks inside it (templates may hold fences)."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=repr)
+
+
+def _body(ds: Any, steps: list[Step], chain: list[str], repo_id: str | None) -> str:
+    title = repo_id or "Dataset made with mapgen"
+    lines = [
+        f"# {title}",
+        "",
+        f"This dataset was made with [mapgen]({MAPGEN_URL}) {__version__}: {len(ds)} rows, columns "
+        + ", ".join(f"`{c}`" for c in ds.column_names)
+        + ".",
+        "",
+        "## How the columns were made",
+    ]
+    for number, step in enumerate(steps, 1):
+        lines += ["", *_step_section(number, step)]
+    lines += [
+        "",
+        "## Fingerprint chain",
+        "",
+        "Each step's map-function fingerprint (what `datasets` caches the map under; it changes with the "
+        "model, sampling parameters, task and template), then the dataset's own `_fingerprint`:",
+        "",
+        *[f"{i}. `{link}`" for i, link in enumerate(chain, 1)],
+        "",
+        "## Totals",
+        "",
+        "| step | answers (failed included) | from the response store | prompt tokens | completion tokens "
+        "| cost (USD) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for number, step in enumerate(steps, 1):
+        t = step.totals
+        lines.append(
+            f"| {number}. {step.name} | {t.answers} | {t.from_store} | {t.prompt_tokens} | "
+            f"{t.completion_tokens} | {_cost(t.cost)} |"
+        )
+    lines += ["", *_usage_lines(ds)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _cost(cost: float | None) -> str:
+    return "unknown" if cost is None else f"{cost:.6f}"
+
+
+def _usage_lines(ds: Any) -> list[str]:
+    """:func:`mapgen.usage`'s table: tokens, cost, requests and store reuse by model."""
+    from mapgen.totals import usage
+
+    return ["By model:", "", _fenced(str(usage(ds)))]
+
+
+def _step_section(number: int, step: Step) -> list[str]:
+    record = step.record
+    head = f"### {number}. {step.name} (`{step.column}`, map function `{step.reference}`)"
+    errors = ", ".join(f"{kind}: {count}" for kind, count in step.errors.most_common()) or "none"
+    models = ", ".join(f"`{m}`" for m in step.models) or "(none written)"
+    if record is None:
+        return [
+            head,
+            "",
+            f"- models: {models}",
+            f"- failed, by kind: {errors}",
+            "",
+            "The record of this step is not in this process or the response store: it ran with "
+            "`cache=False` in another process, with another store (pass `store=`), before mapgen recorded "
+            "provenance, or the store was cleared.",
+        ]
+    llm, task = record["llm"], record["task"]
+    lines = [
+        head,
+        "",
+        f"- columns: {', '.join(f'`{c}`' for c in record['columns'])}",
+        f"- model: `{llm['model']}` (written: {models})",
+        f"- backend: `{llm['backend']}`",
+        f"- task: `{task['class']}`",
+        f"- prompt format: {record['prompt_format']}",
+        f"- options: {', '.join(f'{k}={v!r}' for k, v in record['options'].items())}",
+        f"- failed, by kind: {errors}",
+        f"- mapgen {record['mapgen_version']} (output format {record['output_format']})",
+        "",
+        "Sampling parameters and backend settings (the backend's fingerprint fields; never keys):",
+        "",
+        _fenced(_json(llm["parameters"]), "json"),
+        "",
+        "Task fields:",
+        "",
+        _fenced(_json(task["fields"]), "json"),
+    ]
+    if task.get("system_prompt"):
+        lines += ["", "System prompt:", "", _fenced(task["system_prompt"], "text")]
+    if task.get("template") is not None:
+        lines += ["", "Template (Jinja2 over the row's columns):", "", _fenced(task["template"], "jinja")]
+    else:
+        lines += ["", f"The task builds its prompts in code (module digest `{task['source']}`)."]
+    return lines

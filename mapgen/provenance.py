@@ -1,0 +1,179 @@
+"""Provenance: how each mapgen column was made, recorded by the map functions themselves.
+
+A dataset card (:func:`mapgen.dataset_card`) must say, for every column mapgen wrote, which model,
+backend, sampling parameters, task, template and prompt format made it, also for a dataset loaded from
+disk in a new process, and after a re-run that ``datasets`` served from its cache without calling the
+function at all. So the record lives in two places:
+
+- every answer's metadata (``generation_metadata`` / ``labelling_metadata``) carries a short
+  reference, ``provenance``: the map function's fingerprint (:func:`mapgen.fingerprint`, what
+  ``datasets`` hashes). It travels with the rows through ``select``, ``filter``, ``concatenate``,
+  ``save_to_disk``, parquet and the Hub, and a cached re-run returns the rows that hold it;
+- the full record (:func:`describe`), plain JSON, is kept once per reference: in this process's registry
+  (every map function built here, also when only ``num_proc`` workers called it), and, when the function
+  uses the response store (``cache=True``, the default), in that store under the key
+  ``provenance:<reference>`` (a namespace that store keys, SHA-256 digests, never enter; both SQLite
+  and PostgreSQL stores keep it with no schema change; ``mapgen cache clear`` clears it with the answers).
+
+A function run with ``cache=False`` keeps its record in its process only: a card made in another
+process names the reference and says the record is missing.
+
+The record holds the LLM's fingerprint fields (model, sampling parameters, where requests go: never keys,
+which are no part of a fingerprint), with any password in a URL masked.
+
+Example:
+    >>> import mapgen
+    >>> fn = mapgen.generate(mapgen.LlamaCppLLM(temperature=0.0, seed=0), mapgen.TextGenerationTask())
+    >>> record = describe(fn)
+    >>> record["reference"] == mapgen.fingerprint(fn), record["llm"]["parameters"]["temperature"]
+    (True, 0.0)
+    >>> record["task"]["template"], record["prompt_format"]
+    ('{{ input }}', "the model's own chat template (from the GGUF file)")
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
+from mapgen.config import dataclass_fingerprint, fingerprint_state, qualified_name, source_digest
+
+if TYPE_CHECKING:
+    from mapgen.map_function import MapFunction
+
+STORE_PREFIX = "provenance:"
+"""Store keys of provenance records: ``provenance:<reference>``."""
+
+_FUNCTIONS: dict[str, MapFunction] = {}  # every map function built in this process, by reference
+_REGISTRY: dict[str, dict[str, Any]] = {}  # their records, described on first need
+_STORED: set[tuple[str, str]] = set()  # (reference, store URL) written by this process
+_LOCK = threading.Lock()
+
+
+def describe(fn: MapFunction) -> dict[str, Any]:
+    """The full provenance record of one map function, as plain JSON data.
+
+    Keys: ``reference``, ``step`` (``generate`` or ``label``), ``function`` (its class), ``columns``
+    (what it writes), ``options`` (``num_generations``, ``weighted_ratings``, ``max_reasks``,
+    ``input_columns``), ``llm`` (``backend``, ``model``, ``parameters``: the backend's fingerprint
+    fields), ``task`` (``class``, ``fields``, ``template``, ``system_prompt``, ``source``: a digest of
+    its module), ``prompt_format``, ``mapgen_version`` and ``output_format``.
+    """
+    from mapgen.label import LabelFunction
+    from mapgen.store import mask_url
+
+    llm, task = fn.llm, fn.task
+    parameters = {k: v for k, v in llm.fingerprint().items() if k != "type"}
+    task_fields = {k: v for k, v in dataclass_fingerprint(task).items() if k not in ("type", *_PROMPT_TEXT)}
+    options = {
+        name: fingerprint_state(getattr(fn, name))
+        for name in ("num_generations", "weighted_ratings", "max_reasks", "input_columns")
+        if hasattr(fn, name)
+    }
+    record = {
+        "reference": fn.provenance,
+        "step": "label" if isinstance(fn, LabelFunction) else "generate",
+        "function": qualified_name(type(fn)),
+        "columns": list(fn.output_types()),
+        "options": options,
+        "llm": {"backend": qualified_name(type(llm)), "model": llm.model_name, "parameters": parameters},
+        "task": {
+            "class": qualified_name(type(task)),
+            "fields": task_fields,
+            "template": template if isinstance(template := getattr(task, "template", None), str) else None,
+            "system_prompt": getattr(task, "system_prompt", None),
+            "source": source_digest(type(task)),
+        },
+        "prompt_format": prompt_format(llm),
+        "mapgen_version": __version__,
+        "output_format": OUTPUT_FORMAT_VERSION,
+    }
+    # Plain JSON, every URL's password masked (a base_url with user:password@ must not reach a card).
+    return json.loads(json.dumps(record, default=repr), object_hook=lambda d: _masked(d, mask_url))
+
+
+_PROMPT_TEXT = ("template", "system_prompt")
+
+
+def _masked(values: dict[str, Any], mask: Any) -> dict[str, Any]:
+    return {k: mask(v) if isinstance(v, str) and "://" in v else v for k, v in values.items()}
+
+
+def prompt_format(llm: Any) -> str:
+    """How ``llm`` turns a prompt's messages into what the model reads.
+
+    Example:
+        >>> import mapgen
+        >>> prompt_format(mapgen.LlamaCppLLM(prompt_format="chatml"))
+        "named format 'chatml' (mapgen.formats)"
+    """
+    if not hasattr(llm, "prompt_format"):
+        members = getattr(llm, "members", None)
+        if members:  # a pool: each member's own
+            return "; ".join(f"{m.model_name}: {prompt_format(m)}" for m in members)
+        return "chat messages: the server applies the model's chat template"
+    chosen = llm.prompt_format
+    if chosen is None:
+        origin = "the GGUF file" if "LlamaCpp" in type(llm).__name__ else "the tokenizer"
+        return f"the model's own chat template (from {origin})"
+    if chosen == "openai":
+        return "llama-cpp-python's OpenAI-style chat handler"
+    if isinstance(chosen, str):
+        return f"named format {chosen!r} (mapgen.formats)"
+    return f"function {getattr(chosen, '__module__', '?')}.{getattr(chosen, '__qualname__', repr(chosen))}"
+
+
+def remember(fn: MapFunction) -> None:
+    """Keep ``fn`` in this process's registry: map functions call it when they are built, so the process
+    that calls ``ds.map`` knows the record also when only its ``num_proc`` workers ran the function."""
+    _FUNCTIONS.setdefault(fn.provenance, fn)
+
+
+def _forget() -> None:
+    """Empty this process's registry, as a new process starts (for tests)."""
+    with _LOCK:
+        _FUNCTIONS.clear()
+        _REGISTRY.clear()
+        _STORED.clear()
+
+
+def _described(ref: str) -> dict[str, Any] | None:
+    with _LOCK:
+        if ref not in _REGISTRY and ref in _FUNCTIONS:
+            _REGISTRY[ref] = describe(_FUNCTIONS[ref])
+        return _REGISTRY.get(ref)
+
+
+def record(fn: MapFunction) -> None:
+    """Keep ``fn``'s record in this process, and in its response store when it uses one; once per process
+    and store. Map functions call it at every batch: it is a set look-up after the first."""
+    ref = fn.provenance
+    _FUNCTIONS.setdefault(ref, fn)
+    if not fn.cache:
+        return
+    from mapgen.llms.base import Completion
+    from mapgen.store import open_store, store_url
+
+    url = store_url(fn.store)
+    with _LOCK:
+        if (ref, url) in _STORED:
+            return
+        _STORED.add((ref, url))
+    # put() never raises: a store that cannot be written warns once, and the run goes on.
+    open_store(url).put(STORE_PREFIX + ref, Completion(text=json.dumps(_described(ref), sort_keys=True)))
+
+
+def lookup(references: list[str], *, store: str | None = None) -> dict[str, dict[str, Any]]:
+    """The records of ``references`` that this process or the response store ``store`` (default: the
+    default store) holds; those found nowhere are left out."""
+    found = {ref: record for ref in references if (record := _described(ref)) is not None}
+    missing = [ref for ref in references if ref not in found]
+    if missing:
+        from mapgen.store import open_store
+
+        stored = open_store(store).get_many([STORE_PREFIX + ref for ref in missing])
+        for key, completion in stored.items():
+            found[key.removeprefix(STORE_PREFIX)] = json.loads(completion.text or "{}")
+    return found

@@ -1,0 +1,227 @@
+"""Provenance and dataset cards: what the map functions record, the card built from it in a new process
+and after a cached re-run, the push to a Hub stand-in (tests/servers/hub_server.py, a test double: the
+Hub cannot run here), and the CLI's --push-to-hub and --dataset user/name."""
+
+import base64
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+import datasets
+import pytest
+
+import mapgen
+from mapgen import provenance
+from tests.servers.fixtures import ROOT, free_port, running
+
+llamacpp = pytest.mark.llamacpp
+HUB_TOKEN = "hf_standin_token_0123456789abcdef"
+
+
+def mapgen_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mapgen.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def chain(card) -> list[str]:
+    return card.data.to_dict()["mapgen"]["fingerprint_chain"]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """The Hub stand-in, and the environment that points huggingface_hub at it (Xet off: it has no Xet)."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.servers.hub_server", "--port", str(port), "--token", HUB_TOKEN]
+    log = tmp_path_factory.mktemp("hub") / "hub.log"
+    with running(command, f"http://127.0.0.1:{port}/_received", timeout=30, log=log):
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "env": {
+                "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+                "HF_TOKEN": HUB_TOKEN,
+                "HF_HUB_DISABLE_XET": "1",
+                "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
+                "PYTHONPATH": str(ROOT),
+            },
+        }
+
+
+def hub_files(hub, repo_id: str) -> dict[str, bytes]:
+    with urllib.request.urlopen(f"{hub['url']}/_files/{repo_id}") as response:
+        files = json.loads(response.read())["files"]
+    return {path: base64.b64decode(data) for path, data in files.items()}
+
+
+def hub_received(hub) -> list[dict]:
+    with urllib.request.urlopen(f"{hub['url']}/_received") as response:
+        return json.loads(response.read())
+
+
+@llamacpp
+def test_the_quickstart_card_lists_both_steps_and_a_changed_parameter_changes_its_chain(tmp_path):
+    """The README's quickstart (generate, then label), small; the card is made in this process, which ran
+    neither map: every record comes from the response store the CLI wrote."""
+
+    def quickstart(name: str, temperature: str) -> datasets.Dataset:
+        generated, labelled = tmp_path / f"{name}-generated", tmp_path / f"{name}-labelled"
+        small = ["--limit", "1", "--seed", "0"]
+        done = mapgen_cli(
+            "generate", "--num-generations", "2", "--max-new-tokens", "8", "--temperature", temperature,
+            *small, "--output", str(generated),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        done = mapgen_cli("label", "--dataset", str(generated), "--max-new-tokens", "16", *small,
+                          "--output", str(labelled))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return datasets.load_from_disk(str(labelled))
+
+    provenance._forget()  # as in a new process: every record must come from the store
+    first = mapgen.dataset_card(quickstart("a", "0.7"))
+    text = first.text
+    generate_section, label_section = text.split("### 1. generate")[1].split("### 2. label")
+    assert (
+        "`SmolLM2-135M-Instruct.Q4_1`" in generate_section and "`SmolLM2-135M-Instruct.Q4_1`" in label_section
+    )
+    assert "mapgen.tasks.text_generation.TextGenerationTask" in generate_section
+    assert "mapgen.tasks.ultrafeedback.UltraFeedbackTask" in label_section
+    # both models' parameters, as set on the command line
+    assert '"temperature": 0.7' in generate_section and '"max_new_tokens": 8' in generate_section
+    assert '"temperature": 0.0' in label_section and '"max_new_tokens": 16' in label_section
+    # both templates, as their tasks hold them
+    assert "```jinja\n{{ input }}\n```" in generate_section
+    judge_template = mapgen.UltraFeedbackTask.for_small_models("text-quality").template
+    assert judge_template.strip() in label_section
+    assert "the model's own chat template (from the GGUF file)" in generate_section
+    assert "record of this step is not" not in text
+
+    second = mapgen.dataset_card(quickstart("b", "0.5"))
+    a, b = chain(first), chain(second)
+    assert a[0].startswith("generate:") and a[1].startswith("label:") and a[2].startswith("dataset:")
+    assert a[0] != b[0]  # the changed step
+    assert a[1] == b[1]  # the judge's function is the same...
+    assert a[2] != b[2]  # ...but the dataset it made is not
+    assert '"temperature": 0.5' in second.text
+
+
+@llamacpp
+def test_the_card_after_a_cached_rerun_counts_tokens_and_errors(tmp_path, tiny_llm):
+    source = tmp_path / "prompts.jsonl"
+    source.write_text('{"input": "Name a fruit."}\n{"input": ""}\n{"input": "Name a colour."}\n')
+    fn = mapgen.generate(tiny_llm, num_generations=2)
+    ds = datasets.load_dataset("json", data_files=str(source), split="train").map(fn, batched=True)
+    provenance._forget()  # as in a new process
+    mapgen.counters.reset()
+    again = datasets.load_dataset("json", data_files=str(source), split="train").map(fn, batched=True)
+    assert mapgen.counters.snapshot()["requests"] == 0 and again._fingerprint == ds._fingerprint
+
+    card = mapgen.dataset_card(again)
+    metadata = [m for row in ds["generation_metadata"] for m in row]
+    assert {m["provenance"] for m in metadata} == {mapgen.fingerprint(fn)}
+    prompt_tokens = sum(m["prompt_tokens"] or 0 for m in metadata)
+    completion_tokens = sum(m["completion_tokens"] or 0 for m in metadata)
+    assert prompt_tokens > 0
+    assert f"| 1. generate | 6 | 0 | {prompt_tokens} | {completion_tokens} | unknown |" in card.text
+    assert "- failed, by kind: input: 2" in card.text  # the empty row's two generations
+    assert chain(card) == [f"generate:{mapgen.fingerprint(fn)}", f"dataset:{again._fingerprint}"]
+    assert card.data.to_dict()["size_categories"] == ["n<1K"]
+    assert "```jinja\n{{ input }}\n```" in card.text
+
+    # the card counts the rows at hand: after a filter, one row of three
+    kept = again.filter(lambda row: row["input"] == "Name a fruit.")
+    assert "| 1. generate | 2 | 0 |" in mapgen.dataset_card(kept).text
+
+
+@llamacpp
+def test_without_the_store_a_new_process_card_says_the_record_is_missing(tiny_llm):
+    ds = datasets.Dataset.from_dict({"input": ["Name a fruit."]})
+    ds = ds.map(mapgen.generate(tiny_llm, cache=False), batched=True)
+    assert "```jinja\n{{ input }}\n```" in mapgen.dataset_card(ds).text  # this process keeps it
+    provenance._forget()
+    text = mapgen.dataset_card(ds).text
+    assert "The record of this step is not in this process or the response store" in text
+    assert "- models: `SmolLM2-135M-Instruct.Q4_1`" in text
+
+
+def test_records_hold_no_key_and_mask_url_passwords(fault_server):
+    secret = "sk-do-not-publish-0123456789"
+    llm = mapgen.OpenAILLM("gpt-test", base_url="http://user:hunter2@127.0.0.1:1/v1", api_key=secret)
+    record = json.dumps(provenance.describe(mapgen.generate(llm)))
+    assert secret not in record and "hunter2" not in record
+    assert "http://user:***@127.0.0.1:1/v1" in record
+
+    llm = mapgen.OpenAILLM("fault", base_url=fault_server.base_url, api_key=fault_server.api_key, seed=3)
+    ds = datasets.Dataset.from_dict({"input": ["Hello"]}).map(mapgen.generate(llm), batched=True)
+    card = mapgen.dataset_card(ds, repo_id="tester/hello")
+    assert fault_server.api_key not in str(card)
+    assert "chat messages: the server applies the model's chat template" in card.text
+    assert '"seed": 3' in card.text and "mapgen.llms.openai.OpenAILLM" in card.text
+
+
+def test_a_dataset_without_mapgen_columns_is_refused():
+    with pytest.raises(ValueError, match=r"no column written by mapgen.*\['input'\]"):
+        mapgen.dataset_card(datasets.Dataset.from_dict({"input": ["x"]}))
+    with pytest.raises(TypeError, match=r"datasets\.Dataset"):
+        mapgen.dataset_card({"input": ["x"]})
+
+
+@llamacpp
+def test_the_example_writes_the_card(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "example_dataset_card", ROOT / "examples" / "dataset_card.py"
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    ds = example.main(max_new_tokens=8, out=str(tmp_path))
+    card = (tmp_path / "README.md").read_text()
+    assert card == str(mapgen.dataset_card(ds))
+    assert "### 1. generate" in card and "### 2. label" in card and "```jinja\n{{ input }}\n```" in card
+
+
+@llamacpp
+def test_cli_pushes_then_reads_the_hub_dataset_back(hub, tmp_path):
+    """mapgen.push_to_hub through the CLI, against the Hub stand-in: the data, then the card as README.md
+    keeping what datasets wrote there; the token goes to the Hub's write routes and nowhere else."""
+    env = hub["env"]
+    done = mapgen_cli("generate", "--limit", "1", "--max-new-tokens", "4", "--seed", "0",
+                      "--push-to-hub", "tester/cli", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{hub['url']}/datasets/tester/cli" in done.stdout
+    files = hub_files(hub, "tester/cli")
+    assert "data/train-00000-of-00001.parquet" in files
+    readme = files["README.md"].decode()
+    assert (
+        readme.startswith("---\n") and "# tester/cli" in readme and "## How the columns were made" in readme
+    )
+    assert "dataset_info:" in readme and "configs:" in readme  # what datasets wrote, kept
+    assert HUB_TOKEN not in readme and HUB_TOKEN not in done.stdout + done.stderr
+    received = hub_received(hub)
+    writes = [r for r in received if r["method"] in ("POST", "PUT") and "/api/datasets/" in r["path"]]
+    assert writes and all(r["auth"] == f"Bearer {HUB_TOKEN}" for r in writes)
+
+    # --dataset user/name reads the Hub dataset; the labelled result goes back with both steps' card
+    done = mapgen_cli("label", "--dataset", "tester/cli", "--max-new-tokens", "8", "--seed", "0",
+                      "--push-to-hub", "tester/cli-labelled", "--private", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    readme = hub_files(hub, "tester/cli-labelled")["README.md"].decode()
+    assert "### 1. generate" in readme and "### 2. label" in readme
+
+    wrong = "hf_wrong_token_do_not_print"
+    done = mapgen_cli("generate", "--limit", "1", "--max-new-tokens", "2", "--push-to-hub", "tester/no",
+                      env={**env, "HF_TOKEN": wrong})  # fmt: skip
+    assert done.returncode == 2 and "mapgen: error: --push-to-hub tester/no: the Hub refused" in done.stderr
+    assert "401" in done.stderr and wrong not in done.stdout + done.stderr
+
+
+def test_cli_names_the_hub_dataset_it_cannot_reach(tmp_path):
+    done = mapgen_cli("generate", "--dataset", "someone/prompts", env={"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2
+    assert "mapgen: error: 'someone/prompts' is no local file or folder, and the Hub" in done.stderr
+    assert "cannot be reached" in done.stderr and "Traceback" not in done.stderr
