@@ -215,7 +215,7 @@ class AnthropicBatches(BatchProvider):
         >>> llm = mapgen.AnthropicLLM("claude-sonnet-4-5", api_key="sk-ant-x", max_new_tokens=8)
         >>> AnthropicBatches(llm).line("k1", Request(mapgen.Prompt("Hi")))
         {'custom_id': 'k1', 'params': {'model': 'claude-sonnet-4-5', 'max_tokens': 8, \
-'messages': [{'role': 'user', 'content': 'Hi'}], 'temperature': 1.0}}
+'messages': [{'role': 'user', 'content': 'Hi'}], 'temperature': 0.7}}
     """
 
     name = "anthropic"
