@@ -268,7 +268,10 @@ class AnthropicBatches(BatchProvider):
         for row in text.splitlines():
             if not row.strip():
                 continue
-            item = json.loads(row)
+            try:
+                item = json.loads(row)
+            except ValueError:  # a damaged download: the job is kept, and read again by the next run
+                raise APIError.invalid_answer(f"batch {status.job_id}: a results line is not JSON") from None
             custom_id, result = item.get("custom_id"), item.get("result") or {}
             if not isinstance(custom_id, str):
                 continue
