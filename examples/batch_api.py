@@ -1,8 +1,9 @@
-"""Generate through OpenAI's Batch API: half the price of the same requests sent one by one, answered
-within 24 hours.
+"""Generate through a provider's batch API (OpenAI's Batch API, Anthropic's Message Batches): half the
+price of the same requests sent one by one, answered within 24 hours.
 
     python examples/batch_api.py --base-url http://127.0.0.1:8123/v1 --api-key sk-...  # a test server
     python examples/batch_api.py                       # OpenAI's API, with OPENAI_API_KEY set
+    python examples/batch_api.py --provider anthropic  # Anthropic's API, with ANTHROPIC_API_KEY set
 
 The map submits one batch job (``batch_size=None``: the whole dataset in one call, so one job) and waits,
 polling. Stop it at any time (Ctrl-C, or a kill): the job's id is already in the response store, so
@@ -34,11 +35,15 @@ def main(
     wait: bool = True,
     poll: float = 30.0,
     store: str | None = None,
+    provider: str = "openai",
 ) -> datasets.Dataset:
     rows = [f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})" for i in range(num_rows)]
     ds = datasets.Dataset.from_dict({"input": rows})
-    llm = mapgen.OpenAILLM(
-        "gpt-4o-mini",
+    backend, model = (mapgen.OpenAILLM, "gpt-4o-mini")
+    if provider == "anthropic":
+        backend, model = (mapgen.AnthropicLLM, "claude-haiku-4-5")
+    llm = backend(
+        model,
         base_url=base_url,
         api_key=api_key,
         max_new_tokens=64,
@@ -51,6 +56,7 @@ def main(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--provider", choices=["openai", "anthropic"], default="openai")
     parser.add_argument("--base-url", default=None)
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--rows", type=int, default=8)
@@ -66,6 +72,7 @@ if __name__ == "__main__":
             wait=not args.no_wait,
             poll=args.poll,
             store=args.store,
+            provider=args.provider,
         )
     except mapgen.BatchPending as pending:
         print(f"pending: {' '.join(pending.jobs)}")

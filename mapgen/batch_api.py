@@ -1,4 +1,5 @@
-"""Provider batch APIs as a map mode: ``OpenAILLM(..., batch_api=True)``, half the price, within 24 hours.
+"""Provider batch APIs as a map mode: ``OpenAILLM(..., batch_api=True)`` (OpenAI's Batch API) and
+``AnthropicLLM(..., batch_api=True)`` (Anthropic's Message Batches), half the price, within 24 hours.
 
 The map function takes the response store's answers out first, as always (:meth:`mapgen.map_function.
 MapFunction.complete`); :func:`complete` is what then happens to the requests left, instead of sending them

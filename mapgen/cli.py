@@ -72,6 +72,9 @@ SHELL_ADVICE = [
     (r" \(api_key=\.\.\. or the provider's environment variable\)", " in OPENAI_API_KEY"),
     (r"\bOpenAILLM needs", "--llm openai:MODEL needs"),
     (r"\bOpenAILLM cannot honour", "--llm openai:MODEL cannot honour"),
+    (r"pass api_key=\.\.\. or set ANTHROPIC_API_KEY", "set ANTHROPIC_API_KEY"),
+    (r"\bAnthropicLLM needs", "--llm anthropic:MODEL needs"),
+    (r"\bAnthropicLLM cannot honour", "--llm anthropic:MODEL cannot honour"),
     (r"the model name and base_url", "the model name (--llm openai:MODEL) and --base-url"),
     (
         r"pass cache=False(?: to run without (?:it|the store))?",
@@ -81,7 +84,11 @@ SHELL_ADVICE = [
     (r"\b(\w+)=\.\.\.", r"\1"),  # "pass base_url=..." -> "pass --base-url", by FLAGS
 ]
 """Advice in mapgen's messages that names Python arguments, and what a shell user does instead (applied
-in order, then :data:`FLAGS`); the command has no key flag, so that keys stay out of shell history."""
+in order, then :data:`FLAGS`); the command has no key flag, so that keys stay out of shell history. The
+generic advice names OpenAI's variable and spec; :func:`shell_advice` names the provider's of the run."""
+
+KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+"""The environment variable each ``--llm PROVIDER:MODEL`` reads its key from."""
 
 
 class CommandError(Exception):
@@ -116,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _close_bar()
             print(f"mapgen: {_interrupted_message(getattr(error, 'kept', None))}", file=sys.stderr)
             return 130
-        message = _error_message(error)
+        message = _error_message(error, getattr(args, "llm", "").partition(":")[0])
         if message is None:
             raise
         _close_bar()
@@ -256,10 +263,14 @@ def add_llm_arguments(parser: argparse.ArgumentParser, *, temperature: float) ->
         default="llamacpp",
         metavar="BACKEND",
         help="llamacpp (the embedded model, default), llamacpp:PATH.gguf (any GGUF file), or "
-        "openai:MODEL (OpenAI, or the server given by --base-url; key from OPENAI_API_KEY)",
+        "openai:MODEL (OpenAI, or the server given by --base-url; key from OPENAI_API_KEY), or "
+        "anthropic:MODEL (Anthropic's Messages API, or --base-url; key from ANTHROPIC_API_KEY)",
     )
     parser.add_argument(
-        "--base-url", default=None, metavar="URL", help="an OpenAI-compatible server, for --llm openai:MODEL"
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help="the server for --llm openai:MODEL (OpenAI-compatible, with /v1) or anthropic:MODEL (its root)",
     )
     parser.add_argument(
         "--max-new-tokens",
@@ -400,7 +411,11 @@ def build_llm(args: argparse.Namespace) -> Any:
         return mapgen.LlamaCppLLM(model_path=target or None, **sampling)
     if backend == "openai" and target:
         return mapgen.OpenAILLM(target, base_url=args.base_url, **sampling)
-    raise CommandError(f"--llm {args.llm!r} is not one of: llamacpp, llamacpp:PATH.gguf, openai:MODEL.")
+    if backend == "anthropic" and target:
+        return mapgen.AnthropicLLM(target, base_url=args.base_url, **sampling)
+    raise CommandError(
+        f"--llm {args.llm!r} is not one of: llamacpp, llamacpp:PATH.gguf, openai:MODEL, anthropic:MODEL."
+    )
 
 
 def load_rows(args: argparse.Namespace) -> Any:
@@ -646,27 +661,34 @@ def write_output(ds: Any, output: Path | None) -> None:
         ds.save_to_disk(str(output))
 
 
-def _error_message(error: BaseException) -> str | None:
-    """One line for an error mapgen or the command raised, naming the flag to change; ``None`` for an
-    unexpected error, which keeps its traceback."""
+def _error_message(error: BaseException, provider: str = "openai") -> str | None:
+    """One line for an error mapgen or the command raised, naming the flag to change (and ``provider``'s
+    key variable); ``None`` for an unexpected error, which keeps its traceback."""
     from mapgen.errors import FatalAPIError, StoreError
 
     text = " ".join(str(error).split())
     if isinstance(error, CommandError):
         return text
     if isinstance(error, (FatalAPIError, StoreError, ValueError, TypeError, OSError, ImportError)):
-        return shell_advice(text)
+        return shell_advice(text, provider)
     return None
 
 
-def shell_advice(text: str) -> str:
-    """``text`` with the advice mapgen gives Python callers turned into the flag or variable to set.
+def shell_advice(text: str, provider: str = "openai") -> str:
+    """``text`` with the advice mapgen gives Python callers turned into the flag or variable to set, for a
+    run of ``--llm provider:MODEL``.
 
     Example:
         >>> shell_advice("HTTP 401 (check the API key (api_key=... or the provider's environment variable))")
         'HTTP 401 (check the API key in OPENAI_API_KEY)'
+        >>> shell_advice("HTTP 404 (check the model name and base_url)", "anthropic")
+        'HTTP 404 (check the model name (--llm anthropic:MODEL) and --base-url)'
     """
+    variable = KEY_VARIABLES.get(provider)
     for python, shell in SHELL_ADVICE:
+        if variable is not None:  # the generic advice, for this run's provider
+            shell = shell.replace(" in OPENAI_API_KEY", f" in {variable}")
+            shell = shell.replace("(--llm openai:MODEL)", f"(--llm {provider}:MODEL)")
         text = re.sub(python, shell, text)
     return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], text)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from mapgen.llms.base import LLM, Completion, Request, sample_groups
+from mapgen.llms.base import LLM, Completion, Request
 from mapgen.map_function import MapFunction
 from mapgen.prompt import Prompt
 
@@ -56,8 +56,8 @@ class Estimate:
 
     ``answers`` count generations (one per ``num_generations`` per row, as the map asks them),
     ``requests`` the calls that carry them (fewer where an API backend asks a row's generations in one
-    request with ``n``: no ``seed``, ``use_n`` not ``False``). Tokens and cost cover ``requests`` only:
-    what the map still has to pay for.
+    request with ``n``: an API that has it, no ``seed``, ``use_n`` not ``False``). Tokens and cost cover
+    ``requests`` only: what the map still has to pay for.
     """
 
     model: str
@@ -294,10 +294,11 @@ def _plan(ds: Any, fn: MapFunction) -> _Found:
 
 
 def _calls(llm: LLM, requests: list[Request]) -> list[list[Request]]:
-    """The requests as the backend sends them: a row's generations in one call with ``n`` where an API
-    backend does so (no ``seed``, ``use_n`` not ``False``), else one call each."""
-    if _is_api(llm) and llm.seed is None and llm.use_n is not False:
-        return [[request for _, request in group] for group in sample_groups(requests)]
+    """The requests as the backend sends them: by an API backend's own rule (:meth:`~mapgen.llms._api.
+    APILLM.call_groups`: a row's generations in one call with ``n`` where the API has it), else one call
+    each."""
+    if _is_api(llm):
+        return [[request for _, request in group] for group in llm.call_groups(requests)]
     return [[request] for request in requests]
 
 

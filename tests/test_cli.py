@@ -174,7 +174,10 @@ def test_other_python_advice_becomes_shell_advice(error, shell):
 def test_unknown_backend_is_a_clear_error(capsys):
     status, _, err = run_main(capsys, "generate", "--llm", "claude")
     assert status == 2
-    assert err == "mapgen: error: --llm 'claude' is not one of: llamacpp, llamacpp:PATH.gguf, openai:MODEL.\n"
+    assert err == (
+        "mapgen: error: --llm 'claude' is not one of: llamacpp, llamacpp:PATH.gguf, openai:MODEL, "
+        "anthropic:MODEL.\n"
+    )
 
 
 def test_help_reads_as_plain_text(capsys):
@@ -391,3 +394,46 @@ def test_sampling_flags_reach_the_llm_and_their_errors_name_the_flags(capsys, mo
     assert "--base-url" in err and "top_k" not in err
     status, _, err = run_main(capsys, "generate", "--presence-penalty", "3")
     assert (status, err) == (2, "mapgen: error: --presence-penalty must be between -2 and 2, got 3.0.\n")
+
+
+def test_anthropic_spec_generates_and_labels_through_the_messages_api(
+    tmp_path, capsys, monkeypatch, anthropic_server
+):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", anthropic_server.api_key)
+    generated, labelled = tmp_path / "generated.jsonl", tmp_path / "labelled.jsonl"
+    llm = ["--llm", "anthropic:claude-test", "--base-url", anthropic_server.base_url]
+    status, out, err = run_main(
+        capsys, "generate", "--limit", "2", "--num-generations", "2", *llm, "--output", str(generated)
+    )
+    assert status == 0, err
+    rows = [json.loads(line) for line in generated.open()]
+    assert [row["generations"] for row in rows] == [[f"echo: {t}"] * 2 for t in cli.EXAMPLE_INSTRUCTIONS[:2]]
+    assert rows[0]["generation_metadata"][0]["prompt_tokens"] > 0  # the Messages API's usage
+    assert summary(out)["requests sent"] == "4"  # no n at Anthropic: one request per generation
+    assert anthropic_server.stats()["total"] == 4
+
+    status, _, err = run_main(capsys, "label", "--dataset", str(generated), *llm, "--output", str(labelled))
+    assert status == 0, err
+    # One judge request per (row, answer); a row's two answers are the same echo: one request answers both.
+    assert anthropic_server.stats()["total"] == 4 + 2
+    assert len(labelled.read_text().splitlines()) == 2
+
+
+def test_anthropic_errors_name_its_key_variable(capsys, monkeypatch, anthropic_server):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    status, _, err = run_main(capsys, "generate", "--llm", "anthropic:claude-sonnet-4-5")
+    assert status == 2
+    assert err.splitlines()[-1] == (
+        "mapgen: error: --llm anthropic:MODEL needs an API key for Anthropic's API: set ANTHROPIC_API_KEY "
+        "(or pass --base-url for a server that needs none)."
+    )
+    status, _, err = run_main(capsys, "generate", "--llm", "anthropic:claude-test", "--seed", "1")
+    assert status == 2 and "--llm anthropic:MODEL cannot honour --seed=1" in err
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-wrong-key-0123456789")
+    command = ["generate", "--limit", "1", "--llm", "anthropic:claude-wrong-key"]
+    status, _, err = run_main(capsys, *command, "--base-url", anthropic_server.base_url)
+    line = err.splitlines()[-1]
+    assert status == 2 and line.startswith("mapgen: error: HTTP 401: "), err
+    assert "(check the API key in ANTHROPIC_API_KEY)" in line and "sk-ant-wrong" not in line

@@ -120,6 +120,27 @@ def test_generations_without_a_seed_share_one_request_and_its_input_tokens(fault
     assert within(guess.output_tokens, output_tokens), (guess.output_tokens, output_tokens)
 
 
+def test_anthropic_generations_are_one_request_each_as_the_backend_sends_them(anthropic_server):
+    """The Messages API has no ``n``: the estimate counts calls by the backend's own rule, one per answer."""
+    ds = datasets.Dataset.from_dict({"input": prompts(30, seed=2)})
+    llm = mapgen.AnthropicLLM(
+        "claude-test",
+        base_url=anthropic_server.base_url,
+        api_key=anthropic_server.api_key,
+        max_new_tokens=200,
+    )
+    fn = mapgen.generate(llm, num_generations=3)
+    guess = mapgen.estimate(ds, fn, pilot=4)
+    assert (guess.answers_asked, guess.pilot_requests) == (90, 4)
+    assert (guess.answers, guess.requests) == (86, 86)  # no n: one request per generation
+    anthropic_server.configure(api_key=anthropic_server.api_key)
+    done = ds.map(fn, batched=True)
+    assert anthropic_server.stats()["total"] == guess.requests
+    input_tokens, output_tokens = sent_usage(done)
+    assert within(guess.input_tokens, input_tokens), (guess.input_tokens, input_tokens)
+    assert within(guess.output_tokens, output_tokens), (guess.output_tokens, output_tokens)
+
+
 def test_label_estimate_counts_one_request_per_row_and_rows_without_texts_apart(fault_server):
     ds = datasets.Dataset.from_dict(
         {"input": ["What is 2 + 2?", "Name a fruit.", "Say hi."], "generations": [["4", "5"], [None], ["hi"]]}

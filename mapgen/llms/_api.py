@@ -361,9 +361,17 @@ class APILLM(LLM):
             raise
 
     def _groups(self, engine: APIEngine, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
-        """Requests that one ``n=`` call can answer: same prompt and schema, consecutive indices. Only when
-        no seed is set (with one, generation ``i`` must use ``seed + i``) and the server honours ``n``."""
-        if not self.supports_n or self.seed is not None or self.use_n is False or engine.n_supported is False:
+        return self.call_groups(requests, n_supported=engine.n_supported)
+
+    def call_groups(
+        self, requests: Sequence[Request], *, n_supported: bool | None = None
+    ) -> list[list[tuple[int, Request]]]:
+        """The calls that answer ``requests``, each as its ``(position, request)`` list: requests that one
+        ``n=`` call can answer (same prompt and schema, consecutive indices) together, only when the API
+        has ``n`` (:attr:`supports_n`), no seed is set (with one, generation ``i`` must use ``seed + i``),
+        ``use_n`` is not ``False`` and the server has not refused ``n`` (``n_supported``); else one each.
+        The dry run (:func:`mapgen.estimate`) counts calls by this rule too."""
+        if not self.supports_n or self.seed is not None or self.use_n is False or n_supported is False:
             return [[(i, r)] for i, r in enumerate(requests)]
         return sample_groups(requests)
 

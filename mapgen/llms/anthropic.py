@@ -12,6 +12,7 @@ from mapgen.config import knob, secret
 from mapgen.llms._api import APILLM, Post, check_http_options, require_modules
 from mapgen.llms._http import JSONClient, closable
 from mapgen.llms.anthropic_wire import ANTHROPIC_MESSAGES, TOOL_STYLE, AnthropicMessagesWire
+from mapgen.llms.batch import AnthropicBatches
 
 ANTHROPIC_API = "https://api.anthropic.com"
 
@@ -97,6 +98,7 @@ class AnthropicLLM(APILLM):
     """Output tokens per minute (Anthropic's OTPM), reserved as ``max_new_tokens`` and corrected by usage."""
 
     schema_styles: ClassVar[tuple[str, ...]] = (TOOL_STYLE,)
+    supports_batch_api: ClassVar[bool] = True
     supports_n: ClassVar[bool] = False
     supports_continue_final_message: ClassVar[bool] = False
     """No open user turn to write on (Magpie); assistant prefill is left to the API's newer models' rules."""
@@ -248,6 +250,11 @@ class AnthropicLLM(APILLM):
                 "ANTHROPIC_API_KEY (or pass base_url=... for a server that needs none)."
             )
         require_modules(["aiohttp"] if self.resolved_transport == "aiohttp" else ["anthropic"], "anthropic")
+        if self.batch_api:
+            require_modules(["anthropic"], "anthropic")  # message batches go through the official client
+
+    def batch_provider(self) -> AnthropicBatches:
+        return AnthropicBatches(self)
 
     def open_client(self) -> Post:
         self.preflight()

@@ -6,6 +6,9 @@ submit and keeps the job ids in the response store:
 - :class:`OpenAIBatches`: OpenAI's Batch API. The lines ``{"custom_id", "method": "POST", "url":
   "/v1/chat/completions", "body"}`` go up as one JSONL file (``purpose="batch"``), then ``POST /batches``
   with ``completion_window="24h"``; the results come back as the batch's output and error files.
+- :class:`AnthropicBatches`: Anthropic's Message Batches API. The lines ``{"custom_id", "params"}`` (the
+  Messages body) go up in one ``POST /v1/messages/batches``; the results come back as JSONL from the
+  batch's ``results_url``.
 
 Each class caps a job at the provider's limits (:attr:`BatchProvider.max_requests` and
 :attr:`BatchProvider.max_bytes`, class constants a test may lower); :func:`split` cuts a list of lines
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mapgen.errors import BATCH_CANCELLED, BATCH_EXPIRED, BATCH_FAILED, http_kind
-from mapgen.llms._http import APIError
+from mapgen.llms._http import APIError, to_api_error
 from mapgen.llms.base import Completion, Request
 
 
@@ -178,6 +181,143 @@ class OpenAIBatches(BatchProvider):
 
     def _errors(self) -> _Translated:
         return _Translated(self.llm.secrets(), self.llm.timeout)
+
+
+ANTHROPIC_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+"""Anthropic's error ``type`` values and the HTTP status each comes with (API reference, "Errors"): an
+``errored`` batch result carries the type only, and becomes the ``http_<status>`` kind the same request
+sent alone would have had."""
+
+_ANTHROPIC_UNFINISHED = {"expired": BATCH_EXPIRED, "canceled": BATCH_CANCELLED}
+"""Anthropic's result types for requests a batch never ran, and their kinds."""
+
+
+class AnthropicBatches(BatchProvider):
+    """Anthropic's Message Batches API (https://docs.anthropic.com/en/api/creating-message-batches)
+    through the official ``anthropic`` client's low-level request path (its retries on, honouring
+    ``retry-after``), for :class:`~mapgen.AnthropicLLM` with ``batch_api=True``. The bodies are the backend's
+    own (:attr:`~mapgen.AnthropicLLM.wire`), so a batch request is exactly what the map would have posted
+    to ``/v1/messages``.
+
+    Example:
+        >>> import mapgen
+        >>> llm = mapgen.AnthropicLLM("claude-sonnet-4-5", api_key="sk-ant-x", max_new_tokens=8)
+        >>> AnthropicBatches(llm).line("k1", Request(mapgen.Prompt("Hi")))
+        {'custom_id': 'k1', 'params': {'model': 'claude-sonnet-4-5', 'max_tokens': 8, \
+'messages': [{'role': 'user', 'content': 'Hi'}], 'temperature': 0.7}}
+    """
+
+    name = "anthropic"
+    max_requests = 100_000
+    max_bytes = 256 * 1024 * 1024
+    path = "/v1/messages/batches"
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self._client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            import anthropic
+
+            self._client = anthropic.Anthropic(
+                api_key=self.llm.resolved_api_key() or "none",
+                base_url=self.llm.resolved_base_url,
+                timeout=self.llm.timeout,
+                max_retries=self.llm.max_retries,  # the SDK's backoff, honouring retry-after
+                default_headers={"anthropic-version": self.llm.api_version},
+            )
+        return self._client
+
+    def line(self, custom_id: str, request: Request) -> dict[str, Any]:
+        style = self.llm.schema_styles[0] if request.schema is not None else None
+        return {"custom_id": custom_id, "params": self.llm.wire.body(self.llm, request, 1, style)}
+
+    def submit(self, lines: list[dict[str, Any]]) -> str:
+        batch = self._call("post", self.path, body={"requests": lines})
+        return _field(batch, "id", str)
+
+    def poll(self, job_id: str) -> JobStatus:
+        batch = self._call("get", f"{self.path}/{job_id}")
+        counts = batch.get("request_counts") or {}
+        total = sum(v for v in counts.values() if isinstance(v, int))
+        processed = sum(counts.get(k) or 0 for k in ("succeeded", "errored", "canceled", "expired"))
+        status = _field(batch, "processing_status", str)
+        return JobStatus(job_id, status, status == "ended", processed, total)
+
+    def results(self, status: JobStatus) -> dict[str, Completion]:
+        from mapgen.costs import priced
+
+        batch = self._call("get", f"{self.path}/{status.job_id}")
+        url = batch.get("results_url")
+        if not isinstance(url, str):
+            raise APIError.invalid_answer(f"batch {status.job_id} ended without a results_url")
+        text = self._call("get", url, raw=True)
+        answers: dict[str, Completion] = {}
+        for row in text.splitlines():
+            if not row.strip():
+                continue
+            try:
+                item = json.loads(row)
+            except ValueError:  # a damaged download: the job is kept, and read again by the next run
+                raise APIError.invalid_answer(f"batch {status.job_id}: a results line is not JSON") from None
+            custom_id, result = item.get("custom_id"), item.get("result") or {}
+            if not isinstance(custom_id, str):
+                continue
+            kind = result.get("type")
+            if kind == "succeeded":
+                try:
+                    answer = self.llm.wire.completions(result.get("message"), 1)
+                    answers[custom_id] = priced(self.llm, answer, batch=True)[0]  # at the batch discount
+                except APIError as invalid:
+                    answers[custom_id] = Completion.failed(str(invalid), invalid.kind)
+            elif kind == "errored":
+                error = ((result.get("error") or {}).get("error")) or {}
+                code = ANTHROPIC_ERROR_STATUS.get(error.get("type"))
+                reason = f"{error.get('type', 'error')} in batch {status.job_id}: {error.get('message', '')}"
+                if code is not None:
+                    reason = f"HTTP {code}: {reason}"
+                answers[custom_id] = Completion.failed(reason, http_kind(code) if code else BATCH_FAILED)
+            else:
+                unfinished = _ANTHROPIC_UNFINISHED.get(kind, BATCH_FAILED)
+                answers[custom_id] = Completion.failed(f"{kind} (batch {status.job_id})", unfinished)
+        return answers
+
+    def _call(self, method: str, path: str, *, body: Any = None, raw: bool = False) -> Any:
+        """One request through the SDK's low-level path: the JSON answer (or the text, ``raw``), the SDK's
+        errors as :class:`APIError` (scrubbed)."""
+        import httpx2
+
+        options: dict[str, Any] = {"cast_to": httpx2.Response if raw else object}
+        if body is not None:
+            options["body"] = body
+        try:
+            answer = getattr(self.client(), method)(path, **options)
+        except Exception as error:  # every transport error meets mapgen's in one place
+            raise to_api_error(error, self.llm.secrets(), self.llm.timeout) from None
+        if raw:
+            return answer.text
+        if not isinstance(answer, dict):
+            raise APIError.invalid_answer(f"{path}: expected a JSON object, got {type(answer).__name__}")
+        return answer
+
+
+def _field(answer: dict[str, Any], name: str, kind: type) -> Any:
+    value = answer.get(name)
+    if not isinstance(value, kind):
+        raise APIError.invalid_answer(f"a message batch without {name!r}: {str(answer)[:200]}")
+    return value
 
 
 class _JobFailed(APIError):
