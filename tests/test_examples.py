@@ -136,3 +136,15 @@ def test_anthropic_generation(anthropic_server):
     bodies = anthropic_server.requests()
     assert len(bodies) == 9  # 3 rows x 2 generations, one request each, then 3 records
     assert all(b["system"][0]["cache_control"] == {"type": "ephemeral"} for b in bodies[:6])
+
+
+def test_wire_formats():
+    seen = load("wire_formats").main()
+    (openai_body, openai_answer), (anthropic_body, anthropic_answer) = seen["openai"], seen["anthropic"]
+    assert openai_body["messages"][0] == {"role": "system", "content": "Answer as JSON."}
+    assert openai_body["response_format"]["json_schema"]["strict"] is True
+    assert anthropic_body["system"] == "Answer as JSON." and anthropic_body["max_tokens"] == 32
+    assert anthropic_body["tool_choice"] == {"type": "tool", "name": "Answer"}
+    for answer in (openai_answer, anthropic_answer):
+        assert (answer.text, answer.prompt_tokens, answer.completion_tokens) == ('{"city": "Paris"}', 21, 6)
+    assert "unused" not in repr(seen)  # the keys are in neither body
