@@ -11,7 +11,7 @@ import pyarrow as pa
 from mapgen.columns import MESSAGES, METADATA, typed_columns
 from mapgen.errors import INPUT
 from mapgen.llms.base import LLM, Completion, Request
-from mapgen.map_function import MapFunction, completion_metadata
+from mapgen.map_function import Answer, MapFunction, completion_metadata
 from mapgen.progress import counters
 from mapgen.prompt import Prompt
 from mapgen.tasks.base import Task
@@ -56,10 +56,12 @@ class GenerateFunction(MapFunction):
         types = self.output_types()
         columns: dict[str, list[Any]] = {name: [] for name in types}
         for prompt, row_error in planned:
-            completions = (
-                [next(answers) for _ in range(n)] if prompt else [Completion.failed(row_error, INPUT)] * n
-            )
-            self._write_row(columns, prompt.messages() if prompt else None, completions)
+            if prompt:
+                row_answers = [next(answers) for _ in range(n)]
+            else:
+                failed = Completion.failed(row_error, INPUT)
+                row_answers = [(failed, self.parse_answer(failed))] * n
+            self._write_row(columns, prompt.messages() if prompt else None, row_answers)
         return typed_columns(columns, types)
 
     def plan(
@@ -92,9 +94,10 @@ class GenerateFunction(MapFunction):
         self,
         columns: dict[str, list[Any]],
         messages: list[dict[str, str]] | None,
-        completions: list[Completion],
+        answers: list[Answer],
     ) -> None:
-        parsed = [self.parse_answer(c) for c in completions]
+        completions = [completion for completion, _ in answers]
+        parsed = [result for _, result in answers]
         counters.add(failed=sum(error is not None for _, error in parsed))
         for name in self.task.outputs:
             columns[name].append([values.get(name) for values, _ in parsed])

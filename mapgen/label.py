@@ -11,7 +11,7 @@ import pyarrow as pa
 from mapgen.columns import MESSAGES, METADATA, typed_columns
 from mapgen.errors import INPUT, PARSE, error_text, split_error
 from mapgen.llms.base import LLM, Completion, Request
-from mapgen.map_function import MapFunction, completion_metadata
+from mapgen.map_function import Answer, MapFunction, completion_metadata
 from mapgen.progress import counters
 from mapgen.tasks.base import Task
 from mapgen.tasks.labelling import LabellingTask, weighted_score
@@ -82,8 +82,7 @@ class LabelFunction(MapFunction):
         ]
         columns: dict[str, list[Any]] = {name: [] for name in types}
         for plan in plans:
-            completions = [next(answers) for _ in plan.requests]
-            values = self._assemble(task, plan, completions, aligned)
+            values = self._assemble(task, plan, [next(answers) for _ in plan.requests], aligned)
             for name in types:
                 columns[name].append(values.get(name))
         return typed_columns(columns, types)
@@ -116,7 +115,7 @@ class LabelFunction(MapFunction):
         return _RowPlan(size=len(texts), kept=kept, requests=requests)
 
     def _assemble(
-        self, task: LabellingTask, plan: _RowPlan, completions: list[Completion], aligned: list[str]
+        self, task: LabellingTask, plan: _RowPlan, answers: list[Answer], aligned: list[str]
     ) -> dict[str, Any]:
         types = task.output_types()
         per_text = [name for name, kind in types.items() if pa.types.is_list(kind)]
@@ -129,12 +128,12 @@ class LabelFunction(MapFunction):
             return values
         problems: list[str] = []
         if task.one_request_per_item:
-            for i, request, completion in zip(plan.kept, plan.requests, completions, strict=True):
+            for i, request, answer in zip(plan.kept, plan.requests, answers, strict=True):
+                completion, (parsed, problem) = answer
                 values["labelling_prompt"][i] = request.prompt.messages()
                 values["raw_labelling_response"][i] = completion.text
                 values["labelling_reasoning"][i] = completion.reasoning
                 values["labelling_metadata"][i] = completion_metadata(completion, self.provenance)
-                parsed, problem = self.parse_answer(completion)
                 if problem:
                     kind, message = split_error(problem)
                     problems.append(error_text(kind or PARSE, f"text {i + 1}: {message}"))
@@ -143,12 +142,11 @@ class LabelFunction(MapFunction):
                 if self.weighted_ratings and parsed:
                     values[self.weighted_column][i] = self._weighted(task, completion, 1)[0]
         else:
-            [request], [completion] = plan.requests, completions
+            [request], [(completion, (parsed, problem))] = plan.requests, answers
             values["labelling_prompt"] = request.prompt.messages()
             values["raw_labelling_response"] = completion.text
             values["labelling_reasoning"] = completion.reasoning
             values["labelling_metadata"] = completion_metadata(completion, self.provenance)
-            parsed, problem = self.parse_answer(completion)
             if problem:
                 problems.append(problem)
             for name in types:

@@ -26,6 +26,11 @@ from mapgen.reasoning import with_reasoning
 from mapgen.store import ResponseStore, StoreURL, open_store, request_key, store_url
 from mapgen.tasks.base import InputError, ParseError, Task
 
+Parsed = tuple[dict[str, Any], str | None]
+"""What a task read from one answer: its outputs and ``None``, or ``{}`` and why there are none."""
+Answer = tuple[Completion, Parsed]
+"""One answer and what the task read from it (:meth:`MapFunction.reask`)."""
+
 
 class MissingColumnError(ValueError):
     """A task needs a column the dataset does not have."""
@@ -192,26 +197,24 @@ class MapFunction:
 
     def reask(
         self, requests: list[Request], completions: list[Completion], *, rank: int | None
-    ) -> list[Completion]:
-        """``completions`` (the answers to ``requests``), where each answer that failed the task's answer
-        model is asked again, up to ``max_reasks`` times, as a new request (``attempt`` 1, 2...: its own
-        store key and seed). A re-ask that gets no answer at all keeps the invalid one and its error.
-        Every re-ask is counted (``counters["reasks"]``).
+    ) -> list[Answer]:
+        """``completions`` (the answers to ``requests``), each with what the task parsed from it
+        (:meth:`parse_answer`), where each answer that failed the task's answer model is asked again, up to
+        ``max_reasks`` times, as a new request (``attempt`` 1, 2...: its own store key and seed). A re-ask
+        that gets no answer at all keeps the invalid one and its error. Every re-ask is counted
+        (``counters["reasks"]``). Each answer is parsed once: the caller writes its row from the pairs.
         """
-        completions = list(completions)
+        answers = [(completion, self.parse_answer(completion)) for completion in completions]
         for attempt in range(1, self.max_reasks + 1):
-            invalid = [i for i, c in enumerate(completions) if self._fails_model(c)]
+            invalid = [i for i, (completion, (_, error)) in enumerate(answers) if _invalid(completion, error)]
             if not invalid:
                 break
             counters.add(reasks=len(invalid))
             again = self.complete([replace(requests[i], attempt=attempt) for i in invalid], rank=rank)
-            for i, answer in zip(invalid, again, strict=True):
-                if answer.text is not None:
-                    completions[i] = answer
-        return completions
-
-    def _fails_model(self, completion: Completion) -> bool:
-        return completion.text is not None and error_kind(self.parse_answer(completion)[1]) == INVALID_OUTPUT
+            for i, completion in zip(invalid, again, strict=True):
+                if completion.text is not None:
+                    answers[i] = (completion, self.parse_answer(completion))
+        return answers
 
     def _send(
         self, requests: list[Request], *, rank: int | None, on_complete: OnComplete | None = None
@@ -242,7 +245,7 @@ class MapFunction:
         completions = batch_api.complete(self.llm, store, keys, requests, answered)
         return [checked.get(i) or spent(self.llm, valid(c)) for i, c in enumerate(completions)]
 
-    def parse_answer(self, completion: Completion) -> tuple[dict[str, Any], str | None]:
+    def parse_answer(self, completion: Completion) -> Parsed:
         """The task's outputs for one answer and ``None``, or ``{}`` and why there are none.
 
         Any exception from a parser is a parse error of that answer: a malformed answer, or a parser that
@@ -355,6 +358,11 @@ def valid(completion: Completion) -> Completion:
     if completion.text is None or isinstance(completion.text, str):
         return with_reasoning(completion)
     return Completion.failed(f"answer is a {type(completion.text).__name__}, not text", INVALID_ANSWER)
+
+
+def _invalid(completion: Completion, error: str | None) -> bool:
+    """Whether an answer came but failed the task's answer model (worth asking again)."""
+    return completion.text is not None and error is not None and error_kind(error) == INVALID_OUTPUT
 
 
 def _is_empty(value: Any) -> bool:
