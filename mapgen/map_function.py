@@ -17,7 +17,6 @@ from mapgen.config import dataclass_fingerprint, knob
 from mapgen.costs import spent, store_identity
 from mapgen.errors import ENGINE, INVALID_ANSWER, INVALID_OUTPUT, PARSE, error_kind, error_text
 from mapgen.fingerprint import register_fingerprint_reducer
-from mapgen.images import ImageError
 from mapgen.llms import _async
 from mapgen.llms.base import LLM, Completion, OnComplete, Request
 from mapgen.progress import counters, request_progress
@@ -262,8 +261,9 @@ class MapFunction:
 
     def prompt_for(self, row: Mapping[str, Any]) -> tuple[Prompt | None, str | None]:
         """The row's prompt and ``None``, or ``None`` and why the row cannot be prompted, naming its dataset
-        column: an empty input, one the task refuses (:class:`~mapgen.tasks.base.InputError`), an image
-        that cannot be read. The row gets an ``input`` error; the run goes on."""
+        column: an empty input, or one the task refuses (:class:`~mapgen.tasks.base.InputError`: a
+        conversation that does not end with a user turn, an image that cannot be read). The row gets an
+        ``input`` error; the run goes on."""
         error = self.row_error(row)
         if error is not None:
             return None, error
@@ -271,9 +271,6 @@ class MapFunction:
             return self.task.prompt(row), None
         except InputError as refused:
             return None, self.input_error(refused)
-        except ImageError as error:
-            column = getattr(self.task, "image_column", None)
-            return None, f"column {self.columns().get(column, column)!r}: {error}" if column else str(error)
 
     def input_error(self, refused: InputError) -> str:
         """An :class:`~mapgen.tasks.base.InputError` as the row's reason, naming the dataset column."""

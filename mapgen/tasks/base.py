@@ -122,16 +122,20 @@ class Task:
         field set (see :mod:`mapgen.images` for what a column may hold), else none.
 
         Raises:
-            mapgen.images.ImageError: the column's value is no image; the row fails with an ``input`` error.
+            InputError: the column's value is no image (:class:`mapgen.images.ImageError` says why); the
+                row fails with an ``input`` error naming the column.
         """
         column = getattr(self, "image_column", None)
         if column is None:
             return ()
         from mapgen.images import ImageError, load_images
 
-        images = load_images(row[column])
+        try:
+            images = load_images(row[column])
+        except ImageError as error:
+            raise InputError(column, str(error)) from error
         if not images:  # an empty list: the prompt would go without what it asks about
-            raise ImageError("the column holds no image")
+            raise InputError(column, "the column holds no image")
         return images
 
     @property
