@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from mapgen._version import __version__
 from mapgen.errors import error_kinds
 from mapgen.provenance import lookup
+from mapgen.totals import ModelUsage, answer_metadata, metadata_columns
 
 MAPGEN_URL = "https://github.com/mapgen/mapgen"
 _STEPS = {"generation": "generate", "labelling": "label"}
@@ -30,25 +31,12 @@ _SIZES += [(10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
 
 
 @dataclass
-class Totals:
-    """What the answers of one map function add up to, counted from its metadata column."""
-
-    answers: int = 0
-    """Entries in the metadata column: answers, failed ones included."""
-    from_store: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float | None = None
-    """USD, where the metadata has costs (``cost``); ``None`` when none of the answers has one."""
-
-
-@dataclass
 class Step:
     """One map function's part of the dataset: its metadata column and its record (``None`` if lost)."""
 
     column: str
     reference: str | None
-    totals: Totals
+    totals: ModelUsage
     record: dict[str, Any] | None = None
     models: list[str] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
@@ -109,7 +97,7 @@ def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = Non
 
 
 def _steps(ds: Any, store: str | None) -> list[Step]:
-    columns = [name for name in ds.column_names if _is_metadata(ds.features[name])]
+    columns = metadata_columns(ds)
     steps: list[Step] = []
     for column in columns:
         prefix = column.removesuffix("_metadata")
@@ -124,12 +112,6 @@ def _steps(ds: Any, store: str | None) -> list[Step]:
     return steps
 
 
-def _is_metadata(feature: Any) -> bool:
-    while not isinstance(feature, dict) and hasattr(feature, "feature"):  # List / Sequence of structs
-        feature = feature.feature
-    return isinstance(feature, dict) and "provenance" in feature and "prompt_tokens" in feature
-
-
 def _batches(ds: Any, column: str):
     for table in ds.select_columns([column]).with_format("arrow").iter(batch_size=_BATCH):
         array = table.column(0).combine_chunks()
@@ -138,23 +120,11 @@ def _batches(ds: Any, column: str):
         yield array
 
 
-def _totals(ds: Any, column: str) -> dict[str | None, Totals]:
-    """Per provenance reference: the answers in ``column`` and what they add up to."""
-    found: dict[str | None, Totals] = {}
-    for array in _batches(ds, column):
-        array = array.filter(array.is_valid())  # an unrated text has no metadata
-        values = dict(zip([f.name for f in array.type], array.flatten(), strict=True))
-        refs = values["provenance"].to_pylist()
-        for name in ("prompt_tokens", "completion_tokens", "from_store", "cost"):
-            values[name] = values[name].to_pylist() if name in values else [None] * len(refs)
-        for i, ref in enumerate(refs):
-            totals = found.setdefault(ref, Totals())
-            totals.answers += 1
-            totals.from_store += bool(values["from_store"][i])
-            totals.prompt_tokens += values["prompt_tokens"][i] or 0
-            totals.completion_tokens += values["completion_tokens"][i] or 0
-            if values["cost"][i] is not None:
-                totals.cost = (totals.cost or 0.0) + values["cost"][i]
+def _totals(ds: Any, column: str) -> dict[str | None, ModelUsage]:
+    """Per provenance reference: what the answers in ``column`` add up to (:class:`ModelUsage`)."""
+    found: dict[str | None, ModelUsage] = {}
+    for meta in answer_metadata(ds.select_columns([column]).with_format("arrow")[:].column(0).to_pylist()):
+        found.setdefault(meta.get("provenance"), ModelUsage()).add(meta)
     return found
 
 
@@ -216,14 +186,14 @@ def _body(ds: Any, steps: list[Step], chain: list[str], repo_id: str | None) -> 
         "",
         "## Totals",
         "",
-        "| step | answers (failed included) | from the response store | prompt tokens | completion tokens "
+        "| step | answers requested | reused from the response store | prompt tokens | completion tokens "
         "| cost (USD) |",
         "|---|---|---|---|---|---|",
     ]
     for number, step in enumerate(steps, 1):
         t = step.totals
         lines.append(
-            f"| {number}. {step.name} | {t.answers} | {t.from_store} | {t.prompt_tokens} | "
+            f"| {number}. {step.name} | {t.requests} | {t.reused} | {t.prompt_tokens} | "
             f"{t.completion_tokens} | {_cost(t.cost)} |"
         )
     lines += ["", *_usage_lines(ds)]

@@ -176,16 +176,14 @@ def _base(rate: Any) -> float | None:
     return float(getattr(rate, "base", rate))
 
 
-def priced(
-    llm: Any, completions: Sequence[Completion], *, completion_tokens: int | None = None, batch: bool = False
-) -> list[Completion]:
-    """``completions``, the answers of one request, each with its :attr:`~Completion.cost` set from
-    ``llm``'s price (:func:`price_for`) and its token counts; unchanged where the price is unknown.
+def priced(llm: Any, completions: Sequence[Completion], *, batch: bool = False) -> list[Completion]:
+    """``completions``, each with its :attr:`~Completion.cost` set from ``llm``'s price (:func:`price_for`)
+    and its own token counts; unchanged where the price or the counts are unknown.
 
-    One request answered ``n`` times is billed its prompt once and every answer's tokens, reported
-    together as ``completion_tokens``: its cost is shared equally among its answers, so that summing the
-    answers' costs gives the request's. Answers that already carry a cost (a batch result priced by its
-    collector) or that came from the response store keep theirs.
+    The answers of one request answered ``n`` times carry equal shares of the request's usage (see
+    :func:`mapgen.llms.openai_wire.completions_from`), and a price is linear in tokens: their costs add up
+    to the request's. Answers that already carry a cost (a batch result priced by its collector) or that
+    came from the response store keep theirs.
 
     Example:
         >>> import mapgen
@@ -193,21 +191,19 @@ def priced(
         >>> priced(llm, [mapgen.Completion("hi", prompt_tokens=10, completion_tokens=5)])[0].cost
         2e-05
     """
-    if not completions:
-        return list(completions)
-    price = price_for(llm)
+    price = price_for(llm) if completions else None
     if price is None:
         return list(completions)
-    first = completions[0]
-    if len(completions) == 1:
-        completion_tokens = first.completion_tokens
-    if first.prompt_tokens is None or completion_tokens is None:
-        return list(completions)
-    cached = first.cached_tokens or 0
-    cost = price.cost(first.prompt_tokens, completion_tokens, cached_tokens=cached, batch=batch)
-    share = cost / len(completions)
     return [
-        c if c.cost is not None or c.from_store else dataclasses.replace(c, cost=share) for c in completions
+        c
+        if c.cost is not None or c.from_store or c.prompt_tokens is None or c.completion_tokens is None
+        else dataclasses.replace(
+            c,
+            cost=price.cost(
+                c.prompt_tokens, c.completion_tokens, cached_tokens=c.cached_tokens or 0, batch=batch
+            ),
+        )
+        for c in completions
     ]
 
 

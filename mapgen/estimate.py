@@ -197,13 +197,16 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
 
     counter = tokenizer_for(llm)
     usable = [
-        (call, cs) for call, cs in piloted if cs[0].prompt_tokens is not None and cs[0].text is not None
+        (call, cs)
+        for call, cs in piloted
+        if all(c.prompt_tokens is not None and c.text is not None for c in cs)
     ]
     characters = sum(_characters(call[0].prompt) for call in calls)
     pilot_characters = sum(_characters(call[0].prompt) for call, _ in usable)
     per_character = 1 / CHARS_PER_TOKEN
     if pilot_characters:
-        per_character = sum(cs[0].prompt_tokens or 0 for _, cs in usable) / pilot_characters
+        # A call's answers hold shares of its usage (n answers of one request): together, its prompt.
+        per_character = sum(c.prompt_tokens or 0 for _, cs in usable for c in cs) / pilot_characters
     if counter is not None:
         input_tokens, input_method = sum(counter(call[0].prompt) for call in calls), TOKENIZER
     elif pilot_characters:
@@ -211,8 +214,8 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
     else:
         input_tokens, input_method = round(characters / CHARS_PER_TOKEN), RULE_OF_THUMB
 
-    # An answer's own completion tokens; where a request carried several (n), usage counts them together,
-    # so each is its text's characters at the prompt's tokens per character.
+    # An answer's completion tokens (its share, where one request carried several); where a backend
+    # reports none, its text's characters at the prompt's tokens per character.
     outputs = [
         c.completion_tokens if c.completion_tokens is not None else len(c.text or "") * per_character
         for _, cs in usable

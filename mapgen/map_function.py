@@ -181,7 +181,13 @@ class MapFunction:
             # After every answer of this call is committed: the claims of those still pending end, and
             # the answers are durable before the batch returns.
             store.release(claimed, owner)
-        return [answers[key] for key in keys]
+        # A repeat of a request in this call shares its answer, paid for once: to it, a reused answer.
+        return [
+            answers[key]
+            if i == first[key] or answers[key].text is None
+            else replace(answers[key], from_store=True)
+            for i, key in enumerate(keys)
+        ]
 
     def store_keys(self, requests: Sequence[Request]) -> list[str]:
         """Each request's key in the response store (:func:`mapgen.store.request_key`), in order."""

@@ -150,8 +150,7 @@ def usage(ds: Any) -> Usage:
             for model, one in usage(split).models.items():
                 result.models.setdefault(model, ModelUsage()).__iadd__(one)
         return result
-    schema = ds.features.arrow_schema
-    columns = [f.name for f in schema if _is_metadata(f.type)]
+    columns = metadata_columns(ds)
     result = Usage()
     if not columns:
         return result
@@ -165,6 +164,21 @@ def usage(ds: Any) -> Usage:
             for one_meta, one_name in _pairs(meta, name):
                 result.models.setdefault(one_name or "unknown", ModelUsage()).add(one_meta)
     return result
+
+
+def metadata_columns(ds: Any) -> list[str]:
+    """The columns of ``ds`` (a ``datasets.Dataset``) that hold mapgen's answer metadata, whatever their
+    names: a struct with mapgen's metadata fields, or a list of them."""
+    return [f.name for f in ds.features.arrow_schema if _is_metadata(f.type)]
+
+
+def answer_metadata(values: Iterable[Any]) -> Iterable[Mapping[str, Any]]:
+    """Every answer's metadata in a metadata column's values (a struct, or lists of them), in order."""
+    for value in values:
+        if isinstance(value, Mapping):
+            yield value
+        elif isinstance(value, list):
+            yield from answer_metadata(value)
 
 
 def _is_metadata(kind: pa.DataType) -> bool:

@@ -127,8 +127,9 @@ def test_the_card_after_a_cached_rerun_counts_tokens_and_errors(tmp_path, tiny_l
     assert {m["provenance"] for m in metadata} == {mapgen.fingerprint(fn)}
     prompt_tokens = sum(m["prompt_tokens"] or 0 for m in metadata)
     completion_tokens = sum(m["completion_tokens"] or 0 for m in metadata)
-    assert prompt_tokens > 0
-    assert f"| 1. generate | 6 | 0 | {prompt_tokens} | {completion_tokens} | unknown |" in card.text
+    requested = sum(m["prompt_tokens"] is not None for m in metadata)  # the empty row sent nothing
+    assert prompt_tokens > 0 and requested == 4
+    assert f"| 1. generate | {requested} | 0 | {prompt_tokens} | {completion_tokens} | unknown |" in card.text
     assert "- failed, by kind: input: 2" in card.text  # the empty row's two generations
     assert chain(card) == [f"generate:{mapgen.fingerprint(fn)}", f"dataset:{again._fingerprint}"]
     assert card.data.to_dict()["size_categories"] == ["n<1K"]

@@ -93,8 +93,25 @@ def test_one_request_answered_n_times_shares_its_cost_among_its_answers(fault_se
     assert body["n"] == 3
     prompt = openai_prompt_tokens(body["messages"])  # billed once for the three answers
     output = sum(count_tokens(text) + END_TOKENS for text in ds[0]["generations"])
-    costs_ = [m["cost"] for m in ds[0]["generation_metadata"]]
-    assert sum(costs_) == pytest.approx((prompt * 1.0 + output * 3.0) / 1e6) and len(set(costs_)) == 1
+    metas = ds[0]["generation_metadata"]
+    assert sum(m["cost"] for m in metas) == pytest.approx((prompt * 1.0 + output * 3.0) / 1e6)
+    # Each answer holds an equal share of the request's usage: the shares add up to what was billed.
+    assert sum(m["prompt_tokens"] for m in metas) == prompt
+    assert sum(m["completion_tokens"] for m in metas) == output
+    assert max(m["completion_tokens"] for m in metas) - min(m["completion_tokens"] for m in metas) <= 1
+    total = mapgen.usage(ds)["fault"]
+    assert (total.prompt_tokens, total.completion_tokens) == (prompt, output)
+
+
+def test_a_repeated_prompt_is_paid_once_and_its_repeats_count_as_reused(fault_server):
+    ds = datasets.Dataset.from_dict({"input": ["same question"] * 3})
+    ds = ds.map(mapgen.generate(llm_on(fault_server, price_per_million=(1.0, 3.0))), batched=True)
+    [(prompt, output)] = served_usage(fault_server)  # one request for the three rows
+    total = mapgen.usage(ds)["fault"]
+    assert (total.requests, total.reused, total.prompt_tokens) == (1, 2, prompt)
+    assert total.cost == pytest.approx((prompt * 1.0 + output * 3.0) / 1e6)
+    assert total.saved == pytest.approx(2 * total.cost)
+    assert [row[0]["from_store"] for row in ds["generation_metadata"]] == [False, True, True]
 
 
 def test_answers_reused_from_the_store_keep_their_cost_and_a_new_price_pays_nothing_again(fault_server):

@@ -255,6 +255,15 @@ def test_config_errors_raise_before_any_request():
         mapgen.OpenAILLM("m", rpm=-1)
 
 
+@pytest.mark.parametrize("backend", [mapgen.OpenAILLM, mapgen.AnthropicLLM, mapgen.InferenceEndpointsLLM])
+@pytest.mark.parametrize("url", ["http://user:s3cret@127.0.0.1:8124/v1", "https://s3cret@example.com"])
+def test_a_base_url_with_credentials_is_refused_without_showing_them(backend, url):
+    # aiohttp cannot send a key both in the URL and as a header, and a URL lands in reprs and records.
+    with pytest.raises(ValueError, match="must not hold credentials") as refused:
+        backend("m", base_url=url)
+    assert "s3cret" not in str(refused.value) and "api_key" in str(refused.value)
+
+
 def test_the_parent_keeps_its_connections_after_num_proc_workers_fork(fault_server):
     # Regression: a forked worker that closed the sockets it inherited unregistered them from the epoll
     # instance it shares with the parent, whose next request on a pooled connection then never returned.

@@ -194,3 +194,14 @@ def test_every_transports_errors_map_in_one_place():
         anthropic.AuthenticationError("x", response=unauthorized, body=None), ["sk-ant-abcdefgh"]
     )
     assert error.fatal and "sk-ant" not in str(error)
+
+
+def test_one_requests_usage_is_shared_among_its_n_answers():
+    choices = [{"index": i, "message": {"content": f"answer {i}"}, "finish_reason": "stop"} for i in range(3)]
+    usage = {"prompt_tokens": 10, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 4}}
+    answers = OPENAI_CHAT.completions({"choices": choices, "usage": usage}, 3)
+    assert [(a.prompt_tokens, a.completion_tokens, a.cached_tokens) for a in answers] == [
+        (4, 7, 2),
+        (3, 7, 1),
+        (3, 6, 1),
+    ]

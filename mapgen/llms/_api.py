@@ -23,6 +23,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import tenacity
 
@@ -109,7 +110,16 @@ class APIEngine:
 def check_http_options(
     base_url: str | None, transport: str, transports: Sequence[str], extra_body: Any
 ) -> None:
-    """The checks every HTTP backend makes on its ``base_url``, ``transport`` and ``extra_body``."""
+    """The checks every HTTP backend makes on its ``base_url``, ``transport`` and ``extra_body``.
+
+    A ``base_url`` with credentials in it (``https://user:key@host``) is refused: the key goes in
+    ``api_key``, where it is kept out of reprs, fingerprints and messages, and sent as the provider wants."""
+    if base_url is not None and "@" in base_url.split("//", 1)[-1].split("/", 1)[0]:
+        parts = urlsplit(base_url)
+        raise ValueError(
+            f"base_url must not hold credentials (user:password@ in {parts.scheme}://{parts.hostname}...): "
+            "pass the key as api_key=... (or the provider's environment variable)."
+        )
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}.")
     if transport not in transports:
@@ -451,8 +461,7 @@ class APILLM(LLM):
             try:
                 answer = await self._post(engine, body, request, n)
                 completions = self.wire.completions(answer, n)
-                # One request answered n times is billed every answer's tokens together.
-                completions = priced(self, completions, completion_tokens=self.wire.rate_usage(answer)[1])
+                completions = priced(self, completions)
             except APIError as error:
                 if request.schema is not None and _about_schema(error):
                     retry_style = self._schema_fallback(engine, style)

@@ -193,8 +193,13 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
         choices = sorted(choices, key=lambda c: c["index"] if isinstance(c.get("index"), int) else 0)
     usage = answer.get("usage")
     usage = usage if isinstance(usage, dict) else {}
+    choices = choices[:n]
+    # usage counts every choice together: each gets an equal share, so that the shares add up to it
+    prompt_tokens = shares(_int_or_none(usage.get("prompt_tokens")), len(choices))
+    completion_tokens = shares(_int_or_none(usage.get("completion_tokens")), len(choices))
+    cached_tokens = shares(_cached_tokens(usage), len(choices))
     completions = []
-    for choice in choices[:n]:
+    for i, choice in enumerate(choices):
         message, finish = choice["message"], _str_or_none(choice.get("finish_reason"))
         text = message_text(message.get("content"))
         reasoning = message_reasoning(message)
@@ -210,13 +215,12 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
             Completion(
                 text=text,
                 finish_reason=finish,
-                prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
-                # usage counts all choices together: per choice only when there is one
-                completion_tokens=_int_or_none(usage.get("completion_tokens")) if len(choices) == 1 else None,
+                prompt_tokens=prompt_tokens[i],
+                completion_tokens=completion_tokens[i],
                 tokens=tokens,
                 top_logprobs=top_logprobs,
                 reasoning=reasoning,
-                cached_tokens=_cached_tokens(usage),
+                cached_tokens=cached_tokens[i],
             )
         )
     return completions
@@ -250,6 +254,20 @@ def _no_content(message: dict[str, Any], finish: str | None) -> Completion:
     if finish == "content_filter":
         return Completion.failed("stopped by a content filter", REFUSED)
     return Completion.failed(f"no text in the answer (finish_reason={finish})", EMPTY_ANSWER)
+
+
+def shares(total: int | None, count: int) -> list[int | None]:
+    """``total`` split into ``count`` whole shares that add up to it, the larger ones first (``None``
+    stays ``None``): one request's usage among its ``n`` answers.
+
+    Example:
+        >>> shares(7, 3), shares(None, 2)
+        ([3, 2, 2], [None, None])
+    """
+    if total is None:
+        return [None] * count
+    share, rest = divmod(total, count)
+    return [share + (i < rest) for i in range(count)]
 
 
 def _cached_tokens(usage: dict[str, Any]) -> int | None:
