@@ -643,6 +643,8 @@ def push(ds: Any, args: argparse.Namespace) -> str | None:
             f"--push-to-hub {args.push_to_hub}: the Hub refused ({error}); the token comes from HF_TOKEN or "
             "'hf auth login'. The dataset was written to --output if given."
         ) from None
+    except ConnectionError as error:  # mapgen.push_to_hub's: the Hub cannot be reached
+        raise CommandError(f"--push-to-hub: {error} The dataset was written to --output if given.") from None
     return (
         f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co').rstrip('/')}/datasets/{args.push_to_hub}"
     )

@@ -33,19 +33,30 @@ def push_to_hub(
 
     Raises:
         ValueError: ``ds`` has no mapgen column.
+        ConnectionError: the Hub cannot be reached (no network, ``HF_HUB_OFFLINE=1``): nothing was
+            uploaded; the message names the repo and the endpoint.
         huggingface_hub.errors.HfHubHTTPError: the Hub refused (an unknown user, a bad token: the
             message names the repo, never the token).
 
     Example (against a Hub, so not run here):
         >>> mapgen.push_to_hub(ds, "me/tips", private=True)  # doctest: +SKIP
     """
-    from huggingface_hub import DatasetCard
+    from huggingface_hub import DatasetCard, constants
     from huggingface_hub.errors import EntryNotFoundError
 
     from mapgen.card import dataset_card
 
     card = dataset_card(ds, repo_id=repo_id, store=store)
-    ds.push_to_hub(repo_id, private=private, token=token, commit_message=commit_message)
+    try:
+        ds.push_to_hub(repo_id, private=private, token=token, commit_message=commit_message)
+    except Exception as error:
+        if not _is_offline(error):
+            raise
+        raise ConnectionError(
+            f"cannot push {repo_id!r}: the Hub at {constants.ENDPOINT} cannot be reached from here "
+            f"({type(error).__name__}: {error}). Push from where the network allows, or set HF_ENDPOINT to "
+            "your Hub's address; nothing was uploaded."
+        ) from None
     try:  # what datasets wrote to the README on push: its data files and features
         pushed = DatasetCard.load(repo_id, repo_type="dataset", token=token).data.to_dict()
     except EntryNotFoundError:
@@ -89,6 +100,9 @@ def _is_offline(error: BaseException) -> bool:
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, (ConnectionError, OfflineModeIsEnabled)):
+            return True
+        # huggingface_hub's transport (httpx) raises its own ConnectError / ConnectTimeout
+        if type(seen).__module__.startswith("httpx") and type(seen).__name__.startswith("Connect"):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

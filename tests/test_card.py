@@ -220,6 +220,13 @@ def test_cli_pushes_then_reads_the_hub_dataset_back(hub, tmp_path):
     assert done.returncode == 2 and "mapgen: error: --push-to-hub tester/no: the Hub refused" in done.stderr
     assert "401" in done.stderr and wrong not in done.stdout + done.stderr
 
+    unreachable = {**env, "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens there
+    done = mapgen_cli("generate", "--limit", "1", "--max-new-tokens", "2", "--push-to-hub", "tester/off",
+                      env=unreachable)  # fmt: skip
+    assert done.returncode == 2 and "cannot push 'tester/off': the Hub at http://127.0.0.1:9" in done.stderr
+    assert "nothing was uploaded" in done.stderr and "Traceback" not in done.stderr
+    assert HUB_TOKEN not in done.stdout + done.stderr
+
 
 def test_cli_names_the_hub_dataset_it_cannot_reach(tmp_path):
     done = mapgen_cli("generate", "--dataset", "someone/prompts", env={"HF_HUB_OFFLINE": "1"})
