@@ -7,8 +7,8 @@ provider and model, but only for requests that go to the provider's own API (a s
 serves a model called ``gpt-4o-mini`` is not billed by OpenAI). Anything else has no price: its answers
 keep their token counts and get ``cost=None``.
 
-Providers bill cached input tokens (a prompt prefix they have seen recently) at a lower rate, and
-batch APIs at half price; :meth:`Price.cost` applies both.
+Providers bill cached input tokens (a prompt prefix they have seen recently) at a lower rate, writes to
+Anthropic's prompt cache at a higher one, and batch APIs at half price; :meth:`Price.cost` applies all three.
 
 Example:
     >>> price = Price(input=0.15, output=0.60, cached_input=0.075)  # gpt-4o-mini
@@ -45,8 +45,9 @@ PROVIDER_HOSTS: Mapping[str, str] = {
 
 @dataclass(frozen=True)
 class Price:
-    """A model's prices in USD per million tokens: ``input`` (prompt), ``output`` (completion), and
-    ``cached_input`` (prompt tokens read from the provider's prompt cache; ``None``: no discount).
+    """A model's prices in USD per million tokens: ``input`` (prompt), ``output`` (completion),
+    ``cached_input`` (prompt tokens read from the provider's prompt cache; ``None``: no discount) and
+    ``cache_write`` (prompt tokens written to it, Anthropic's 1.25x of ``input``; ``None``: the input rate).
 
     Example:
         >>> Price(3.0, 15.0).cost(prompt_tokens=2_000, completion_tokens=500)
@@ -56,11 +57,12 @@ class Price:
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cached_input"):
+        for name in ("input", "output", "cached_input", "cache_write"):
             value = getattr(self, name)
-            if value is None and name == "cached_input":
+            if value is None and name in ("cached_input", "cache_write"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise TypeError(f"Price.{name} must be a number of USD per million tokens, got {value!r}.")
@@ -69,19 +71,31 @@ class Price:
             object.__setattr__(self, name, float(value))
 
     def cost(
-        self, prompt_tokens: int, completion_tokens: int, *, cached_tokens: int = 0, batch: bool = False
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        batch: bool = False,
     ) -> float:
-        """The cost in USD of one request: ``prompt_tokens`` (all input tokens, ``cached_tokens`` of them
-        read from the prompt cache) and ``completion_tokens``; ``batch`` applies the batch discount.
+        """The cost in USD of one request: ``prompt_tokens`` (all input tokens: ``cached_tokens`` of them
+        read from the prompt cache, ``cache_write_tokens`` written to it) and ``completion_tokens``;
+        ``batch`` applies the batch discount.
 
         Example:
             >>> Price(1.0, 2.0, cached_input=0.1).cost(1_000_000, 0, cached_tokens=1_000_000)
             0.1
+            >>> Price(1.0, 2.0, cache_write=1.25).cost(1_000_000, 0, cache_write_tokens=1_000_000)
+            1.25
         """
         cached = min(max(cached_tokens, 0), prompt_tokens)
+        written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
         cached_rate = self.input if self.cached_input is None else self.cached_input
-        fresh = prompt_tokens - cached
-        usd = (fresh * self.input + cached * cached_rate + completion_tokens * self.output) / 1e6
+        write_rate = self.input if self.cache_write is None else self.cache_write
+        fresh = prompt_tokens - cached - written
+        usd = (fresh * self.input + cached * cached_rate + written * write_rate) / 1e6
+        usd += completion_tokens * self.output / 1e6
         return usd * BATCH_DISCOUNT if batch else usd
 
 
@@ -92,12 +106,12 @@ def price_for(llm: Any) -> Price | None:
     Example:
         >>> import mapgen
         >>> price_for(mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-..."))
-        Price(input=0.15, output=0.6, cached_input=0.075)
+        Price(input=0.15, output=0.6, cached_input=0.075, cache_write=None)
         >>> price_for(mapgen.OpenAILLM("gpt-4o-mini", base_url="http://localhost:8000/v1")) is None
         True
         >>> local = mapgen.OpenAILLM("m", base_url="http://127.0.0.1:8000/v1", price_per_million=(0.2, 0.8))
         >>> price_for(local)
-        Price(input=0.2, output=0.8, cached_input=None)
+        Price(input=0.2, output=0.8, cached_input=None, cache_write=None)
     """
     own = getattr(llm, "price_per_million", None)
     if own is not None:
@@ -110,18 +124,20 @@ def price_for(llm: Any) -> Price | None:
 
 
 def as_price(value: Price | Sequence[float]) -> Price:
-    """A :class:`Price` from ``(input, output)`` or ``(input, output, cached_input)`` in USD per million
-    tokens; raises ``TypeError``/``ValueError`` on anything else (it is checked when a backend is built).
+    """A :class:`Price` from ``(input, output)``, ``(input, output, cached_input)`` or ``(input, output,
+    cached_input, cache_write)`` in USD per million tokens; raises ``TypeError``/``ValueError`` on
+    anything else (it is checked when a backend is built).
 
     Example:
         >>> as_price((0.5, 1.5))
-        Price(input=0.5, output=1.5, cached_input=None)
+        Price(input=0.5, output=1.5, cached_input=None, cache_write=None)
     """
     if isinstance(value, Price):
         return value
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) not in (2, 3):
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) not in (2, 3, 4):
         raise TypeError(
-            "price_per_million must be (input, output) or (input, output, cached_input) in USD per million "
+            "price_per_million must be (input, output), (input, output, cached_input) or (input, output, "
+            "cached_input, cache_write) in USD per million "
             f"tokens, e.g. (0.15, 0.6); got {value!r}."
         )
     return Price(*value)
@@ -166,7 +182,7 @@ def table_price(provider: str, model: str) -> Price | None:
     input_rate, output_rate = _base(prices.input_mtok), _base(prices.output_mtok)
     if input_rate is None or output_rate is None:
         return None
-    return Price(input_rate, output_rate, _base(prices.cache_read_mtok))
+    return Price(input_rate, output_rate, _base(prices.cache_read_mtok), _base(prices.cache_write_mtok))
 
 
 def _base(rate: Any) -> float | None:
@@ -200,7 +216,11 @@ def priced(llm: Any, completions: Sequence[Completion], *, batch: bool = False) 
         else dataclasses.replace(
             c,
             cost=price.cost(
-                c.prompt_tokens, c.completion_tokens, cached_tokens=c.cached_tokens or 0, batch=batch
+                c.prompt_tokens,
+                c.completion_tokens,
+                cached_tokens=c.cached_tokens or 0,
+                cache_write_tokens=c.cache_write_tokens or 0,
+                batch=batch,
             ),
         )
         for c in completions

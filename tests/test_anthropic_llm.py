@@ -73,10 +73,15 @@ def test_structured_output_through_a_forced_tool(anthropic_server):
 def test_a_long_system_prompt_is_cached_and_read_back(anthropic_server):
     anthropic_server.configure(api_key=anthropic_server.api_key, min_cache_tokens=50)
     system = "Answer as a careful teacher would, in one sentence. " * 10  # 90 words, about 130 tokens
-    llm = claude(anthropic_server, cache_min_tokens=100, max_concurrency=1)
+    price = (3.0, 15.0, 0.3, 3.75)  # USD per million: input, output, cache reads, cache writes
+    llm = claude(anthropic_server, cache_min_tokens=100, max_concurrency=1, price_per_million=price)
     answers = llm.complete([Request(Prompt(f"Question {i}", system=system)) for i in range(3)])
     assert [a.cached_tokens for a in answers] == [0, 90, 90]  # written by the first, read by the others
+    assert [a.cache_write_tokens for a in answers] == [90, 0, 0]
     assert all(a.prompt_tokens == 92 for a in answers)  # uncached + cached: the whole prompt
+    outputs = [a.completion_tokens for a in answers]
+    assert answers[0].cost == pytest.approx((2 * 3.0 + 90 * 3.75 + outputs[0] * 15.0) / 1e6)
+    assert answers[1].cost == pytest.approx((2 * 3.0 + 90 * 0.3 + outputs[1] * 15.0) / 1e6)
     off = claude(anthropic_server, cache_min_tokens=None).complete(
         [Request(Prompt("Question 9", system=system))]
     )

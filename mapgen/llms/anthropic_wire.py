@@ -148,7 +148,7 @@ class AnthropicMessagesWire:
         elif not text:
             failed = Completion.failed(f"no text in the answer (stop_reason={stop_reason})", EMPTY_ANSWER)
         else:
-            prompt_tokens, completion_tokens, cached = _usage(answer.get("usage"))
+            prompt_tokens, completion_tokens, cached, written = _usage(answer.get("usage"))
             return [
                 Completion(
                     text=text,
@@ -156,6 +156,7 @@ class AnthropicMessagesWire:
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
                     cached_tokens=cached,
+                    cache_write_tokens=written,
                     reasoning=reasoning,
                 )
             ]
@@ -234,13 +235,14 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _usage(usage: Any) -> tuple[int | None, int | None, int | None]:
-    """``prompt_tokens`` (uncached + cache reads + cache writes), ``completion_tokens``, ``cached_tokens``."""
+def _usage(usage: Any) -> tuple[int | None, int | None, int | None, int | None]:
+    """``prompt_tokens`` (uncached + cache reads + cache writes), ``completion_tokens``, ``cached_tokens``
+    (cache reads), ``cache_write_tokens`` (cache writes)."""
     if not isinstance(usage, dict):
-        return None, None, None
+        return None, None, None, None
     uncached = _int(usage.get("input_tokens"))
     read = _int(usage.get("cache_read_input_tokens"))
     written = _int(usage.get("cache_creation_input_tokens"))
     prompt = uncached + (read or 0) + (written or 0) if uncached is not None else None
     cached = read if read is not None else (0 if prompt is not None else None)
-    return prompt, _int(usage.get("output_tokens")), cached
+    return prompt, _int(usage.get("output_tokens")), cached, written

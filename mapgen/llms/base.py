@@ -77,6 +77,9 @@ class Completion:
     it cost when it was paid for."""
     cached_tokens: int | None = None
     """How many of :attr:`prompt_tokens` the provider read from its prompt cache (billed at less)."""
+    cache_write_tokens: int | None = None
+    """How many of :attr:`prompt_tokens` the provider wrote to its prompt cache (Anthropic bills them at
+    more: :class:`mapgen.Price`'s ``cache_write``)."""
 
     @classmethod
     def failed(cls, error: BaseException | str, kind: str | None = None) -> Completion:
