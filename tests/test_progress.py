@@ -103,8 +103,10 @@ def test_the_bar_follows_disable_progress_bars(fault_server, bars, capsys):
 
 
 def last_bar(err: str) -> str:
-    """The Requests bar as it was last drawn (tqdm redraws a line in place with carriage returns)."""
-    return [line for line in re.split(r"[\r\n]", err) if line.startswith("Requests")][-1]
+    """The Requests bar as it was last drawn (tqdm redraws a line in place with carriage returns, and the
+    bar below datasets' Map bar after moving the cursor: the line may start with the Map bar's text)."""
+    lines = re.split(r"[\r\n]", err)
+    return [line[line.index("Requests:") :] for line in lines if "Requests:" in line][-1]
 
 
 def test_the_bar_ends_on_the_failures_counted_after_the_last_answer(fault_server, bars, capsys):

@@ -26,6 +26,7 @@ from mapgen.llms.base import Completion
 from mapgen.processes import is_running, process_start
 from mapgen.store import SQLiteStore, StoreWarning, cache_dir, default_store, open_store, store_url
 from mapgen.store.base import MAX_UNCOMMITTED
+from tests.test_progress import last_bar
 
 
 def echo_llm(server, **knobs):
@@ -218,13 +219,10 @@ def test_a_progress_bar_counts_requests_and_shows_reuse_and_retries(fault_server
     ds = prompts(6)
     ds.map(mapgen.generate(echo_llm(fault_server)), batched=True, batch_size=3)
     ds.select(range(4)).map(mapgen.generate(echo_llm(fault_server), num_generations=2), batched=True)
-    err = capsys.readouterr().err
-    last = err.replace("\r", "\n").strip().splitlines()
-    bars = [line for line in last if line.startswith("Requests")]
-    assert bars, err[-2000:]
+    bar = last_bar(capsys.readouterr().err)
     # 6 rows, then 4 rows x 2 generations of which the first generation of each is stored: 10 requests.
-    assert "10/10" in bars[-1]
-    assert "retries=2" in bars[-1] and "reused=4" in bars[-1]
+    assert "10/10" in bar
+    assert "retries=2" in bar and "reused=4" in bar
 
 
 # A damaged store: what users have found in theirs after a full disk, a bad copy or a stray write.
