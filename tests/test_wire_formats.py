@@ -51,7 +51,6 @@ def test_openai_body_from_a_request():
     assert body["response_format"]["json_schema"]["strict"] is True
     assert (body["logprobs"], body["top_logprobs"]) == (True, 3)
     assert "n" not in body and "n" in OPENAI_CHAT.body(llm, Request(CHAT), 3, None)
-    assert llm.chat_body(Request(CHAT), 1, None) == OPENAI_CHAT.body(llm, Request(CHAT), 1, None)
 
 
 def test_openai_answers_read_and_malformed_ones_refused():

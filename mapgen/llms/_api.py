@@ -33,17 +33,7 @@ from mapgen.errors import ENGINE, INTERRUPTED, FatalAPIError
 from mapgen.llms import _async
 from mapgen.llms._http import APIError, to_api_error
 from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
-
-# The OpenAI wire format's functions, where callers found them before the layering.
-from mapgen.llms.openai_wire import (  # noqa: F401
-    MAX_TOP_LOGPROBS,
-    OPENAI_CHAT,
-    OpenAIChatWire,
-    completions_from,
-    logprobs_from,
-    message_text,
-    response_format,
-)
+from mapgen.llms.openai_wire import OPENAI_CHAT
 from mapgen.progress import counters
 from mapgen.ratelimit import Limiter, RateLimiter, rate_limiter
 
@@ -198,7 +188,8 @@ class APILLM(LLM):
     supports_batch_api: ClassVar[bool] = False
     """Whether :meth:`batch_provider` gives the provider's batch API (``batch_api=True``)."""
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json_object")
-    """``response_format`` shapes to try in turn until the server takes one (:func:`response_format`)."""
+    """``response_format`` shapes to try in turn until the server takes one
+    (:func:`~mapgen.llms.openai_wire.response_format`)."""
     supports_n: ClassVar[bool] = True
     """Whether the wire format can ask for several answers in one request (``n``); else one request
     per generation."""
@@ -243,10 +234,6 @@ class APILLM(LLM):
     def max_tokens_key(self) -> str:
         """The body field that caps an answer's length."""
         return "max_tokens"
-
-    def chat_body(self, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
-        """The JSON body for ``request`` answered ``n`` times: ``self.wire.body(self, ...)``."""
-        return self.wire.body(self, request, n, schema_style)
 
     def sampling_body(self) -> dict[str, Any]:
         """The typed sampling parameters that are set, as body fields (by default, by their own names)."""

@@ -118,7 +118,7 @@ class OpenAIBatches(BatchProvider):
 
     def line(self, custom_id: str, request: Request) -> dict[str, Any]:
         style = self.llm.schema_styles[0] if request.schema is not None else None
-        body = self.llm.chat_body(request, 1, style)
+        body = self.llm.wire.body(self.llm, request, 1, style)
         return {"custom_id": custom_id, "method": "POST", "url": self.endpoint, "body": body}
 
     def submit(self, lines: list[dict[str, Any]]) -> str:
@@ -140,7 +140,6 @@ class OpenAIBatches(BatchProvider):
 
     def results(self, status: JobStatus) -> dict[str, Completion]:
         from mapgen.costs import priced
-        from mapgen.llms._api import completions_from
 
         with self._errors():
             batch = self.client().batches.retrieve(status.job_id)
@@ -162,7 +161,7 @@ class OpenAIBatches(BatchProvider):
                 continue
             if isinstance(response, dict) and response.get("status_code") == 200:
                 try:
-                    answer = completions_from(response.get("body"), 1)
+                    answer = self.llm.wire.completions(response.get("body"), 1)
                     answers[custom_id] = priced(self.llm, answer, batch=True)[0]  # at the batch discount
                 except APIError as invalid:
                     answers[custom_id] = Completion.failed(str(invalid), invalid.kind)
