@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mapgen import interrupts
 from mapgen.errors import BATCH_FAILED, BatchPending, StoreError
 from mapgen.llms._http import APIError
 from mapgen.llms.base import Completion, Request
@@ -104,35 +105,57 @@ def complete(
 
     shown = dict.fromkeys(jobs, 0)  # requests of each job the bar has advanced by
     running = dict(jobs)
-    while running:
-        for job_id, job_keys in list(running.items()):
-            try:
-                status = provider.poll(job_id)
-            except APIError as error:
-                if error.fatal and error.status != 404:
-                    raise fatal_error(error) from None
-                _fail_job(store, job_keys, error, give, forget=error.status == 404)
-                for _ in range(len(job_keys) - shown[job_id]):
-                    request_progress.advance()
-                del running[job_id]
-                continue
-            step = min(status.processed, len(job_keys)) - shown[job_id]
-            for _ in range(max(0, step)):
-                request_progress.advance()
-            shown[job_id] += max(0, step)
-            if status.ended:
-                _collect(provider, store, status, job_keys, ids, give)
-                for _ in range(len(job_keys) - shown[job_id]):
-                    request_progress.advance()
-                shown[job_id] = len(job_keys)
-                del running[job_id]
-        if not running or not llm.batch_wait:
-            break
-        time.sleep(llm.batch_poll_interval)
+    try:
+        while running:
+            _poll(provider, store, running, shown, ids, give)
+            if not running or not llm.batch_wait:
+                break
+            time.sleep(llm.batch_poll_interval)
+    except KeyboardInterrupt:
+        store.flush()  # what was collected is kept
+        raise interrupts.interrupted(
+            f"interrupted while waiting for batch job(s) {', '.join(sorted(running))}: they are recorded in "
+            "the response store and go on at the provider; run the same map again to collect them (nothing "
+            "is submitted twice)."
+        ) from None
     if running:
         store.flush()  # what was collected is kept
         raise BatchPending(sorted(running), sum(len(k) for k in running.values()))
     return [r if r is not None else Completion.failed("no answer", BATCH_FAILED) for r in results]
+
+
+def _poll(
+    provider: BatchProvider,
+    store: ResponseStore,
+    running: dict[str, list[str]],
+    shown: dict[str, int],
+    ids: dict[str, str],
+    give: Callable[[str, Completion], None],
+) -> None:
+    """Poll each running job once: advance the bar by what it has processed, collect it if it ended (it
+    leaves ``running``), fail its requests if it cannot be polled (a fatal error raises)."""
+    from mapgen.llms._api import fatal_error
+
+    for job_id, job_keys in list(running.items()):
+        try:
+            status = provider.poll(job_id)
+        except APIError as error:
+            if error.fatal and error.status != 404:
+                raise fatal_error(error) from None
+            _fail_job(store, job_keys, error, give, forget=error.status == 404)
+            status = None
+        if status is not None:
+            step = min(status.processed, len(job_keys)) - shown[job_id]
+            for _ in range(max(0, step)):
+                request_progress.advance()
+            shown[job_id] += max(0, step)
+            if not status.ended:
+                continue
+            _collect(provider, store, status, job_keys, ids, give)
+        for _ in range(len(job_keys) - shown[job_id]):
+            request_progress.advance()
+        shown[job_id] = len(job_keys)
+        del running[job_id]
 
 
 def _collect(

@@ -59,8 +59,11 @@ def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = Non
     (default: the default store): a step run with ``cache=False`` in another process is listed with its
     models and totals and the note that its record is missing. No key or token is ever in a record.
 
+    A ``DatasetDict`` gets one card for all its splits: their rows counted together, the chain ending
+    with each split's fingerprint.
+
     Raises:
-        TypeError: ``ds`` is not a ``datasets.Dataset``.
+        TypeError: ``ds`` is not a ``datasets.Dataset`` or ``DatasetDict`` (of splits with the same columns).
         ValueError: ``ds`` has no column written by mapgen.
 
     Example:
@@ -77,15 +80,23 @@ def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = Non
     import datasets
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    if not isinstance(ds, datasets.Dataset):
-        raise TypeError(f"dataset_card takes a datasets.Dataset, got {type(ds).__name__}.")
+    if isinstance(ds, datasets.DatasetDict):  # the splits' rows together; the chain ends with each split
+        tail = [f"dataset[{name}]:{split._fingerprint}" for name, split in ds.items()]
+        try:
+            ds = datasets.concatenate_datasets(list(ds.values()))
+        except ValueError as error:
+            raise TypeError(f"dataset_card takes splits with the same columns: {error}") from None
+    elif isinstance(ds, datasets.Dataset):
+        tail = [f"dataset:{ds._fingerprint}"]
+    else:
+        raise TypeError(f"dataset_card takes a datasets.Dataset or DatasetDict, got {type(ds).__name__}.")
     steps = _steps(ds, store)
     if not steps:
         raise ValueError(
             f"the dataset has no column written by mapgen (generation_metadata, labelling_metadata); its "
             f"columns are {ds.column_names}."
         )
-    chain = [f"{step.name}:{step.reference}" for step in steps] + [f"dataset:{ds._fingerprint}"]
+    chain = [f"{step.name}:{step.reference}" for step in steps] + tail
     data = DatasetCardData(
         pretty_name=repo_id.split("/")[-1] if repo_id else None,
         size_categories=[_size_category(len(ds))],
@@ -180,7 +191,8 @@ def _body(ds: Any, steps: list[Step], chain: list[str], repo_id: str | None) -> 
         "## Fingerprint chain",
         "",
         "Each step's map-function fingerprint (what `datasets` caches the map under; it changes with the "
-        "model, sampling parameters, task and template), then the dataset's own `_fingerprint`:",
+        "model, sampling parameters, task and template), then the dataset's own `_fingerprint` (each "
+        "split's, for a `DatasetDict`):",
         "",
         *[f"{i}. `{link}`" for i, link in enumerate(chain, 1)],
         "",

@@ -43,6 +43,13 @@ def kept() -> None:
         _kept[0] += 1
 
 
+def interrupted(message: str) -> Interrupted:
+    """An :class:`Interrupted` with ``message``, printed as one line (no traceback) if nothing catches it:
+    for a step that knows better than :func:`reported` what was kept (a batch job's ids)."""
+    _install_excepthook()
+    return Interrupted(message)
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Turn a ``KeyboardInterrupt`` inside the block into :class:`Interrupted`, with the count of answers

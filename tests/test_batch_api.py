@@ -17,6 +17,7 @@ import pytest
 import mapgen
 from mapgen.llms.batch import OpenAIBatches, split
 from mapgen.store import BatchJob, open_store
+from tests.servers.fixtures import default_sigint
 
 openai = pytest.importorskip("openai")
 
@@ -146,10 +147,12 @@ def test_requests_are_split_to_the_providers_limits(fault_server, monkeypatch):
     assert [len(job) for job in split(lines, max_requests=10, max_bytes=2 * size)] == [2, 2]
 
 
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
 def test_a_request_with_a_pending_job_is_never_submitted_again_by_a_killed_and_rerun_example(
-    fault_server, tmp_path
+    fault_server, tmp_path, stop
 ):
-    """The batch example end to end: submit, kill -9 while it waits, re-run, collect; none paid twice."""
+    """The batch example end to end: submit, kill -9 (or Ctrl-C) while it waits, re-run, collect; none paid
+    twice."""
     fault_server.configure(api_key=fault_server.api_key, batch_delay=None)
     url = f"sqlite:///{tmp_path}/responses.sqlite3"
     command = [
@@ -159,7 +162,14 @@ def test_a_request_with_a_pending_job_is_never_submitted_again_by_a_killed_and_r
         *("--rows", "6", "--poll", "0.05", "--store", url),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     store = open_store(url)
     deadline = time.monotonic() + 60
     while not store.batch_jobs():  # the job ids are committed before the example starts waiting
@@ -167,9 +177,11 @@ def test_a_request_with_a_pending_job_is_never_submitted_again_by_a_killed_and_r
         assert time.monotonic() < deadline, "the example never recorded its job"
         time.sleep(0.05)
     time.sleep(0.3)  # it is polling now
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    child.send_signal(stop)
+    output = child.communicate(timeout=60)[0]
     [job] = {record.job_id for record in store.batch_jobs().values()}
+    if stop == signal.SIGINT:  # one line that names the job, no traceback
+        assert f"interrupted while waiting for batch job(s) {job}" in output and "Traceback" not in output
     fault_server.control_batch(job)  # the provider finishes the job meanwhile
 
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

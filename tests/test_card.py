@@ -129,9 +129,15 @@ def test_the_card_after_a_cached_rerun_counts_tokens_and_errors(tmp_path, tiny_l
     completion_tokens = sum(m["completion_tokens"] or 0 for m in metadata)
     requested = sum(m["prompt_tokens"] is not None for m in metadata)  # the empty row sent nothing
     assert prompt_tokens > 0 and requested == 4
-    assert f"| 1. generate | {requested} | 0 | {prompt_tokens} | {completion_tokens} | unknown |" in card.text
+    totals = f"| 1. generate | {requested} | 0 | {prompt_tokens} | {completion_tokens} | unknown |"
+    assert totals in card.text
     assert "- failed, by kind: input: 2" in card.text  # the empty row's two generations
     assert chain(card) == [f"generate:{mapgen.fingerprint(fn)}", f"dataset:{again._fingerprint}"]
+
+    splits = datasets.DatasetDict({"train": again.select([0, 1]), "test": again.select([2])})
+    whole = mapgen.dataset_card(splits)  # one card for both splits: their rows together
+    assert totals in whole.text
+    assert chain(whole)[1:] == [f"dataset[{name}]:{split._fingerprint}" for name, split in splits.items()]
     assert card.data.to_dict()["size_categories"] == ["n<1K"]
     assert "```jinja\n{{ input }}\n```" in card.text
 
@@ -151,12 +157,13 @@ def test_without_the_store_a_new_process_card_says_the_record_is_missing(tiny_ll
     assert "- models: `SmolLM2-135M-Instruct.Q4_1`" in text
 
 
-def test_records_hold_no_key_and_mask_url_passwords(fault_server):
+def test_records_hold_no_key_nor_store_password(fault_server):
     secret = "sk-do-not-publish-0123456789"
-    llm = mapgen.OpenAILLM("gpt-test", base_url="http://user:hunter2@127.0.0.1:1/v1", api_key=secret)
-    record = json.dumps(provenance.describe(mapgen.generate(llm)))
+    llm = mapgen.OpenAILLM("gpt-test", base_url="http://127.0.0.1:1/v1", api_key=secret)
+    fn = mapgen.generate(llm, store="postgresql://app:hunter2@127.0.0.1:1/db")
+    record = json.dumps(provenance.describe(fn))
     assert secret not in record and "hunter2" not in record
-    assert "http://user:***@127.0.0.1:1/v1" in record
+    assert "http://127.0.0.1:1/v1" in record  # where requests went: part of the record
 
     llm = mapgen.OpenAILLM("fault", base_url=fault_server.base_url, api_key=fault_server.api_key, seed=3)
     ds = datasets.Dataset.from_dict({"input": ["Hello"]}).map(mapgen.generate(llm), batched=True)
