@@ -5,8 +5,6 @@ Hub cannot run here), and the CLI's --push-to-hub and --dataset user/name."""
 import base64
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import urllib.request
 
@@ -16,19 +14,10 @@ import pytest
 import mapgen
 from mapgen import provenance
 from tests.servers.fixtures import ROOT, free_port, running
+from tests.test_cli import mapgen as mapgen_cli
 
 llamacpp = pytest.mark.llamacpp
 HUB_TOKEN = "hf_standin_token_0123456789abcdef"
-
-
-def mapgen_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mapgen.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def chain(card) -> list[str]:
