@@ -24,6 +24,7 @@ from mapgen.errors import StoreError
 from mapgen.explain import cache_differences, explain_cache
 from mapgen.llms.base import Completion
 from mapgen.processes import is_running, process_start
+from mapgen.progress import request_progress
 from mapgen.store import SQLiteStore, StoreWarning, cache_dir, default_store, open_store, store_url
 from mapgen.store.base import MAX_UNCOMMITTED
 from tests.test_progress import last_bar
@@ -219,6 +220,7 @@ def test_a_progress_bar_counts_requests_and_shows_reuse_and_retries(fault_server
     ds = prompts(6)
     ds.map(mapgen.generate(echo_llm(fault_server)), batched=True, batch_size=3)
     ds.select(range(4)).map(mapgen.generate(echo_llm(fault_server), num_generations=2), batched=True)
+    request_progress.close()  # its last totals drawn now, not by the drawing thread's next tick
     bar = last_bar(capsys.readouterr().err)
     # 6 rows, then 4 rows x 2 generations of which the first generation of each is stored: 10 requests.
     assert "10/10" in bar
