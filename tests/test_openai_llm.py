@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
 import time
+import urllib.request
 
 import datasets
 import pytest
@@ -275,3 +277,41 @@ def test_the_parent_keeps_its_connections_after_num_proc_workers_fork(fault_serv
     ds.map(mapgen.generate(llm, cache=False), batched=True, batch_size=2, num_proc=2)
     after = ds.map(mapgen.generate(llm, cache=False), batched=True)
     assert after["generation_errors"] == [[None]] * 8
+
+
+# A batch's first rows are sent while the rest are prepared (MapFunction._process_overlapped)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PromptsAfterTheFirstRequest(mapgen.TextGenerationTask):
+    """Builds the prompt of a row past the first ``head`` only once the server has received a request:
+    were a batch wholly prepared before its first request, this would wait in vain."""
+
+    stats_url: str
+    head: int
+
+    def prompt(self, row):
+        if int(row["input"].split()[-1]) >= self.head:
+            deadline = time.monotonic() + 30
+            while json.load(urllib.request.urlopen(self.stats_url))["total"] == 0:
+                assert time.monotonic() < deadline, "the batch was prepared whole before its first request"
+                time.sleep(0.01)
+        return super().prompt(row)
+
+
+def test_a_batch_sends_its_first_rows_while_it_prepares_the_rest(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.05)
+    task = PromptsAfterTheFirstRequest(stats_url=f"{fault_server.root}/stats", head=4)
+    out = rows(40).map(mapgen.generate(fault_llm(fault_server, max_concurrency=4), task), batched=True)
+    assert out["generations"] == [[f"echo: row {i}"] for i in range(40)]
+    assert fault_server.stats()["total"] == 40
+
+
+def test_rows_repeating_the_first_rows_prompts_are_paid_once_in_order(store_url, fault_server):
+    fault_server.configure(api_key=fault_server.api_key, latency=0.05)
+    inputs = [f"row {i % 12}" for i in range(48)]  # the first 4 rows go ahead; each prompt comes 4 times
+    ds = datasets.Dataset.from_dict({"input": inputs})
+    out = ds.map(mapgen.generate(fault_llm(fault_server, max_concurrency=4)), batched=True)
+    assert out["generations"] == [[f"echo: {text}"] for text in inputs]
+    assert fault_server.stats()["total"] == 12
+    assert sum(m[0]["from_store"] for m in out["generation_metadata"]) == 36

@@ -119,3 +119,32 @@ def test_ultrajudge_shows_the_instruction():
 def test_each_task_reads_only_its_inputs():
     for task in TASKS.values():
         assert set(task.inputs) <= set(ROW), type(task).__name__
+
+
+PLAIN_TEMPLATES = [
+    "{{ input }}",
+    "Q: {{input}}\n",
+    "{{- a -}}  \n {{ b }}",
+    "{# note #}x{{ a }}{% raw %}{{ y }}{% endraw %}",
+    "{{ a }}{{ a }} and {{ b }}",
+    "",
+]
+
+
+@pytest.mark.parametrize("source", PLAIN_TEMPLATES)
+def test_a_plain_template_renders_as_jinja_renders_it(source):
+    import jinja2
+
+    from mapgen.tasks.base import Substitution, compile_template
+
+    jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    fast = compile_template(source)
+    assert isinstance(fast, Substitution)  # the fast path is taken, and agrees with Jinja
+    for values in ({"input": "hi", "a": [1, None], "b": None}, {"input": 3, "a": "é", "b": {"k": 1.5}}):
+        assert fast.render(**values) == jinja.from_string(source).render(**values)
+    if "{{" in source.replace("{% raw %}{{", ""):
+        with pytest.raises(jinja2.UndefinedError) as fast_error:
+            fast.render()
+        with pytest.raises(jinja2.UndefinedError) as jinja_error:
+            jinja.from_string(source).render()
+        assert str(fast_error.value) == str(jinja_error.value)

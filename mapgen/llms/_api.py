@@ -47,8 +47,9 @@ REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 
 _FATAL: contextvars.ContextVar[list[APIError] | None] = contextvars.ContextVar("mapgen_fatal", default=None)
-"""The fatal errors (:attr:`APIError.fatal`) met so far by one ``complete`` call: once there is one, its
-requests still queued are not sent. Per call, so a fixed key or model is tried again by the next map."""
+"""The fatal errors (:attr:`APIError.fatal`) met so far by one run (:func:`mapgen.llms._async.stopping_errors`):
+once there is one, its requests still queued are not sent. Per run (a batch), so a fixed key or model is
+tried again by the next map."""
 
 _SPARE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
     "mapgen_spare", default=None
@@ -311,7 +312,9 @@ class APILLM(LLM):
             if on_complete is not None:
                 on_complete(position, completion)
 
-        fatal: list[APIError] = []
+        # The run's: a fatal error met by one call of the run stops the others' queued requests too (the
+        # first rows of a batch go ahead of the rest, in a call of their own).
+        fatal: list[APIError] = _async.stopping_errors()  # type: ignore[assignment]
         _FATAL.set(fatal)  # the tasks below run in a copy of this context: they share this list
         await self._run_workers(engine, self._groups(engine, requests), deliver)
         if fatal:

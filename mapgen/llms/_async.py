@@ -62,16 +62,36 @@ gives up on them; a second Ctrl-C stops waiting at once."""
 _interrupts = [0]
 """How many interrupts this process has seen: a run is interrupted when one came after it began."""
 
-_began: contextvars.ContextVar[int | None] = contextvars.ContextVar("mapgen_run_began", default=None)
-"""The interrupt count when the current run began (set by :func:`run`, or by :func:`begin` for a batch
-that ``datasets``' async map runs in a thread); requests read it through :func:`interrupted`."""
+class _Run:
+    """What the calls of one run share: the interrupt count when it began, and the errors that stop it."""
+
+    __slots__ = ("began", "stopped")
+
+    def __init__(self) -> None:
+        self.began = _interrupts[0]
+        self.stopped: list[BaseException] = []
+        """Errors that every request of the run would get alike (a rejected key, :mod:`mapgen.llms._api`):
+        once there is one, the run's requests still queued are not sent, whichever call queued them."""
+
+
+_run: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("mapgen_run", default=None)
+"""The current run (begun by :func:`run`, or by :func:`begin` for a batch that is sent from more than one
+thread: ``datasets``' async map, a batch whose first rows go ahead); requests read it through
+:func:`interrupted` and :func:`stopping_errors`."""
 
 
 def begin() -> None:
     """Mark the current context's run as beginning now, unless it already has (``fn.acall`` marks its
-    batch before handing it to a thread, so that an interrupt in between still stops it)."""
-    if _began.get() is None:
-        _began.set(_interrupts[0])
+    batch before handing it to a thread, so that an interrupt in between still stops it; every
+    :func:`run` from this context, on any thread that copies it, is then part of the one run)."""
+    if _run.get() is None:
+        _run.set(_Run())
+
+
+def stopping_errors() -> list[BaseException]:
+    """The current run's list of errors that stop it (a fresh list outside a run), shared by its calls."""
+    current = _run.get()
+    return current.stopped if current is not None else []
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -90,10 +110,7 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     if running is loop:
         coroutine.close()
         raise RuntimeError("mapgen's run() was called from its own event loop; await the coroutine instead.")
-    began = _began.get()
-    future = asyncio.run_coroutine_threadsafe(
-        _in_run(coroutine, _interrupts[0] if began is None else began), loop
-    )
+    future = asyncio.run_coroutine_threadsafe(_in_run(coroutine, _run.get() or _Run()), loop)
     try:
         return future.result()
     except KeyboardInterrupt:
@@ -105,8 +122,8 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-async def _in_run(coroutine: Coroutine[Any, Any, T], began: int) -> T:
-    _began.set(began)  # the tasks the coroutine starts copy this context
+async def _in_run(coroutine: Coroutine[Any, Any, T], current: _Run) -> T:
+    _run.set(current)  # the tasks the coroutine starts copy this context
     return await coroutine
 
 
@@ -120,8 +137,8 @@ def interrupt() -> None:
 
 def interrupted() -> bool:
     """Whether the current run was interrupted: checked before each request is sent."""
-    began = _began.get()
-    return began is not None and _interrupts[0] != began
+    current = _run.get()
+    return current is not None and _interrupts[0] != current.began
 
 
 _sleepers: set[asyncio.Future[None]] = set()

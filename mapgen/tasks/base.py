@@ -174,9 +174,58 @@ _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newl
 
 
 @lru_cache(maxsize=256)
-def compile_template(source: str) -> jinja2.Template:
-    """A Jinja2 template, compiled once per process; unknown variables are errors, not blanks."""
-    return _JINJA.from_string(source)
+def compile_template(source: str) -> jinja2.Template | Substitution:
+    """A Jinja2 template, compiled once per process; unknown variables are errors, not blanks.
+
+    A template that is only text and ``{{ name }}`` fields, as most task templates are, becomes a
+    :class:`Substitution`, which renders the same string (from Jinja's own parse of it) ~10x faster.
+
+    Example:
+        >>> compile_template("Q: {{ input }}").render(input="Why?")
+        'Q: Why?'
+        >>> compile_template("{% for x in xs %}{{ x }}{% endfor %}").render(xs=[1, 2])
+        '12'
+    """
+    pieces = Substitution.pieces_of(_JINJA.parse(source))
+    return Substitution(pieces) if pieces is not None else _JINJA.from_string(source)
+
+
+class Substitution:
+    """A template of text and ``{{ name }}`` fields, rendered by joining: ``str`` of each value, as Jinja
+    renders it without autoescaping, and Jinja's ``UndefinedError`` for a name that is not given.
+
+    Example:
+        >>> Substitution.pieces_of(_JINJA.parse("Hi {{ name }}!"))
+        (('Hi ', False), ('name', True), ('!', False))
+        >>> Substitution.pieces_of(_JINJA.parse("Hi {{ name | upper }}")) is None  # a filter: Jinja renders it
+        True
+    """
+
+    def __init__(self, pieces: tuple[tuple[str, bool], ...]) -> None:
+        self.pieces = pieces
+
+    @staticmethod
+    def pieces_of(template: jinja2.nodes.Template) -> tuple[tuple[str, bool], ...] | None:
+        """Each piece of a parsed template as ``(text, False)`` or ``(name, True)``; ``None`` when the
+        template holds anything else (a filter, an expression, a block)."""
+        pieces: list[tuple[str, bool]] = []
+        for node in template.body:
+            if not isinstance(node, jinja2.nodes.Output):
+                return None
+            for part in node.nodes:
+                if isinstance(part, jinja2.nodes.TemplateData):
+                    pieces.append((part.data, False))
+                elif isinstance(part, jinja2.nodes.Name) and part.ctx == "load":
+                    pieces.append((part.name, True))
+                else:
+                    return None
+        return tuple(pieces)
+
+    def render(self, **values: Any) -> str:
+        try:
+            return "".join(str(values[piece]) if is_name else piece for piece, is_name in self.pieces)
+        except KeyError as missing:
+            raise jinja2.UndefinedError(f"{missing.args[0]!r} is undefined") from None
 
 
 @lru_cache(maxsize=256)
