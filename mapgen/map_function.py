@@ -35,7 +35,9 @@ Answer = tuple[Completion, Parsed]
 """One answer and what the task read from it (:meth:`MapFunction.reask`)."""
 
 
-_SENDING: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("mapgen_sending", default=None)
+_SENDING: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "mapgen_sending", default=None
+)
 """Set once a batch's head has prepared its requests and hands them to the backend
 (:meth:`MapFunction._process_overlapped`)."""
 

@@ -47,9 +47,9 @@ REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 
 _FATAL: contextvars.ContextVar[list[APIError] | None] = contextvars.ContextVar("mapgen_fatal", default=None)
-"""The fatal errors (:attr:`APIError.fatal`) met so far by one run (:func:`mapgen.llms._async.stopping_errors`):
-once there is one, its requests still queued are not sent. Per run (a batch), so a fixed key or model is
-tried again by the next map."""
+"""The fatal errors (:attr:`APIError.fatal`) met so far by one run
+(:func:`mapgen.llms._async.stopping_errors`): once there is one, its requests still queued are not sent.
+Per run (a batch), so a fixed key or model is tried again by the next map."""
 
 _SPARE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
     "mapgen_spare", default=None

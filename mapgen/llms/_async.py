@@ -62,6 +62,7 @@ gives up on them; a second Ctrl-C stops waiting at once."""
 _interrupts = [0]
 """How many interrupts this process has seen: a run is interrupted when one came after it began."""
 
+
 class _Run:
     """What the calls of one run share: the interrupt count when it began, and the errors that stop it."""
 

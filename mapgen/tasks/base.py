@@ -197,7 +197,7 @@ class Substitution:
     Example:
         >>> Substitution.pieces_of(_JINJA.parse("Hi {{ name }}!"))
         (('Hi ', False), ('name', True), ('!', False))
-        >>> Substitution.pieces_of(_JINJA.parse("Hi {{ name | upper }}")) is None  # a filter: Jinja renders it
+        >>> Substitution.pieces_of(_JINJA.parse("Hi {{ name | upper }}")) is None  # a filter: Jinja's
         True
     """
 
