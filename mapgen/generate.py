@@ -55,13 +55,15 @@ class GenerateFunction(MapFunction):
         answers = iter(self.reask(requests, self.complete(requests, rank=rank), rank=rank))
         types = self.output_types()
         columns: dict[str, list[Any]] = {name: [] for name in types}
+        failures = 0
         for prompt, row_error in planned:
             if prompt:
                 row_answers = [next(answers) for _ in range(n)]
             else:
                 failed = Completion.failed(row_error, INPUT)
                 row_answers = [(failed, self.parse_answer(failed))] * n
-            self._write_row(columns, prompt.messages() if prompt else None, row_answers)
+            failures += self._write_row(columns, prompt.messages() if prompt else None, row_answers)
+        counters.add(failed=failures)
         return typed_columns(columns, types)
 
     def plan(
@@ -95,10 +97,10 @@ class GenerateFunction(MapFunction):
         columns: dict[str, list[Any]],
         messages: list[dict[str, str]] | None,
         answers: list[Answer],
-    ) -> None:
+    ) -> int:
+        """Append one row's values to ``columns``; return how many of its answers failed."""
         completions = [completion for completion, _ in answers]
         parsed = [result for _, result in answers]
-        counters.add(failed=sum(error is not None for _, error in parsed))
         for name in self.task.outputs:
             columns[name].append([values.get(name) for values, _ in parsed])
         columns["generation_model"].append([c.model or self.llm.model_name for c in completions])
@@ -107,6 +109,7 @@ class GenerateFunction(MapFunction):
         columns["generation_reasoning"].append([c.reasoning for c in completions])
         columns["generation_errors"].append([error for _, error in parsed])
         columns["generation_metadata"].append([completion_metadata(c, self.provenance) for c in completions])
+        return sum(error is not None for _, error in parsed)
 
 
 def generate(

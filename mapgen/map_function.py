@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import threading
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from datasets.fingerprint import Hasher
 
-from mapgen import batch_api, gc_pause, interrupts, provenance
+from mapgen import batch_api, gc_pause, interrupts, provenance, turns
 from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.columns import TypedList
 from mapgen.config import dataclass_fingerprint, knob
@@ -33,13 +32,6 @@ Parsed = tuple[dict[str, Any], str | None]
 """What a task read from one answer: its outputs and ``None``, or ``{}`` and why there are none."""
 Answer = tuple[Completion, Parsed]
 """One answer and what the task read from it (:meth:`MapFunction.reask`)."""
-
-
-_SENDING: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "mapgen_sending", default=None
-)
-"""Set once a batch's head has prepared its requests and hands them to the backend
-(:meth:`MapFunction._process_overlapped`)."""
 
 
 class MissingColumnError(ValueError):
@@ -137,6 +129,11 @@ class MapFunction:
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         raise NotImplementedError
 
+    def _process_in_turn(self, rows: list[dict[str, Any]], rank: int | None) -> dict[str, list[Any]]:
+        """:meth:`process`, preparing its requests in this batch's turn (:mod:`mapgen.turns`)."""
+        with turns.turn():
+            return self.process(rows, rank=rank)
+
     def _process_overlapped(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         """:meth:`process`, with the first rows' requests in flight while the rest of the batch is prepared.
 
@@ -149,19 +146,26 @@ class MapFunction:
         head_rows = getattr(self.llm, "max_concurrency", 0)
         overlap = getattr(self.llm, "concurrent_batches", False) and not getattr(self.llm, "batch_api", False)
         if not overlap or len(rows) < 2 * head_rows:
-            return self.process(rows, rank=rank)
+            return self._process_in_turn(rows, rank) if overlap else self.process(rows, rank=rank)
+        # Started here, not under the GIL contention of the two halves: the loop, the store's connection.
+        _async.background_loop()
+        if self.cache:
+            open_store(self.store)
         context = contextvars.copy_context()
         context.run(_async.begin)  # one run for an interrupt: Ctrl-C stops both halves
-        head_context = context.copy()
-        sending = threading.Event()
-        head_context.run(_SENDING.set, sending)
         with ThreadPoolExecutor(1, thread_name_prefix="mapgen-batch-head") as pool:
-            head = pool.submit(head_context.run, self.process, rows[:head_rows], rank=rank)
-            head.add_done_callback(lambda _: sending.set())  # it sent nothing (all stored) or failed
-            # The head's preparation is short; competing for the GIL would only slow it down.
-            sending.wait()
+            head_turn: Future[turns.Turn] = Future()
+
+            def head_half() -> dict[str, list[Any]]:
+                with turns.turn() as mine:
+                    head_turn.set_result(mine)
+                    return self.process(rows[:head_rows], rank=rank)
+
+            head = pool.submit(context.copy().run, head_half)
             try:
-                rest = context.run(self.process, rows[head_rows:], rank=rank)
+                # The rest prepares once the head has handed its requests over (mapgen.turns).
+                head_turn.result().over.wait()
+                rest = context.run(self._process_in_turn, rows[head_rows:], rank)
             except KeyboardInterrupt:
                 _async.interrupt()  # the head's queued requests are dropped; those in flight land
                 raise
@@ -215,6 +219,7 @@ class MapFunction:
                     answers.update(zip(mine, fresh, strict=True))
                 held = [key for key in pending if key not in answers]  # in flight in another run
                 if held:
+                    turns.handing_over()  # waiting, not preparing: the next batch may prepare
                     theirs = store.wait_for(held)
                     counters.add(reused=len(theirs))
                     answers.update(theirs)
@@ -268,9 +273,7 @@ class MapFunction:
     ) -> list[Completion]:
         counters.add(requests=len(requests))
         request_progress.expect(len(requests))
-        sending = _SENDING.get()
-        if sending is not None:
-            sending.set()
+        turns.handing_over()
         checked: dict[int, Completion] = {}
 
         def answered(i: int, completion: Completion) -> None:
@@ -286,6 +289,7 @@ class MapFunction:
         self, store: ResponseStore, keys: list[str], requests: list[Request], *, on_complete: OnComplete
     ) -> list[Completion]:
         """:meth:`_send` through the provider's batch API (``batch_api=True``, :mod:`mapgen.batch_api`)."""
+        turns.handing_over()
         checked: dict[int, Completion] = {}
 
         def answered(i: int, completion: Completion) -> None:

@@ -32,6 +32,7 @@ from mapgen.costs import priced
 from mapgen.errors import ENGINE, INTERRUPTED, FatalAPIError
 from mapgen.llms import _async
 from mapgen.llms._http import APIError, to_api_error
+from mapgen.llms._window import Window
 from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
 from mapgen.llms.openai_wire import OPENAI_CHAT
 from mapgen.progress import counters
@@ -80,13 +81,14 @@ class APIEngine:
         self.schema_style = 0
         self.schema_style_confirmed = False
         self._clients: dict[Any, Post] = {}
-        self._semaphores: dict[Any, asyncio.Semaphore] = {}
+        self._windows: dict[Any, Window] = {}
 
     def client(self) -> Post:
         return _async.loop_local(self._clients, self.open_client)
 
-    def semaphore(self) -> asyncio.Semaphore:
-        return _async.loop_local(self._semaphores, lambda: asyncio.Semaphore(self.max_concurrency))
+    def window(self) -> Window:
+        """This loop's ``max_concurrency`` slots, shared by every call on it, earliest run first."""
+        return _async.loop_local(self._windows, lambda: Window(self.max_concurrency))
 
     def close(self) -> None:
         """Close the HTTP sessions of loops that still run (at exit: no "Unclosed client session")."""
@@ -329,11 +331,12 @@ class APILLM(LLM):
     ) -> None:
         """Answer ``groups`` in order with ``max_concurrency`` workers that each take the next group.
 
-        The same window as one task per group behind the semaphore, for less CPU: a batch of 1,000
-        requests makes 64 tasks instead of 1,000, and none of them queues on the semaphore (each queued
-        acquire costs a future and a wake-up). The semaphore still bounds what is in flight, across the
-        calls that share this loop. A request that goes to wait for a retry frees its slot and calls
-        :data:`_SPARE`, which starts one more worker, so the window stays full meanwhile."""
+        The same window as one task per group behind the window's slots, for less CPU: a batch of 1,000
+        requests makes 64 tasks instead of 1,000, and none of them queues for a slot (each queued acquire
+        costs a future and a wake-up). The window (:mod:`mapgen.llms._window`) still bounds what is in
+        flight, across the calls that share this loop, earliest run first. A request that goes to wait for
+        a retry frees its slot and calls :data:`_SPARE`, which starts one more worker, so the window stays
+        full meanwhile."""
         pending = iter(groups)
         workers: list[asyncio.Future[None]] = []
 
@@ -477,7 +480,7 @@ class APILLM(LLM):
     async def _post(self, engine: APIEngine, body: dict[str, Any], request: Request, n: int) -> Any:
         limited = bool(engine.limiter and engine.limiter.tpm) or engine.output_limiter is not None
         estimate = self.rate_tokens(*self._token_estimate(request, n)) if limited else (0, 0)
-        async with engine.semaphore():
+        async with engine.window().slot(_async.run_order()):
             if engine.limiter is not None:
                 await engine.limiter.acquire(estimate[0])
             if engine.output_limiter is not None:

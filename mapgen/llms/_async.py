@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -63,13 +64,18 @@ _interrupts = [0]
 """How many interrupts this process has seen: a run is interrupted when one came after it began."""
 
 
-class _Run:
-    """What the calls of one run share: the interrupt count when it began, and the errors that stop it."""
+_runs = itertools.count()
 
-    __slots__ = ("began", "stopped")
+
+class _Run:
+    """What the calls of one run share: the interrupt count when it began, its place among runs (earlier
+    runs are served first: :mod:`mapgen.llms._window`), and the errors that stop it."""
+
+    __slots__ = ("began", "order", "stopped")
 
     def __init__(self) -> None:
         self.began = _interrupts[0]
+        self.order = next(_runs)
         self.stopped: list[BaseException] = []
         """Errors that every request of the run would get alike (a rejected key, :mod:`mapgen.llms._api`):
         once there is one, the run's requests still queued are not sent, whichever call queued them."""
@@ -87,6 +93,12 @@ def begin() -> None:
     :func:`run` from this context, on any thread that copies it, is then part of the one run)."""
     if _run.get() is None:
         _run.set(_Run())
+
+
+def run_order() -> int:
+    """The current run's place among this process's runs (0, 1, ...): its priority for a free slot."""
+    current = _run.get()
+    return current.order if current is not None else next(_runs)
 
 
 def stopping_errors() -> list[BaseException]:
