@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,18 @@ _depth = [0]
 """Batches in flight in this process (``datasets``' async map runs several, one thread each)."""
 _resume = [False]
 """Whether the collector was on when the first of them began (a caller that turned it off keeps it off)."""
+
+
+def _after_fork() -> None:
+    """A worker forked while a batch was in flight (``num_proc``) has none of its own: the collector on."""
+    global _lock
+    _lock = threading.Lock()
+    if _depth[0] and _resume[0]:
+        gc.enable()
+    _depth[0] = 0
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 @contextmanager

@@ -170,7 +170,12 @@ class MapFunction:
                 _async.interrupt()  # the head's queued requests are dropped; those in flight land
                 raise
             first = head.result()  # on an error, leaving the pool still waits for the head
-        return {name: TypedList(first[name] + rest[name], rest[name].arrow_type) for name in rest}
+        return {
+            name: TypedList(first[name] + values, values.arrow_type)
+            if isinstance(values, TypedList)
+            else first[name] + values
+            for name, values in rest.items()
+        }
 
     def complete(self, requests: list[Request], *, rank: int | None) -> list[Completion]:
         """Answers for ``requests``, in order: the one door through which every step reaches its LLM.

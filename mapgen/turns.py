@@ -17,12 +17,21 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _preparing = threading.Lock()
 """Held by the batch whose turn it is."""
+
+
+def _after_fork() -> None:
+    global _preparing
+    _preparing = threading.Lock()  # a forked worker (num_proc) starts with no batch of its own preparing
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class Turn:
