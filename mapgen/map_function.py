@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -137,15 +138,16 @@ class MapFunction:
     def _process_overlapped(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         """:meth:`process`, with the first rows' requests in flight while the rest of the batch is prepared.
 
-        Prompts, store keys and claims cost ~0.1 ms a row: done for a whole batch of 1,000 before its first
-        request, they leave an API backend's window empty for ~0.1 s a batch. So the first
+        Prompts, store keys and claims cost ~0.07 ms a row: done for a whole batch of 1,000 before its
+        first request, they leave an API backend's window empty for ~70 ms a batch. So the first
         ``max_concurrency`` rows (enough to fill the window) are processed on a thread of their own while
         this thread prepares the others; rows are independent, so the two halves' columns are simply
         joined. Local engines, which run one batch at a time, and batch APIs, which would submit two
-        jobs, take the batch whole."""
-        head_rows = getattr(self.llm, "max_concurrency", 0)
+        jobs, take the batch whole. A task whose ``prompt()`` raises on a row after the head stops the
+        map once the head's requests (at most ``max_concurrency``, stored) are answered."""
+        head_rows = getattr(self.llm, "max_concurrency", 0)  # a pool of backends has none: no split
         overlap = getattr(self.llm, "concurrent_batches", False) and not getattr(self.llm, "batch_api", False)
-        if not overlap or len(rows) < 2 * head_rows:
+        if not overlap or head_rows < 1 or len(rows) < 2 * head_rows:
             return self._process_in_turn(rows, rank) if overlap else self.process(rows, rank=rank)
         # Started here, not under the GIL contention of the two halves: the loop, the store's connection.
         _async.background_loop()
@@ -153,23 +155,40 @@ class MapFunction:
             open_store(self.store)
         context = contextvars.copy_context()
         context.run(_async.begin)  # one run for an interrupt: Ctrl-C stops both halves
-        with ThreadPoolExecutor(1, thread_name_prefix="mapgen-batch-head") as pool:
-            head_turn: Future[turns.Turn] = Future()
+        head_turn: Future[turns.Turn] = Future()
+        head: Future[dict[str, list[Any]]] = Future()
 
-            def head_half() -> dict[str, list[Any]]:
-                with turns.turn() as mine:
-                    head_turn.set_result(mine)
-                    return self.process(rows[:head_rows], rank=rank)
+        def head_half() -> None:
+            with turns.turn() as mine:
+                head_turn.set_result(mine)
+                try:
+                    head.set_result(self.process(rows[:head_rows], rank=rank))
+                except BaseException as error:  # known before the turn ends: the rest is then not sent
+                    head.set_exception(error)
 
-            head = pool.submit(context.copy().run, head_half)
-            try:
-                # The rest prepares once the head has handed its requests over (mapgen.turns).
-                head_turn.result().over.wait()
-                rest = context.run(self._process_in_turn, rows[head_rows:], rank)
-            except KeyboardInterrupt:
-                _async.interrupt()  # the head's queued requests are dropped; those in flight land
+        # A daemon: after Ctrl-C and its grace, a head still waiting on the server does not hold up the exit.
+        thread = threading.Thread(target=context.copy().run, args=(head_half,), daemon=True)
+        thread.name = "mapgen-batch-head"
+        thread.start()
+        try:
+            head_turn.result().over.wait()  # the rest prepares once the head has handed its requests over
+            if head.done() and head.exception() is not None:
+                raise head.exception()  # type: ignore[misc]  # e.g. a task's prompt() failed on a head row
+            rest = context.run(self._process_in_turn, rows[head_rows:], rank)
+        except KeyboardInterrupt:
+            if context.run(_async.interrupted):
+                context.run(_async.abandon)  # the wait for the answers in flight was had (or cut) in run()
                 raise
-            first = head.result()  # on an error, leaving the pool still waits for the head
+            _async.interrupt()  # Ctrl-C while preparing: the head's queued requests are dropped
+            try:
+                wait([head], timeout=_async.INTERRUPT_GRACE)  # its requests in flight land; a 2nd Ctrl-C: not
+            finally:
+                context.run(_async.abandon)
+            raise
+        except BaseException:
+            wait([head])  # the head's paid answers are stored before the error leaves
+            raise
+        first = head.result()
         return {
             name: TypedList(first[name] + values, values.arrow_type)
             if isinstance(values, TypedList)

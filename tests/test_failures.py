@@ -6,6 +6,7 @@ Each test replays one failing input from a public bug report (issue 10) against 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -433,6 +434,46 @@ def test_ctrl_c_in_a_script_prints_one_line(fault_server, tmp_path):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("mapgen: interrupted: "), err
     assert "run the same map again to resume" in lines[0]
+
+
+def test_a_second_ctrl_c_stops_waiting_for_answers_in_flight(fault_server, tmp_path):
+    # A batch of 400 rows, max_concurrency=8: its first 8 go ahead on a thread of their own, which Ctrl-C
+    # does not reach.
+    fault_server.configure(api_key=fault_server.api_key, latency=30)
+    process = start_script(
+        "ds.map(mapgen.generate(llm), batched=True, batch_size=400)\n",
+        fault_server.base_url,
+        fault_server.api_key,
+        tmp_path=tmp_path,
+    )
+    wait_for_requests(fault_server, 8)
+    process.send_signal(signal.SIGINT)  # the requests in flight may land, for up to 30 s
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)  # not waiting any more
+    _, err = process.communicate(timeout=20)  # well before the server answers (30 s)
+    assert "mapgen: interrupted: " in err
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BrokenOnRow(mapgen.TextGenerationTask):
+    """A task with a bug: its ``prompt()`` raises on one row."""
+
+    broken: str
+
+    def prompt(self, row):
+        if row["input"] == self.broken:
+            raise RuntimeError("a bug in prompt()")
+        return super().prompt(row)
+
+
+@pytest.mark.parametrize(("row", "paid"), [(2, 0), (30, 4)])
+def test_a_bug_in_a_tasks_prompt_stops_the_map_having_paid_for_no_more_than_the_head(fault_server, row, paid):
+    # max_concurrency=4: rows 0-3 of the batch go ahead while the rest is prepared.
+    llm = fault_llm(fault_server, max_concurrency=4)
+    task = BrokenOnRow(broken=f"row {row}")
+    with pytest.raises(RuntimeError, match="a bug in prompt"):
+        generate(rows(*[f"row {i}" for i in range(40)]), llm, task=task)
+    assert fault_server.stats()["total"] == paid
 
 
 def test_workers_stop_when_their_parent_is_killed(fault_server, tmp_path):

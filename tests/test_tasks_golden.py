@@ -148,3 +148,11 @@ def test_a_plain_template_renders_as_jinja_renders_it(source):
         with pytest.raises(jinja2.UndefinedError) as jinja_error:
             jinja.from_string(source).render()
         assert str(fast_error.value) == str(jinja_error.value)
+
+
+def test_a_template_naming_one_of_jinjas_globals_is_left_to_jinja():
+    from mapgen.tasks.base import Substitution, compile_template
+
+    template = compile_template("{{ range }} {{ input }}")  # Jinja renders `range` when no value is given
+    assert not isinstance(template, Substitution)
+    assert template.render(input="x") == "<class 'range'> x"

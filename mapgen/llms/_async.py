@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import itertools
 import os
@@ -71,7 +72,7 @@ class _Run:
     """What the calls of one run share: the interrupt count when it began, its place among runs (earlier
     runs are served first: :mod:`mapgen.llms._window`), and the errors that stop it."""
 
-    __slots__ = ("began", "order", "stopped")
+    __slots__ = ("began", "futures", "order", "stopped")
 
     def __init__(self) -> None:
         self.began = _interrupts[0]
@@ -79,6 +80,8 @@ class _Run:
         self.stopped: list[BaseException] = []
         """Errors that every request of the run would get alike (a rejected key, :mod:`mapgen.llms._api`):
         once there is one, the run's requests still queued are not sent, whichever call queued them."""
+        self.futures: set[concurrent.futures.Future[Any]] = set()
+        """The run's calls still on the loop, from every thread that takes part (:func:`abandon`)."""
 
 
 _run: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("mapgen_run", default=None)
@@ -93,6 +96,15 @@ def begin() -> None:
     :func:`run` from this context, on any thread that copies it, is then part of the one run)."""
     if _run.get() is None:
         _run.set(_Run())
+
+
+def abandon() -> None:
+    """Give up the current run's calls still on the loop, from whichever thread made them: their callers
+    get ``CancelledError``. For a run whose other threads will not see the interrupt (only the main thread
+    gets Ctrl-C), once its grace is over or a second Ctrl-C cut it short."""
+    current = _run.get()
+    for future in list(current.futures if current is not None else ()):
+        future.cancel()
 
 
 def run_order() -> int:
@@ -123,7 +135,9 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     if running is loop:
         coroutine.close()
         raise RuntimeError("mapgen's run() was called from its own event loop; await the coroutine instead.")
-    future = asyncio.run_coroutine_threadsafe(_in_run(coroutine, _run.get() or _Run()), loop)
+    current = _run.get() or _Run()
+    future = asyncio.run_coroutine_threadsafe(_in_run(coroutine, current), loop)
+    current.futures.add(future)
     try:
         return future.result()
     except KeyboardInterrupt:
@@ -133,6 +147,8 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         except BaseException:  # the run is over either way: the interrupt is what the caller hears
             future.cancel()
         raise
+    finally:
+        current.futures.discard(future)
 
 
 async def _in_run(coroutine: Coroutine[Any, Any, T], current: _Run) -> T:

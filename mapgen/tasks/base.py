@@ -207,7 +207,8 @@ class Substitution:
     @staticmethod
     def pieces_of(template: jinja2.nodes.Template) -> tuple[tuple[str, bool], ...] | None:
         """Each piece of a parsed template as ``(text, False)`` or ``(name, True)``; ``None`` when the
-        template holds anything else (a filter, an expression, a block)."""
+        template holds anything else (a filter, an expression, a block, one of Jinja's globals such as
+        ``range``, which Jinja renders when no value is given)."""
         pieces: list[tuple[str, bool]] = []
         for node in template.body:
             if not isinstance(node, jinja2.nodes.Output):
@@ -215,8 +216,8 @@ class Substitution:
             for part in node.nodes:
                 if isinstance(part, jinja2.nodes.TemplateData):
                     pieces.append((part.data, False))
-                elif isinstance(part, jinja2.nodes.Name) and part.ctx == "load":
-                    pieces.append((part.name, True))
+                elif isinstance(part, jinja2.nodes.Name) and part.name not in _JINJA.globals:
+                    pieces.append((part.name, True))  # an Output node's names are loads
                 else:
                     return None
         return tuple(pieces)
