@@ -420,8 +420,10 @@ def test_ctrl_c_in_datasets_async_map_stops_sending(fault_server, tmp_path):
     assert fault_server.stats()["total"] == settled < 100
 
 
-def test_ctrl_c_in_a_script_prints_one_line(fault_server, tmp_path):
-    fault_server.configure(api_key=fault_server.api_key, latency=0.3)
+def interrupted_map(fault_server, tmp_path, latency: float) -> subprocess.Popen:
+    """A script mapping one batch of 400 rows (``max_concurrency=8``: its first 8 go ahead on a thread of
+    their own, which Ctrl-C does not reach), sent SIGINT once its first requests are in flight."""
+    fault_server.configure(api_key=fault_server.api_key, latency=latency)
     process = start_script(
         "ds.map(mapgen.generate(llm), batched=True, batch_size=400)\n",
         fault_server.base_url,
@@ -430,6 +432,11 @@ def test_ctrl_c_in_a_script_prints_one_line(fault_server, tmp_path):
     )
     wait_for_requests(fault_server, 8)
     process.send_signal(signal.SIGINT)
+    return process
+
+
+def test_ctrl_c_in_a_script_prints_one_line(fault_server, tmp_path):
+    process = interrupted_map(fault_server, tmp_path, latency=0.3)
     _, err = process.communicate(timeout=60)
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("mapgen: interrupted: "), err
@@ -437,17 +444,7 @@ def test_ctrl_c_in_a_script_prints_one_line(fault_server, tmp_path):
 
 
 def test_a_second_ctrl_c_stops_waiting_for_answers_in_flight(fault_server, tmp_path):
-    # A batch of 400 rows, max_concurrency=8: its first 8 go ahead on a thread of their own, which Ctrl-C
-    # does not reach.
-    fault_server.configure(api_key=fault_server.api_key, latency=30)
-    process = start_script(
-        "ds.map(mapgen.generate(llm), batched=True, batch_size=400)\n",
-        fault_server.base_url,
-        fault_server.api_key,
-        tmp_path=tmp_path,
-    )
-    wait_for_requests(fault_server, 8)
-    process.send_signal(signal.SIGINT)  # the requests in flight may land, for up to 30 s
+    process = interrupted_map(fault_server, tmp_path, latency=30)  # those in flight may land, up to 30 s
     time.sleep(1)
     process.send_signal(signal.SIGINT)  # not waiting any more
     _, err = process.communicate(timeout=20)  # well before the server answers (30 s)
