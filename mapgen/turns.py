@@ -37,15 +37,16 @@ os.register_at_fork(after_in_child=_after_fork)
 class Turn:
     """One batch's turn: ``over`` is set once it has handed its requests over."""
 
-    def __init__(self) -> None:
+    def __init__(self, held: threading.Lock) -> None:
         self.over = threading.Event()
-        self._lock = threading.Lock()
+        self._held = held  # the lock it took (a forked worker has a new one)
+        self._ending = threading.Lock()
 
     def end(self) -> None:
-        with self._lock:
+        with self._ending:
             if not self.over.is_set():
                 self.over.set()
-                _preparing.release()
+                self._held.release()
 
 
 _current: contextvars.ContextVar[Turn | None] = contextvars.ContextVar("mapgen_turn", default=None)
@@ -59,8 +60,9 @@ def turn() -> Iterator[Turn]:
     if current is not None and not current.over.is_set():
         yield current
         return
-    mine = Turn()
-    _preparing.acquire()
+    held = _preparing
+    held.acquire()
+    mine = Turn(held)
     token = _current.set(mine)
     try:
         yield mine
