@@ -134,8 +134,9 @@ def _batches(ds: Any, column: str):
 def _totals(ds: Any, column: str) -> dict[str | None, ModelUsage]:
     """Per provenance reference: what the answers in ``column`` add up to (:class:`ModelUsage`)."""
     found: dict[str | None, ModelUsage] = {}
-    for meta in answer_metadata(ds.select_columns([column]).with_format("arrow")[:].column(0).to_pylist()):
-        found.setdefault(meta.get("provenance"), ModelUsage()).add(meta)
+    for array in _batches(ds, column):  # in batches: a million rows' metadata is not read at once
+        for meta in answer_metadata(array.to_pylist()):
+            found.setdefault(meta.get("provenance"), ModelUsage()).add(meta)
     return found
 
 

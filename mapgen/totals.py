@@ -27,6 +27,9 @@ import pyarrow as pa
 
 from mapgen.costs import format_usd
 
+_BATCH = 10_000
+"""Rows read into Python at a time."""
+
 METADATA_FIELDS = frozenset({"finish_reason", "prompt_tokens", "completion_tokens", "from_store"})
 """The fields that make a struct column mapgen's answer metadata (earlier releases wrote only these)."""
 
@@ -156,13 +159,14 @@ def usage(ds: Any) -> Usage:
         return result
     models = {column: _model_column(column, ds.column_names) for column in columns}
     wanted = list(dict.fromkeys([*columns, *(m for m in models.values() if m is not None)]))
-    table = ds.select_columns(wanted).with_format("arrow")[:]
-    for column in columns:
-        metas = table.column(column).to_pylist()
-        names = table.column(models[column]).to_pylist() if models[column] else [None] * len(metas)
-        for meta, name in zip(metas, names, strict=True):
-            for one_meta, one_name in _pairs(meta, name):
-                result.models.setdefault(one_name or "unknown", ModelUsage()).add(one_meta)
+    # In batches: a million rows' metadata is not read into Python at once.
+    for table in ds.select_columns(wanted).with_format("arrow").iter(batch_size=_BATCH):
+        for column in columns:
+            metas = table.column(column).to_pylist()
+            names = table.column(models[column]).to_pylist() if models[column] else [None] * len(metas)
+            for meta, name in zip(metas, names, strict=True):
+                for one_meta, one_name in _pairs(meta, name):
+                    result.models.setdefault(one_name or "unknown", ModelUsage()).add(one_meta)
     return result
 
 
