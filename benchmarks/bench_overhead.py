@@ -35,7 +35,7 @@ import datasets
 
 import mapgen
 import mapgen.store
-from mapgen.llms.base import Request
+from mapgen.core.request import Request
 
 ANSWER = json.dumps(
     {
@@ -103,7 +103,7 @@ def main() -> None:
             [Request(mapgen.Prompt(f"row {i} {tag}")) for i in range(start, start + 1000)]
         )
 
-    def call(fn: mapgen.map_function.MapFunction, tag: str) -> Callable[[int], None]:
+    def call(fn: mapgen.mapping.map_function.MapFunction, tag: str) -> Callable[[int], None]:
         return lambda start: fn({"input": [f"row {i} {tag}" for i in range(start, start + 1000)]})
 
     def without_put(tag: str) -> Callable[[int], None]:

@@ -53,7 +53,7 @@ def stats(root: str) -> dict:
 
 
 def bench_put(url: str, n: int) -> str:
-    from mapgen.llms.base import Completion
+    from mapgen.core.request import Completion
     from mapgen.store import open_store
 
     store = open_store(url)

@@ -13,8 +13,8 @@ import datasets
 from pydantic import BaseModel, Field
 
 import mapgen
-from mapgen.parsing import labelled_field, load_json, parse_model, parse_score
 from mapgen.tasks.labelling import RATINGS, TEXTS
+from mapgen.tasks.parsing import labelled_field, load_json, parse_model, parse_score
 
 TEMPLATE = """\
 Question: {{ input }}

@@ -10,7 +10,7 @@ becomes a Chat Completions body and a Messages body, and each provider's answer 
 import json
 
 import mapgen
-from mapgen.llms.base import Request
+from mapgen.core.request import Request
 
 SCHEMA = {
     "title": "Answer",

@@ -9,19 +9,16 @@ Example:
     ['input', 'generations']
 """
 
-from mapgen import errors, parsing, schema
+from mapgen import errors
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
-from mapgen.card import dataset_card
-from mapgen.costs import Price, price_for
+from mapgen.core import schema
+from mapgen.core.fingerprint import fingerprint
+from mapgen.core.prices import Price, price_for
+from mapgen.core.prompt import Prompt
+from mapgen.core.review import ReviewLayout
 from mapgen.errors import BatchPending, FatalAPIError, StoreError, error_kind, error_kinds
-from mapgen.estimate import Estimate, estimate
-from mapgen.explain import explain_cache
-from mapgen.fingerprint import fingerprint
-from mapgen.formats import PROMPT_FORMATS, format_prompt
 from mapgen.generate import GenerateFunction, generate
-from mapgen.hub import push_to_hub
 from mapgen.integrations.argilla import push_to_argilla, to_argilla
-from mapgen.interrupts import Interrupted
 from mapgen.label import LabelFunction, label
 from mapgen.llms import (
     LLM,
@@ -35,12 +32,17 @@ from mapgen.llms import (
     vLLM,
 )
 from mapgen.llms.anthropic import AnthropicLLM
-from mapgen.map_function import CacheWarning, MissingColumnError
+from mapgen.llms.formats import PROMPT_FORMATS, format_prompt
+from mapgen.mapping.map_function import CacheWarning, MissingColumnError
 from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference
-from mapgen.progress import counters
-from mapgen.prompt import Prompt
-from mapgen.review import ReviewLayout
+from mapgen.report.card import dataset_card
+from mapgen.report.estimate import Estimate, estimate
+from mapgen.report.explain import explain_cache
+from mapgen.report.hub import push_to_hub
+from mapgen.report.totals import Usage, usage
+from mapgen.runtime.interrupts import Interrupted
+from mapgen.runtime.progress import counters
 from mapgen.store import StoreWarning
 from mapgen.tasks import (
     ChatGenerationTask,
@@ -65,8 +67,8 @@ from mapgen.tasks import (
     UltraCMTask,
     UltraFeedbackTask,
     UltraJudgeTask,
+    parsing,
 )
-from mapgen.totals import Usage, usage
 
 __all__ = [
     "LLM",

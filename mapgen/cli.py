@@ -426,7 +426,7 @@ def load_rows(args: argparse.Namespace) -> Any:
     else:
         path = args.dataset
         if isinstance(path, HubDataset):
-            from mapgen.hub import load_hub_dataset
+            from mapgen.report.hub import load_hub_dataset
 
             ds = load_hub_dataset(str(path))
         elif path.is_dir():
@@ -471,7 +471,7 @@ def run_generate(args: argparse.Namespace) -> int:
     write_output(ds, args.output)
     pushed = push(ds, args)
 
-    from mapgen.summary import describe_failures, failures_by_kind, shorten, table
+    from mapgen.report.summary import describe_failures, failures_by_kind, shorten, table
 
     answers = sum(g is not None for row in ds["generations"] for g in row)
     asked = sum(len(row) for row in ds["generations"])
@@ -514,7 +514,7 @@ def run_label(args: argparse.Namespace) -> int:
     write_output(ds, args.output)
     pushed = push(ds, args)
 
-    from mapgen.summary import describe_failures, rating_failures, shorten, table
+    from mapgen.report.summary import describe_failures, rating_failures, shorten, table
 
     rows = list(zip(ds["generations"], ds["rating"], ds["labelling_error"], strict=True))
     texts = sum(g is not None for generations, _, _ in rows for g in generations or [])
@@ -553,7 +553,7 @@ def check_dry_run(args: argparse.Namespace) -> None:
 def dry_run(ds: Any, fn: Any, args: argparse.Namespace) -> int:
     """Print :func:`mapgen.estimate`'s table for the map the command would run; write nothing."""
     import mapgen
-    from mapgen.estimate import DEFAULT_PILOT
+    from mapgen.report.estimate import DEFAULT_PILOT
 
     guess = mapgen.estimate(ds, fn, pilot=DEFAULT_PILOT if args.pilot is None else args.pilot)
     _close_bar()
@@ -589,7 +589,7 @@ def run_map(ds: Any, fn: Callable[..., Any], args: argparse.Namespace, desc: str
     """``ds.map(fn)`` as the flags say; the mapped dataset, the seconds it took, and what it moved in
     :data:`mapgen.counters` (over every worker)."""
     import mapgen
-    from mapgen.summary import RunCounts
+    from mapgen.report.summary import RunCounts
 
     before = mapgen.counters.snapshot()
     stored = _stored_answers()
@@ -634,7 +634,7 @@ def push(ds: Any, args: argparse.Namespace) -> str | None:
         return None
     from huggingface_hub.errors import HfHubHTTPError
 
-    from mapgen.hub import push_to_hub
+    from mapgen.report.hub import push_to_hub
 
     try:
         push_to_hub(ds, args.push_to_hub, private=args.private or None)
@@ -728,7 +728,7 @@ def _stored_answers() -> int | None:
 
 
 def _close_bar() -> None:
-    from mapgen.progress import request_progress
+    from mapgen.runtime.progress import request_progress
 
     request_progress.close()
 

@@ -8,12 +8,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from mapgen.columns import MESSAGES, METADATA, typed_columns
+from mapgen.core.columns import MESSAGES, METADATA, typed_columns
+from mapgen.core.prompt import Prompt
+from mapgen.core.request import Completion, Request
 from mapgen.errors import INPUT
-from mapgen.llms.base import LLM, Completion, Request
-from mapgen.map_function import Answer, MapFunction, completion_metadata
-from mapgen.progress import counters
-from mapgen.prompt import Prompt
+from mapgen.llms.base import LLM
+from mapgen.mapping.map_function import Answer, MapFunction, completion_metadata
+from mapgen.mapping.multi_round import call_rounds, check_backend
+from mapgen.runtime.progress import counters
 from mapgen.tasks.base import Task
 from mapgen.tasks.rounds import RoundsTask
 from mapgen.tasks.text_generation import TextGenerationTask
@@ -31,8 +33,6 @@ class GenerateFunction(MapFunction):
             raise TypeError(f"num_generations must be an int, got {type(self.num_generations).__name__}.")
         if self.num_generations < 1:
             raise ValueError(f"num_generations must be at least 1, got {self.num_generations}.")
-        from mapgen.rounds import check_backend
-
         check_backend(self.llm, self.task)
         overwritten = sorted(set(self.output_types()) & set(self.columns().values()))
         if overwritten:  # a structured field named like the input, say
@@ -43,10 +43,10 @@ class GenerateFunction(MapFunction):
             )
 
     def __call__(self, batch: Mapping[str, Any], *args: Any) -> dict[str, list[Any]]:
-        if isinstance(self.task, RoundsTask):  # several rounds of model calls per row: mapgen.rounds
-            from mapgen.rounds import call_rounds
-
-            return call_rounds(self, batch, *args)
+        if isinstance(
+            self.task, RoundsTask
+        ):  # several rounds of model calls per row: mapgen.mapping.multi_round
+            return call_rounds(self, self.num_generations, batch, *args)
         return super().__call__(batch, *args)
 
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
@@ -128,7 +128,7 @@ def generate(
     them, one entry per generation, aligned: ``generation_model``, ``generation_prompt`` (the chat
     messages, text only: images stay in the row's own column), ``raw_generation_responses``,
     ``generation_reasoning`` (the model's reasoning trace, ``None`` where it gave none; the answer
-    columns hold the answer alone, see :mod:`mapgen.reasoning`), ``generation_errors`` (``None`` when
+    columns hold the answer alone, see :mod:`mapgen.mapping.reasoning`), ``generation_errors`` (``None`` when
     fine, else why) and ``generation_metadata`` (finish reason, token counts). A failure is ``None`` in
     place, never a shorter list. It works with ``num_proc=N`` and ``with_rank=True`` (rank ``r`` picks
     GPU ``r`` on local GPU backends), and ``datasets`` caches its result: a second run sends nothing.

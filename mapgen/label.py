@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.columns import MESSAGES, METADATA, typed_columns
+from mapgen.core.columns import MESSAGES, METADATA, typed_columns
+from mapgen.core.request import Completion, Request
 from mapgen.errors import INPUT, PARSE, error_text, split_error
-from mapgen.llms.base import LLM, Completion, Request
-from mapgen.map_function import Answer, MapFunction, completion_metadata
-from mapgen.progress import counters
+from mapgen.llms.base import LLM
+from mapgen.mapping.map_function import Answer, MapFunction, completion_metadata
+from mapgen.runtime.progress import counters
 from mapgen.tasks.base import Task
 from mapgen.tasks.labelling import LabellingTask, weighted_score
 
@@ -25,6 +26,7 @@ of a 1-to-5 scale even when a flat distribution puts other tokens among them."""
 class LabelFunction(MapFunction):
     """The callable :func:`label` returns; see there."""
 
+    step: ClassVar[str] = "label"
     weighted_ratings: bool = False
 
     def __post_init__(self) -> None:
@@ -215,7 +217,7 @@ def label(
     It writes the task's outputs (for :class:`~mapgen.UltraFeedbackTask`: ``rating``, one float or
     ``None`` per generation, and ``rationale``), and beside them ``labelling_model``,
     ``labelling_prompt`` (chat messages), ``raw_labelling_response``, ``labelling_reasoning`` (the
-    judge's reasoning trace, when it returned one; see :mod:`mapgen.reasoning`), ``labelling_error``
+    judge's reasoning trace, when it returned one; see :mod:`mapgen.mapping.reasoning`), ``labelling_error``
     (``None`` when every generation got a rating, else why not) and ``labelling_metadata`` (finish
     reason, token counts). Ratings stay aligned with ``generations``: a ``None`` generation is not shown
     to the judge and gets a ``None`` rating; a judge that answers for fewer texts leaves the rest ``None``.

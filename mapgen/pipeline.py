@@ -7,10 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mapgen.fingerprint import register_fingerprint_reducer
+from mapgen.core.fingerprint import register_fingerprint_reducer
 from mapgen.generate import GenerateFunction, generate
 from mapgen.label import LabelFunction, label
 from mapgen.llms.base import LLM
+from mapgen.llms.openai import OpenAILLM
 from mapgen.tasks.text_generation import TextGenerationTask
 from mapgen.tasks.ultrafeedback import SUBTASKS, UltraFeedbackTask
 
@@ -109,11 +110,4 @@ def pipeline(
 
 def default_labeller(**kwargs: Any) -> LLM:
     """The default labeller: ``OpenAILLM(model="gpt-4o-mini", temperature=0.0)``, ``kwargs`` overriding."""
-    try:
-        from mapgen.llms.openai import OpenAILLM  # type: ignore[import-not-found]
-    except ImportError as error:
-        raise ImportError(
-            f"The default labeller is OpenAI's {DEFAULT_LABELLER_MODEL}, which needs mapgen's OpenAI backend "
-            f"(pip install 'mapgen[openai]'); or pass labeller=... ({error})."
-        ) from error
     return OpenAILLM(**{"model": DEFAULT_LABELLER_MODEL, "temperature": 0.0, **kwargs})

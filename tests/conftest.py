@@ -1,7 +1,7 @@
 import pytest
 
 import mapgen
-from mapgen.progress import request_progress
+from mapgen.runtime.progress import request_progress
 
 # The servers the tests start: fault-injecting and llama.cpp (OpenAI-compatible), argilla-server, PostgreSQL.
 pytest_plugins = ["tests.servers.fixtures", "tests.servers.argilla_fixtures", "tests.servers.postgres"]

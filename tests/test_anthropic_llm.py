@@ -8,8 +8,8 @@ import pytest
 from pydantic import BaseModel
 
 import mapgen
-from mapgen.llms.base import Request
-from mapgen.prompt import Prompt
+from mapgen.core.prompt import Prompt
+from mapgen.core.request import Request
 
 
 def claude(server, **kwargs) -> mapgen.AnthropicLLM:

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pytest
 
 import mapgen
+from mapgen.core.request import Completion, Request
 from mapgen.integrations.argilla import argilla_spec
-from mapgen.llms.base import Completion, Request
 from tests.docs_examples import run_examples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,7 +317,7 @@ def test_argilla_docs_examples_run(argilla_server, monkeypatch):
     assert run_examples(ROOT / "docs" / "argilla.md", runner="tests/test_argilla.py") > 0
 
 
-# A task's review layout is its own declaration (mapgen.review), with a default for tasks that make none
+# A task's review layout is its own declaration (mapgen.core.review), with a default for tasks that make none
 
 
 @dataclass(frozen=True, kw_only=True)

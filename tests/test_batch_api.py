@@ -15,7 +15,7 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.llms.batch import OpenAIBatches, split
+from mapgen.llms.provider_batches import OpenAIBatches, split
 from mapgen.store import BatchJob, open_store
 from tests.servers.fixtures import default_sigint
 

@@ -15,7 +15,7 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.llms.batch import AnthropicBatches
+from mapgen.llms.provider_batches import AnthropicBatches
 from mapgen.store import open_store
 
 anthropic = pytest.importorskip("anthropic")

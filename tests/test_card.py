@@ -12,7 +12,7 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen import provenance
+from mapgen.mapping import provenance
 from tests.servers.fixtures import ROOT, free_port, running
 from tests.test_cli import mapgen as mapgen_cli
 

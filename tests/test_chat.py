@@ -8,8 +8,8 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.formats import render_chat_template
 from mapgen.llms import base
+from mapgen.llms.formats import render_chat_template
 from tests.doubles import fake_vllm
 
 CHAT = [

@@ -13,7 +13,7 @@ import pytest
 from mapgen import cli
 from mapgen._version import __version__ as mapgen_version
 from mapgen.errors import FatalAPIError, StoreError
-from mapgen.summary import describe_failures, failures_by_kind
+from mapgen.report.summary import describe_failures, failures_by_kind
 from tests.servers.fixtures import default_sigint
 
 llamacpp = pytest.mark.llamacpp

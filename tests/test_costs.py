@@ -9,8 +9,8 @@ import genai_prices
 import pytest
 
 import mapgen
-from mapgen import costs
-from mapgen.progress import request_progress
+from mapgen.core import prices as costs
+from mapgen.runtime.progress import request_progress
 from tests.servers.tokens import END_TOKENS, count_tokens, openai_prompt_tokens
 from tests.test_cli import run_main, summary
 

@@ -1,4 +1,4 @@
-"""Rank -> GPU assignment (mapgen.devices): pure logic here; real CUDA in benchmarks/gpu_check.sh."""
+"""Rank -> GPU assignment (mapgen.llms.devices): pure logic here; real CUDA in benchmarks/gpu_check.sh."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import pytest
 
 import mapgen
-from mapgen import devices
-from mapgen.devices import DeviceError, bind, device_group, parse_devices
+from mapgen.llms import devices
+from mapgen.llms.devices import DeviceError, bind, device_group, parse_devices
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import textwrap
 import pytest
 
 import mapgen
-import mapgen.map_function
-from mapgen.llms.base import Request
+import mapgen.mapping.map_function
+from mapgen.core.request import Request
 from mapgen.store import request_key
 
 # Each entry builds one callable; `base` is compared against every other.
@@ -112,7 +112,9 @@ def test_output_affecting_changes_change_the_fingerprint(two_runs, name):
 def test_output_format_version_is_part_of_the_fingerprint(monkeypatch):
     fn = mapgen.generate(mapgen.LlamaCppLLM(), mapgen.TextGenerationTask())
     before = mapgen.fingerprint(fn)
-    monkeypatch.setattr(mapgen.map_function, "OUTPUT_FORMAT_VERSION", mapgen.OUTPUT_FORMAT_VERSION + 1)
+    monkeypatch.setattr(
+        mapgen.mapping.map_function, "OUTPUT_FORMAT_VERSION", mapgen.OUTPUT_FORMAT_VERSION + 1
+    )
     assert mapgen.fingerprint(fn) != before
 
 
@@ -169,8 +171,8 @@ import io, json, sys
 from PIL import Image as PILImage
 from datasets.fingerprint import Hasher
 from mapgen import *
-from mapgen.llms.base import Request
-from mapgen.prompt import Image
+from mapgen.core.request import Request
+from mapgen.core.prompt import Image
 from mapgen.store import request_key
 
 URL = "http://127.0.0.1:8000/v1"

@@ -1,7 +1,7 @@
 import pytest
 
 from mapgen import Prompt, format_prompt
-from mapgen.formats import PROMPT_FORMATS
+from mapgen.llms.formats import PROMPT_FORMATS
 
 PROMPT = Prompt("What is 2+2?", system="You are terse.")
 

@@ -6,8 +6,8 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.llms.base import Request
-from mapgen.prompt import Prompt
+from mapgen.core.prompt import Prompt
+from mapgen.core.request import Request
 
 
 @pytest.mark.llamacpp

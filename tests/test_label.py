@@ -186,7 +186,7 @@ def test_per_item_partial_failure_names_the_text(fault_server):
 
 
 def test_each_failed_text_keeps_its_own_kind_and_the_summary_reads_them(fault_server):
-    from mapgen.summary import rating_failures
+    from mapgen.report.summary import rating_failures
 
     llm = judge(
         fault_server,

@@ -14,8 +14,8 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.llms.base import Request
-from mapgen.prompt import Prompt
+from mapgen.core.prompt import Prompt
+from mapgen.core.request import Request
 
 
 def rows(n: int) -> datasets.Dataset:

@@ -9,8 +9,7 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen import devices
-from mapgen.llms import base
+from mapgen.llms import base, devices
 
 
 def member(name: str, server=None, **knobs) -> mapgen.OpenAILLM:

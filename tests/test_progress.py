@@ -7,8 +7,8 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen import progress
-from mapgen.progress import Counters, request_progress
+from mapgen.runtime import progress
+from mapgen.runtime.progress import Counters, request_progress
 
 fork = multiprocessing.get_context("fork")
 ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0, "priced": 0}

@@ -12,8 +12,8 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.integrations.ray_limits import Budget, ClusterRateLimiter, LeasedClock
-from mapgen.ratelimit import SCOPE_ENV, RateLimiter, rate_limiter
+from mapgen.llms.cluster_limits import Budget, ClusterRateLimiter, LeasedClock
+from mapgen.llms.ratelimit import SCOPE_ENV, RateLimiter, rate_limiter
 
 
 def test_rpm_holds_across_num_proc_workers(fault_server):

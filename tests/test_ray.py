@@ -26,7 +26,7 @@ import pytest
 
 import mapgen
 from mapgen.integrations.ray import from_columns, to_columns
-from mapgen.integrations.ray_limits import CHUNK_SECONDS, ClusterRateLimiter, actor_name, job_namespace
+from mapgen.llms.cluster_limits import CHUNK_SECONDS, ClusterRateLimiter, actor_name, job_namespace
 from tests.docs_examples import run_examples
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'mapgen[ray]')")
@@ -96,7 +96,7 @@ def test_batch_formats_convert_to_plain_columns_and_back():
         assert to_columns(batch) == {"input": ["a", "b"], "generations": [["x", None], ["y", "z"]]}
     fn = mapgen.label(mapgen.OpenAILLM("judge", api_key="unused"), mapgen.UltraFeedbackTask.for_helpfulness())
     types = fn.output_types()
-    from mapgen.columns import typed_columns
+    from mapgen.core.columns import typed_columns
 
     # All None: a plain list would make these columns "null"; the declared types must survive.
     new = typed_columns({name: [None, None] for name in types}, types)

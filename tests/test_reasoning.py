@@ -1,5 +1,5 @@
-"""Reasoning traces: split from answers (mapgen.reasoning), from a server's reasoning field or a <think>
-block, into generation_reasoning / labelling_reasoning; reasoning options sent and validated."""
+"""Reasoning traces: split from answers (mapgen.mapping.reasoning), from a server's reasoning field or a
+<think> block, into generation_reasoning / labelling_reasoning; reasoning options sent and validated."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.llms.base import Completion
-from mapgen.map_function import valid
-from mapgen.reasoning import split_reasoning, with_reasoning
+from mapgen.core.request import Completion
+from mapgen.mapping.map_function import valid
+from mapgen.mapping.reasoning import split_reasoning, with_reasoning
 
 
 def fault_llm(server, **kwargs) -> mapgen.OpenAILLM:

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from mapgen import gc_pause, turns
 from mapgen.llms._window import Window
+from mapgen.runtime import gc_pause, turns
 
 
 def test_the_collector_is_paused_while_any_batch_is_in_flight_and_resumed_after_the_last():

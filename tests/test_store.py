@@ -20,12 +20,13 @@ import pytest
 
 import mapgen
 from mapgen.cli import main
+from mapgen.core.paths import cache_dir
+from mapgen.core.request import Completion
 from mapgen.errors import StoreError
-from mapgen.explain import cache_differences, explain_cache
-from mapgen.llms.base import Completion
-from mapgen.processes import is_running, process_start
-from mapgen.progress import request_progress
-from mapgen.store import SQLiteStore, StoreWarning, cache_dir, default_store, open_store, store_url
+from mapgen.report.explain import cache_differences, explain_cache
+from mapgen.runtime.processes import is_running, process_start
+from mapgen.runtime.progress import request_progress
+from mapgen.store import SQLiteStore, StoreWarning, default_store, open_store, store_url
 from mapgen.store.base import MAX_UNCOMMITTED
 from tests.test_progress import last_bar
 
@@ -360,7 +361,7 @@ def test_a_stored_answer_that_is_not_text_is_asked_again(store_url, fault_server
 # Two runs on one store at once: a key another live process is sending is awaited, not sent again.
 OTHER_RUN = """
 import sys
-from mapgen.llms.base import Completion
+from mapgen.core.request import Completion
 from mapgen.store import open_store
 store = open_store(sys.argv[1])
 print(" ".join(store.claim(sys.argv[2:], owner="a")), flush=True)

@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, Field, field_validator
 
 import mapgen
-from mapgen.llms.base import Request
+from mapgen.core.request import Request
 
 ROOT = Path(__file__).parent.parent
 
@@ -134,18 +134,20 @@ def test_models_that_cannot_be_columns_are_refused_before_anything_runs():
 
 
 def test_strict_schema_follows_openais_rules():
-    schema = mapgen.schema.answer_schema(Item)
-    with pytest.raises(mapgen.schema.NotStrict):  # the dict field: strict mode would close it to {}
-        mapgen.schema.strict_schema(schema)
+    schema = mapgen.core.schema.answer_schema(Item)
+    with pytest.raises(mapgen.core.schema.NotStrict):  # the dict field: strict mode would close it to {}
+        mapgen.core.schema.strict_schema(schema)
     del schema["properties"]["extra"]
-    strict = mapgen.schema.strict_schema(schema)
+    strict = mapgen.core.schema.strict_schema(schema)
     assert strict["additionalProperties"] is False
     assert strict["required"] == list(strict["properties"])
     assert strict["properties"]["note"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     nested = strict["properties"]["boxes"]["items"]
     assert nested["additionalProperties"] is False and nested["required"] == ["width", "height"]
     # a property called "default" is a name, not the keyword strict mode refuses
-    named = mapgen.schema.strict_schema({"type": "object", "properties": {"default": {"type": "string"}}})
+    named = mapgen.core.schema.strict_schema(
+        {"type": "object", "properties": {"default": {"type": "string"}}}
+    )
     assert named["required"] == ["default"]
 
 
@@ -156,14 +158,14 @@ def test_the_test_server_refuses_schemas_that_break_openais_strict_rules(fault_s
         "messages": [{"role": "user", "content": "x"}],
         "response_format": {
             "type": "json_schema",
-            "json_schema": {"name": "v", "strict": True, "schema": mapgen.schema.answer_schema(Verdict)},
+            "json_schema": {"name": "v", "strict": True, "schema": mapgen.core.schema.answer_schema(Verdict)},
         },
     }
     headers_url = fault_server.base_url + "/chat/completions"
     with pytest.raises(Exception, match="400"):
         http_json_with_key(headers_url, body, fault_server.api_key)
-    body["response_format"]["json_schema"]["schema"] = mapgen.schema.strict_schema(
-        mapgen.schema.answer_schema(Verdict)
+    body["response_format"]["json_schema"]["schema"] = mapgen.core.schema.strict_schema(
+        mapgen.core.schema.answer_schema(Verdict)
     )
     assert http_json_with_key(headers_url, body, fault_server.api_key)["choices"]
 
@@ -242,7 +244,7 @@ def test_label_reasks_answers_that_fail_a_labelling_tasks_model(fault_server):
 def test_llamacpp_grammar_really_constrains_the_answer():
     # Enum values the model has no reason to write, at a high temperature: only the grammar can make
     # every answer one of them.
-    schema = mapgen.schema.answer_schema(
+    schema = mapgen.core.schema.answer_schema(
         {
             "type": "object",
             "properties": {"animal": {"enum": ["quokka-7", "zebra-3"]}, "wild": {"type": "boolean"}},
@@ -309,9 +311,9 @@ def test_builtin_answer_schemas_come_from_pydantic_models_unchanged():
 def test_parsing_helpers_are_public_and_the_old_module_still_works():
     from mapgen.tasks import _parsing
 
-    assert mapgen.parsing.parse_score("**4/5**", 1, 5) == 4.0
-    assert _parsing.parse_score is mapgen.parsing.parse_score
-    assert mapgen.ParseError is mapgen.parsing.ParseError and issubclass(
+    assert mapgen.tasks.parsing.parse_score("**4/5**", 1, 5) == 4.0
+    assert _parsing.parse_score is mapgen.tasks.parsing.parse_score
+    assert mapgen.ParseError is mapgen.tasks.parsing.ParseError and issubclass(
         mapgen.InvalidOutput, mapgen.ParseError
     )
 
@@ -400,5 +402,5 @@ def test_a_field_named_like_the_column_the_task_reads_is_refused_before_anything
 def test_a_raw_newline_inside_a_string_is_read_as_written():
     # llama-cpp-python's JSON grammar lets raw control characters into strings (its char rule is
     # [^"\\]), and strict JSON refuses them: the 200-row benchmark's re-asks were all such answers.
-    verdict = mapgen.parsing.parse_model('{"rating": 4, "reason": "clear\nand short"}', Verdict)
+    verdict = mapgen.tasks.parsing.parse_model('{"rating": 4, "reason": "clear\nand short"}', Verdict)
     assert (verdict.rating, verdict.reason) == (4, "clear\nand short")

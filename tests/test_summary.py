@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from mapgen.summary import RunCounts, describe_failures, failures_by_kind, rating_failures
+from mapgen.report.summary import RunCounts, describe_failures, failures_by_kind, rating_failures
 
 MOVED = {"requests": 3, "reused": 2, "failed": 1, "retries": 4}
 STILL = dict.fromkeys(MOVED, 0)

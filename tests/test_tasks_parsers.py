@@ -3,7 +3,8 @@
 import pytest
 
 import mapgen
-from mapgen.parsing import (
+from mapgen.tasks.evol import check_rewrite
+from mapgen.tasks.parsing import (
     AmbiguousScore,
     labelled_field,
     list_items,
@@ -11,7 +12,6 @@ from mapgen.parsing import (
     numbered_blocks,
     parse_score,
 )
-from mapgen.tasks.evol import check_rewrite
 
 N = None
 

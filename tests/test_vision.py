@@ -1,5 +1,5 @@
-"""Images in prompts: loading image columns (mapgen.images), and sending them as OpenAI image content parts
-to the fault server, which validates the parts as OpenAI does and decodes every image it is sent."""
+"""Images in prompts: loading image columns (mapgen.core.images), and sending them as OpenAI image content
+parts to the fault server, which validates the parts as OpenAI does and decodes every image it is sent."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from PIL import Image as PILImage
 
 import mapgen
-from mapgen.images import ImageError, load_image, load_images
-from mapgen.prompt import Image, Prompt
+from mapgen.core.images import ImageError, load_image, load_images
+from mapgen.core.prompt import Image, Prompt
 
 
 def picture(width: int, height: int, color: str = "red", mode: str = "RGB") -> PILImage.Image:
@@ -196,7 +196,7 @@ def test_bytes_that_are_no_image_to_the_server_are_its_400(fault_server):
     # PNG's signature, then garbage: mapgen sends it as PNG, and the server cannot decode it.
     llm = fault_llm(fault_server, max_retries=0)
     broken = Prompt("Describe.", images=[Image(b"\x89PNG\r\n\x1a\n" + b"\0" * 20, "image/png")])
-    [completion] = llm.complete([mapgen.llms.base.Request(broken)])
+    [completion] = llm.complete([mapgen.core.request.Request(broken)])
     assert completion.error_kind == "http_400"
     assert "unsupported image" in completion.error
 

@@ -12,8 +12,7 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen import devices
-from mapgen.llms import base
+from mapgen.llms import base, devices
 from tests.doubles import fake_vllm
 
 

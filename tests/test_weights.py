@@ -76,7 +76,7 @@ def test_a_file_is_hashed_once_per_path_size_and_mtime(tmp_path):
     weights = tmp_path / "w.gguf"
     weights.write_bytes(b"GGUF one")
     stat = weights.stat()
-    memo = mapgen.store.cache_dir() / _weights.MEMO_FILE
+    memo = mapgen.core.paths.cache_dir() / _weights.MEMO_FILE
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(json.dumps({os.path.realpath(weights): [stat.st_size, stat.st_mtime_ns, "remembered"]}))
     # A fresh process finds the digest in the memo rather than reading the file...

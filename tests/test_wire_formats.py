@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 import mapgen
+from mapgen.core.prompt import Image, Prompt
+from mapgen.core.request import Request
 from mapgen.llms._http import APIError, to_api_error
 from mapgen.llms.anthropic_wire import ANTHROPIC_MESSAGES
-from mapgen.llms.base import Request
 from mapgen.llms.openai_wire import OPENAI_CHAT
-from mapgen.prompt import Image, Prompt
 
 SCHEMA = {
     "title": "Color",

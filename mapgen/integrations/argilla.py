@@ -11,7 +11,7 @@ Two layers:
   settings object is built, so it needs a client (or ``ARGILLA_API_URL`` / ``ARGILLA_API_KEY``).
 
 Layouts (REFERENCE §8): each task declares its own, :meth:`mapgen.Task.review` (a
-:class:`~mapgen.review.ReviewLayout`); this module reads only that declaration.
+:class:`~mapgen.core.review.ReviewLayout`); this module reads only that declaration.
 
 - **One record per row** (UltraFeedback, JudgeLM, UltraJudge, quality scorer, UltraCM, Prometheus, and
   generation tasks): fields are the layout's text inputs (``input`` first, Prometheus'
@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mapgen.review import ReviewLayout
+from mapgen.core.review import ReviewLayout
 from mapgen.tasks.base import Task
 
 if TYPE_CHECKING:

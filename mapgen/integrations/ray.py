@@ -12,7 +12,7 @@ callable returns are built into Arrow with their declared types and added to the
 (replacing any of the same name), so the result has the same columns and types as a ``datasets.map``.
 
 ``rpm``/``tpm`` limits hold for the whole job: the actors lease their budget from one Ray actor per
-rate-limit key (:mod:`mapgen.integrations.ray_limits`), placed on the driver's node.
+rate-limit key (:mod:`mapgen.llms.cluster_limits`), placed on the driver's node.
 
 The response store (:mod:`mapgen.store`) serves the actors as it serves ``num_proc`` workers: every
 answer is committed as it arrives, and a re-run re-sends only what is missing. The actors use the store
@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from mapgen.integrations.ray_limits import NODE_ENV
-from mapgen.ratelimit import SCOPE_ENV
-from mapgen.store import cache_dir
+from mapgen.core.paths import cache_dir
+from mapgen.llms.cluster_limits import NODE_ENV
+from mapgen.llms.ratelimit import SCOPE_ENV
 
 if TYPE_CHECKING:
     import ray.data

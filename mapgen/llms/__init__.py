@@ -1,7 +1,8 @@
 """LLM backends, one per file; each is a frozen config whose engine is built lazily per process."""
 
+from mapgen.core.request import Completion, Request
 from mapgen.llms.anthropic import AnthropicLLM
-from mapgen.llms.base import LLM, Completion, LocalLLM, Request
+from mapgen.llms.base import LLM, LocalLLM
 from mapgen.llms.inference_endpoints import InferenceEndpointsLLM
 from mapgen.llms.llamacpp import LlamaCppLLM
 from mapgen.llms.openai import OpenAILLM

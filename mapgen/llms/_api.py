@@ -6,9 +6,9 @@ An API backend is two layers. Its *wire format* (``llm.wire``: :mod:`mapgen.llms
 request, n, schema_style)`` and ``completions(answer, n)``, plain functions of data, tested without a
 server. Its config class (a subclass of :class:`APILLM`) says where to send it and with which credentials
 (:meth:`APILLM.open_client`). This module is the one sending piece: it posts every request of a batch
-concurrently on the process's event loop (:mod:`mapgen.llms._async`), at most ``max_concurrency`` at a
+concurrently on the process's event loop (:mod:`mapgen.runtime.event_loop`), at most ``max_concurrency`` at a
 time, retries what a retry may mend, and turns each answer, or each error that outlasted its retries, into
-a :class:`~mapgen.llms.base.Completion`. Errors of every transport (aiohttp, the official SDKs,
+a :class:`~mapgen.core.request.Completion`. Errors of every transport (aiohttp, the official SDKs,
 ``huggingface_hub``) become :class:`~mapgen.llms._http.APIError` in one place,
 :func:`mapgen.llms._http.to_api_error`. ``docs/new_backend.md`` says how to add a provider.
 """
@@ -27,16 +27,17 @@ from urllib.parse import urlsplit
 
 import tenacity
 
-from mapgen.config import added, knob
-from mapgen.costs import priced
+from mapgen.core.config import added, knob
+from mapgen.core.prices import priced
+from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.errors import ENGINE, INTERRUPTED, FatalAPIError
-from mapgen.llms import _async
 from mapgen.llms._http import APIError, to_api_error
 from mapgen.llms._window import Window
-from mapgen.llms.base import LLM, Completion, OnComplete, Request, sample_groups
+from mapgen.llms.base import LLM, sample_groups
 from mapgen.llms.openai_wire import OPENAI_CHAT
-from mapgen.progress import counters
-from mapgen.ratelimit import Limiter, RateLimiter, rate_limiter
+from mapgen.llms.ratelimit import Limiter, RateLimiter, rate_limiter
+from mapgen.runtime import event_loop
+from mapgen.runtime.progress import counters
 
 Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """Sends one request body and returns the JSON answer (the wire format's shape); raises
@@ -49,8 +50,8 @@ REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 _FATAL: contextvars.ContextVar[list[APIError] | None] = contextvars.ContextVar("mapgen_fatal", default=None)
 """The fatal errors (:attr:`APIError.fatal`) met so far by one run
-(:func:`mapgen.llms._async.stopping_errors`): once there is one, its requests still queued are not sent.
-Per run (a batch), so a fixed key or model is tried again by the next map."""
+(:func:`mapgen.runtime.event_loop.stopping_errors`): once there is one, its requests still queued are not
+sent. Per run (a batch), so a fixed key or model is tried again by the next map."""
 
 _SPARE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
     "mapgen_spare", default=None
@@ -84,11 +85,11 @@ class APIEngine:
         self._windows: dict[Any, Window] = {}
 
     def client(self) -> Post:
-        return _async.loop_local(self._clients, self.open_client)
+        return event_loop.loop_local(self._clients, self.open_client)
 
     def window(self) -> Window:
         """This loop's ``max_concurrency`` slots, shared by every call on it, earliest run first."""
-        return _async.loop_local(self._windows, lambda: Window(self.max_concurrency))
+        return event_loop.loop_local(self._windows, lambda: Window(self.max_concurrency))
 
     def close(self) -> None:
         """Close the HTTP sessions of loops that still run (at exit: no "Unclosed client session")."""
@@ -172,8 +173,8 @@ class APILLM(LLM):
     use_n: bool | None = knob(None)
     batch_api: bool = knob(False)
     """Send through the provider's batch API (half the price, answers within 24 hours) instead of one
-    request at a time: see :mod:`mapgen.batch_api`. A knob: the same request gets the same store key, so a
-    batch answer serves a later synchronous run and the other way round."""
+    request at a time: see :mod:`mapgen.mapping.batch_mode`. A knob: the same request gets the same store key,
+    so a batch answer serves a later synchronous run and the other way round."""
     batch_wait: bool = knob(True)
     """With ``batch_api``: wait for the batch jobs, polling; ``False`` raises :class:`mapgen.BatchPending`
     once they are submitted, and the same map run later collects them."""
@@ -247,8 +248,8 @@ class APILLM(LLM):
         raise NotImplementedError
 
     def batch_provider(self) -> Any:
-        """The provider's batch API for this config (a :class:`mapgen.llms.batch.BatchProvider`), where
-        :attr:`supports_batch_api`."""
+        """The provider's batch API for this config (a :class:`mapgen.llms.provider_batches.BatchProvider`),
+        where :attr:`supports_batch_api`."""
         raise NotImplementedError
 
     def secrets(self) -> Sequence[str | None]:
@@ -293,7 +294,7 @@ class APILLM(LLM):
         ``on_complete`` is called on the loop's thread as each answer arrives."""
         if not requests:
             return []
-        return _async.run(self.acomplete(requests, rank=rank, on_complete=on_complete))
+        return event_loop.run(self.acomplete(requests, rank=rank, on_complete=on_complete))
 
     async def acomplete(
         self,
@@ -316,7 +317,7 @@ class APILLM(LLM):
 
         # The run's: a fatal error met by one call of the run stops the others' queued requests too (the
         # first rows of a batch go ahead of the rest, in a call of their own).
-        fatal: list[APIError] = _async.stopping_errors()  # type: ignore[assignment]
+        fatal: list[APIError] = event_loop.stopping_errors()  # type: ignore[assignment]
         _FATAL.set(fatal)  # the tasks below run in a copy of this context: they share this list
         await self._run_workers(engine, self._groups(engine, requests), deliver)
         if fatal:
@@ -390,7 +391,7 @@ class APILLM(LLM):
         except APIError as error:
             if len(group) > 1 and error.status in (400, 422) and engine.n_supported is not True:
                 engine.n_supported = False  # the server refuses n > 1 (TGI does): ask one by one
-                await _async.gather([self._answer_group(engine, [item], deliver) for item in group])
+                await event_loop.gather([self._answer_group(engine, [item], deliver) for item in group])
                 return
             for position, _ in group:
                 deliver(position, Completion.failed(str(error), error.kind))
@@ -404,7 +405,7 @@ class APILLM(LLM):
                 engine.n_supported = True
         rest = group[len(completions) :]
         if rest:
-            await _async.gather([self._answer_group(engine, [item], deliver) for item in rest])
+            await event_loop.gather([self._answer_group(engine, [item], deliver) for item in rest])
 
     async def _send(self, engine: APIEngine, request: Request, n: int) -> list[Completion]:
         """One request's completions, retried by :meth:`retry_policy`; raises the last
@@ -440,7 +441,7 @@ class APILLM(LLM):
             wait=_RetryWait(self.max_retry_wait),
             retry=tenacity.retry_if_exception(lambda e: _worth_retrying(e, self.max_retry_wait)),
             before_sleep=lambda _: counters.add(retries=1),
-            sleep=_async.pause,
+            sleep=event_loop.pause,
             reraise=True,
         )
 
@@ -480,7 +481,7 @@ class APILLM(LLM):
     async def _post(self, engine: APIEngine, body: dict[str, Any], request: Request, n: int) -> Any:
         limited = bool(engine.limiter and engine.limiter.tpm) or engine.output_limiter is not None
         estimate = self.rate_tokens(*self._token_estimate(request, n)) if limited else (0, 0)
-        async with engine.window().slot(_async.run_order()):
+        async with engine.window().slot(event_loop.run_order()):
             if engine.limiter is not None:
                 await engine.limiter.acquire(estimate[0])
             if engine.output_limiter is not None:
@@ -490,7 +491,7 @@ class APILLM(LLM):
             fatal = _FATAL.get()
             if fatal:
                 raise fatal[0]
-            if _async.interrupted():
+            if event_loop.interrupted():
                 raise APIError("interrupted before it was sent", retryable=False, kind=INTERRUPTED)
             post = engine.client()  # a client that cannot be built (no key) is misconfiguration: it raises
             try:

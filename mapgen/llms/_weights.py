@@ -4,7 +4,7 @@ Two GGUF files named alike and of equal size are different models; the same file
 folder is the same model. So local weights enter fingerprints and response-store keys by the SHA-256 of
 their bytes, never by where they lie. Hashing gigabytes is slow, so a digest is remembered by the file's
 real path, size and modification time: in this process (a ``stat`` per lookup), and across runs in a
-small JSON memo, ``weights.json`` in :func:`mapgen.store.cache_dir`. A file rewritten in place gets a new
+small JSON memo, ``weights.json`` in :func:`mapgen.core.paths.cache_dir`. A file rewritten in place gets a new
 modification time, hence a new hash.
 
 Example:
@@ -24,6 +24,8 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+
+from mapgen.core.paths import cache_dir
 
 MEMO_FILE = "weights.json"
 _CHUNK = 1 << 20
@@ -90,8 +92,6 @@ def _model_files(root: Path, *, gguf_file: str | None, code: bool) -> list[Path]
 
 
 def _memo_path() -> Path:
-    from mapgen.store import cache_dir
-
     return cache_dir() / MEMO_FILE
 
 

@@ -2,8 +2,8 @@
 loop, a free slot going to the earliest run waiting for one.
 
 Several runs share a loop's window: the batches that ``datasets``' async map keeps in flight, a batch's
-first rows and the rest (:meth:`mapgen.map_function.MapFunction._process_overlapped`). Were slots handed
-out first come, first served, as :class:`asyncio.Semaphore` does, every batch would advance at the same
+first rows and the rest (:meth:`mapgen.mapping.map_function.MapFunction._process_overlapped`). Were slots
+handed out first come, first served, as :class:`asyncio.Semaphore` does, every batch would advance at the same
 pace and all would finish together at the end, their rows assembled and written while the window drains.
 Served in the order the runs began, the first batch finishes first and is written while the next ones'
 requests are in flight; progress moves steadily; a batch's own requests keep their order.
@@ -37,7 +37,7 @@ from types import TracebackType
 class Window:
     """A semaphore whose waiters are served lowest ``priority`` first (ties: first come, first served).
 
-    Build it on the loop that uses it (:func:`mapgen.llms._async.loop_local`)."""
+    Build it on the loop that uses it (:func:`mapgen.runtime.event_loop.loop_local`)."""
 
     def __init__(self, slots: int) -> None:
         self._free = slots

@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from mapgen.config import knob, secret
+from mapgen.core.config import knob, secret
 from mapgen.llms._api import APILLM, Post, check_http_options, require_modules
 from mapgen.llms._http import JSONClient, closable
 from mapgen.llms.anthropic_wire import ANTHROPIC_MESSAGES, TOOL_STYLE, AnthropicMessagesWire
-from mapgen.llms.batch import AnthropicBatches
+from mapgen.llms.provider_batches import AnthropicBatches
 
 ANTHROPIC_API = "https://api.anthropic.com"
 

@@ -32,15 +32,31 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
+from mapgen.core.prompt import Image, Prompt
+from mapgen.core.request import Completion, Request
 from mapgen.errors import EMPTY_ANSWER, REFUSED
 from mapgen.llms._http import APIError
-from mapgen.llms.base import Completion, Request
-from mapgen.prompt import Image, Prompt
 
-if TYPE_CHECKING:
-    from mapgen.llms.anthropic import AnthropicLLM
+
+class MessagesConfig(Protocol):
+    """What :class:`AnthropicMessagesWire` reads from a backend's config (:class:`~mapgen.AnthropicLLM`)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def max_new_tokens(self) -> int: ...
+    @property
+    def thinking_budget(self) -> int | None: ...
+    @property
+    def extra_body(self) -> Mapping[str, Any]: ...
+
+    def caches(self, system: str) -> bool: ...
+
+    def sampling_body(self) -> dict[str, Any]: ...
+
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -70,7 +86,7 @@ class AnthropicMessagesWire:
 
     path = "/v1/messages"
 
-    def body(self, llm: AnthropicLLM, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
+    def body(self, llm: MessagesConfig, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
         """The JSON body of one request (``n`` must be 1: the API answers once per request), the
         backend's ``extra_body`` last."""
         if n != 1:

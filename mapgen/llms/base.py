@@ -14,80 +14,15 @@ import inspect
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.config import added, dataclass_fingerprint, knob
-from mapgen.errors import ENGINE
+from mapgen.core.config import added, dataclass_fingerprint, knob
+from mapgen.core.prices import as_price
+from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.llms._sampling import SAMPLING_PARAMETERS, check_generation_kwargs, check_sampling, stop_sequences
-from mapgen.prompt import Prompt
-
-
-@dataclass(frozen=True)
-class Request:
-    """One generation to produce: a prompt, the generation's index among a row's ``num_generations``
-    (it derives the seed, so generation 2 of a row is reproducible on its own), and an optional JSON
-    schema that constrains the answer where the backend can. ``top_logprobs=k`` asks backends that
-    :attr:`~LLM.supports_logprobs` for the ``k`` most likely tokens at each generated position.
-    ``attempt > 0`` asks again after an answer that failed the task's answer model (a re-ask): another
-    request for the response store, sampled with another seed (:attr:`seed_index`)."""
-
-    prompt: Prompt
-    index: int = 0
-    schema: dict[str, Any] | None = None
-    top_logprobs: int = 0
-    attempt: int = 0
-
-    @property
-    def seed_index(self) -> int:
-        """What a backend adds to its ``seed``: the generation index, and for a re-ask
-        ``attempt * RESEED_STRIDE`` more, so that it samples anew, apart from every other generation."""
-        return self.index + self.attempt * RESEED_STRIDE
-
-
-RESEED_STRIDE = 1_000_000
-"""How far a re-ask's seed moves per attempt: beyond any row's ``num_generations``."""
-
-
-@dataclass
-class Completion:
-    """What a backend returned for one :class:`Request`; ``text`` is ``None`` when ``error`` says why."""
-
-    text: str | None
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    error: str | None = None
-    tokens: list[str] | None = None
-    """The generated tokens' texts, when the request asked for ``top_logprobs``."""
-    top_logprobs: list[dict[str, float]] | None = None
-    """Per generated token (aligned with :attr:`tokens`): the most likely tokens and their natural-log
-    probabilities under the model, before any sampling or schema constraint."""
-    from_store: bool = False
-    """Whether this answer was read from the response store instead of being requested."""
-    model: str | None = None
-    """Which model wrote it, where the config answering is several (:class:`~mapgen.LLMPool`)."""
-    error_kind: str | None = None
-    """The kind of failure, a short code from :mod:`mapgen.errors` (``http_429``, ``invalid_answer``...)."""
-    reasoning: str | None = None
-    """The model's reasoning trace, apart from its answer in :attr:`text`, when it returned one."""
-    cost: float | None = None
-    """What the request cost in USD when its price is known (:mod:`mapgen.costs`); for a stored answer, what
-    it cost when it was paid for."""
-    cached_tokens: int | None = None
-    """How many of :attr:`prompt_tokens` the provider read from its prompt cache (billed at less)."""
-    cache_write_tokens: int | None = None
-    """How many of :attr:`prompt_tokens` the provider wrote to its prompt cache (Anthropic bills them at
-    more: :class:`mapgen.Price`'s ``cache_write``)."""
-
-    @classmethod
-    def failed(cls, error: BaseException | str, kind: str | None = None) -> Completion:
-        """A failed answer: ``error`` (a message or an exception) and its kind (:mod:`mapgen.errors`);
-        an exception's own ``kind`` attribute is used when ``kind`` is not given, else ``engine``."""
-        reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        kind = kind or getattr(error, "kind", None) or ENGINE
-        return cls(text=None, error=reason, error_kind=kind)
+from mapgen.llms.devices import bind, parse_devices
 
 
 def sample_groups(requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
@@ -115,9 +50,6 @@ def sample_groups(requests: Sequence[Request]) -> list[list[tuple[int, Request]]
         groups.append([(position, request)])
     return groups
 
-
-OnComplete = Callable[[int, "Completion"], None]
-"""Called with a request's position and its completion as soon as it is answered."""
 
 _ENGINES: dict[str, Any] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -156,7 +88,7 @@ def _close_engines() -> None:
 class LLM:
     """Base of every backend: sampling parameters shared by all, and the lazy engine.
 
-    Subclasses add their own fields (see :mod:`mapgen.config` for which ones enter the fingerprint) and
+    Subclasses add their own fields (see :mod:`mapgen.core.config` for which ones enter the fingerprint) and
     implement :meth:`load_engine` and :meth:`complete`.
 
     Example:
@@ -186,8 +118,9 @@ class LLM:
     (llama.cpp calls it ``repeat_penalty``)."""
     price_per_million: tuple[float, ...] | None = added(None)
     """``(input, output)`` or ``(input, output, cached_input)`` in USD per million tokens: the price of this
-    config's answers, over the ``genai-prices`` table's (:mod:`mapgen.costs`); for self-hosted and unknown
-    models. It changes the ``cost`` in the answers' metadata, never the answers: not their store keys."""
+    config's answers, over the ``genai-prices`` table's (:mod:`mapgen.core.prices`); for self-hosted and
+    unknown models. It changes the ``cost`` in the answers' metadata, never the answers: not their store
+    keys."""
 
     unsupported_sampling: ClassVar[Mapping[str, str]] = {}
     """Typed sampling parameters this backend cannot honour, each with the way out: setting one raises
@@ -215,8 +148,6 @@ class LLM:
             raise TypeError(f"seed must be an int or None, got {type(self.seed).__name__}.")
         object.__setattr__(self, "stop", stop_sequences(self.stop))
         if self.price_per_million is not None:
-            from mapgen.costs import as_price  # mapgen.costs reads Completion from here
-
             price = as_price(self.price_per_million)
             rates = tuple(rate for rate in dataclasses.astuple(price) if rate is not None)
             object.__setattr__(self, "price_per_million", rates)
@@ -321,7 +252,8 @@ class LocalLLM(LLM):
 
     Rank ``r`` of ``ds.map(fn, num_proc=N, with_rank=True)`` gets the ``r``-th group of
     :attr:`gpus_per_worker` GPUs (from ``devices``, else the parent's ``CUDA_VISIBLE_DEVICES``, else
-    ``0, 1, ...``), set in ``CUDA_VISIBLE_DEVICES`` before the engine is built; see :mod:`mapgen.devices`.
+    ``0, 1, ...``), set in ``CUDA_VISIBLE_DEVICES`` before the engine is built; see
+    :mod:`mapgen.llms.devices`.
     """
 
     devices: tuple[str, ...] | None = knob(None)
@@ -336,7 +268,6 @@ class LocalLLM(LLM):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from mapgen.devices import parse_devices
 
         object.__setattr__(self, "devices", parse_devices(self.devices))
         check_generation_kwargs(self.generation_kwargs, self.reserved_generation_kwargs)
@@ -354,7 +285,6 @@ class LocalLLM(LLM):
     def engine_placement(self, rank: int | None) -> Any:
         if not self.uses_gpu:
             return None
-        from mapgen.devices import bind
 
         return bind(rank, per_worker=self.gpus_per_worker, devices=self.devices)
 

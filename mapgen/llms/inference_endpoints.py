@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from mapgen.config import knob, secret
+from mapgen.core.config import knob, secret
 from mapgen.llms._api import APILLM, Post, check_extra_body, check_http_options
 from mapgen.llms._http import JSONClient, closable
 

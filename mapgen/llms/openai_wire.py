@@ -8,7 +8,7 @@ base URL, ``body(llm, request, n, schema_style)`` is the JSON body of one reques
 one). Source: OpenAI's API reference, "Create chat completion".
 
 Example:
-    >>> from mapgen.prompt import Image, Prompt
+    >>> from mapgen.core.prompt import Image, Prompt
     >>> prompt = Prompt("Describe the chart.", images=[Image(url="https://example.com/c.png")])
     >>> wire_messages(prompt)
     [{'role': 'user', 'content': [{'type': 'text', 'text': 'Describe the chart.'}, \
@@ -19,16 +19,39 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from mapgen.core.prompt import Prompt
+from mapgen.core.request import Completion, Request
+from mapgen.core.schema import NotStrict, strict_schema
 from mapgen.errors import EMPTY_ANSWER, REFUSED
 from mapgen.llms._http import APIError
-from mapgen.llms.base import Completion, Request
-from mapgen.prompt import Prompt
-from mapgen.schema import NotStrict, strict_schema
 
-if TYPE_CHECKING:
-    from mapgen.llms._api import APILLM
+
+class ChatConfig(Protocol):
+    """What :class:`OpenAIChatWire` reads from a backend's config (:class:`~mapgen.OpenAILLM`,
+    :class:`~mapgen.InferenceEndpointsLLM`)."""
+
+    @property
+    def temperature(self) -> float: ...
+    @property
+    def top_p(self) -> float: ...
+    @property
+    def max_new_tokens(self) -> int: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def reasoning_effort(self) -> str | None: ...
+
+    @property
+    def supports_logprobs(self) -> bool: ...
+
+    def body_model(self) -> str: ...
+
+    def max_tokens_key(self) -> str: ...
+
+    def sampling_body(self) -> dict[str, Any]: ...
+
 
 MAX_TOP_LOGPROBS = 20
 """OpenAI's cap on ``top_logprobs``."""
@@ -47,7 +70,7 @@ class OpenAIChatWire:
 
     Example:
         >>> import mapgen
-        >>> from mapgen.llms.base import Request
+        >>> from mapgen.core.request import Request
         >>> llm = mapgen.OpenAILLM("m", base_url="http://localhost:8000/v1", temperature=0.0, seed=7)
         >>> body = OPENAI_CHAT.body(llm, Request(Prompt("Hi"), index=1), 1, None)
         >>> body["messages"], body["seed"], body["max_tokens"]
@@ -58,7 +81,7 @@ class OpenAIChatWire:
 
     path = "/chat/completions"
 
-    def body(self, llm: APILLM, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
+    def body(self, llm: ChatConfig, request: Request, n: int, schema_style: str | None) -> dict[str, Any]:
         """The JSON body for ``request`` answered ``n`` times, the backend's ``extra_body`` last."""
         body: dict[str, Any] = {
             "model": llm.body_model(),
@@ -138,7 +161,7 @@ def response_format(schema: dict[str, Any], style: str) -> dict[str, Any]:
     """The ``response_format`` that asks a server for JSON following ``schema``.
 
     ``json_schema`` is OpenAI's structured outputs with ``strict: true``, the schema in its strict form
-    (:func:`mapgen.schema.strict_schema`; also vLLM, TGI 3, newer llama.cpp);
+    (:func:`mapgen.core.schema.strict_schema`; also vLLM, TGI 3, newer llama.cpp);
     ``json_object`` with a ``schema`` is llama-cpp-python's server; ``json`` with a ``value`` is TGI's.
 
     Example:
@@ -169,7 +192,7 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
     given as a list of parts is read as its text parts joined. A choice without text, or stopped by a
     content filter, is a failed completion: ``refused`` when the model or a filter declined, else
     ``empty_answer``. A server's reasoning (``reasoning_content`` or ``reasoning``) is the completion's
-    :attr:`~mapgen.llms.base.Completion.reasoning`, kept also when no answer came after it.
+    :attr:`~mapgen.core.request.Completion.reasoning`, kept also when no answer came after it.
 
     Example:
         >>> answer = {"choices": [{"message": {"content": [{"type": "text", "text": "Paris"}]}}]}

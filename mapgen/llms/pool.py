@@ -36,10 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from mapgen.config import knob
-from mapgen.devices import VISIBLE, device_group, original_visible
+from mapgen.core.config import knob
+from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.llms._sampling import SAMPLING_PARAMETERS
-from mapgen.llms.base import LLM, Completion, LocalLLM, OnComplete, Request
+from mapgen.llms.base import LLM, LocalLLM
+from mapgen.llms.devices import VISIBLE, device_group, original_visible
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ class LLMPool(LLM):
         )
         if own:  # the pool samples nothing itself: on it they would be dropped
             raise ValueError(f"LLMPool takes no sampling parameters ({own}): set them on its members.")
-        if self.price_per_million is not None:  # each member is priced as itself (mapgen.costs.spent)
+        if (
+            self.price_per_million is not None
+        ):  # each member is priced as itself (mapgen.mapping.map_function.spent)
             raise ValueError("LLMPool takes no price_per_million: set it on the members it prices.")
         for member in self.members:
             if not isinstance(member, LLM) or isinstance(member, LLMPool):

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mapgen.config import added, knob
-from mapgen.formats import PromptFormat, format_prompt, render_chat_template, resolve_format
+from mapgen.core.config import added, knob
+from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import weights_digest
-from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request
+from mapgen.llms.base import LocalLLM
+from mapgen.llms.formats import PromptFormat, format_prompt, render_chat_template, resolve_format
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,9 @@ class TransformersLLM(LocalLLM):
     noise from padding could move a draw that falls on a token boundary. A local folder is identified by
     the content hash of its weight, config and tokenizer files (:mod:`mapgen.llms._weights`); a hub id
     by itself and ``revision``, with nothing downloaded.
-    Under ``ds.map(fn, num_proc=N, with_rank=True)`` rank ``r`` runs on GPU ``r`` (:mod:`mapgen.devices`);
-    ``device`` (a knob) defaults to ``"cuda"`` when a GPU is visible, else ``"cpu"``.
+    Under ``ds.map(fn, num_proc=N, with_rank=True)`` rank ``r`` runs on GPU ``r``
+    (:mod:`mapgen.llms.devices`); ``device`` (a knob) defaults to ``"cuda"`` when a GPU is visible, else
+    ``"cpu"``.
 
     Example:
         >>> import mapgen
@@ -155,8 +157,9 @@ class TransformersLLM(LocalLLM):
 
     def render(self, tokenizer: Any, request: Request) -> str:
         """The prompt as text: the chat template with an open assistant turn (or, for a prompt that
-        continues its last message, cut where that message ends: :func:`~mapgen.formats.render_chat_template`,
-        which works for an empty message too), or the raw format."""
+        continues its last message, cut where that message ends:
+        :func:`~mapgen.llms.formats.render_chat_template`, which works for an empty message too), or the raw
+        format."""
         if self._raw:
             return format_prompt(request.prompt, self.prompt_format)  # type: ignore[arg-type]
 

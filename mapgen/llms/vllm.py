@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mapgen.config import added, knob
-from mapgen.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.core.config import added, knob
+from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import weights_digest
-from mapgen.llms.base import Completion, LocalLLM, OnComplete, Request, sample_groups
+from mapgen.llms.base import LocalLLM, sample_groups
+from mapgen.llms.formats import PromptFormat, format_prompt, resolve_format
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class vLLM(LocalLLM):  # the name users know
 
     Under ``ds.map(fn, batched=True, num_proc=N, with_rank=True)`` rank ``r`` gets the ``r``-th group of
     ``tensor_parallel_size`` GPUs (of ``devices``, or of the parent's ``CUDA_VISIBLE_DEVICES``), set before
-    vLLM starts; see :mod:`mapgen.devices`. Placement and memory fields are knobs: they never change the
+    vLLM starts; see :mod:`mapgen.llms.devices`. Placement and memory fields are knobs: they never change the
     fingerprint. ``engine_kwargs`` passes anything else to ``vllm.LLM``.
 
     Example:

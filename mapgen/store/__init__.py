@@ -24,7 +24,7 @@ messages or reprs (:func:`mask_url`), and the store is a knob: it changes no fin
 
 Example:
     >>> import tempfile
-    >>> from mapgen.llms.base import Completion
+    >>> from mapgen.core.request import Completion
     >>> store = open_store(f"sqlite:///{tempfile.mkdtemp()}/responses.sqlite3")
     >>> store.put("k1", Completion(text="Paris", finish_reason="stop"))
     >>> store.get_many(["k1", "k2"])["k1"].text
@@ -35,15 +35,13 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import threading
 from pathlib import Path
 
-from mapgen.llms.base import Request
-from mapgen.store.base import BatchJob, ResponseStore, StoreWarning
+from mapgen.core.paths import cache_dir
+from mapgen.store.base import BatchJob, ResponseStore, StoreWarning, mask_url
+from mapgen.store.keys import request_key, store_identity
 from mapgen.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -58,60 +56,13 @@ __all__ = [
     "mask_url",
     "open_store",
     "request_key",
+    "store_identity",
     "store_url",
 ]
 
 STORE_FILE = "responses.sqlite3"
 STORE_ENV = "MAPGEN_STORE"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-# user:password@ in a URL's authority, and password=... in a libpq keyword string or query.
-_URL_PASSWORD = re.compile(r"(//[^/:@?#]*:)([^@/]*)(@)")
-_PARAM_PASSWORD = re.compile(r"(password=)([^&\s]*)", re.IGNORECASE)
-
-
-def cache_dir() -> Path:
-    """``$MAPGEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/mapgen``, else ``~/.cache/mapgen``."""
-    if os.environ.get("MAPGEN_CACHE_DIR"):
-        return Path(os.environ["MAPGEN_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mapgen"
-
-
-def request_key(llm_fingerprint: str, request: Request) -> str:
-    """The store key of one request to one backend config (``llm_fingerprint`` is its JSON state)."""
-    identity = [
-        llm_fingerprint,
-        *request.prompt.identity(),
-        request.index,
-        request.schema,
-        request.top_logprobs,
-    ]
-    if request.attempt:  # a re-ask: its own answer (first asks keep the keys they always had)
-        identity.append(["attempt", request.attempt])
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=repr).encode()).hexdigest()
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (``user:password@``, ``password=...``) replaced by ``***``.
-
-    Example:
-        >>> mask_url("postgresql://host/db?password=x&sslmode=require")
-        'postgresql://host/db?password=***&sslmode=require'
-    """
-    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", url))
-
-
-class StoreURL(str):
-    """A store URL whose ``repr`` hides its password, so a map function's repr can show it safely.
-
-    Example:
-        >>> StoreURL("postgresql://app:s3cret@db/mapgen")
-        'postgresql://app:***@db/mapgen'
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return repr(mask_url(str(self)))
 
 
 def store_url(url: str | os.PathLike[str] | None = None) -> str:

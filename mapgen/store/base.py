@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import threading
 import time
 import warnings
@@ -31,8 +32,36 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+from mapgen.core.request import Completion
 from mapgen.errors import StoreError
-from mapgen.llms.base import Completion
+
+# user:password@ in a URL's authority, and password=... in a libpq keyword string or query.
+_URL_PASSWORD = re.compile(r"(//[^/:@?#]*:)([^@/]*)(@)")
+_PARAM_PASSWORD = re.compile(r"(password=)([^&\s]*)", re.IGNORECASE)
+
+
+class StoreURL(str):
+    """A store URL whose ``repr`` hides its password, so a map function's repr can show it safely.
+
+    Example:
+        >>> StoreURL("postgresql://app:s3cret@db/mapgen")
+        'postgresql://app:***@db/mapgen'
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_url(str(self)))
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (``user:password@``, ``password=...``) replaced by ``***``.
+
+    Example:
+        >>> mask_url("postgresql://host/db?password=x&sslmode=require")
+        'postgresql://host/db?password=***&sslmode=require'
+    """
+    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", url))
 
 
 class StoreWarning(UserWarning):
@@ -110,7 +139,7 @@ _INHERITED: list[Any] = []
 
 
 class ResponseStore:
-    """A key -> :class:`~mapgen.llms.base.Completion` table shared by threads, processes and runs, with
+    """A key -> :class:`~mapgen.core.request.Completion` table shared by threads, processes and runs, with
     claims on the keys being sent so that concurrent runs send each one once. Backends:
     :class:`~mapgen.store.sqlite.SQLiteStore`, :class:`~mapgen.store.postgres.PostgresStore`; open one with
     :func:`mapgen.store.open_store`.
@@ -334,7 +363,7 @@ class ResponseStore:
     def record_batch_jobs(self, jobs: dict[str, BatchJob]) -> None:
         """Record, for each store key, the batch job answering it; committed before this returns, so that a
         process killed right after submitting loses nothing: the next run collects the job instead of
-        submitting the requests again (:mod:`mapgen.batch_api`).
+        submitting the requests again (:mod:`mapgen.mapping.batch_mode`).
 
         Raises:
             StoreError: the store cannot be written.

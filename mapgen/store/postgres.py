@@ -45,10 +45,10 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from mapgen.core.request import Completion
 from mapgen.errors import StoreError
-from mapgen.llms.base import Completion
-from mapgen.processes import is_running, process_start
-from mapgen.store.base import BatchJob, DamagedAnswer, ResponseStore, decode
+from mapgen.runtime.processes import is_running, process_start
+from mapgen.store.base import BatchJob, DamagedAnswer, ResponseStore, decode, mask_url
 
 LEASE = 30.0
 """Seconds a holder's heartbeat keeps its claims live for processes on other hosts."""
@@ -104,8 +104,6 @@ class PostgresStore(ResponseStore):
     _errors = (psycopg.Error,)
 
     def __init__(self, url: str) -> None:
-        from mapgen.store import mask_url
-
         self.url = url
         self.where = mask_url(url)
         self._password = conninfo_to_dict(url).get("password") or None
@@ -345,7 +343,7 @@ class PostgresStore(ResponseStore):
 
     def __len__(self) -> int:
         self.flush()
-        # Answers only: provenance records (mapgen.provenance) share the table under their own prefix.
+        # Answers only: provenance records (mapgen.mapping.provenance) share the table under their own prefix.
         query = "SELECT count(*) FROM mapgen_responses WHERE key NOT LIKE 'provenance:%'"
         return self._transact(lambda c: c.execute(query).fetchone()[0])
 

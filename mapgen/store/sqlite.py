@@ -15,7 +15,7 @@ run goes on without storing: an answer already paid for always reaches the outpu
 
 Example:
     >>> import tempfile
-    >>> from mapgen.llms.base import Completion
+    >>> from mapgen.core.request import Completion
     >>> store = SQLiteStore(tempfile.mkdtemp() + "/responses.sqlite3")
     >>> store.claim(["k1", "k2"], owner="run-a")
     ['k1', 'k2']
@@ -37,9 +37,9 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from mapgen.core.request import Completion
 from mapgen.errors import StoreError
-from mapgen.llms.base import Completion
-from mapgen.processes import is_running, process_start
+from mapgen.runtime.processes import is_running, process_start
 from mapgen.store.base import BatchJob, DamagedAnswer, ResponseStore, decode
 
 # SQLite caps the number of parameters in one statement; stay well below it.
@@ -216,7 +216,8 @@ class SQLiteStore(ResponseStore):
     def __len__(self) -> int:
         self.flush()
         with self._using() as connection:
-            # Answers only: provenance records (mapgen.provenance) share the table under their own prefix.
+            # Answers only: provenance records (mapgen.mapping.provenance) share the table under their own
+            # prefix.
             query = "SELECT COUNT(*) FROM responses WHERE key NOT LIKE 'provenance:%'"
             return connection.execute(query).fetchone()[0]
 
@@ -286,7 +287,7 @@ def _set_up(connection: sqlite3.Connection) -> None:
                 " (key TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL, started INTEGER)"
                 " WITHOUT ROWID"
             )
-            # Requests submitted to a provider's batch API and not yet collected (mapgen.batch_api).
+            # Requests submitted to a provider's batch API and not yet collected (mapgen.mapping.batch_mode).
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS batch_jobs"
                 " (key TEXT PRIMARY KEY, job_id TEXT NOT NULL, custom_id TEXT NOT NULL) WITHOUT ROWID"

@@ -22,11 +22,12 @@ import jinja2
 import jinja2.meta
 import pyarrow as pa
 
-from mapgen.config import dataclass_fingerprint, source_digest
-from mapgen.parsing import InvalidOutput, ParseError
-from mapgen.prompt import Image, Prompt
-from mapgen.review import ReviewLayout, default_review
-from mapgen.schema import answer_schema, is_model
+from mapgen.core.config import dataclass_fingerprint, source_digest
+from mapgen.core.images import ImageError, load_images
+from mapgen.core.prompt import Image, Prompt
+from mapgen.core.review import ReviewLayout, default_review
+from mapgen.core.schema import answer_schema, is_model
+from mapgen.tasks.parsing import InvalidOutput, ParseError
 
 __all__ = ["InputError", "InvalidOutput", "ParseError", "Task", "compile_template", "template_variables"]
 
@@ -76,7 +77,7 @@ class Task:
 
     answer_model: ClassVar[Any] = None
     """The answer's pydantic model (or a JSON schema dict), written once: :attr:`schema` derives from
-    it, and :func:`mapgen.parsing.parse_model` validates an answer against it."""
+    it, and :func:`mapgen.tasks.parsing.parse_model` validates an answer against it."""
 
     @property
     def schema(self) -> dict[str, Any] | None:
@@ -119,16 +120,15 @@ class Task:
 
     def images(self, row: Mapping[str, Any]) -> tuple[Image, ...]:
         """The images sent with a row's prompt: those of the row's ``image_column`` when the task has that
-        field set (see :mod:`mapgen.images` for what a column may hold), else none.
+        field set (see :mod:`mapgen.core.images` for what a column may hold), else none.
 
         Raises:
-            InputError: the column's value is no image (:class:`mapgen.images.ImageError` says why); the
+            InputError: the column's value is no image (:class:`mapgen.core.images.ImageError` says why); the
                 row fails with an ``input`` error naming the column.
         """
         column = getattr(self, "image_column", None)
         if column is None:
             return ()
-        from mapgen.images import ImageError, load_images
 
         try:
             images = load_images(row[column])
@@ -148,10 +148,10 @@ class Task:
         raise NotImplementedError
 
     def review(self) -> ReviewLayout:
-        """How people review this task's data (:class:`~mapgen.review.ReviewLayout`: the rubric, which
+        """How people review this task's data (:class:`~mapgen.core.review.ReviewLayout`: the rubric, which
         outputs are suggestions, one record per row or per generation); exporters such as
         :func:`mapgen.push_to_argilla` read only this. By default it is derived from :attr:`inputs` and
-        :attr:`outputs` (:func:`~mapgen.review.default_review`); override it to say more."""
+        :attr:`outputs` (:func:`~mapgen.core.review.default_review`); override it to say more."""
         return default_review(self)
 
     def output_types(self) -> dict[str, pa.DataType]:
@@ -236,7 +236,7 @@ def template_variables(source: str) -> tuple[str, ...]:
 
 
 def schema_of(model: Any) -> dict[str, Any] | None:
-    """:func:`mapgen.schema.answer_schema` of ``model`` (``None`` for ``None``), computed once per
+    """:func:`mapgen.core.schema.answer_schema` of ``model`` (``None`` for ``None``), computed once per
     pydantic class."""
     if model is None:
         return None

@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.prompt import ROLES, Message, Prompt
-from mapgen.review import ReviewLayout
+from mapgen.core.prompt import ROLES, Message, Prompt
+from mapgen.core.review import ReviewLayout
 from mapgen.tasks.base import InputError, Task
 
 
 def read_conversation(value: Any, input: str = "messages") -> list[Message]:
     """A conversation column's value (a list of ``{"role", "content"}``, as chat datasets and TRL keep
-    them) as :class:`~mapgen.prompt.Message` s, or :class:`~mapgen.tasks.base.InputError` saying what is
+    them) as :class:`~mapgen.core.prompt.Message` s, or :class:`~mapgen.tasks.base.InputError` saying what is
     wrong with it (extra keys such as ``name`` are ignored).
 
     Example:

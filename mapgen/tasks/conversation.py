@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.columns import MESSAGES
-from mapgen.prompt import Prompt
-from mapgen.review import ReviewLayout, conversation_review
+from mapgen.core.columns import MESSAGES
+from mapgen.core.prompt import Prompt
+from mapgen.core.review import ReviewLayout, conversation_review
 from mapgen.tasks.base import InputError, compile_template, template_variables
 from mapgen.tasks.chat import read_conversation
 from mapgen.tasks.rounds import RoundsTask, with_next_turn

@@ -18,11 +18,11 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from mapgen.parsing import labelled_lines, load_json, one_line, read_score, score_list, strip_markdown
-from mapgen.review import ReviewLayout
-from mapgen.schema import UNDOCUMENTED, answer_schema
+from mapgen.core.review import ReviewLayout
+from mapgen.core.schema import UNDOCUMENTED, answer_schema
 from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask, check_scale
+from mapgen.tasks.parsing import labelled_lines, load_json, one_line, read_score, score_list, strip_markdown
 
 ULTRACM_SYSTEM = (
     "You are a demanding but helpful reviewer. You point out exactly what an answer gets wrong or "

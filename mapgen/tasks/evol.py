@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.parsing import strip_markdown
-from mapgen.review import ReviewLayout
+from mapgen.core.review import ReviewLayout
 from mapgen.tasks.base import ParseError, Task
+from mapgen.tasks.parsing import strip_markdown
 
 INSTRUCTION_METHODS: dict[str, str] = {
     "breadth": (
@@ -136,7 +136,7 @@ class EvolInstructTask(Task):
         >>> task.parse("I'm sorry, but I can't help with that.")
         Traceback (most recent call last):
         ...
-        mapgen.parsing.ParseError: the model refused to rewrite
+        mapgen.tasks.parsing.ParseError: the model refused to rewrite
     """
 
     methods: tuple[str, ...] = tuple(INSTRUCTION_METHODS)

@@ -15,7 +15,11 @@ from typing import Annotated, Any, ClassVar
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from mapgen.parsing import (
+from mapgen.core.review import ReviewLayout
+from mapgen.core.schema import UNDOCUMENTED, answer_schema
+from mapgen.tasks.base import ParseError
+from mapgen.tasks.labelling import RATINGS, LabellingTask
+from mapgen.tasks.parsing import (
     SCORE_TEXT,
     agree,
     labelled_scores,
@@ -25,10 +29,6 @@ from mapgen.parsing import (
     score_or_none,
     strip_markdown,
 )
-from mapgen.review import ReviewLayout
-from mapgen.schema import UNDOCUMENTED, answer_schema
-from mapgen.tasks.base import ParseError
-from mapgen.tasks.labelling import RATINGS, LabellingTask
 
 SYSTEM_PROMPT = "You are an impartial judge who scores AI assistants' answers for accuracy and usefulness."
 

@@ -16,7 +16,7 @@ that :func:`mapgen.label` knows what it rates:
 Example:
     >>> import pyarrow as pa
     >>> from dataclasses import dataclass
-    >>> from mapgen.prompt import Prompt
+    >>> from mapgen.core.prompt import Prompt
     >>> @dataclass(frozen=True, kw_only=True)
     ... class Shortest(LabellingTask):
     ...     outputs = {"rating": pa.list_(pa.float64())}
@@ -40,8 +40,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from mapgen.parsing import parse_score
 from mapgen.tasks.base import Task
+from mapgen.tasks.parsing import parse_score
 
 RATINGS = pa.list_(pa.float64())
 """Arrow type of a rating column: one float (or ``None``) per rated text."""

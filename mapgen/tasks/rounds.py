@@ -3,9 +3,9 @@
 A :class:`RoundsTask` keeps a small state per row and generation (plain data): :meth:`~RoundsTask.start`
 makes it from the row, :meth:`~RoundsTask.next_prompt` says what to ask next (``None``: done),
 :meth:`~RoundsTask.advance` takes the answer, and :meth:`~RoundsTask.result` gives the output columns.
-``mapgen.generate`` runs the rounds (:mod:`mapgen.rounds`): each round asks for every row still going at
-once, through the same response store, deduplication and progress as any other request. A failed answer,
-or an answer :meth:`~RoundsTask.advance` refuses (:class:`~mapgen.tasks.base.ParseError`), ends that
+``mapgen.generate`` runs the rounds (:mod:`mapgen.mapping.multi_round`): each round asks for every row still
+going at once, through the same response store, deduplication and progress as any other request. A failed
+answer, or an answer :meth:`~RoundsTask.advance` refuses (:class:`~mapgen.tasks.base.ParseError`), ends that
 row's conversation with ``None`` and the reason; there are never more than :attr:`~RoundsTask.max_rounds`
 rounds.
 """
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.prompt import Prompt
+from mapgen.core.prompt import Prompt
 from mapgen.tasks.base import ParseError, Task
 
 

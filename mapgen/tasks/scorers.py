@@ -16,11 +16,11 @@ from typing import Annotated, Any, ClassVar
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from mapgen.parsing import SCORE_TEXT, agree, load_json, score_or_none, strip_markdown
-from mapgen.review import ReviewLayout
-from mapgen.schema import UNDOCUMENTED, answer_schema
+from mapgen.core.review import ReviewLayout
+from mapgen.core.schema import UNDOCUMENTED, answer_schema
 from mapgen.tasks.base import ParseError
 from mapgen.tasks.labelling import RATINGS, LabellingTask
+from mapgen.tasks.parsing import SCORE_TEXT, agree, load_json, score_or_none, strip_markdown
 
 QUALITY_TEMPLATE = """\
 Score the quality of each response to the instruction below, from 1 (poor) to 10 (excellent). \

@@ -15,10 +15,10 @@ from typing import Annotated, Any, ClassVar
 import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
 
-from mapgen.parsing import list_items, load_json
-from mapgen.review import ReviewLayout
-from mapgen.schema import UNDOCUMENTED
+from mapgen.core.review import ReviewLayout
+from mapgen.core.schema import UNDOCUMENTED
 from mapgen.tasks.base import ParseError, Task
+from mapgen.tasks.parsing import list_items, load_json
 
 TEMPLATE = """\
 You write instructions that users could give to this AI application: {{ application_description }}

@@ -8,10 +8,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from mapgen.parsing import parse_model
-from mapgen.review import ReviewLayout
-from mapgen.schema import answer_model, arrow_types, is_model, to_arrow_value
+from mapgen.core.review import ReviewLayout
+from mapgen.core.schema import answer_model, arrow_types, is_model, to_arrow_value
 from mapgen.tasks.base import Task, schema_of
+from mapgen.tasks.parsing import parse_model
 
 RESERVED = ("generation_model", "generation_prompt", "raw_generation_responses", "generation_errors")
 """Columns :func:`mapgen.generate` writes itself, which an answer field must not be named."""
@@ -21,7 +21,7 @@ RESERVED = ("generation_model", "generation_prompt", "raw_generation_responses",
 class StructuredTask(Task):
     """Answer each row with a record of ``model`` (a pydantic model class, or a JSON schema dict of an
     object): each top-level field becomes a column, one entry per generation, typed by
-    :func:`mapgen.schema.arrow_types` (``int`` is ``int64``, nested models structs, lists lists, enums
+    :func:`mapgen.core.schema.arrow_types` (``int`` is ``int64``, nested models structs, lists lists, enums
     their values' type, optional fields ``None`` where absent).
 
     Backends that constrain decoding follow the model's JSON schema (llama.cpp's grammar, OpenAI's
@@ -84,14 +84,14 @@ class StructuredTask(Task):
 
     def validator(self) -> type:
         """The pydantic model answers are validated with: ``model`` itself, or one built from the
-        JSON schema dict (:func:`mapgen.schema.answer_model`)."""
+        JSON schema dict (:func:`mapgen.core.schema.answer_model`)."""
         return self.model if is_model(self.model) else _validator(_frozen(self.schema))
 
     def parse(self, text: str) -> dict[str, Any]:
         """One column value per field, from the validated answer's JSON form (enums as their values).
 
         Raises:
-            mapgen.parsing.InvalidOutput: the answer is not JSON of the model; names the field.
+            mapgen.tasks.parsing.InvalidOutput: the answer is not JSON of the model; names the field.
         """
         answer = parse_model(text, self.validator())
         values = answer.model_dump(mode="json", by_alias=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.config import added
-from mapgen.review import ReviewLayout
+from mapgen.core.config import added
+from mapgen.core.review import ReviewLayout
 from mapgen.tasks.base import Task, template_variables
 
 
@@ -17,7 +17,7 @@ class TextGenerationTask(Task):
     ``template`` is a Jinja2 template over the row's columns; the columns it names are the task's inputs.
     ``system_prompt`` is sent as the system message (``None`` leaves the model's own default).
     ``image_column`` names a column of images sent with the prompt, to vision models (see
-    :mod:`mapgen.images` for what it may hold: ``datasets``' ``Image`` feature, PIL images, bytes, paths,
+    :mod:`mapgen.core.images` for what it may hold: ``datasets``' ``Image`` feature, PIL images, bytes, paths,
     URLs, or lists of them).
 
     Example:

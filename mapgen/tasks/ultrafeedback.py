@@ -15,7 +15,11 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from mapgen.parsing import (
+from mapgen.core.review import ReviewLayout
+from mapgen.core.schema import UNDOCUMENTED, answer_schema
+from mapgen.tasks.base import ParseError
+from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask
+from mapgen.tasks.parsing import (
     SCORE_TEXT,
     agree,
     json_fields,
@@ -27,10 +31,6 @@ from mapgen.parsing import (
     score_or_none,
     strip_markdown,
 )
-from mapgen.review import ReviewLayout
-from mapgen.schema import UNDOCUMENTED, answer_schema
-from mapgen.tasks.base import ParseError
-from mapgen.tasks.labelling import RATINGS, TEXTS, LabellingTask
 
 
 @dataclass(frozen=True)

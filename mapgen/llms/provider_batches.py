@@ -1,6 +1,6 @@
 """Providers' batch APIs: how requests are written as batch lines, submitted, polled and read back.
 
-One class per provider, apart from the map-mode driver (:mod:`mapgen.batch_api`) that decides what to
+One class per provider, apart from the map-mode driver (:mod:`mapgen.mapping.batch_mode`) that decides what to
 submit and keeps the job ids in the response store:
 
 - :class:`OpenAIBatches`: OpenAI's Batch API. The lines ``{"custom_id", "method": "POST", "url":
@@ -26,9 +26,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mapgen.core.prices import priced
+from mapgen.core.request import Completion, Request
 from mapgen.errors import BATCH_CANCELLED, BATCH_EXPIRED, BATCH_FAILED, http_kind
 from mapgen.llms._http import APIError, to_api_error
-from mapgen.llms.base import Completion, Request
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,6 @@ class OpenAIBatches(BatchProvider):
         return JobStatus(job_id, batch.status, batch.status in self.ENDED, processed, total)
 
     def results(self, status: JobStatus) -> dict[str, Completion]:
-        from mapgen.costs import priced
-
         with self._errors():
             batch = self.client().batches.retrieve(status.job_id)
             if batch.status == "failed":
@@ -256,8 +255,6 @@ class AnthropicBatches(BatchProvider):
         return JobStatus(job_id, status, status == "ended", processed, total)
 
     def results(self, status: JobStatus) -> dict[str, Completion]:
-        from mapgen.costs import priced
-
         batch = self._call("get", f"{self.path}/{status.job_id}")
         url = batch.get("results_url")
         if not isinstance(url, str):

@@ -1,7 +1,7 @@
 """Stopping well: Ctrl-C ends a run with one line, and ``num_proc`` workers never outlive their parent.
 
 On Ctrl-C the API backends stop sending (queued requests are dropped, those in flight land and are
-stored, see :func:`mapgen.llms._async.run`), then the run ends with :class:`Interrupted`, whose
+stored, see :func:`mapgen.runtime.event_loop.run`), then the run ends with :class:`Interrupted`, whose
 one-line message says how many answers were kept and that a re-run resumes. A ``num_proc`` worker
 whose parent died (killed, say) stops within a second instead of sending every remaining request.
 
@@ -23,6 +23,8 @@ import threading
 import time
 from collections.abc import Iterator
 from types import TracebackType
+
+from mapgen.runtime import event_loop
 
 PARENT_CHECK_INTERVAL = 0.5
 """Seconds between a worker's checks that its parent still runs."""
@@ -94,9 +96,8 @@ def watch_parent() -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_INTERVAL)
-        from mapgen.llms import _async
 
-        _async.interrupt()
+        event_loop.interrupt()
         os._exit(1)
 
     threading.Thread(target=watch, name="mapgen-parent-watch", daemon=True).start()

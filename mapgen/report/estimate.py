@@ -1,9 +1,10 @@
 """``mapgen.estimate``: what a map would send, and what it would cost, before it runs (a dry run).
 
-The requests are built by the map function's own code (:meth:`~mapgen.map_function.MapFunction.requests_for`)
-and looked up in the response store under the map's own keys (:meth:`~MapFunction.store_keys`), so the
-count is what the map would send: store hits and repeats of a request (sent once) taken out, rows whose
-input is invalid counted apart. Re-asks of answers that fail a task's answer model are not foreseen.
+The requests are built by the map function's own code
+(:meth:`~mapgen.mapping.map_function.MapFunction.requests_for`) and looked up in the response store under the
+map's own keys (:meth:`~MapFunction.store_keys`), so the count is what the map would send: store hits and
+repeats of a request (sent once) taken out, rows whose input is invalid counted apart. Re-asks of answers that
+fail a task's answer model are not foreseen.
 
 Tokens come, in order of preference, from:
 
@@ -17,7 +18,7 @@ Tokens come, in order of preference, from:
 - else a rule of thumb (:data:`CHARS_PER_TOKEN`) for input, and ``max_new_tokens`` as the output's upper
   bound. ``pilot=0`` sends nothing at all.
 
-Cost comes from :func:`mapgen.costs.price_for` (the backend's ``price_per_million``, else the maintained
+Cost comes from :func:`mapgen.core.prices.price_for` (the backend's ``price_per_million``, else the maintained
 price table), time from the pilot's latency under ``max_concurrency`` and the ``rpm``/``tpm`` limits (API
 backends), or from the pilot's seconds per output token (local engines).
 """
@@ -30,9 +31,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from mapgen.llms.base import LLM, Completion, Request
-from mapgen.map_function import MapFunction
-from mapgen.prompt import Prompt
+from mapgen.core.prompt import Prompt
+from mapgen.core.request import Completion, Request
+from mapgen.llms.base import LLM
+from mapgen.mapping.map_function import MapFunction
 
 if TYPE_CHECKING:
     from mapgen.llms._api import APILLM
@@ -91,7 +93,7 @@ class Estimate:
     notes: tuple[str, ...] = field(default=())
 
     def __str__(self) -> str:
-        from mapgen.summary import table
+        from mapgen.report.summary import table
 
         approx = {TOKENIZER: "", PILOT: "~", RULE_OF_THUMB: "~"}
         lines = [
@@ -135,7 +137,7 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
     """What ``ds.map(fn, batched=True)`` would send and cost, sending at most ``pilot`` requests.
 
     ``fn`` is what :func:`mapgen.generate` or :func:`mapgen.label` returns; ``ds`` a ``datasets.Dataset``.
-    How tokens, cost and time are found, and what the pilot does: see :mod:`mapgen.estimate`.
+    How tokens, cost and time are found, and what the pilot does: see :mod:`mapgen.report.estimate`.
 
     Raises:
         MissingColumnError: ``fn`` reads a column ``ds`` lacks (as the map would).
@@ -151,7 +153,7 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
         >>> guess.requests, guess.invalid_rows, guess.input_method, guess.output_tokens
         (2, 1, 'tokenizer', 32)
     """
-    from mapgen.costs import price_for  # imported here: mapgen.costs imports the backends
+    from mapgen.core.prices import price_for  # imported here: mapgen.core.prices imports the backends
     from mapgen.tasks.rounds import RoundsTask
 
     if not isinstance(fn, MapFunction):

@@ -1,6 +1,6 @@
 """One ``rpm``/``tpm`` budget for a whole Ray job: a named actor leases stretches of time in chunks.
 
-On one machine, :class:`mapgen.ratelimit.RateLimiter` spaces requests through a file every ``num_proc``
+On one machine, :class:`mapgen.llms.ratelimit.RateLimiter` spaces requests through a file every ``num_proc``
 worker locks. A cluster has no such file, so under Ray the same state (when the next request, and the next
 token, is free) lives in one small actor per rate-limit key, :class:`Budget`, named after the key. A
 worker does not ask it for every request: it leases a chunk, the next :data:`CHUNK_SECONDS` of the
@@ -42,6 +42,8 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from mapgen.runtime.event_loop import pause
 
 CHUNK_SECONDS = 0.25
 """How much of a clock a worker leases at once: fewer round trips against a finer split between workers."""
@@ -189,7 +191,7 @@ def _budget_actor(key: str) -> Any:
 
 class ClusterRateLimiter:
     """``rpm``/``tpm`` for every worker of a Ray job together, leased in chunks from one :class:`Budget`
-    actor per ``key``; the interface of :class:`mapgen.ratelimit.RateLimiter` (``acquire``, ``correct``).
+    actor per ``key``; the interface of :class:`mapgen.llms.ratelimit.RateLimiter` (``acquire``, ``correct``).
 
     Safe for several event loops and threads in one process (leases are applied under a lock, and one
     lease at a time is asked for).
@@ -210,7 +212,6 @@ class ClusterRateLimiter:
     async def acquire(self, tokens: int = 0) -> float:
         """Wait for this request's slot (and ``tokens`` tokens' worth of the token clock); return when the
         slot began (Unix seconds)."""
-        from mapgen.llms._async import pause  # an interrupt ends the wait
 
         while True:
             with self._lock:

@@ -2,7 +2,7 @@
 
 Preparing a batch (prompts, store keys, claims) is CPU-bound Python: two batches preparing at once (the
 batches ``datasets``' async map runs side by side, or a batch's first rows and the rest, see
-:meth:`mapgen.map_function.MapFunction._process_overlapped`) only slow each other down, and starve the
+:meth:`mapgen.mapping.map_function.MapFunction._process_overlapped`) only slow each other down, and starve the
 event loop thread that sends the requests already prepared. So a batch prepares in its *turn*, and its turn
 ends the moment it hands its requests to the backend (or waits for another run's answers, or returns):
 then the next batch prepares while these are in flight.

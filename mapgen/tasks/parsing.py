@@ -138,11 +138,11 @@ def parse_score(value: Any, low: float, high: float) -> float | None:
         >>> parse_score("The text has 3 errors, so 2", 1, 5)
         Traceback (most recent call last):
         ...
-        mapgen.parsing.ParseError: no score at the start of 'The text has 3 errors, so 2'
+        mapgen.tasks.parsing.ParseError: no score at the start of 'The text has 3 errors, so 2'
         >>> parse_score("8/10", 1, 5)
         Traceback (most recent call last):
         ...
-        mapgen.parsing.AmbiguousScore: score '8/10' is on another scale (out of 10), not 1 to 5
+        mapgen.tasks.parsing.AmbiguousScore: score '8/10' is on another scale (out of 10), not 1 to 5
     """
     if value is None or isinstance(value, bool):
         return None
@@ -350,7 +350,7 @@ def parse_model(text: str, model: Any) -> Any:
         >>> parse_model('{"rating": 7, "reason": "clear"}', Verdict)
         Traceback (most recent call last):
         ...
-        mapgen.parsing.InvalidOutput: rating: Input should be 1, 2, 3, 4 or 5
+        mapgen.tasks.parsing.InvalidOutput: rating: Input should be 1, 2, 3, 4 or 5
     """
     from pydantic import ValidationError
 

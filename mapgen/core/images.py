@@ -1,4 +1,4 @@
-"""Images read from a dataset's column, as :class:`~mapgen.prompt.Image` values that chat backends send.
+"""Images read from a dataset's column, as :class:`~mapgen.core.prompt.Image` values that chat backends send.
 
 One place turns whatever an image column holds into bytes and a media type (or a URL to pass through):
 
@@ -31,8 +31,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from mapgen.core.prompt import Image
 from mapgen.errors import INPUT
-from mapgen.prompt import Image
 
 URL_SCHEMES = ("http://", "https://", "data:")
 """Strings that are sent as they are, for the server to fetch or decode."""
@@ -63,7 +63,7 @@ def load_images(value: Any) -> tuple[Image, ...]:
 
 
 def load_image(value: Any) -> Image:
-    """One image column value as an :class:`~mapgen.prompt.Image`.
+    """One image column value as an :class:`~mapgen.core.prompt.Image`.
 
     Raises:
         ImageError: a value that is no image, a file that cannot be read, or bytes in a format that

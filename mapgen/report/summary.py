@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mapgen.core.units import NANO_USD, format_usd
 from mapgen.errors import error_kind
 
 UNCLASSIFIED = "other"
@@ -137,7 +138,6 @@ class RunCounts:
             >>> RunCounts(moved).spend_lines()
             [('tokens', '1,200 prompt + 300 completion'), ('cost', '$0.0004500')]
         """
-        from mapgen.costs import NANO_USD, format_usd
 
         tokens = f"{self['prompt_tokens']:,} prompt + {self['completion_tokens']:,} completion"
         received = self["priced"]

@@ -8,7 +8,7 @@ token limit). Requests are thus spaced evenly, whatever the number of workers; a
 count corrects the estimate reserved before it was sent.
 
 On Ray the workers of one job run on several machines, so :func:`rate_limiter` (what the API backends call)
-hands out :class:`mapgen.integrations.ray_limits.ClusterRateLimiter` there instead: the same clocks, held by
+hands out :class:`mapgen.llms.cluster_limits.ClusterRateLimiter` there instead: the same clocks, held by
 one actor per key for the whole job. It is chosen when ``$MAPGEN_RATE_LIMIT_SCOPE`` is ``ray`` (set by
 :func:`mapgen.ray.map_batches` for its actors), or, with the variable unset, in any process that Ray
 started (a task or actor of a connected job); ``machine`` forces this module's file-based limiter.
@@ -36,6 +36,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
+
+from mapgen.llms.cluster_limits import ClusterRateLimiter
+from mapgen.runtime.event_loop import pause
 
 _STATE = struct.Struct("<dd")  # next free time for a request, and for a token (Unix seconds)
 
@@ -67,8 +70,6 @@ def rate_limiter(key: str, *, rpm: float | None = None, tpm: float | None = None
     if scope not in ("", "machine", "ray"):
         raise ValueError(f"${SCOPE_ENV} must be 'machine' or 'ray', got {scope!r}.")
     if scope == "ray" or (not scope and in_ray_worker()):
-        from mapgen.integrations.ray_limits import ClusterRateLimiter
-
         return ClusterRateLimiter(key, rpm=rpm, tpm=tpm)
     return RateLimiter(key, rpm=rpm, tpm=tpm)
 
@@ -148,7 +149,6 @@ class RateLimiter:
 
     async def acquire(self, tokens: int = 0) -> float:
         """Wait for this request's slot; return when it began (Unix seconds)."""
-        from mapgen.llms._async import pause  # an interrupt ends the wait
 
         start = self.reserve(tokens)
         await pause(start - time.time())

@@ -23,11 +23,12 @@ METADATA = pa.struct(
         ("from_store", pa.bool_()),
         ("cost", pa.float64()),
         ("cached_tokens", pa.int64()),
-        # The fingerprint of the map function that wrote the answer: its record's key (mapgen.provenance).
+        # The fingerprint of the map function that wrote the answer: its record's key
+        # (mapgen.mapping.provenance).
         ("provenance", pa.string()),
     ]
 )
-"""Per-answer provenance: ``cost`` in USD (``None`` where the price is unknown: :mod:`mapgen.costs`) and
+"""Per-answer provenance: ``cost`` in USD (``None`` where the price is unknown: :mod:`mapgen.core.prices`) and
 ``cached_tokens``, the prompt tokens read from the provider's prompt cache."""
 
 

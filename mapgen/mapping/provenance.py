@@ -35,13 +35,30 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
-from mapgen.config import dataclass_fingerprint, fingerprint_state, qualified_name, source_digest
+from mapgen.core.config import dataclass_fingerprint, fingerprint_state, qualified_name, source_digest
+from mapgen.core.request import Completion
+from mapgen.store import mask_url, open_store, store_url
 
-if TYPE_CHECKING:
-    from mapgen.map_function import MapFunction
+
+class MapFunction(Protocol):
+    """What a provenance record reads from a map function
+    (:class:`mapgen.mapping.map_function.MapFunction`)."""
+
+    step: str
+    llm: Any
+    task: Any
+    cache: bool
+    store: str | None
+
+    @property
+    def provenance(self) -> str: ...
+
+    def output_types(self) -> Mapping[str, Any]: ...
+
 
 STORE_PREFIX = "provenance:"
 """Store keys of provenance records: ``provenance:<reference>``."""
@@ -61,9 +78,6 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     fields), ``task`` (``class``, ``fields``, ``template``, ``system_prompt``, ``source``: a digest of
     its module), ``prompt_format``, ``mapgen_version`` and ``output_format``.
     """
-    from mapgen.label import LabelFunction
-    from mapgen.store import mask_url
-
     llm, task = fn.llm, fn.task
     parameters = {k: v for k, v in llm.fingerprint().items() if k != "type"}
     task_fields = {k: v for k, v in dataclass_fingerprint(task).items() if k not in ("type", *_PROMPT_TEXT)}
@@ -74,7 +88,7 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     }
     record = {
         "reference": fn.provenance,
-        "step": "label" if isinstance(fn, LabelFunction) else "generate",
+        "step": fn.step,
         "function": qualified_name(type(fn)),
         "columns": list(fn.output_types()),
         "options": options,
@@ -107,7 +121,7 @@ def prompt_format(llm: Any) -> str:
     Example:
         >>> import mapgen
         >>> prompt_format(mapgen.LlamaCppLLM(prompt_format="chatml"))
-        "named format 'chatml' (mapgen.formats)"
+        "named format 'chatml' (mapgen.llms.formats)"
     """
     if not hasattr(llm, "prompt_format"):
         members = getattr(llm, "members", None)
@@ -121,7 +135,7 @@ def prompt_format(llm: Any) -> str:
     if chosen == "openai":
         return "llama-cpp-python's OpenAI-style chat handler"
     if isinstance(chosen, str):
-        return f"named format {chosen!r} (mapgen.formats)"
+        return f"named format {chosen!r} (mapgen.llms.formats)"
     return f"function {getattr(chosen, '__module__', '?')}.{getattr(chosen, '__qualname__', repr(chosen))}"
 
 
@@ -153,9 +167,6 @@ def record(fn: MapFunction) -> None:
     _FUNCTIONS.setdefault(ref, fn)
     if not fn.cache:
         return
-    from mapgen.llms.base import Completion
-    from mapgen.store import open_store, store_url
-
     url = store_url(fn.store)
     with _LOCK:
         if (ref, url) in _STORED:
@@ -171,8 +182,6 @@ def lookup(references: list[str], *, store: str | None = None) -> dict[str, dict
     found = {ref: record for ref in references if (record := _described(ref)) is not None}
     missing = [ref for ref in references if ref not in found]
     if missing:
-        from mapgen.store import open_store
-
         stored = open_store(store).get_many([STORE_PREFIX + ref for ref in missing])
         for key, completion in stored.items():
             found[key.removeprefix(STORE_PREFIX)] = json.loads(completion.text or "{}")

@@ -2,8 +2,8 @@
 (:class:`~mapgen.tasks.rounds.RoundsTask`: multi-turn conversations, Magpie).
 
 Each round builds the next request of every conversation still going, sends them all at once through
-:meth:`~mapgen.map_function.MapFunction.complete` (so the response store, deduplication, claims and the
-progress bar work as for any map) and feeds each answer back to its conversation. A failed answer ends
+:meth:`~mapgen.mapping.map_function.MapFunction.complete` (so the response store, deduplication, claims and
+the progress bar work as for any map) and feeds each answer back to its conversation. A failed answer ends
 that conversation: ``None`` outputs, and the reason (which round, what kind) in ``generation_errors``.
 A row's ``num_generations`` are independent conversations; generation ``i`` is asked with the same
 generation index (so the same seed offset) in every round.
@@ -17,18 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mapgen import interrupts, provenance
-from mapgen.columns import typed_columns
+from mapgen.core.columns import typed_columns
+from mapgen.core.request import Completion, Request
 from mapgen.errors import ENGINE, INPUT, PARSE, error_text
-from mapgen.llms.base import LLM, Completion, Request
-from mapgen.progress import counters
+from mapgen.llms.base import LLM
+from mapgen.mapping import provenance
+from mapgen.mapping.map_function import MapFunction
+from mapgen.runtime import interrupts
+from mapgen.runtime.progress import counters
 from mapgen.tasks.base import InputError, Task
 from mapgen.tasks.rounds import RoundsTask
-
-if TYPE_CHECKING:
-    from mapgen.generate import GenerateFunction
 
 
 def check_backend(llm: LLM, task: Task) -> None:
@@ -60,9 +60,12 @@ class _Conversation:
     error: str | None = None
 
 
-def call_rounds(fn: GenerateFunction, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list]:
-    """``fn(batch, [indices], [rank])`` for a :class:`RoundsTask`: ``MapFunction.__call__`` with the
-    dataset indices, which tasks that read no column need to tell rows apart."""
+def call_rounds(
+    fn: MapFunction, num_generations: int, batch: Mapping[str, Sequence[Any]], *args: Any
+) -> dict[str, list]:
+    """``fn(batch, [indices], [rank])`` for a :class:`RoundsTask`, ``num_generations`` conversations a row:
+    ``MapFunction.__call__`` with the dataset indices, which tasks that read no column need to tell rows
+    apart."""
     indices = args[0] if args and isinstance(args[0], (list, tuple)) else None
     rank = args[-1] if args and not isinstance(args[-1], (list, tuple)) else None
     rows = fn.read_rows(batch)
@@ -76,15 +79,20 @@ def call_rounds(fn: GenerateFunction, batch: Mapping[str, Sequence[Any]], *args:
     fn.llm.preflight()
     interrupts.watch_parent()
     with interrupts.reported():
-        return run_rounds(fn, rows, indices=indices, rank=rank)
+        return run_rounds(fn, rows, num_generations=num_generations, indices=indices, rank=rank)
 
 
 def run_rounds(
-    fn: GenerateFunction, rows: list[dict[str, Any]], *, indices: Sequence[int] | None, rank: int | None
+    fn: MapFunction,
+    rows: list[dict[str, Any]],
+    *,
+    num_generations: int,
+    indices: Sequence[int] | None,
+    rank: int | None,
 ) -> dict[str, list]:
     """The rounds of every row's conversations, then the columns of a generation map."""
     task: RoundsTask = fn.task  # type: ignore[assignment]
-    n = fn.num_generations
+    n = num_generations
     schema = task.schema if fn.llm.supports_schema else None
     per_row: list[list[_Conversation]] = []
     for position, row in enumerate(rows):
@@ -144,7 +152,7 @@ def _advance(
         conversation.error = error_text(PARSE, f"round {number}: {reason}")
 
 
-def _columns(fn: GenerateFunction, per_row: list[list[_Conversation]]) -> dict[str, list]:
+def _columns(fn: MapFunction, per_row: list[list[_Conversation]]) -> dict[str, list]:
     task: RoundsTask = fn.task  # type: ignore[assignment]
     types = fn.output_types()
     columns: dict[str, list[Any]] = {name: [] for name in types}

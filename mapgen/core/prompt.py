@@ -3,7 +3,7 @@
 A :class:`Prompt` is a sequence of :class:`Message` s (``system``, ``user``, ``assistant`` turns, in the
 Hugging Face chat format that chat datasets and TRL use), each with optional :class:`Image` s. Chat
 backends send the messages and let the model's chat template format them; raw-completion engines render
-them with the model's chat template or a named format from :mod:`mapgen.formats`.
+them with the model's chat template or a named format from :mod:`mapgen.llms.formats`.
 """
 
 from __future__ import annotations

@@ -10,23 +10,26 @@ import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from datasets.fingerprint import Hasher
 
-from mapgen import batch_api, gc_pause, interrupts, provenance, turns
 from mapgen._version import OUTPUT_FORMAT_VERSION
-from mapgen.columns import TypedList
-from mapgen.config import dataclass_fingerprint, knob
-from mapgen.costs import spent, store_identity
+from mapgen.core.columns import TypedList
+from mapgen.core.config import dataclass_fingerprint, knob
+from mapgen.core.fingerprint import register_fingerprint_reducer
+from mapgen.core.prices import priced
+from mapgen.core.prompt import Prompt
+from mapgen.core.request import Completion, OnComplete, Request
+from mapgen.core.units import NANO_USD
 from mapgen.errors import ENGINE, INVALID_ANSWER, INVALID_OUTPUT, PARSE, error_kind, error_text
-from mapgen.fingerprint import register_fingerprint_reducer
-from mapgen.llms import _async
-from mapgen.llms.base import LLM, Completion, OnComplete, Request
-from mapgen.progress import counters, request_progress
-from mapgen.prompt import Prompt
-from mapgen.reasoning import with_reasoning
+from mapgen.llms.base import LLM
+from mapgen.mapping import batch_mode, provenance
+from mapgen.mapping.reasoning import with_reasoning
+from mapgen.runtime import event_loop, gc_pause, interrupts, turns
+from mapgen.runtime.progress import counters, request_progress
 from mapgen.store import ResponseStore, StoreURL, open_store, request_key, store_url
+from mapgen.store.keys import store_identity
 from mapgen.tasks.base import InputError, ParseError, Task
 
 Parsed = tuple[dict[str, Any], str | None]
@@ -59,6 +62,9 @@ class MapFunction:
     max_reasks: int = 2
     """How many times an answer that fails the task's answer model (:class:`~mapgen.InvalidOutput`) is
     asked again before the row gets ``None`` and the validation error; it changes output, so it counts."""
+
+    step: ClassVar[str] = "generate"
+    """What the function does to a dataset, as provenance records and dataset cards name it."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -119,11 +125,11 @@ class MapFunction:
         ``fn`` itself (its requests still run concurrently on mapgen's own loop).
         """
         if getattr(self.llm, "concurrent_batches", False):
-            _async.begin()  # the thread below copies this context: an interrupt from now on stops it
+            event_loop.begin()  # the thread below copies this context: an interrupt from now on stops it
             try:
                 return await asyncio.to_thread(self, batch, *args)
             except (asyncio.CancelledError, KeyboardInterrupt):
-                _async.interrupt()  # Ctrl-C in datasets' loop cancels us; the thread must stop sending
+                event_loop.interrupt()  # Ctrl-C in datasets' loop cancels us; the thread must stop sending
                 raise
         return self(batch, *args)
 
@@ -131,7 +137,7 @@ class MapFunction:
         raise NotImplementedError
 
     def _process_in_turn(self, rows: list[dict[str, Any]], rank: int | None) -> dict[str, list[Any]]:
-        """:meth:`process`, preparing its requests in this batch's turn (:mod:`mapgen.turns`)."""
+        """:meth:`process`, preparing its requests in this batch's turn (:mod:`mapgen.runtime.turns`)."""
         with turns.turn():
             return self.process(rows, rank=rank)
 
@@ -150,11 +156,11 @@ class MapFunction:
         if not overlap or head_rows < 1 or len(rows) < 2 * head_rows:
             return self._process_in_turn(rows, rank) if overlap else self.process(rows, rank=rank)
         # Started here, not under the GIL contention of the two halves: the loop, the store's connection.
-        _async.background_loop()
+        event_loop.background_loop()
         if self.cache:
             open_store(self.store)
         context = contextvars.copy_context()
-        context.run(_async.begin)  # one run for an interrupt: Ctrl-C stops both halves
+        context.run(event_loop.begin)  # one run for an interrupt: Ctrl-C stops both halves
         head_turn: Future[turns.Turn] = Future()
         head: Future[dict[str, list[Any]]] = Future()
 
@@ -176,14 +182,18 @@ class MapFunction:
                 raise head.exception()  # type: ignore[misc]  # e.g. a task's prompt() failed on a head row
             rest = context.run(self._process_in_turn, rows[head_rows:], rank)
         except KeyboardInterrupt:
-            if context.run(_async.interrupted):
-                context.run(_async.abandon)  # the wait for the answers in flight was had (or cut) in run()
+            if context.run(event_loop.interrupted):
+                context.run(
+                    event_loop.abandon
+                )  # the wait for the answers in flight was had (or cut) in run()
                 raise
-            _async.interrupt()  # Ctrl-C while preparing: the head's queued requests are dropped
+            event_loop.interrupt()  # Ctrl-C while preparing: the head's queued requests are dropped
             try:
-                wait([head], timeout=_async.INTERRUPT_GRACE)  # its requests in flight land; a 2nd Ctrl-C: not
+                wait(
+                    [head], timeout=event_loop.INTERRUPT_GRACE
+                )  # its requests in flight land; a 2nd Ctrl-C: not
             finally:
-                context.run(_async.abandon)
+                context.run(event_loop.abandon)
             raise
         except BaseException:
             wait([head])  # the head's paid answers are stored before the error leaves
@@ -312,7 +322,8 @@ class MapFunction:
     def _submit(
         self, store: ResponseStore, keys: list[str], requests: list[Request], *, on_complete: OnComplete
     ) -> list[Completion]:
-        """:meth:`_send` through the provider's batch API (``batch_api=True``, :mod:`mapgen.batch_api`)."""
+        """:meth:`_send` through the provider's batch API (``batch_api=True``,
+        :mod:`mapgen.mapping.batch_mode`)."""
         turns.handing_over()
         checked: dict[int, Completion] = {}
 
@@ -320,7 +331,7 @@ class MapFunction:
             checked[i] = completion = spent(self.llm, valid(completion))
             on_complete(i, completion)
 
-        completions = batch_api.complete(self.llm, store, keys, requests, answered)
+        completions = batch_mode.complete(self.llm, store, keys, requests, answered)
         return [checked.get(i) or spent(self.llm, valid(c)) for i, c in enumerate(completions)]
 
     def parse_answer(self, completion: Completion) -> Parsed:
@@ -402,7 +413,7 @@ class MapFunction:
     @property
     def provenance(self) -> str:
         """The reference each answer's metadata carries to this function's provenance record: its
-        fingerprint (see :mod:`mapgen.provenance`)."""
+        fingerprint (see :mod:`mapgen.mapping.provenance`)."""
         return self._provenance  # type: ignore[attr-defined]
 
     def fingerprint(self) -> dict[str, Any]:
@@ -430,7 +441,7 @@ def _hash_or_warn(fn: MapFunction) -> str | None:
 def valid(completion: Completion) -> Completion:
     """``completion`` if its text is a string (or it failed), else a failed ``invalid_answer``: the check
     that every backend's answers pass before they are parsed or stored. A ``<think>`` block at the start of
-    the text moves to the completion's reasoning here (:func:`mapgen.reasoning.with_reasoning`)."""
+    the text moves to the completion's reasoning here (:func:`mapgen.mapping.reasoning.with_reasoning`)."""
     if completion.text is None or isinstance(completion.text, str):
         return with_reasoning(completion)
     return Completion.failed(f"answer is a {type(completion.text).__name__}, not text", INVALID_ANSWER)
@@ -464,3 +475,28 @@ def completion_metadata(completion: Completion, provenance: str | None = None) -
         "cost": completion.cost,
         "cached_tokens": completion.cached_tokens,
     }
+
+
+def spent(llm: Any, completion: Completion) -> Completion:
+    """``completion``, a fresh answer from ``llm`` (or a member of it, an :class:`~mapgen.LLMPool`, named by
+    its ``model``), priced if it is not yet (local engines; the API backends price as they read), and
+    added to :data:`mapgen.counters`' ``prompt_tokens``, ``completion_tokens`` and ``cost`` (in nano-USD)."""
+    if completion.from_store:
+        return completion
+    if completion.cost is None and completion.text is not None:
+        completion = priced(_member(llm, completion.model), [completion])[0]
+    counters.add(
+        prompt_tokens=completion.prompt_tokens or 0,
+        completion_tokens=completion.completion_tokens or 0,
+        cost=round(completion.cost / NANO_USD) if completion.cost is not None else 0,
+        priced=int(completion.cost is not None),
+    )
+    return completion
+
+
+def _member(llm: Any, model: str | None) -> Any:
+    """The member of a pool that wrote an answer (by its model name), else ``llm`` itself."""
+    for member in getattr(llm, "members", ()):
+        if member.model_name == model:
+            return member
+    return llm

@@ -1,7 +1,7 @@
 """``mapgen.dataset_card``: a Hugging Face dataset card that says how every mapgen column was made.
 
-It reads only the dataset and the provenance records (:mod:`mapgen.provenance`): each answer's metadata
-names the map function that wrote it, and that function's record holds the model, backend, sampling
+It reads only the dataset and the provenance records (:mod:`mapgen.mapping.provenance`): each answer's
+metadata names the map function that wrote it, and that function's record holds the model, backend, sampling
 parameters, task, template and prompt format. Token totals, costs and error kinds are counted from the
 columns themselves, so the card is right for the rows at hand (after a ``filter`` or ``select``, too).
 """
@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 
 from mapgen._version import __version__
 from mapgen.errors import error_kinds
-from mapgen.provenance import lookup
-from mapgen.totals import ModelUsage, answer_metadata, metadata_columns
+from mapgen.mapping.provenance import lookup
+from mapgen.report.totals import ModelUsage, answer_metadata, metadata_columns, usage
 
 MAPGEN_URL = "https://github.com/mapgen/mapgen"
 _STEPS = {"generation": "generate", "labelling": "label"}
@@ -219,7 +219,6 @@ def _cost(cost: float | None) -> str:
 
 def _usage_lines(ds: Any) -> list[str]:
     """:func:`mapgen.usage`'s table: tokens, cost, requests and store reuse by model."""
-    from mapgen.totals import usage
 
     return ["By model:", "", _fenced(str(usage(ds)))]
 

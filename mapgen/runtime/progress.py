@@ -20,13 +20,15 @@ from collections.abc import Sequence
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
+from mapgen.core.units import NANO_USD, format_tokens, format_usd
+
 COUNTERS = (
     "requests", "reused", "failed", "retries", "reasks",
     "prompt_tokens", "completion_tokens", "cost", "priced",
 )  # fmt: skip
 """What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries,
 re-asks of answers that failed their answer model, and of the answers received, their prompt and completion
-tokens, their cost in nano-USD (:data:`mapgen.costs.NANO_USD`), and how many had a price."""
+tokens, their cost in nano-USD (:data:`mapgen.core.units.NANO_USD`), and how many had a price."""
 
 MAX_SLOTS = 1024
 """Processes that can add to one :class:`Counters` (a parent and every worker it forked over its life);
@@ -245,14 +247,13 @@ _SHOWN = ("reused", "retries", "failed", "prompt_tokens", "completion_tokens", "
 
 def _postfix(totals: dict[str, int]) -> dict[str, str | int]:
     """The bar's counts after its numbers: failed, retries, reused, then the tokens received so far and
-    their cost where a price is known (:mod:`mapgen.costs`).
+    their cost where a price is known (:mod:`mapgen.core.prices`).
 
     Example:
         >>> _postfix({"reused": 1, "retries": 0, "failed": 0, "prompt_tokens": 1500, "completion_tokens": 500,
         ...           "cost": 1_200_000, "priced": 3})
         {'failed': 0, 'retries': 0, 'reused': 1, 'tokens': '2.0k', 'cost': '$0.001200'}
     """
-    from mapgen.costs import NANO_USD, format_tokens, format_usd
 
     # In the order the bar always showed them (tqdm sorts keyword postfixes), then the new ones.
     postfix: dict[str, str | int] = {name: totals[name] for name in ("failed", "retries", "reused")}

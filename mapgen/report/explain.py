@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mapgen.config import fingerprint_state
-from mapgen.fingerprint import fingerprint
+from mapgen.core.config import fingerprint_state
+from mapgen.core.fingerprint import fingerprint
 
 
 def cache_differences(fn_a: Any, fn_b: Any) -> list[str]:

@@ -26,11 +26,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:  # mapgen.llms imports this module: at run time, completions are only passed through
-    from mapgen.llms.base import Completion
+from mapgen.core.request import Completion
 
 BATCH_DISCOUNT = 0.5
 """What a provider batch API charges, as a share of the usual price (OpenAI's and Anthropic's: half)."""
@@ -225,77 +224,3 @@ def priced(llm: Any, completions: Sequence[Completion], *, batch: bool = False) 
         )
         for c in completions
     ]
-
-
-NANO_USD = 1e-9
-"""The unit of the ``cost`` counter (:data:`mapgen.counters` holds integers)."""
-
-
-def spent(llm: Any, completion: Completion) -> Completion:
-    """``completion``, a fresh answer from ``llm`` (or a member of it, an :class:`~mapgen.LLMPool`, named by
-    its ``model``), priced if it is not yet (local engines; the API backends price as they read), and
-    added to :data:`mapgen.counters`' ``prompt_tokens``, ``completion_tokens`` and ``cost`` (in nano-USD)."""
-    if completion.from_store:
-        return completion
-    if completion.cost is None and completion.text is not None:
-        completion = priced(_member(llm, completion.model), [completion])[0]
-    from mapgen.progress import counters
-
-    counters.add(
-        prompt_tokens=completion.prompt_tokens or 0,
-        completion_tokens=completion.completion_tokens or 0,
-        cost=round(completion.cost / NANO_USD) if completion.cost is not None else 0,
-        priced=int(completion.cost is not None),
-    )
-    return completion
-
-
-def _member(llm: Any, model: str | None) -> Any:
-    """The member of a pool that wrote an answer (by its model name), else ``llm`` itself."""
-    for member in getattr(llm, "members", ()):
-        if member.model_name == model:
-            return member
-    return llm
-
-
-def store_identity(state: Any) -> Any:
-    """A backend's fingerprint without its ``price_per_million`` (a pool's members' too): what its store
-    keys derive from. A price changes what an answer cost, never the answer, so it must not make a run
-    pay for answers it already has.
-
-    Example:
-        >>> store_identity({"type": "OpenAILLM", "model": "m", "price_per_million": [1.0, 2.0]})
-        {'type': 'OpenAILLM', 'model': 'm'}
-    """
-    if isinstance(state, Mapping):
-        return {key: store_identity(value) for key, value in state.items() if key != "price_per_million"}
-    if isinstance(state, list):
-        return [store_identity(value) for value in state]
-    return state
-
-
-def format_usd(usd: float) -> str:
-    """An amount in USD, with four significant digits below a dollar.
-
-    Example:
-        >>> format_usd(0.0000123456), format_usd(0.5), format_usd(1234.5), format_usd(0)
-        ('$0.00001235', '$0.5000', '$1,234.50', '$0.00')
-    """
-    if usd == 0 or abs(usd) >= 1:
-        return f"${usd:,.2f}"
-    decimals = 3 - math.floor(math.log10(abs(usd)))
-    return f"${usd:.{decimals}f}"
-
-
-def format_tokens(count: int) -> str:
-    """A token count, short: ``950``, ``12.3k``, ``4.56M``.
-
-    Example:
-        >>> format_tokens(950), format_tokens(12_345), format_tokens(4_560_000)
-        ('950', '12.3k', '4.56M')
-    """
-    if count < 1000:
-        return str(count)
-    if count < 1_000_000:
-        return f"{count / 1000:.1f}k"
-    return f"{count / 1_000_000:.2f}M"

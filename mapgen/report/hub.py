@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mapgen.report.card import dataset_card
+
 
 def push_to_hub(
     ds: Any,
@@ -43,8 +45,6 @@ def push_to_hub(
     """
     from huggingface_hub import DatasetCard, constants
     from huggingface_hub.errors import EntryNotFoundError
-
-    from mapgen.card import dataset_card
 
     card = dataset_card(ds, repo_id=repo_id, store=store)
     try:

@@ -1,7 +1,7 @@
 """Provider batch APIs as a map mode: ``OpenAILLM(..., batch_api=True)`` (OpenAI's Batch API) and
 ``AnthropicLLM(..., batch_api=True)`` (Anthropic's Message Batches), half the price, within 24 hours.
 
-The map function takes the response store's answers out first, as always (:meth:`mapgen.map_function.
+The map function takes the response store's answers out first, as always (:meth:`mapgen.mapping.map_function.
 MapFunction.complete`); :func:`complete` is what then happens to the requests left, instead of sending them
 one by one:
 
@@ -9,8 +9,8 @@ one by one:
    killed) are not submitted again: their job is polled and collected.
 2. The others are written as the provider's batch lines (``custom_id``: the request's store key, 64
    characters of ``[0-9a-f]``, within every provider's pattern), cut to the provider's limits per job
-   (:mod:`mapgen.llms.batch`), and submitted; each job's id is committed to the store, for every key in
-   it, before the next job is submitted and before control returns.
+   (:mod:`mapgen.llms.provider_batches`), and submitted; each job's id is committed to the store, for every
+   key in it, before the next job is submitted and before control returns.
 3. With ``batch_wait=True`` (the default) the jobs are polled every ``batch_poll_interval`` seconds, the
    ``Requests`` bar following what the provider has processed, until each ends; with
    ``batch_wait=False`` they are polled once, and :class:`~mapgen.errors.BatchPending` names the jobs
@@ -32,12 +32,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mapgen import interrupts
+from mapgen.core.request import Completion, Request
 from mapgen.errors import BATCH_FAILED, BatchPending, StoreError
+from mapgen.llms._api import fatal_error
 from mapgen.llms._http import APIError
-from mapgen.llms.base import Completion, Request
-from mapgen.llms.batch import BatchProvider, JobStatus, split
-from mapgen.progress import counters, request_progress
+from mapgen.llms.provider_batches import BatchProvider, JobStatus, split
+from mapgen.runtime import interrupts
+from mapgen.runtime.progress import counters, request_progress
 from mapgen.store import BatchJob, ResponseStore
 
 Deliver = Callable[[int, Completion], None]
@@ -60,7 +61,6 @@ def complete(
         BatchPending: ``llm.batch_wait`` is off and some jobs are still running.
         FatalAPIError: the provider refused the key, the model or the URL.
     """
-    from mapgen.llms._api import fatal_error
 
     provider: BatchProvider = llm.batch_provider()
     position = {key: i for i, key in enumerate(keys)}
@@ -134,7 +134,6 @@ def _poll(
 ) -> None:
     """Poll each running job once: advance the bar by what it has processed, collect it if it ended (it
     leaves ``running``), fail its requests if it cannot be polled (a fatal error raises)."""
-    from mapgen.llms._api import fatal_error
 
     for job_id, job_keys in list(running.items()):
         try:

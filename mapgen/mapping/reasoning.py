@@ -3,10 +3,10 @@
 Reasoning models write their reasoning before their answer. OpenAI-compatible servers that parse it
 (vLLM, llama.cpp with a reasoning format) return it apart, as ``message.reasoning_content`` (or
 ``message.reasoning``), and the backend puts it in :attr:`Completion.reasoning
-<mapgen.llms.base.Completion.reasoning>`. Local engines and servers that do not parse it return it in the
+<mapgen.core.request.Completion.reasoning>`. Local engines and servers that do not parse it return it in the
 text, as a ``<think>...</think>`` block at the start. Every backend's answers pass through
-:func:`with_reasoning` (in :func:`mapgen.map_function.valid`, before they are parsed or stored), so the
-task parses the answer alone and the trace lands in the ``generation_reasoning`` column either way.
+:func:`with_reasoning` (in :func:`mapgen.mapping.map_function.valid`, before they are parsed or stored), so
+the task parses the answer alone and the trace lands in the ``generation_reasoning`` column either way.
 
 Rules, as vLLM's DeepSeek-R1 reasoning parser reads them:
 
@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from mapgen.core.request import Completion
 from mapgen.errors import EMPTY_ANSWER
-from mapgen.llms.base import Completion
 
 THINK_START = "<think>"
 THINK_END = "</think>"
@@ -53,7 +53,7 @@ def with_reasoning(completion: Completion) -> Completion:
     (the reasoning's tokens are dropped), so that positions in the answer still find their tokens.
 
     Example:
-        >>> from mapgen.llms.base import Completion
+        >>> from mapgen.core.request import Completion
         >>> done = with_reasoning(Completion(text="<think>Short.</think> Yes."))
         >>> done.text, done.reasoning
         ('Yes.', 'Short.')

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mapgen.costs import format_usd
+from mapgen.core.units import format_usd
 
 _BATCH = 10_000
 """Rows read into Python at a time."""
@@ -145,7 +145,8 @@ def usage(ds: Any) -> Usage:
 
     ``ds`` is a ``datasets.Dataset`` (its current rows: after ``select``/``filter``, those only) or a
     ``DatasetDict`` (every split). Metadata written by earlier releases (no ``cost``) counts its tokens, with
-    an unknown cost. Returns a :class:`Usage`; ``print`` it for a table. Example: see :mod:`mapgen.totals`.
+    an unknown cost. Returns a :class:`Usage`; ``print`` it for a table. Example: see
+    :mod:`mapgen.report.totals`.
     """
     if hasattr(ds, "values") and not hasattr(ds, "features"):  # a DatasetDict
         result = Usage()

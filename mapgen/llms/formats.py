@@ -1,4 +1,4 @@
-"""Named prompt formats that turn a :class:`~mapgen.prompt.Prompt` into one string.
+"""Named prompt formats that turn a :class:`~mapgen.core.prompt.Prompt` into one string.
 
 Only raw-completion engines need them: chat backends send messages and let the model's chat template do
 the formatting, which is the default wherever a chat template exists. A format is a name from
@@ -9,7 +9,7 @@ Every format renders every turn of a conversation, assistant turns included. A p
 assistant turn: the model writes on from there (an assistant prefill, or Magpie's open user turn).
 
 Example:
-    >>> from mapgen.prompt import Prompt
+    >>> from mapgen.core.prompt import Prompt
     >>> print(format_prompt(Prompt("Hi", system="Be kind."), "chatml"))
     <|im_start|>system
     Be kind.<|im_end|>
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mapgen.prompt import Prompt
+from mapgen.core.prompt import Prompt
 
 PromptFormat = str | Callable[[Prompt], str]
 

@@ -1,0 +1,5 @@
+"""The shared vocabulary every layer speaks: prompts and images, requests and completions, the config
+markers and fingerprint state, column types, prices and units, the review layout, paths.
+
+Imports nothing of mapgen's but :mod:`mapgen.errors`; everything else may import it.
+"""

@@ -1,0 +1,89 @@
+"""What every layer speaks: a :class:`Request` for one generation, and the :class:`Completion` a backend
+returned for it.
+
+Example:
+    >>> from mapgen.core.prompt import Prompt
+    >>> Request(Prompt("Hi"), index=1, attempt=1).seed_index
+    1000001
+    >>> Completion.failed("timed out", "timeout").error_kind
+    'timeout'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mapgen.core.prompt import Prompt
+from mapgen.errors import ENGINE
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation to produce: a prompt, the generation's index among a row's ``num_generations``
+    (it derives the seed, so generation 2 of a row is reproducible on its own), and an optional JSON
+    schema that constrains the answer where the backend can. ``top_logprobs=k`` asks backends that
+    :attr:`~LLM.supports_logprobs` for the ``k`` most likely tokens at each generated position.
+    ``attempt > 0`` asks again after an answer that failed the task's answer model (a re-ask): another
+    request for the response store, sampled with another seed (:attr:`seed_index`)."""
+
+    prompt: Prompt
+    index: int = 0
+    schema: dict[str, Any] | None = None
+    top_logprobs: int = 0
+    attempt: int = 0
+
+    @property
+    def seed_index(self) -> int:
+        """What a backend adds to its ``seed``: the generation index, and for a re-ask
+        ``attempt * RESEED_STRIDE`` more, so that it samples anew, apart from every other generation."""
+        return self.index + self.attempt * RESEED_STRIDE
+
+
+RESEED_STRIDE = 1_000_000
+"""How far a re-ask's seed moves per attempt: beyond any row's ``num_generations``."""
+
+
+@dataclass
+class Completion:
+    """What a backend returned for one :class:`Request`; ``text`` is ``None`` when ``error`` says why."""
+
+    text: str | None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+    tokens: list[str] | None = None
+    """The generated tokens' texts, when the request asked for ``top_logprobs``."""
+    top_logprobs: list[dict[str, float]] | None = None
+    """Per generated token (aligned with :attr:`tokens`): the most likely tokens and their natural-log
+    probabilities under the model, before any sampling or schema constraint."""
+    from_store: bool = False
+    """Whether this answer was read from the response store instead of being requested."""
+    model: str | None = None
+    """Which model wrote it, where the config answering is several (:class:`~mapgen.LLMPool`)."""
+    error_kind: str | None = None
+    """The kind of failure, a short code from :mod:`mapgen.errors` (``http_429``, ``invalid_answer``...)."""
+    reasoning: str | None = None
+    """The model's reasoning trace, apart from its answer in :attr:`text`, when it returned one."""
+    cost: float | None = None
+    """What the request cost in USD when its price is known (:mod:`mapgen.core.prices`); for a stored answer,
+    what it cost when it was paid for."""
+    cached_tokens: int | None = None
+    """How many of :attr:`prompt_tokens` the provider read from its prompt cache (billed at less)."""
+    cache_write_tokens: int | None = None
+    """How many of :attr:`prompt_tokens` the provider wrote to its prompt cache (Anthropic bills them at
+    more: :class:`mapgen.Price`'s ``cache_write``)."""
+
+    @classmethod
+    def failed(cls, error: BaseException | str, kind: str | None = None) -> Completion:
+        """A failed answer: ``error`` (a message or an exception) and its kind (:mod:`mapgen.errors`);
+        an exception's own ``kind`` attribute is used when ``kind`` is not given, else ``engine``."""
+        reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        kind = kind or getattr(error, "kind", None) or ENGINE
+        return cls(text=None, error=reason, error_kind=kind)
+
+
+OnComplete = Callable[[int, "Completion"], None]
+"""Called with a request's position and its completion as soon as it is answered."""
