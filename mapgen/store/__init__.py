@@ -40,7 +40,7 @@ import threading
 from pathlib import Path
 
 from mapgen.core.paths import cache_dir
-from mapgen.store.base import BatchJob, ResponseStore, StoreWarning, mask_url
+from mapgen.store.base import BatchJob, ResponseStore, StoreURL, StoreWarning, mask_url
 from mapgen.store.keys import request_key, store_identity
 from mapgen.store.sqlite import SQLiteStore
 
