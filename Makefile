@@ -21,9 +21,10 @@ quickstart: install  ## generate then label a small dataset with the embedded mo
 	@echo "Wrote out/generated and out/labelled (datasets.load_from_disk)."
 	@echo "Its ratings show the mechanics, not labels: read the note above on the embedded judge."
 
-test: install-dev  ## lint, then the whole test suite
+test: install-dev  ## lint, type-check, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 install: $(VENV)/.installed

@@ -16,7 +16,22 @@ from mapgen.core.fingerprint import fingerprint
 from mapgen.core.prices import Price, price_for
 from mapgen.core.prompt import Prompt
 from mapgen.core.review import ReviewLayout
-from mapgen.errors import BatchPending, FatalAPIError, StoreError, error_kind, error_kinds
+from mapgen.errors import (
+    BatchPending,
+    CacheWarning,
+    FatalAPIError,
+    InputError,
+    Interrupted,
+    InvalidOutput,
+    MapgenError,
+    MapgenWarning,
+    MissingColumnError,
+    ParseError,
+    StoreError,
+    StoreWarning,
+    error_kind,
+    error_kinds,
+)
 from mapgen.generate import GenerateFunction, generate
 from mapgen.integrations.argilla import push_to_argilla, to_argilla
 from mapgen.label import LabelFunction, label
@@ -33,7 +48,6 @@ from mapgen.llms import (
 )
 from mapgen.llms.anthropic import AnthropicLLM
 from mapgen.llms.formats import PROMPT_FORMATS, format_prompt
-from mapgen.mapping.map_function import CacheWarning, MissingColumnError
 from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference
 from mapgen.report.card import dataset_card
@@ -41,9 +55,7 @@ from mapgen.report.estimate import Estimate, estimate
 from mapgen.report.explain import explain_cache
 from mapgen.report.hub import push_to_hub
 from mapgen.report.totals import Usage, usage
-from mapgen.runtime.interrupts import Interrupted
 from mapgen.runtime.progress import counters
-from mapgen.store import StoreWarning
 from mapgen.tasks import (
     ChatGenerationTask,
     ComplexityScorerTask,
@@ -51,12 +63,9 @@ from mapgen.tasks import (
     EvolComplexityTask,
     EvolInstructTask,
     EvolQualityTask,
-    InputError,
-    InvalidOutput,
     JudgeLMTask,
     LabellingTask,
     MagpieTask,
-    ParseError,
     PrometheusTask,
     QualityScorerTask,
     RoundsTask,
@@ -97,6 +106,8 @@ __all__ = [
     "LabellingTask",
     "LlamaCppLLM",
     "MagpieTask",
+    "MapgenError",
+    "MapgenWarning",
     "MissingColumnError",
     "OpenAILLM",
     "ParseError",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mapgen._version import __version__
+from mapgen.errors import MapgenError
 
 EXAMPLE_INSTRUCTIONS = [
     "Give three tips for staying healthy.",
@@ -91,11 +92,12 @@ KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 """The environment variable each ``--llm PROVIDER:MODEL`` reads its key from."""
 
 
-class CommandError(Exception):
-    """A mistake in the command line, found before anything runs; its message names the flag to fix."""
+class CommandError(MapgenError):
+    """A mistake in the command line, found before anything runs; its message names the flag to fix.
+    Internal, like :class:`InterruptedRun`: :func:`main` turns it into a message and an exit status."""
 
 
-class InterruptedRun(Exception):
+class InterruptedRun(MapgenError):
     """Ctrl-C during a map; ``kept`` new answers reached the response store (``None``: unknown)."""
 
     def __init__(self, kept: int | None) -> None:
@@ -394,7 +396,7 @@ def price_pair(text: str) -> tuple[float, float]:
     if len(rates) != 2 or any(rate < 0 for rate in rates):
         message = f"expected IN,OUT in USD per million tokens (0.15,0.6); got {text!r}"
         raise argparse.ArgumentTypeError(message)
-    return rates  # type: ignore[return-value]
+    return rates
 
 
 def build_llm(args: argparse.Namespace) -> Any:
@@ -497,12 +499,14 @@ def run_label(args: argparse.Namespace) -> int:
     answer parses, and adds probability-weighted ratings: a small model's digit is nearly constant, the
     weighted rating still ranks (docs/labelling.md). API judges get the full comparative rubric."""
     import mapgen
+    from mapgen.llms.base import LocalLLM
 
     check_dry_run(args)
     ds = load_rows(args)
     require_columns(ds, args, generations=True)
     judge = build_llm(args)
-    if isinstance(judge, mapgen.LlamaCppLLM):
+    local = isinstance(judge, LocalLLM)  # a small model on this machine
+    if local:
         task = mapgen.UltraFeedbackTask.for_small_models(args.aspect)
         fn = mapgen.label(judge, task, weighted_ratings=True, input_columns={"input": args.column})
     else:
@@ -540,7 +544,8 @@ def run_label(args: argparse.Namespace) -> int:
             lines.append(("row 0 weighted_rating", shorten(ds[0]["weighted_rating"])))
             lines.append(("row 0 ranked", ranking(ds[0]["weighted_rating"])))
     print("\n" + table(lines))
-    if isinstance(judge, mapgen.LlamaCppLLM) and judge.model_path is None and ratings:
+    embedded = local and not args.llm.partition(":")[2]  # --llm llamacpp: the model mapgen ships
+    if embedded and ratings:
         print("\n" + small_judge_note(ratings))
     return 0
 

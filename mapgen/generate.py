@@ -60,6 +60,7 @@ class GenerateFunction(MapFunction):
             if prompt:
                 row_answers = [next(answers) for _ in range(n)]
             else:
+                assert row_error is not None  # prompt_for gives a prompt or why there is none
                 failed = Completion.failed(row_error, INPUT)
                 row_answers = [(failed, self.parse_answer(failed))] * n
             failures += self._write_row(columns, prompt.messages() if prompt else None, row_answers)

@@ -14,7 +14,6 @@ from mapgen.errors import INPUT, PARSE, error_text, split_error
 from mapgen.llms.base import LLM
 from mapgen.mapping.map_function import Answer, MapFunction, completion_metadata
 from mapgen.runtime.progress import counters
-from mapgen.tasks.base import Task
 from mapgen.tasks.labelling import LabellingTask, weighted_score
 
 TOP_LOGPROBS = 20
@@ -26,6 +25,7 @@ of a 1-to-5 scale even when a flat distribution puts other tokens among them."""
 class LabelFunction(MapFunction):
     """The callable :func:`label` returns; see there."""
 
+    task: LabellingTask  # (checked in __post_init__)
     step: ClassVar[str] = "label"
     weighted_ratings: bool = False
 
@@ -55,7 +55,7 @@ class LabelFunction(MapFunction):
 
     def output_types(self) -> dict[str, pa.DataType]:
         """The columns this function writes."""
-        task: LabellingTask = self.task  # type: ignore[assignment]
+        task = self.task
         each = pa.list_ if task.one_request_per_item else (lambda item: item)
         types = {
             **task.output_types(),
@@ -71,7 +71,7 @@ class LabelFunction(MapFunction):
         return types
 
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
-        task: LabellingTask = self.task  # type: ignore[assignment]
+        task = self.task
         plans = [self._plan(row) for row in rows]
         requests = [request for plan in plans for request in plan.requests]
         answers = iter(self.reask(requests, self.complete(requests, rank=rank), rank=rank))
@@ -94,7 +94,7 @@ class LabelFunction(MapFunction):
         return [r for plan in plans for r in plan.requests], sum(plan.error is not None for plan in plans)
 
     def _plan(self, row: dict[str, Any]) -> _RowPlan:
-        task: LabellingTask = self.task  # type: ignore[assignment]
+        task = self.task
         texts = row.get(task.items)
         size = len(texts) if isinstance(texts, (list, tuple)) else 0
         error = self.row_error({name: value for name, value in row.items() if name != task.items})
@@ -106,6 +106,7 @@ class LabelFunction(MapFunction):
             error = f"no {task.items} to rate in column {self.columns()[task.items]!r} (all None or empty)"
         if error is not None:
             return _RowPlan(size=size, error=error_text(INPUT, error))
+        assert isinstance(texts, (list, tuple))  # else error says why not
         top = TOP_LOGPROBS if self.weighted_ratings else 0
         if task.one_request_per_item:
             schema = task.schema_for(1) if self.llm.supports_schema else None
@@ -204,7 +205,7 @@ class _RowPlan:
 
 def label(
     llm: LLM,
-    task: Task,
+    task: LabellingTask,
     *,
     input_columns: Mapping[str, str] | None = None,
     weighted_ratings: bool = False,

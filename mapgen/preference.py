@@ -101,23 +101,23 @@ def _row_pairs(
     min_margin: float,
 ) -> list[tuple[int, int]]:
     """(chosen, rejected) indices for one row."""
-    rated = [
-        i
+    rated: dict[int, float] = {
+        i: rating
         for i in range(min(len(generations), len(ratings)))
-        if generations[i] is not None and ratings[i] is not None
-    ]
+        if generations[i] is not None and (rating := ratings[i]) is not None
+    }
     if len(rated) < 2:
         return []
     # Stable sort, best first: among equal ratings the earlier generation comes first.
-    order = sorted(rated, key=lambda i: -ratings[i])
+    order = sorted(rated, key=lambda i: -rated[i])
 
     def keep(a: int, b: int) -> bool:
-        margin = ratings[a] - ratings[b]
+        margin = rated[a] - rated[b]
         return margin > min_margin or (ties == "keep" and margin == 0)
 
     if pairs == "best-worst":
         best, worst = order[0], order[-1]
-        if ratings[best] == ratings[worst]:
+        if rated[best] == rated[worst]:
             worst = order[1] if ties == "keep" else worst  # all tied: keep the first two, in order
         return [(best, worst)] if best != worst and keep(best, worst) else []
     if pairs == "best-rest":

@@ -3,6 +3,9 @@ validates requests as Anthropic's API reference says: a body mapgen built wrong 
 
 from __future__ import annotations
 
+import base64
+import io
+
 import datasets
 import pytest
 from pydantic import BaseModel
@@ -112,6 +115,34 @@ def test_a_malformed_request_fails_at_the_server_as_at_anthropic(anthropic_serve
         [Request(Prompt("Hi"))]
     )
     assert ok.text == "echo: Hi" and "temperature" not in anthropic_server.requests()[-1]
+
+
+def jpeg_bytes() -> bytes:
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (4, 3), "red").save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("batch_api", [False, True])
+def test_each_documented_image_input_reaches_anthropic_in_its_own_form(anthropic_server, batch_api):
+    jpeg = jpeg_bytes()
+    data_url = "data:image/jpg;base64," + base64.b64encode(jpeg).decode()  # image/jpg: a common misspelling
+    images = [data_url, "https://example.com/a.png"]
+    ds = datasets.Dataset.from_dict({"image": images})
+    task = mapgen.TextGenerationTask(template="What is it?", image_column="image")
+    llm = claude(anthropic_server, batch_api=batch_api, batch_poll_interval=0.02)
+    out = ds.map(mapgen.generate(llm, task), batched=True)
+    assert out["generation_errors"] == [[None]] * 2
+    assert out["generations"] == [["echo: What is it?"]] * 2  # the server checks each body, batched too
+    if batch_api:
+        return
+    bodies = anthropic_server.requests()
+    sources = sorted((b["messages"][0]["content"][0]["source"] for b in bodies), key=lambda s: s["type"])
+    jpeg_source = {"type": "base64", "media_type": "image/jpeg", "data": base64.b64encode(jpeg).decode()}
+    # The data: URL goes as the bytes it holds, with their own media type.
+    assert sources == [jpeg_source, {"type": "url", "url": "https://example.com/a.png"}]
 
 
 def test_refusals_and_thinking_are_read(anthropic_server):

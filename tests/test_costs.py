@@ -11,6 +11,7 @@ import pytest
 import mapgen
 from mapgen.core import prices as costs
 from mapgen.runtime.progress import request_progress
+from mapgen.store.keys import store_identity
 from tests.servers.tokens import END_TOKENS, count_tokens, openai_prompt_tokens
 from tests.test_cli import run_main, summary
 
@@ -134,7 +135,66 @@ def test_a_price_changes_the_maps_fingerprint_and_none_keeps_the_old_one(fault_s
     plain, priced = llm_on(fault_server), llm_on(fault_server, price_per_million=(1.0, 2.0))
     assert "price_per_million" not in plain.fingerprint()  # configs without one keep their caches
     assert mapgen.fingerprint(mapgen.generate(plain)) != mapgen.fingerprint(mapgen.generate(priced))
-    assert costs.store_identity(priced.fingerprint()) == plain.fingerprint()
+    assert store_identity(priced.fingerprint()) == plain.fingerprint()
+
+
+def listed(model, provider, context=None, **usage):
+    """genai-prices' own figure for one answer's usage, as a float."""
+    found = genai_prices.calc_price(
+        genai_prices.Usage(**usage), model, provider_id=provider, price_context=context
+    )
+    return float(found.total_price)
+
+
+def test_a_table_price_is_the_libraries_own_calculation_long_context_tier_included():
+    # Above 200,000 input tokens Anthropic bills every token of the request at its long-context rate.
+    price = costs.table_price("anthropic", "claude-sonnet-4-5")
+    assert price.cost(300_000, 1_000) == pytest.approx(1.8225)
+    assert price.cost(300_000, 1_000) == pytest.approx(
+        listed("claude-sonnet-4-5", "anthropic", input_tokens=300_000, output_tokens=1_000)
+    )
+    assert price.cost(1_000, 100) == pytest.approx(1_000 * 3 / 1e6 + 100 * 15 / 1e6)  # below the tier
+
+
+def test_cache_reads_and_writes_are_priced_by_the_table():
+    price = costs.table_price("anthropic", "claude-sonnet-4-5")
+    usage = {"input_tokens": 250_000, "cache_read_tokens": 200_000, "cache_write_tokens": 10_000}
+    assert price.cost(250_000, 500, cached_tokens=200_000, cache_write_tokens=10_000) == pytest.approx(
+        listed("claude-sonnet-4-5", "anthropic", output_tokens=500, **usage)
+    )
+    mini = costs.table_price("openai", "gpt-4o-mini")
+    assert mini.cost(2_000, 10, cached_tokens=1_536) == pytest.approx(
+        listed("gpt-4o-mini", "openai", input_tokens=2_000, cache_read_tokens=1_536, output_tokens=10)
+    )
+
+
+def test_a_batch_answer_gets_the_tables_batch_rate_else_the_usual_discount():
+    batch = {"processing": "batch"}
+    price = costs.table_price("anthropic", "claude-sonnet-4-5")
+    assert price.cost(300_000, 1_000, batch=True) == pytest.approx(
+        listed("claude-sonnet-4-5", "anthropic", batch, input_tokens=300_000, output_tokens=1_000)
+    )
+    # A model the table has no batch rate for: its standard price at the batch APIs' discount.
+    old = costs.table_price("anthropic", "claude-3-haiku")
+    standard = listed("claude-3-haiku", "anthropic", input_tokens=10_000, output_tokens=1_000)
+    assert old.cost(10_000, 1_000, batch=True) == pytest.approx(standard * costs.BATCH_DISCOUNT)
+
+
+def test_an_answer_from_the_providers_host_is_priced_through_the_table(fault_server, monkeypatch):
+    monkeypatch.setitem(costs.PROVIDER_HOSTS, "127.0.0.1", "anthropic")
+    llm = llm_on(fault_server, "claude-sonnet-4-5")
+    [done] = costs.priced(llm, [mapgen.Completion("ok", prompt_tokens=300_000, completion_tokens=1_000)])
+    assert done.cost == pytest.approx(1.8225)
+
+
+def test_a_price_given_as_price_per_million_keeps_each_rate_in_its_place():
+    server = {"base_url": "http://127.0.0.1:1/v1", "api_key": "k"}
+    writes = mapgen.OpenAILLM("m", price_per_million=mapgen.Price(1.0, 2.0, cache_write=1.25), **server)
+    assert mapgen.price_for(writes) == mapgen.Price(1.0, 2.0, cached_input=None, cache_write=1.25)
+    # A table's price given as one's own is a flat price: its base rates.
+    sonnet = costs.table_price("anthropic", "claude-sonnet-4-5")
+    flat = mapgen.price_for(mapgen.OpenAILLM("m", price_per_million=sonnet, **server))
+    assert flat == mapgen.Price(sonnet.input, sonnet.output, sonnet.cached_input, sonnet.cache_write)
 
 
 def test_price_checks_and_discounts():
@@ -185,3 +245,50 @@ def test_the_cli_summary_shows_tokens_and_cost(fault_server, capsys, monkeypatch
     assert summary(out)["cost"].startswith("unknown: no price for this model (set price_per_million")
     status, _, err = run_main(capsys, *args, "--price-per-million", "0.15")
     assert status == 2 and "expected IN,OUT" in err
+
+
+# Answers without usage: counted because they came, priced where they can be
+
+
+def reply(text, **usage):
+    """A chat completion answering ``text``, with ``usage`` (``usage=None``: null) or without it."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+    return {"choices": [choice], **usage}
+
+
+NO_USAGE = [
+    {"contains": "null", "body": reply("a", usage=None)},
+    {"contains": "absent", "body": reply("b")},
+    {"contains": "present", "body": reply("c", usage={"prompt_tokens": 100, "completion_tokens": 10})},
+]
+NO_USAGE_QUESTIONS = ["usage null?", "usage absent?", "usage present?"]
+
+
+def test_answers_without_usage_are_counted_as_answers_with_an_unknown_cost():
+    came = {"finish_reason": "stop", "prompt_tokens": None, "completion_tokens": None, "from_store": False}
+    came |= {"cost": None, "cached_tokens": None}
+    priced = {**came, "prompt_tokens": 100, "completion_tokens": 10, "cost": 0.5}
+    never_sent = {**came, "finish_reason": None}  # an input error, a timeout: nothing came, nothing billed
+    metas = [[came], [came], [priced], [never_sent]]
+    ds = datasets.Dataset.from_dict({"generation_model": [["m"]] * 4, "generation_metadata": metas})
+    total = mapgen.usage(ds)["m"]
+    assert (total.requests, total.unpriced, total.cost) == (3, 2, 0.5)
+    assert "$0.5000 (+2 unpriced)" in str(mapgen.usage(ds))  # a lower bound, and said so
+
+
+def test_a_servers_answers_without_usage_count_in_usage_the_card_and_the_run(fault_server):
+    from mapgen.report.card import dataset_card
+    from mapgen.report.summary import RunCounts
+
+    fault_server.configure(api_key=fault_server.api_key, replies=NO_USAGE)
+    llm = llm_on(fault_server, price_per_million=(1000.0, 1000.0))
+    before = mapgen.counters.snapshot()
+    ds = datasets.Dataset.from_dict({"input": NO_USAGE_QUESTIONS}).map(mapgen.generate(llm), batched=True)
+    run = RunCounts.between(before, mapgen.counters.snapshot())
+    assert ds["generations"] == [["a"], ["b"], ["c"]]
+    total = mapgen.usage(ds)["fault"]
+    assert (total.requests, total.unpriced, total.cost) == (3, 2, pytest.approx(0.11))
+    assert "(+2 unpriced)" in str(mapgen.usage(ds))
+    card = str(dataset_card(ds))
+    assert "| 3 | 0 | 100 | 10 | $0.1100 (+2 unpriced) |" in card  # the step's totals
+    assert dict(run.spend_lines())["cost"] == "$0.1100 (+2 unpriced)"

@@ -218,3 +218,15 @@ def test_cli_dry_run_prints_the_estimate_sends_only_the_pilot_and_writes_nothing
     assert "from the pilot's usage" in printed and "dry run: nothing written" in printed
     assert main([*command, "--pilot", "2"]) == 2
     assert "--pilot sets the requests a dry run sends" in capsys.readouterr().err
+
+
+def test_a_table_price_is_applied_per_request_not_to_the_whole_maps_tokens(fault_server, monkeypatch):
+    from mapgen.core import prices
+
+    monkeypatch.setitem(prices.PROVIDER_HOSTS, "127.0.0.1", "anthropic")  # billed as Anthropic's own host
+    llm = mapgen.OpenAILLM("claude-sonnet-4-5", base_url=fault_server.base_url, api_key=fault_server.api_key)
+    ds = datasets.Dataset.from_dict({"input": [f"{'word ' * 150}({i})" for i in range(2000)]})
+    guess = mapgen.estimate(ds, mapgen.generate(llm, cache=False), pilot=0)
+    assert guess.input_tokens > 200_000  # together past the long-context tier, each request far below it
+    below_the_tier = (guess.input_tokens * 3.0 + guess.output_tokens * 15.0) / 1e6
+    assert guess.cost == pytest.approx(below_the_tier, rel=1e-3)

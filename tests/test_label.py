@@ -111,6 +111,14 @@ def test_rows_with_nothing_to_rate_send_nothing(fault_server):
     assert fault_server.requests() == []
 
 
+@pytest.mark.parametrize("task", [mapgen.UltraFeedbackTask(), mapgen.UltraCMTask()])  # per row, per text
+def test_a_row_whose_input_is_not_text_fails_alone_and_sends_nothing(fault_server, task):
+    llm = judge(fault_server, default=blocks([5]))
+    ds = run(mapgen.label(llm, task), {"input": [b"\xff\x00raw"], "generations": [["x"]]})
+    assert ds[0]["labelling_error"].startswith("input: column 'input': holds a bytes value, not text")
+    assert fault_server.requests() == []
+
+
 def test_all_failing_first_batch_keeps_column_types(fault_server):
     llm = judge(fault_server, {"contains": texts("abcd"), "reply": blocks([4])})
     ds = datasets.Dataset.from_dict({"input": ["q", "q"], "generations": [[None], ["abcd"]]})

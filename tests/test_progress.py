@@ -11,7 +11,7 @@ from mapgen.runtime import progress
 from mapgen.runtime.progress import Counters, request_progress
 
 fork = multiprocessing.get_context("fork")
-ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0, "priced": 0}
+ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0, "priced": 0, "unpriced": 0}
 
 
 def requests_counted() -> dict[str, int]:

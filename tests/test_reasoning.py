@@ -12,7 +12,7 @@ import pytest
 import mapgen
 from mapgen.core.request import Completion
 from mapgen.mapping.map_function import valid
-from mapgen.mapping.reasoning import split_reasoning, with_reasoning
+from mapgen.mapping.reasoning import opens_reasoning, split_reasoning, with_reasoning
 
 
 def fault_llm(server, **kwargs) -> mapgen.OpenAILLM:
@@ -26,23 +26,49 @@ def questions(*texts: str) -> datasets.Dataset:
 # Splitting
 
 
+QWEN3 = (
+    "Qwen3 ends its reasoning with </think> and then writes the final answer, so a parser must split on it."
+)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("<think>a</think>b", ("a", "b")),
         ("\n <think>\nstep 1\nstep 2\n</think>\n\nThe answer.\n", ("step 1\nstep 2", "The answer.")),
-        (
-            "opened by the template</think>\nAnswer",
-            ("opened by the template", "Answer"),
-        ),  # DeepSeek-R1, Qwen3
         ("<think>cut short by max_new_tokens", ("cut short by max_new_tokens", None)),
+        ("<think>a</think>b</think>c", ("a", "b</think>c")),  # the first close ends the block
+        # Tags inside an ordinary answer are its text, whatever they are.
+        (QWEN3, (None, QWEN3)),
+        ("a</think>b<think>c</think>d", (None, "a</think>b<think>c</think>d")),
         ("No reasoning, and a <think> tag later.", (None, "No reasoning, and a <think> tag later.")),
         ("Answer that quotes <think>x</think> inside", (None, "Answer that quotes <think>x</think> inside")),
+        ("<THINK>a</THINK>b", (None, "<THINK>a</THINK>b")),  # not the tag (vLLM's parsers match it exactly)
+        ("<thinking>a</thinking>b", (None, "<thinking>a</thinking>b")),
         ("", (None, "")),
     ],
 )
 def test_split_reasoning(text, expected):
     assert split_reasoning(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("opened by the template</think>\nAnswer", ("opened by the template", "Answer")),  # DeepSeek-R1
+        ("<think>a</think>b", ("a", "b")),
+        ("r</think>a</think>b", ("r", "a</think>b")),
+        ("no close: the answer as it came", (None, "no close: the answer as it came")),
+    ],
+)
+def test_a_block_the_template_opened_ends_at_the_first_close(text, expected):
+    assert split_reasoning(text, opened=True) == expected
+
+
+def test_an_ordinary_answer_that_names_the_tags_is_kept_whole():
+    came = Completion(text=QWEN3, finish_reason="stop")
+    assert with_reasoning(came) is came
+    assert valid(came) is came  # the check every backend's answers pass
 
 
 def test_a_block_with_no_answer_after_it_is_an_empty_answer_that_keeps_its_reasoning():
@@ -142,6 +168,36 @@ def test_the_hub_client_keeps_the_reasoning_too(fault_server):
     out = questions("Under the other name?", "Do you think?").map(mapgen.generate(llm), batched=True)
     assert out["generations"] == [["Rome."], ["It is 4."]]
     assert out["generation_reasoning"] == [["Italy's capital."], ["2 + 2 is 4."]]
+
+
+def test_tags_in_a_plain_models_answer_stay_in_the_answer_columns(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, default_reply=QWEN3)
+    out = questions("How does Qwen3 end its reasoning?").map(
+        mapgen.generate(fault_llm(fault_server)), batched=True
+    )
+    assert out["generations"] == out["raw_generation_responses"] == [[QWEN3]]
+    assert out["generation_reasoning"] == [[None]] and out["generation_errors"] == [[None]]
+
+
+@pytest.mark.parametrize(
+    "options", [{"reasoning_effort": "low"}, {"chat_template_kwargs": {"enable_thinking": True}}]
+)
+def test_a_backend_that_thinks_says_its_template_opened_the_block(fault_server, options):
+    fault_server.configure(api_key=fault_server.api_key, default_reply="R.</think>\n\nA.")
+    out = questions("Think?").map(mapgen.generate(fault_llm(fault_server, **options)), batched=True)
+    assert (out["generations"], out["generation_reasoning"]) == ([["A."]], [["R."]])
+
+
+def test_which_backends_say_a_template_opened_the_block():
+    server = {"base_url": "http://127.0.0.1:1/v1", "api_key": "k"}
+    assert not opens_reasoning(mapgen.OpenAILLM("m", **server))
+    assert opens_reasoning(mapgen.OpenAILLM("m", reasoning_effort="high", **server))
+    assert opens_reasoning(mapgen.OpenAILLM("m", chat_template_kwargs={"thinking": True}, **server))
+    assert not opens_reasoning(
+        mapgen.OpenAILLM("m", chat_template_kwargs={"enable_thinking": False}, **server)
+    )
+    # OpenAI's own API never puts reasoning in the text: a tag in its answer is the answer's.
+    assert not opens_reasoning(mapgen.OpenAILLM("o4-mini", reasoning_effort="low", api_key="sk-test"))
 
 
 # Options

@@ -266,6 +266,50 @@ def test_malformed_requests_are_the_sdks_bad_request_error(client, body, message
     assert message in raised.value.body["error"]["message"]
 
 
+def image_body(source: dict) -> dict:
+    content = [{"type": "image", "source": source}, {"type": "text", "text": "What is it?"}]
+    return {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": content}]}
+
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+NOT_HTTP = "source.url.url: Only HTTP(S) URLs are supported"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        # Anthropic fetches a url source over HTTP(S): a data: URL is no url source (it goes as base64).
+        ({"type": "url", "url": f"data:image/png;base64,{PNG}"}, NOT_HTTP),
+        ({"type": "url", "url": "ftp://example.com/a.png"}, NOT_HTTP),
+        ({"type": "url", "url": "example.com/a.png"}, NOT_HTTP),
+        ({"type": "base64", "media_type": "image/png", "data": "not base64!"}, "Invalid base64 data"),
+        ({"type": "base64", "media_type": "image/jpg", "data": PNG}, "source.base64.media_type"),
+        ({"type": "base64", "data": PNG}, "source.base64.media_type: Field required"),
+        ({"type": "path", "path": "/tmp/a.png"}, "messages.0.content.0.image.source"),
+        ({"url": "https://example.com/a.png"}, "messages.0.content.0.image.source"),
+    ],
+)
+def test_image_sources_are_checked_as_the_api_reference_states(client, source, message):
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        client.post("/v1/messages", body=image_body(source), cast_to=anthropic.types.Message)
+    assert raised.value.status_code == 400
+    assert raised.value.body["error"]["type"] == "invalid_request_error"
+    assert message in raised.value.body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"type": "url", "url": "https://example.com/a.png"},
+        {"type": "url", "url": "http://example.com/a.png"},
+        {"type": "base64", "media_type": "image/png", "data": PNG},
+    ],
+)
+def test_well_formed_image_sources_are_taken(client, source):
+    answer = client.post("/v1/messages", body=image_body(source), cast_to=anthropic.types.Message)
+    assert answer.content[0].text == "echo: What is it?"
+
+
 def test_version_2023_06_01_takes_sampling_parameters_within_range(anthropic_server):
     client = v1_client(anthropic_server)
     ok = client.messages.create(

@@ -1,5 +1,6 @@
 """The response store: re-runs reuse paid answers, a kill -9 loses at most what was in flight."""
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -527,6 +528,130 @@ def test_a_claim_from_another_host_lives_while_its_heartbeat_does(postgres_serve
     while seen() == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert seen() > before
+
+
+@contextlib.contextmanager
+def restarting(server, *, down=2.0, when=lambda: True):
+    """During the block, stop ``server`` once ``when()`` holds, and start it again ``down`` seconds later;
+    the block's end waits for it to be up."""
+
+    def restart():
+        deadline = time.monotonic() + 30
+        while not when() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.stop()
+        time.sleep(down)
+        server.start()
+
+    thread = threading.Thread(target=restart, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def store_warnings(caught):
+    return [w for w in caught if issubclass(w.category, StoreWarning)]
+
+
+def test_a_postgres_restart_mid_map_loses_no_answer(fault_server, restartable_postgres):
+    rows, max_concurrency = 600, 16
+    url = restartable_postgres.new_database()
+    fault_server.configure(api_key=fault_server.api_key, latency=0.05)
+    fn = mapgen.generate(echo_llm(fault_server, max_concurrency=max_concurrency), store=url)
+    # Down for 2 s while requests are in flight, past a third of the way.
+    in_flight = lambda: fault_server.stats()["total"] >= 250  # noqa: E731
+    with restarting(restartable_postgres, when=in_flight), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = prompts(rows).map(fn, batched=True, batch_size=100)  # no StoreError escapes
+    assert not store_warnings(caught)  # it came back: nothing to warn about
+    assert out["generations"] == [[f"echo: question {i}"] for i in range(rows)]
+    assert fault_server.stats()["total"] == rows
+
+    fault_server.configure(api_key=fault_server.api_key)
+    again = prompts(rows).map(fn, batched=True, batch_size=100)
+    assert fault_server.stats()["total"] <= max_concurrency  # at most what was in flight
+    assert again["generations"] == out["generations"]
+
+
+def test_reads_during_a_postgres_outage_are_misses_and_a_claim_waits_for_the_database(restartable_postgres):
+    store = open_store(restartable_postgres.new_database())
+    store.put("answered", Completion(text="stored before"))
+    assert store.claim(["theirs"], owner="another-run") == ["theirs"]  # a live owner is sending it
+    restartable_postgres.stop()
+    with restarting(restartable_postgres), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert store.get_many(["answered", "theirs", "free"]) == {}  # a miss, not a StoreError
+        # Not granted while the database is down: it would pay again for what the other run sends.
+        assert store.claim(["answered", "theirs", "free"], owner="me") == ["free"]
+    assert not store_warnings(caught)
+    assert store.get_many(["answered"])["answered"].text == "stored before"
+
+
+def test_an_outage_across_a_batch_start_lets_the_map_go_on_and_pays_nothing_twice(
+    fault_server, restartable_postgres
+):
+    url = restartable_postgres.new_database()
+    fn = mapgen.generate(echo_llm(fault_server), store=url)
+    prompts(100).map(fn, batched=True)
+    fault_server.configure(api_key=fault_server.api_key)
+    restartable_postgres.stop()  # between two maps: the next batch starts while it is down
+    with restarting(restartable_postgres), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = prompts(200).map(fn, batched=True, batch_size=50)
+    assert not store_warnings(caught)
+    assert out["generations"] == [[f"echo: question {i}"] for i in range(200)]
+    assert fault_server.stats()["total"] == 100  # the 100 stored before were reused once it was back
+    assert len(open_store(url)) == 200
+
+
+def test_a_store_that_never_comes_back_warns_once_and_the_map_finishes(fault_server, restartable_postgres):
+    url = restartable_postgres.new_database()
+    open_store(url).outage_window = 1.0  # the knob: how long an outage is ridden out (minutes by default)
+    fn = mapgen.generate(echo_llm(fault_server), store=url)
+    prompts(10).map(fn, batched=True)
+    fault_server.configure(api_key=fault_server.api_key)
+    restartable_postgres.stop()
+    started = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = prompts(60).map(fn, batched=True, batch_size=20)
+    assert time.monotonic() - started < 20
+    [warning] = store_warnings(caught)
+    assert "mapgen:***@127.0.0.1" in str(warning.message) and restartable_postgres.password not in str(
+        warning.message
+    )
+    assert out["generations"] == [[f"echo: question {i}"] for i in range(60)]
+    assert fault_server.stats()["total"] == 60  # without the store, every row is sent
+
+    restartable_postgres.start()  # back at last: the next batch's read finds it, and storing resumes
+    fault_server.configure(api_key=fault_server.api_key)
+    prompts(70).map(fn, batched=True, batch_size=20)
+    assert fault_server.stats()["total"] == 60  # rows 10..69: only the first 10 were stored before
+    assert len(open_store(url)) == 70
+
+
+def test_a_sqlite_store_locked_by_another_connection_for_a_second_stores_every_answer(tmp_path):
+    store = SQLiteStore(tmp_path / "responses.sqlite3")
+    store.put("k0", Completion(text="stored"))
+    store.flush()
+    # A lock held longer than the busy timeout (60 s by default; 50 ms here, to keep the test short).
+    store._connection.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+    unlock = threading.Timer(1.0, other.execute, ("COMMIT",))
+    unlock.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(1, 6):
+            store.put(f"k{i}", Completion(text="paid for"))
+        assert store.claim(["c"], owner="me") == ["c"]
+        store.release(["c"], owner="me")
+    unlock.join()
+    other.close()
+    assert not store_warnings(caught)
+    assert len(store) == 6
 
 
 def test_every_answer_field_is_stored_and_read_back_old_rows_and_unknown_keys_included():

@@ -7,6 +7,7 @@ import base64
 import importlib.util
 import io
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -80,9 +81,64 @@ def test_paths_dicts_urls_and_lists(tmp_path):
     assert load_image({"bytes": png, "path": "elsewhere.png"}).data == png  # datasets' decode=False
     assert load_image({"bytes": None, "path": str(path)}).data == png
     assert load_image("https://example.com/a.png") == Image(url="https://example.com/a.png")
-    data_url = "data:image/png;base64," + base64.b64encode(png).decode()
-    assert load_image(data_url).url == data_url
     assert [i.data for i in load_images([png, str(path)])] == [png, png]
+
+
+def test_a_data_url_is_read_as_the_bytes_it_holds():
+    # Decoded, so that each wire sends it in its own form (Anthropic fetches `url` sources over HTTP).
+    png, jpeg = encoded(picture(3, 3), "PNG"), encoded(picture(3, 3), "JPEG")
+    assert load_image("data:image/png;base64," + base64.b64encode(png).decode()) == Image(png, "image/png")
+    # The media type is the bytes' own: `image/jpg` (a common misspelling) is sent as image/jpeg.
+    assert load_image("data:image/jpg;base64," + base64.b64encode(jpeg).decode()) == Image(jpeg, "image/jpeg")
+    bmp = encoded(picture(2, 2), "BMP")  # a format vision APIs do not take: PNG, as bytes are
+    assert load_image("data:image/bmp;base64," + base64.b64encode(bmp).decode()).media_type == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("data:image/png;base64,%%%not base64", "not valid base64"),
+        ("data:image/png;base64", "no comma"),
+        ("data:text/plain,hello", "not an image Pillow can read"),
+        ("ftp://example.com/a.png", "only http\\(s\\):// and data: URLs"),
+        ("file:///tmp/a.png", "only http\\(s\\):// and data: URLs"),
+    ],
+)
+def test_a_url_that_is_no_image_for_a_provider_is_an_image_error(value, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(value)
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null"])
+def test_a_device_is_no_image_file(path):
+    if not Path(path).exists():
+        pytest.skip(f"no {path} here")
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(path)
+
+
+def test_a_fifo_and_a_directory_are_no_image_files(tmp_path):
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(tmp_path)
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it to read would wait for a writer forever
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(str(fifo))
+
+
+def test_images_over_the_size_limit_are_refused_before_they_are_read(tmp_path, monkeypatch):
+    png = encoded(picture(40, 40, "white"), "PNG")
+    path = tmp_path / "big.png"
+    path.write_bytes(png)
+    monkeypatch.setattr(mapgen.core.images, "MAX_IMAGE_BYTES", len(png) - 1)
+    data_url = "data:image/png;base64," + base64.b64encode(png).decode()
+    for value in (str(path), png, {"bytes": png, "path": None}, data_url, picture(40, 40, "white")):
+        with pytest.raises(ImageError, match="over the limit"):
+            load_image(value)
+    monkeypatch.setattr(mapgen.core.images, "MAX_IMAGE_BYTES", len(png))
+    assert load_image(str(path)).data == load_image(data_url).data == png
 
 
 @pytest.mark.parametrize(
@@ -155,6 +211,16 @@ def test_urls_are_passed_through_and_lists_send_several_images(fault_server, tmp
     ]
 
 
+def test_a_data_url_reaches_openai_as_a_data_url_of_its_bytes_own_type(fault_server):
+    jpeg = encoded(picture(6, 4), "JPEG")
+    ds = datasets.Dataset.from_dict({"image": ["data:image/jpg;base64," + base64.b64encode(jpeg).decode()]})
+    out = ds.map(mapgen.generate(fault_llm(fault_server), describe()), batched=True)
+    assert out["generations"] == [["echo: Describe the picture. [image 6x4 JPEG]"]]
+    [body] = fault_server.requests()
+    url = body["messages"][0]["content"][1]["image_url"]["url"]
+    assert url == "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
 def test_a_system_prompt_comes_first_and_stays_text(fault_server):
     task = mapgen.TextGenerationTask(template="What is it?", system_prompt="Be brief.", image_column="image")
     out = image_rows(picture(4, 4)).map(mapgen.generate(fault_llm(fault_server), task), batched=True)
@@ -190,6 +256,21 @@ def test_an_unreadable_image_fails_its_row_only(fault_server, tmp_path):
     assert out["generation_errors"][2] == ["input: column(s) ['image'] are empty"]
     assert out["generation_errors"][3] == ["input: column 'image': the column holds no image"]  # not sent
     assert fault_server.stats()["total"] == 1
+
+
+def test_a_device_or_a_too_large_file_fails_its_row_and_nothing_is_sent(fault_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(mapgen.core.images, "MAX_IMAGE_BYTES", 1000)
+    big = tmp_path / "big.bmp"
+    big.write_bytes(encoded(picture(40, 40), "BMP"))
+    ds = datasets.Dataset.from_dict({"image": [str(tmp_path), str(big), "/dev/zero"]})
+    out = ds.map(mapgen.generate(fault_llm(fault_server), describe()), batched=True)
+    assert out["generations"] == [[None]] * 3
+    errors = [e for [e] in out["generation_errors"]]
+    assert errors[0].startswith("input: column 'image': ") and "not a regular file" in errors[0]
+    assert errors[1].startswith("input: column 'image': ") and "over the limit of 1000 bytes" in errors[1]
+    if Path("/dev/zero").exists():
+        assert "not a regular file" in errors[2]
+    assert fault_server.stats()["total"] == 0
 
 
 def test_bytes_that_are_no_image_to_the_server_are_its_400(fault_server):

@@ -3,6 +3,8 @@ refused. Each API backend is a wire format (this) plus the shared sending layer 
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 import mapgen
@@ -112,6 +114,18 @@ def test_anthropic_structured_output_is_a_forced_tool_and_images_are_blocks():
     assert text == {"type": "text", "text": "Which color?"}
     # past the last schema style: no tool, the task's tolerant parser reads the text
     assert "tools" not in ANTHROPIC_MESSAGES.body(llm, Request(prompt, schema=SCHEMA), 1, None)
+
+
+def test_anthropic_sends_a_data_url_image_as_a_base64_source_and_only_http_urls_as_url_sources():
+    # A prompt of a task's own can hold Image(url="data:..."): Anthropic fetches url sources over HTTP.
+    data = base64.b64encode(b"\xff\xd8\xff\xe0").decode()
+    prompt = Prompt("Which?", images=[Image(url=f"data:image/jpg;base64,{data}"), Image(url="https://a.b/c")])
+    body = ANTHROPIC_MESSAGES.body(mapgen.AnthropicLLM("c"), Request(prompt), 1, None)
+    first, second, _ = body["messages"][0]["content"]
+    assert first["source"] == {"type": "base64", "media_type": "image/jpeg", "data": data}
+    assert second["source"] == {"type": "url", "url": "https://a.b/c"}
+    with pytest.raises(ValueError, match="http"):
+        Image(url="ftp://example.com/a.png")
 
 
 def test_anthropic_marks_a_long_system_prompt_for_caching():

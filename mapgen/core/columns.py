@@ -8,6 +8,7 @@ which also tell Arrow their type through the ``__arrow_array__`` protocol that `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +32,23 @@ METADATA = pa.struct(
 """Per-answer provenance: ``cost`` in USD (``None`` where the price is unknown: :mod:`mapgen.core.prices`) and
 ``cached_tokens``, the prompt tokens read from the provider's prompt cache."""
 
+_SIGNS_OF_AN_ANSWER = ("finish_reason", "prompt_tokens", "completion_tokens", "cost")
+
+
+def answer_came(meta: Mapping[str, Any]) -> bool:
+    """Whether an answer's metadata (:data:`METADATA`) says an answer came (and was billed): it has a finish
+    reason, a token count or a cost. The one rule by which totals count answers (:func:`mapgen.usage`, the
+    dataset card, the run's counters): a server that reports no usage still answered, so its answers count,
+    with an unknown cost; a failure before any answer (an input error, a timeout, an HTTP error) has none.
+
+    Example:
+        >>> answer_came({"finish_reason": "stop", "prompt_tokens": None, "cost": None})
+        True
+        >>> answer_came({"finish_reason": None, "prompt_tokens": None, "cost": None})
+        False
+    """
+    return any(meta.get(name) is not None for name in _SIGNS_OF_AN_ANSWER)
+
 
 class TypedList(list):
     """A list that converts to an Arrow array of a fixed type.
@@ -48,6 +66,6 @@ class TypedList(list):
         return pa.array(list(self), type=type or self.arrow_type)
 
 
-def typed_columns(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> dict[str, TypedList]:
-    """Each column as a :class:`TypedList` of its declared type."""
+def typed_columns(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> dict[str, list[Any]]:
+    """Each column as a :class:`TypedList` of its declared type (the columns a map function returns)."""
     return {name: TypedList(values, types[name]) for name, values in columns.items()}

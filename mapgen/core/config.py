@@ -26,8 +26,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -97,20 +95,3 @@ def _is_default(field: dataclasses.Field, value: Any) -> bool:
 
 def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def source_digest(cls: type) -> str:
-    """A short digest of the source that defines a class, so that editing a parser or a template
-    invalidates caches: the whole module where it can be read (templates and helpers often live beside
-    the class), else the class alone (a notebook cell), else its qualified name (built at run time).
-    """
-    module = inspect.getmodule(cls)
-    # A script's whole source would tie the cache to unrelated edits: there, the class alone.
-    targets = [cls] if module is None or module.__name__ == "__main__" else [module, cls]
-    for target in targets:
-        try:
-            source = inspect.getsource(target)
-        except (OSError, TypeError):
-            continue
-        return hashlib.sha256(f"{qualified_name(cls)}\n{source}".encode()).hexdigest()[:16]
-    return qualified_name(cls)

@@ -9,6 +9,8 @@ keep their token counts and get ``cost=None``.
 
 Providers bill cached input tokens (a prompt prefix they have seen recently) at a lower rate, writes to
 Anthropic's prompt cache at a higher one, and batch APIs at half price; :meth:`Price.cost` applies all three.
+A table price is computed by ``genai-prices`` itself, answer by answer (``calc_price``): its long-context
+tiers, cache rates and batch rates as the library has them, never a copy of its arithmetic here.
 
 Example:
     >>> price = Price(input=0.15, output=0.60, cached_input=0.075)  # gpt-4o-mini
@@ -24,7 +26,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +50,10 @@ class Price:
     ``cached_input`` (prompt tokens read from the provider's prompt cache; ``None``: no discount) and
     ``cache_write`` (prompt tokens written to it, Anthropic's 1.25x of ``input``; ``None``: the input rate).
 
+    A price from the ``genai-prices`` table (:func:`table_price`) also names its ``table`` entry,
+    ``(provider, model)``: its rates are then the table's base rates, for display, and :meth:`cost` asks the
+    library, which knows the tiers and batch rates these four numbers cannot hold.
+
     Example:
         >>> Price(3.0, 15.0).cost(prompt_tokens=2_000, completion_tokens=500)
         0.0135
@@ -57,6 +63,8 @@ class Price:
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
+    table: tuple[str, str] | None = field(default=None, repr=False, kw_only=True)
+    """The ``genai-prices`` ``(provider, model)`` that prices each answer; ``None``: these flat rates do."""
 
     def __post_init__(self) -> None:
         for name in ("input", "output", "cached_input", "cache_write"):
@@ -69,10 +77,24 @@ class Price:
                 raise ValueError(f"Price.{name} must be >= 0 USD per million tokens, got {value!r}.")
             object.__setattr__(self, name, float(value))
 
+    @property
+    def rates(self) -> tuple[float | None, ...]:
+        """``(input, output, cached_input, cache_write)`` without the trailing ``None``: the plain form of a
+        flat price (a backend keeps its ``price_per_million`` so). A table price gives its base rates.
+
+        Example:
+            >>> Price(1.0, 2.0).rates, Price(1.0, 2.0, cache_write=1.25).rates
+            ((1.0, 2.0), (1.0, 2.0, None, 1.25))
+        """
+        rates: tuple[float | None, ...] = (self.input, self.output, self.cached_input, self.cache_write)
+        while rates[-1] is None:
+            rates = rates[:-1]
+        return rates
+
     def cost(
         self,
-        prompt_tokens: int,
-        completion_tokens: int,
+        prompt_tokens: float,
+        completion_tokens: float,
         *,
         cached_tokens: int = 0,
         cache_write_tokens: int = 0,
@@ -80,7 +102,9 @@ class Price:
     ) -> float:
         """The cost in USD of one request: ``prompt_tokens`` (all input tokens: ``cached_tokens`` of them
         read from the prompt cache, ``cache_write_tokens`` written to it) and ``completion_tokens``;
-        ``batch`` applies the batch discount.
+        ``batch`` applies the batch discount. Counts may be means (an estimate's). A table price is
+        ``genai-prices``' own figure for this usage (its batch rate where it has one, else its standard
+        price at :data:`BATCH_DISCOUNT`).
 
         Example:
             >>> Price(1.0, 2.0, cached_input=0.1).cost(1_000_000, 0, cached_tokens=1_000_000)
@@ -90,6 +114,8 @@ class Price:
         """
         cached = min(max(cached_tokens, 0), prompt_tokens)
         written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
+        if self.table is not None:
+            return _table_cost(*self.table, prompt_tokens, cached, written, completion_tokens, batch)
         cached_rate = self.input if self.cached_input is None else self.cached_input
         write_rate = self.input if self.cache_write is None else self.cache_write
         fresh = prompt_tokens - cached - written
@@ -167,7 +193,13 @@ def table_price(provider: str, model: str) -> Price | None:
     """``model``'s current list price at ``provider`` in the ``genai-prices`` table bundled with the
     package (no network: its auto-update is never started), or ``None`` when the table does not know it.
 
-    Long-context tiers (Anthropic's above 200k input tokens) are left out: the base price is used.
+    Its rates are the table's base rates; its :meth:`Price.cost` is the library's own figure per answer,
+    long-context tiers included (Anthropic's above 200,000 input tokens).
+
+    Example:
+        >>> sonnet = table_price("anthropic", "claude-sonnet-4-5")
+        >>> sonnet.input, round(sonnet.cost(100_000, 1_000), 6), round(sonnet.cost(300_000, 1_000), 6)
+        (3.0, 0.315, 1.8225)
     """
     try:
         from genai_prices import data_snapshot
@@ -181,7 +213,34 @@ def table_price(provider: str, model: str) -> Price | None:
     input_rate, output_rate = _base(prices.input_mtok), _base(prices.output_mtok)
     if input_rate is None or output_rate is None:
         return None
-    return Price(input_rate, output_rate, _base(prices.cache_read_mtok), _base(prices.cache_write_mtok))
+    cached, written = _base(prices.cache_read_mtok), _base(prices.cache_write_mtok)
+    return Price(input_rate, output_rate, cached, written, table=(provider, model))
+
+
+_BATCH_CONTEXT = {"processing": "batch"}
+"""``genai-prices``' ``price_context`` for usage sent through a provider's batch API."""
+
+
+def _table_cost(
+    provider: str, model: str, prompt_tokens: float, cached: float, written: float, output: float, batch: bool
+) -> float:
+    """``genai-prices``' ``calc_price`` for one answer's usage (``prompt_tokens`` counts every input token,
+    ``cached`` of them read from the cache and ``written`` to it). The library looks its model up once
+    (its snapshot keeps the match). A batch answer gets the table's batch rate; where the table has none
+    for this model (the prices it used are the standard ones), its standard price at :data:`BATCH_DISCOUNT`.
+    """
+    from genai_prices import Usage, calc_price
+
+    now = datetime.now(tz=timezone.utc)
+    usage = Usage(
+        input_tokens=prompt_tokens, cache_read_tokens=cached, cache_write_tokens=written, output_tokens=output
+    )
+    context = _BATCH_CONTEXT if batch else None
+    found = calc_price(usage, model, provider_id=provider, genai_request_timestamp=now, price_context=context)
+    usd = float(found.total_price)
+    if batch and found.model_price == found.model.get_prices(now):
+        usd *= BATCH_DISCOUNT
+    return usd
 
 
 def _base(rate: Any) -> float | None:

@@ -18,7 +18,8 @@ ROLES = ("system", "user", "assistant")
 
 @dataclass(frozen=True)
 class Image:
-    """An image in a message: its bytes and media type, or a URL the server fetches itself.
+    """An image in a message: its bytes and media type, or a URL: an ``http(s)://`` one, which the server
+    fetches itself, or a ``data:`` one, which each wire format sends in its API's own form.
 
     Example:
         >>> Image(b"\\x89PNG...", "image/png").url_or_data_url()[:22]
@@ -34,6 +35,8 @@ class Image:
     def __post_init__(self) -> None:
         if (self.data is None) == (self.url is None):
             raise ValueError("an Image has either data (bytes) or a url, not both or neither.")
+        if self.url is not None and not self.url[:8].lower().startswith(("http://", "https://", "data:")):
+            raise ValueError(f"an Image's url is an http(s):// or a data: URL, got {self.url[:50]!r}.")
 
     def url_or_data_url(self) -> str:
         """The URL to send: the image's own, or its bytes as a base64 ``data:`` URL (RFC 2397)."""

@@ -37,10 +37,13 @@ Example:
 import copy
 import json
 from collections.abc import Mapping
+from types import GenericAlias
 from typing import Any, Literal, Optional
 
 import pyarrow as pa
 from pydantic import ConfigDict
+
+from mapgen.errors import NotStrict
 
 JSON_TEXT = pa.string()
 """The Arrow type of a value kept as its JSON text (free-form objects, unions of different types)."""
@@ -104,10 +107,6 @@ STRICT_UNSUPPORTED = frozenset(
 )
 """Keywords OpenAI's strict mode refuses ("... is not permitted"); pydantic still checks them on every
 answer, and an answer that fails is asked again."""
-
-
-class NotStrict(ValueError):
-    """A schema that OpenAI's strict mode cannot express as it is (a free-form mapping)."""
 
 
 def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -252,7 +251,7 @@ def _annotation(node: Mapping[str, Any], name: str) -> Any:
         return Literal[node["const"]]
     if "enum" in node:
         return Literal[tuple(node["enum"])]
-    kind = node.get("type")
+    kind: Any = node.get("type")  # a JSON value
     if isinstance(kind, list):
         members = [_annotation({**node, "type": k}, name) for k in kind if k != "null"]
         annotation = members[0] if len(members) == 1 else Union[tuple(members)]  # noqa: UP007
@@ -260,7 +259,10 @@ def _annotation(node: Mapping[str, Any], name: str) -> Any:
     constraints = _constraints(node)
     if kind == "array":
         items = node.get("items")
-        annotation: Any = list[_annotation(items, f"{name}_item")] if isinstance(items, Mapping) else list
+        # list[item], for an item type built at run time
+        annotation = (
+            GenericAlias(list, _annotation(items, f"{name}_item")) if isinstance(items, Mapping) else list
+        )
     elif kind == "object" and node.get("properties"):
         return answer_model(node, name)
     else:

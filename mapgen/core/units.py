@@ -26,6 +26,16 @@ def format_usd(usd: float) -> str:
     return f"${usd:.{decimals}f}"
 
 
+def format_cost(usd: float, unpriced: int) -> str:
+    """A total cost in USD, marked as a lower bound when ``unpriced`` answers in it had no price.
+
+    Example:
+        >>> format_cost(0.5, 0), format_cost(0.5, 2)
+        ('$0.5000', '$0.5000 (+2 unpriced)')
+    """
+    return format_usd(usd) + (f" (+{unpriced:,} unpriced)" if unpriced else "")
+
+
 def format_tokens(count: int) -> str:
     """A token count, short: ``950``, ``12.3k``, ``4.56M``.
 

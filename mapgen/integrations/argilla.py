@@ -256,7 +256,8 @@ def _gap(ratings: Sequence[Any]) -> float | None:
 
 def _record_ids(contents: list[Any]) -> list[str]:
     """Stable ids from each record's content; exact duplicates get ``-2``, ``-3``... in order."""
-    ids, seen = [], {}
+    ids: list[str] = []
+    seen: dict[str, int] = {}
     for content in contents:
         digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:24]
         seen[digest] = seen.get(digest, 0) + 1

@@ -33,14 +33,14 @@ from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.errors import ENGINE, INTERRUPTED, FatalAPIError
 from mapgen.llms._http import APIError, to_api_error
 from mapgen.llms._window import Window
-from mapgen.llms.base import LLM, sample_groups
+from mapgen.llms.base import LLM, SendLimits, sample_groups
 from mapgen.llms.openai_wire import OPENAI_CHAT
 from mapgen.llms.ratelimit import Limiter, RateLimiter, rate_limiter
 from mapgen.runtime import event_loop
 from mapgen.runtime.progress import counters
 
-Post = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-"""Sends one request body and returns the JSON answer (the wire format's shape); raises
+Post = Callable[[dict[str, Any]], Awaitable[object]]
+"""Sends one request body and returns the JSON answer (the wire format checks its shape); raises
 :class:`~mapgen.llms._http.APIError` or the transport's own exception (:func:`to_api_error` maps it)."""
 
 MAX_BACKOFF = 30.0
@@ -48,7 +48,9 @@ REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 """The values of ``reasoning_effort`` in OpenAI's API reference (each model takes some of them)."""
 
 
-_FATAL: contextvars.ContextVar[list[APIError] | None] = contextvars.ContextVar("mapgen_fatal", default=None)
+_FATAL: contextvars.ContextVar[list[BaseException] | None] = contextvars.ContextVar(
+    "mapgen_fatal", default=None
+)
 """The fatal errors (:attr:`APIError.fatal`) met so far by one run
 (:func:`mapgen.runtime.event_loop.stopping_errors`): once there is one, its requests still queued are not
 sent. Per run (a batch), so a fixed key or model is tried again by the next map."""
@@ -197,6 +199,7 @@ class APILLM(LLM):
     supports_n: ClassVar[bool] = True
     """Whether the wire format can ask for several answers in one request (``n``); else one request
     per generation."""
+    billed_per_token: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -255,6 +258,9 @@ class APILLM(LLM):
     def secrets(self) -> Sequence[str | None]:
         """Credentials to mask in error messages."""
         return ()
+
+    def send_limits(self) -> SendLimits:
+        return SendLimits(self.max_concurrency, self.rpm, self.tpm)
 
     def output_tpm_limit(self) -> float | None:
         """Output tokens per minute, for providers that limit them apart from input (else ``None``)."""
@@ -317,11 +323,13 @@ class APILLM(LLM):
 
         # The run's: a fatal error met by one call of the run stops the others' queued requests too (the
         # first rows of a batch go ahead of the rest, in a call of their own).
-        fatal: list[APIError] = event_loop.stopping_errors()  # type: ignore[assignment]
+        fatal = event_loop.stopping_errors()
         _FATAL.set(fatal)  # the tasks below run in a copy of this context: they share this list
         await self._run_workers(engine, self._groups(engine, requests), deliver)
         if fatal:
-            raise fatal_error(fatal[0])
+            first = fatal[0]
+            assert isinstance(first, APIError)  # only _attempt appends to it, an APIError
+            raise fatal_error(first)
         return [c if c is not None else Completion.failed("no answer") for c in results]
 
     async def _run_workers(
@@ -356,8 +364,8 @@ class APILLM(LLM):
             while running:  # again for the spares added meanwhile
                 await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
                 for worker in running:
-                    if worker.done() and worker.exception() is not None:
-                        raise worker.exception()  # type: ignore[misc]  # a bug: stop the rest at once
+                    if worker.done() and (error := worker.exception()) is not None:
+                        raise error  # a bug: stop the rest at once
                 running = [worker for worker in workers if not worker.done()]
         except BaseException:
             for worker in workers:
@@ -423,8 +431,8 @@ class APILLM(LLM):
             async for attempt in retrying:
                 with attempt:
                     if first is not None:  # the policy decides on the first attempt's error too
-                        error, first = first, None
-                        raise error
+                        failed, first = first, None
+                        raise failed
                     return await self._attempt(engine, request, n)
         except APIError as error:
             attempts = retrying.statistics.get("attempt_number", 1)

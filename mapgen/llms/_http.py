@@ -1,4 +1,5 @@
-"""The HTTP layer of the API backends: a lean aiohttp JSON client, and errors with their retry hints.
+"""The HTTP layer of the API backends: a lean aiohttp JSON client, and every transport's errors as one
+:class:`~mapgen.errors.APIError` (defined with mapgen's other exceptions, with its retry hints).
 
 The OpenAI SDK's typed path costs about ten times the CPU of a bare aiohttp request (see
 ``docs/api_backends.md``), which matters when hundreds of requests a second share two cores with the
@@ -11,150 +12,11 @@ error message that leaves this module goes through :func:`scrub` first, and ever
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import re
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mapgen.errors import CONNECTION, ENGINE, INVALID_ANSWER, TIMEOUT, http_kind
-
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
-FATAL_STATUS = frozenset({401, 403, 404})
-"""Answers that every request of a map would get alike: a rejected key, no access, an unknown model or
-URL. They stop the map instead of failing each row."""
-
-_KEY_PATTERNS = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|hf_[A-Za-z0-9]{6,}|(?i:bearer)\s+[A-Za-z0-9._\-]{6,})")
-
-
-def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` with the given secrets, and anything shaped like an API key or bearer token, masked.
-
-    Example:
-        >>> scrub("Incorrect API key provided: sk-abc123456789.", ["sk-abc123456789"])
-        'Incorrect API key provided: ***.'
-        >>> scrub("Authorization: Bearer s3cr3t-token")
-        'Authorization: ***'
-    """
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return _KEY_PATTERNS.sub("***", text)
-
-
-def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from ``Retry-After-Ms`` or ``Retry-After`` (seconds or an HTTP date); ``0`` is a
-    valid answer (retry at once), ``None`` means no usable header.
-
-    Example:
-        >>> parse_retry_after({"Retry-After": "0"}), parse_retry_after({"retry-after-ms": "250"})
-        (0.0, 0.25)
-    """
-    if not headers:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name) or headers.get(name.title())
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / divisor)
-        except ValueError:
-            pass
-        if divisor == 1.0:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                return None
-            return max(0.0, when.timestamp() - time.time())
-    return None
-
-
-class APIError(Exception):
-    """A request that failed: its kind (:mod:`mapgen.errors`), HTTP status (``None`` for connection errors
-    and timeouts), whether a retry may help, whether it will fail every request alike (``fatal``), and the
-    server's ``Retry-After`` in seconds, if it sent one. The message is scrubbed.
-
-    Every transport's errors (aiohttp, the ``openai`` and ``anthropic`` SDKs, ``huggingface_hub``) become
-    these through :func:`to_api_error`, so the retry policy and the error columns see one classification.
-
-    Example:
-        >>> error = APIError.from_status(401, b'{"error": {"message": "bad key sk-abcdef123"}}', None, ())
-        >>> error.kind, error.fatal, str(error)
-        ('http_401', True, 'HTTP 401: bad key ***')
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retryable: bool,
-        retry_after: float | None = None,
-        kind: str | None = None,
-        fatal: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.kind = kind or (http_kind(status) if status is not None else CONNECTION)
-        self.fatal = fatal
-
-    @classmethod
-    def from_status(
-        cls, status: int, body: bytes | str, headers: Mapping[str, str] | None, secrets: Iterable[str | None]
-    ) -> APIError:
-        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
-        try:
-            detail = json.loads(text)
-            if isinstance(detail, dict):
-                detail = detail.get("error", detail)
-                if isinstance(detail, dict):
-                    detail = detail.get("message", detail)
-            text = detail if isinstance(detail, str) else json.dumps(detail)
-        except ValueError:
-            pass
-        message = scrub(f"HTTP {status}: {text[:500]}", secrets)
-        return cls(
-            message,
-            status=status,
-            retryable=status in RETRYABLE_STATUS,
-            retry_after=parse_retry_after(headers),
-            fatal=status in FATAL_STATUS,
-        )
-
-    def with_context(self, attempts: int, max_wait: float) -> APIError:
-        """This error as it ends a request: how many attempts it took, and why it was not retried when
-        the server asked for a wait over ``max_wait`` seconds."""
-        notes = []
-        if self.retryable and self.retry_after is not None and self.retry_after > max_wait:
-            notes.append(f"Retry-After {self.retry_after:g}s is over max_retry_wait={max_wait:g}s")
-        if attempts > 1:
-            notes.append(f"after {attempts} attempts")
-        if not notes:
-            return self
-        return APIError(
-            f"{self} ({'; '.join(notes)})",
-            status=self.status,
-            retryable=False,
-            kind=self.kind,
-            fatal=self.fatal,
-        )
-
-    @classmethod
-    def timeout(cls, seconds: float) -> APIError:
-        return cls(f"timed out after {seconds}s", retryable=True, kind=TIMEOUT)
-
-    @classmethod
-    def connection(cls, error: BaseException, secrets: Iterable[str | None]) -> APIError:
-        return cls(scrub(f"{type(error).__name__}: {error}", secrets), retryable=True, kind=CONNECTION)
-
-    @classmethod
-    def invalid_answer(cls, reason: str) -> APIError:
-        """A 200 whose body is not an answer of the shape asked for: retried like a server error."""
-        return cls(reason, retryable=True, kind=INVALID_ANSWER)
-
+from mapgen.errors import ENGINE, APIError, scrub
 
 _TIMEOUT_TYPES = frozenset({"TimeoutError", "APITimeoutError", "InferenceTimeoutError", "TimeoutException"})
 """Exception class names (anywhere in the class's MRO) that mean no answer in time: asyncio's and

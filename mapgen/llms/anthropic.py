@@ -97,6 +97,8 @@ class AnthropicLLM(APILLM):
     output_tpm: float | None = knob(None)
     """Output tokens per minute (Anthropic's OTPM), reserved as ``max_new_tokens`` and corrected by usage."""
 
+    store_name: ClassVar[str] = "mapgen.llms.anthropic.AnthropicLLM"
+    """Its module path before backends had store names: kept, so that stores written before serve on."""
     schema_styles: ClassVar[tuple[str, ...]] = (TOOL_STYLE,)
     supports_batch_api: ClassVar[bool] = True
     supports_n: ClassVar[bool] = False
@@ -234,7 +236,7 @@ class AnthropicLLM(APILLM):
     def request_headers(self) -> dict[str, str]:
         """The headers of every request: the key (``x-api-key``, when there is one) and the API version."""
         key = self.resolved_api_key()
-        headers = {"anthropic-version": self.api_version}
+        headers: dict[str, str] = {"anthropic-version": self.api_version}
         if key:
             headers["x-api-key"] = key
         return headers
@@ -291,7 +293,7 @@ class AnthropicLLM(APILLM):
         )
         path = self.wire.path
 
-        async def post(body: dict[str, Any]) -> dict[str, Any]:
+        async def post(body: dict[str, Any]) -> object:
             # The SDK's errors propagate: the sending layer maps them (mapgen.llms._http.to_api_error).
             return await client.post(path, body=body, cast_to=object)
 

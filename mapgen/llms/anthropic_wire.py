@@ -9,7 +9,8 @@ format, and what mapgen does with it:
   (:meth:`~mapgen.AnthropicLLM.caches`), so rows that repeat a long system prompt read it from the cache;
 - ``max_tokens`` is required; stop sequences are ``stop_sequences``; there is no ``seed`` and no ``n``
   (the backend sends one request per generation);
-- images are ``image`` content blocks (``base64`` or ``url`` sources), before the text of their turn;
+- images are ``image`` content blocks, before the text of their turn: ``url`` sources for ``http(s)``
+  URLs (the API downloads them), ``base64`` sources for bytes and ``data:`` URLs;
 - a JSON schema becomes one tool whose ``input_schema`` is the schema, forced with ``tool_choice``: the
   tool's input, as JSON, is the answer's text;
 - the answer is a list of content blocks: ``text`` blocks are the answer, ``thinking`` blocks its
@@ -35,6 +36,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from mapgen.core.images import data_url_bytes, media_type
 from mapgen.core.prompt import Image, Prompt
 from mapgen.core.request import Completion, Request
 from mapgen.errors import EMPTY_ANSWER, REFUSED
@@ -127,7 +129,7 @@ class AnthropicMessagesWire:
             >>> ANTHROPIC_MESSAGES.completions({"type": "error", "error": {"message": "Overloaded"}})
             Traceback (most recent call last):
             ...
-            mapgen.llms._http.APIError: HTTP 200 without content: Overloaded
+            mapgen.errors.APIError: HTTP 200 without content: Overloaded
         """
         content = answer.get("content") if isinstance(answer, dict) else None
         if not isinstance(content, list):
@@ -227,11 +229,21 @@ def messages(prompt: Prompt) -> list[dict[str, Any]]:
 
 
 def image_block(image: Image) -> dict[str, Any]:
-    """An ``image`` content block: a ``url`` source, or the bytes as a ``base64`` source."""
+    """An ``image`` content block: an ``http(s)`` URL as a ``url`` source (the API downloads it), else the
+    bytes, a ``data:`` URL's included, as a ``base64`` source with their media type.
+
+    Example:
+        >>> image_block(Image(url="data:image/jpg;base64,/9j/4A=="))["source"]
+        {'type': 'base64', 'media_type': 'image/jpeg', 'data': '/9j/4A=='}
+    """
+    data, kind = image.data or b"", image.media_type
     if image.url is not None:
-        return {"type": "image", "source": {"type": "url", "url": image.url}}
-    data = base64.b64encode(image.data or b"").decode()
-    return {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": data}}
+        if image.url[:5].lower() != "data:":
+            return {"type": "image", "source": {"type": "url", "url": image.url}}
+        data, kind = data_url_bytes(image.url)
+        kind = media_type(data) or kind  # the bytes' own type: the API refuses a mismatch
+    source = {"type": "base64", "media_type": kind, "data": base64.b64encode(data).decode()}
+    return {"type": "image", "source": source}
 
 
 def answer_tool(schema: dict[str, Any]) -> dict[str, Any]:

@@ -14,27 +14,32 @@ import inspect
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mapgen.core.config import added, dataclass_fingerprint, knob
+from mapgen.core.config import added, dataclass_fingerprint, knob, qualified_name
 from mapgen.core.prices import as_price
+from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.llms._sampling import SAMPLING_PARAMETERS, check_generation_kwargs, check_sampling, stop_sequences
 from mapgen.llms.devices import bind, parse_devices
 
+SampleGroup = list[tuple[int, Request]]
+"""Requests that one sampling call answers (``n`` of them), each as ``(position, request)``."""
 
-def sample_groups(requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
+
+def sample_groups(requests: Sequence[Request]) -> list[SampleGroup]:
     """Requests that one sampling call with ``n`` can answer: the same prompt, schema and log-probability
     ask, at consecutive generation indices; each as ``(position, request)``.
 
     Example:
+        >>> from mapgen.core.prompt import Prompt
         >>> a, b = Prompt("a"), Prompt("b")
         >>> [[i for i, _ in g] for g in sample_groups([Request(a, 0), Request(a, 1), Request(b, 0)])]
         [[0, 1], [2]]
     """
-    groups: list[list[tuple[int, Request]]] = []
+    groups: list[SampleGroup] = []
     for position, request in enumerate(requests):
         if groups:
             last = groups[-1][-1][1]
@@ -49,6 +54,19 @@ def sample_groups(requests: Sequence[Request]) -> list[list[tuple[int, Request]]
                 continue
         groups.append([(position, request)])
     return groups
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """What bounds how fast a backend that answers requests concurrently (an API) can go: the dry run
+    (:func:`mapgen.estimate`) takes the map's time from the tightest of them."""
+
+    max_concurrency: int
+    """Requests in flight at once."""
+    rpm: float | None = None
+    """Requests per minute, where limited."""
+    tpm: float | None = None
+    """Tokens per minute, where limited."""
 
 
 _ENGINES: dict[str, Any] = {}
@@ -122,22 +140,50 @@ class LLM:
     unknown models. It changes the ``cost`` in the answers' metadata, never the answers: not their store
     keys."""
 
+    store_name: ClassVar[str]
+    """The backend's name in its response-store keys (:meth:`store_fingerprint`), so that moving or
+    renaming its module keeps every stored answer. A subclass that declares none is named by its module
+    and class (:func:`~mapgen.core.config.qualified_name`): it may answer differently from its parent, so
+    it must not share its parent's answers; one that changes only speed or placement may declare its
+    parent's name to share them."""
+
     unsupported_sampling: ClassVar[Mapping[str, str]] = {}
     """Typed sampling parameters this backend cannot honour, each with the way out: setting one raises
     at construction rather than being dropped (see :meth:`sampling_gaps`)."""
 
-    supports_schema: ClassVar[bool] = False
-    """Whether :meth:`complete` constrains answers to ``Request.schema``."""
+    # The supports_* facts are read-only properties here so that a backend may set each as a class
+    # attribute (`supports_schema: ClassVar[bool] = True`, the usual way) or compute it from its config
+    # (a pool from its members, OpenAILLM from where it sends).
+    @property
+    def supports_schema(self) -> bool:
+        """Whether :meth:`complete` constrains answers to ``Request.schema``."""
+        return False
 
-    supports_logprobs: ClassVar[bool] = False
-    """Whether :meth:`complete` fills ``Completion.top_logprobs`` when ``Request.top_logprobs > 0``."""
+    @property
+    def supports_logprobs(self) -> bool:
+        """Whether :meth:`complete` fills ``Completion.top_logprobs`` when ``Request.top_logprobs > 0``."""
+        return False
 
-    supports_images: ClassVar[bool] = False
-    """Whether :meth:`complete` sends a prompt's images; map functions refuse image tasks otherwise."""
+    @property
+    def supports_images(self) -> bool:
+        """Whether :meth:`complete` sends a prompt's images; map functions refuse image tasks otherwise."""
+        return False
 
-    supports_continue_final_message: ClassVar[bool] = True
-    """Whether a prompt can end inside its last message for the model to write on (an assistant prefill,
-    Magpie's open user turn): local engines render that text themselves."""
+    @property
+    def supports_continue_final_message(self) -> bool:
+        """Whether a prompt can end inside its last message for the model to write on (an assistant
+        prefill, Magpie's open user turn): local engines render that text themselves."""
+        return True
+
+    billed_per_token: ClassVar[bool] = False
+    """Whether answers are paid for by their tokens (an API): a dry run says so when it knows no price."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "store_name" not in cls.__dict__:  # not inherited: see store_name
+            cls.store_name = qualified_name(cls)
+        if not isinstance(cls.store_name, str) or not cls.store_name:
+            raise TypeError(f"{cls.__qualname__}.store_name must be a non-empty string: {cls.store_name!r}.")
 
     def __post_init__(self) -> None:
         _check_number("temperature", self.temperature, low=0.0)
@@ -148,9 +194,7 @@ class LLM:
             raise TypeError(f"seed must be an int or None, got {type(self.seed).__name__}.")
         object.__setattr__(self, "stop", stop_sequences(self.stop))
         if self.price_per_million is not None:
-            price = as_price(self.price_per_million)
-            rates = tuple(rate for rate in dataclasses.astuple(price) if rate is not None)
-            object.__setattr__(self, "price_per_million", rates)
+            object.__setattr__(self, "price_per_million", as_price(self.price_per_million).rates)
         check_sampling({name: getattr(self, name) for name in SAMPLING_PARAMETERS})
         for name, way_out in self.sampling_gaps().items():
             if getattr(self, name) is not None:
@@ -199,6 +243,51 @@ class LLM:
         """Build the live engine or client for this process (and GPU rank, where it matters)."""
         raise NotImplementedError
 
+    def call_groups(self, requests: Sequence[Request]) -> list[SampleGroup]:
+        """The calls that answer ``requests``, each as its ``(position, request)`` list, as the dry run
+        (:func:`mapgen.estimate`) counts them: one call each, unless the backend asks several in one.
+
+        Example:
+            >>> import mapgen
+            >>> len(mapgen.LlamaCppLLM().call_groups([Request(Prompt("a"), i) for i in range(2)]))
+            2
+        """
+        return [[(position, request)] for position, request in enumerate(requests)]
+
+    def send_limits(self) -> SendLimits | None:
+        """The limits on a backend that answers requests concurrently; ``None`` for one that answers
+        them one after another in each process (a local engine: its tokens per second set its pace).
+
+        Example:
+            >>> import mapgen
+            >>> mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-...", rpm=500).send_limits()
+            SendLimits(max_concurrency=64, rpm=500, tpm=None)
+            >>> mapgen.LlamaCppLLM().send_limits() is None
+            True
+        """
+        return None
+
+    def token_counter(self) -> Callable[[Prompt], int] | None:
+        """A function that counts a prompt's input tokens offline with the model's own tokenizer, as the
+        engine renders and tokenizes it; ``None`` where there is none (an API, a model not on disk).
+
+        Example:
+            >>> import mapgen
+            >>> mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-...").token_counter() is None
+            True
+        """
+        return None
+
+    def describe_prompt_format(self) -> str:
+        """How this backend turns a prompt's messages into what the model reads (for dataset cards).
+
+        Example:
+            >>> import mapgen
+            >>> mapgen.OpenAILLM("gpt-4o-mini", api_key="sk-...").describe_prompt_format()
+            "chat messages: the server applies the model's chat template"
+        """
+        return "chat messages: the server applies the model's chat template"
+
     def preflight(self) -> None:
         """Raise now, before anything is sent, for what would fail every request (a missing key or
         client library). Map functions call it at the start of every batch, so it must be cheap."""
@@ -245,6 +334,18 @@ class LLM:
                 del state[name]
         return state
 
+    def store_fingerprint(self) -> dict[str, Any]:
+        """What this config's response-store keys derive from (price aside: see
+        :func:`mapgen.store.store_identity`): its :meth:`fingerprint`, with its :attr:`store_name` as
+        ``type`` in place of the module path, which ``datasets``' cache keeps.
+
+        Example:
+            >>> import mapgen
+            >>> mapgen.OpenAILLM("gpt-4o-mini").store_fingerprint()["type"]  # the path it had: kept
+            'mapgen.llms.openai.OpenAILLM'
+        """
+        return {**self.fingerprint(), "type": self.store_name}  # same place in the dict: same hash
+
 
 @dataclass(frozen=True, kw_only=True)
 class LocalLLM(LLM):
@@ -265,6 +366,9 @@ class LocalLLM(LLM):
 
     reserved_generation_kwargs: ClassVar[tuple[str, ...]] = ()
     """Engine options the backend sets from its config (seed, length...): not for ``generation_kwargs``."""
+
+    chat_template_source: ClassVar[str] = "the tokenizer"
+    """Where the model's own chat template comes from, as :meth:`describe_prompt_format` says it."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -287,6 +391,66 @@ class LocalLLM(LLM):
             return None
 
         return bind(rank, per_worker=self.gpus_per_worker, devices=self.devices)
+
+    def describe_prompt_format(self) -> str:
+        """The ``prompt_format`` (a named format, a function), else the model's own chat template.
+
+        Example:
+            >>> import mapgen
+            >>> mapgen.LlamaCppLLM(prompt_format="chatml").describe_prompt_format()
+            "named format 'chatml' (mapgen.llms.formats)"
+            >>> mapgen.LlamaCppLLM().describe_prompt_format()
+            "the model's own chat template (from the GGUF file)"
+        """
+        chosen = getattr(self, "prompt_format", None)  # every local engine has the field
+        if chosen is None:
+            return f"the model's own chat template (from {self.chat_template_source})"
+        if chosen == "openai":
+            return "llama-cpp-python's OpenAI-style chat handler"
+        if isinstance(chosen, str):
+            return f"named format {chosen!r} (mapgen.llms.formats)"
+        name = getattr(chosen, "__qualname__", repr(chosen))
+        return f"function {getattr(chosen, '__module__', '?')}.{name}"
+
+    def complete(
+        self,
+        requests: Sequence[Request],
+        *,
+        rank: int | None = None,
+        on_complete: OnComplete | None = None,
+    ) -> list[Completion]:
+        """Answer every request, in order, engine call by engine call (:meth:`_calls`): each call's
+        answers go to ``on_complete`` as soon as it returns, and a call that raises fails only its own
+        requests (:meth:`_answer`)."""
+        if not requests:
+            return []
+        engine = self.engine(rank)
+        results: list[Completion | None] = [None] * len(requests)
+        for groups, prepared in self._calls(engine, requests):
+            for group, completions in zip(groups, self._answer(engine, groups, prepared), strict=True):
+                for (position, _), completion in zip(group, completions, strict=True):
+                    results[position] = completion
+                    if on_complete is not None:
+                        on_complete(position, completion)
+        return results  # type: ignore[return-value]  # every request is in one group of one call
+
+    def _calls(self, engine: Any, requests: Sequence[Request]) -> Iterator[tuple[list[SampleGroup], Any]]:
+        """The engine calls that answer ``requests``, in the order they run: each as the groups it answers
+        and what the engine step needs beyond them. That is prepared here, outside :meth:`_answer`, so its
+        errors (misconfiguration, which would fail every request) raise. By default, one request a call."""
+        for position, request in enumerate(requests):
+            yield [[(position, request)]], None
+
+    def _answer(self, engine: Any, groups: list[SampleGroup], prepared: Any) -> list[list[Completion]]:
+        """One call's answers, one list per group; a call that raises fails its requests, not the run."""
+        try:
+            return self._generate(engine, groups, prepared)
+        except Exception as error:  # one bad prompt (too long for the context, say) must not stop the run
+            return [[Completion.failed(error)] * len(group) for group in groups]
+
+    def _generate(self, engine: Any, groups: list[SampleGroup], prepared: Any) -> list[list[Completion]]:
+        """The engine step: answer one call's groups, ``len(group)`` completions for each."""
+        raise NotImplementedError
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float | None = None) -> None:

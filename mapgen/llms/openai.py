@@ -66,6 +66,8 @@ class OpenAILLM(APILLM):
     """Options for the server's chat template, sent as ``chat_template_kwargs`` (vLLM, SGLang and
     llama.cpp's server): ``{"enable_thinking": False}`` turns Qwen3's thinking off. Not for OpenAI's API."""
 
+    store_name: ClassVar[str] = "mapgen.llms.openai.OpenAILLM"
+    """Its module path before backends had store names: kept, so that stores written before serve on."""
     supports_batch_api: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
     """Asks for ``logprobs`` / ``top_logprobs`` (at most 20) when a request wants them, as
@@ -114,7 +116,7 @@ class OpenAILLM(APILLM):
         return self.resolved_base_url.startswith(OPENAI_API)
 
     @property
-    def supports_continue_final_message(self) -> bool:  # type: ignore[override]
+    def supports_continue_final_message(self) -> bool:
         """OpenAI-compatible servers get ``continue_final_message`` in the body (vLLM and SGLang read it);
         OpenAI's own API has no way to end a prompt inside a message."""
         return not self.is_openai
@@ -197,7 +199,7 @@ def sdk_poster(
         api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout, http_client=http_client
     )
 
-    async def post(body: dict[str, Any]) -> dict[str, Any]:
+    async def post(body: dict[str, Any]) -> object:
         # The SDK's errors (status, timeout, connection, a body that is not JSON) propagate: the sending
         # layer maps them to APIError in one place (mapgen.llms._http.to_api_error).
         return await client.post("/chat/completions", body=body, cast_to=object)

@@ -103,8 +103,9 @@ class OpenAIChatWire:
             body["top_logprobs"] = min(request.top_logprobs, MAX_TOP_LOGPROBS)
         if llm.reasoning_effort is not None:
             body["reasoning_effort"] = llm.reasoning_effort
-        if getattr(llm, "chat_template_kwargs", None):
-            body["chat_template_kwargs"] = dict(llm.chat_template_kwargs)  # type: ignore[attr-defined]
+        template_kwargs = getattr(llm, "chat_template_kwargs", None)  # (OpenAILLM's)
+        if template_kwargs:
+            body["chat_template_kwargs"] = dict(template_kwargs)
         body.update(llm.sampling_body())
         body.update(getattr(llm, "extra_body", None) or {})
         return body
@@ -201,7 +202,7 @@ def completions_from(answer: Any, n: int) -> list[Completion]:
         >>> completions_from({"choices": []}, 1)
         Traceback (most recent call last):
         ...
-        mapgen.llms._http.APIError: HTTP 200 without choices
+        mapgen.errors.APIError: HTTP 200 without choices
     """
     choices = answer.get("choices") if isinstance(answer, dict) else None
     if not isinstance(choices, list) or not choices:

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any, ClassVar
 
 from mapgen.core.config import knob
 from mapgen.core.request import Completion, OnComplete, Request
@@ -62,6 +62,9 @@ class LLMPool(LLM):
     seed: int | None = 0
     processes: bool | None = knob(None)
     """Run local members in processes of their own: ``None`` does so when two or more use GPUs."""
+
+    store_name: ClassVar[str] = "mapgen.LLMPool"
+    """The ``type`` its fingerprint has always had: kept, so that stores written before serve on."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", tuple(self.members))
@@ -95,25 +98,29 @@ class LLMPool(LLM):
         return "pool(" + ", ".join(member.model_name for member in self.members) + ")"
 
     @property
-    def supports_schema(self) -> bool:  # type: ignore[override]
+    def supports_schema(self) -> bool:
         """Whether any member constrains answers (each member gets the schema only if it does)."""
         return any(member.supports_schema for member in self.members)
 
     @property
-    def supports_logprobs(self) -> bool:  # type: ignore[override]
+    def supports_logprobs(self) -> bool:
         return all(member.supports_logprobs for member in self.members)
 
     @property
-    def supports_images(self) -> bool:  # type: ignore[override]
+    def supports_images(self) -> bool:
         return all(member.supports_images for member in self.members)
 
     @property
-    def supports_continue_final_message(self) -> bool:  # type: ignore[override]
+    def supports_continue_final_message(self) -> bool:
         return all(member.supports_continue_final_message for member in self.members)
 
     @property
     def concurrent_batches(self) -> bool:
         return all(getattr(member, "concurrent_batches", False) for member in self.members)
+
+    def describe_prompt_format(self) -> str:
+        """Each member's own, by model name."""
+        return "; ".join(f"{m.model_name}: {m.describe_prompt_format()}" for m in self.members)
 
     def fingerprint(self) -> dict[str, Any]:
         return {
@@ -121,6 +128,11 @@ class LLMPool(LLM):
             "members": [member.fingerprint() for member in self.members],
             "seed": self.seed,
         }
+
+    def store_fingerprint(self) -> dict[str, Any]:
+        # Its members by their store names too: moving a member's module keeps the pool's answers.
+        members = [member.store_fingerprint() for member in self.members]
+        return {**self.fingerprint(), "type": self.store_name, "members": members}
 
     def preflight(self) -> None:
         for member in self.members:
@@ -150,15 +162,15 @@ class LLMPool(LLM):
     def member_devices(self, rank: int | None) -> list[tuple[str, ...] | None]:
         """The GPUs of each member process for map rank ``rank`` (``None`` for in-process members)."""
         separate = [k for k in range(len(self.members)) if not self.in_process(k)]
-        gpu: list[LocalLLM] = [self.members[k] for k in separate]  # type: ignore[misc]  # all local
-        sizes = {k: m.gpus_per_worker for k, m in zip(separate, gpu, strict=True) if m.uses_gpu}
-        shared = [k for k in sizes if self.members[k].devices is None]  # type: ignore[attr-defined]
+        local = {k: m for k in separate if isinstance(m := self.members[k], LocalLLM)}  # (all of them)
+        sizes = {k: m.gpus_per_worker for k, m in local.items() if m.uses_gpu}
+        shared = [k for k in sizes if local[k].devices is None]
         total = sum(sizes[k] for k in shared)
         share = device_group(rank or 0, per_worker=total, available=original_visible()) if total else ()
         placed: list[tuple[str, ...] | None] = [None] * len(self.members)
         offset = 0
         for k, size in sizes.items():
-            member: LocalLLM = self.members[k]  # type: ignore[assignment]
+            member = local[k]
             if member.devices is not None:
                 placed[k] = device_group(rank or 0, per_worker=size, available=member.devices)
             else:
@@ -245,18 +257,20 @@ class MemberProcess:
             stdout=subprocess.PIPE,
             env=env,
         )
+        assert self.process.stdin is not None and self.process.stdout is not None  # (both PIPE)
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
         self._lock = threading.Lock()
         self.owner = os.getpid()  # a forked child must not close its parent's members
-        _send(self.process.stdin, ("load", member))  # type: ignore[arg-type]
+        _send(self.stdin, ("load", member))
         _STARTED.append(self)
 
     def complete(self, requests: list[Request], deliver: Callable[[int, Completion], None]) -> None:
         """Stream each answer to ``deliver`` as the member sends it, then all of them again at the end
         (``deliver`` ignores repeats) for backends that answer only at the end."""
         with self._lock:  # one batch at a time per member process
-            _send(self.process.stdin, ("complete", requests))  # type: ignore[arg-type]
+            _send(self.stdin, ("complete", requests))
             while True:
-                message = _receive(self.process.stdout)  # type: ignore[arg-type]
+                message = _receive(self.stdout)
                 if message is None:
                     raise RuntimeError(
                         f"a pool member process exited with {self.process.wait()}; see its error output above"
@@ -274,8 +288,8 @@ class MemberProcess:
     def info(self) -> dict[str, Any]:
         """The member process's id and ``CUDA_VISIBLE_DEVICES`` (after its model has loaded)."""
         with self._lock:
-            _send(self.process.stdin, ("info", None))  # type: ignore[arg-type]
-            message = _receive(self.process.stdout)  # type: ignore[arg-type]
+            _send(self.stdin, ("info", None))
+            message = _receive(self.stdout)
         if not message or message[0] != "info":
             raise RuntimeError(f"pool member process answered {message!r}")
         return message[1]
@@ -283,7 +297,7 @@ class MemberProcess:
     def close(self) -> None:
         if os.getpid() == self.owner and self.process.poll() is None:
             try:
-                self.process.stdin.close()  # type: ignore[union-attr]  # the member exits on end of input
+                self.stdin.close()  # the member exits on end of input
                 self.process.wait(timeout=30)
             except Exception:
                 self.process.kill()
@@ -298,12 +312,12 @@ def _close_members() -> None:
         member.close()
 
 
-def _send(stream: BinaryIO, message: Any) -> None:
+def _send(stream: IO[bytes], message: Any) -> None:
     pickle.dump(message, stream, protocol=pickle.HIGHEST_PROTOCOL)
     stream.flush()
 
 
-def _receive(stream: BinaryIO) -> Any:
+def _receive(stream: IO[bytes]) -> Any:
     try:
         return pickle.load(stream)
     except EOFError:

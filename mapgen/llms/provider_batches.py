@@ -23,8 +23,9 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from mapgen.core.prices import priced
 from mapgen.core.request import Completion, Request
@@ -181,7 +182,8 @@ class OpenAIBatches(BatchProvider):
         return _Translated(self.llm.secrets(), self.llm.timeout)
 
 
-ANTHROPIC_ERROR_STATUS = {
+# Keyed by str | None: looked up with a field of a JSON answer, which may be missing.
+ANTHROPIC_ERROR_STATUS: Mapping[str | None, int] = {
     "invalid_request_error": 400,
     "authentication_error": 401,
     "billing_error": 402,
@@ -197,7 +199,7 @@ ANTHROPIC_ERROR_STATUS = {
 ``errored`` batch result carries the type only, and becomes the ``http_<status>`` kind the same request
 sent alone would have had."""
 
-_ANTHROPIC_UNFINISHED = {"expired": BATCH_EXPIRED, "canceled": BATCH_CANCELLED}
+_ANTHROPIC_UNFINISHED: Mapping[str | None, str] = {"expired": BATCH_EXPIRED, "canceled": BATCH_CANCELLED}
 """Anthropic's result types for requests a batch never ran, and their kinds."""
 
 
@@ -333,7 +335,7 @@ class _Translated:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> Literal[False]:
         if error is None or isinstance(error, APIError):
             return False
         import openai

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mapgen.core.config import added, knob
-from mapgen.core.request import Completion, OnComplete, Request
+from mapgen.core.prompt import Prompt
+from mapgen.core.request import Completion, Request
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import weights_digest
-from mapgen.llms.base import LocalLLM
+from mapgen.llms.base import LocalLLM, SampleGroup
 from mapgen.llms.formats import PromptFormat, format_prompt, render_chat_template, resolve_format
 
 
@@ -57,6 +58,8 @@ class TransformersLLM(LocalLLM):
     batch_size: int = knob(64)
     n_threads: int | None = knob(None)
 
+    store_name: ClassVar[str] = "mapgen.llms.transformers.TransformersLLM"
+    """Its module path before backends had store names: kept, so that stores written before serve on."""
     supports_schema: ClassVar[bool] = False
     unsupported_sampling: ClassVar[Mapping[str, str]] = dict.fromkeys(
         ("presence_penalty", "frequency_penalty"),
@@ -121,35 +124,44 @@ class TransformersLLM(LocalLLM):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(self.model, dtype=self.dtype, **options)
-        model.to(device).eval()
+        model.to(device).eval()  # type: ignore[arg-type]  # transformers' @wraps types .to as unbound
         return _Engine(model, tokenizer, device)
 
-    def complete(
-        self,
-        requests: Sequence[Request],
-        *,
-        rank: int | None = None,
-        on_complete: OnComplete | None = None,
-    ) -> list[Completion]:
-        if not requests:
-            return []
-        engine = self.engine(rank)
+    def _calls(self, engine: _Engine, requests: Sequence[Request]) -> Iterator[tuple[list[SampleGroup], Any]]:
+        """Sub-batches of ``batch_size`` requests, by prompt length (less padding), each with its texts
+        and sampling options; an oversized one fails only its own requests."""
         texts = [self.render(engine.tokenizer, request) for request in requests]
         seeds = [request_seed(self.seed, request.seed_index) for request in requests]
-        results: list[Completion | None] = [None] * len(requests)
-        positions = sorted(range(len(requests)), key=lambda i: len(texts[i]))  # less padding per sub-batch
+        positions = sorted(range(len(requests)), key=lambda i: len(texts[i]))
         for start in range(0, len(positions), self.batch_size):
             chunk = positions[start : start + self.batch_size]
-            sampling = self._sampling(engine, [seeds[i] for i in chunk])
-            try:
-                answers = engine.generate([texts[i] for i in chunk], sampling, self._raw, self.stop or ())
-            except Exception as error:  # one oversized batch must not stop the run
-                answers = [Completion.failed(error)] * len(chunk)
-            for i, completion in zip(chunk, answers, strict=True):
-                results[i] = completion
-                if on_complete is not None:
-                    on_complete(i, completion)
-        return results  # type: ignore[return-value]  # every slot is filled above
+            prepared = [texts[i] for i in chunk], self._sampling(engine, [seeds[i] for i in chunk])
+            yield [[(i, requests[i])] for i in chunk], prepared
+
+    def _generate(
+        self, engine: _Engine, groups: list[SampleGroup], prepared: tuple[list[str], dict[str, Any]]
+    ) -> list[list[Completion]]:
+        texts, sampling = prepared
+        return [[answer] for answer in engine.generate(texts, sampling, self._raw, self.stop or ())]
+
+    def token_counter(self) -> Callable[[Prompt], int] | None:
+        """Counts a prompt's input tokens with the model's tokenizer, as :meth:`render` writes it; ``None``
+        when the tokenizer is not in local files (nothing is downloaded) or ``transformers`` is missing."""
+        try:
+            from transformers import AutoTokenizer
+
+            options: dict[str, Any] = {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
+            if self.gguf_file:
+                options["gguf_file"] = self.gguf_file
+            tokenizer = AutoTokenizer.from_pretrained(self.model, local_files_only=True, **options)
+        except Exception:
+            return None
+
+        def count(prompt: Prompt) -> int:
+            text = self.render(tokenizer, Request(prompt))
+            return len(tokenizer(text, add_special_tokens=self._raw)["input_ids"])
+
+        return count
 
     @property
     def _raw(self) -> bool:
@@ -161,7 +173,8 @@ class TransformersLLM(LocalLLM):
         :func:`~mapgen.llms.formats.render_chat_template`, which works for an empty message too), or the raw
         format."""
         if self._raw:
-            return format_prompt(request.prompt, self.prompt_format)  # type: ignore[arg-type]
+            assert self.prompt_format is not None  # (_raw: a named format or a function)
+            return format_prompt(request.prompt, self.prompt_format)
 
         def template(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
             return tokenizer.apply_chat_template(

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mapgen.core.config import added, knob
-from mapgen.core.request import Completion, OnComplete, Request
+from mapgen.core.request import Completion, Request
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import weights_digest
-from mapgen.llms.base import LocalLLM, sample_groups
+from mapgen.llms.base import LocalLLM, SampleGroup, sample_groups
 from mapgen.llms.formats import PromptFormat, format_prompt, resolve_format
 
 
@@ -64,6 +64,8 @@ class vLLM(LocalLLM):  # the name users know
     enforce_eager: bool = knob(False)
     engine_kwargs: dict[str, Any] = knob(default_factory=dict)  # noqa: RUF009  # a field spec
 
+    store_name: ClassVar[str] = "mapgen.llms.vllm.vLLM"
+    """Its module path before backends had store names: kept, so that stores written before serve on."""
     supports_schema: ClassVar[bool] = True
     reserved_generation_kwargs: ClassVar[tuple[str, ...]] = (
         "n",
@@ -136,45 +138,31 @@ class vLLM(LocalLLM):  # the name users know
             raise ValueError(f"generation_kwargs {dict(self.generation_kwargs)} for vLLM: {error}") from None
         return vllm.LLM(**options, **self.engine_kwargs)
 
-    def complete(
-        self,
-        requests: Sequence[Request],
-        *,
-        rank: int | None = None,
-        on_complete: OnComplete | None = None,
-    ) -> list[Completion]:
-        """Answer every request with one engine call (one per request group only if that call fails)."""
-        if not requests:
-            return []
-        engine = self.engine(rank)
-        groups = self._groups(requests)
-        results: list[Completion | None] = [None] * len(requests)
+    def _calls(self, engine: Any, requests: Sequence[Request]) -> Iterator[tuple[list[SampleGroup], Any]]:
+        """Every request in one engine call, vLLM's continuous batching schedules them."""
+        yield self._groups(requests), None
+
+    def _answer(self, engine: Any, groups: list[SampleGroup], prepared: Any) -> list[list[Completion]]:
+        """One call for every group; one call per group only if that fails."""
         try:
-            outputs = self._run(engine, groups)
+            return self._generate(engine, groups, prepared)
         except Exception:
             # A prompt the engine refuses (longer than max_model_len, say) fails the whole call: ask group
             # by group so that only its own row gets the error.
-            outputs = []
-            for group in groups:
-                try:
-                    outputs.extend(self._run(engine, [group]))
-                except Exception as error:
-                    outputs.append(error)
-        for group, output in zip(groups, outputs, strict=True):
-            completions = _completions(output, len(group))
-            for (position, _), completion in zip(group, completions, strict=True):
-                results[position] = completion
-                if on_complete is not None:
-                    on_complete(position, completion)
-        return results  # type: ignore[return-value]  # every slot is filled above
+            alone = super()._answer
+            return [alone(engine, [group], prepared)[0] for group in groups]
 
-    def _groups(self, requests: Sequence[Request]) -> list[list[tuple[int, Request]]]:
+    def _generate(self, engine: Any, groups: list[SampleGroup], prepared: Any) -> list[list[Completion]]:
+        outputs = self._run(engine, groups)
+        return [_completions(output, len(group)) for group, output in zip(groups, outputs, strict=True)]
+
+    def _groups(self, requests: Sequence[Request]) -> list[SampleGroup]:
         """Requests one ``n=`` sample answers; none share a call when a seed is set (``seed + i`` each)."""
         if self.seed is not None:
             return [[(i, r)] for i, r in enumerate(requests)]
         return sample_groups(requests)
 
-    def _run(self, engine: Any, groups: list[list[tuple[int, Request]]]) -> list[Any]:
+    def _run(self, engine: Any, groups: list[SampleGroup]) -> list[Any]:
         params = [self.sampling_params(group[0][1], len(group)) for group in groups]
         prompts = [group[0][1].prompt for group in groups]
         if self.prompt_format in (None, "openai"):
@@ -198,7 +186,7 @@ class vLLM(LocalLLM):  # the name users know
                 for k, answer in zip(chosen, answers, strict=True):
                     outputs[k] = answer
             return outputs
-        texts = [format_prompt(prompt, self.prompt_format) for prompt in prompts]  # type: ignore[arg-type]
+        texts = [format_prompt(prompt, self.prompt_format) for prompt in prompts]
         return list(engine.generate(texts, params, use_tqdm=False))
 
     def sampling_params(self, request: Request, n: int) -> Any:
@@ -231,9 +219,7 @@ def _guided_json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _completions(output: Any, n: int) -> list[Completion]:
-    """Completions from one ``RequestOutput`` (or the error that stopped it), ``n`` of them."""
-    if isinstance(output, BaseException):
-        return [Completion.failed(output)] * n
+    """Completions from one ``RequestOutput``, ``n`` of them."""
     prompt_tokens = len(output.prompt_token_ids) if output.prompt_token_ids is not None else None
     completions = [
         Completion(

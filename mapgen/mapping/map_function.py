@@ -12,20 +12,30 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+import pyarrow as pa
 from datasets.fingerprint import Hasher
 
 from mapgen._version import OUTPUT_FORMAT_VERSION
-from mapgen.core.columns import TypedList
+from mapgen.core.columns import TypedList, answer_came
 from mapgen.core.config import dataclass_fingerprint, knob
 from mapgen.core.fingerprint import register_fingerprint_reducer
 from mapgen.core.prices import priced
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.core.units import NANO_USD
-from mapgen.errors import ENGINE, INVALID_ANSWER, INVALID_OUTPUT, PARSE, error_kind, error_text
+from mapgen.errors import (
+    ENGINE,
+    INVALID_ANSWER,
+    INVALID_OUTPUT,
+    PARSE,
+    CacheWarning,
+    MissingColumnError,
+    error_kind,
+    error_text,
+)
 from mapgen.llms.base import LLM
 from mapgen.mapping import batch_mode, provenance
-from mapgen.mapping.reasoning import with_reasoning
+from mapgen.mapping.reasoning import opens_reasoning, with_reasoning
 from mapgen.runtime import event_loop, gc_pause, interrupts, turns
 from mapgen.runtime.progress import counters, request_progress
 from mapgen.store import ResponseStore, StoreURL, open_store, request_key, store_url
@@ -36,10 +46,6 @@ Parsed = tuple[dict[str, Any], str | None]
 """What a task read from one answer: its outputs and ``None``, or ``{}`` and why there are none."""
 Answer = tuple[Completion, Parsed]
 """One answer and what the task read from it (:meth:`MapFunction.reask`)."""
-
-
-class MissingColumnError(ValueError):
-    """A task needs a column the dataset does not have."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class MapFunction:
     max_reasks: int = 2
     """How many times an answer that fails the task's answer model (:class:`~mapgen.InvalidOutput`) is
     asked again before the row gets ``None`` and the validation error; it changes output, so it counts."""
+    _provenance: str = field(init=False, repr=False, compare=False)
+    """:attr:`provenance`, set when the function is built."""
 
     step: ClassVar[str] = "generate"
     """What the function does to a dataset, as provenance records and dataset cards name it."""
@@ -178,8 +186,8 @@ class MapFunction:
         thread.start()
         try:
             head_turn.result().over.wait()  # the rest prepares once the head has handed its requests over
-            if head.done() and head.exception() is not None:
-                raise head.exception()  # type: ignore[misc]  # e.g. a task's prompt() failed on a head row
+            if head.done() and (error := head.exception()) is not None:
+                raise error  # e.g. a task's prompt() failed on a head row
             rest = context.run(self._process_in_turn, rows[head_rows:], rank)
         except KeyboardInterrupt:
             if context.run(event_loop.interrupted):
@@ -271,8 +279,9 @@ class MapFunction:
         ]
 
     def store_keys(self, requests: Sequence[Request]) -> list[str]:
-        """Each request's key in the response store (:func:`mapgen.store.request_key`), in order."""
-        llm_key = Hasher.hash(store_identity(self.llm.fingerprint()))
+        """Each request's key in the response store (:func:`mapgen.store.request_key`), in order: the
+        backend by its store name (:meth:`~mapgen.llms.base.LLM.store_fingerprint`), not its module path."""
+        llm_key = Hasher.hash(store_identity(self.llm.store_fingerprint()))
         return [request_key(llm_key, request) for request in requests]
 
     def requests_for(self, rows: list[dict[str, Any]]) -> tuple[list[Request], int]:
@@ -311,13 +320,13 @@ class MapFunction:
         checked: dict[int, Completion] = {}
 
         def answered(i: int, completion: Completion) -> None:
-            checked[i] = completion = spent(self.llm, valid(completion))
+            checked[i] = completion = spent(self.llm, valid(completion, self.llm))
             if on_complete is not None:
                 on_complete(i, completion)
             request_progress.advance()
 
         completions = self.llm.complete(requests, rank=rank, on_complete=answered)
-        return [checked.get(i) or spent(self.llm, valid(c)) for i, c in enumerate(completions)]
+        return [checked.get(i) or spent(self.llm, valid(c, self.llm)) for i, c in enumerate(completions)]
 
     def _submit(
         self, store: ResponseStore, keys: list[str], requests: list[Request], *, on_complete: OnComplete
@@ -328,11 +337,11 @@ class MapFunction:
         checked: dict[int, Completion] = {}
 
         def answered(i: int, completion: Completion) -> None:
-            checked[i] = completion = spent(self.llm, valid(completion))
+            checked[i] = completion = spent(self.llm, valid(completion, self.llm))
             on_complete(i, completion)
 
         completions = batch_mode.complete(self.llm, store, keys, requests, answered)
-        return [checked.get(i) or spent(self.llm, valid(c)) for i, c in enumerate(completions)]
+        return [checked.get(i) or spent(self.llm, valid(c, self.llm)) for i, c in enumerate(completions)]
 
     def parse_answer(self, completion: Completion) -> Parsed:
         """The task's outputs for one answer and ``None``, or ``{}`` and why there are none.
@@ -392,6 +401,10 @@ class MapFunction:
         size = len(next(iter(values.values()))) if values else len(batch[present[0]])
         return [{name: column[i] for name, column in values.items()} for i in range(size)]
 
+    def output_types(self) -> dict[str, pa.DataType]:
+        """The columns this function writes, each with its Arrow type."""
+        raise NotImplementedError
+
     def columns(self) -> dict[str, str]:
         """Task input name -> the dataset column it is read from."""
         return {name: self.input_columns.get(name, name) for name in self.task.inputs}
@@ -414,14 +427,10 @@ class MapFunction:
     def provenance(self) -> str:
         """The reference each answer's metadata carries to this function's provenance record: its
         fingerprint (see :mod:`mapgen.mapping.provenance`)."""
-        return self._provenance  # type: ignore[attr-defined]
+        return self._provenance
 
     def fingerprint(self) -> dict[str, Any]:
         return {"mapgen_output_format": OUTPUT_FORMAT_VERSION, **dataclass_fingerprint(self)}
-
-
-class CacheWarning(UserWarning):
-    """A mapgen callable that ``datasets`` cannot fingerprint: its maps will never be reused."""
 
 
 def _hash_or_warn(fn: MapFunction) -> str | None:
@@ -438,12 +447,15 @@ def _hash_or_warn(fn: MapFunction) -> str | None:
         return None
 
 
-def valid(completion: Completion) -> Completion:
+def valid(completion: Completion, llm: Any = None) -> Completion:
     """``completion`` if its text is a string (or it failed), else a failed ``invalid_answer``: the check
-    that every backend's answers pass before they are parsed or stored. A ``<think>`` block at the start of
-    the text moves to the completion's reasoning here (:func:`mapgen.mapping.reasoning.with_reasoning`)."""
+    that every backend's answers pass before they are parsed or stored. Reasoning that the text starts with
+    moves to the completion's reasoning here (:func:`mapgen.mapping.reasoning.with_reasoning`): a ``<think>``
+    block, or the text before ``</think>`` where ``llm`` (the member of a pool that wrote it) says its prompt
+    opened the block (:func:`~mapgen.mapping.reasoning.opens_reasoning`)."""
     if completion.text is None or isinstance(completion.text, str):
-        return with_reasoning(completion)
+        opened = llm is not None and opens_reasoning(_member(llm, completion.model))
+        return with_reasoning(completion, opened=opened)
     return Completion.failed(f"answer is a {type(completion.text).__name__}, not text", INVALID_ANSWER)
 
 
@@ -480,16 +492,19 @@ def completion_metadata(completion: Completion, provenance: str | None = None) -
 def spent(llm: Any, completion: Completion) -> Completion:
     """``completion``, a fresh answer from ``llm`` (or a member of it, an :class:`~mapgen.LLMPool`, named by
     its ``model``), priced if it is not yet (local engines; the API backends price as they read), and
-    added to :data:`mapgen.counters`' ``prompt_tokens``, ``completion_tokens`` and ``cost`` (in nano-USD)."""
+    added to :data:`mapgen.counters`' ``prompt_tokens``, ``completion_tokens`` and ``cost`` (in nano-USD), and
+    to ``priced`` or ``unpriced`` when an answer came (counted as :func:`mapgen.usage` counts it)."""
     if completion.from_store:
         return completion
     if completion.cost is None and completion.text is not None:
         completion = priced(_member(llm, completion.model), [completion])[0]
+    came = answer_came(completion_metadata(completion))
     counters.add(
         prompt_tokens=completion.prompt_tokens or 0,
         completion_tokens=completion.completion_tokens or 0,
         cost=round(completion.cost / NANO_USD) if completion.cost is not None else 0,
         priced=int(completion.cost is not None),
+        unpriced=int(came and completion.cost is None),
     )
     return completion
 

@@ -70,7 +70,7 @@ def call_rounds(
     rank = args[-1] if args and not isinstance(args[-1], (list, tuple)) else None
     rows = fn.read_rows(batch)
     provenance.record(fn)
-    task: RoundsTask = fn.task  # type: ignore[assignment]
+    task = _rounds_task(fn)
     if task.needs_row_index and indices is None:
         raise TypeError(
             f"{type(task).__name__} draws a new sample for each row, and tells rows apart by their index: "
@@ -91,7 +91,7 @@ def run_rounds(
     rank: int | None,
 ) -> dict[str, list]:
     """The rounds of every row's conversations, then the columns of a generation map."""
-    task: RoundsTask = fn.task  # type: ignore[assignment]
+    task = _rounds_task(fn)
     n = num_generations
     schema = task.schema if fn.llm.supports_schema else None
     per_row: list[list[_Conversation]] = []
@@ -125,6 +125,12 @@ def run_rounds(
     return _columns(fn, per_row)
 
 
+def _rounds_task(fn: MapFunction) -> RoundsTask:
+    """``fn``'s task, a :class:`RoundsTask` (the generate function calls here for those only)."""
+    assert isinstance(fn.task, RoundsTask)
+    return fn.task
+
+
 def _advance(
     task: RoundsTask,
     conversation: _Conversation,
@@ -153,7 +159,7 @@ def _advance(
 
 
 def _columns(fn: MapFunction, per_row: list[list[_Conversation]]) -> dict[str, list]:
-    task: RoundsTask = fn.task  # type: ignore[assignment]
+    task = _rounds_task(fn)
     types = fn.output_types()
     columns: dict[str, list[Any]] = {name: [] for name in types}
     for conversations in per_row:

@@ -39,8 +39,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
-from mapgen.core.config import dataclass_fingerprint, fingerprint_state, qualified_name, source_digest
+from mapgen.core.config import dataclass_fingerprint, fingerprint_state, qualified_name
 from mapgen.core.request import Completion
+from mapgen.llms.base import LLM
 from mapgen.store import mask_url, open_store, store_url
 
 
@@ -48,12 +49,17 @@ class MapFunction(Protocol):
     """What a provenance record reads from a map function
     (:class:`mapgen.mapping.map_function.MapFunction`)."""
 
-    step: str
-    llm: Any
-    task: Any
-    cache: bool
-    store: str | None
-
+    # Read-only: a map function is a frozen dataclass.
+    @property
+    def step(self) -> str: ...
+    @property
+    def llm(self) -> LLM: ...
+    @property
+    def task(self) -> Any: ...
+    @property
+    def cache(self) -> bool: ...
+    @property
+    def store(self) -> str | None: ...
     @property
     def provenance(self) -> str: ...
 
@@ -76,7 +82,8 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     (what it writes), ``options`` (``num_generations``, ``weighted_ratings``, ``max_reasks``,
     ``input_columns``), ``llm`` (``backend``, ``model``, ``parameters``: the backend's fingerprint
     fields), ``task`` (``class``, ``fields``, ``template``, ``system_prompt``, ``source``: a digest of
-    its module), ``prompt_format``, ``mapgen_version`` and ``output_format``.
+    its code and the values it reads, as :meth:`mapgen.Task.fingerprint` has it), ``prompt_format``,
+    ``mapgen_version`` and ``output_format``.
     """
     llm, task = fn.llm, fn.task
     parameters = {k: v for k, v in llm.fingerprint().items() if k != "type"}
@@ -98,9 +105,9 @@ def describe(fn: MapFunction) -> dict[str, Any]:
             "fields": task_fields,
             "template": template if isinstance(template := getattr(task, "template", None), str) else None,
             "system_prompt": getattr(task, "system_prompt", None),
-            "source": source_digest(type(task)),
+            "source": fingerprint_state(task).get("source"),  # as fingerprinted
         },
-        "prompt_format": prompt_format(llm),
+        "prompt_format": llm.describe_prompt_format(),
         "mapgen_version": __version__,
         "output_format": OUTPUT_FORMAT_VERSION,
     }
@@ -113,30 +120,6 @@ _PROMPT_TEXT = ("template", "system_prompt")
 
 def _masked(values: dict[str, Any], mask: Any) -> dict[str, Any]:
     return {k: mask(v) if isinstance(v, str) and "://" in v else v for k, v in values.items()}
-
-
-def prompt_format(llm: Any) -> str:
-    """How ``llm`` turns a prompt's messages into what the model reads.
-
-    Example:
-        >>> import mapgen
-        >>> prompt_format(mapgen.LlamaCppLLM(prompt_format="chatml"))
-        "named format 'chatml' (mapgen.llms.formats)"
-    """
-    if not hasattr(llm, "prompt_format"):
-        members = getattr(llm, "members", None)
-        if members:  # a pool: each member's own
-            return "; ".join(f"{m.model_name}: {prompt_format(m)}" for m in members)
-        return "chat messages: the server applies the model's chat template"
-    chosen = llm.prompt_format
-    if chosen is None:
-        origin = "the GGUF file" if "LlamaCpp" in type(llm).__name__ else "the tokenizer"
-        return f"the model's own chat template (from {origin})"
-    if chosen == "openai":
-        return "llama-cpp-python's OpenAI-style chat handler"
-    if isinstance(chosen, str):
-        return f"named format {chosen!r} (mapgen.llms.formats)"
-    return f"function {getattr(chosen, '__module__', '?')}.{getattr(chosen, '__qualname__', repr(chosen))}"
 
 
 def remember(fn: MapFunction) -> None:

@@ -8,21 +8,27 @@ text, as a ``<think>...</think>`` block at the start. Every backend's answers pa
 :func:`with_reasoning` (in :func:`mapgen.mapping.map_function.valid`, before they are parsed or stored), so
 the task parses the answer alone and the trace lands in the ``generation_reasoning`` column either way.
 
-Rules, as vLLM's DeepSeek-R1 reasoning parser reads them:
+Only a text that starts with reasoning is split; a tag anywhere else is the answer's own text (an answer
+may well explain these tags). The rules:
 
-- a ``<think>`` block at the start (after whitespace) is the reasoning; the text after ``</think>`` is the
-  answer, stripped of the whitespace around it;
-- a ``</think>`` with no opening tag is the end of reasoning too (chat templates such as DeepSeek-R1's and
-  Qwen3's open the block in the prompt, so the model writes only its end);
-- an opened block that never closes (cut by ``max_new_tokens``) is reasoning with no answer: a failed
-  ``empty_answer`` completion that keeps its reasoning;
+- a ``<think>`` block at the start (after whitespace) is the reasoning; the text after the first
+  ``</think>`` is the answer, stripped of the whitespace around it;
+- a text whose block the prompt opened (chat templates such as DeepSeek-R1's open it, so the model writes
+  only its end) starts with reasoning that the first ``</think>`` ends. Only the backend can say so
+  (:func:`opens_reasoning`: it was asked to think), never the text: an answer that merely contains a
+  ``</think>`` is kept whole;
+- a block opened by the text that never closes (cut by ``max_new_tokens``) is reasoning with no answer: a
+  failed ``empty_answer`` completion that keeps its reasoning (a block the prompt opened that never closes
+  is left as the answer: nothing in the text says where reasoning would have ended);
 - an answer whose reasoning came apart is left as it is.
 
 Example:
     >>> split_reasoning("<think>2 + 2 is 4.</think>\\n\\nIt is 4.")
     ('2 + 2 is 4.', 'It is 4.')
-    >>> split_reasoning("No block here.")
-    (None, 'No block here.')
+    >>> split_reasoning("No block here, though it ends with </think> when it reasons.")
+    (None, 'No block here, though it ends with </think> when it reasons.')
+    >>> split_reasoning("2 + 2 is 4.</think> It is 4.", opened=True)
+    ('2 + 2 is 4.', 'It is 4.')
     >>> split_reasoning("<think>Let me count: one, two")
     ('Let me count: one, two', None)
 """
@@ -30,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from mapgen.core.request import Completion
 from mapgen.errors import EMPTY_ANSWER
@@ -38,19 +45,47 @@ THINK_START = "<think>"
 THINK_END = "</think>"
 
 
-def split_reasoning(text: str) -> tuple[str | None, str | None]:
-    """``(reasoning, answer)`` of a text that may open with a ``<think>`` block: ``reasoning`` is ``None``
-    when there is no block, ``answer`` is ``None`` when the block never closes."""
-    reasoning, answer, _ = _split(text)
+THINKING_KWARGS = ("enable_thinking", "thinking")
+"""The ``chat_template_kwargs`` that turn a template's thinking on (Qwen3's; DeepSeek-V3.1's, Granite's)."""
+
+
+def opens_reasoning(llm: Any) -> bool:
+    """Whether ``llm``'s answers may start inside a reasoning block that its prompt opened: it was asked to
+    think (``reasoning_effort``, or ``chat_template_kwargs`` that turn thinking on) and its text can hold
+    the reasoning (OpenAI's own API never returns it in the text).
+
+    Example:
+        >>> import mapgen
+        >>> opens_reasoning(mapgen.vLLM("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"))
+        False
+        >>> opens_reasoning(mapgen.vLLM("Qwen/Qwen3-8B", chat_template_kwargs={"enable_thinking": True}))
+        True
+    """
+    if getattr(llm, "is_openai", False):
+        return False
+    options = getattr(llm, "chat_template_kwargs", None) or {}
+    thinks = any(options.get(name) for name in THINKING_KWARGS)
+    return thinks or getattr(llm, "reasoning_effort", None) is not None
+
+
+def split_reasoning(text: str, *, opened: bool = False) -> tuple[str | None, str | None]:
+    """``(reasoning, answer)`` of a text that may start with reasoning: a ``<think>`` block, or with
+    ``opened`` (the prompt opened the block) the text before the first ``</think>``. ``reasoning`` is
+    ``None`` when the text does not start with reasoning, ``answer`` is ``None`` when its block never
+    closes."""
+    reasoning, answer, _ = _split(text, opened)
     return reasoning, answer
 
 
-def with_reasoning(completion: Completion) -> Completion:
-    """``completion`` with a ``<think>`` block at the start of its text moved to its ``reasoning``.
+def with_reasoning(completion: Completion, *, opened: bool = False) -> Completion:
+    """``completion`` with the reasoning its text starts with moved to its ``reasoning``: a ``<think>``
+    block at the start, or with ``opened`` (the backend's prompt opened the block: :func:`opens_reasoning`)
+    the text before the first ``</think>``.
 
-    Answers that already carry their reasoning (a server that parsed it), failed ones, and texts without a
-    block are returned unchanged. Token log-probabilities are kept only when they line up with the answer
-    (the reasoning's tokens are dropped), so that positions in the answer still find their tokens.
+    Answers that already carry their reasoning (a server that parsed it), failed ones, and texts that do
+    not start with reasoning (tags further in are the answer's text) are returned unchanged. Token
+    log-probabilities are kept only when they line up with the answer (the reasoning's tokens are dropped),
+    so that positions in the answer still find their tokens.
 
     Example:
         >>> from mapgen.core.request import Completion
@@ -62,11 +97,13 @@ def with_reasoning(completion: Completion) -> Completion:
         (None, 'empty_answer', 'Still thinking')
         >>> with_reasoning(Completion(text="<think> </think> Yes.")).reasoning is None  # an empty block
         True
+        >>> with_reasoning(Completion(text="Write </think> to end a block.")).text  # a tag inside: text
+        'Write </think> to end a block.'
     """
     text = completion.text
     if not isinstance(text, str) or completion.reasoning is not None:
         return completion
-    reasoning, answer, start = _split(text)
+    reasoning, answer, start = _split(text, opened)
     if reasoning is None:
         return completion
     if not answer:
@@ -86,19 +123,21 @@ def with_reasoning(completion: Completion) -> Completion:
     )
 
 
-def _split(text: str) -> tuple[str | None, str | None, int]:
-    """Reasoning, answer, and where the answer starts in ``text``."""
+def _split(text: str, opened: bool) -> tuple[str | None, str | None, int]:
+    """Reasoning, answer, and where the answer starts in ``text`` (``opened``: the prompt opened a block)."""
     body_start = len(text) - len(text.lstrip())
     if text.startswith(THINK_START, body_start):
         inner = body_start + len(THINK_START)
         end = text.find(THINK_END, inner)
         if end < 0:
             return text[inner:].strip(), None, len(text)
-    else:
+    elif opened:
         inner = 0
         end = text.find(THINK_END)
-        if end < 0 or THINK_START in text[:end]:
+        if end < 0:
             return None, text, 0
+    else:
+        return None, text, 0
     after = end + len(THINK_END)
     start = len(text) - len(text[after:].lstrip())
     return text[inner:end].strip(), text[start:].rstrip(), start

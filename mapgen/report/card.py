@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mapgen._version import __version__
+from mapgen.core.units import format_cost
 from mapgen.errors import error_kinds
 from mapgen.mapping.provenance import lookup
 from mapgen.report.totals import ModelUsage, answer_metadata, metadata_columns, usage
@@ -207,14 +208,14 @@ def _body(ds: Any, steps: list[Step], chain: list[str], repo_id: str | None) -> 
         t = step.totals
         lines.append(
             f"| {number}. {step.name} | {t.requests} | {t.reused} | {t.prompt_tokens} | "
-            f"{t.completion_tokens} | {_cost(t.cost)} |"
+            f"{t.completion_tokens} | {_cost(t.cost, t.unpriced)} |"
         )
     lines += ["", *_usage_lines(ds)]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _cost(cost: float | None) -> str:
-    return "unknown" if cost is None else f"{cost:.6f}"
+def _cost(cost: float | None, unpriced: int) -> str:
+    return "unknown" if cost is None else format_cost(cost, unpriced)
 
 
 def _usage_lines(ds: Any) -> list[str]:
@@ -265,5 +266,5 @@ def _step_section(number: int, step: Step) -> list[str]:
     if task.get("template") is not None:
         lines += ["", "Template (Jinja2 over the row's columns):", "", _fenced(task["template"], "jinja")]
     else:
-        lines += ["", f"The task builds its prompts in code (module digest `{task['source']}`)."]
+        lines += ["", f"The task builds its prompts in code (code digest `{task['source']}`)."]
     return lines

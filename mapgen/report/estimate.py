@@ -8,8 +8,9 @@ fail a task's answer model are not foreseen.
 
 Tokens come, in order of preference, from:
 
-- the model's tokenizer, where one is available offline (:class:`~mapgen.LlamaCppLLM`'s GGUF file, a
-  :class:`~mapgen.TransformersLLM` model whose tokenizer is in local files): input tokens counted exactly;
+- the model's tokenizer (:meth:`~mapgen.llms.base.LLM.token_counter`), where one is available offline
+  (:class:`~mapgen.LlamaCppLLM`'s GGUF file, a :class:`~mapgen.TransformersLLM` model whose tokenizer is
+  in local files): input tokens counted exactly;
 - a *pilot*: a few of the requests (``pilot``, default :data:`DEFAULT_PILOT`), sent for real and chosen
   spread over the range of prompt lengths (the pending requests sorted by length, one from each
   ``1/pilot`` of them); their reported usage gives input tokens per character, scaled to every request,
@@ -27,17 +28,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any
 
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, Request
 from mapgen.llms.base import LLM
 from mapgen.mapping.map_function import MapFunction
-
-if TYPE_CHECKING:
-    from mapgen.llms._api import APILLM
 
 DEFAULT_PILOT = 8
 """How many requests the pilot sends by default: enough for a mean within a few percent on prompts of
@@ -197,7 +195,7 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
             notes.append("cache=False: the map will send the pilot's requests again")
     answers = sum(len(call) for call in calls)
 
-    counter = tokenizer_for(llm)
+    counter = llm.token_counter()
     usable = [
         (call, cs)
         for call, cs in piloted
@@ -230,9 +228,13 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
 
     price = price_for(llm)
     cost = None
-    if price is not None:
-        cost = price.cost(input_tokens, output_tokens, batch=bool(getattr(llm, "batch_api", False)))
-    elif _is_api(llm):  # a local engine has no price per token
+    if price is not None and calls:
+        # Priced per request, at the mean request's usage: a table's tiers go by one request's tokens.
+        batch = bool(getattr(llm, "batch_api", False))
+        cost = price.cost(input_tokens / len(calls), output_tokens / len(calls), batch=batch) * len(calls)
+    elif price is not None:
+        cost = 0.0
+    elif llm.billed_per_token:  # a local engine has no price per token
         notes.append(f"no price known for {llm.model_name}: pass price_per_million=(input, output)")
 
     pilot_output = round(sum(outputs))
@@ -299,18 +301,9 @@ def _plan(ds: Any, fn: MapFunction) -> _Found:
 
 
 def _calls(llm: LLM, requests: list[Request]) -> list[list[Request]]:
-    """The requests as the backend sends them: by an API backend's own rule (:meth:`~mapgen.llms._api.
-    APILLM.call_groups`: a row's generations in one call with ``n`` where the API has it), else one call
-    each."""
-    if _is_api(llm):
-        return [[request for _, request in group] for group in llm.call_groups(requests)]
-    return [[request] for request in requests]
-
-
-def _is_api(llm: LLM) -> TypeGuard[APILLM]:
-    from mapgen.llms._api import APILLM
-
-    return isinstance(llm, APILLM)
+    """The requests as the backend sends them, by its own rule (:meth:`~mapgen.llms.base.LLM.call_groups`:
+    an API asks a row's generations in one call with ``n`` where it has it; else one call each)."""
+    return [[request for _, request in group] for group in llm.call_groups(requests)]
 
 
 def _spread(calls: list[list[Request]], count: int) -> list[list[Request]]:
@@ -337,70 +330,20 @@ def _seconds(
     """The map's expected wall time and what sets it (the largest of the bounds that are known)."""
     if not calls:
         return 0.0, "nothing to send"
-    if not _is_api(llm):
+    limits = llm.send_limits()
+    if limits is None:
         if pilot_output:  # local engines answer one request after another, in each process
             return output_tokens * pilot_seconds / pilot_output, "pilot tokens/s"
         return None, "unknown"
     bounds: dict[str, float] = {}
     if pilot:
-        waves = math.ceil(len(pilot) / llm.max_concurrency)
-        bounds["max_concurrency"] = math.ceil(calls / llm.max_concurrency) * pilot_seconds / waves
-    if llm.rpm:
-        bounds["rpm"] = 60.0 * calls / llm.rpm
-    if llm.tpm:
-        bounds["tpm"] = 60.0 * tokens / llm.tpm
+        waves = math.ceil(len(pilot) / limits.max_concurrency)
+        bounds["max_concurrency"] = math.ceil(calls / limits.max_concurrency) * pilot_seconds / waves
+    if limits.rpm:
+        bounds["rpm"] = 60.0 * calls / limits.rpm
+    if limits.tpm:
+        bounds["tpm"] = 60.0 * tokens / limits.tpm
     if not bounds:
         return None, "unknown"
     slowest = max(bounds, key=bounds.__getitem__)
     return bounds[slowest], slowest
-
-
-def tokenizer_for(llm: LLM) -> Callable[[Prompt], int] | None:
-    """A function that counts a prompt's input tokens with ``llm``'s own tokenizer, offline, as the
-    engine renders and tokenizes it; ``None`` where there is none (API backends, a model not on disk).
-
-    Example:
-        >>> import mapgen
-        >>> count = tokenizer_for(mapgen.LlamaCppLLM())
-        >>> count(mapgen.Prompt("Hi")) > 1  # the chat template's tokens and the text's
-        True
-    """
-    from mapgen.llms.llamacpp import LlamaCppLLM
-    from mapgen.llms.transformers import TransformersLLM
-
-    if isinstance(llm, LlamaCppLLM):
-        return _llamacpp_counter(llm)
-    if isinstance(llm, TransformersLLM):
-        return _transformers_counter(llm)
-    return None
-
-
-def _llamacpp_counter(llm: Any) -> Callable[[Prompt], int]:
-    engine = llm.engine()
-    raw = llm.prompt_format not in (None, "openai")
-
-    def count(prompt: Prompt) -> int:
-        # A chat template writes its own special tokens (llama-cpp-python adds no BOS); a raw format gets
-        # the BOS that create_completion adds.
-        return len(engine.tokenize(llm.render(prompt).encode(), add_bos=raw, special=True))
-
-    return count
-
-
-def _transformers_counter(llm: Any) -> Callable[[Prompt], int] | None:
-    try:
-        from transformers import AutoTokenizer
-
-        options: dict[str, Any] = {"revision": llm.revision, "trust_remote_code": llm.trust_remote_code}
-        if llm.gguf_file:
-            options["gguf_file"] = llm.gguf_file
-        tokenizer = AutoTokenizer.from_pretrained(llm.model, local_files_only=True, **options)
-    except Exception:  # not in local files (nothing is downloaded here), or no transformers
-        return None
-    raw = llm.prompt_format not in (None, "openai")
-
-    def count(prompt: Prompt) -> int:
-        text = llm.render(tokenizer, Request(prompt))
-        return len(tokenizer(text, add_special_tokens=raw)["input_ids"])
-
-    return count

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mapgen.core.units import NANO_USD, format_usd
+from mapgen.core.units import NANO_USD, format_cost, format_usd
 from mapgen.errors import error_kind
 
 UNCLASSIFIED = "other"
@@ -130,19 +130,21 @@ class RunCounts:
         ]
 
     def spend_lines(self) -> list[tuple[str, str]]:
-        """``tokens`` and ``cost`` of the answers this map received (reused ones cost nothing now).
+        """``tokens`` and ``cost`` of the answers this map received (reused ones cost nothing now); a cost
+        that leaves out answers without a price (``unpriced``: no usage reported) says so.
 
         Example:
-            >>> moved = {"requests": 2, "prompt_tokens": 1200, "completion_tokens": 300, "cost": 450_000,
+            >>> moved = {"requests": 3, "prompt_tokens": 1200, "completion_tokens": 300, "cost": 450_000,
             ...          "priced": 2}
             >>> RunCounts(moved).spend_lines()
             [('tokens', '1,200 prompt + 300 completion'), ('cost', '$0.0004500')]
+            >>> RunCounts({**moved, "unpriced": 1}).spend_lines()[1]
+            ('cost', '$0.0004500 (+1 unpriced)')
         """
 
         tokens = f"{self['prompt_tokens']:,} prompt + {self['completion_tokens']:,} completion"
-        received = self["priced"]
-        if received:
-            cost = format_usd(self["cost"] * NANO_USD)
+        if self["priced"]:
+            cost = format_cost(self["cost"] * NANO_USD, self["unpriced"])
         elif self["requests"]:
             cost = "unknown: no price for this model (set price_per_million=(input, output) on the LLM)"
         else:

@@ -25,7 +25,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from mapgen.core.units import format_usd
+from mapgen.core.columns import answer_came
+from mapgen.core.units import format_cost
 
 _BATCH = 10_000
 """Rows read into Python at a time."""
@@ -36,10 +37,11 @@ METADATA_FIELDS = frozenset({"finish_reason", "prompt_tokens", "completion_token
 
 @dataclass
 class ModelUsage:
-    """One model's totals: ``requests`` (answers requested and received: an ``n=`` request counts each
-    answer), their ``prompt_tokens``, ``completion_tokens``, ``cached_tokens`` and ``cost`` in USD (``None``
-    when none of them had a price), and ``reused`` answers from the response store with the cost they had
-    (``saved``). ``unpriced`` counts requested answers without a cost."""
+    """One model's totals: ``requests`` (answers requested and received, whether or not the server reported
+    their usage: :func:`~mapgen.core.columns.answer_came`; an ``n=`` request counts each answer), their
+    ``prompt_tokens``, ``completion_tokens``, ``cached_tokens`` and ``cost`` in USD (``None`` when none of
+    them had a price), and ``reused`` answers from the response store with the cost they had (``saved``).
+    ``unpriced`` counts received answers without a cost: ``cost`` is then a lower bound."""
 
     requests: int = 0
     prompt_tokens: int = 0
@@ -58,7 +60,7 @@ class ModelUsage:
             if cost is not None:
                 self.saved = (self.saved or 0.0) + cost
             return
-        if meta.get("prompt_tokens") is None and meta.get("completion_tokens") is None and cost is None:
+        if not answer_came(meta):
             return  # never sent (an input error) or no answer came (not billed)
         self.requests += 1
         self.prompt_tokens += meta.get("prompt_tokens") or 0
@@ -137,7 +139,7 @@ class Usage:
 def _usd(cost: float | None, unpriced: int) -> str:
     if cost is None:
         return "unknown" if unpriced else "-"
-    return format_usd(cost) + (f" (+{unpriced} unpriced)" if unpriced else "")
+    return format_cost(cost, unpriced)
 
 
 def usage(ds: Any) -> Usage:

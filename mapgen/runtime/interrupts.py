@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from types import TracebackType
 
+from mapgen.errors import Interrupted
 from mapgen.runtime import event_loop
 
 PARENT_CHECK_INTERVAL = 0.5
@@ -33,10 +34,6 @@ _kept = [0]
 _kept_lock = threading.Lock()
 _main_pid = os.getpid()
 _watched: dict[str, int | None] = {"pid": None}
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a map, with what was kept; Python prints only its message, not a traceback."""
 
 
 def kept() -> None:
@@ -80,7 +77,7 @@ def _install_excepthook() -> None:
         else:
             previous(kind, value, tb)
 
-    excepthook.mapgen = True  # type: ignore[attr-defined]
+    excepthook.mapgen = True  # type: ignore[attr-defined]  # a mark on the function: installed once
     sys.excepthook = excepthook
 
 

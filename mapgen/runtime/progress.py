@@ -20,15 +20,16 @@ from collections.abc import Sequence
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
-from mapgen.core.units import NANO_USD, format_tokens, format_usd
+from mapgen.core.units import NANO_USD, format_cost, format_tokens
 
 COUNTERS = (
     "requests", "reused", "failed", "retries", "reasks",
-    "prompt_tokens", "completion_tokens", "cost", "priced",
+    "prompt_tokens", "completion_tokens", "cost", "priced", "unpriced",
 )  # fmt: skip
 """What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries,
 re-asks of answers that failed their answer model, and of the answers received, their prompt and completion
-tokens, their cost in nano-USD (:data:`mapgen.core.units.NANO_USD`), and how many had a price."""
+tokens, their cost in nano-USD (:data:`mapgen.core.units.NANO_USD`), and how many had a price and how many
+had none (:func:`mapgen.core.columns.answer_came` says which answers came)."""
 
 MAX_SLOTS = 1024
 """Processes that can add to one :class:`Counters` (a parent and every worker it forked over its life);
@@ -49,6 +50,9 @@ class Counters:
         >>> c.snapshot()["requests"]
         3
     """
+
+    _base: int | None
+    """The index of this process's slot in the shared values; ``None`` until it claims one."""
 
     def __init__(self, names: Sequence[str] = COUNTERS) -> None:
         self._names = tuple(names)
@@ -73,12 +77,11 @@ class Counters:
         with self._threads_lock:
             base = self._base
             if base is None:
-                self._claim()
-                base = self._base
+                base = self._claim()
             values = self._values
             locked = self._shared_slot and self._claim_lock.acquire(timeout=_CLAIM_TIMEOUT)
             for name, amount in amounts.items():
-                values[base + index[name]] += amount  # type: ignore[operator]  # _claim set base
+                values[base + index[name]] += amount
             if locked:
                 self._claim_lock.release()
 
@@ -99,8 +102,9 @@ class Counters:
         for i in range(width, len(self._values)):
             self._values[i] = 0
 
-    def _claim(self) -> None:
-        """Give this process a slot of its own: once per process, under the lock across processes."""
+    def _claim(self) -> int:
+        """Give this process a slot of its own: once per process, under the lock across processes; its
+        first index in the shared values (``_base``)."""
         locked = self._claim_lock.acquire(timeout=_CLAIM_TIMEOUT)
         try:
             slot = self._values[0] + 1
@@ -109,6 +113,7 @@ class Counters:
                 self._shared_slot = True
             self._values[0] = slot
             self._base = slot * len(self._names)
+            return self._base
         finally:
             if locked:
                 self._claim_lock.release()
@@ -116,7 +121,7 @@ class Counters:
     def _forget_slot(self) -> None:
         # A forked child must claim a slot of its own, with a fresh lock: the parent's could have been
         # held by another of its threads at the fork.
-        self._base: int | None = None
+        self._base = None
         self._shared_slot = False
         self._threads_lock = threading.Lock()
 
@@ -242,16 +247,16 @@ class RequestProgress:
         self._own = [0, 0]
 
 
-_SHOWN = ("reused", "retries", "failed", "prompt_tokens", "completion_tokens", "cost", "priced")
+_SHOWN = ("reused", "retries", "failed", "prompt_tokens", "completion_tokens", "cost", "priced", "unpriced")
 
 
 def _postfix(totals: dict[str, int]) -> dict[str, str | int]:
     """The bar's counts after its numbers: failed, retries, reused, then the tokens received so far and
-    their cost where a price is known (:mod:`mapgen.core.prices`).
+    their cost where a price is known (:mod:`mapgen.core.prices`), a lower bound while some had none.
 
     Example:
         >>> _postfix({"reused": 1, "retries": 0, "failed": 0, "prompt_tokens": 1500, "completion_tokens": 500,
-        ...           "cost": 1_200_000, "priced": 3})
+        ...           "cost": 1_200_000, "priced": 3, "unpriced": 0})
         {'failed': 0, 'retries': 0, 'reused': 1, 'tokens': '2.0k', 'cost': '$0.001200'}
     """
 
@@ -261,7 +266,7 @@ def _postfix(totals: dict[str, int]) -> dict[str, str | int]:
     if tokens:
         postfix["tokens"] = format_tokens(tokens)
     if totals["priced"]:
-        postfix["cost"] = format_usd(totals["cost"] * NANO_USD)
+        postfix["cost"] = format_cost(totals["cost"] * NANO_USD, totals["unpriced"])
     return postfix
 
 

@@ -2,10 +2,10 @@
 
 ``datasets`` writes a map's cache only when a whole shard finishes (and never for in-memory datasets),
 so a crash at 99% would lose every answer. Here each successful answer is committed the moment it
-arrives, keyed by everything that determines it (:func:`request_key`: the backend's fingerprint: type,
-model, sampling parameters, prompt format; the prompt's messages; the generation index; the answer
-schema). A re-run looks answers up before sending anything. Failed answers are never stored: a re-run
-retries them.
+arrives, keyed by everything that determines it (:func:`request_key`: the backend's fingerprint: its
+store name, never where its code lives, model, sampling parameters, prompt format; the prompt's messages;
+the generation index; the answer schema). A re-run looks answers up before sending anything. Failed
+answers are never stored: a re-run retries them.
 
 Which store, by URL (``store=`` on :func:`mapgen.generate`, :func:`mapgen.label`, :func:`mapgen.pipeline`,
 else ``$MAPGEN_STORE``, else the default):

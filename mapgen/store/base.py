@@ -10,6 +10,17 @@ was in flight and the few answers queued behind the running transaction. :meth:`
 waits until everything queued before it is committed; every read flushes first (a process reads its own
 writes), and the map functions flush before they return a batch.
 
+**Outages.** When a store this process has already used goes away for a while (a PostgreSQL server
+restarting, a SQLite file locked by another process past the busy timeout), nothing is lost and nothing
+raises: the writer keeps what is queued and tries again with a bounded backoff (:data:`BACKOFF_MAX`), and
+storing resumes with the first write that succeeds; a read counts the keys as missing; a claim, and a wait
+for another run's keys, wait for the store (a claim cannot tell which keys a live other run holds, and
+granting them would pay twice). Since :meth:`ResponseStore.put` waits once :data:`MAX_UNCOMMITTED` answers
+are queued, a map pauses during a long outage instead of paying for answers it cannot keep. Only when the
+store stays away for :attr:`ResponseStore.outage_window` seconds (:data:`OUTAGE_WINDOW`: 5 minutes) is it
+given up: one :class:`StoreWarning`, what is queued is dropped, and the run goes on without storing (or
+claiming) until a read finds the store back.
+
 A forked process (``num_proc`` workers) starts with an empty queue, no writer thread and no connection:
 it opens its own. The parent's connection is kept, unused, so that closing it does not end the parent's
 session (PostgreSQL) or drop its locks (SQLite).
@@ -20,6 +31,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -29,11 +41,13 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+import tenacity
 
 from mapgen.core.request import Completion
-from mapgen.errors import StoreError
+from mapgen.errors import DamagedAnswer, StoreError, StoreWarning
 
 # user:password@ in a URL's authority, and password=... in a libpq keyword string or query.
 _URL_PASSWORD = re.compile(r"(//[^/:@?#]*:)([^@/]*)(@)")
@@ -62,14 +76,6 @@ def mask_url(url: str) -> str:
         'postgresql://host/db?password=***&sslmode=require'
     """
     return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", url))
-
-
-class StoreWarning(UserWarning):
-    """The response store failed while answers were being stored: the run goes on without storing them."""
-
-
-class DamagedAnswer(ValueError):
-    """A stored value that is not an answer: the store is damaged."""
 
 
 # The fields an answer is stored with, and their defaults: computed once, so new fields of Completion are
@@ -131,6 +137,14 @@ class BatchJob(NamedTuple):
 MAX_UNCOMMITTED = 32
 """Answers a process may have queued but not committed: when the writer falls this far behind, :meth:`put`
 waits for it. A ``kill -9`` re-sends at most what was in flight and this many."""
+OUTAGE_WINDOW = 300.0
+"""Seconds an outage of a store (a server restarting, a file locked by another process) is ridden out
+before the store is given up for this process: the default of :attr:`ResponseStore.outage_window`. Longer
+than a claim's lease (:data:`mapgen.store.postgres.LEASE`), like a connection pool's reconnect window."""
+BACKOFF_MAX = 2.0
+"""Seconds at most between two tries to reach a store during an outage (the first after 0.05 s, then
+doubling; each with up to 0.05 s of jitter): storing resumes within about this long of the store's return."""
+_T = TypeVar("_T")
 # Queue items: ("put", key, value), ("release", owner, keys), ("flush", event).
 _Item = tuple[Any, ...]
 _STORES: weakref.WeakSet[ResponseStore] = weakref.WeakSet()
@@ -149,10 +163,16 @@ class ResponseStore:
     """
 
     where: str
+    outage_window: float = OUTAGE_WINDOW
+    """Seconds an outage is ridden out before the store is given up (see :mod:`mapgen.store.base`); set it on
+    the store a map uses: ``mapgen.store.open_store(url).outage_window = 60``."""
     _errors: tuple[type[BaseException], ...] = ()
     _idle_interval: float | None = None  # the writer's ``_tick`` runs this often (a lease's heartbeat)
 
     def __init__(self) -> None:
+        # Whether this process (or the parent it was forked from) has reached the store: an error that
+        # passes is an outage only then; before, it is a misconfiguration, raised before anything is sent.
+        self._reached = False
         self._reset()
         _STORES.add(self)
 
@@ -168,6 +188,8 @@ class ResponseStore:
         self._committed = 0  # of which committed (or dropped after a failure); written by the writer only
         self._write_error: StoreError | None = None  # the first failed write: storing stops after it
         self._warned = False
+        self._down_since: float | None = None  # when the outage going on began (time.monotonic())
+        self._gave_up = False  # _write_error is an outage that outlasted outage_window: a success ends it
 
     # -- the connection ---------------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -187,18 +209,83 @@ class ResponseStore:
         """Whether the connection broke (a server restart): the next use reconnects."""
         return False
 
+    def _is_transient(self, error: BaseException) -> bool:
+        """Whether the driver's ``error`` passes by itself (the server is restarting, another process holds
+        a lock): an outage, ridden out (:meth:`_ride_out`), once this process has reached the store."""
+        return False
+
     @contextlib.contextmanager
     def _using(self) -> Iterator[Any]:
         """This process's connection, under the lock; the driver's errors come out as :class:`StoreError`."""
+        caught: tuple[type[BaseException], ...] = (*self._errors, OSError, DamagedAnswer)
         with self._lock:
             try:
                 if self._connection is None:
                     self._connection = self._connect()
+                    self._reached = True
                 yield self._connection
-            except (*self._errors, OSError, DamagedAnswer) as error:
+            except caught as error:
                 if self._is_damaged(error) or self._is_disconnected(error):
                     self._forget_connection()
                 raise StoreError(self._explain(error)) from error
+            self._came_back()
+
+    # -- outages --------------------------------------------------------------------------------------
+    def _ride_out(
+        self,
+        work: Callable[[], _T],
+        *,
+        wait: bool = True,
+        otherwise: Callable[[], _T] | None = None,
+        warn: bool = True,
+    ) -> _T:
+        """``work()``, riding out an outage of the store: with ``wait``, tried again with a bounded backoff
+        until it succeeds or the outage has lasted :attr:`outage_window`, when the store is given up
+        (warning once, with ``warn``: the caller's thread). Past an outage's tries, ``otherwise()`` is the
+        result; without ``otherwise``, the :class:`StoreError` is raised, as any other error is."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(self._in_outage),
+            stop=lambda _: not wait or self._outage_outlasted(),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=BACKOFF_MAX) + tenacity.wait_random(0, 0.05),
+            reraise=True,
+        )
+        try:
+            return retrying(work)
+        except StoreError as error:
+            if not self._in_outage(error):
+                raise
+            if self._outage_outlasted():
+                self._give_up(error)
+                if warn:
+                    self._warn_if_failed()
+            if otherwise is None:
+                raise
+            return otherwise()
+
+    def _in_outage(self, error: BaseException) -> bool:
+        """Whether ``error`` is an outage of a store this process has reached; the outage's start is noted."""
+        cause = error.__cause__ if isinstance(error, StoreError) else None
+        if not (self._reached and cause is not None and self._is_transient(cause)):
+            return False
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        return True
+
+    def _outage_outlasted(self) -> bool:
+        return self._down_since is not None and time.monotonic() - self._down_since >= self.outage_window
+
+    def _give_up(self, error: StoreError) -> None:
+        """The outage outlasted :attr:`outage_window`: store nothing more until the store is back."""
+        if self._write_error is None:
+            self._write_error = StoreError(f"{error} It stayed away for {self.outage_window:g} s.")
+            self._gave_up = True
+
+    def _came_back(self) -> None:
+        """The store answered: an outage is over, and storing resumes if it was given up."""
+        self._down_since = None
+        if self._gave_up:
+            self._gave_up = False
+            self._writes_resumed()
 
     def _explain(self, error: BaseException) -> str:
         """What went wrong with the store, naming it, and the way out."""
@@ -209,8 +296,9 @@ class ResponseStore:
         """Store one successful completion (failed ones are not stored, so they are retried), and release
         any claim on its key; committed by the writer thread within one transaction (:meth:`flush` waits).
 
-        Never raises: a store that cannot be written warns once (:class:`StoreWarning`) and stores
-        nothing more in this process until :meth:`clear`, so a paid answer still reaches the output.
+        Never raises: an outage is ridden out (see :mod:`mapgen.store.base`); a store that cannot be
+        written warns once (:class:`StoreWarning`) and stores nothing more in this process until
+        :meth:`clear` (or, after an outage, until it is back), so a paid answer still reaches the output.
         """
         if completion.text is None or self._write_error is not None:
             return
@@ -282,7 +370,8 @@ class ResponseStore:
                 puts = {}
             if puts or releases:
                 try:
-                    self._write(puts, releases)
+                    # An outage is ridden out: the answers stay queued until a write succeeds.
+                    self._ride_out(functools.partial(self._write, puts, releases), warn=False)
                 except Exception as error:  # the thread must live on: flush() waits for it
                     if not isinstance(error, StoreError):
                         error = StoreError(f"The response store {self.where} failed to write: {error!r}")
@@ -304,9 +393,10 @@ class ResponseStore:
         """Warn once, on the caller's thread, that storing failed; the caller goes on without it."""
         if self._write_error is not None and not self._warned:
             self._warned = True
+            until = "it is back" if self._gave_up else "it is cleared"
             warnings.warn(
-                f"{self._write_error} Until it is cleared, this process stores no more answers: they still "
-                "go into the output, and a re-run sends them again.",
+                f"{self._write_error} Until {until}, this process stores no more answers: they still go "
+                "into the output, and a re-run sends them again.",
                 StoreWarning,
                 stacklevel=3,
             )
@@ -318,11 +408,19 @@ class ResponseStore:
 
     # -- reads and claims (each backend) -----------------------------------------------------------------
     def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
-        """The stored completions among ``keys`` (after this process's queued writes).
+        """The stored completions among ``keys`` (after this process's queued writes). During an outage of
+        a store this process has reached, none: the keys count as missing (their claim waits for the store).
 
         Raises:
-            StoreError: the store cannot be read (a damaged file, a lock held too long, no server).
+            StoreError: the store cannot be read (a damaged file, no server at the first read).
         """
+        self.flush()
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        return self._ride_out(functools.partial(self._get_many, wanted), wait=False, otherwise=dict)
+
+    def _get_many(self, keys: list[str]) -> dict[str, Completion]:
         raise NotImplementedError
 
     def claim(self, keys: Sequence[str], owner: str) -> list[str]:
@@ -332,15 +430,17 @@ class ResponseStore:
         The caller sends those, stores or :meth:`release` s each, and releases the rest in a ``finally``;
         the other unanswered keys are being sent elsewhere: :meth:`wait_for` them.
 
-        A store that cannot be written (a full disk) warns once, like :meth:`put`, and every key is
-        the caller's: the run goes on without the store, as it would without claims.
+        During an outage, it waits for the store: which keys a live other run holds is not known until
+        then. A store that cannot be written (a full disk), or stays away past :attr:`outage_window`,
+        warns once, like :meth:`put`, and every key is the caller's: the run goes on without the store, as
+        it would without claims.
         """
         keys = list(dict.fromkeys(keys))
         self.flush()
         if self._write_error is not None:
             return keys
         try:
-            return self._claim(keys, owner)
+            return self._ride_out(functools.partial(self._claim, keys, owner))
         except StoreError as error:
             self._write_error = self._write_error or error
             self._warn_if_failed()
@@ -352,7 +452,8 @@ class ResponseStore:
     def wait_for(self, keys: Iterable[str], *, poll: float = 0.05) -> dict[str, Completion]:
         """Block until each of ``keys`` is answered in the store or no longer claimed by a live owner
         (released, or its owner gone); return the answered ones. The caller claims and sends the rest.
-        Never wait for keys the caller itself holds.
+        Never wait for keys the caller itself holds. During an outage, it waits for the store; past
+        :attr:`outage_window`, the store is given up and the keys not yet answered are the caller's.
 
         Raises:
             StoreError: the store cannot be read.

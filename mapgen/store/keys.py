@@ -2,7 +2,8 @@
 
 A key hashes the backend's store identity (:func:`store_identity`), the prompt's messages, the generation
 index, the answer schema and the log-probability ask: everything the answer depends on, nothing that only
-changes its speed or its price.
+changes its speed or its price, nor where its code lives (the backend is named by its ``store_name``, see
+:meth:`mapgen.llms.base.LLM.store_fingerprint`; ``tests/test_store_keys.py`` pins keys that stores hold).
 
 Example:
     >>> from mapgen.core.prompt import Prompt
@@ -37,9 +38,10 @@ def request_key(llm_fingerprint: str, request: Request) -> str:
 
 
 def store_identity(state: Any) -> Any:
-    """A backend's fingerprint without its ``price_per_million`` (a pool's members' too): what its store
-    keys derive from. A price changes what an answer cost, never the answer, so it must not make a run
-    pay for answers it already has.
+    """A backend's store fingerprint (``LLM.store_fingerprint()``: its fingerprint under its store name)
+    without its ``price_per_million`` (a pool's members' too): what its store keys derive from. A price
+    changes what an answer cost, never the answer, so it must not make a run pay for answers it already
+    has.
 
     Example:
         >>> store_identity({"type": "OpenAILLM", "model": "m", "price_per_million": [1.0, 2.0]})

@@ -22,8 +22,10 @@ process that is alive but stalled longer than the lease (stopped, or cut off fro
 its keys sent again by another run: at most what it had in flight.
 
 Each process opens one connection (a forked ``num_proc`` worker opens its own); the connection is
-reopened after the server restarts. Errors are :class:`~mapgen.errors.StoreError` naming the URL with its
-password masked.
+reopened after the server restarts. A restart, a failover or a network cut while a run goes on is an
+outage, ridden out (:mod:`mapgen.store.base`): the answers stay queued and are written once the server
+is back, within :data:`~mapgen.store.base.OUTAGE_WINDOW`. Errors are :class:`~mapgen.errors.StoreError`
+naming the URL with its password masked.
 
 Example:
     >>> from mapgen.store import mask_url
@@ -55,6 +57,8 @@ LEASE = 30.0
 HEARTBEAT = 5.0
 """Seconds between a holder's heartbeats."""
 _CHUNK = 10_000  # keys per statement: one array parameter each
+# The server going away: admin shutdown (a restart, pg_ctl stop -m fast), crash shutdown, still starting up.
+_GOING_AWAY = frozenset({"57P01", "57P02", "57P03"})
 _T = TypeVar("_T")
 
 SCHEMA = (
@@ -86,6 +90,13 @@ _STATES = (
 )
 
 
+def _value(cursor: psycopg.Cursor) -> Any:
+    """The one value of a query that returns one row (an aggregate's)."""
+    row = cursor.fetchone()
+    assert row is not None  # an aggregate returns a row, even over no rows
+    return row[0]
+
+
 @functools.lru_cache(maxsize=1)
 def this_host() -> str:
     """Where a pid means this machine's process: hostname, boot, and pid namespace."""
@@ -106,7 +117,8 @@ class PostgresStore(ResponseStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = mask_url(url)
-        self._password = conninfo_to_dict(url).get("password") or None
+        password = conninfo_to_dict(url).get("password")
+        self._password = str(password) if password else None
         super().__init__()
 
     def _reset(self) -> None:
@@ -135,6 +147,14 @@ class PostgresStore(ResponseStore):
         return isinstance(error, psycopg.OperationalError) or bool(
             self._connection is not None and self._connection.broken
         )
+
+    def _is_transient(self, error: BaseException) -> bool:
+        """A connection that failed or broke (no answer from the server: ``sqlstate`` none, or class 08), or a
+        server shutting down or starting up: not an error the server answered a statement with."""
+        if not isinstance(error, psycopg.OperationalError):
+            return False
+        state = error.sqlstate
+        return state is None or state.startswith("08") or state in _GOING_AWAY
 
     def _explain(self, error: BaseException) -> str:
         cause = f"{type(error).__name__}: {error}".strip()
@@ -181,10 +201,7 @@ class PostgresStore(ResponseStore):
 
         self._transact(write)
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
-        self.flush()
-        keys = list(dict.fromkeys(keys))
-
+    def _get_many(self, keys: list[str]) -> dict[str, Completion]:
         def read(connection: psycopg.Connection) -> dict[str, Completion]:
             found: dict[str, Completion] = {}
             for start in range(0, len(keys), _CHUNK):
@@ -198,7 +215,7 @@ class PostgresStore(ResponseStore):
                         found[key] = completion
             return found
 
-        return self._transact(read) if keys else {}
+        return self._transact(read)
 
     def _live(self, host: str | None, pid: int | None, started: int | None, fresh: bool) -> bool:
         """Whether a claim's holder lives: by its process on this host, by its heartbeat elsewhere."""
@@ -298,7 +315,8 @@ class PostgresStore(ResponseStore):
                             answered[row[0]] = completion
                 return rows
 
-            rows = self._transact(states)
+            # Past an outage's window, no rows: the store is given up and the keys are the caller's.
+            rows: list[tuple] = self._ride_out(functools.partial(self._transact, states), otherwise=list)
             alive = functools.lru_cache(maxsize=None)(self._live)
             pending = [
                 key
@@ -311,14 +329,16 @@ class PostgresStore(ResponseStore):
 
     def record_batch_jobs(self, jobs: dict[str, BatchJob]) -> None:
         keys = list(jobs)
-        self._transact(
-            lambda c: c.execute(
+
+        def record(connection: psycopg.Connection) -> None:
+            connection.execute(
                 "INSERT INTO mapgen_batch_jobs (key, job_id, custom_id)"
                 " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
                 " ON CONFLICT (key) DO UPDATE SET job_id = EXCLUDED.job_id, custom_id = EXCLUDED.custom_id",
                 (keys, [jobs[k].job_id for k in keys], [jobs[k].custom_id for k in keys]),
             )
-        )
+
+        self._ride_out(functools.partial(self._transact, record))  # an outage is waited out, not raised
 
     def batch_jobs(self, keys: Iterable[str] | None = None) -> dict[str, BatchJob]:
         def read(connection: psycopg.Connection) -> list[tuple[str, str, str]]:
@@ -333,25 +353,28 @@ class PostgresStore(ResponseStore):
                 ).fetchall()
             return rows
 
-        return {key: BatchJob(job_id, custom_id) for key, job_id, custom_id in self._transact(read)}
+        rows = self._ride_out(functools.partial(self._transact, read))
+        return {key: BatchJob(job_id, custom_id) for key, job_id, custom_id in rows}
 
     def forget_batch_jobs(self, keys: Iterable[str]) -> None:
         wanted = list(dict.fromkeys(keys))
-        self._transact(
-            lambda c: c.execute("DELETE FROM mapgen_batch_jobs WHERE key = ANY(%s::text[])", (wanted,))
-        )
+
+        def forget(connection: psycopg.Connection) -> None:
+            connection.execute("DELETE FROM mapgen_batch_jobs WHERE key = ANY(%s::text[])", (wanted,))
+
+        self._ride_out(functools.partial(self._transact, forget))
 
     def __len__(self) -> int:
         self.flush()
         # Answers only: provenance records (mapgen.mapping.provenance) share the table under their own prefix.
         query = "SELECT count(*) FROM mapgen_responses WHERE key NOT LIKE 'provenance:%'"
-        return self._transact(lambda c: c.execute(query).fetchone()[0])
+        return self._transact(lambda c: _value(c.execute(query)))
 
     def size_bytes(self) -> int:
         """Bytes the answers' table takes in the database, its index and TOAST data included."""
         self.flush()
         return self._transact(
-            lambda c: c.execute("SELECT pg_total_relation_size('mapgen_responses')").fetchone()[0]
+            lambda c: _value(c.execute("SELECT pg_total_relation_size('mapgen_responses')"))
         )
 
     def clear(self) -> None:

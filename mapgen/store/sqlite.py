@@ -10,7 +10,9 @@ by ``kill -9``; storing the answer releases it (a trigger, in the same transacti
 
 When the file is damaged, reading it raises :class:`~mapgen.errors.StoreError` naming the file and the
 way out (``mapgen cache clear``, which works on a damaged file, or ``cache=False``) before anything is
-sent. When storing fails during a run, the store warns once (:class:`~mapgen.store.StoreWarning`) and the
+sent. A file locked by another process past the busy timeout (``database is locked``) is an outage,
+ridden out (:mod:`mapgen.store.base`): the answers stay queued until the lock is gone. When storing fails
+otherwise during a run (a full disk), the store warns once (:class:`~mapgen.store.StoreWarning`) and the
 run goes on without storing: an answer already paid for always reaches the output.
 
 Example:
@@ -47,6 +49,8 @@ _LOOKUP_CHUNK = 900
 # Primary result codes of a file that is not a database, or is one no longer (sqlite3.SQLITE_CORRUPT and
 # sqlite3.SQLITE_NOTADB, named only from Python 3.11).
 _DAMAGED_CODES = (11, 26)
+# Primary result codes of a database another connection holds: SQLITE_BUSY, SQLITE_LOCKED.
+_BUSY_CODES = (5, 6)
 
 
 class SQLiteStore(ResponseStore):
@@ -82,6 +86,15 @@ class SQLiteStore(ResponseStore):
         return isinstance(error, sqlite3.DatabaseError) and (
             "not a database" in str(error) or "malformed" in str(error)
         )
+
+    def _is_transient(self, error: BaseException) -> bool:
+        """Whether another connection held the database past the busy timeout: it passes."""
+        if not isinstance(error, sqlite3.OperationalError):
+            return False
+        code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+        if code is not None:
+            return code & 0xFF in _BUSY_CODES
+        return "locked" in str(error) or "busy" in str(error)
 
     def _explain(self, error: BaseException) -> str:
         cause = f"{type(error).__name__}: {error}"
@@ -120,11 +133,10 @@ class SQLiteStore(ResponseStore):
                     connection.execute("ROLLBACK")
                 raise
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
-        self.flush()
+    def _get_many(self, keys: list[str]) -> dict[str, Completion]:
         found: dict[str, Completion] = {}
         with self._using() as connection:
-            for chunk in _chunks(list(dict.fromkeys(keys))):
+            for chunk in _chunks(keys):
                 marks = ",".join("?" * len(chunk))
                 query = f"SELECT key, value FROM responses WHERE key IN ({marks})"
                 for key, value in connection.execute(query, chunk):
@@ -165,12 +177,18 @@ class SQLiteStore(ResponseStore):
         query per 900 pending keys."""
         self.flush()
         answered: dict[str, Completion] = {}
-        pending = list(dict.fromkeys(keys))
-        while pending:
+
+        def poll_once(pending: list[str]) -> list[tuple]:
             with self._using() as connection:
                 rows = [row for chunk in _chunks(pending) for row in _states(connection, chunk)]
                 stored = {row[0]: decode(row[1]) for row in rows if row[1] is not None}
             answered.update((key, completion) for key, completion in stored.items() if completion)
+            return rows
+
+        pending = list(dict.fromkeys(keys))
+        while pending:
+            # Past an outage's window, no rows: the store is given up and the keys are the caller's.
+            rows: list[tuple] = self._ride_out(functools.partial(poll_once, pending), otherwise=list)
             alive = functools.lru_cache(maxsize=None)(is_running)
             pending = [
                 key
@@ -182,36 +200,50 @@ class SQLiteStore(ResponseStore):
         return answered
 
     def record_batch_jobs(self, jobs: dict[str, BatchJob]) -> None:
-        with self._using() as connection:
-            connection.execute("BEGIN IMMEDIATE")  # one transaction: a job is recorded whole or not at all
-            try:
-                connection.executemany(
-                    "INSERT OR REPLACE INTO batch_jobs (key, job_id, custom_id) VALUES (?, ?, ?)",
-                    [(key, job.job_id, job.custom_id) for key, job in jobs.items()],
-                )
-                connection.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-                raise
+        def record() -> None:
+            with self._using() as connection:
+                connection.execute(
+                    "BEGIN IMMEDIATE"
+                )  # one transaction: a job is recorded whole or not at all
+                try:
+                    connection.executemany(
+                        "INSERT OR REPLACE INTO batch_jobs (key, job_id, custom_id) VALUES (?, ?, ?)",
+                        [(key, job.job_id, job.custom_id) for key, job in jobs.items()],
+                    )
+                    connection.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                    raise
+
+        self._ride_out(record)  # a lock held long is waited out, not raised
 
     def batch_jobs(self, keys: Iterable[str] | None = None) -> dict[str, BatchJob]:
-        with self._using() as connection:
-            if keys is None:
-                rows = list(connection.execute("SELECT key, job_id, custom_id FROM batch_jobs"))
-            else:
+        wanted = None if keys is None else list(dict.fromkeys(keys))
+
+        def read() -> list[tuple[str, str, str]]:
+            with self._using() as connection:
+                if wanted is None:
+                    return list(connection.execute("SELECT key, job_id, custom_id FROM batch_jobs"))
                 rows = []
-                for chunk in _chunks(list(dict.fromkeys(keys))):
+                for chunk in _chunks(wanted):
                     marks = ",".join("?" * len(chunk))
                     query = f"SELECT key, job_id, custom_id FROM batch_jobs WHERE key IN ({marks})"
                     rows += connection.execute(query, chunk).fetchall()
-        return {key: BatchJob(job_id, custom_id) for key, job_id, custom_id in rows}
+                return rows
+
+        return {key: BatchJob(job_id, custom_id) for key, job_id, custom_id in self._ride_out(read)}
 
     def forget_batch_jobs(self, keys: Iterable[str]) -> None:
-        with self._using() as connection:
-            for chunk in _chunks(list(dict.fromkeys(keys))):
-                marks = ",".join("?" * len(chunk))
-                connection.execute(f"DELETE FROM batch_jobs WHERE key IN ({marks})", chunk)
+        wanted = list(dict.fromkeys(keys))
+
+        def forget() -> None:
+            with self._using() as connection:
+                for chunk in _chunks(wanted):
+                    marks = ",".join("?" * len(chunk))
+                    connection.execute(f"DELETE FROM batch_jobs WHERE key IN ({marks})", chunk)
+
+        self._ride_out(forget)
 
     def __len__(self) -> int:
         self.flush()

@@ -7,32 +7,55 @@ constraining backends follow, and the validation of every answer). Values the te
 row come from one hook, :meth:`Task.template_values` (the task's own fields, by default). Parse failures
 are data: raise :class:`ParseError` (or any ``ValueError``) and the row gets ``None`` with the reason in
 its error column; :class:`InvalidOutput` (an answer that fails its model) is asked again first.
+
+Templates are code, often from configs people share; rows are data. So every template renders in Jinja's
+sandbox (a template that reaches for Python's internals, ``{{ cycler.__init__ }}``, is refused when the task
+is built, or by the sandbox when it renders), a row's value is printed, never rendered as a template, and a
+row value that is not text (bytes, a dict, a list where text is printed; numbers, bools and dates are text)
+fails its row with an ``input`` error instead of being sent as its Python repr (:func:`render_template`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
+import datetime
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.sandbox
 import pyarrow as pa
 
-from mapgen.core.config import dataclass_fingerprint, source_digest
+from mapgen.core.config import dataclass_fingerprint
+from mapgen.core.digest import code_digest
 from mapgen.core.images import ImageError, load_images
 from mapgen.core.prompt import Image, Prompt
 from mapgen.core.review import ReviewLayout, default_review
 from mapgen.core.schema import answer_schema, is_model
-from mapgen.tasks.parsing import InvalidOutput, ParseError
+from mapgen.errors import InputError, InvalidOutput, ParseError
 
-__all__ = ["InputError", "InvalidOutput", "ParseError", "Task", "compile_template", "template_variables"]
+__all__ = [
+    "InputError",
+    "InvalidOutput",
+    "ParseError",
+    "Task",
+    "compile_template",
+    "render_template",
+    "template_variables",
+]
 
 _NOT_VALUES = ("template", "system_prompt")
 """Fields that are the prompt itself, not values for it."""
+
+_NOT_OUTPUT_CODE = ("review", "fingerprint")
+"""Methods that say how people review a task's data or how it is hashed, never what it writes: left out of
+its code digest, so that editing them keeps caches."""
 
 
 class _AnyRow(dict):
@@ -40,16 +63,6 @@ class _AnyRow(dict):
 
     def __missing__(self, key: str) -> str:
         return ""
-
-
-class InputError(ValueError):
-    """A row whose input the task cannot prompt from (a conversation that does not end with a user turn,
-    say): raised by :meth:`Task.prompt`, it gives that row ``None`` and an ``input`` error naming the
-    dataset column, and the run goes on. ``input`` is the task input's name."""
-
-    def __init__(self, input: str, reason: str) -> None:
-        super().__init__(reason)
-        self.input = input
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,13 +84,20 @@ class Task:
         'Translate to French: cat'
     """
 
-    outputs: ClassVar[tuple[str, ...] | Mapping[str, pa.DataType]] = ()
-    """Columns this task's :meth:`parse` fills, one value per generation: names (string columns), or
-    names mapped to Arrow types."""
+    # outputs and answer_model are read-only properties here so that a subclass may set either as a
+    # class attribute (`outputs: ClassVar[...] = ...`, the usual way) or compute it from its fields.
+    @property
+    def outputs(self) -> tuple[str, ...] | Mapping[str, pa.DataType]:
+        """Columns this task's :meth:`parse` fills, one value per generation: names (string columns), or
+        names mapped to Arrow types. Usually set as a class attribute."""
+        return ()
 
-    answer_model: ClassVar[Any] = None
-    """The answer's pydantic model (or a JSON schema dict), written once: :attr:`schema` derives from
-    it, and :func:`mapgen.tasks.parsing.parse_model` validates an answer against it."""
+    @property
+    def answer_model(self) -> Any:
+        """The answer's pydantic model (or a JSON schema dict), written once: :attr:`schema` derives from
+        it, and :func:`mapgen.tasks.parsing.parse_model` validates an answer against it. Usually set as
+        a class attribute; ``None`` for a task that parses free text."""
+        return None
 
     @property
     def schema(self) -> dict[str, Any] | None:
@@ -115,7 +135,7 @@ class Task:
         template = getattr(self, "template", None)
         if not isinstance(template, str):
             raise NotImplementedError(f"{type(self).__name__} needs a `template` field or a prompt() method.")
-        text = compile_template(template).render(**{**row, **self.template_values(row)})
+        text = render_template(template, row, self.template_values(row))
         return Prompt(text, system=getattr(self, "system_prompt", None), images=self.images(row))
 
     def images(self, row: Mapping[str, Any]) -> tuple[Image, ...]:
@@ -161,21 +181,92 @@ class Task:
         return dict.fromkeys(self.outputs, pa.string())
 
     def fingerprint(self) -> dict[str, Any]:
-        """Fields, plus a digest of the task class's source: editing a template or a parser
-        changes what a task writes, so it must change the cache key too. An answer model counts by
-        its JSON schema and its source (validators change what passes)."""
-        state = {**dataclass_fingerprint(self), "source": source_digest(type(self))}
+        """Fields, plus a digest of the task class's code and of the module-level values it reads
+        (:func:`~mapgen.core.digest.code_digest`): editing a template, a parser or a constant it reads
+        changes what a task writes, so it must change the cache key too; the rest of its module and its
+        :meth:`review` do not. An answer model counts by its JSON schema and its code (validators change
+        what passes)."""
+        state = {**dataclass_fingerprint(self), "source": code_digest(type(self), exclude=_NOT_OUTPUT_CODE)}
         if self.answer_model is not None:
             state["answer_model"] = model_fingerprint(self.answer_model)
         return state
 
 
-_JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_TEXT = (str, numbers.Number, datetime.date, datetime.time)
+"""What a template prints of a row: text, and numbers, bools and dates, whose ``str`` is what a reader
+expects (an int ``id``, a score, a day). ``None`` prints as ever: empty inputs are refused before."""
+
+_ROW: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("mapgen_row", default=None)
+"""The row :func:`render_template` is rendering: a printed value that is not text is refused when it is one
+of this row's values (or in one), and left to the template when it is the task's own."""
+
+
+def _printed(value: Any) -> Any:
+    """Jinja's ``finalize``: every value a template prints passes here (:class:`Substitution`'s too).
+
+    Raises:
+        InputError: ``value`` is not text and comes from the row being rendered.
+    """
+    if value is None or isinstance(value, (_TEXT, jinja2.Undefined)):
+        return value
+    row = _ROW.get()
+    name = None if row is None else next((k for k, v in row.items() if _holds(v, value)), None)
+    if name is None:
+        return value  # the task's own value (code), or a value the template computed: its author's choice
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        hint = ": decode it to str first"
+    elif isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        hint = ": a template reads its items ({% for %}, | join, | tojson)"
+    else:
+        hint = ""
+    raise InputError(name, f"holds a {type(value).__name__} value, not text{hint}")
+
+
+def _holds(column: Any, value: Any) -> bool:
+    """Whether a row's ``column`` value is ``value`` or holds it (in a list, a tuple, a dict's values)."""
+    if column is value:
+        return True
+    if isinstance(column, Mapping):
+        return any(_holds(item, value) for item in column.values())
+    if isinstance(column, (list, tuple)):
+        return any(_holds(item, value) for item in column)
+    return False
+
+
+_JINJA = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, finalize=_printed
+)
+"""Every template's environment: Jinja's sandbox, which refuses unsafe attributes (``__globals__``...) and
+calls that change data (``list.append``), as it does for the chat templates that models ship."""
+
+
+def render_template(source: str, row: Mapping[str, Any], values: Mapping[str, Any] | None = None) -> str:
+    """``source`` rendered over a row and ``values`` (over the row's, where names meet).
+
+    Raises:
+        InputError: the template prints a row value that is not text (bytes, a dict, a list); numbers,
+            bools and dates are text.
+
+    Example:
+        >>> render_template("{{ id }}. {{ question }}", {"question": "{{ 7*7 }}?", "id": 4})
+        '4. {{ 7*7 }}?'
+        >>> render_template("{{ question }}", {"question": b"\\xff\\x00raw"})
+        Traceback (most recent call last):
+        ...
+        mapgen.errors.InputError: holds a bytes value, not text: decode it to str first
+    """
+    template = compile_template(source)
+    token = _ROW.set(row)
+    try:
+        return template.render(**{**row, **(values or {})})
+    finally:
+        _ROW.reset(token)
 
 
 @lru_cache(maxsize=256)
 def compile_template(source: str) -> jinja2.Template | Substitution:
-    """A Jinja2 template, compiled once per process; unknown variables are errors, not blanks.
+    """A Jinja2 template in Jinja's sandbox, compiled once per process; unknown variables are errors, not
+    blanks. Render a row with :func:`render_template`, which refuses row values that are not text.
 
     A template that is only text and ``{{ name }}`` fields, as most task templates are, becomes a
     :class:`Substitution`, which renders the same string (from Jinja's own parse of it) ~10x faster.
@@ -186,13 +277,54 @@ def compile_template(source: str) -> jinja2.Template | Substitution:
         >>> compile_template("{% for x in xs %}{{ x }}{% endfor %}").render(xs=[1, 2])
         '12'
     """
-    pieces = Substitution.pieces_of(_JINJA.parse(source))
-    return Substitution(pieces) if pieces is not None else _JINJA.from_string(source)
+    tree = parse_template(source)
+    pieces = Substitution.pieces_of(tree)
+    return Substitution(pieces) if pieces is not None else _JINJA.from_string(tree)
+
+
+def parse_template(source: str) -> jinja2.nodes.Template:
+    """Jinja's parse of a template, refused when it names a ``__dunder__`` attribute (``cycler.__init__``,
+    ``x['__class__']``, ``x | attr('__class__')``): what the sandbox would stop anyway, refused when the
+    task is built rather than at its first row. Names only rendering shows are left to the sandbox.
+
+    Raises:
+        jinja2.exceptions.SecurityError: the template reaches for Python's internals.
+
+    Example:
+        >>> parse_template("{{ cycler.__init__.__globals__ }}")
+        Traceback (most recent call last):
+        ...
+        jinja2.exceptions.SecurityError: the template reads '__globals__': templates render in Jinja's \
+sandbox, and may not reach Python's internals
+    """
+    tree = _JINJA.parse(source)
+    for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter)):
+        name = _attribute_read(node)
+        if isinstance(name, str) and name.startswith("__"):
+            raise jinja2.exceptions.SecurityError(
+                f"the template reads {name!r}: templates render in Jinja's sandbox, and may not reach "
+                "Python's internals"
+            )
+    return tree
+
+
+def _attribute_read(node: jinja2.nodes.Node) -> Any:
+    """The attribute or key a ``x.name``, ``x['name']`` or ``x | attr('name')`` node reads, when the template
+    spells it out; ``None`` otherwise."""
+    if isinstance(node, jinja2.nodes.Getattr):
+        return node.attr
+    if isinstance(node, jinja2.nodes.Getitem) and isinstance(node.arg, jinja2.nodes.Const):
+        return node.arg.value
+    if isinstance(node, jinja2.nodes.Filter) and node.name == "attr" and node.args:
+        first = node.args[0]
+        return first.value if isinstance(first, jinja2.nodes.Const) else None
+    return None
 
 
 class Substitution:
     """A template of text and ``{{ name }}`` fields, rendered by joining: ``str`` of each value, as Jinja
-    renders it without autoescaping, and Jinja's ``UndefinedError`` for a name that is not given.
+    renders it without autoescaping (each value checked as Jinja's ``finalize`` checks it), and Jinja's
+    ``UndefinedError`` for a name that is not given.
 
     Example:
         >>> Substitution.pieces_of(_JINJA.parse("Hi {{ name }}!"))
@@ -224,7 +356,9 @@ class Substitution:
 
     def render(self, **values: Any) -> str:
         try:
-            return "".join(str(values[piece]) if is_name else piece for piece, is_name in self.pieces)
+            return "".join(
+                str(_printed(values[piece])) if is_name else piece for piece, is_name in self.pieces
+            )
         except KeyError as missing:
             raise jinja2.UndefinedError(f"{missing.args[0]!r} is undefined") from None
 
@@ -232,7 +366,7 @@ class Substitution:
 @lru_cache(maxsize=256)
 def template_variables(source: str) -> tuple[str, ...]:
     """The variables a template reads, sorted: a task's input columns."""
-    return tuple(sorted(jinja2.meta.find_undeclared_variables(_JINJA.parse(source))))
+    return tuple(sorted(jinja2.meta.find_undeclared_variables(parse_template(source))))
 
 
 def schema_of(model: Any) -> dict[str, Any] | None:
@@ -252,7 +386,8 @@ def _class_schema(model: type) -> dict[str, Any]:
 
 def model_fingerprint(model: Any) -> Any:
     """What identifies an answer model in a fingerprint: a pydantic class by its JSON schema and a
-    digest of its source (the same in every process), a JSON schema dict by itself."""
+    digest of its code (validators, and the values they read; the same in every process), a JSON schema
+    dict by itself."""
     if is_model(model):
-        return {"schema": model.model_json_schema(), "source": source_digest(model)}
+        return {"schema": model.model_json_schema(), "source": code_digest(model)}
     return model

@@ -22,7 +22,7 @@ def read_conversation(value: Any, input: str = "messages") -> list[Message]:
         >>> read_conversation([{"role": "bot", "content": "Hi"}])
         Traceback (most recent call last):
         ...
-        mapgen.tasks.base.InputError: message 0 has role 'bot'; roles are ('system', 'user', 'assistant')
+        mapgen.errors.InputError: message 0 has role 'bot'; roles are ('system', 'user', 'assistant')
         >>> read_conversation([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])[0].content
         'Hi'
     """

@@ -11,7 +11,7 @@ import pyarrow as pa
 from mapgen.core.columns import MESSAGES
 from mapgen.core.prompt import Prompt
 from mapgen.core.review import ReviewLayout, conversation_review
-from mapgen.tasks.base import InputError, compile_template, template_variables
+from mapgen.tasks.base import InputError, render_template, template_variables
 from mapgen.tasks.chat import read_conversation
 from mapgen.tasks.rounds import RoundsTask, with_next_turn
 
@@ -65,7 +65,7 @@ class ConversationTask(RoundsTask):
         return (*variables, "messages") if self.extend and "messages" not in variables else variables
 
     @property
-    def max_rounds(self) -> int:  # type: ignore[override]
+    def max_rounds(self) -> int:
         return 2 * self.num_turns + 1  # + answering a given conversation's last user turn
 
     def start(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,7 +75,7 @@ class ConversationTask(RoundsTask):
             raise InputError("messages", "a system message may only come first")
         if self.system_prompt and not (given and given[0]["role"] == "system"):
             given.insert(0, {"role": "system", "content": self.system_prompt})
-        persona = compile_template(self.persona).render(**row)
+        persona = render_template(self.persona, row)
         return {"conversation": given, "persona": persona, "written": 0}
 
     def next_prompt(self, state: Mapping[str, Any]) -> Prompt | None:

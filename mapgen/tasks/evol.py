@@ -136,7 +136,7 @@ class EvolInstructTask(Task):
         >>> task.parse("I'm sorry, but I can't help with that.")
         Traceback (most recent call last):
         ...
-        mapgen.tasks.parsing.ParseError: the model refused to rewrite
+        mapgen.errors.ParseError: the model refused to rewrite
     """
 
     methods: tuple[str, ...] = tuple(INSTRUCTION_METHODS)

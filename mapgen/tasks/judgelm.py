@@ -100,6 +100,7 @@ class JudgeLMTask(LabellingTask):
         if listed is not None and len(listed) == 1:
             # "8\n6\nexplanation": one score per line, the lines that hold a lone score before the
             # explanation (a near-miss of the format; more scores than texts are flagged by `label`)
+            assert head is not None  # the listed score
             while body and (more := score_list(body[0])) is not None and len(more) == 1:
                 head[len(head) + 1], body = more[0], body[1:]
         found = {i: _score(value, self.scale) for i, value in (head or {}).items()}

@@ -65,7 +65,11 @@ class LabellingTask(Task):
         """The instruction and the list of texts it rates: ``("input", items)`` unless a task says more."""
         return ("input", self.items)
 
-    one_request_per_item: ClassVar[bool] = False
+    @property
+    def one_request_per_item(self) -> bool:
+        """Whether each text gets a prompt of its own (see the module docs): usually a class attribute, or
+        computed from the task's fields."""
+        return False
 
     score_output: ClassVar[str] = "rating"
     """The numeric output; :func:`mapgen.label` can also write it probability-weighted."""

@@ -67,7 +67,7 @@ class MagpieTask(RoundsTask):
         return ()
 
     @property
-    def max_rounds(self) -> int:  # type: ignore[override]
+    def max_rounds(self) -> int:
         return 1 if self.only_instruction else 2 * self.num_turns
 
     def start(self, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import json
 import re
 from typing import Any
 
-from mapgen.errors import INVALID_OUTPUT
+from mapgen.errors import AmbiguousScore, InvalidOutput, ParseError
 
 __all__ = [
     "SCORE_TEXT",
@@ -52,19 +52,6 @@ __all__ = [
     "strip_markdown",
     "validation_message",
 ]
-
-
-class ParseError(ValueError):
-    """An answer that does not have the shape the task asked for: the row gets ``None`` and the reason
-    (kind ``parse``). Raise it (or any ``ValueError``) from a task's ``parse``."""
-
-
-class InvalidOutput(ParseError):
-    """An answer that does not validate against the task's answer model (kind ``invalid_output``): the
-    map function asks again, up to its ``max_reasks``, before it writes ``None`` and the reason. The
-    message names the field that failed (``rating: Input should be 1, 2, 3, 4 or 5``)."""
-
-    kind = INVALID_OUTPUT
 
 
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
@@ -115,12 +102,6 @@ def strip_markdown(text: str) -> str:
     return text.replace("**", "")
 
 
-class AmbiguousScore(ParseError):
-    """A score that cannot be put on the task's scale without guessing: a range or an either/or
-    (``3-4``, ``7 or 8``), or a score on another scale (``4/5`` or ``80%`` where the scale is 1 to 10).
-    Parsers of several texts let it fail the whole answer: the judge did not follow the scale."""
-
-
 def parse_score(value: Any, low: float, high: float) -> float | None:
     """A score from ``value``: a number, or text that starts with one, such as ``4``, ``**4**``, ``4/5``,
     ``4 out of 5``, ``[RESULT] 4``, ``Score: 4.5``, ``4 - clear``. ``N/A`` (and ``None``) give ``None``.
@@ -138,11 +119,11 @@ def parse_score(value: Any, low: float, high: float) -> float | None:
         >>> parse_score("The text has 3 errors, so 2", 1, 5)
         Traceback (most recent call last):
         ...
-        mapgen.tasks.parsing.ParseError: no score at the start of 'The text has 3 errors, so 2'
+        mapgen.errors.ParseError: no score at the start of 'The text has 3 errors, so 2'
         >>> parse_score("8/10", 1, 5)
         Traceback (most recent call last):
         ...
-        mapgen.tasks.parsing.AmbiguousScore: score '8/10' is on another scale (out of 10), not 1 to 5
+        mapgen.errors.AmbiguousScore: score '8/10' is on another scale (out of 10), not 1 to 5
     """
     if value is None or isinstance(value, bool):
         return None
@@ -350,7 +331,7 @@ def parse_model(text: str, model: Any) -> Any:
         >>> parse_model('{"rating": 7, "reason": "clear"}', Verdict)
         Traceback (most recent call last):
         ...
-        mapgen.tasks.parsing.InvalidOutput: rating: Input should be 1, 2, 3, 4 or 5
+        mapgen.errors.InvalidOutput: rating: Input should be 1, 2, 3, 4 or 5
     """
     from pydantic import ValidationError
 

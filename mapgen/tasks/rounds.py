@@ -41,8 +41,11 @@ class RoundsTask(Task):
         {'jokes': ['Knock knock.']}
     """
 
-    max_rounds: ClassVar[int] = 2
-    """The most rounds one row takes (an instance may compute it, e.g. from ``num_turns``)."""
+    @property
+    def max_rounds(self) -> int:
+        """The most rounds one row takes: a class attribute, or computed by an instance (e.g. from
+        ``num_turns``)."""
+        return 2
 
     continues_final_message: ClassVar[bool] = False
     """Whether prompts end inside their last message (Magpie's open user turn): a backend that cannot

@@ -64,7 +64,7 @@ class SelfInstructTask(Task):
             raise ValueError(f"num_instructions must be at least 1, got {self.num_instructions}.")
 
     @property
-    def answer_model(self) -> type[BaseModel]:  # type: ignore[override]
+    def answer_model(self) -> type[BaseModel]:
         return instructions_model(self.num_instructions)
 
     def parse(self, text: str) -> dict[str, Any]:
@@ -103,5 +103,5 @@ def instructions_model(count: int) -> type[BaseModel]:
         "Instructions",
         __config__=UNDOCUMENTED,
         __doc__=f"{count} new instructions.",
-        instructions=(list[item], Field(min_length=count, max_length=count)),  # type: ignore[valid-type]
+        instructions=(list[item], Field(min_length=count, max_length=count)),
     )

@@ -71,15 +71,17 @@ class StructuredTask(Task):
             )
 
     @property
-    def answer_model(self) -> Any:  # type: ignore[override]
+    def answer_model(self) -> Any:
         return self.model
 
     @property
-    def schema(self) -> dict[str, Any]:  # type: ignore[override]
-        return schema_of(self.model)  # type: ignore[return-value]
+    def schema(self) -> dict[str, Any]:
+        schema = schema_of(self.model)
+        assert schema is not None  # __post_init__ checked that model is a model class or a schema dict
+        return schema
 
     @property
-    def outputs(self) -> dict[str, pa.DataType]:  # type: ignore[override]
+    def outputs(self) -> dict[str, pa.DataType]:
         return arrow_types(self.schema)
 
     def validator(self) -> type:

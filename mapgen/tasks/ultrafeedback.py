@@ -245,11 +245,11 @@ class UltraFeedbackTask(LabellingTask):
             )
 
     @property
-    def one_request_per_item(self) -> bool:  # type: ignore[override]
+    def one_request_per_item(self) -> bool:
         return self.per_generation
 
     @property
-    def answer_model(self) -> type[BaseModel]:  # type: ignore[override]
+    def answer_model(self) -> type[BaseModel]:
         return Rating if self.per_generation else Ratings
 
     @classmethod
@@ -353,13 +353,13 @@ def parse_rated_blocks(text: str, json_key: str, scale: tuple[int, int]) -> dict
             "rationale": [one_line(_get(entry, "rationale", "reason", "explanation")) for entry in data],
         }
     if text.lstrip().startswith(("{", "[", "```")):
-        ratings = json_fields(text, "rating")
-        if ratings:  # JSON cut off by the token limit: keep what is complete
-            rationales = json_fields(text, "rationale")
+        complete = json_fields(text, "rating")
+        if complete:  # JSON cut off by the token limit: keep what is complete
+            reasons = json_fields(text, "rationale")
             return {
-                "rating": [_score_or_none(value, scale) for value in ratings],
-                "rationale": [one_line(r) for r in rationales[: len(ratings)]]
-                + [None] * (len(ratings) - len(rationales)),
+                "rating": [_score_or_none(value, scale) for value in complete],
+                "rationale": [one_line(r) for r in reasons[: len(complete)]]
+                + [None] * (len(complete) - len(reasons)),
             }
     clean = strip_markdown(text)
     sections = [(number, clean[start:end]) for number, start, end in numbered_spans(clean)]
@@ -394,7 +394,7 @@ def _rated_block(block: str, scale: tuple[int, int]) -> tuple[float | None, str 
     else from a rating that starts the block (``Text 1: 4 - clear``)."""
     lines = labelled_lines(block, ("rating", "score"))
     rationale = labelled_field(block, ("rationale", "reason", "explanation", "justification"), multiline=True)
-    ratings = {_score_or_none(line.group(1), scale) for line in lines} - {None}
+    ratings = {score for line in lines if (score := _score_or_none(line.group(1), scale)) is not None}
     if len(ratings) > 1:
         raise ParseError(f"two different ratings for one text: {sorted(ratings)}")
     if lines:

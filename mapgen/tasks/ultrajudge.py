@@ -81,11 +81,14 @@ class AreaRating(BaseModel):
     rationale: str = Field(max_length=200)
 
 
+_REVIEW_FIELDS: dict[str, Any] = {
+    f"area_{i}": (AreaRating, Field(alias=name)) for i, (name, _) in enumerate(AREAS)
+}
 ReviewedAnswer = create_model(
     "ReviewedAnswer",
     __config__=UNDOCUMENTED,
     __doc__="One answer's review: every area (under its name), then the final score, 1 to 10.",
-    **{f"area_{i}": (AreaRating, Field(alias=name)) for i, (name, _) in enumerate(AREAS)},
+    **_REVIEW_FIELDS,
     final_score=(int, Field(ge=1, le=10)),
 )
 """One answer's review (a model built from :data:`AREAS`, whose names are its fields' aliases)."""
@@ -96,7 +99,7 @@ class Review(BaseModel):
 
     model_config = UNDOCUMENTED
 
-    answers: list[ReviewedAnswer]  # type: ignore[valid-type]
+    answers: list[ReviewedAnswer]  # type: ignore[valid-type]  # a model built at run time
 
 
 SCHEMA: dict[str, Any] = answer_schema(Review)
@@ -133,9 +136,9 @@ class UltraJudgeTask(LabellingTask):
     def parse(self, text: str) -> dict[str, Any]:
         data = load_json(text)
         if isinstance(data, dict) and isinstance(data.get("answers"), list):
-            areas = [_areas_from_json(entry) for entry in data["answers"]]
-            finals = [_score(_get(entry, "final_score"), self.scale) for entry in data["answers"]]
-            return {"rating": finals, "areas": areas}
+            reviews = [_areas_from_json(entry) for entry in data["answers"]]
+            scores = [_score(_get(entry, "final_score"), self.scale) for entry in data["answers"]]
+            return {"rating": scores, "areas": reviews}
         clean = strip_markdown(text)
         spans = numbered_spans(clean)
         if not spans:
@@ -177,15 +180,18 @@ def _final_scores(
             content = ", ".join(below.group(1).split("\n")).strip(", ") if below else ""
         listed = score_list(content)
         labelled = labelled_scores(content) if listed is None else None
-        if listed is None and labelled is None:
-            raise ParseError(f"final scores line {line.group(0).strip()[:60]!r} is not a list of scores")
-        if labelled is None and len(lines) > 1 and len(listed) == 1:
-            # one of several "Final score: 8" lines: it belongs to the answer whose block holds it
-            owner = next((n for n, start, end in spans if start <= line.start() < end), None)
-            if owner is None:
-                raise ParseError(f"final score {content!r} is outside every answer's block")
-            labelled = {owner: listed[0]}
-        for number, value in (labelled or dict(enumerate(listed, 1))).items():
+        if labelled is None:  # (labelled_scores gives None or at least one score)
+            if listed is None:
+                raise ParseError(f"final scores line {line.group(0).strip()[:60]!r} is not a list of scores")
+            if len(lines) > 1 and len(listed) == 1:
+                # one of several "Final score: 8" lines: it belongs to the answer whose block holds it
+                owner = next((n for n, start, end in spans if start <= line.start() < end), None)
+                if owner is None:
+                    raise ParseError(f"final score {content!r} is outside every answer's block")
+                labelled = {owner: listed[0]}
+            else:
+                labelled = dict(enumerate(listed, 1))
+        for number, value in labelled.items():
             agree(found, number, _score(value, scale))
     return found
 

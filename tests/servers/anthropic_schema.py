@@ -10,9 +10,10 @@ The API answers a malformed body with a 400 ``invalid_request_error`` whose mess
   ``assistant`` turn is a prefill (which may be empty, but not end with whitespace); every other message
   has non-empty content, and no ``text`` block is empty.
 - Content is a string or a list of ``text``, ``image`` (``base64`` with media type ``image/jpeg|png|gif|webp``
-  and valid base64 data, or ``url``), ``document`` (``base64`` PDF, ``text``, ``url``), ``tool_use``,
-  ``tool_result`` and ``thinking`` blocks; ``tool_result`` blocks must answer ``tool_use`` ids of the
-  turn before, and every ``tool_use`` must be answered in the next turn.
+  and valid base64 data, or ``url`` with an ``http(s)://`` URL, which the API downloads), ``document``
+  (``base64`` PDF, ``text``, ``url``), ``tool_use``, ``tool_result`` and ``thinking`` blocks; ``tool_result``
+  blocks must answer ``tool_use`` ids of the turn before, and every ``tool_use`` must be answered in the
+  next turn.
 - ``system`` is a string or a list of ``text`` blocks; ``cache_control`` is ``{"type": "ephemeral",
   "ttl": "5m"|"1h"}``, on at most 4 blocks.
 - ``tools`` have a unique ``name`` (``^[a-zA-Z0-9_-]{1,128}$``) and an ``input_schema`` of type object;
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import urllib.parse
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -82,8 +84,18 @@ class Base64ImageSource(Strict):
 
 
 class URLSource(Strict):
+    """An image or PDF the API downloads: over HTTP(S) only (a ``data:`` URL goes as a ``base64`` source)."""
+
     type: Literal["url"]
     url: str
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ValueError("Only HTTP(S) URLs are supported; send other images as base64 sources")
+        return url
 
 
 class FileSource(Strict):

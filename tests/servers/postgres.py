@@ -7,6 +7,9 @@
 - ``postgres_url`` (session): the URL of one database on it, for tests that share it (a Ray cluster).
 - ``store_url`` (per test, parametrized ``sqlite`` / ``postgresql``): sets ``MAPGEN_STORE`` to a fresh
   store of that kind, so a store test runs against both backends.
+- ``restartable_postgres`` (per test): a server of the test module's own, not the session's, which the
+  test may ``stop()`` (a fast shutdown, as ``pg_ctl stop -m fast``) and ``start()`` again; running again
+  after the test.
 
 Debian installs the binaries in ``/usr/lib/postgresql/<version>/bin``, off ``PATH``: they are looked
 for there too. PostgreSQL refuses to run as root, so as root the server runs as the ``postgres`` user
@@ -57,6 +60,31 @@ class PostgresServer:
         self.password = password
         self.log = log
         self._names = itertools.count()
+        self.command: list[str] = []
+        self.user: pwd.struct_passwd | None = None
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the server (again, after :meth:`stop`); return once it accepts connections."""
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                self.command, stdout=out, stderr=subprocess.STDOUT, **_run_as(self.user)
+            )
+        _wait_until_accepting(self, self.process)
+
+    def stop(self) -> None:
+        """A fast shutdown (``pg_ctl stop -m fast``): open transactions are rolled back, clients cut off."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
@@ -118,23 +146,17 @@ def running_postgres() -> Iterator[PostgresServer]:
         )  # fmt: skip
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
-        command = [
+        server.command = [
             postgres, "-D", str(data), "-h", "127.0.0.1", "-p", str(server.port), "-k", str(root),
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_connections=200",
         ]  # fmt: skip
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **_run_as(user))
+        server.user = user
         try:
-            _wait_until_accepting(server, process)
+            server.start()
             yield server
         finally:
-            process.send_signal(signal.SIGINT)  # fast shutdown: does not wait for clients to leave
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            server.stop()  # fast shutdown: does not wait for clients to leave
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -144,6 +166,22 @@ def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server for the session (see the module docs)."""
     with running_postgres() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def _module_postgres() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def restartable_postgres(_module_postgres: PostgresServer) -> Iterator[PostgresServer]:
+    """A PostgreSQL server the test may stop and start (see the module docs)."""
+    if not _module_postgres.running():
+        _module_postgres.start()
+    yield _module_postgres
+    if not _module_postgres.running():
+        _module_postgres.start()
 
 
 @pytest.fixture(scope="session")

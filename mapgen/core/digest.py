@@ -1,0 +1,223 @@
+"""A digest of what a class's code does: the fingerprint's share of a task's parser and prompt code.
+
+A task's output depends on its fields, its template, the code of its methods and the module-level values
+that code reads; not on the rest of its module's text. So :func:`code_digest` hashes, for the class and
+each base outside the standard library and installed packages (mapgen's own bases included: a release that
+changes a parser must re-run maps):
+
+- every method's code (bytecode, constants and names, nested functions too; never line numbers, file names
+  or docstrings, so moving code or rewording a comment keeps caches), with its defaults and closure;
+- the other class attributes that are not dataclass fields (the fields are fingerprinted by value);
+- the globals that code reads, by value: plain data as itself, functions by their code (and theirs in
+  turn, to a bounded depth), modules and classes by name only (``import json`` does not drag the json
+  module in), other objects by ``datasets``' Hasher, as ``datasets`` hashes a map function's globals.
+
+Libraries' functions and classes count by name: their code changes with their version, as ``datasets``'
+own pickler refers to them. The digest is the same in every process (no ids, addresses or set order).
+
+Example:
+    >>> namespace = {"__name__": "notebook"}
+    >>> exec("UNIT = 'cm'\\nclass Measure:\\n    def parse(self, text): return text + UNIT", namespace)
+    >>> before = code_digest(namespace["Measure"])
+    >>> namespace["UNIT"] = "mm"  # a constant the parser reads
+    >>> code_digest(namespace["Measure"]) != before
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import dis
+import enum
+import functools
+import hashlib
+import json
+import os
+import re
+import sys
+import sysconfig
+import types
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from datasets.fingerprint import Hasher
+
+__all__ = ["code_digest"]
+
+_MAX_DEPTH = 8
+"""How many global functions deep the digest follows calls; deeper ones count by name."""
+
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"})
+_LIBRARY_DIRS = tuple(
+    os.path.join(os.path.realpath(sysconfig.get_paths()[key]), "") for key in ("stdlib", "platstdlib")
+)
+_FLAGS = 0xFFFF
+"""The code flags that say what a function is (a generator, takes *args...); the ones above say which
+``__future__`` imports its module made, which show in the bytecode where they matter."""
+_SCALARS = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis))
+_BUILTINS = (types.BuiltinFunctionType, types.MethodDescriptorType, types.WrapperDescriptorType)
+
+
+def code_digest(cls: type, exclude: Collection[str] = ()) -> str:
+    """A short digest of ``cls``'s code and of the module-level values it reads (see the module's text),
+    less the attributes named in ``exclude`` (methods that never change output), in every class.
+
+    Example:
+        >>> class Shout:
+        ...     def parse(self, text): return text.upper()
+        >>> class Whisper:
+        ...     def parse(self, text): return text.lower()
+        >>> code_digest(Shout) == code_digest(Shout), code_digest(Shout) == code_digest(Whisper)
+        (True, False)
+    """
+    state = _Digest().of_class(cls, frozenset(exclude))
+    return hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+class _Digest:
+    """One walk over a class's code, in a fixed order: a function met again (a shared helper, a recursion)
+    is named, not hashed again, so the state grows with the code, not with the paths through it."""
+
+    def __init__(self) -> None:
+        self.functions: dict[int, types.FunctionType] = {}  # by id; holding them keeps the ids unique
+
+    def of_class(self, cls: type, exclude: frozenset[str]) -> list[Any]:
+        fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+        skipped = fields | exclude
+        bases = []
+        for base in cls.__mro__:
+            if not _follows(base.__module__):
+                continue
+            attributes = {
+                name: self.value(value, 0)
+                for name, value in vars(base).items()
+                if not _is_dunder(name) and not name.startswith("_abc_") and name not in skipped
+                # (ABCMeta's `_abc_impl` caches the subclasses met so far: state, not code)
+            }
+            bases.append([_name(base), attributes])
+        return bases
+
+    def value(self, value: Any, depth: int) -> Any:
+        """A JSON-able state of one value, the same in every process."""
+        if isinstance(value, _SCALARS):
+            return [type(value).__name__, repr(value)]
+        if isinstance(value, (list, tuple)):
+            return [type(value).__name__, [self.value(item, depth) for item in value]]
+        if isinstance(value, (set, frozenset)):
+            return [type(value).__name__, _sorted(self.value(item, depth) for item in value)]
+        if isinstance(value, Mapping):
+            items = ([self.value(k, depth), self.value(v, depth)] for k, v in value.items())
+            return [type(value).__name__, _sorted(items)]
+        if isinstance(value, types.ModuleType):
+            return ["module", value.__name__]
+        if isinstance(value, type):
+            return ["class", _name(value)]
+        if isinstance(value, enum.Enum):
+            return ["enum", _name(type(value)), value.name]
+        if isinstance(value, re.Pattern):
+            return ["pattern", self.value(value.pattern, depth), value.flags]
+        if isinstance(value, types.FunctionType):
+            return self.function(value, depth)
+        if isinstance(value, (staticmethod, classmethod)):
+            return [type(value).__name__, self.value(value.__func__, depth)]
+        if isinstance(value, property):
+            return ["property", [self.value(f, depth) for f in (value.fget, value.fset, value.fdel)]]
+        if isinstance(value, functools.cached_property):
+            return ["cached_property", self.value(value.func, depth)]
+        if callable(value) and hasattr(value, "__wrapped__"):  # functools.lru_cache and the like
+            return ["wrapped", _name(type(value)), self.value(value.__wrapped__, depth)]
+        if isinstance(value, _BUILTINS):
+            return ["builtin", getattr(value, "__module__", None) or "", value.__qualname__]
+        try:
+            return ["object", _name(type(value)), Hasher.hash(value)]
+        except Exception:  # an object no pickler can save: its type is what is left to say
+            return ["object", _name(type(value))]
+
+    def function(self, fn: types.FunctionType, depth: int) -> Any:
+        if not _follows(fn.__module__) or depth > _MAX_DEPTH:
+            return ["function", fn.__module__ or "", fn.__qualname__]
+        if id(fn) in self.functions:
+            return ["seen", fn.__module__ or "", fn.__qualname__]
+        self.functions[id(fn)] = fn
+        cells = []
+        for cell in fn.__closure__ or ():
+            try:
+                cells.append(self.value(cell.cell_contents, depth + 1))
+            except ValueError:  # a cell not yet filled
+                cells.append(None)
+        reads = {
+            name: self.value(fn.__globals__[name], depth + 1)
+            for name in _global_names(fn.__code__)
+            if name in fn.__globals__
+        }
+        defaults = [self.value(fn.__defaults__, depth), self.value(fn.__kwdefaults__, depth)]
+        return ["function", _code(fn.__code__, fn.__doc__), defaults, cells, reads]
+
+
+def _code(code: types.CodeType, doc: str | None = None) -> list[Any]:
+    """Bytecode, constants (nested code too) and names: no line numbers or file names, no docstring."""
+    consts = list(code.co_consts)
+    if doc is not None and consts and consts[0] == doc:
+        consts[0] = None
+    return [
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_flags & _FLAGS,
+        code.co_code.hex(),
+        [_code(c) if isinstance(c, types.CodeType) else _constant(c) for c in consts],
+        list(code.co_names),
+        list(code.co_varnames),
+        list(code.co_freevars),
+        list(code.co_cellvars),
+    ]
+
+
+def _constant(value: Any) -> Any:
+    if isinstance(value, (tuple, frozenset)):  # frozenset order follows the (salted) string hash: sorted
+        items = [_code(c) if isinstance(c, types.CodeType) else _constant(c) for c in value]
+        return [type(value).__name__, items if isinstance(value, tuple) else _sorted(items)]
+    return [type(value).__name__, repr(value)]
+
+
+@functools.lru_cache(maxsize=4096)  # code is immutable, and disassembling it is most of a digest's time
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """The global names ``code`` and the code nested in it read or write, first use first."""
+    names: dict[str, None] = {}
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _GLOBAL_OPS:
+            names[instruction.argval] = None
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.update(dict.fromkeys(_global_names(const)))
+    return tuple(names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _follows(module_name: str | None) -> bool:
+    """Whether code from this module counts by its content: scripts, notebooks, the user's modules and
+    mapgen's own; the standard library and installed packages count by name."""
+    if not module_name or module_name == "__main__" or module_name.split(".")[0] == "mapgen":
+        return True
+    module = sys.modules.get(module_name)
+    if module is None:  # code made at run time (exec, a notebook cell)
+        return True
+    file = getattr(module, "__file__", None)
+    if file is None:  # built into the interpreter
+        return False
+    path = os.path.realpath(file)
+    parts = path.split(os.sep)
+    return not ("site-packages" in parts or "dist-packages" in parts or path.startswith(_LIBRARY_DIRS))
+
+
+def _is_dunder(name: str) -> bool:
+    # Object protocol (the dataclass-made __init__, __eq__, __repr__...), not prompt or parse code.
+    return name.startswith("__") and name.endswith("__")
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _sorted(items: Any) -> list[Any]:
+    return sorted(items, key=lambda item: json.dumps(item, sort_keys=True, separators=(",", ":")))

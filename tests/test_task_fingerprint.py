@@ -1,0 +1,207 @@
+"""A task's map fingerprint covers what its output depends on (issue 19, item 3b): its fields, its template,
+the code of its methods and the module-level values that code reads; not the rest of its module's text.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import mapgen
+
+TASK_MODULE = '''
+from dataclasses import dataclass
+
+import mapgen
+
+UNIT = "cm"
+SEPARATOR = ": "
+
+
+def with_unit(text):
+    return f"{text.strip()} {UNIT}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measure(mapgen.Task):
+    """How long a thing is."""
+
+    template: str = "How long is {{ input }}?"
+    outputs = ("length",)
+
+    def parse(self, text):
+        return {"length": "length" + SEPARATOR + with_unit(text)}
+'''
+
+UNRELATED_EDITS = {
+    "an import": ("import mapgen\n", "import json\nimport mapgen\n"),
+    "a comment": ("UNIT =", "# Lengths are written with their unit.\n\n\nUNIT ="),
+    "an unrelated function": ("\n\n@dataclass", "\n\ndef unused(x):\n    return x * 2\n\n\n@dataclass"),
+    "an unrelated constant": ('SEPARATOR = ": "\n', 'SEPARATOR = ": "\nVERSION = "2"\n'),
+    "the class docstring": ("How long a thing is.", "The length of a thing, with its unit."),
+    "a docstring for the parser": (
+        "    def parse(self, text):\n",
+        '    def parse(self, text):\n        """Unit."""\n',
+    ),
+    "a __future__ import": ("from dataclasses", "from __future__ import annotations\n\nfrom dataclasses"),
+    "a review layout": (
+        "    def parse",
+        "    def review(self):\n        return super().review()\n\n    def parse",
+    ),
+}
+OUTPUT_EDITS = {
+    "a constant the parser reads": ('SEPARATOR = ": "', 'SEPARATOR = " = "'),
+    "a constant a helper of the parser reads": ('UNIT = "cm"', 'UNIT = "mm"'),
+    "the helper's code": ("text.strip()", "text.lower()"),
+    "the template": ("How long is {{ input }}?", "What is the length of {{ input }}?"),
+    "the parse method's body": ('"length" + SEPARATOR', '"size" + SEPARATOR'),
+}
+
+
+def task_fingerprint(folder, source: str, monkeypatch) -> str:
+    """Import ``source`` as the module ``user_measure`` (afresh, from its own folder) and fingerprint a
+    map function over its task."""
+    folder.mkdir()
+    path = folder / "user_measure.py"
+    path.write_text(source)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    spec = importlib.util.spec_from_file_location("user_measure", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "user_measure", module)
+    spec.loader.exec_module(module)
+    return mapgen.fingerprint(mapgen.generate(mapgen.LlamaCppLLM(), module.Measure()))
+
+
+@pytest.fixture
+def base_fingerprint(tmp_path, monkeypatch):
+    return task_fingerprint(tmp_path / "base", TASK_MODULE, monkeypatch)
+
+
+def edited(old: str, new: str) -> str:
+    assert old in TASK_MODULE
+    return TASK_MODULE.replace(old, new, 1)
+
+
+def test_reimporting_the_same_module_keeps_the_fingerprint(tmp_path, monkeypatch, base_fingerprint):
+    assert task_fingerprint(tmp_path / "again", TASK_MODULE, monkeypatch) == base_fingerprint
+
+
+@pytest.mark.parametrize("edit", sorted(UNRELATED_EDITS))
+def test_an_unrelated_edit_to_the_tasks_module_keeps_the_fingerprint(
+    tmp_path, monkeypatch, base_fingerprint, edit
+):
+    source = edited(*UNRELATED_EDITS[edit])
+    assert task_fingerprint(tmp_path / "edited", source, monkeypatch) == base_fingerprint
+
+
+@pytest.mark.parametrize("edit", sorted(OUTPUT_EDITS))
+def test_an_edit_the_output_depends_on_changes_the_fingerprint(tmp_path, monkeypatch, base_fingerprint, edit):
+    source = edited(*OUTPUT_EDITS[edit])
+    assert task_fingerprint(tmp_path / "edited", source, monkeypatch) != base_fingerprint
+
+
+def test_a_global_read_by_a_method_changes_the_digest_in_process():
+    # A notebook re-runs a cell that sets a constant, without redefining the class.
+    from mapgen.core.digest import code_digest
+
+    namespace: dict = {"__name__": "notebook_cell"}
+    exec("UNIT = 'cm'\nclass Reader:\n    def parse(self, text):\n        return text + UNIT\n", namespace)
+    before = code_digest(namespace["Reader"])
+    namespace["UNIT"] = "mm"
+    assert code_digest(namespace["Reader"]) != before
+
+
+# Built-in tasks: their code counts too (a mapgen release that changes a parser re-runs maps), the same in
+# every process whatever the hash seed, and using a task does not change it.
+
+BUILT_IN_SCRIPT = """
+import json
+import mapgen
+from mapgen.core.digest import code_digest
+
+tasks = [getattr(mapgen, name) for name in sorted(dir(mapgen)) if name.endswith("Task")]
+tasks = [cls for cls in tasks if isinstance(cls, type) and issubclass(cls, mapgen.Task)]
+print(json.dumps({cls.__qualname__: code_digest(cls) for cls in tasks}))
+"""
+
+
+def built_in_digests(seed: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    command = [sys.executable, "-c", BUILT_IN_SCRIPT]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout)
+
+
+def test_built_in_tasks_digest_the_same_in_every_process_and_each_its_own():
+    first = built_in_digests("1")
+    assert built_in_digests("2") == first
+    assert len(first) > 10
+    assert len(set(first.values())) == len(first)
+
+
+def test_using_a_built_in_task_leaves_its_fingerprint_as_it_was():
+    task = mapgen.TextGenerationTask(template="Q: {{ input }} {% if input %}!{% endif %}")
+    fn = mapgen.generate(mapgen.LlamaCppLLM(), task)
+    before = mapgen.fingerprint(fn)
+    task.prompt({"input": "x"})
+    mapgen.UltraFeedbackTask.for_overall_quality().parse("Rating: 4\nRationale: fine")
+    assert mapgen.fingerprint(fn) == before
+
+
+# A task in a script (``__main__``) whose parser reads a module-level constant: editing the constant and
+# running the script again re-runs the map instead of serving datasets' cached result.
+
+SCRIPT = """
+import json, sys
+from dataclasses import dataclass
+
+import datasets
+import mapgen
+
+UNIT = "cm"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measure(mapgen.Task):
+    template: str = "How long is {{ input }}?"
+    outputs = ("length",)
+
+    def parse(self, text):
+        return {"length": f"{text} {UNIT}"}
+
+
+if __name__ == "__main__":
+    ds = datasets.load_from_disk(sys.argv[1])
+    llm = mapgen.OpenAILLM("fault", base_url=sys.argv[2], api_key=sys.argv[3])
+    out = ds.map(mapgen.generate(llm, Measure(), cache=False), batched=True)
+    files = [f["filename"] for f in out.cache_files]
+    print(json.dumps({"length": list(out["length"]), "cache_files": files}))
+"""
+
+
+def run_script(folder, unit: str, saved: str, server) -> dict:
+    script = folder / "measure.py"
+    script.write_text(SCRIPT.replace('UNIT = "cm"', f"UNIT = {unit!r}"))
+    command = [sys.executable, str(script), saved, server.base_url, server.api_key]
+    result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_a_script_task_reruns_when_a_constant_its_parser_reads_changes(tmp_path, fault_server):
+    saved = str(tmp_path / "things")
+    import datasets
+
+    datasets.Dataset.from_dict({"input": ["a pencil", "a bus"]}).save_to_disk(saved)
+
+    first = run_script(tmp_path, "cm", saved, fault_server)
+    again = run_script(tmp_path, "cm", saved, fault_server)
+    assert again == first  # nothing changed: datasets' cache, no request
+    assert fault_server.stats()["total"] == 2
+
+    edited = run_script(tmp_path, "mm", saved, fault_server)
+    assert edited["cache_files"] != first["cache_files"]
+    assert all(length[0].endswith(" mm") for length in edited["length"]), edited["length"]
+    assert fault_server.stats()["total"] == 4
