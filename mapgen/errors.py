@@ -14,7 +14,10 @@ re-run by kind. The codes:
 ``empty_answer``    the model answered with no text (``finish_reason`` says why); not retried
 ``engine``          a local engine failed on this prompt (too long for its context, say)
 ``parse``           the answer came, but the task could not read it
-``invalid_output``  the answer came, but failed the task's answer model (names the field), after re-asks
+``invalid_output``  the answer came, but failed the task's answer model (names the field) or does not fit its
+                    column's type (``population: value does not fit int64``), after re-asks
+``length``          the answer was cut at the token limit and cannot be read (``cut at max_new_tokens=16``);
+                    not re-asked, since the same limit would cut it again: raise ``max_new_tokens``
 ``interrupted``     not sent: the run was interrupted (Ctrl-C) first; a re-run sends it
 ``batch_expired``   a batch API job ended (24 hours) before answering it; a re-run submits it again
 ``batch_cancelled`` its batch API job was cancelled before answering it; a re-run submits it again
@@ -47,6 +50,7 @@ class                   also a                raised
 ``DeviceError``         ``RuntimeError``      GPU placement that cannot work, in a worker
 ``CacheWarning``        ``MapgenWarning``     a map function ``datasets`` cannot fingerprint
 ``StoreWarning``        ``MapgenWarning``     storing failed mid-run; the run goes on without it
+``SchemaWarning``       ``MapgenWarning``     a server took the answer schema only as a guide, or not at all
 ``Interrupted``         ``KeyboardInterrupt`` Ctrl-C during a map: what was kept, and that a re-run resumes
 ======================  ====================  =======================================================
 
@@ -81,6 +85,7 @@ EMPTY_ANSWER = "empty_answer"
 ENGINE = "engine"
 PARSE = "parse"
 INVALID_OUTPUT = "invalid_output"
+LENGTH = "length"
 INTERRUPTED = "interrupted"
 BATCH_EXPIRED = "batch_expired"
 BATCH_CANCELLED = "batch_cancelled"
@@ -388,6 +393,13 @@ class CacheWarning(MapgenWarning):
 
 class StoreWarning(MapgenWarning):
     """The response store failed while answers were being stored: the run goes on without storing them."""
+
+
+class SchemaWarning(MapgenWarning):
+    """A server did not constrain answers to their schema: it refused every ``response_format`` style (the
+    answers go without one), or the schema has no strict form (it goes with ``strict: false``, which
+    OpenAI's API reads as a guide only). Once per process and config; each answer's metadata says how its
+    schema went (``schema_style``), and validation still checks every answer."""
 
 
 class Interrupted(KeyboardInterrupt):

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from mapgen.core.columns import MESSAGES, METADATA, typed_columns
 from mapgen.core.request import Completion, Request
-from mapgen.errors import INPUT, PARSE, error_text, split_error
+from mapgen.errors import INPUT, LENGTH, PARSE, InputError, error_text, split_error
 from mapgen.llms.base import LLM
 from mapgen.mapping.map_function import Answer, MapFunction, completion_metadata
 from mapgen.runtime.progress import counters
@@ -70,6 +70,14 @@ class LabelFunction(MapFunction):
             types[self.weighted_column] = pa.list_(pa.float64())
         return types
 
+    def answer_types(self) -> Mapping[str, pa.DataType]:
+        """The type of each value one answer's parse returns (what it is checked against): the task's
+        output types, and with ``one_request_per_item`` (an answer per text) a list output's item type."""
+        types = self.task.output_types()
+        if not self.task.one_request_per_item:
+            return types
+        return {name: kind.value_type if pa.types.is_list(kind) else kind for name, kind in types.items()}
+
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
         task = self.task
         plans = [self._plan(row) for row in rows]
@@ -108,12 +116,15 @@ class LabelFunction(MapFunction):
             return _RowPlan(size=size, error=error_text(INPUT, error))
         assert isinstance(texts, (list, tuple))  # else error says why not
         top = TOP_LOGPROBS if self.weighted_ratings else 0
-        if task.one_request_per_item:
-            schema = task.schema_for(1) if self.llm.supports_schema else None
-            prompts = [task.prompt({**row, task.item: texts[i]}) for i in kept]
-        else:
-            schema = task.schema_for(len(kept)) if self.llm.supports_schema else None
-            prompts = [task.prompt({**row, task.items: [texts[i] for i in kept]})]
+        try:
+            if task.one_request_per_item:
+                schema = task.schema_for(1) if self.llm.supports_schema else None
+                prompts = [task.prompt({**row, task.item: texts[i]}) for i in kept]
+            else:
+                schema = task.schema_for(len(kept)) if self.llm.supports_schema else None
+                prompts = [task.prompt({**row, task.items: [texts[i] for i in kept]})]
+        except InputError as refused:  # an input the task cannot prompt from (not text): this row only
+            return _RowPlan(size=size, error=error_text(INPUT, self.input_error(refused)))
         requests = [Request(prompt, 0, schema, top_logprobs=top) for prompt in prompts]
         return _RowPlan(size=len(texts), kept=kept, requests=requests)
 
@@ -177,8 +188,10 @@ class LabelFunction(MapFunction):
         if not problems and isinstance(scores, list):
             missing = [i + 1 for i in plan.kept if scores[i] is None]
             if missing:
+                cut = _cut(task, plan, answers, missing)  # the limit, not the judge, left them out
+                kind, why = (LENGTH, f"{self.cut_at(cut)}: ") if cut else (PARSE, "")
                 problems.append(
-                    error_text(PARSE, f"no {task.score_output} for text(s) {missing} of {plan.size}")
+                    error_text(kind, f"{why}no {task.score_output} for text(s) {missing} of {plan.size}")
                 )
         if problems:
             counters.add(failed=1)
@@ -191,6 +204,15 @@ class LabelFunction(MapFunction):
         positions: list[int | None] = list(task.score_positions(completion.text or ""))[:count]
         positions += [None] * (count - len(positions))
         return [weighted_score(p, completion.tokens, completion.top_logprobs, task.scale) for p in positions]
+
+
+def _cut(task: LabellingTask, plan: _RowPlan, answers: list[Answer], missing: list[int]) -> Completion | None:
+    """The answer cut at the token limit that left texts ``missing`` (numbered from 1) without a score, if
+    one was: the row's one answer, or with ``one_request_per_item`` the answer of a missing text."""
+    if task.one_request_per_item:
+        pairs = zip(plan.kept, answers, strict=True)
+        return next((c for i, (c, _) in pairs if i + 1 in missing and c.cut), None)
+    return next((c for c, _ in answers if c.cut), None)
 
 
 @dataclass

@@ -208,3 +208,37 @@ def test_input_and_output_tokens_are_limited_apart(anthropic_server):
     assert answer.text == "echo: Hi"
     assert (engine.limiter.rpm, engine.limiter.tpm, engine.output_limiter.tpm) == (6000, 100_000, 50_000)
     assert llm.rate_tokens(10, 8) == (10, 8)  # tpm counts input only, output_tpm output only
+
+
+class Essay(BaseModel):
+    title: str
+    body: str
+
+
+def test_answers_cut_at_max_tokens_are_cuts_not_invalid_answers(anthropic_server):
+    # The server cuts a text answer to max_tokens words (stop_reason max_tokens): finish_reason "length".
+    anthropic_server.configure(
+        api_key=anthropic_server.api_key,
+        replies=[
+            {"contains": "zq-essay", "reply": '{"title": "On rivers", "body": "Rivers begin in the hills."}'},
+            {"contains": "zq-short", "reply": "Text 1\nRating: 4\nRationale: The answer is clear."},
+            {"contains": "zq-long", "reply": "Text 1\nRating: 4\nRationale: The answer is clear."},
+        ],
+    )
+    essays = datasets.Dataset.from_dict({"input": ["zq-essay"]})
+    task = mapgen.StructuredTask(Essay)
+    row = essays.map(mapgen.generate(claude(anthropic_server, max_new_tokens=4), task), batched=True)[0]
+    assert row["generation_errors"] == ["length: cut at max_new_tokens=4"]
+    assert row["generation_metadata"][0]["finish_reason"] == "length"
+    assert anthropic_server.stats()["messages"] == 1  # not re-asked at the same limit
+    rated = datasets.Dataset.from_dict({"input": ["zq-short", "zq-long"], "generations": [["a"], ["a"]]})
+    judge = mapgen.UltraFeedbackTask()
+    short = rated.select([0]).map(
+        mapgen.label(claude(anthropic_server, max_new_tokens=4), judge), batched=True
+    )
+    long = rated.select([1]).map(
+        mapgen.label(claude(anthropic_server, max_new_tokens=3), judge), batched=True
+    )
+    assert (short[0]["rating"], short[0]["labelling_error"]) == ([4.0], None)  # "Text 1 Rating: 4": it reads
+    assert short[0]["labelling_metadata"]["finish_reason"] == "length"
+    assert (long[0]["rating"], long[0]["labelling_error"]) == ([None], "length: cut at max_new_tokens=3")

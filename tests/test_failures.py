@@ -6,6 +6,7 @@ Each test replays one failing input from a public bug report (issue 10) against 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -488,3 +489,77 @@ def test_workers_stop_when_their_parent_is_killed(fault_server, tmp_path):
     settled = fault_server.stats()["total"]
     time.sleep(2)
     assert fault_server.stats()["total"] == settled < 400
+
+
+def running_in_group(group: int) -> list[int]:
+    """The processes of process group ``group`` that still run (zombies do not)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as file:
+                    stat = file.read()
+            except OSError:
+                continue
+            state, _, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+            if int(pgrp) == group and state not in ("Z", "X"):
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process groups from /proc")
+def test_ctrl_c_with_num_proc_keeps_what_was_in_flight_and_prints_one_line(fault_server, tmp_path):
+    # Ctrl-C in a terminal reaches the whole process group: the script and its num_proc workers. datasets
+    # then ends its pool (SIGTERM to the workers) and raises a TimeoutError of its own.
+    fault_server.configure(api_key=fault_server.api_key, latency=2.0)
+    env = {
+        **os.environ,
+        "MAPGEN_CACHE_DIR": str(tmp_path / "store"),
+        "HF_DATASETS_CACHE": str(tmp_path / "hf"),
+    }
+    code = textwrap.dedent(SCRIPT) + "ds.map(mapgen.generate(llm), batched=True, batch_size=50, num_proc=2)\n"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, fault_server.base_url, fault_server.api_key],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+        start_new_session=True,  # a group of its own, as a terminal's foreground job
+    )
+    try:
+        assert process.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 60
+        while fault_server.stats()["in_flight"] < 16:  # both workers have a full window out
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the workers never filled their windows"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=30)  # those in flight land (2 s), then it ends
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mapgen: interrupted: "), err
+    assert "run the same map again to resume" in lines[0]
+    deadline = time.monotonic() + 5
+    while running_in_group(process.pid):
+        assert time.monotonic() < deadline, f"left running: {running_in_group(process.pid)}"
+        time.sleep(0.1)
+    answered = fault_server.stats()["total"]  # every request that went out, answered after 2 s
+    assert 16 <= answered < 400
+
+    fault_server.configure(api_key=fault_server.api_key)
+    rerun = start_script(
+        """
+        print("stored", len(mapgen.store.default_store()), flush=True)
+        ds.map(mapgen.generate(llm), batched=True, batch_size=50)
+        """,
+        fault_server.base_url,
+        fault_server.api_key,
+        tmp_path=tmp_path,
+    )
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert out.split() == ["stored", str(answered)]  # every answer in flight landed in the store
+    assert fault_server.stats()["total"] == 400 - answered  # the re-run pays only for what never went out

@@ -318,3 +318,41 @@ def test_embedded_model_labels_all_at_once_with_the_full_rubric():
     assert [len(r) for r in ds["rating"]] == [2, 2]
     assert ds["rating"][1][1] is None
     assert sum(r is not None for row in ds["rating"] for r in row) >= 3
+
+
+# Ratings cut at the token limit (issue 20)
+
+
+@pytest.mark.parametrize(
+    "reply, rating, error",
+    [
+        ("Text 1\nRating: 4", [4.0], None),  # a short rating the limit cut after its score: kept
+        ("Text 1\nRati", [None], "length: cut at max_new_tokens=32"),
+        (
+            "Text 1\nRating: 4\nRationale: ok\n\nText 2\nRat",
+            [4.0, None],
+            "length: cut at max_new_tokens=32: ",
+        ),
+    ],
+)
+def test_a_rating_cut_at_the_token_limit_is_kept_if_it_reads_else_says_why(
+    fault_server, reply, rating, error
+):
+    llm = judge(fault_server, {"reply": reply, "finish_reason": "length"}, max_new_tokens=32)
+    data = {"input": ["q"], "generations": [["a", "b"][: len(rating)]]}
+    row = run(mapgen.label(llm, mapgen.UltraFeedbackTask()), data)[0]
+    assert row["rating"] == rating
+    assert (row["labelling_error"] or "")[: len(error or "")] == (error or "")
+    assert (row["labelling_error"] is None) == (error is None)
+    assert row["labelling_metadata"]["finish_reason"] == "length"
+    assert fault_server.stats()["total"] == 1
+
+
+def test_a_critique_cut_at_the_token_limit_is_not_reasked(fault_server):
+    llm = judge(
+        fault_server, {"reply": '{"critique": "The answer', "finish_reason": "length"}, max_new_tokens=8
+    )
+    row = run(mapgen.label(llm, mapgen.UltraCMTask()), {"input": ["q"], "generations": [["a", "b"]]})[0]
+    assert row["score"] == [None, None]
+    assert row["labelling_error"].startswith("length: text 1: cut at max_new_tokens=8; length: text 2:")
+    assert fault_server.stats()["total"] == 2

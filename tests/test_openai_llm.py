@@ -257,13 +257,21 @@ def test_config_errors_raise_before_any_request():
         mapgen.OpenAILLM("m", rpm=-1)
 
 
-@pytest.mark.parametrize("backend", [mapgen.OpenAILLM, mapgen.AnthropicLLM, mapgen.InferenceEndpointsLLM])
+@pytest.mark.parametrize(
+    ("backend", "key"),
+    [
+        (mapgen.OpenAILLM, "api_key"),
+        (mapgen.AnthropicLLM, "api_key"),
+        (mapgen.InferenceEndpointsLLM, "token"),
+    ],
+)
 @pytest.mark.parametrize("url", ["http://user:s3cret@127.0.0.1:8124/v1", "https://s3cret@example.com"])
-def test_a_base_url_with_credentials_is_refused_without_showing_them(backend, url):
+def test_a_base_url_with_credentials_is_refused_without_showing_them(backend, key, url):
     # aiohttp cannot send a key both in the URL and as a header, and a URL lands in reprs and records.
+    # Every spelling, and every other URL field: tests/test_url_secrets.py.
     with pytest.raises(ValueError, match="must not hold credentials") as refused:
         backend("m", base_url=url)
-    assert "s3cret" not in str(refused.value) and "api_key" in str(refused.value)
+    assert "s3cret" not in str(refused.value) and f"{key}=" in str(refused.value)
 
 
 def test_the_parent_keeps_its_connections_after_num_proc_workers_fork(fault_server):

@@ -253,3 +253,12 @@ def test_reasoning_traces_example(fault_server):
     ds = module.main(model="fault", base_url=fault_server.base_url, api_key=fault_server.api_key)
     assert ds["generations"] == [["391"], ["No: 221 = 13 * 17."]]
     assert ds["generation_reasoning"] == [["17 * 23 = 340 + 51 = 391. (effort: low)"], ["221 = 13 * 17."]]
+
+
+def test_an_answer_whose_prompt_opened_the_block_is_split_at_its_first_close():
+    from mapgen.mapping.map_function import valid
+
+    opened = valid(mapgen.Completion("Count: 2 + 2.</think>\n\nIt is 4.", opened_reasoning=True))
+    assert (opened.reasoning, opened.text) == ("Count: 2 + 2.", "It is 4.")
+    plain = valid(mapgen.Completion("Count: 2 + 2.</think>\n\nIt is 4."))
+    assert (plain.reasoning, plain.text) == (None, "Count: 2 + 2.</think>\n\nIt is 4.")

@@ -2,11 +2,12 @@
 the task contract (one template hook, inputs from the template, public parsing helpers)."""
 
 import ast
+import dataclasses
 import json
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union
 
 import datasets
 import pyarrow as pa
@@ -168,6 +169,303 @@ def test_the_test_server_refuses_schemas_that_break_openais_strict_rules(fault_s
         mapgen.core.schema.answer_schema(Verdict)
     )
     assert http_json_with_key(headers_url, body, fault_server.api_key)["choices"]
+
+
+# Schema constructs: each translated to what strict mode takes, or refused; a fallback says so
+
+
+class Cat(BaseModel):
+    pet_type: Literal["cat"]
+    meows: int
+
+
+class Dog(BaseModel):
+    pet_type: Literal["dog"]
+    barks: float
+
+
+class Owner(BaseModel):
+    pet: Union[Cat, Dog] = Field(discriminator="pet_type")  # noqa: UP007 - the issue's own spelling
+
+
+def test_a_discriminated_union_is_taken_strict_on_the_first_request(fault_server):
+    # pydantic writes it oneOf + discriminator, which OpenAI's strict mode refuses: sent as it was, the
+    # fallback went down to no response_format, and every later answer was unconstrained
+    fault_server.configure(
+        api_key=fault_server.api_key, default_reply='{"pet": {"pet_type": "dog", "barks": 2}}'
+    )
+    out = run(mapgen.generate(structured_llm(fault_server), mapgen.StructuredTask(Owner)), rows=3)
+    assert out["generation_errors"] == [[None]] * 3
+    assert [json.loads(pet) for [pet] in out["pet"]] == [{"pet_type": "dog", "barks": 2.0}] * 3
+    assert fault_server.stats()["total"] == 3  # one request a row: nothing refused, nothing re-asked
+    formats = [body["response_format"] for body in fault_server.requests()]
+    assert all(f["type"] == "json_schema" and f["json_schema"]["strict"] is True for f in formats)
+    sent = json.dumps(formats[0]["json_schema"]["schema"])
+    assert "oneOf" not in sent and "discriminator" not in sent and "$defs" not in sent
+    assert [meta["schema_style"] for [meta] in out["generation_metadata"]] == ["json_schema"] * 3
+
+
+OBJECT = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+CLOSED = {**OBJECT, "additionalProperties": False}
+
+
+def strict_property(node):
+    """The strict form of ``node`` as the one property of an object."""
+    strict = mapgen.core.schema.strict_schema(
+        {"type": "object", "properties": {"p": node}, "required": ["p"]}
+    )
+    return strict["properties"]["p"]
+
+
+@pytest.mark.parametrize(
+    "node, strict",
+    [
+        (  # a discriminated union: anyOf (its members exclude each other by their tags), no discriminator
+            {"oneOf": [OBJECT, {"type": "integer"}], "discriminator": {"propertyName": "a"}},
+            {"anyOf": [CLOSED, {"type": "integer"}]},
+        ),
+        (  # a $ref with a description beside it, as older pydantic wrote it: the one member merged in
+            {"allOf": [OBJECT], "description": "d"},
+            {**CLOSED, "description": "d"},
+        ),
+        (  # members that agree: merged, their properties and required joined
+            {"allOf": [OBJECT, {"type": "object", "properties": {"b": {"type": "integer"}}}]},
+            {
+                "type": "object",
+                "properties": {
+                    "a": {"type": "string"},
+                    "b": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                },
+                "required": ["a", "b"],
+                "additionalProperties": False,
+            },
+        ),
+        (  # a tuple: its items' types, positions and length left to validation
+            {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "maxItems": 2},
+            {"type": "array", "maxItems": 2, "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]}},
+        ),
+        (  # bounds strict mode refuses, which validation checks: dropped
+            {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 3},
+                "uniqueItems": True,
+                "default": [],
+            },
+            {"type": "array", "items": {"type": "string"}},
+        ),
+    ],
+    ids=["oneOf-discriminator", "allOf-one", "allOf-merged", "prefixItems", "dropped-bounds"],
+)
+def test_strict_schema_translates_what_strict_mode_refuses(node, strict):
+    assert strict_property(node) == strict
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"type": "string", "not": {"const": "x"}},
+        {"type": "string", "if": {"const": "x"}, "then": {"maxLength": 1}, "else": {"minLength": 2}},
+        {**OBJECT, "dependentRequired": {"a": ["b"]}},
+        {**OBJECT, "dependentSchemas": {"a": {"required": ["b"]}}},
+        {**OBJECT, "patternProperties": {"^x_": {"type": "integer"}}},  # closing it would refuse x_ keys
+        {"type": "array", "items": {"type": "string"}, "contains": {"const": "x"}},
+        {"allOf": [{"type": "string"}, {"type": "integer"}]},  # members that disagree: nothing to merge
+        {"oneOf": [{"type": "string"}], "anyOf": [{"type": "integer"}]},
+        {"type": "object"},  # any object: strict mode would close it to {}
+        {"type": "object", "additionalProperties": {"type": "integer"}},  # a dict field
+        {"type": "array", "prefixItems": [{"type": "integer"}]},  # a tuple, then items of any type
+    ],
+    ids=[
+        "not", "if-then-else", "dependentRequired", "dependentSchemas", "patternProperties", "contains",
+        "allOf-conflict", "oneOf-and-anyOf", "free-object", "dict", "open-tuple",
+    ],
+)  # fmt: skip
+def test_strict_schema_refuses_what_it_cannot_translate(node):
+    with pytest.raises(mapgen.core.schema.NotStrict):
+        strict_property(node)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "array", "items": OBJECT},
+        {"anyOf": [OBJECT, {"type": "object", "properties": {"b": {"type": "string"}}}]},
+        {"oneOf": [OBJECT, {"type": "object", "properties": {"b": {"type": "string"}}}]},
+    ],
+    ids=["array", "anyOf", "oneOf"],
+)
+def test_strict_schema_refuses_a_root_that_is_not_one_object(schema):
+    with pytest.raises(mapgen.core.schema.NotStrict, match="root"):
+        mapgen.core.schema.strict_schema(schema)
+
+
+def answer_schemas():
+    """The schemas mapgen sends: the built-in tasks' and the models of this file."""
+    import mapgen.tasks
+
+    tasks = [getattr(mapgen.tasks, name) for name in mapgen.tasks.__all__]
+    schemas = {}
+    for cls in tasks:
+        if isinstance(cls, type) and issubclass(cls, mapgen.tasks.Task):
+            try:
+                task = cls()
+            except TypeError:  # a task with required arguments
+                continue
+            if task.schema is not None:
+                schemas[cls.__name__] = task.schema
+    for model in (Owner, Verdict, Dimensions):
+        schemas[model.__name__] = mapgen.core.schema.answer_schema(model)
+    return schemas
+
+
+@pytest.mark.parametrize("name, schema", sorted(answer_schemas().items()))
+def test_every_strict_form_mapgen_sends_is_one_the_openai_test_server_takes(name, schema):
+    from mapgen.llms.openai_wire import response_format
+    from tests.servers.fault_server import schema_problem
+
+    sent = response_format(schema, "json_schema")
+    assert sent["json_schema"]["strict"] is True
+    assert schema_problem(sent) is None
+
+
+STRICT_REFUSALS = {
+    "oneOf": ({"oneOf": [{"type": "string"}, {"type": "integer"}]}, "'oneOf' is not permitted"),
+    "discriminator": (
+        {"anyOf": [CLOSED, {"type": "integer"}], "discriminator": {"propertyName": "a"}},
+        "'discriminator' is not permitted",
+    ),
+    "allOf": ({"allOf": [CLOSED]}, "'allOf' is not permitted"),
+    "not": ({"type": "string", "not": {"const": "x"}}, "'not' is not permitted"),
+    "if-then-else": (
+        {"type": "string", "if": {"const": "x"}, "then": {}, "else": {}},
+        "'if' is not permitted",
+    ),
+    "dependentRequired": (
+        {**CLOSED, "dependentRequired": {"a": ["a"]}},
+        "'dependentRequired' is not permitted",
+    ),
+    "patternProperties": (
+        {**CLOSED, "patternProperties": {"^x": {"type": "string"}}},
+        "'patternProperties' is not permitted",
+    ),
+    "prefixItems": ({"type": "array", "prefixItems": [{"type": "string"}]}, "'prefixItems' is not permitted"),
+    "missing-required": ({**CLOSED, "required": []}, "including every key in properties. Missing 'a'"),
+    "additionalProperties-absent": (
+        OBJECT,
+        "'additionalProperties' is required to be supplied and to be false",
+    ),
+    "additionalProperties-true": (
+        {**CLOSED, "additionalProperties": True},
+        "'additionalProperties' is required to be supplied and to be false",
+    ),
+    "inside-anyOf": ({"anyOf": [OBJECT, {"type": "null"}]}, "'additionalProperties' is required"),
+}
+
+
+def strict_format(schema):
+    return {"type": "json_schema", "json_schema": {"name": "v", "strict": True, "schema": schema}}
+
+
+@pytest.mark.parametrize("node, message", STRICT_REFUSALS.values(), ids=STRICT_REFUSALS.keys())
+def test_the_openai_test_server_refuses_what_strict_mode_refuses(node, message):
+    from tests.servers.fault_server import schema_problem
+
+    good = {"type": "object", "properties": {"p": {"type": "string"}}, "required": ["p"]}
+    assert schema_problem(strict_format({**good, "additionalProperties": False})) is None
+    schema = {**good, "properties": {"p": node}, "additionalProperties": False}
+    problem = schema_problem(strict_format(schema))
+    assert problem is not None and problem.startswith("Invalid schema for response_format 'v': ")
+    assert message in problem and "'properties', 'p'" in problem  # where, as OpenAI's context=(...) says
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "array", "items": {"type": "string"}},
+        {"anyOf": [CLOSED, CLOSED]},
+        {"oneOf": [CLOSED, CLOSED]},
+    ],
+    ids=["array", "anyOf", "oneOf"],
+)
+def test_the_openai_test_server_refuses_a_root_that_is_not_an_object(schema):
+    from tests.servers.fault_server import schema_problem
+
+    problem = schema_problem(strict_format(schema))
+    assert problem is not None and "schema must be a JSON Schema of 'type: \"object\"'" in problem
+
+
+def test_the_openai_test_server_answers_a_refused_schema_with_openais_400(fault_server):
+    import urllib.error
+
+    url = fault_server.base_url + "/chat/completions"
+    schema = {**CLOSED, "properties": {"a": STRICT_REFUSALS["oneOf"][0]}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "response_format": strict_format(schema),
+    }
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        http_json_with_key(url, body, fault_server.api_key)
+    assert refused.value.code == 400
+    error = json.loads(refused.value.read())["error"]
+    assert error == {
+        "message": "Invalid schema for response_format 'v': In context=('properties', 'a'), 'oneOf' is not "
+        "permitted.",
+        "type": "invalid_request_error",
+        "param": "response_format",
+        "code": None,
+    }
+
+
+VERDICT = '{"rating": 4, "reason": "fine"}'
+
+
+def metadata_styles(out):
+    return [meta["schema_style"] for metas in out["generation_metadata"] for meta in metas]
+
+
+def schema_warnings(caught):
+    return [str(w.message) for w in caught if issubclass(w.category, mapgen.errors.SchemaWarning)]
+
+
+def test_a_run_left_unconstrained_says_so_in_each_answers_metadata_and_warns_once(fault_server):
+    # a server that takes no response_format (older compatible servers): the answers come, unconstrained
+    fault_server.configure(
+        api_key=fault_server.api_key, refuse_formats=["json_schema", "json_object"], default_reply=VERDICT
+    )
+    llm = structured_llm(fault_server, max_concurrency=1, temperature=0.37)  # a config of its own
+    fn = mapgen.generate(llm, mapgen.StructuredTask(Verdict))
+    with pytest.warns(mapgen.errors.SchemaWarning) as caught:
+        out = run(fn, rows=2)
+        more = run(mapgen.generate(llm, mapgen.StructuredTask(Verdict), num_generations=2), rows=1)
+    assert out["rating"] == [[4], [4]] and more["rating"] == [[4, 4]]
+    assert metadata_styles(out) == ["none", "none"]
+    assert metadata_styles(more) == ["none", "none"]  # the first answer from the store, the second asked
+    [warning] = schema_warnings(caught)  # once per process and config
+    assert "without a response_format" in warning and "not constrained" in warning
+    sent = [(body.get("response_format") or {}).get("type") for body in fault_server.requests()]
+    assert sent.count(None) == 3 and set(sent) == {"json_schema", "json_object", None}
+
+
+def test_a_fallback_that_still_constrains_says_which_style_and_does_not_warn(fault_server, recwarn):
+    fault_server.configure(
+        api_key=fault_server.api_key, refuse_formats=["json_schema"], default_reply=VERDICT
+    )
+    llm = structured_llm(fault_server, max_concurrency=1, temperature=0.38)
+    out = run(mapgen.generate(llm, mapgen.StructuredTask(Verdict)), rows=2)
+    assert metadata_styles(out) == ["json_object", "json_object"]
+    assert schema_warnings(recwarn) == []
+
+
+def test_a_schema_without_a_strict_form_goes_as_a_guide_and_says_so(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, default_reply='{"counts": {"a": 2}}')
+    llm = structured_llm(fault_server, temperature=0.39)
+    with pytest.warns(mapgen.errors.SchemaWarning) as caught:
+        out = run(mapgen.generate(llm, mapgen.StructuredTask(Tally)), rows=2)
+    assert out["counts"] == [['{"a": 2}']] * 2
+    assert metadata_styles(out) == ["json_schema_nonstrict"] * 2
+    [warning] = schema_warnings(caught)
+    assert "strict: false" in warning and "free-form object" in warning
 
 
 def http_json_with_key(url, body, key):
@@ -404,3 +702,205 @@ def test_a_raw_newline_inside_a_string_is_read_as_written():
     # [^"\\]), and strict JSON refuses them: the 200-row benchmark's re-asks were all such answers.
     verdict = mapgen.tasks.parsing.parse_model('{"rating": 4, "reason": "clear\nand short"}', Verdict)
     assert (verdict.rating, verdict.reason) == (4, "clear\nand short")
+
+
+# Answers cut at the token limit (issue 20)
+
+
+class Essay(BaseModel):
+    title: str
+    body: str
+
+
+CUT_ESSAY = '{"title": "On rivers", "body": "Rivers begin in the hills and'
+
+
+def test_an_answer_cut_at_the_token_limit_is_not_reasked_and_says_why(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[{"reply": CUT_ESSAY, "finish_reason": "length"}]
+    )
+    before = mapgen.counters.snapshot()
+    fn = mapgen.generate(structured_llm(fault_server, max_new_tokens=16), mapgen.StructuredTask(Essay))
+    row = run(fn)[0]
+    assert fault_server.stats()["total"] == 1  # the same limit would cut it again: not re-asked
+    assert (row["title"], row["body"]) == ([None], [None])
+    assert row["generation_errors"] == ["length: cut at max_new_tokens=16"]
+    assert row["raw_generation_responses"] == [CUT_ESSAY]
+    assert row["generation_metadata"][0]["finish_reason"] == "length"
+    assert mapgen.counters.snapshot()["reasks"] - before["reasks"] == 0
+    # the answer was paid for and is stored: a re-run reads it, says the same, and sends nothing
+    fault_server.configure(api_key=fault_server.api_key, default_reply='{"title": "x", "body": "y"}')
+    again = run(fn)[0]
+    assert again["generation_errors"] == ["length: cut at max_new_tokens=16"]
+    assert fault_server.stats()["total"] == 0
+
+
+def test_an_answer_cut_at_the_limit_that_still_validates_is_kept(fault_server):
+    reply = '{"title": "Rivers", "body": "Short."}'
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[{"reply": reply, "finish_reason": "length"}]
+    )
+    row = run(mapgen.generate(structured_llm(fault_server, max_new_tokens=16), mapgen.StructuredTask(Essay)))[
+        0
+    ]
+    assert (row["title"], row["body"], row["generation_errors"]) == (["Rivers"], ["Short."], [None])
+    assert row["generation_metadata"][0]["finish_reason"] == "length"
+    assert fault_server.stats()["total"] == 1
+
+
+@pytest.mark.parametrize("finish", ["max_tokens", "model_length"])
+def test_other_spellings_of_a_cut_from_compatible_servers_are_cuts(fault_server, finish):
+    # a gateway passing Anthropic's stop_reason through, Mistral's "model_length"
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[{"reply": CUT_ESSAY, "finish_reason": finish}]
+    )
+    row = run(mapgen.generate(structured_llm(fault_server, max_new_tokens=16), mapgen.StructuredTask(Essay)))[
+        0
+    ]
+    assert row["generation_errors"] == ["length: cut at max_new_tokens=16"]
+    assert fault_server.stats()["total"] == 1
+
+
+# Values that do not fit their column (issue 20)
+
+
+class City(BaseModel):
+    city: str
+    population: int
+
+
+HUGE_CITY = '{"city": "Atlantis", "population": 123456789012345678901234567890}'
+PARIS = '{"city": "Paris", "population": 2102650}'
+
+
+def test_a_value_that_does_not_fit_its_column_fails_its_entry_not_the_map(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[{"contains": "Atlantis", "reply": HUGE_CITY}],
+        default_reply=PARIS,
+    )
+    fn = mapgen.generate(structured_llm(fault_server), mapgen.StructuredTask(City))
+    out = datasets.Dataset.from_dict({"input": ["Atlantis", "Paris"]}).map(fn, batched=True)
+    assert out["city"] == [[None], ["Paris"]] and out["population"] == [[None], [2102650]]
+    assert out["generation_errors"] == [["invalid_output: population: value does not fit int64"], [None]]
+    assert out["raw_generation_responses"][0] == [HUGE_CITY]
+    assert fault_server.stats()["total"] == 1 + 2 + 1  # re-asked like any invalid output
+
+
+def test_a_stored_answer_that_does_not_fit_is_asked_again_instead_of_failing_every_run(fault_server):
+    # what an earlier release stored, after which every run raised OverflowError writing the batch
+    from mapgen.core.request import Completion
+    from mapgen.store import default_store
+
+    fn = mapgen.generate(structured_llm(fault_server), mapgen.StructuredTask(City))
+    [request], _ = fn.requests_for([{"input": "Atlantis"}])
+    store = default_store()
+    store.put(fn.store_keys([request])[0], Completion(text=HUGE_CITY, finish_reason="stop"))
+    store.flush()
+    fault_server.configure(api_key=fault_server.api_key, default_reply=PARIS)
+    row = datasets.Dataset.from_dict({"input": ["Atlantis"]}).map(fn, batched=True)[0]
+    assert (row["city"], row["population"], row["generation_errors"]) == (["Paris"], [2102650], [None])
+    assert fault_server.stats()["total"] == 1  # the stored answer was read, found invalid, asked again
+
+
+def test_text_a_column_cannot_hold_fails_its_field_and_raw_text_is_made_writable(fault_server):
+    # JSON's "\ud800" escape is a lone surrogate, which is not UTF-8: Arrow cannot write it
+    escaped = '{"city": "\\ud800", "population": 1}'
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[{"contains": "escaped", "reply": escaped}, {"contains": "raw", "reply": "Par\ud800is"}],
+    )
+    fn = mapgen.generate(structured_llm(fault_server), mapgen.StructuredTask(City), max_reasks=0)
+    out = datasets.Dataset.from_dict({"input": ["escaped", "raw"]}).map(fn, batched=True)
+    assert out["generation_errors"][0] == [
+        "invalid_output: city: value does not fit string (a lone surrogate)"
+    ]
+    assert out["raw_generation_responses"] == [[escaped], ["Par\ufffdis"]]  # as sent, made writable
+    assert out["generation_errors"][1][0].startswith("invalid_output: Invalid JSON")
+
+
+@pytest.mark.parametrize(
+    "value, kind, problem",
+    [
+        (2**63, pa.int64(), "f: value does not fit int64"),
+        (-(2**63), pa.int64(), None),
+        (2**31, pa.int32(), "f: value does not fit int32"),
+        (-1, pa.uint8(), "f: value does not fit uint8"),
+        (True, pa.int64(), "f: value does not fit int64"),
+        ("7", pa.int64(), "f: value does not fit int64"),
+        (2**53 + 1, pa.float64(), "f: value does not fit double"),
+        (3, pa.float64(), None),
+        (float("inf"), pa.float64(), None),
+        (float("nan"), pa.float64(), None),
+        ("\ud800", pa.string(), "f: value does not fit string (a lone surrogate)"),
+        ("é ✓ 😀", pa.string(), None),
+        (7, pa.string(), "f: value does not fit string"),
+        (["a", 2**64], pa.list_(pa.int64()), "f[0]: value does not fit int64"),
+        ([1, 2**64], pa.list_(pa.int64()), "f[1]: value does not fit int64"),
+        ((1, 2), pa.list_(pa.int64()), None),
+        (5, pa.list_(pa.string()), "f: value does not fit list<item: string>"),
+        ({"w": 1, "extra": "ignored"}, pa.struct([("w", pa.int64())]), None),
+        ({"w": 2**70}, pa.struct([("w", pa.int64())]), "f.w: value does not fit int64"),
+        (
+            [{"w": 1}, {"w": "x"}],
+            pa.list_(pa.struct([("w", pa.int64())])),
+            "f[1].w: value does not fit int64",
+        ),
+        ("2024-01-02", pa.date32(), "f: value does not fit date32[day]"),
+        (None, pa.int64(), None),
+    ],
+)
+def test_a_value_fits_its_column_exactly_when_arrow_can_write_it(value, kind, problem):
+    from mapgen.core.columns import misfit
+
+    assert misfit({"f": value}, {"f": kind}) == problem
+    try:
+        pa.array([value], type=kind)
+        writable = True
+    except Exception:
+        writable = False
+    assert writable == (problem is None)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CountRounds(mapgen.RoundsTask):
+    """Two rounds, each answered with a whole number (else the conversation fails); writes their sum."""
+
+    outputs = {"total": pa.int64()}  # noqa: RUF012 - a task's outputs, as a class attribute
+    inputs = ("input",)
+    max_rounds = 2
+
+    def start(self, row):
+        return {"asked": row["input"], "numbers": []}
+
+    def next_prompt(self, state):
+        from mapgen.core.prompt import Prompt
+
+        return Prompt(f"{state['asked']} #{len(state['numbers'])}") if len(state["numbers"]) < 2 else None
+
+    def advance(self, state, text):
+        if not text.strip().isdigit():
+            raise mapgen.ParseError(f"not a whole number: {text[:20]!r}")
+        return {**state, "numbers": [*state["numbers"], int(text)]}
+
+    def result(self, state):
+        return {"total": sum(state["numbers"])}
+
+
+def test_rounds_cut_at_the_token_limit_or_with_values_that_do_not_fit_fail_their_conversation(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[
+            {"contains": "cut", "reply": "The number I pick", "finish_reason": "length"},
+            {"contains": "huge", "reply": "9" * 30},
+        ],
+        default_reply="7",
+    )
+    fn = mapgen.generate(structured_llm(fault_server, max_new_tokens=16), CountRounds())
+    out = datasets.Dataset.from_dict({"input": ["cut", "huge", "fine"]}).map(fn, batched=True)
+    assert out["total"] == [[None], [None], [14]]
+    assert out["generation_errors"] == [
+        ["length: round 1: cut at max_new_tokens=16"],
+        ["invalid_output: total: value does not fit int64"],
+        [None],
+    ]

@@ -128,6 +128,22 @@ def test_chat_template_kwargs_reach_the_chat_template(llm, monkeypatch):
     assert llm.render(tokenizer, request) == "hi"
 
 
+def test_answers_say_when_the_chat_template_opened_a_reasoning_block(llm, monkeypatch):
+    # DeepSeek-R1's template ends the prompt inside <think>: the model writes its reasoning, then </think>.
+    thinking = dataclasses.replace(llm, chat_template_kwargs={"enable_thinking": True})
+    template = "{{ messages[-1].content }}{% if enable_thinking %}<think>\n{% endif %}"
+    for config in (llm, thinking):  # (configs with other template options build engines of their own)
+        monkeypatch.setattr(config.engine(None).tokenizer, "chat_template", template)
+    [opened] = thinking.complete([mapgen.Request(PROMPTS[0])])
+    [plain] = llm.complete([mapgen.Request(PROMPTS[0])])
+    assert opened.opened_reasoning and not plain.opened_reasoning
+    # a block the template opened and closed again (Qwen3 with thinking off) leaves the answer alone
+    closing = "{{ messages[-1].content }}<think>\n\n</think>\n\n"
+    monkeypatch.setattr(thinking.engine(None).tokenizer, "chat_template", closing)
+    [closed] = thinking.complete([mapgen.Request(PROMPTS[0])])
+    assert not closed.opened_reasoning
+
+
 def test_sampling_parameters_take_effect(llm):
     import dataclasses
 

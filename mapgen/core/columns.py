@@ -4,10 +4,16 @@
 ``None`` (or whose answers all failed) would make that column ``null`` and break the run at the first
 later value. So map functions return :class:`TypedList` columns: plain lists to anyone who reads them,
 which also tell Arrow their type through the ``__arrow_array__`` protocol that ``datasets`` honours.
+
+A value Arrow cannot convert to its column's type (an int beyond ``int64``, text with a lone surrogate,
+which no UTF-8 can hold) would fail the write of the whole batch, the other rows' answers with it: each
+answer's values are checked with :func:`misfit` as they are parsed, and its text made writable with
+:func:`writable_text`, so that nothing that fails a write reaches one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,13 +30,16 @@ METADATA = pa.struct(
         ("from_store", pa.bool_()),
         ("cost", pa.float64()),
         ("cached_tokens", pa.int64()),
+        ("schema_style", pa.string()),
         # The fingerprint of the map function that wrote the answer: its record's key
         # (mapgen.mapping.provenance).
         ("provenance", pa.string()),
     ]
 )
-"""Per-answer provenance: ``cost`` in USD (``None`` where the price is unknown: :mod:`mapgen.core.prices`) and
-``cached_tokens``, the prompt tokens read from the provider's prompt cache."""
+"""Per-answer provenance: ``cost`` in USD (``None`` where the price is unknown: :mod:`mapgen.core.prices`),
+``cached_tokens``, the prompt tokens read from the provider's prompt cache, and ``schema_style``, how the
+answer schema constrained the answer (:attr:`mapgen.core.request.Completion.schema_style`: ``none`` where
+the server took no schema)."""
 
 _SIGNS_OF_AN_ANSWER = ("finish_reason", "prompt_tokens", "completion_tokens", "cost")
 
@@ -69,3 +78,114 @@ class TypedList(list):
 def typed_columns(columns: dict[str, list[Any]], types: dict[str, pa.DataType]) -> dict[str, list[Any]]:
     """Each column as a :class:`TypedList` of its declared type (the columns a map function returns)."""
     return {name: TypedList(values, types[name]) for name, values in columns.items()}
+
+
+def misfit(values: Mapping[str, Any], types: Mapping[str, pa.DataType]) -> str | None:
+    """Why one answer's ``values`` cannot be written to columns of ``types``: ``"<field>: value does not
+    fit <type>"`` for the first that cannot (a nested one by its path: ``dims.width``, ``tags[2]``), else
+    ``None``.
+
+    Exactly what Arrow refuses: the common values (ints in range, floats, bools, UTF-8 text, lists and
+    dicts of them) are checked in Python, the rest by converting them (``pa.array([value], type=...)``).
+    Keys of ``values`` without a type are not written, so not checked; a dict's keys a struct does not
+    have are dropped by Arrow, so they fit. The message never quotes the value (it may be what cannot be
+    written).
+
+    Example:
+        >>> misfit({"city": "Paris", "population": 10**30}, {"city": pa.string(), "population": pa.int64()})
+        'population: value does not fit int64'
+        >>> misfit({"population": 2_102_650, "area": float("inf")}, {"area": pa.float64()}) is None
+        True
+    """
+    for name, kind in types.items():
+        problem = _misfit(values.get(name), kind, name)
+        if problem is not None:
+            return problem
+    return None
+
+
+_INT_RANGES = {
+    kind.id: (-(2 ** (kind.bit_width - 1)), 2 ** (kind.bit_width - 1) - 1)
+    if pa.types.is_signed_integer(kind)
+    else (0, 2**kind.bit_width - 1)
+    for kind in (
+        pa.int8(),
+        pa.int16(),
+        pa.int32(),
+        pa.int64(),
+        pa.uint8(),
+        pa.uint16(),
+        pa.uint32(),
+        pa.uint64(),
+    )
+}
+_FLOAT64 = pa.float64().id
+_EXACT_IN_FLOAT64 = 2**53
+"""The largest int Arrow converts to ``float64`` (beyond it, not every int has a double)."""
+_BOOL = pa.bool_().id
+_TEXT = {pa.string().id, pa.large_string().id}
+_LISTS = {pa.list_(pa.null()).id, pa.large_list(pa.null()).id}
+_STRUCT = pa.struct([]).id
+
+
+def _misfit(value: Any, kind: pa.DataType, path: str) -> str | None:
+    """:func:`misfit` of one value, at ``path``."""
+    if value is None:
+        return None
+    known, of = type(value), kind.id
+    if known is str and of in _TEXT:
+        if value.isascii() or _utf8(value):
+            return None
+        return f"{path}: value does not fit {kind} (a lone surrogate)"
+    if known is int and of in _INT_RANGES:
+        low, high = _INT_RANGES[of]
+        return None if low <= value <= high else f"{path}: value does not fit {kind}"
+    if (
+        known is float or (known is int and -_EXACT_IN_FLOAT64 <= value <= _EXACT_IN_FLOAT64)
+    ) and of == _FLOAT64:
+        return None
+    if known is bool and of == _BOOL:
+        return None
+    if known is list and of in _LISTS:
+        item = kind.value_type
+        for i, each in enumerate(value):
+            problem = _misfit(each, item, f"{path}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    if known is dict and of == _STRUCT:
+        for field in kind:
+            problem = _misfit(value.get(field.name), field.type, f"{path}.{field.name}")
+            if problem is not None:
+                return problem
+        return None
+    try:  # anything else: what Arrow itself says
+        pa.array([value], type=kind)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        return f"{path}: value does not fit {kind}"
+    return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def writable_text(text: str) -> str:
+    """``text`` with each lone surrogate (which no UTF-8 holds, so no Arrow string: JSON's ``"\\ud800"``
+    escape decodes to one) replaced by U+FFFD, as a UTF-8 decoder replaces bytes it cannot read; ``text``
+    itself when it has none.
+
+    Example:
+        >>> writable_text("Par\\ud800is")
+        'Par\ufffdis'
+    """
+    if text.isascii() or _utf8(text):
+        return text
+    return _SURROGATE.sub("\ufffd", text)

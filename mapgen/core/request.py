@@ -61,6 +61,12 @@ class Completion:
     probabilities under the model, before any sampling or schema constraint."""
     from_store: bool = False
     """Whether this answer was read from the response store instead of being requested."""
+    schema_style: str | None = None
+    """How the request's answer schema went to the backend, where it had one and an API backend answered
+    (``None`` otherwise): the ``response_format`` the server took (``json_schema``, OpenAI's strict
+    structured outputs; ``json_schema_nonstrict``, a schema with no strict form, which OpenAI reads as a
+    guide only; ``json_object``; ``json``), ``tool_use`` (a forced tool, Anthropic's; ``tool_use_auto``,
+    only offered), or ``none``: the server took no style and the answer was not constrained."""
     model: str | None = None
     """Which model wrote it, where the config answering is several (:class:`~mapgen.LLMPool`)."""
     error_kind: str | None = None
@@ -75,6 +81,15 @@ class Completion:
     cache_write_tokens: int | None = None
     """How many of :attr:`prompt_tokens` the provider wrote to its prompt cache (Anthropic bills them at
     more: :class:`mapgen.Price`'s ``cache_write``)."""
+    opened_reasoning: bool = False
+    """Whether the prompt ended inside a ``<think>`` block that its chat template opened (a local engine,
+    which renders the prompt, says so): the text starts with reasoning, up to its first ``</think>``."""
+
+    @property
+    def cut(self) -> bool:
+        """Whether the answer stopped at a token limit (its ``finish_reason`` is one of :data:`CUT_AT_LIMIT`):
+        one that the task cannot read is no invalid answer, and is not asked again at the same limit."""
+        return self.finish_reason in CUT_AT_LIMIT
 
     @classmethod
     def failed(cls, error: BaseException | str, kind: str | None = None) -> Completion:
@@ -83,6 +98,16 @@ class Completion:
         reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         kind = kind or getattr(error, "kind", None) or ENGINE
         return cls(text=None, error=reason, error_kind=kind)
+
+
+THINK_START, THINK_END = "<think>", "</think>"
+"""How a reasoning block opens and closes in a model's text (DeepSeek-R1's, Qwen3's convention)."""
+
+CUT_AT_LIMIT = frozenset({"length", "max_tokens", "model_length"})
+"""The ``finish_reason`` s of an answer cut at a token limit: OpenAI's ``length``, which every backend sets
+(llama.cpp, vLLM, transformers, TGI, Ollama's OpenAI endpoint; Anthropic's ``max_tokens`` is mapped to
+it), and the spellings some OpenAI-compatible servers pass on: Anthropic's own ``max_tokens`` behind a
+gateway, Mistral's ``model_length`` (the context filled up)."""
 
 
 OnComplete = Callable[[int, "Completion"], None]

@@ -101,58 +101,147 @@ def answer_schema(model: Any) -> dict[str, Any]:
 
 
 STRICT_UNSUPPORTED = frozenset(
-    {"default", "minLength", "maxLength", "minProperties", "maxProperties", "patternProperties"}
-    | {"unevaluatedProperties", "propertyNames", "uniqueItems", "contains", "allOf", "not"}
-    | {"if", "then", "else", "dependentRequired", "dependentSchemas"}
+    {"default", "minLength", "maxLength", "minProperties", "maxProperties", "uniqueItems"}
+    | {"propertyNames", "unevaluatedProperties", "discriminator"}
 )
-"""Keywords OpenAI's strict mode refuses ("... is not permitted"); pydantic still checks them on every
-answer, and an answer that fails is asked again."""
+"""Keywords OpenAI's strict mode refuses ("... is not permitted") that :func:`strict_schema` drops: each
+only narrows what an answer may be (``discriminator`` only names the tag of a union whose members
+already tell themselves apart), and validation checks them on every answer (an answer that fails is
+asked again)."""
+
+STRICT_REFUSED = frozenset(
+    {"not", "if", "then", "else", "dependentRequired", "dependentSchemas", "patternProperties"}
+    | {"contains", "minContains", "maxContains", "unevaluatedItems"}
+)
+"""Keywords OpenAI's strict mode refuses that have no strict form: dropped, they would let answers
+through that the schema forbids, and nothing would check them (``patternProperties`` allows keys that
+closing the object would forbid). :func:`strict_schema` raises :class:`NotStrict` for them."""
 
 
 def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """``schema`` in the form OpenAI's strict structured outputs require: every object closed
-    (``additionalProperties: false``) with every property required, a property that was optional made
-    nullable (``anyOf`` with ``null``), and none of the keywords strict mode refuses
-    (:data:`STRICT_UNSUPPORTED`: ``default``, ``minLength``, ``maxLength``...). Answers valid under it
-    are valid under ``schema`` once ``null`` s stand for absent optional fields, except for the dropped
-    bounds, which validation checks.
+    """``schema`` in the form OpenAI's strict structured outputs require ("Supported schemas" in OpenAI's
+    structured outputs guide), translated construct by construct:
+
+    - every object closed (``additionalProperties: false``) with every property required, a property
+      that was optional made nullable (``anyOf`` with ``null``);
+    - ``oneOf`` written as ``anyOf`` (pydantic writes a discriminated union as ``oneOf`` with a
+      ``discriminator``; its members exclude each other by their tags already), ``allOf`` merged into
+      one schema (pydantic once wrote a ``$ref`` with a description beside it so), a tuple's
+      ``prefixItems`` as ``items`` of any of its members' types;
+    - the keywords strict mode refuses that only narrow what an answer may be dropped
+      (:data:`STRICT_UNSUPPORTED`: ``default``, ``minLength``, ``discriminator``...).
+
+    Answers valid under it are valid under ``schema`` once ``null`` s stand for absent optional fields,
+    except for what was widened (dropped bounds, a tuple's positions, ``oneOf`` 's "exactly one"), which
+    validation checks.
 
     Raises:
-        NotStrict: the schema has a free-form object (a ``dict`` field), which strict mode would close.
+        NotStrict: a construct that has no strict form, named with where it is: a root that is not one
+            object, a free-form object (a ``dict`` field, or ``{"type": "object"}``), which strict mode
+            would close, ``allOf`` members that disagree, or a keyword of :data:`STRICT_REFUSED`
+            (``not``, ``if``, ``patternProperties``...).
 
     Example:
         >>> strict_schema({"type": "object", "properties": {"a": {"type": "string"}}})
         {'type': 'object', 'properties': {'a': {'anyOf': [{'type': 'string'}, {'type': 'null'}]}}, \
 'additionalProperties': False, 'required': ['a']}
+        >>> strict_schema({"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}})
+        {'type': 'object', 'properties': {'a': {'anyOf': [{'type': 'string'}, {'type': 'null'}]}}, \
+'additionalProperties': False, 'required': ['a']}
     """
 
-    def walk(node: Any) -> Any:
+    def walk(node: Any, path: str) -> Any:
         if isinstance(node, list):
-            return [walk(item) for item in node]
+            return [walk(item, f"{path}/{i}") for i, item in enumerate(node)]
         if not isinstance(node, Mapping):
             return node
+        node = _translated(node, path)
         out = {
-            key: {name: walk(sub) for name, sub in value.items()}
+            key: {name: walk(sub, f"{path}/{key}/{name}") for name, sub in value.items()}
             if key in ("properties", "$defs")
-            else walk(value)
+            else walk(value, f"{path}/{key}")
             for key, value in node.items()
             if key not in STRICT_UNSUPPORTED
         }
         if node.get("type") == "object" or "properties" in node:
-            if not node.get("properties") and node.get("additionalProperties") not in (None, False):
-                # A free-form mapping (dict[str, X]): strict mode would close it to {} only.
-                raise NotStrict("a free-form object (a dict field) has no strict form")
+            if "properties" not in node and node.get("additionalProperties") is not False:
+                # Any object, or a free-form mapping (dict[str, X]): strict mode would close it to {} only.
+                raise NotStrict(f"a free-form object (a dict field) at {path or '/'} has no strict form")
             properties = out.get("properties", {})
             required = set(node.get("required", ()))
             out["properties"] = {
                 name: sub if name in required or _nullable(sub) else {"anyOf": [sub, {"type": "null"}]}
                 for name, sub in properties.items()
             }
+            out.setdefault("type", "object")  # strict mode wants every object typed
             out["additionalProperties"] = False
             out["required"] = list(properties)
         return out
 
-    return walk(schema)
+    root = _translated(schema, "")
+    if root.get("type", "object" if "properties" in root else None) != "object" or "anyOf" in root:
+        raise NotStrict("the root of a strict schema is one object (not a union, not an array)")
+    return walk(root, "")
+
+
+def _translated(node: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+    """One node of :func:`strict_schema` with its own constructs translated (``allOf``, ``oneOf``,
+    ``prefixItems``), before its keys are walked; raises :class:`NotStrict` for what has no strict form."""
+    while "allOf" in node:
+        node = _merged(node, path)
+    refused = sorted(STRICT_REFUSED.intersection(node))
+    if refused:
+        raise NotStrict(f"{refused[0]!r} at {path or '/'} has no strict form")
+    if node.get("unevaluatedProperties") not in (None, False):
+        raise NotStrict(f"'unevaluatedProperties' at {path or '/'} has no strict form")
+    if "oneOf" in node:
+        if "anyOf" in node:
+            raise NotStrict(f"'oneOf' beside 'anyOf' at {path or '/'} has no strict form")
+        node = {("anyOf" if key == "oneOf" else key): value for key, value in node.items()}
+    if "prefixItems" in node:
+        node = _tuple_items(node, path)
+    return node
+
+
+def _merged(node: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """``node`` with its ``allOf`` members merged into it: properties and ``required`` joined, the node's
+    own annotations first; members that disagree on a keyword raise :class:`NotStrict`."""
+    members = node["allOf"]
+    if not isinstance(members, list) or not all(isinstance(m, Mapping) for m in members):
+        raise NotStrict(f"'allOf' at {path or '/'} is not a list of schemas")
+    merged = {key: value for key, value in node.items() if key != "allOf"}
+    for member in members:
+        for key, value in member.items():
+            if key not in merged or merged[key] == value or key in ("description", "title", "examples"):
+                merged.setdefault(key, value)
+            elif key == "properties" and isinstance(value, Mapping):
+                clash = [n for n in value if n in merged[key] and merged[key][n] != value[n]]
+                if clash:
+                    raise NotStrict(f"'allOf' members at {path or '/'} disagree on property {clash[0]!r}")
+                merged[key] = {**merged[key], **value}
+            elif key == "required" and isinstance(value, list):
+                merged[key] = [*merged[key], *(n for n in value if n not in merged[key])]
+            else:
+                raise NotStrict(f"'allOf' members at {path or '/'} disagree on {key!r}: no strict form")
+    return merged
+
+
+def _tuple_items(node: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A tuple (``prefixItems``) as an array whose items are any of its members' types; its length
+    bounds stay. One that allows further items of any type has no strict form."""
+    members = list(node["prefixItems"])
+    rest = node.get("items", True)
+    if rest is True and node.get("maxItems", len(members) + 1) > len(members):
+        raise NotStrict(f"a tuple with open-ended items at {path or '/'} has no strict form")
+    if isinstance(rest, Mapping):
+        members.append(rest)
+    kinds: list[Any] = []
+    for member in members:
+        if member not in kinds:
+            kinds.append(member)
+    out = {key: value for key, value in node.items() if key not in ("prefixItems", "items")}
+    out["items"] = kinds[0] if len(kinds) == 1 else {"anyOf": kinds}
+    return out
 
 
 def arrow_types(schema: Mapping[str, Any]) -> dict[str, pa.DataType]:

@@ -19,18 +19,20 @@ import asyncio
 import contextlib
 import contextvars
 import importlib.util
+import os
 import re
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import tenacity
 
 from mapgen.core.config import added, knob
 from mapgen.core.prices import priced
 from mapgen.core.request import Completion, OnComplete, Request
-from mapgen.errors import ENGINE, INTERRUPTED, FatalAPIError
+from mapgen.core.urls import check_no_credentials
+from mapgen.errors import ENGINE, INTERRUPTED, FatalAPIError, SchemaWarning
 from mapgen.llms._http import APIError, to_api_error
 from mapgen.llms._window import Window
 from mapgen.llms.base import LLM, SendLimits, sample_groups
@@ -83,6 +85,8 @@ class APIEngine:
         self.n_supported: bool | None = None
         self.schema_style = 0
         self.schema_style_confirmed = False
+        self.schema_styles_seen: set[str] = set()
+        """The schema styles answers came with so far (each warned of once, where it constrains nothing)."""
         self._clients: dict[Any, Post] = {}
         self._windows: dict[Any, Window] = {}
 
@@ -108,14 +112,9 @@ def check_http_options(
 ) -> None:
     """The checks every HTTP backend makes on its ``base_url``, ``transport`` and ``extra_body``.
 
-    A ``base_url`` with credentials in it (``https://user:key@host``) is refused: the key goes in
-    ``api_key``, where it is kept out of reprs, fingerprints and messages, and sent as the provider wants."""
-    if base_url is not None and "@" in base_url.split("//", 1)[-1].split("/", 1)[0]:
-        parts = urlsplit(base_url)
-        raise ValueError(
-            f"base_url must not hold credentials (user:password@ in {parts.scheme}://{parts.hostname}...): "
-            "pass the key as api_key=... (or the provider's environment variable)."
-        )
+    (A ``base_url`` with credentials in it, ``https://user:key@host``, was refused before, by
+    :attr:`LLM.url_fields <mapgen.llms.base.LLM.url_fields>`: the key goes in the backend's key field, where
+    it is kept out of reprs, fingerprints and messages, and sent as the provider wants.)"""
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}.")
     if transport not in transports:
@@ -134,6 +133,16 @@ OWNED_BODY_FIELDS = frozenset(
 )  # fmt: skip
 """Body fields mapgen sets from the config and each request: ``extra_body`` must not override them (the
 dataset would record one value while another was sent, and a schema's constraint would be lost)."""
+
+
+def resolved_base_url(base_url: str | None, variable: str, default: str, hint: str) -> str:
+    """``base_url``, else ``$variable``, else ``default``, without its trailing slash. The variable's URL
+    enters the fingerprint (hence provenance records and cards) as ``base_url`` does, so it is checked
+    as ``base_url`` is: one with credentials is refused (:func:`~mapgen.core.urls.check_no_credentials`)."""
+    if not base_url:
+        base_url = os.environ.get(variable)
+        check_no_credentials(base_url, variable, hint)
+    return (base_url or default).rstrip("/")
 
 
 def check_extra_body(llm: LLM, extra_body: Mapping[str, Any]) -> None:
@@ -196,6 +205,8 @@ class APILLM(LLM):
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json_object")
     """``response_format`` shapes to try in turn until the server takes one
     (:func:`~mapgen.llms.openai_wire.response_format`)."""
+    url_fields: ClassVar[tuple[str, ...]] = ("base_url",)
+    """A backend's server root is checked for credentials (:attr:`LLM.url_fields`)."""
     supports_n: ClassVar[bool] = True
     """Whether the wire format can ask for several answers in one request (``n``); else one request
     per generation."""
@@ -226,8 +237,10 @@ class APILLM(LLM):
 
     @property
     def wire(self) -> Any:
-        """The wire format: ``path``, ``body(llm, request, n, schema_style)``, ``completions(answer, n)``
-        and ``rate_usage(answer)``; OpenAI's chat completions unless the backend says otherwise."""
+        """The wire format: ``path``, ``body(llm, request, n, schema_style)``, ``completions(answer, n)``,
+        ``rate_usage(answer)``, and ``schema_style_sent(body)`` and ``schema_warning(style, schema)`` (how a
+        body carried its schema, and why that left answers unconstrained); OpenAI's chat completions unless
+        the backend says otherwise."""
         return OPENAI_CHAT
 
     def open_client(self) -> Post:
@@ -474,10 +487,34 @@ class APILLM(LLM):
                 if error.fatal and fatal is not None and not fatal:
                     fatal.append(error)  # the first one stops the call; those raised after it repeat it
                 raise
-            if request.schema is not None and not engine.schema_style_confirmed:
-                # Only a style that worked becomes the process's choice for this server.
-                engine.schema_style, engine.schema_style_confirmed = style, True
+            if request.schema is not None:
+                if not engine.schema_style_confirmed:
+                    # Only a style that worked becomes the process's choice for this server.
+                    engine.schema_style, engine.schema_style_confirmed = style, True
+                self._note_schema_style(engine, body, request.schema, completions)
             return completions
+
+    def _note_schema_style(
+        self, engine: APIEngine, body: dict[str, Any], schema: dict[str, Any], completions: list[Completion]
+    ) -> None:
+        """Tell each completion how its schema went (:attr:`Completion.schema_style`), and warn, once per
+        process and config, when that left the answers unconstrained (:class:`~mapgen.errors.SchemaWarning`:
+        no ``response_format`` at all, or only a guide)."""
+        style = self.wire.schema_style_sent(body)
+        for completion in completions:
+            completion.schema_style = style
+        if style in engine.schema_styles_seen:
+            return
+        engine.schema_styles_seen.add(style)
+        reason = self.wire.schema_warning(style, schema)
+        if reason is not None:
+            warnings.warn(
+                f"{type(self).__name__}({self.model_name!r}): {reason}. Validation still checks every answer "
+                f"(one that fails is asked again), and each answer's metadata says schema_style={style!r}. "
+                "Said once per process and config.",
+                SchemaWarning,
+                stacklevel=2,
+            )
 
     def _schema_fallback(self, engine: APIEngine, style: int) -> int | None:
         """The ``response_format`` shape to try after the server refused ``style``, or ``None``. Past the

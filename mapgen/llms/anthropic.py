@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.core.config import knob, secret
-from mapgen.llms._api import APILLM, Post, check_http_options, require_modules
+from mapgen.llms._api import APILLM, Post, check_http_options, require_modules, resolved_base_url
 from mapgen.llms._http import JSONClient, closable
 from mapgen.llms.anthropic_wire import ANTHROPIC_MESSAGES, TOOL_STYLE, AnthropicMessagesWire
 from mapgen.llms.provider_batches import AnthropicBatches
@@ -99,6 +99,7 @@ class AnthropicLLM(APILLM):
 
     store_name: ClassVar[str] = "mapgen.llms.anthropic.AnthropicLLM"
     """Its module path before backends had store names: kept, so that stores written before serve on."""
+    credentials_hint: ClassVar[str] = "Pass the key as api_key=... (or ANTHROPIC_API_KEY), not in the URL."
     schema_styles: ClassVar[tuple[str, ...]] = (TOOL_STYLE,)
     supports_batch_api: ClassVar[bool] = True
     supports_n: ClassVar[bool] = False
@@ -115,6 +116,7 @@ class AnthropicLLM(APILLM):
                 f"model must be a Claude model name such as 'claude-sonnet-4-5', got {self.model!r}."
             )
         check_http_options(self.base_url, self.transport, ("auto", "aiohttp", "sdk"), self.extra_body)
+        _ = self.resolved_base_url  # ANTHROPIC_BASE_URL is checked as base_url is
         if self.api_version not in API_VERSIONS:
             raise ValueError(f"api_version must be one of {API_VERSIONS}, got {self.api_version!r}.")
         owned = sorted(OWNED_BODY_FIELDS & set(self.extra_body))
@@ -202,7 +204,7 @@ class AnthropicLLM(APILLM):
 
     @property
     def resolved_base_url(self) -> str:
-        return (self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_API).rstrip("/")
+        return resolved_base_url(self.base_url, "ANTHROPIC_BASE_URL", ANTHROPIC_API, self.credentials_hint)
 
     @property
     def is_anthropic(self) -> bool:

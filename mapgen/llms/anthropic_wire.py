@@ -65,6 +65,7 @@ FINISH_REASONS = {
     "stop_sequence": "stop",
     "tool_use": "stop",  # the forced tool of a structured answer: the answer is complete
     "max_tokens": "length",
+    "model_context_window_exceeded": "length",  # cut too: the context window filled up first
     "refusal": "content_filter",
 }
 """Anthropic's ``stop_reason`` values as OpenAI's ``finish_reason``; others (``pause_turn``) pass as they
@@ -191,6 +192,27 @@ class AnthropicMessagesWire:
         uncached, written = _int(usage.get("input_tokens")), _int(usage.get("cache_creation_input_tokens"))
         output = _int(usage.get("output_tokens"))
         return (uncached + (written or 0) if uncached is not None else None), output
+
+    def schema_style_sent(self, body: dict[str, Any]) -> str:
+        """How ``body``, built for a request with a schema, carried it
+        (:attr:`~mapgen.core.request.Completion.schema_style`): ``tool_use`` (the answer tool, forced),
+        ``tool_use_auto`` (only offered: with thinking), or ``none`` (no tool)."""
+        if not body.get("tools"):
+            return "none"
+        choice = body.get("tool_choice")
+        return (
+            TOOL_STYLE if isinstance(choice, dict) and choice.get("type") == "tool" else f"{TOOL_STYLE}_auto"
+        )
+
+    def schema_warning(self, style: str, schema: dict[str, Any]) -> str | None:
+        """Why answers sent ``style`` are not constrained to ``schema`` (warned once per process and config),
+        or ``None``: without the answer tool (the server refused it, or the schema is no object)."""
+        if style == "none":
+            return (
+                "answers go without the answer tool (the server refused it, or the schema is not an object): "
+                "they are not constrained to the answer schema"
+            )
+        return None
 
 
 ANTHROPIC_MESSAGES = AnthropicMessagesWire()

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 from mapgen.core.config import added, dataclass_fingerprint, knob, qualified_name
 from mapgen.core.prices import as_price
 from mapgen.core.prompt import Prompt
-from mapgen.core.request import Completion, OnComplete, Request
+from mapgen.core.request import THINK_END, THINK_START, Completion, OnComplete, Request
+from mapgen.core.urls import check_no_credentials
 from mapgen.llms._sampling import SAMPLING_PARAMETERS, check_generation_kwargs, check_sampling, stop_sequences
 from mapgen.llms.devices import bind, parse_devices
 
@@ -178,6 +179,14 @@ class LLM:
     billed_per_token: ClassVar[bool] = False
     """Whether answers are paid for by their tokens (an API): a dry run says so when it knows no price."""
 
+    url_fields: ClassVar[tuple[str, ...]] = ()
+    """The fields that may hold a URL (a server's root, a model given as a URL): one holding credentials
+    (``user:password@``, a token as user name, ``?api_key=``...) is refused at construction by
+    :func:`mapgen.core.urls.check_no_credentials`, the message masking them, so that no key reaches a repr,
+    a fingerprint, a provenance record, a dataset card or the model column."""
+    credentials_hint: ClassVar[str] = ""
+    """Where the key goes instead, for that message (``"Pass the key as api_key=..."``)."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "store_name" not in cls.__dict__:  # not inherited: see store_name
@@ -186,6 +195,8 @@ class LLM:
             raise TypeError(f"{cls.__qualname__}.store_name must be a non-empty string: {cls.store_name!r}.")
 
     def __post_init__(self) -> None:
+        for name in self.url_fields:  # first: no later message may show a secret
+            check_no_credentials(getattr(self, name, None), name, self.credentials_hint)
         _check_number("temperature", self.temperature, low=0.0)
         _check_number("top_p", self.top_p, low=0.0, high=1.0)
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -425,14 +436,29 @@ class LocalLLM(LLM):
         if not requests:
             return []
         engine = self.engine(rank)
+        opened = self._template_opens_reasoning(engine)
         results: list[Completion | None] = [None] * len(requests)
         for groups, prepared in self._calls(engine, requests):
             for group, completions in zip(groups, self._answer(engine, groups, prepared), strict=True):
-                for (position, _), completion in zip(group, completions, strict=True):
+                for (position, request), completion in zip(group, completions, strict=True):
+                    if opened and not request.prompt.continue_final_message:
+                        completion = dataclasses.replace(completion, opened_reasoning=True)
                     results[position] = completion
                     if on_complete is not None:
                         on_complete(position, completion)
         return results  # type: ignore[return-value]  # every request is in one group of one call
+
+    def generation_prompt(self, engine: Any) -> str | None:
+        """What this engine's chat template writes for a one-message chat with an open assistant turn, or
+        ``None`` where the prompt is not rendered from a chat template (a raw ``prompt_format``)."""
+        return None
+
+    def _template_opens_reasoning(self, engine: Any) -> bool:
+        """Whether the chat template opens a ``<think>`` block for the model to close (DeepSeek-R1's does,
+        Qwen3's with ``enable_thinking``): then its answers start with reasoning. Asked once per call of
+        :meth:`complete` (configs that share an engine may pass the template other options)."""
+        rendered = self.generation_prompt(engine) or ""
+        return rendered.rfind(THINK_START) > rendered.rfind(THINK_END)
 
     def _calls(self, engine: Any, requests: Sequence[Request]) -> Iterator[tuple[list[SampleGroup], Any]]:
         """The engine calls that answer ``requests``, in the order they run: each as the groups it answers

@@ -26,7 +26,8 @@ class InferenceEndpointsLLM(APILLM):
       is looked up once per process (``huggingface_hub.get_inference_endpoint``);
     - a URL (``"http://localhost:8080"``): a TGI server or any OpenAI-compatible one; ``/v1/chat/completions``
       is appended unless present. Pass ``base_url=`` instead to keep ``model_or_endpoint`` as the model
-      name sent in the body.
+      name sent in the body. A URL with credentials in it (``user:password@``, ``?token=``...) is refused,
+      here and in ``base_url``: the token goes in ``token``.
 
     Concurrency, retries, rate limits, ``n`` and structured output work as in :class:`~mapgen.OpenAILLM`.
     The token comes from ``token``, ``HF_TOKEN`` or your saved login; it is not part of the config's
@@ -58,6 +59,9 @@ class InferenceEndpointsLLM(APILLM):
 
     store_name: ClassVar[str] = "mapgen.llms.inference_endpoints.InferenceEndpointsLLM"
     """Its module path before backends had store names: kept, so that stores written before serve on."""
+    url_fields: ClassVar[tuple[str, ...]] = ("model_or_endpoint", "base_url")
+    """A URL given as the model is the model column's value and in reprs and cards: no credentials."""
+    credentials_hint: ClassVar[str] = "Pass the token as token=... (or HF_TOKEN), not in the URL."
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json", "json_object")
     supports_continue_final_message: ClassVar[bool] = False
     """TGI's Messages API always opens a new assistant turn."""

@@ -71,6 +71,9 @@ class LlamaCppLLM(LocalLLM):
 
     store_name: ClassVar[str] = "mapgen.llms.llamacpp.LlamaCppLLM"
     """Its module path before backends had store names: kept, so that stores written before serve on."""
+    url_fields: ClassVar[tuple[str, ...]] = ("model_path",)
+    """Not a URL, but one given here with credentials would show them in reprs and cards: refused."""
+    credentials_hint: ClassVar[str] = "model_path is a local .gguf file."
     supports_schema: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
     chat_template_source: ClassVar[str] = "the GGUF file"
@@ -179,6 +182,11 @@ class LlamaCppLLM(LocalLLM):
         if self.prompt_format not in (None, "openai"):
             return format_prompt(prompt, self.prompt_format)
         return render_chat_template(_chat_template(self.engine(rank)), prompt)
+
+    def generation_prompt(self, engine: Any) -> str | None:
+        if self.prompt_format is not None:  # a raw format, or llama-cpp-python's own handler
+            return None
+        return render_chat_template(_chat_template(engine), Prompt("x"))
 
     def token_counter(self) -> Callable[[Prompt], int]:
         """Counts a prompt's input tokens with the GGUF's tokenizer, as :meth:`render` writes it (this

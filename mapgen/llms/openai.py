@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.core.config import added, knob, secret
-from mapgen.llms._api import APILLM, Post, check_extra_body, check_http_options, require_modules
+from mapgen.llms._api import (
+    APILLM,
+    Post,
+    check_extra_body,
+    check_http_options,
+    require_modules,
+    resolved_base_url,
+)
 from mapgen.llms._http import JSONClient, closable
 from mapgen.llms.provider_batches import OpenAIBatches
 
@@ -68,6 +75,7 @@ class OpenAILLM(APILLM):
 
     store_name: ClassVar[str] = "mapgen.llms.openai.OpenAILLM"
     """Its module path before backends had store names: kept, so that stores written before serve on."""
+    credentials_hint: ClassVar[str] = "Pass the key as api_key=... (or OPENAI_API_KEY), not in the URL."
     supports_batch_api: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
     """Asks for ``logprobs`` / ``top_logprobs`` (at most 20) when a request wants them, as
@@ -78,6 +86,7 @@ class OpenAILLM(APILLM):
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model must be a model name such as 'gpt-4o-mini', got {self.model!r}.")
         check_http_options(self.base_url, self.transport, ("auto", "aiohttp", "sdk"), self.extra_body)
+        _ = self.resolved_base_url  # OPENAI_BASE_URL is checked as base_url is
         if not isinstance(self.chat_template_kwargs, Mapping):
             raise TypeError(f"chat_template_kwargs must be a mapping, got {self.chat_template_kwargs!r}.")
         if self.chat_template_kwargs and self.is_openai:
@@ -109,7 +118,7 @@ class OpenAILLM(APILLM):
 
     @property
     def resolved_base_url(self) -> str:
-        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_API).rstrip("/")
+        return resolved_base_url(self.base_url, "OPENAI_BASE_URL", OPENAI_API, self.credentials_hint)
 
     @property
     def is_openai(self) -> bool:

@@ -120,9 +120,55 @@ class OpenAIChatWire:
         usage = usage if isinstance(usage, dict) else {}
         return _int_or_none(usage.get("prompt_tokens")), _int_or_none(usage.get("completion_tokens"))
 
+    def schema_style_sent(self, body: dict[str, Any]) -> str:
+        """How ``body``, built for a request with a schema, carried it
+        (:attr:`~mapgen.core.request.Completion.schema_style`): its ``response_format`` type,
+        :data:`NONSTRICT` for a ``json_schema`` without ``strict: true``, or ``none`` without one.
+
+        Example:
+            >>> shape = response_format({"type": "object", "additionalProperties": True}, "json_schema")
+            >>> shape["json_schema"]["strict"], OPENAI_CHAT.schema_style_sent({"response_format": shape})
+            (False, 'json_schema_nonstrict')
+            >>> OPENAI_CHAT.schema_style_sent({"messages": []})
+            'none'
+        """
+        shape = body.get("response_format")
+        if not isinstance(shape, dict):
+            return "none"
+        spec = shape.get("json_schema")
+        if shape.get("type") == "json_schema" and not (isinstance(spec, dict) and spec.get("strict") is True):
+            return NONSTRICT
+        return str(shape.get("type"))
+
+    def schema_warning(self, style: str, schema: dict[str, Any]) -> str | None:
+        """Why answers sent ``style`` are not constrained to ``schema`` (warned once per process and config),
+        or ``None`` where they are: without a ``response_format`` (the server refused every style), or
+        with ``strict: false`` (a schema with no strict form: OpenAI's API reads it as a guide only)."""
+        if style == "none":
+            return (
+                "the server refused every response_format style mapgen tried, so answers go without a "
+                "response_format: they are not constrained to the answer schema"
+            )
+        if style == NONSTRICT:
+            try:
+                strict_schema(schema)
+                reason = "strict: true was not asked for"
+            except NotStrict as error:
+                reason = str(error)
+            return (
+                f"the answer schema has no strict form ({reason}), so it goes as json_schema with strict: "
+                "false, which OpenAI's API reads as a guide only: answers are not constrained to it there "
+                "(servers that decode by grammar, such as vLLM's, still constrain to it)"
+            )
+        return None
+
 
 OPENAI_CHAT = OpenAIChatWire()
 """The one :class:`OpenAIChatWire` (it holds no state)."""
+
+NONSTRICT = "json_schema_nonstrict"
+"""The :attr:`~mapgen.core.request.Completion.schema_style` of a ``json_schema`` sent with ``strict: false``
+(a schema with no strict form, :class:`~mapgen.core.schema.NotStrict`)."""
 
 
 def wire_messages(prompt: Prompt) -> list[dict[str, Any]]:
@@ -162,7 +208,8 @@ def response_format(schema: dict[str, Any], style: str) -> dict[str, Any]:
     """The ``response_format`` that asks a server for JSON following ``schema``.
 
     ``json_schema`` is OpenAI's structured outputs with ``strict: true``, the schema in its strict form
-    (:func:`mapgen.core.schema.strict_schema`; also vLLM, TGI 3, newer llama.cpp);
+    (:func:`mapgen.core.schema.strict_schema`; also vLLM, TGI 3, newer llama.cpp), or, for a schema that
+    has none (:class:`~mapgen.core.schema.NotStrict`), the schema itself with ``strict: false``;
     ``json_object`` with a ``schema`` is llama-cpp-python's server; ``json`` with a ``value`` is TGI's.
 
     Example:
@@ -174,7 +221,7 @@ def response_format(schema: dict[str, Any], style: str) -> dict[str, Any]:
         name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "answer"))[:64]
         try:
             spec = {"name": name, "strict": True, "schema": strict_schema(schema)}
-        except NotStrict:  # a dict field: constrained to {} in strict mode; the schema as a guide instead
+        except NotStrict:  # a dict field, `not`...: the schema as a guide instead (NONSTRICT), and a warning
             spec = {"name": name, "strict": False, "schema": schema}
         return {"type": "json_schema", "json_schema": spec}
     if style == "json_object":

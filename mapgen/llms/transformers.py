@@ -60,6 +60,11 @@ class TransformersLLM(LocalLLM):
 
     store_name: ClassVar[str] = "mapgen.llms.transformers.TransformersLLM"
     """Its module path before backends had store names: kept, so that stores written before serve on."""
+    url_fields: ClassVar[tuple[str, ...]] = ("model",)
+    """Not a URL, but one given here with credentials would show them in reprs and cards: refused."""
+    credentials_hint: ClassVar[str] = (
+        "model is a hub id or a folder: for a gated or private model, log in (hf auth login) or set HF_TOKEN."
+    )
     supports_schema: ClassVar[bool] = False
     unsupported_sampling: ClassVar[Mapping[str, str]] = dict.fromkeys(
         ("presence_penalty", "frequency_penalty"),
@@ -185,6 +190,9 @@ class TransformersLLM(LocalLLM):
             )
 
         return render_chat_template(template, request.prompt)
+
+    def generation_prompt(self, engine: _Engine) -> str | None:
+        return None if self._raw else self.render(engine.tokenizer, Request(Prompt("x")))
 
     def _sampling(self, engine: _Engine, seeds: list[int]) -> dict[str, Any]:
         """``generate``'s options: greedy at temperature 0, else one seeded sampler per row."""

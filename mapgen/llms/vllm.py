@@ -66,6 +66,11 @@ class vLLM(LocalLLM):  # the name users know
 
     store_name: ClassVar[str] = "mapgen.llms.vllm.vLLM"
     """Its module path before backends had store names: kept, so that stores written before serve on."""
+    url_fields: ClassVar[tuple[str, ...]] = ("model",)
+    """Not a URL, but one given here with credentials would show them in reprs and cards: refused."""
+    credentials_hint: ClassVar[str] = (
+        "model is a hub id or a folder: for a gated or private model, log in (hf auth login) or set HF_TOKEN."
+    )
     supports_schema: ClassVar[bool] = True
     reserved_generation_kwargs: ClassVar[tuple[str, ...]] = (
         "n",
@@ -188,6 +193,21 @@ class vLLM(LocalLLM):  # the name users know
             return outputs
         texts = [format_prompt(prompt, self.prompt_format) for prompt in prompts]
         return list(engine.generate(texts, params, use_tqdm=False))
+
+    def generation_prompt(self, engine: Any) -> str | None:
+        if self.prompt_format not in (None, "openai"):
+            return None
+        options = {"chat_template": self.chat_template} if self.chat_template else {}
+        try:
+            return engine.get_tokenizer().apply_chat_template(
+                [{"role": "user", "content": "x"}],
+                tokenize=False,
+                add_generation_prompt=True,
+                **options,
+                **self.chat_template_kwargs,
+            )
+        except Exception:  # a tokenizer without a chat template: engine.chat says so on the first request
+            return None
 
     def sampling_params(self, request: Request, n: int) -> Any:
         """vLLM's ``SamplingParams`` for ``request`` answered ``n`` times."""

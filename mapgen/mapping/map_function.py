@@ -16,7 +16,7 @@ import pyarrow as pa
 from datasets.fingerprint import Hasher
 
 from mapgen._version import OUTPUT_FORMAT_VERSION
-from mapgen.core.columns import TypedList, answer_came
+from mapgen.core.columns import TypedList, answer_came, misfit, writable_text
 from mapgen.core.config import dataclass_fingerprint, knob
 from mapgen.core.fingerprint import register_fingerprint_reducer
 from mapgen.core.prices import priced
@@ -27,6 +27,7 @@ from mapgen.errors import (
     ENGINE,
     INVALID_ANSWER,
     INVALID_OUTPUT,
+    LENGTH,
     PARSE,
     CacheWarning,
     MissingColumnError,
@@ -66,8 +67,9 @@ class MapFunction:
     """Which response store: ``sqlite:///<path>`` or ``postgresql://...`` (default: ``$MAPGEN_STORE``, else
     the SQLite file in ``$MAPGEN_CACHE_DIR``). Where answers are kept, not what they are: no fingerprint."""
     max_reasks: int = 2
-    """How many times an answer that fails the task's answer model (:class:`~mapgen.InvalidOutput`) is
-    asked again before the row gets ``None`` and the validation error; it changes output, so it counts."""
+    """How many times an answer that fails the task's answer model (:class:`~mapgen.InvalidOutput`), or has a
+    value its column cannot hold, is asked again before the row gets ``None`` and the validation error (not
+    one cut at the token limit: see :meth:`parse_answer`); it changes output, so it counts."""
     _provenance: str = field(init=False, repr=False, compare=False)
     """:attr:`provenance`, set when the function is built."""
 
@@ -232,7 +234,8 @@ class MapFunction:
         first: dict[str, int] = {}  # each key's first request
         for i, key in enumerate(keys):
             first.setdefault(key, i)
-        answers: dict[str, Completion] = store.get_many(first)
+        # Stored answers pass the checks fresh ones pass in valid() (those stored before one was added too).
+        answers: dict[str, Completion] = {key: writable(c) for key, c in store.get_many(first).items()}
         pending = [key for key in first if key not in answers]
         counters.add(reused=len(requests) - len(pending))  # stored answers, and repeats of a request
         # A claim on each key we send, so that another run on this store (a second process, a batch
@@ -262,7 +265,7 @@ class MapFunction:
                 held = [key for key in pending if key not in answers]  # in flight in another run
                 if held:
                     turns.handing_over()  # waiting, not preparing: the next batch may prepare
-                    theirs = store.wait_for(held)
+                    theirs = {key: writable(c) for key, c in store.wait_for(held).items()}
                     counters.add(reused=len(theirs))
                     answers.update(theirs)
                 pending = [key for key in held if key not in answers]  # it failed there: ours now
@@ -296,8 +299,10 @@ class MapFunction:
         """``completions`` (the answers to ``requests``), each with what the task parsed from it
         (:meth:`parse_answer`), where each answer that failed the task's answer model is asked again, up to
         ``max_reasks`` times, as a new request (``attempt`` 1, 2...: its own store key and seed). A re-ask
-        that gets no answer at all keeps the invalid one and its error. Every re-ask is counted
-        (``counters["reasks"]``). Each answer is parsed once: the caller writes its row from the pairs.
+        that gets no answer at all keeps the invalid one and its error. An answer cut at the token limit is
+        not asked again (its error is a ``length`` one: the same limit would cut it again). Every re-ask is
+        counted (``counters["reasks"]``). Each answer is parsed once: the caller writes its row from the
+        pairs.
         """
         answers = [(completion, self.parse_answer(completion)) for completion in completions]
         for attempt in range(1, self.max_reasks + 1):
@@ -347,16 +352,40 @@ class MapFunction:
         """The task's outputs for one answer and ``None``, or ``{}`` and why there are none.
 
         Any exception from a parser is a parse error of that answer: a malformed answer, or a parser that
-        did not expect it, must not stop the run.
+        did not expect it, must not stop the run. Values that their column's Arrow type cannot hold (an int
+        beyond ``int64``: :func:`~mapgen.core.columns.misfit`) fail the answer as ``invalid_output`` (asked
+        again), before they could fail the write of the whole batch; stored answers are parsed here too.
+        An answer cut at the token limit (``finish_reason`` ``length``) that fails either way fails as
+        ``length: cut at max_new_tokens=N``, not asked again; one that reads is kept.
         """
         if completion.text is None:
             return {}, error_text(completion.error_kind or ENGINE, completion.error or "no answer")
         try:
-            return self.task.parse(completion.text), None
+            parsed = self.task.parse(completion.text)
+            unfit = misfit(parsed, self.answer_types())
         except ParseError as error:
-            return {}, error_text(getattr(error, "kind", PARSE), str(error))
+            problem = error_text(getattr(error, "kind", PARSE), str(error))
         except Exception as error:
-            return {}, error_text(PARSE, f"{type(error).__name__}: {error}")
+            problem = error_text(PARSE, f"{type(error).__name__}: {error}")
+        else:
+            if unfit is None:
+                return parsed, None
+            problem = error_text(INVALID_OUTPUT, unfit)  # it would fail the write of the whole batch
+        if completion.cut:  # why it cannot be read; the same limit would cut a re-ask again
+            return {}, error_text(LENGTH, self.cut_at(completion))
+        return {}, writable_text(problem)  # a parser may quote what it could not read
+
+    def answer_types(self) -> Mapping[str, pa.DataType]:
+        """The Arrow type of each value the task's ``parse`` returns for one answer, which
+        :meth:`parse_answer` checks it against (:func:`~mapgen.core.columns.misfit`): the task's output
+        columns' types."""
+        return self.task.output_types()
+
+    def cut_at(self, completion: Completion) -> str:
+        """Why an answer cut at the token limit (:attr:`~mapgen.core.request.Completion.cut`) failed:
+        ``cut at max_new_tokens=16``, the limit of the backend (the member of a pool) that wrote it."""
+        limit = getattr(_member(self.llm, completion.model), "max_new_tokens", None)
+        return f"cut at max_new_tokens={limit}" if limit is not None else "cut at the token limit"
 
     def prompt_for(self, row: Mapping[str, Any]) -> tuple[Prompt | None, str | None]:
         """The row's prompt and ``None``, or ``None`` and why the row cannot be prompted, naming its dataset
@@ -454,9 +483,24 @@ def valid(completion: Completion, llm: Any = None) -> Completion:
     block, or the text before ``</think>`` where ``llm`` (the member of a pool that wrote it) says its prompt
     opened the block (:func:`~mapgen.mapping.reasoning.opens_reasoning`)."""
     if completion.text is None or isinstance(completion.text, str):
-        opened = llm is not None and opens_reasoning(_member(llm, completion.model))
-        return with_reasoning(completion, opened=opened)
+        opened = completion.opened_reasoning or (
+            llm is not None and opens_reasoning(_member(llm, completion.model))
+        )
+        return with_reasoning(writable(completion), opened=opened)
     return Completion.failed(f"answer is a {type(completion.text).__name__}, not text", INVALID_ANSWER)
+
+
+def writable(completion: Completion) -> Completion:
+    """``completion`` with text and reasoning that a column can hold: a lone surrogate (a server's JSON may
+    escape one, ``"\\ud800"``), which would fail the write of the whole batch, made U+FFFD
+    (:func:`~mapgen.core.columns.writable_text`). Fresh answers pass here (:func:`valid`), and so do stored
+    ones (:meth:`MapFunction.complete`), kept before this check."""
+    text, reasoning = completion.text, completion.reasoning
+    clean_text = text if text is None else writable_text(text)
+    clean_reasoning = reasoning if reasoning is None else writable_text(reasoning)
+    if clean_text is text and clean_reasoning is reasoning:
+        return completion
+    return replace(completion, text=clean_text, reasoning=clean_reasoning)
 
 
 def _invalid(completion: Completion, error: str | None) -> bool:
@@ -486,6 +530,7 @@ def completion_metadata(completion: Completion, provenance: str | None = None) -
         "from_store": completion.from_store,
         "cost": completion.cost,
         "cached_tokens": completion.cached_tokens,
+        "schema_style": completion.schema_style,
     }
 
 

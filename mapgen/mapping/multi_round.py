@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mapgen.core.columns import typed_columns
+from mapgen.core.columns import misfit, typed_columns, writable_text
 from mapgen.core.request import Completion, Request
-from mapgen.errors import ENGINE, INPUT, PARSE, error_text
+from mapgen.errors import ENGINE, INPUT, INVALID_OUTPUT, LENGTH, PARSE, error_text
 from mapgen.llms.base import LLM
 from mapgen.mapping import provenance
 from mapgen.mapping.map_function import MapFunction
@@ -117,7 +117,7 @@ def run_rounds(
             break
         answers = fn.complete([Request(p, c.index, schema) for c, p in asked], rank=rank)
         for (conversation, prompt), answer in zip(asked, answers, strict=True):
-            _advance(task, conversation, prompt.messages(), answer, number)
+            _advance(fn, conversation, prompt.messages(), answer, number)
         going = [c for c, _ in asked if c.error is None]
     for conversation in going:  # still asking after max_rounds: a task bug, bounded all the same
         if task.next_prompt(conversation.state or {}) is not None:
@@ -132,7 +132,7 @@ def _rounds_task(fn: MapFunction) -> RoundsTask:
 
 
 def _advance(
-    task: RoundsTask,
+    fn: MapFunction,
     conversation: _Conversation,
     messages: list[dict[str, str]],
     answer: Completion,
@@ -152,10 +152,11 @@ def _advance(
         conversation.error = error_text(kind, f"round {number}: {answer.error or 'no answer'}")
         return
     try:
-        conversation.state = task.advance(conversation.state or {}, answer.text)
+        conversation.state = _rounds_task(fn).advance(conversation.state or {}, answer.text)
     except Exception as error:  # a parser's exception is data, as in parse_answer
         reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
-        conversation.error = error_text(PARSE, f"round {number}: {reason}")
+        kind, reason = (LENGTH, fn.cut_at(answer)) if answer.cut else (PARSE, writable_text(reason))
+        conversation.error = error_text(kind, f"round {number}: {reason}")
 
 
 def _columns(fn: MapFunction, per_row: list[list[_Conversation]]) -> dict[str, list]:
@@ -163,7 +164,7 @@ def _columns(fn: MapFunction, per_row: list[list[_Conversation]]) -> dict[str, l
     types = fn.output_types()
     columns: dict[str, list[Any]] = {name: [] for name in types}
     for conversations in per_row:
-        results = [task.result(c.state or {}) if c.error is None else {} for c in conversations]
+        results = [_result(task, c) if c.error is None else {} for c in conversations]
         counters.add(failed=sum(c.error is not None for c in conversations))
         for name in task.output_types():
             columns[name].append([result.get(name) for result in results])
@@ -180,6 +181,17 @@ def _columns(fn: MapFunction, per_row: list[list[_Conversation]]) -> dict[str, l
     return typed_columns(columns, types)
 
 
+def _result(task: RoundsTask, conversation: _Conversation) -> dict[str, Any]:
+    """The output values of a complete conversation, or none and an ``invalid_output`` error where one
+    does not fit its column (:func:`~mapgen.core.columns.misfit`): it would fail the write of the batch."""
+    result = task.result(conversation.state or {})
+    unfit = misfit(result, task.output_types())
+    if unfit is None:
+        return result
+    conversation.error = error_text(INVALID_OUTPUT, unfit)
+    return {}
+
+
 def _metadata(conversation: _Conversation, provenance: str) -> dict[str, Any]:
     last = conversation.last
     return {
@@ -190,4 +202,5 @@ def _metadata(conversation: _Conversation, provenance: str) -> dict[str, Any]:
         "from_store": all(conversation.from_store) if last else False,
         "cost": conversation.cost,
         "cached_tokens": conversation.cached_tokens,
+        "schema_style": last.schema_style if last else None,
     }

@@ -41,8 +41,9 @@ from typing import Any, Protocol
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.core.config import dataclass_fingerprint, fingerprint_state, qualified_name
 from mapgen.core.request import Completion
+from mapgen.core.urls import mask_url
 from mapgen.llms.base import LLM
-from mapgen.store import mask_url, open_store, store_url
+from mapgen.store import open_store, store_url
 
 
 class MapFunction(Protocol):
@@ -111,7 +112,8 @@ def describe(fn: MapFunction) -> dict[str, Any]:
         "mapgen_version": __version__,
         "output_format": OUTPUT_FORMAT_VERSION,
     }
-    # Plain JSON, every URL's password masked (a base_url with user:password@ must not reach a card).
+    # Plain JSON, every URL's secrets masked, by the parser that refuses them in a config's URLs: a
+    # store's password, or anything a backend of another make let through, must not reach a card.
     return json.loads(json.dumps(record, default=repr), object_hook=lambda d: _masked(d, mask_url))
 
 
@@ -119,7 +121,13 @@ _PROMPT_TEXT = ("template", "system_prompt")
 
 
 def _masked(values: dict[str, Any], mask: Any) -> dict[str, Any]:
-    return {k: mask(v) if isinstance(v, str) and "://" in v else v for k, v in values.items()}
+    # Every string, and those of lists: mask_url changes only a URL's secrets (or a keyword string's).
+    def masked(value: Any) -> Any:
+        if isinstance(value, list):
+            return [masked(v) for v in value]
+        return mask(value) if isinstance(value, str) else value
+
+    return {k: masked(v) for k, v in values.items()}
 
 
 def remember(fn: MapFunction) -> None:

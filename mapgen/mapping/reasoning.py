@@ -14,9 +14,10 @@ may well explain these tags). The rules:
 - a ``<think>`` block at the start (after whitespace) is the reasoning; the text after the first
   ``</think>`` is the answer, stripped of the whitespace around it;
 - a text whose block the prompt opened (chat templates such as DeepSeek-R1's open it, so the model writes
-  only its end) starts with reasoning that the first ``</think>`` ends. Only the backend can say so
-  (:func:`opens_reasoning`: it was asked to think), never the text: an answer that merely contains a
-  ``</think>`` is kept whole;
+  only its end) starts with reasoning that the first ``</think>`` ends. Only the backend can say so, never
+  the text: a local engine, which renders the prompt, marks its answers
+  (:attr:`~mapgen.core.request.Completion.opened_reasoning`), and a server's config says it was asked to
+  think (:func:`opens_reasoning`). An answer that merely contains a ``</think>`` is kept whole;
 - a block opened by the text that never closes (cut by ``max_new_tokens``) is reasoning with no answer: a
   failed ``empty_answer`` completion that keeps its reasoning (a block the prompt opened that never closes
   is left as the answer: nothing in the text says where reasoning would have ended);
@@ -38,12 +39,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from mapgen.core.request import Completion
+from mapgen.core.request import THINK_END, THINK_START, Completion
 from mapgen.errors import EMPTY_ANSWER
-
-THINK_START = "<think>"
-THINK_END = "</think>"
-
 
 THINKING_KWARGS = ("enable_thinking", "thinking")
 """The ``chat_template_kwargs`` that turn a template's thinking on (Qwen3's; DeepSeek-V3.1's, Granite's)."""
@@ -88,7 +85,7 @@ def with_reasoning(completion: Completion, *, opened: bool = False) -> Completio
     so that positions in the answer still find their tokens.
 
     Example:
-        >>> from mapgen.core.request import Completion
+        >>> from mapgen.core.request import THINK_END, THINK_START, Completion
         >>> done = with_reasoning(Completion(text="<think>Short.</think> Yes."))
         >>> done.text, done.reasoning
         ('Yes.', 'Short.')

@@ -24,13 +24,15 @@ import contextvars
 import itertools
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"pid": None, "loop": None}
+_state: dict[str, Any] = {"pid": None, "loop": None, "calls": set()}
+"""This process's loop, and its calls from :func:`run` not yet returned (what :func:`settle` waits for)."""
 
 
 def background_loop() -> asyncio.AbstractEventLoop:
@@ -53,6 +55,7 @@ def background_loop() -> asyncio.AbstractEventLoop:
             # A forked child keeps the parent's loop object referenced, unused: collecting it would
             # touch the epoll instance the child shares with the parent.
             _state.setdefault("inherited", []).append(_state["loop"])
+            _state["calls"] = set()  # the parent's calls are not this process's
             _state["loop"], _state["pid"] = loop, pid
     return _state["loop"]
 
@@ -63,6 +66,9 @@ gives up on them; a second Ctrl-C stops waiting at once."""
 
 _interrupts = [0]
 """How many interrupts this process has seen: a run is interrupted when one came after it began."""
+
+_stopped = [False]
+"""Whether this process stopped sending for good (:func:`stop`): every run is interrupted."""
 
 
 _runs = itertools.count()
@@ -136,8 +142,10 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         coroutine.close()
         raise RuntimeError("mapgen's run() was called from its own event loop; await the coroutine instead.")
     current = _run.get() or _Run()
+    calls: set[concurrent.futures.Future[Any]] = _state["calls"]
     future = asyncio.run_coroutine_threadsafe(_in_run(coroutine, current), loop)
     current.futures.add(future)
+    calls.add(future)
     try:
         return future.result()
     except KeyboardInterrupt:
@@ -149,6 +157,9 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         raise
     finally:
         current.futures.discard(future)
+        calls.discard(future)
+        if _stopped[0]:
+            threading.Event().wait()  # the process is exiting (stop()): return nothing cut short to it
 
 
 async def _in_run(coroutine: Coroutine[Any, Any, T], current: _Run) -> T:
@@ -167,7 +178,30 @@ def interrupt() -> None:
 def interrupted() -> bool:
     """Whether the current run was interrupted: checked before each request is sent."""
     current = _run.get()
-    return current is not None and _interrupts[0] != current.began
+    return current is not None and (_stopped[0] or _interrupts[0] != current.began)
+
+
+def stop() -> None:
+    """Stop sending for good, before this process exits (a ``num_proc`` worker that its pool ends): as
+    :func:`interrupt`, and every run, begun now or later, is interrupted. A call to :func:`run` then never
+    returns (the exit ends it), so that no batch cut short reaches its caller (``datasets`` would write it
+    to its cache): :func:`settle` says when the answers in flight have landed."""
+    _stopped[0] = True
+    interrupt()
+
+
+def settle(timeout: float) -> None:
+    """Wait up to ``timeout`` seconds until this process's calls on the loop are over: after :func:`stop`,
+    its answers in flight have landed and were handed to ``on_complete`` (the response store)."""
+    if _state["pid"] != os.getpid():
+        return  # no loop in this process: nothing in flight
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [call for call in list(_state["calls"]) if not call.done()]
+        left = deadline - time.monotonic()
+        if not pending or left <= 0:
+            return
+        concurrent.futures.wait(pending, timeout=left)
 
 
 _sleepers: set[asyncio.Future[None]] = set()

@@ -19,8 +19,10 @@ else ``$MAPGEN_STORE``, else the default):
 Both keep the same guarantees: committed as it arrives (in batches, on a writer thread: see
 :mod:`mapgen.store.base`), never a failed answer, the same keys, and *claims*: a run claims the keys it is
 about to send (:meth:`~ResponseStore.claim`) and awaits those another live owner has claimed
-(:meth:`~ResponseStore.wait_for`) instead of sending them again. A URL's password never appears in
-messages or reprs (:func:`mask_url`), and the store is a knob: it changes no fingerprint.
+(:meth:`~ResponseStore.wait_for`) instead of sending them again. A URL's password (or a token as its user
+name, or a ``password=`` parameter) never appears in messages or reprs (:func:`mask_url`, the parser of
+:mod:`mapgen.core.urls` that also refuses credentials in a backend's URLs), and the store is a knob: it
+changes no fingerprint.
 
 Example:
     >>> import tempfile
@@ -40,6 +42,7 @@ import threading
 from pathlib import Path
 
 from mapgen.core.paths import cache_dir
+from mapgen.core.urls import has_credentials
 from mapgen.store.base import BatchJob, ResponseStore, StoreURL, StoreWarning, mask_url
 from mapgen.store.keys import request_key, store_identity
 from mapgen.store.sqlite import SQLiteStore
@@ -82,7 +85,7 @@ def store_url(url: str | os.PathLike[str] | None = None) -> str:
         return f"sqlite:///{(cache_dir() / STORE_FILE).absolute()}"
     if url.startswith(_POSTGRES_SCHEMES) or url.startswith("sqlite:///"):
         return url
-    if "://" in url:
+    if "://" in url or has_credentials(url):  # a URL of another kind, or //user:password@host
         raise ValueError(
             f"store={mask_url(url)!r} (or ${STORE_ENV}) is not a store mapgen knows: pass "
             "sqlite:///<path>, a file path, or postgresql://user:password@host:port/database."

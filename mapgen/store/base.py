@@ -36,7 +36,6 @@ import itertools
 import json
 import os
 import queue
-import re
 import threading
 import time
 import warnings
@@ -47,15 +46,13 @@ from typing import Any, NamedTuple, TypeVar
 import tenacity
 
 from mapgen.core.request import Completion
+from mapgen.core.urls import mask_url
 from mapgen.errors import DamagedAnswer, StoreError, StoreWarning
-
-# user:password@ in a URL's authority, and password=... in a libpq keyword string or query.
-_URL_PASSWORD = re.compile(r"(//[^/:@?#]*:)([^@/]*)(@)")
-_PARAM_PASSWORD = re.compile(r"(password=)([^&\s]*)", re.IGNORECASE)
 
 
 class StoreURL(str):
-    """A store URL whose ``repr`` hides its password, so a map function's repr can show it safely.
+    """A store URL whose ``repr`` hides its password (:func:`mapgen.core.urls.mask_url`: the parser that
+    refuses credentials in a backend's URLs), so a map function's repr can show it safely.
 
     Example:
         >>> StoreURL("postgresql://app:s3cret@db/mapgen")
@@ -66,16 +63,6 @@ class StoreURL(str):
 
     def __repr__(self) -> str:
         return repr(mask_url(str(self)))
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (``user:password@``, ``password=...``) replaced by ``***``.
-
-    Example:
-        >>> mask_url("postgresql://host/db?password=x&sslmode=require")
-        'postgresql://host/db?password=***&sslmode=require'
-    """
-    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", url))
 
 
 # The fields an answer is stored with, and their defaults: computed once, so new fields of Completion are

@@ -33,9 +33,10 @@ item 1, and every later one the last item (an invalid answer, then a valid one, 
 A ``json_schema`` ``response_format`` with ``"strict": true`` is checked as OpenAI's structured outputs
 check it (https://platform.openai.com/docs/guides/structured-outputs, "Supported schemas"): the root is an
 object, every object has ``additionalProperties: false`` and lists every property in ``required``, no
-keyword outside the supported subset (``minLength``, ``default``...), a ``name`` of at most 64 letters,
-digits, ``_`` and ``-``; a schema that breaks a rule gets OpenAI's 400 ``Invalid schema for
-response_format``.
+keyword outside the supported subset (:data:`STRICT_UNSUPPORTED`: ``oneOf``, ``allOf``, ``not``, ``if``,
+``discriminator``, ``patternProperties``, ``minLength``, ``default``...), a ``name`` of at most 64
+letters, digits, ``_`` and ``-``; a schema that breaks a rule gets OpenAI's 400 ``Invalid schema for
+response_format`` (``param`` ``response_format``, ``code`` ``null``).
 ``GET /requests`` returns the JSON bodies of the chat requests received since the last reset, in order
 (the last ``KEEP_REQUESTS`` of them). ``usage`` counts as :mod:`tests.servers.tokens` says: the words of
 every message (system included; an image part counts ``IMAGE_TOKENS``), and the words of each choice plus
@@ -152,8 +153,19 @@ STRICT_UNSUPPORTED = (
     "if",
     "then",
     "else",
+    "dependentRequired",
+    "dependentSchemas",
+    "oneOf",
+    "discriminator",
+    "prefixItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "unevaluatedItems",
 )
-"""Keywords OpenAI's strict structured outputs refuse ("... is not permitted")."""
+"""Keywords OpenAI's strict structured outputs refuse ("... is not permitted"): those outside its
+"Supported schemas" subset (``anyOf`` is its one composition; ``discriminator`` is OpenAPI's, not JSON
+schema's)."""
 
 
 def schema_problem(response_format: dict[str, Any]) -> str | None:
@@ -289,7 +301,12 @@ class FaultServer:
         if problem is not None:
             self.errors += 1
             error = {
-                "error": {"message": problem, "type": "invalid_request_error", "param": "response_format"}
+                "error": {
+                    "message": problem,
+                    "type": "invalid_request_error",
+                    "param": "response_format",
+                    "code": None,
+                }
             }
             return web.json_response(error, status=400)
         if requested_format in settings["refuse_formats"]:
