@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+from typing import Literal, Union
 
 import datasets
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import mapgen
 from mapgen.core.prompt import Prompt
@@ -71,6 +73,36 @@ def test_structured_output_through_a_forced_tool(anthropic_server):
     assert out["echo"] == [["Name a color for row 0."], ["Name a color for row 1."]]
     [body, _] = anthropic_server.requests()
     assert body["tool_choice"] == {"type": "tool", "name": body["tools"][0]["name"]}
+
+
+class Cat(BaseModel):
+    pet_type: Literal["cat"]
+    meows: int
+
+
+class Dog(BaseModel):
+    pet_type: Literal["dog"]
+    barks: float
+
+
+class Owner(BaseModel):
+    pet: Union[Cat, Dog] = Field(discriminator="pet_type")  # noqa: UP007 - as the issue wrote it
+
+
+def test_a_discriminated_union_goes_whole_in_the_forced_tool(anthropic_server):
+    # A tool's input_schema is JSON schema, oneOf included: the answer schema goes as it is, and its
+    # answers say they were constrained by the forced tool
+    dog = {"pet": {"pet_type": "dog", "barks": 2}}
+    anthropic_server.configure(
+        api_key=anthropic_server.api_key, replies=[{"tool_use": {"name": "answer", "input": dog}}]
+    )
+    out = rows(2).map(mapgen.generate(claude(anthropic_server), mapgen.StructuredTask(Owner)), batched=True)
+    assert out["generation_errors"] == [[None], [None]]
+    assert [json.loads(pet) for [pet] in out["pet"]] == [{"pet_type": "dog", "barks": 2.0}] * 2
+    assert [meta["schema_style"] for [meta] in out["generation_metadata"]] == ["tool_use", "tool_use"]
+    [body, _] = anthropic_server.requests()
+    assert body["tools"][0]["input_schema"] == mapgen.core.schema.answer_schema(Owner)
+    assert body["tool_choice"] == {"type": "tool", "name": "answer"}
 
 
 def test_a_long_system_prompt_is_cached_and_read_back(anthropic_server):

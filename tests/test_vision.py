@@ -367,3 +367,19 @@ def test_image_prompts_example(fault_server):
         f"echo: The chart shows sales 2023. {question} [image 160x100 PNG]",
         f"echo: The chart shows sales 2024. {question} [image 160x100 PNG]",
     ]
+
+
+def test_a_data_url_image_keeps_the_store_key_it_had_before_data_urls_were_decoded():
+    # Answers stored when data: URLs went out as they were must still serve: the key is the release's before.
+    from mapgen.core.prompt import Message
+    from mapgen.store.keys import request_key
+
+    url = (
+        "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+        "AAAABJRU5ErkJggg=="
+    )
+    image = mapgen.core.images.load_image(url)
+    assert image.data is not None and image.media_type == "image/png"  # decoded, for every provider's form
+    prompt = mapgen.Prompt(messages=[Message("user", "What is this?", (image,))])
+    key = request_key("llm", mapgen.Request(prompt))
+    assert key == "6087a92ceed9d853fe583f3058d9bad1a61476d0f61868d461340e3503c3af5f"

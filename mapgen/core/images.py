@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import os
 import re
@@ -88,7 +89,7 @@ def load_image(value: Any) -> Image:
         if scheme in URL_SCHEMES:
             return Image(url=value)
         if scheme == "data":
-            return image_from_bytes(data_url_bytes(value)[0])
+            return dataclasses.replace(image_from_bytes(data_url_bytes(value)[0]), source=value)
         raise ImageError(f"only http(s):// and data: URLs are sent as images, got a {scheme}: URL")
     if isinstance(value, Mapping):  # datasets' Image(decode=False): {"bytes": ..., "path": ...}
         if value.get("bytes") is not None:

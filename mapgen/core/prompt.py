@@ -31,6 +31,9 @@ class Image:
     data: bytes | None = None
     media_type: str = "image/png"
     url: str | None = None
+    source: str | None = field(default=None, compare=False, repr=False)
+    """The ``data:`` URL the bytes were read from, where they were: the image's identity in store keys, as it
+    was before ``data:`` URLs were decoded, so answers stored then still serve."""
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.url is None):
@@ -47,9 +50,12 @@ class Image:
         return f"data:{self.media_type};base64,{base64.b64encode(self.data or b'').decode()}"
 
     def identity(self) -> str:
-        """What identifies the image in a store key: a SHA-256 of its bytes, or its URL."""
+        """What identifies the image in a store key: a SHA-256 of its bytes, or its URL (for bytes read from
+        a ``data:`` URL, that URL)."""
         if self.url is not None:
             return self.url
+        if self.source is not None:
+            return self.source
         return f"{self.media_type}:sha256:{hashlib.sha256(self.data or b'').hexdigest()}"
 
 

@@ -103,6 +103,7 @@ class MapFunction:
         # What datasets hashes this function to; each answer's metadata refers to its provenance by it.
         object.__setattr__(self, "_provenance", _hash_or_warn(self) or uuid.uuid4().hex[:16])
         provenance.remember(self)
+        interrupts.report_uncaught()  # a Ctrl-C that ends a num_proc map here prints as one line
         if self.task.sends_images and not self.llm.supports_images:
             raise ValueError(
                 f"{type(self.task).__name__} sends images, which {type(self.llm).__name__} cannot: use a "
@@ -134,6 +135,7 @@ class MapFunction:
         Not for Jupyter, where ``datasets``' async map cannot run inside the notebook's loop: there, pass
         ``fn`` itself (its requests still run concurrently on mapgen's own loop).
         """
+        interrupts.watch_parent()  # here on the main thread, where a num_proc worker takes its signals
         if getattr(self.llm, "concurrent_batches", False):
             event_loop.begin()  # the thread below copies this context: an interrupt from now on stops it
             try:

@@ -48,6 +48,7 @@ import tenacity
 from mapgen.core.request import Completion
 from mapgen.core.urls import mask_url
 from mapgen.errors import DamagedAnswer, StoreError, StoreWarning
+from mapgen.runtime import interrupts
 
 
 class StoreURL(str):
@@ -511,3 +512,4 @@ def _flush_all_at_exit() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_flush_all_at_exit)
+interrupts.on_worker_exit(_flush_all_at_exit)  # a num_proc worker ends with os._exit: atexit does not run
