@@ -221,6 +221,7 @@ _BATCH_CONTEXT = {"processing": "batch"}
 """``genai-prices``' ``price_context`` for usage sent through a provider's batch API."""
 
 
+@functools.lru_cache(maxsize=65_536)  # the library takes ~0.1 ms an answer; many answers repeat a usage
 def _table_cost(
     provider: str, model: str, prompt_tokens: float, cached: float, written: float, output: float, batch: bool
 ) -> float:
