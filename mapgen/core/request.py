@@ -81,9 +81,10 @@ class Completion:
     cache_write_tokens: int | None = None
     """How many of :attr:`prompt_tokens` the provider wrote to its prompt cache (Anthropic bills them at
     more: :class:`mapgen.Price`'s ``cache_write``)."""
-    opened_reasoning: bool = False
-    """Whether the prompt ended inside a ``<think>`` block that its chat template opened (a local engine,
-    which renders the prompt, says so): the text starts with reasoning, up to its first ``</think>``."""
+    opened_reasoning: bool | None = None
+    """``True`` where the prompt ended inside a ``<think>`` block that its chat template opened (a local
+    engine, which renders the prompt, says so): the text starts with reasoning, up to its first
+    ``</think>``. Read once, where the reasoning is split off (then cleared: never stored)."""
 
     @property
     def cut(self) -> bool:

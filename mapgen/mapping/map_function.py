@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -364,7 +365,7 @@ class MapFunction:
             return {}, error_text(completion.error_kind or ENGINE, completion.error or "no answer")
         try:
             parsed = self.task.parse(completion.text)
-            unfit = misfit(parsed, self.answer_types())
+            unfit = misfit(parsed, self._answer_types)
         except ParseError as error:
             problem = error_text(getattr(error, "kind", PARSE), str(error))
         except Exception as error:
@@ -382,6 +383,12 @@ class MapFunction:
         :meth:`parse_answer` checks it against (:func:`~mapgen.core.columns.misfit`): the task's output
         columns' types."""
         return self.task.output_types()
+
+    @cached_property
+    def _answer_types(self) -> Mapping[str, pa.DataType]:
+        """:meth:`answer_types`, once: the same mapping each answer, whose check :func:`misfit` compiles once
+        (kept in the instance's ``__dict__``, out of its fields and fingerprint)."""
+        return self.answer_types()
 
     def cut_at(self, completion: Completion) -> str:
         """Why an answer cut at the token limit (:attr:`~mapgen.core.request.Completion.cut`) failed:
@@ -485,9 +492,10 @@ def valid(completion: Completion, llm: Any = None) -> Completion:
     block, or the text before ``</think>`` where ``llm`` (the member of a pool that wrote it) says its prompt
     opened the block (:func:`~mapgen.mapping.reasoning.opens_reasoning`)."""
     if completion.text is None or isinstance(completion.text, str):
-        opened = completion.opened_reasoning or (
-            llm is not None and opens_reasoning(_member(llm, completion.model))
-        )
+        said = llm is not None and opens_reasoning(_member(llm, completion.model))
+        opened = bool(completion.opened_reasoning) or said
+        if completion.opened_reasoning is not None:  # read here, once: no stored answer carries it
+            completion = replace(completion, opened_reasoning=None)
         return with_reasoning(writable(completion), opened=opened)
     return Completion.failed(f"answer is a {type(completion.text).__name__}, not text", INVALID_ANSWER)
 
