@@ -93,6 +93,7 @@ def test_the_module_docstring_lists_every_public_class():
         (errors.DeviceError, RuntimeError),
         (errors.CacheWarning, UserWarning),
         (errors.StoreWarning, UserWarning),
+        (errors.SchemaWarning, UserWarning),
     ],
 )
 def test_the_built_in_base_still_catches_it(cls, builtin):

@@ -421,6 +421,25 @@ def test_ctrl_c_in_datasets_async_map_stops_sending(fault_server, tmp_path):
     assert fault_server.stats()["total"] == settled < 100
 
 
+def test_an_uncaught_ctrl_c_in_datasets_async_map_prints_one_line_once_what_was_in_flight_landed(
+    fault_server, tmp_path
+):
+    fault_server.configure(api_key=fault_server.api_key, latency=1.0)
+    process = start_script(
+        "ds.map(mapgen.generate(llm).acall, batched=True, batch_size=20)\n",
+        fault_server.base_url,
+        fault_server.api_key,
+        tmp_path=tmp_path,
+    )
+    wait_for_requests(fault_server, 8)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    sent = fault_server.stats()["total"]
+    assert lines[0].startswith(f"mapgen: interrupted: {sent} answers received are kept"), (sent, err)
+
+
 def interrupted_map(fault_server, tmp_path, latency: float) -> subprocess.Popen:
     """A script mapping one batch of 400 rows (``max_concurrency=8``: its first 8 go ahead on a thread of
     their own, which Ctrl-C does not reach), sent SIGINT once its first requests are in flight."""

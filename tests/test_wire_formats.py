@@ -116,6 +116,42 @@ def test_anthropic_structured_output_is_a_forced_tool_and_images_are_blocks():
     assert "tools" not in ANTHROPIC_MESSAGES.body(llm, Request(prompt, schema=SCHEMA), 1, None)
 
 
+def test_each_wire_format_says_how_a_body_carried_its_schema():
+    # what each answer's metadata records (schema_style), and what is warned of as unconstrained
+    llm = mapgen.OpenAILLM("m", base_url="http://x/v1")
+    free = {"type": "object", "properties": {"counts": {"type": "object", "additionalProperties": True}}}
+    sent = {
+        (name, style): OPENAI_CHAT.schema_style_sent(
+            OPENAI_CHAT.body(llm, Request(CHAT, schema=schema), 1, style)
+        )
+        for name, schema in (("strict", SCHEMA), ("free", free))
+        for style in ("json_schema", "json_object", None)
+    }
+    assert sent == {
+        ("strict", "json_schema"): "json_schema",
+        ("free", "json_schema"): "json_schema_nonstrict",  # a dict field has no strict form
+        ("strict", "json_object"): "json_object",
+        ("free", "json_object"): "json_object",
+        ("strict", None): "none",
+        ("free", None): "none",
+    }
+    assert OPENAI_CHAT.schema_warning("json_schema", SCHEMA) is None
+    assert "free-form object" in OPENAI_CHAT.schema_warning("json_schema_nonstrict", free)
+    assert "not constrained" in OPENAI_CHAT.schema_warning("none", SCHEMA)
+    forced, thinking = (
+        mapgen.AnthropicLLM("claude"),
+        mapgen.AnthropicLLM("claude", thinking_budget=1024, max_new_tokens=2048, temperature=1.0),
+    )
+    request = Request(CHAT, schema=SCHEMA)
+    styles = [
+        ANTHROPIC_MESSAGES.schema_style_sent(ANTHROPIC_MESSAGES.body(config, request, 1, style))
+        for config, style in ((forced, "tool_use"), (thinking, "tool_use"), (forced, None))
+    ]
+    assert styles == ["tool_use", "tool_use_auto", "none"]
+    assert ANTHROPIC_MESSAGES.schema_warning("tool_use_auto", SCHEMA) is None
+    assert "not constrained" in ANTHROPIC_MESSAGES.schema_warning("none", SCHEMA)
+
+
 def test_anthropic_sends_a_data_url_image_as_a_base64_source_and_only_http_urls_as_url_sources():
     # A prompt of a task's own can hold Image(url="data:..."): Anthropic fetches url sources over HTTP.
     data = base64.b64encode(b"\xff\xd8\xff\xe0").decode()

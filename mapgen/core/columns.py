@@ -14,7 +14,7 @@ answer's values are checked with :func:`misfit` as they are parsed, and its text
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -97,12 +97,26 @@ def misfit(values: Mapping[str, Any], types: Mapping[str, pa.DataType]) -> str |
         >>> misfit({"population": 2_102_650, "area": float("inf")}, {"area": pa.float64()}) is None
         True
     """
-    for name, kind in types.items():
-        problem = _misfit(values.get(name), kind, name)
+    entry = _CHECKS.get(id(types))
+    if entry is None or entry[0] is not types:  # compiled once per mapping (a map function keeps its own)
+        if len(_CHECKS) >= 256:
+            _CHECKS.clear()
+        entry = _CHECKS[id(types)] = (types, [(name, _check(kind)) for name, kind in types.items()])
+    get = values.get
+    for name, check in entry[1]:
+        problem = check(get(name))
         if problem is not None:
-            return problem
+            where, kind, note = problem
+            return f"{name}{where}: value does not fit {kind}{note}"
     return None
 
+
+Problem = tuple[str, pa.DataType, str]
+"""Where in a value what does not fit is (``""``, ``"[2]"``, ``".width"``), its type, and a note."""
+
+_CHECKS: dict[int, tuple[Mapping[str, pa.DataType], list[tuple[str, Callable[[Any], Problem | None]]]]] = {}
+"""The compiled checks of each types mapping :func:`misfit` was given, by its id (with the mapping itself,
+so that a reused id is not mistaken for it)."""
 
 _INT_RANGES = {
     kind.id: (-(2 ** (kind.bit_width - 1)), 2 ** (kind.bit_width - 1) - 1)
@@ -119,50 +133,92 @@ _INT_RANGES = {
         pa.uint64(),
     )
 }
-_FLOAT64 = pa.float64().id
 _EXACT_IN_FLOAT64 = 2**53
 """The largest int Arrow converts to ``float64`` (beyond it, not every int has a double)."""
-_BOOL = pa.bool_().id
 _TEXT = {pa.string().id, pa.large_string().id}
 _LISTS = {pa.list_(pa.null()).id, pa.large_list(pa.null()).id}
-_STRUCT = pa.struct([]).id
 
 
-def _misfit(value: Any, kind: pa.DataType, path: str) -> str | None:
-    """:func:`misfit` of one value, at ``path``."""
-    if value is None:
-        return None
-    known, of = type(value), kind.id
-    if known is str and of in _TEXT:
-        if value.isascii() or _utf8(value):
-            return None
-        return f"{path}: value does not fit {kind} (a lone surrogate)"
-    if known is int and of in _INT_RANGES:
+def _check(kind: pa.DataType) -> Callable[[Any], Problem | None]:
+    """A function that says what of a value does not fit ``kind`` (``None``: it fits). The common values
+    (ints in range, floats, bools, UTF-8 text, lists and dicts of them) are checked in Python, exactly as
+    Arrow would take them; anything else is converted (:func:`_arrow`)."""
+    of = kind.id
+    if of in _TEXT:
+
+        def check(value: Any) -> Problem | None:
+            if value is None or (type(value) is str and (value.isascii() or _utf8(value))):
+                return None
+            return ("", kind, " (a lone surrogate)") if type(value) is str else _arrow(value, kind)
+
+    elif of in _INT_RANGES:
         low, high = _INT_RANGES[of]
-        return None if low <= value <= high else f"{path}: value does not fit {kind}"
-    if (
-        known is float or (known is int and -_EXACT_IN_FLOAT64 <= value <= _EXACT_IN_FLOAT64)
-    ) and of == _FLOAT64:
-        return None
-    if known is bool and of == _BOOL:
-        return None
-    if known is list and of in _LISTS:
-        item = kind.value_type
-        for i, each in enumerate(value):
-            problem = _misfit(each, item, f"{path}[{i}]")
-            if problem is not None:
-                return problem
-        return None
-    if known is dict and of == _STRUCT:
-        for field in kind:
-            problem = _misfit(value.get(field.name), field.type, f"{path}.{field.name}")
-            if problem is not None:
-                return problem
-        return None
-    try:  # anything else: what Arrow itself says
+
+        def check(value: Any) -> Problem | None:
+            if value is None:
+                return None
+            if type(value) is int:
+                return None if low <= value <= high else ("", kind, "")
+            return _arrow(value, kind)
+
+    elif of == pa.float64().id:
+
+        def check(value: Any) -> Problem | None:
+            known = type(value)
+            if value is None or known is float:
+                return None
+            if known is int and -_EXACT_IN_FLOAT64 <= value <= _EXACT_IN_FLOAT64:
+                return None
+            return _arrow(value, kind)
+
+    elif of == pa.bool_().id:
+
+        def check(value: Any) -> Problem | None:
+            return None if value is None or type(value) is bool else _arrow(value, kind)
+
+    elif of in _LISTS:
+        item = _check(kind.value_type)
+
+        def check(value: Any) -> Problem | None:
+            if value is None:
+                return None
+            if type(value) is not list:
+                return _arrow(value, kind)
+            for i, each in enumerate(value):
+                problem = item(each)
+                if problem is not None:
+                    return (f"[{i}]{problem[0]}", problem[1], problem[2])
+            return None
+
+    elif pa.types.is_struct(kind):
+        fields = [(field.name, _check(field.type)) for field in kind]
+
+        def check(value: Any) -> Problem | None:
+            if value is None:
+                return None
+            if type(value) is not dict:
+                return _arrow(value, kind)
+            get = value.get  # keys the struct does not have: Arrow drops them
+            for name, sub in fields:
+                problem = sub(get(name))
+                if problem is not None:
+                    return (f".{name}{problem[0]}", problem[1], problem[2])
+            return None
+
+    else:
+
+        def check(value: Any) -> Problem | None:
+            return None if value is None else _arrow(value, kind)
+
+    return check
+
+
+def _arrow(value: Any, kind: pa.DataType) -> Problem | None:
+    """What Arrow itself says: ``value`` converted to ``kind``, as ``datasets`` will."""
+    try:
         pa.array([value], type=kind)
     except (pa.ArrowException, OverflowError, TypeError, ValueError):
-        return f"{path}: value does not fit {kind}"
+        return ("", kind, "")
     return None
 
 

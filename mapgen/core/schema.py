@@ -145,9 +145,9 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
         >>> strict_schema({"type": "object", "properties": {"a": {"type": "string"}}})
         {'type': 'object', 'properties': {'a': {'anyOf': [{'type': 'string'}, {'type': 'null'}]}}, \
 'additionalProperties': False, 'required': ['a']}
-        >>> strict_schema({"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}})
-        {'type': 'object', 'properties': {'a': {'anyOf': [{'type': 'string'}, {'type': 'null'}]}}, \
-'additionalProperties': False, 'required': ['a']}
+        >>> union = {"oneOf": [{"type": "string"}, {"type": "integer"}], "discriminator": {"mapping": {}}}
+        >>> strict_schema({"type": "object", "properties": {"a": union}, "required": ["a"]})["properties"]
+        {'a': {'anyOf': [{'type': 'string'}, {'type': 'integer'}]}}
     """
 
     def walk(node: Any, path: str) -> Any:

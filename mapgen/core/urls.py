@@ -184,4 +184,4 @@ def check_no_credentials(url: object, parameter: str, hint: str = "") -> None:
         return
     what = ", ".join(dict.fromkeys(s.what for s in secrets))
     hint = hint or "pass the key or token in the config's own field or its environment variable."
-    raise ValueError(f"{parameter} must not hold credentials ({what}): got {mask_url(url).strip()!r}. {hint}")
+    raise ValueError(f"{parameter} must not hold credentials ({what}): got {mask_url(url).strip()!r}; {hint}")

@@ -99,7 +99,7 @@ class AnthropicLLM(APILLM):
 
     store_name: ClassVar[str] = "mapgen.llms.anthropic.AnthropicLLM"
     """Its module path before backends had store names: kept, so that stores written before serve on."""
-    credentials_hint: ClassVar[str] = "Pass the key as api_key=... (or ANTHROPIC_API_KEY), not in the URL."
+    credentials_hint: ClassVar[str] = "pass api_key=... or set ANTHROPIC_API_KEY instead."
     schema_styles: ClassVar[tuple[str, ...]] = (TOOL_STYLE,)
     supports_batch_api: ClassVar[bool] = True
     supports_n: ClassVar[bool] = False

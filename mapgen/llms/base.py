@@ -185,7 +185,8 @@ class LLM:
     :func:`mapgen.core.urls.check_no_credentials`, the message masking them, so that no key reaches a repr,
     a fingerprint, a provenance record, a dataset card or the model column."""
     credentials_hint: ClassVar[str] = ""
-    """Where the key goes instead, for that message (``"Pass the key as api_key=..."``)."""
+    """Where the key goes instead, for that message
+    (``"pass api_key=... or set OPENAI_API_KEY instead."``)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -61,7 +61,7 @@ class InferenceEndpointsLLM(APILLM):
     """Its module path before backends had store names: kept, so that stores written before serve on."""
     url_fields: ClassVar[tuple[str, ...]] = ("model_or_endpoint", "base_url")
     """A URL given as the model is the model column's value and in reprs and cards: no credentials."""
-    credentials_hint: ClassVar[str] = "Pass the token as token=... (or HF_TOKEN), not in the URL."
+    credentials_hint: ClassVar[str] = "pass token=... or set HF_TOKEN instead."
     schema_styles: ClassVar[tuple[str, ...]] = ("json_schema", "json", "json_object")
     supports_continue_final_message: ClassVar[bool] = False
     """TGI's Messages API always opens a new assistant turn."""

@@ -75,7 +75,7 @@ class OpenAILLM(APILLM):
 
     store_name: ClassVar[str] = "mapgen.llms.openai.OpenAILLM"
     """Its module path before backends had store names: kept, so that stores written before serve on."""
-    credentials_hint: ClassVar[str] = "Pass the key as api_key=... (or OPENAI_API_KEY), not in the URL."
+    credentials_hint: ClassVar[str] = "pass api_key=... or set OPENAI_API_KEY instead."
     supports_batch_api: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
     """Asks for ``logprobs`` / ``top_logprobs`` (at most 20) when a request wants them, as

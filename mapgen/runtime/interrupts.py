@@ -103,6 +103,8 @@ def _install_excepthook() -> None:
         if isinstance(value, Interrupted):
             print(f"mapgen: {value}", file=sys.stderr)
         elif _came_of_ctrl_c(value) and _in_a_map(tb):
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: what landed so far
+                event_loop.settle(event_loop.INTERRUPT_GRACE)  # fn.acall's threads: their answers land
             print(f"mapgen: {_message()}", file=sys.stderr)
         else:
             previous(kind, value, tb)
