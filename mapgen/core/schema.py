@@ -150,23 +150,23 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
         {'a': {'anyOf': [{'type': 'string'}, {'type': 'integer'}]}}
     """
 
-    def walk(node: Any, path: str) -> Any:
+    def walk(node: Any, path: _Path) -> Any:
         if isinstance(node, list):
-            return [walk(item, f"{path}/{i}") for i, item in enumerate(node)]
+            return [walk(item, (path, i)) for i, item in enumerate(node)]
         if not isinstance(node, Mapping):
             return node
         node = _translated(node, path)
         out = {
-            key: {name: walk(sub, f"{path}/{key}/{name}") for name, sub in value.items()}
+            key: {name: walk(sub, ((path, key), name)) for name, sub in value.items()}
             if key in ("properties", "$defs")
-            else walk(value, f"{path}/{key}")
+            else walk(value, (path, key))
             for key, value in node.items()
             if key not in STRICT_UNSUPPORTED
         }
         if node.get("type") == "object" or "properties" in node:
             if "properties" not in node and node.get("additionalProperties") is not False:
                 # Any object, or a free-form mapping (dict[str, X]): strict mode would close it to {} only.
-                raise NotStrict(f"a free-form object (a dict field) at {path or '/'} has no strict form")
+                raise NotStrict(f"a free-form object (a dict field) at {_where(path)} has no strict form")
             properties = out.get("properties", {})
             required = set(node.get("required", ()))
             out["properties"] = {
@@ -178,37 +178,55 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
             out["required"] = list(properties)
         return out
 
-    root = _translated(schema, "")
+    root = _translated(schema, None)
     if root.get("type", "object" if "properties" in root else None) != "object" or "anyOf" in root:
         raise NotStrict("the root of a strict schema is one object (not a union, not an array)")
-    return walk(root, "")
+    return walk(root, None)
 
 
-def _translated(node: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+_Path = Optional[tuple[Any, Any]]  # noqa: UP045 - a runtime alias
+"""Where a node is in a schema, as ``(parent's path, key)`` pairs back to the root (``None``): cheap to
+make for every node, spelt out (:func:`_where`) only for an error."""
+
+_TRANSLATED = STRICT_REFUSED | {"allOf", "oneOf", "prefixItems", "unevaluatedProperties"}
+
+
+def _where(path: _Path) -> str:
+    """``path`` as a JSON pointer (``/properties/pet``)."""
+    keys: list[str] = []
+    while path is not None:
+        path, key = path
+        keys.append(str(key))
+    return "/" + "/".join(reversed(keys))
+
+
+def _translated(node: Mapping[str, Any], path: _Path) -> Mapping[str, Any]:
     """One node of :func:`strict_schema` with its own constructs translated (``allOf``, ``oneOf``,
     ``prefixItems``), before its keys are walked; raises :class:`NotStrict` for what has no strict form."""
+    if _TRANSLATED.isdisjoint(node):  # most nodes
+        return node
     while "allOf" in node:
         node = _merged(node, path)
     refused = sorted(STRICT_REFUSED.intersection(node))
     if refused:
-        raise NotStrict(f"{refused[0]!r} at {path or '/'} has no strict form")
+        raise NotStrict(f"{refused[0]!r} at {_where(path)} has no strict form")
     if node.get("unevaluatedProperties") not in (None, False):
-        raise NotStrict(f"'unevaluatedProperties' at {path or '/'} has no strict form")
+        raise NotStrict(f"'unevaluatedProperties' at {_where(path)} has no strict form")
     if "oneOf" in node:
         if "anyOf" in node:
-            raise NotStrict(f"'oneOf' beside 'anyOf' at {path or '/'} has no strict form")
+            raise NotStrict(f"'oneOf' beside 'anyOf' at {_where(path)} has no strict form")
         node = {("anyOf" if key == "oneOf" else key): value for key, value in node.items()}
     if "prefixItems" in node:
         node = _tuple_items(node, path)
     return node
 
 
-def _merged(node: Mapping[str, Any], path: str) -> dict[str, Any]:
+def _merged(node: Mapping[str, Any], path: _Path) -> dict[str, Any]:
     """``node`` with its ``allOf`` members merged into it: properties and ``required`` joined, the node's
     own annotations first; members that disagree on a keyword raise :class:`NotStrict`."""
     members = node["allOf"]
     if not isinstance(members, list) or not all(isinstance(m, Mapping) for m in members):
-        raise NotStrict(f"'allOf' at {path or '/'} is not a list of schemas")
+        raise NotStrict(f"'allOf' at {_where(path)} is not a list of schemas")
     merged = {key: value for key, value in node.items() if key != "allOf"}
     for member in members:
         for key, value in member.items():
@@ -217,22 +235,22 @@ def _merged(node: Mapping[str, Any], path: str) -> dict[str, Any]:
             elif key == "properties" and isinstance(value, Mapping):
                 clash = [n for n in value if n in merged[key] and merged[key][n] != value[n]]
                 if clash:
-                    raise NotStrict(f"'allOf' members at {path or '/'} disagree on property {clash[0]!r}")
+                    raise NotStrict(f"'allOf' members at {_where(path)} disagree on property {clash[0]!r}")
                 merged[key] = {**merged[key], **value}
             elif key == "required" and isinstance(value, list):
                 merged[key] = [*merged[key], *(n for n in value if n not in merged[key])]
             else:
-                raise NotStrict(f"'allOf' members at {path or '/'} disagree on {key!r}: no strict form")
+                raise NotStrict(f"'allOf' members at {_where(path)} disagree on {key!r}: no strict form")
     return merged
 
 
-def _tuple_items(node: Mapping[str, Any], path: str) -> dict[str, Any]:
+def _tuple_items(node: Mapping[str, Any], path: _Path) -> dict[str, Any]:
     """A tuple (``prefixItems``) as an array whose items are any of its members' types; its length
     bounds stay. One that allows further items of any type has no strict form."""
     members = list(node["prefixItems"])
     rest = node.get("items", True)
     if rest is True and node.get("maxItems", len(members) + 1) > len(members):
-        raise NotStrict(f"a tuple with open-ended items at {path or '/'} has no strict form")
+        raise NotStrict(f"a tuple with open-ended items at {_where(path)} has no strict form")
     if isinstance(rest, Mapping):
         members.append(rest)
     kinds: list[Any] = []

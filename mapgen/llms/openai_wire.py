@@ -156,9 +156,9 @@ class OpenAIChatWire:
             except NotStrict as error:
                 reason = str(error)
             return (
-                f"the answer schema has no strict form ({reason}), so it goes as json_schema with strict: "
-                "false, which OpenAI's API reads as a guide only: answers are not constrained to it there "
-                "(servers that decode by grammar, such as vLLM's, still constrain to it)"
+                f"OpenAI's strict mode cannot take the answer schema ({reason}), so it goes as json_schema "
+                "with strict: false, which OpenAI's API reads as a guide only: answers are not constrained "
+                "to it there (servers that decode by grammar, such as vLLM's, still constrain to it)"
             )
         return None
 

@@ -237,7 +237,7 @@ class MapFunction:
         first: dict[str, int] = {}  # each key's first request
         for i, key in enumerate(keys):
             first.setdefault(key, i)
-        # Stored answers pass the checks fresh ones pass in valid() (those stored before one was added too).
+        # Stored answers are made writable as fresh ones are in valid() (those stored before that was too).
         answers: dict[str, Completion] = {key: writable(c) for key, c in store.get_many(first).items()}
         pending = [key for key in first if key not in answers]
         counters.add(reused=len(requests) - len(pending))  # stored answers, and repeats of a request
