@@ -121,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.command(args)
     except BaseException as error:  # every way out gets one line and its status, or its traceback
-        if isinstance(error, InterruptedRun) or _interrupted(error):
+        from mapgen.runtime.interrupts import came_of_ctrl_c
+
+        if isinstance(error, InterruptedRun) or came_of_ctrl_c(error):
             _close_bar()
             print(f"mapgen: {_interrupted_message(getattr(error, 'kept', None))}", file=sys.stderr)
             return 130
@@ -610,7 +612,9 @@ def run_map(ds: Any, fn: Callable[..., Any], args: argparse.Namespace, desc: str
             load_from_cache_file=False if args.retry_failed else None,
         )
     except BaseException as error:
-        if _interrupted(error):
+        from mapgen.runtime.interrupts import came_of_ctrl_c
+
+        if came_of_ctrl_c(error):
             after = _stored_answers()
             raise InterruptedRun(None if stored is None or after is None else after - stored) from error
         raise
@@ -698,19 +702,6 @@ def shell_advice(text: str, provider: str = "openai") -> str:
             shell = shell.replace("(--llm openai:MODEL)", f"(--llm {provider}:MODEL)")
         text = re.sub(python, shell, text)
     return re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda m: FLAGS[m.group(1)], text)
-
-
-def _interrupted(error: BaseException) -> bool:
-    """Whether ``error`` is, or was raised while handling, a Ctrl-C (datasets' worker pool answers an
-    interrupt with a TimeoutError of its own)."""
-    seen: BaseException | None = error
-    for _ in range(10):
-        if seen is None:
-            return False
-        if isinstance(seen, KeyboardInterrupt):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _interrupted_message(kept: int | None) -> str:

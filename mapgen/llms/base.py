@@ -447,7 +447,9 @@ class LocalLLM(LLM):
                     results[position] = completion
                     if on_complete is not None:
                         on_complete(position, completion)
-        return results  # type: ignore[return-value]  # every request is in one group of one call
+        answered = [completion for completion in results if completion is not None]
+        assert len(answered) == len(requests)  # every request is in one group of one call
+        return answered
 
     def generation_prompt(self, engine: Any) -> str | None:
         """What this engine's chat template writes for a one-message chat with an open assistant turn, or

@@ -102,7 +102,7 @@ def _install_excepthook() -> None:
     def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         if isinstance(value, Interrupted):
             print(f"mapgen: {value}", file=sys.stderr)
-        elif _came_of_ctrl_c(value) and _in_a_map(tb):
+        elif came_of_ctrl_c(value) and _in_a_map(tb):
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: what landed so far
                 event_loop.settle(event_loop.INTERRUPT_GRACE)  # fn.acall's threads: their answers land
             print(f"mapgen: {_message()}", file=sys.stderr)
@@ -113,8 +113,9 @@ def _install_excepthook() -> None:
     sys.excepthook = excepthook
 
 
-def _came_of_ctrl_c(error: BaseException) -> bool:
-    """Whether ``error`` is, or was raised while handling, a ``KeyboardInterrupt``."""
+def came_of_ctrl_c(error: BaseException) -> bool:
+    """Whether ``error`` is, or was raised while handling, a ``KeyboardInterrupt`` (``datasets``' worker
+    pool answers an interrupt with a ``TimeoutError`` of its own)."""
     seen: BaseException | None = error
     for _ in range(10):
         if seen is None:
