@@ -9,6 +9,8 @@ Example:
     ['input', 'generations']
 """
 
+import sys
+
 from mapgen import errors
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
 from mapgen.core import schema
@@ -155,6 +157,12 @@ __all__ = [
     "usage",
     "vLLM",
 ]
+
+
+# The public modules' import paths of earlier releases (`from mapgen.parsing import parse_model`), kept
+# without files of their own at the top: each is the module of its layer.
+sys.modules.setdefault(f"{__name__}.parsing", parsing)
+sys.modules.setdefault(f"{__name__}.schema", schema)
 
 
 def __getattr__(name: str):

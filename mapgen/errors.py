@@ -27,8 +27,11 @@ re-run by kind. The codes:
 Misconfiguration that would fail every request (a bad key, an unknown model, a missing client
 library) is not data: it raises :class:`FatalAPIError` out of ``ds.map`` after a handful of requests.
 
-Every public exception and warning of mapgen is here, under :class:`MapgenError`, each also the
-built-in class it always was (``except ValueError`` still catches an :class:`InputError`):
+Every exception and warning class mapgen defines is here, under :class:`MapgenError`, each also the
+built-in class it always was (``except ValueError`` still catches an :class:`InputError`). A config that
+is wrong in itself (a ``temperature`` that is no number, an option a provider has not) raises Python's
+own ``TypeError`` or ``ValueError`` where it is built, as ``datasets`` and the SDKs do: those are not
+``MapgenError`` s.
 
 ======================  ====================  =======================================================
 class                   also a                raised

@@ -292,3 +292,17 @@ def test_a_servers_answers_without_usage_count_in_usage_the_card_and_the_run(fau
     card = str(dataset_card(ds))
     assert "| 3 | 0 | 100 | 10 | $0.1100 (+2 unpriced) |" in card  # the step's totals
     assert dict(run.spend_lines())["cost"] == "$0.1100 (+2 unpriced)"
+
+
+def test_the_answers_of_one_n_request_are_priced_as_the_request_on_a_tiered_table():
+    # gpt-5.4's input price rises above 272,000 tokens: two answers' halves of 300,000 are each below it
+    from types import SimpleNamespace
+
+    from genai_prices import Usage, calc_price
+
+    llm = SimpleNamespace(billed_by="openai", model="gpt-5.4", price_per_million=None)
+    halves = [mapgen.Completion("a", prompt_tokens=150_000, completion_tokens=100) for _ in range(2)]
+    answers = costs.priced(llm, halves)
+    whole = calc_price(Usage(input_tokens=300_000, output_tokens=200), "gpt-5.4", provider_id="openai")
+    assert answers[0].cost == answers[1].cost
+    assert sum(a.cost for a in answers) == pytest.approx(float(whole.total_price))

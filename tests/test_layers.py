@@ -194,3 +194,12 @@ def test_a_circle_is_found():
         "mapgen.core.c": {"mapgen.core.a"},
     }
     assert circles(edges) == [["mapgen.core.a", "mapgen.core.b", "mapgen.core.c"]]
+
+
+def test_the_public_modules_keep_their_earlier_import_paths():
+    import subprocess
+    import sys
+
+    script = "from mapgen.parsing import parse_model; from mapgen.schema import strict_schema; print('ok')"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr

@@ -255,10 +255,11 @@ def priced(llm: Any, completions: Sequence[Completion], *, batch: bool = False) 
     """``completions``, each with its :attr:`~Completion.cost` set from ``llm``'s price (:func:`price_for`)
     and its own token counts; unchanged where the price or the counts are unknown.
 
-    The answers of one request answered ``n`` times carry equal shares of the request's usage (see
-    :func:`mapgen.llms.openai_wire.completions_from`), and a price is linear in tokens: their costs add up
-    to the request's. Answers that already carry a cost (a batch result priced by its collector) or that
-    came from the response store keep theirs.
+    ``completions`` are the answers of one request: answered ``n`` times, they carry equal shares of its usage
+    (see :func:`mapgen.llms.openai_wire.completions_from`). The request is priced whole (a tiered price is
+    not linear in tokens: two halves of 300,000 input tokens are each below a 272,000-token tier) and each
+    answer gets an equal share of that cost. Answers that already carry a cost (a batch result priced by its
+    collector) or that came from the response store keep theirs.
 
     Example:
         >>> import mapgen
@@ -267,20 +268,34 @@ def priced(llm: Any, completions: Sequence[Completion], *, batch: bool = False) 
         2e-05
     """
     price = price_for(llm) if completions else None
-    if price is None:
-        return list(completions)
-    return [
-        c
-        if c.cost is not None or c.from_store or c.prompt_tokens is None or c.completion_tokens is None
-        else dataclasses.replace(
-            c,
-            cost=price.cost(
-                c.prompt_tokens,
-                c.completion_tokens,
-                cached_tokens=c.cached_tokens or 0,
-                cache_write_tokens=c.cache_write_tokens or 0,
-                batch=batch,
-            ),
-        )
-        for c in completions
+    fresh = [
+        i
+        for i, c in enumerate(completions)
+        if c.cost is None
+        and not c.from_store
+        and c.prompt_tokens is not None
+        and c.completion_tokens is not None
     ]
+    if price is None or not fresh:
+        return list(completions)
+    usage = [completions[i] for i in sorted(fresh)]
+    usd = price.cost(
+        sum(c.prompt_tokens or 0 for c in usage),
+        sum(c.completion_tokens or 0 for c in usage),
+        cached_tokens=sum(c.cached_tokens or 0 for c in usage),
+        cache_write_tokens=sum(c.cache_write_tokens or 0 for c in usage),
+        batch=batch,
+    )
+    share = usd / len(fresh)
+    return [dataclasses.replace(c, cost=share) if i in fresh else c for i, c in enumerate(completions)]
+
+
+def _to_price(completion: Completion) -> bool:
+    """Whether ``completion`` is a fresh answer with known token counts and no cost yet."""
+    c = completion
+    return (
+        c.cost is None
+        and not c.from_store
+        and c.prompt_tokens is not None
+        and c.completion_tokens is not None
+    )

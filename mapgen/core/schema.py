@@ -117,6 +117,17 @@ STRICT_REFUSED = frozenset(
 through that the schema forbids, and nothing would check them (``patternProperties`` allows keys that
 closing the object would forbid). :func:`strict_schema` raises :class:`NotStrict` for them."""
 
+STRICT_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+)
+"""The string ``format`` s OpenAI's strict mode takes; :func:`strict_schema` drops any other (pydantic
+writes ``binary`` for ``bytes``, ``uri``, ``path``, ``password``...), which only narrows what an answer may
+be: validation checks it."""
+
+_TYPED = frozenset({"type", "anyOf", "$ref", "enum", "const"})
+"""Keywords that give a subschema a kind strict mode takes; one with none of them (an ``Any`` field:
+``{}``) is refused ("schema must have a 'type' key")."""
+
 
 def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """``schema`` in the form OpenAI's strict structured outputs require ("Supported schemas" in OpenAI's
@@ -129,7 +140,8 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
       one schema (pydantic once wrote a ``$ref`` with a description beside it so), a tuple's
       ``prefixItems`` as ``items`` of any of its members' types;
     - the keywords strict mode refuses that only narrow what an answer may be dropped
-      (:data:`STRICT_UNSUPPORTED`: ``default``, ``minLength``, ``discriminator``...).
+      (:data:`STRICT_UNSUPPORTED`: ``default``, ``minLength``, ``discriminator``...), and so is a
+      ``format`` outside :data:`STRICT_FORMATS` (``binary``, ``uri``...).
 
     Answers valid under it are valid under ``schema`` once ``null`` s stand for absent optional fields,
     except for what was widened (dropped bounds, a tuple's positions, ``oneOf`` 's "exactly one"), which
@@ -138,8 +150,9 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         NotStrict: a construct that has no strict form, named with where it is: a root that is not one
             object, a free-form object (a ``dict`` field, or ``{"type": "object"}``), which strict mode
-            would close, ``allOf`` members that disagree, or a keyword of :data:`STRICT_REFUSED`
-            (``not``, ``if``, ``patternProperties``...).
+            would close, an untyped subschema (an ``Any`` field: ``{}``; one with none of ``type``,
+            ``anyOf``, ``oneOf``, ``allOf``, ``$ref``, ``enum``, ``const``), ``allOf`` members that
+            disagree, or a keyword of :data:`STRICT_REFUSED` (``not``, ``if``, ``patternProperties``...).
 
     Example:
         >>> strict_schema({"type": "object", "properties": {"a": {"type": "string"}}})
@@ -151,19 +164,30 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
     """
 
     def walk(node: Any, path: _Path) -> Any:
-        if isinstance(node, list):
-            return [walk(item, (path, i)) for i, item in enumerate(node)]
+        """One subschema in strict form; only keywords whose values are subschemas are walked (an enum
+        value or a ``const`` that is an object is a value, copied as it is)."""
         if not isinstance(node, Mapping):
-            return node
+            return copy.deepcopy(node)  # a boolean schema (additionalProperties: false)
         node = _translated(node, path)
-        out = {
-            key: {name: walk(sub, ((path, key), name)) for name, sub in value.items()}
-            if key in ("properties", "$defs")
-            else walk(value, (path, key))
-            for key, value in node.items()
-            if key not in STRICT_UNSUPPORTED
-        }
-        if node.get("type") == "object" or "properties" in node:
+        if _TYPED.isdisjoint(node):
+            raise NotStrict(
+                f"an untyped schema (an Any field: {{}}) at {_where(path)} has no strict form: strict mode "
+                "wants a 'type'"
+            )
+        is_object = node.get("type") == "object" or "properties" in node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in STRICT_UNSUPPORTED or (key == "format" and value not in STRICT_FORMATS):
+                continue
+            if key in ("properties", "$defs", "definitions") and isinstance(value, Mapping):
+                out[key] = {name: walk(sub, ((path, key), name)) for name, sub in value.items()}
+            elif key in ("items", "anyOf") and isinstance(value, list):
+                out[key] = [walk(item, ((path, key), i)) for i, item in enumerate(value)]
+            elif key == "items" or (key == "additionalProperties" and not is_object):
+                out[key] = walk(value, (path, key))
+            else:  # a value, or an object's additionalProperties (set to false below)
+                out[key] = copy.deepcopy(value)
+        if is_object:
             if "properties" not in node and node.get("additionalProperties") is not False:
                 # Any object, or a free-form mapping (dict[str, X]): strict mode would close it to {} only.
                 raise NotStrict(f"a free-form object (a dict field) at {_where(path)} has no strict form")
