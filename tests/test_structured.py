@@ -3,16 +3,18 @@ the task contract (one template hook, inputs from the template, public parsing h
 
 import ast
 import dataclasses
+import datetime
 import json
 import re
+import uuid
 from enum import Enum
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import datasets
 import pyarrow as pa
 import pytest
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AnyUrl, BaseModel, Field, field_validator
 
 import mapgen
 from mapgen.core.request import Request
@@ -205,6 +207,21 @@ def test_a_discriminated_union_is_taken_strict_on_the_first_request(fault_server
     assert [meta["schema_style"] for [meta] in out["generation_metadata"]] == ["json_schema"] * 3
 
 
+class Anything(BaseModel):
+    x: Any
+
+
+class Formats(BaseModel):
+    """pydantic's formats: binary, uri and path dropped from the strict form, the others kept."""
+
+    blob: bytes
+    link: AnyUrl
+    where: Path
+    when: datetime.datetime
+    day: datetime.date
+    id: uuid.UUID
+
+
 OBJECT = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
 CLOSED = {**OBJECT, "additionalProperties": False}
 
@@ -253,9 +270,21 @@ def strict_property(node):
             },
             {"type": "array", "items": {"type": "string"}},
         ),
+        (  # a format strict mode does not take (bytes: binary), which validation checks: dropped
+            {"type": "array", "items": {"type": "string", "format": "binary"}},
+            {"type": "array", "items": {"type": "string"}},
+        ),
+        ({"type": "string", "format": "date-time"}, {"type": "string", "format": "date-time"}),  # taken
+        (  # an object as an enum value or a const is a value, not a schema: kept as it is
+            {"enum": [{"k": {}}, "x"]},
+            {"enum": [{"k": {}}, "x"]},
+        ),
     ],
-    ids=["oneOf-discriminator", "allOf-one", "allOf-merged", "prefixItems", "dropped-bounds"],
-)
+    ids=[
+        "oneOf-discriminator", "allOf-one", "allOf-merged", "prefixItems", "dropped-bounds",
+        "unsupported-format", "supported-format", "object-enum-value",
+    ],
+)  # fmt: skip
 def test_strict_schema_translates_what_strict_mode_refuses(node, strict):
     assert strict_property(node) == strict
 
@@ -274,15 +303,28 @@ def test_strict_schema_translates_what_strict_mode_refuses(node, strict):
         {"type": "object"},  # any object: strict mode would close it to {}
         {"type": "object", "additionalProperties": {"type": "integer"}},  # a dict field
         {"type": "array", "prefixItems": [{"type": "integer"}]},  # a tuple, then items of any type
+        {},  # an Any field: untyped, strict mode wants a type
+        {"description": "anything"},
+        {"type": "array", "items": {}},  # list[Any]
+        {"anyOf": [{}, {"type": "null"}]},  # Optional[Any]
+        {"allOf": [{"description": "d"}]},  # untyped once merged
     ],
     ids=[
         "not", "if-then-else", "dependentRequired", "dependentSchemas", "patternProperties", "contains",
-        "allOf-conflict", "oneOf-and-anyOf", "free-object", "dict", "open-tuple",
+        "allOf-conflict", "oneOf-and-anyOf", "free-object", "dict", "open-tuple", "untyped",
+        "description-only", "untyped-items", "untyped-anyOf-member", "untyped-allOf",
     ],
 )  # fmt: skip
 def test_strict_schema_refuses_what_it_cannot_translate(node):
     with pytest.raises(mapgen.core.schema.NotStrict):
         strict_property(node)
+
+
+def test_an_untyped_schema_is_refused_naming_where_it_is():
+    with pytest.raises(mapgen.core.schema.NotStrict, match=r"untyped .* at /properties/p/anyOf/0"):
+        strict_property({"anyOf": [{}, {"type": "null"}]})
+    with pytest.raises(mapgen.core.schema.NotStrict, match=r"untyped .* at /properties/x"):
+        mapgen.core.schema.strict_schema(mapgen.core.schema.answer_schema(Anything))
 
 
 @pytest.mark.parametrize(
@@ -313,7 +355,7 @@ def answer_schemas():
                 continue
             if task.schema is not None:
                 schemas[cls.__name__] = task.schema
-    for model in (Owner, Verdict, Dimensions):
+    for model in (Owner, Verdict, Dimensions, Formats):
         schemas[model.__name__] = mapgen.core.schema.answer_schema(model)
     return schemas
 
@@ -359,6 +401,11 @@ STRICT_REFUSALS = {
         "'additionalProperties' is required to be supplied and to be false",
     ),
     "inside-anyOf": ({"anyOf": [OBJECT, {"type": "null"}]}, "'additionalProperties' is required"),
+    "untyped": ({}, "schema must have a 'type' key"),
+    "untyped-items": ({"type": "array", "items": {"description": "d"}}, "schema must have a 'type' key"),
+    "untyped-anyOf-member": ({"anyOf": [{}, {"type": "null"}]}, "schema must have a 'type' key"),
+    "format-binary": ({"type": "string", "format": "binary"}, "'binary' is not a valid format"),
+    "format-uri": ({"type": "string", "format": "uri"}, "'uri' is not a valid format"),
 }
 
 
@@ -466,6 +513,42 @@ def test_a_schema_without_a_strict_form_goes_as_a_guide_and_says_so(fault_server
     assert metadata_styles(out) == ["json_schema_nonstrict"] * 2
     [warning] = schema_warnings(caught)
     assert "strict: false" in warning and "free-form object" in warning
+
+
+def test_an_any_field_goes_as_a_guide_and_says_so(fault_server):
+    # {} went out strict: OpenAI refuses an untyped subschema ("schema must have a 'type' key")
+    fault_server.configure(api_key=fault_server.api_key, default_reply='{"x": [1, "a"]}')
+    llm = structured_llm(fault_server, temperature=0.41)
+    with pytest.warns(mapgen.errors.SchemaWarning) as caught:
+        out = run(mapgen.generate(llm, mapgen.StructuredTask(Anything)), rows=2)
+    assert out["generation_errors"] == [[None]] * 2 and out["x"] == [['[1, "a"]']] * 2
+    assert metadata_styles(out) == ["json_schema_nonstrict"] * 2
+    [warning] = schema_warnings(caught)
+    assert "strict: false" in warning and "untyped" in warning and "/properties/x" in warning
+    [spec] = {json.dumps(body["response_format"]["json_schema"]) for body in fault_server.requests()}
+    assert json.loads(spec)["strict"] is False
+
+
+class Blob(BaseModel):
+    data: bytes
+    when: datetime.date
+
+
+def test_a_bytes_field_goes_strict_without_its_format(fault_server, recwarn):
+    fault_server.configure(
+        api_key=fault_server.api_key, default_reply='{"data": "abc", "when": "2024-01-02"}'
+    )
+    llm = structured_llm(fault_server, temperature=0.42)
+    out = run(mapgen.generate(llm, mapgen.StructuredTask(Blob)), rows=2)
+    assert out["generation_errors"] == [[None]] * 2 and out["data"] == [["abc"]] * 2
+    assert metadata_styles(out) == ["json_schema"] * 2
+    assert schema_warnings(recwarn) == []
+    assert fault_server.stats()["total"] == 2  # taken on the first request: nothing refused
+    [spec] = {json.dumps(body["response_format"]["json_schema"]) for body in fault_server.requests()}
+    properties = json.loads(spec)["schema"]["properties"]
+    assert json.loads(spec)["strict"] is True
+    assert properties["data"] == {"type": "string"}  # binary: not a format strict mode takes
+    assert properties["when"] == {"type": "string", "format": "date"}
 
 
 def http_json_with_key(url, body, key):
@@ -904,3 +987,17 @@ def test_rounds_cut_at_the_token_limit_or_with_values_that_do_not_fit_fail_their
         ["invalid_output: total: value does not fit int64"],
         [None],
     ]
+
+
+def test_a_mixed_literal_goes_strict_with_the_types_of_its_values(fault_server):
+    # pydantic writes Literal[1, "a"] as an enum with no type; strict mode wants a type on every subschema
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    class Mixed(BaseModel):
+        pick: Literal[1, "a"]
+
+    strict = mapgen.core.schema.strict_schema(Mixed.model_json_schema())
+    pick = strict["properties"]["pick"]
+    assert (pick["enum"], pick["type"]) == ([1, "a"], ["integer", "string"])

@@ -205,3 +205,157 @@ def test_a_script_task_reruns_when_a_constant_its_parser_reads_changes(tmp_path,
     assert edited["cache_files"] != first["cache_files"]
     assert all(length[0].endswith(" mm") for length in edited["length"]), edited["length"]
     assert fault_server.stats()["total"] == 4
+
+
+# What a parser reads through a global that is a class or a module counts by content, not by name: a
+# pydantic model it validates with (by its JSON schema and its own code), an enum (by its members), a value
+# read as ``module.NAME`` from the user's own module, a plain class's attributes (``Cfg.OFFSET``).
+
+READ_THROUGH_MODULE = """
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+import helpers_mod
+import mapgen
+from mapgen.tasks.parsing import parse_model
+
+
+class Ans(BaseModel):
+    level: Literal["low", "high"]
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Cfg:
+    OFFSET = 3
+
+    def shifted(self, n):
+        return n + self.OFFSET
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measure(mapgen.Task):
+    template: str = "How long is {{ input }}?"
+    outputs = ("level", "color", "scale", "offset")
+
+    def parse(self, text):
+        return {
+            "level": parse_model(text, Ans).level,
+            "color": Color(text).name,
+            "scale": helpers_mod.SCALE * helpers_mod.double(len(text)),
+            "offset": Cfg.OFFSET,
+        }
+"""
+
+HELPERS_MODULE = """
+SCALE = 2
+
+
+def double(n):
+    return 2 * n
+"""
+
+READ_THROUGH_EDITS = {
+    "a pydantic model's field type": ('Literal["low", "high"]', 'Literal["low", "mid", "high"]'),
+    "an enum's member value": ('BLUE = "blue"', 'BLUE = "navy"'),
+    "an enum's new member": ('BLUE = "blue"\n', 'BLUE = "blue"\n    GREEN = "green"\n'),
+    "a module's constant read as module.NAME": ("SCALE = 2", "SCALE = 3"),
+    "a module's function read as module.name": ("return 2 * n", "return 3 * n"),
+    "a plain class's attribute read as Cfg.NAME": ("OFFSET = 3", "OFFSET = 4"),
+    "a plain class's method": ("return n + self.OFFSET", "return n - self.OFFSET"),
+}
+READ_THROUGH_UNRELATED_EDITS = {
+    "a comment in the helper module": ("SCALE = 2", "# How much bigger.\nSCALE = 2"),
+    "an unrelated constant in the helper module": ("SCALE = 2", "SCALE = 2\nUNUSED = 5"),
+    "an unrelated function in the helper module": (
+        "def double",
+        "def triple(n):\n    return 3 * n\n\n\ndef double",
+    ),
+}
+
+
+def read_through_fingerprint(folder, monkeypatch, old: str = "", new: str = "") -> str:
+    """Fingerprint ``READ_THROUGH_MODULE``'s task with ``old`` replaced by ``new`` in it or in its helper
+    module ``helpers_mod`` (both imported afresh, from ``folder``)."""
+    task_source, helpers_source = READ_THROUGH_MODULE, HELPERS_MODULE
+    if old:
+        assert (old in task_source) != (old in helpers_source)
+        task_source = task_source.replace(old, new, 1)
+        helpers_source = helpers_source.replace(old, new, 1)
+    folder.mkdir()
+    path = folder / "helpers_mod.py"
+    path.write_text(helpers_source)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    spec = importlib.util.spec_from_file_location("helpers_mod", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "helpers_mod", module)
+    spec.loader.exec_module(module)
+    return task_fingerprint(folder / "task", task_source, monkeypatch)
+
+
+@pytest.fixture
+def read_through_base(tmp_path, monkeypatch):
+    return read_through_fingerprint(tmp_path / "base", monkeypatch)
+
+
+def test_reimporting_a_task_that_reads_through_classes_and_modules_keeps_the_fingerprint(
+    tmp_path, monkeypatch, read_through_base
+):
+    assert read_through_fingerprint(tmp_path / "again", monkeypatch) == read_through_base
+
+
+@pytest.mark.parametrize("edit", sorted(READ_THROUGH_EDITS))
+def test_a_value_read_through_a_class_or_module_changes_the_fingerprint(
+    tmp_path, monkeypatch, read_through_base, edit
+):
+    fingerprint = read_through_fingerprint(tmp_path / "edited", monkeypatch, *READ_THROUGH_EDITS[edit])
+    assert fingerprint != read_through_base
+
+
+@pytest.mark.parametrize("edit", sorted(READ_THROUGH_UNRELATED_EDITS))
+def test_an_unrelated_edit_to_a_module_read_through_keeps_the_fingerprint(
+    tmp_path, monkeypatch, read_through_base, edit
+):
+    fingerprint = read_through_fingerprint(
+        tmp_path / "edited", monkeypatch, *READ_THROUGH_UNRELATED_EDITS[edit]
+    )
+    assert fingerprint == read_through_base
+
+
+def test_a_dataclass_read_by_a_parser_counts_by_its_fields_and_defaults():
+    from mapgen.core.digest import code_digest
+
+    source = (
+        "import dataclasses\n"
+        "@dataclasses.dataclass\nclass Limits:\n    low: int = 1\n    high: int = 5\n"
+        "class Reader:\n    def parse(self, text):\n        return Limits()\n"
+    )
+    digests = set()
+    for edit in (
+        "",
+        "high: int = 6",
+        "high: float = 5",
+        "high: int = dataclasses.field(default_factory=list)",
+    ):
+        namespace: dict = {"__name__": "notebook_cell"}
+        exec(source.replace("high: int = 5", edit) if edit else source, namespace)
+        digests.add(code_digest(namespace["Reader"]))
+    assert len(digests) == 4
+
+
+def test_a_library_module_read_through_counts_by_name_only():
+    # ``json.loads`` in a parser: the json module's own content is a library's, and counts by its name.
+    from mapgen.core.digest import _Digest
+
+    namespace: dict = {"__name__": "notebook_cell"}
+    exec(
+        "import json\nclass Reader:\n    def parse(self, text):\n        return json.loads(text)\n", namespace
+    )
+    state = json.dumps(_Digest().of_class(namespace["Reader"], frozenset()))
+    assert '"json"' in state and "JSONDecoder" not in state and len(state) < 2000

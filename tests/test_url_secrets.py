@@ -9,6 +9,7 @@ import pytest
 
 import mapgen
 from mapgen.core.urls import check_no_credentials, mask_url, url_secrets
+from mapgen.llms._api import check_http_options
 from mapgen.mapping import provenance
 
 SECRET = "hunter2xyz"
@@ -37,11 +38,54 @@ SPELLINGS = [
     f"https://user:{SECRET}@host/",
 ]
 
+# Spellings that slipped through (issue 23): no or one slash after the scheme, backslashes, three slashes, a
+# compatibility form of @ (read as NFKC reads it), a scheme-less user:pw@host, parameters named like secrets
+# that were missed. Each was accepted, or refused with the secret in the message, and shown unmasked.
+MORE_SPELLINGS = [
+    f"http:/user:{SECRET}@127.0.0.1:18125/v1",
+    f"http:user:{SECRET}@127.0.0.1:18125/v1",
+    f"http:\\\\user:{SECRET}@127.0.0.1:18125/v1",  # http:\\user:...
+    f"http:\\user:{SECRET}@host/v1",  # http:\user:...
+    f"https:/{SECRET}@host/v1",
+    f"http:///user:{SECRET}@host/v1",
+    f"http:////{SECRET}@host/v1",
+    f"http://user:{SECRET}\uff20host/v1",  # full-width @
+    f"http://{SECRET}\ufe6bhost/v1",  # small @
+    f"http://user\uff1a{SECRET}@host/v1",  # full-width :
+    f"\u3000http:/user:{SECRET}@host/v1 ",  # an ideographic space before it
+    f"user:{SECRET}@host/v1",  # a model name with no scheme: user: reads as one
+    f"http://host/v1?bearer={SECRET}",
+    f"http://host/v1?key[]={SECRET}",
+    f"http://host/v1?key%5B%5D={SECRET}",
+    f"http://host/v1?api_key[0]={SECRET}",
+    f"http://host/v1?session={SECRET}",
+    f"http://host/v1?sessionid={SECRET}",
+    f"http://host/v1?session_id={SECRET}",
+    f"http://host/v1?JSESSIONID={SECRET}",
+    f"http://host/v1?auth={SECRET}",
+    f"http://host/v1?authorization={SECRET}",
+    f"http://host/v1?credential={SECRET}",
+    f"http://host/v1?credentials={SECRET}",
+    f"http://host/v1?jwt={SECRET}",
+    f"http://host/v1?sas={SECRET}",
+]
+SPELLINGS += MORE_SPELLINGS
+
 CLEAN = [
     "http://localhost:8080",
     "https://api.example.com/v1?x=1",
     "http://[::1]:8080/v1",
     "http://127.0.0.1:8000/v1?tokenize=false",
+    "http://127.0.0.1:8000/v1?session_timeout=5&keyword=x&code=3",
+    "http://localhost:8080/v1/models/org@rev",  # an @ after the host is in the path
+]
+
+# Model names (not URLs) with an @ in them: taken, and shown as they are.
+MODEL_NAMES = [
+    "claude-3-5-sonnet@20240620",
+    "org/model@main",
+    "meta-llama/Llama-3.1-8B-Instruct",
+    "my-endpoint",
 ]
 
 # Each config field that can hold a URL, and how to build a config with ``url`` in it.
@@ -86,11 +130,41 @@ def test_urls_without_credentials_are_taken(url):
     assert mapgen.InferenceEndpointsLLM("meta-llama/Llama-3.1-8B-Instruct").kind == "model"
 
 
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_names_with_an_at_are_not_taken_for_urls(name):
+    assert mapgen.InferenceEndpointsLLM(name).model_name == name
+    assert mask_url(name) == name
+
+
+@pytest.mark.parametrize("url", [url for url in SPELLINGS if not url.startswith(("http://", "https://"))])
+def test_a_base_url_refused_for_its_scheme_never_shows_its_secret(url):
+    # issue 23: "base_url must start with http:// or https://, got 'http:/user:S3CR3TXYZ@...'".
+    with pytest.raises(ValueError, match="base_url must start with http:// or https://") as refused:
+        check_http_options(url, "auto", ("auto",), {})
+    assert SECRET not in str(refused.value) and "***" in str(refused.value)
+    for build in (
+        lambda: mapgen.OpenAILLM("m", base_url=url),
+        lambda: mapgen.AnthropicLLM("m", base_url=url),
+        lambda: mapgen.InferenceEndpointsLLM("m", base_url=url),
+        lambda: mapgen.InferenceEndpointsLLM(url),
+    ):
+        with pytest.raises(ValueError) as refused:
+            build()
+        assert SECRET not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", MORE_SPELLINGS)
+def test_a_model_url_in_any_spelling_never_reaches_a_repr_or_the_model_column(url):
+    with pytest.raises(ValueError, match="model_or_endpoint must not hold credentials") as refused:
+        mapgen.InferenceEndpointsLLM(url)
+    assert SECRET not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("backend", "variable"),
     [(mapgen.OpenAILLM, "OPENAI_BASE_URL"), (mapgen.AnthropicLLM, "ANTHROPIC_BASE_URL")],
 )
-@pytest.mark.parametrize("url", SPELLINGS[:8])
+@pytest.mark.parametrize("url", SPELLINGS[:8] + MORE_SPELLINGS[:12])
 def test_a_base_url_from_the_environment_is_checked_too(backend, variable, url, monkeypatch):
     # It enters the fingerprint, hence the provenance record and the card, as base_url does.
     monkeypatch.setenv(variable, url)
@@ -108,7 +182,7 @@ def test_masking_and_refusal_agree_on_what_a_secret_is(url):
         check_no_credentials(url, "url")
     except ValueError as error:
         refused = True
-        assert SECRET not in str(error) and mask_url(url).strip() in str(error)
+        assert SECRET not in str(error) and repr(mask_url(url).strip()) in str(error)
     assert refused == (masked != url) == bool(url_secrets(url))
     assert mapgen.store.mask_url is mask_url  # the store masks with the same parser
 

@@ -169,15 +169,15 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(node, Mapping):
             return copy.deepcopy(node)  # a boolean schema (additionalProperties: false)
         node = _translated(node, path)
-        if _TYPED.isdisjoint(node):
+        is_object = node.get("type") == "object" or "properties" in node
+        if not is_object and _TYPED.isdisjoint(node):
             raise NotStrict(
                 f"an untyped schema (an Any field: {{}}) at {_where(path)} has no strict form: strict mode "
                 "wants a 'type'"
             )
-        is_object = node.get("type") == "object" or "properties" in node
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if key in STRICT_UNSUPPORTED or (key == "format" and value not in STRICT_FORMATS):
+            if key in STRICT_UNSUPPORTED or (key == "format" and not _strict_format(value)):
                 continue
             if key in ("properties", "$defs", "definitions") and isinstance(value, Mapping):
                 out[key] = {name: walk(sub, ((path, key), name)) for name, sub in value.items()}
@@ -187,6 +187,10 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
                 out[key] = walk(value, (path, key))
             else:  # a value, or an object's additionalProperties (set to false below)
                 out[key] = copy.deepcopy(value)
+        if "type" not in out and ("enum" in out or "const" in out):  # strict mode wants a type
+            types = _json_types(out["enum"] if "enum" in out else [out["const"]])
+            if types is not None:
+                out["type"] = types
         if is_object:
             if "properties" not in node and node.get("additionalProperties") is not False:
                 # Any object, or a free-form mapping (dict[str, X]): strict mode would close it to {} only.
@@ -213,6 +217,26 @@ _Path = Optional[tuple[Any, Any]]  # noqa: UP045 - a runtime alias
 make for every node, spelt out (:func:`_where`) only for an error."""
 
 _TRANSLATED = STRICT_REFUSED | {"allOf", "oneOf", "prefixItems", "unevaluatedProperties"}
+
+
+def _json_types(values: list[Any]) -> str | list[str] | None:
+    """The JSON Schema type(s) of scalar enum or const values (pydantic writes ``Literal[1, "a"]``
+    untyped), or ``None`` when one is an object or an array.
+
+    Example:
+        >>> _json_types(["a", "b"]), _json_types([1, "a", None]), _json_types([{"k": 1}])
+        ('string', ['integer', 'null', 'string'], None)
+    """
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+    if any(type(v) not in names for v in values):
+        return None
+    found = sorted({names[type(v)] for v in values})
+    return found[0] if len(found) == 1 else found
+
+
+def _strict_format(value: Any) -> bool:
+    """Whether ``value`` is a ``format`` strict mode takes."""
+    return isinstance(value, str) and value in STRICT_FORMATS
 
 
 def _where(path: _Path) -> str:

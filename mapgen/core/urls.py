@@ -31,18 +31,29 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import re
+import unicodedata
 from typing import NamedTuple
 from urllib.parse import unquote
 
 MASK = "***"
 
-_URL_START = re.compile(r"(?:(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*:|(?<![^\s\"'(<\[=,]))//")
-"""Where a URL's authority begins: after ``scheme://`` (any scheme, any case) or a scheme-relative ``//``
-at the start of the text or after a space, quote or bracket (not the ``//`` inside a path)."""
+_SCHEME = r"(?:[A-Za-z][A-Za-z0-9+.\-]+:/*|[A-Za-z]://+)"
+"""A scheme and the slashes after it, any number of them (``http:``, ``http:/``, ``http:///``): every
+spelling some parser reads an authority after. A one-letter scheme needs ``//``: ``C:\\dir`` is a
+Windows path."""
 
-_WHOLE_URL = re.compile(r"\s*(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//")
-"""A text that is one URL (whitespace around it aside), read as ``urllib.parse.urlsplit`` reads it."""
+_URL_START = re.compile(rf"(?<![A-Za-z0-9+.\-]){_SCHEME}|(?<![^\s\"'(<\[=,])//+")
+"""Where a URL's authority begins: after a scheme and its slashes (any scheme, any case), or after a
+scheme-relative ``//`` at the start of the text or after a space, quote or bracket (not the ``//`` inside a
+path)."""
+
+_WHOLE_URL = re.compile(rf"\s*(?:{_SCHEME}|//+)")
+"""A text that is one URL (whitespace around it aside)."""
+
+_TOKEN_END = re.compile(r"[\s\"'<>`]")
+_AUTHORITY_END = re.compile(r"[/?#]")
 
 _KEYWORDS = re.compile(r"\s*[A-Za-z_][\w.\-]*=\S*(?:\s+[A-Za-z_][\w.\-]*=\S*)*\s*")
 """A libpq keyword string: ``name=value`` pairs separated by whitespace."""
@@ -53,10 +64,14 @@ _PARAMETER = re.compile(r"(?:(?<=[?&;#])|(?<=^)|(?<=\s))([^=&;#?/\s]+)=([^&;#\s]
 _SECRET_WORDS = frozenset(
     {
         "password", "passwd", "pwd", "pass", "passphrase", "secret", "token", "key", "apikey", "sig",
-        "signature", "auth", "authorization", "credential", "credentials", "jwt",
+        "signature", "auth", "authorization", "credential", "credentials", "jwt", "bearer",
     }
 )  # fmt: skip
-_SECRET_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "signature")
+_SECRET_ENDINGS = (
+    "password", "passwd", "passphrase", "secret", "token", "apikey", "signature", "sessionid", "sessid",
+)  # fmt: skip
+_SECRET_NAMES = frozenset({"session", "sas"})
+"""Names that are a secret only whole (``?session=``, ``?sas=``), not as a word (``session_timeout``)."""
 
 
 class Secret(NamedTuple):
@@ -69,15 +84,38 @@ class Secret(NamedTuple):
 
 def is_secret_name(name: str) -> bool:
     """Whether a query parameter (or libpq keyword) named ``name`` holds a secret: one of its words
-    (split at ``-``, ``_``, ``.``) is a key, token, password, secret or signature.
+    (split at ``-``, ``_``, ``.`` and array brackets, ``key[]``) is a key, token, password, secret,
+    signature, bearer, session id...
 
     Example:
-        >>> [n for n in ("api_key", "key", "X-Amz-Signature", "access_token", "sslpassword", "tokenize")
+        >>> [n for n in ("api_key", "key[]", "X-Amz-Signature", "access_token", "sslpassword", "tokenize",
+        ...  "session", "JSESSIONID", "session_timeout")
         ...  if is_secret_name(n)]
-        ['api_key', 'key', 'X-Amz-Signature', 'access_token', 'sslpassword']
+        ['api_key', 'key[]', 'X-Amz-Signature', 'access_token', 'sslpassword', 'session', 'JSESSIONID']
     """
-    words = [w for w in re.split(r"[-_.\s]+", unquote(name).lower()) if w]
-    return any(w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS) for w in words)
+    words = [w for w in re.split(r"[-_.\s\[\]]+", unicodedata.normalize("NFKC", unquote(name)).lower()) if w]
+    return (
+        any(w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS) for w in words)
+        or "".join(words) in _SECRET_NAMES
+        or words == ["session", "id"]
+    )
+
+
+def _normalised(text: str) -> tuple[str, list[int] | None, list[int] | None]:
+    """``text`` as a lenient URL parser reads it: each character in its NFKC form (a full-width ``＠`` is
+    an ``@``), a backslash as a slash; with, for each character of the result, where the character it came
+    from starts and ends in ``text`` (None when they are where they were)."""
+    if text.isascii():
+        return text.replace("\\", "/"), None, None
+    parts: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for index, char in enumerate(text):
+        form = "/" if char == "\\" else char if char.isascii() else unicodedata.normalize("NFKC", char)
+        parts.append(form)
+        starts += [index] * len(form)
+        ends += [index + 1] * len(form)
+    return "".join(parts), starts, ends
 
 
 def url_secrets(text: str) -> list[Secret]:
@@ -85,54 +123,98 @@ def url_secrets(text: str) -> list[Secret]:
     whole text, when it is one URL; else each URL found in it, up to a space or quote), or in a libpq
     keyword string's secret-named parameters.
 
+    The text is read as the most lenient parser reads it: NFKC-normalised (``＠`` is ``@``), backslashes as
+    slashes, any number of slashes after a scheme (``http:user:pw@host``, ``http:/user:pw@host``,
+    ``http:\\\\user:pw@host``, ``http:///user:pw@host``); the user info is what precedes the last ``@``
+    before the next ``/``, ``?`` or ``#``. A text that starts ``user:pw@host`` with no scheme reads as one
+    whose scheme is ``user:`` (as ``urlsplit`` reads it), so its ``pw`` is a secret; an ``@`` with no
+    scheme before it (``claude-3-5-sonnet@20240620``, ``org/model@main``) is not a user info's.
+
     Example:
         >>> url = "HTTP://user:pw@host:8080/v1?token=t0k"
         >>> [(url[s.start:s.end], s.what) for s in url_secrets(url)]
         [('pw', 'a password in user:password@'), ('t0k', 'a token=... parameter')]
+        >>> [url[s.start:s.end] for url in ("http:/user:pw@h/v1", "http://user:pw\uff20h/v1", "http:///t@h")
+        ...  for s in url_secrets(url)]
+        ['pw', 'pw', 't']
     """
     if not isinstance(text, str):
         return []
+    normal, starts, ends = _normalised(text)
+    if starts is None or ends is None:
+        return _secrets(normal)
+    # The spans found in the normalised text, back in text's own characters.
+    return _merged([Secret(starts[s.start], ends[s.end - 1], s.what) for s in _secrets(normal)])
+
+
+def _secrets(text: str) -> list[Secret]:
     whole = _WHOLE_URL.match(text)
     if not whole and _KEYWORDS.fullmatch(text):
         return _parameters(text, 0, len(text))
-    # The text as one URL, as urlsplit reads it (its authority runs to the first / ? #, spaces and all),
-    # and every URL found in it, each up to a space or quote.
-    authorities = [(whole.end(), len(text.rstrip()))] if whole else []
-    authorities += [
-        (m.end(), _token_end(text, m.end())) for m in _URL_START.finditer(text, whole.end() if whole else 0)
-    ]
-    found: dict[tuple[int, int], Secret] = {}
+    # The text as one URL: after a slash its authority runs to the first / ? # (spaces and all, as urlsplit
+    # reads it); and every URL found in it, each up to a space or quote.
+    authorities: list[tuple[int, int]] = []
+    if whole:
+        slashed = text[whole.end() - 1] == "/"
+        authorities.append((whole.end(), len(text.rstrip()) if slashed else _token_end(text, whole.end())))
+    token_end = -1
+    for match in _URL_START.finditer(text, whole.end() if whole else 0):
+        if match.end() > token_end:  # one search per token: a long token of x:x:x... stays linear
+            token_end = _token_end(text, match.end())
+        authorities.append((match.end(), token_end))
+    if not authorities:
+        return []
+    delimiters = [m.start() for m in _AUTHORITY_END.finditer(text)]
+    ats = ([m.start() for m in re.finditer("@", text)], [m.start() for m in re.finditer("%40", text)])
+    found: list[Secret] = []
+    parameters_from: dict[int, int] = {}  # each span's parameters once, from its first authority's end
     for start, end in authorities:
-        authority_end = start
-        while authority_end < end and text[authority_end] not in "/?#":
-            authority_end += 1
-        for secret in _user_info(text, start, authority_end) + _parameters(text, authority_end, end):
-            found.setdefault((secret.start, secret.end), secret)
+        after = bisect.bisect_left(delimiters, start)
+        authority_end = min(delimiters[after], end) if after < len(delimiters) else end
+        found += _user_info(text, start, authority_end, ats)
+        parameters_from[end] = min(parameters_from.get(end, authority_end), authority_end)
+    for end, start in parameters_from.items():
+        found += _parameters(text, start, end)
+    return _merged(found)
+
+
+def _merged(secrets: list[Secret]) -> list[Secret]:
+    """``secrets`` in order, overlapping ones merged: their union is masked."""
     kept: list[Secret] = []
-    for secret in sorted(found.values()):
-        if not kept or secret.start >= kept[-1].end:  # overlaps none kept
+    for secret in sorted(secrets):
+        if kept and secret.start < kept[-1].end:
+            if secret.end > kept[-1].end:
+                kept[-1] = kept[-1]._replace(end=secret.end)
+        else:
             kept.append(secret)
     return kept
 
 
 def _token_end(text: str, position: int) -> int:
-    while position < len(text) and not text[position].isspace() and text[position] not in "\"'<>`":
-        position += 1
-    return position
+    found = _TOKEN_END.search(text, position)
+    return found.start() if found else len(text)
 
 
-def _user_info(text: str, start: int, end: int) -> list[Secret]:
-    authority = text[start:end]
-    at = authority.rfind("@")
-    if at < 0:  # an @ written %40 still ends the user info for a client that decodes it
-        at = authority.lower().rfind("%40")
+def _last(positions: list[int], start: int, end: int) -> int:
+    """The last of the sorted ``positions`` in ``[start, end)``, or -1."""
+    last = bisect.bisect_left(positions, end) - 1
+    return positions[last] if last >= 0 and positions[last] >= start else -1
+
+
+def _user_info(text: str, start: int, end: int, ats: tuple[list[int], list[int]]) -> list[Secret]:
+    """The secret in the user info of the authority ``text[start:end]``: what precedes its last ``@``, else
+    its last ``%40``, which still ends the user info for a client that decodes it (``ats``: where each
+    is in ``text``)."""
+    at = _last(ats[0], start, end)
+    if at < 0:
+        at = _last(ats[1], start, end)
     if at < 0:
         return []
-    user_info = authority[:at]
+    user_info = text[start:at]
     user, colon, password = user_info.partition(":")
     if password:
         begin = start + len(user) + len(colon)
-        return [Secret(begin, start + at, "a password in user:password@")]
+        return [Secret(begin, at, "a password in user:password@")]
     if user:
         return [Secret(start, start + len(user), "a user name in user@, which may be a token")]
     return []

@@ -31,7 +31,7 @@ import tenacity
 from mapgen.core.config import added, knob
 from mapgen.core.prices import priced
 from mapgen.core.request import Completion, OnComplete, Request
-from mapgen.core.urls import check_no_credentials
+from mapgen.core.urls import check_no_credentials, mask_url
 from mapgen.errors import ENGINE, INTERRUPTED, FatalAPIError, SchemaWarning
 from mapgen.llms._http import APIError, to_api_error
 from mapgen.llms._window import Window
@@ -115,8 +115,10 @@ def check_http_options(
     (A ``base_url`` with credentials in it, ``https://user:key@host``, was refused before, by
     :attr:`LLM.url_fields <mapgen.llms.base.LLM.url_fields>`: the key goes in the backend's key field, where
     it is kept out of reprs, fingerprints and messages, and sent as the provider wants.)"""
-    if base_url is not None and not base_url.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}.")
+    http = isinstance(base_url, str) and base_url.startswith(("http://", "https://"))
+    if base_url is not None and not http:
+        # Masked: a URL this check refuses may still hold a secret (http:/user:key@host, //user:key@host).
+        raise ValueError(f"base_url must start with http:// or https://, got {mask_url(base_url)!r}.")
     if transport not in transports:
         expected = ", ".join(repr(t) for t in transports)
         raise ValueError(f"transport must be one of {expected}, got {transport!r}.")

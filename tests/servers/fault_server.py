@@ -34,9 +34,11 @@ A ``json_schema`` ``response_format`` with ``"strict": true`` is checked as Open
 check it (https://platform.openai.com/docs/guides/structured-outputs, "Supported schemas"): the root is an
 object, every object has ``additionalProperties: false`` and lists every property in ``required``, no
 keyword outside the supported subset (:data:`STRICT_UNSUPPORTED`: ``oneOf``, ``allOf``, ``not``, ``if``,
-``discriminator``, ``patternProperties``, ``minLength``, ``default``...), a ``name`` of at most 64
-letters, digits, ``_`` and ``-``; a schema that breaks a rule gets OpenAI's 400 ``Invalid schema for
-response_format`` (``param`` ``response_format``, ``code`` ``null``).
+``discriminator``, ``patternProperties``, ``minLength``, ``default``...), every subschema typed (``type``,
+``anyOf``, ``$ref``, ``enum`` or ``const``: not ``{}``), no ``format`` outside :data:`STRICT_FORMATS`
+(``binary``, ``uri``...), a ``name`` of at most 64 letters, digits, ``_`` and ``-``; a schema that
+breaks a rule gets OpenAI's 400 ``Invalid schema for response_format`` (``param`` ``response_format``,
+``code`` ``null``).
 ``GET /requests`` returns the JSON bodies of the chat requests received since the last reset, in order
 (the last ``KEEP_REQUESTS`` of them). ``usage`` counts as :mod:`tests.servers.tokens` says: the words of
 every message (system included; an image part counts ``IMAGE_TOKENS``), and the words of each choice plus
@@ -167,6 +169,14 @@ STRICT_UNSUPPORTED = (
 "Supported schemas" subset (``anyOf`` is its one composition; ``discriminator`` is OpenAPI's, not JSON
 schema's)."""
 
+STRICT_FORMATS = ("date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid")
+"""The string ``format`` s OpenAI's strict structured outputs take; another is "'uri' is not a valid
+format"."""
+
+STRICT_TYPED = ("type", "anyOf", "$ref", "enum", "const")
+"""Keywords that type a subschema; one with none of them (``{}``, a description alone) is "schema must
+have a 'type' key"."""
+
 
 def schema_problem(response_format: dict[str, Any]) -> str | None:
     """Why OpenAI would refuse this ``response_format`` (its strict-mode rules), or ``None``."""
@@ -193,6 +203,10 @@ def schema_problem(response_format: dict[str, Any]) -> str | None:
         bad = next((key for key in node if key in STRICT_UNSUPPORTED), None)
         if bad is not None:
             return f"In context={context}, '{bad}' is not permitted."
+        if not any(key in node for key in STRICT_TYPED):
+            return f"In context={context}, schema must have a 'type' key."
+        if "format" in node and node["format"] not in STRICT_FORMATS:
+            return f"In context={context}, {node['format']!r} is not a valid format."
         if node.get("type") == "object" or "properties" in node:
             if node.get("additionalProperties") is not False:
                 return (
