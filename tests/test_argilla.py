@@ -339,7 +339,7 @@ class Headline(mapgen.Task):
 class Politeness(mapgen.LabellingTask):
     """A new judge with its own score, scale and explanation column."""
 
-    template: str = "Rate the politeness of each answer to {{ input }}: {{ generations }}"
+    template: str = "Rate the politeness of each answer to {{ input }}: {{ generations | join(' / ') }}"
     outputs: ClassVar[dict] = {"politeness": pa.list_(pa.float64()), "why": pa.list_(pa.string())}
     score_output = "politeness"
     scale = (1, 3)
