@@ -3,15 +3,19 @@ shown.
 
 A URL carries a secret in its *user info* (``scheme://user:password@host``, or ``scheme://token@host``: a
 user name alone is taken for a token) and in *query or fragment parameters* named like one (``?api_key=``,
-``?key=``, ``?token=``, ``#access_token=``, ``?password=``, ``&sig=``...). Every spelling a URL parser takes
-counts: any scheme and its case (``HTTP://``, ``ws://``, ``postgresql://``), scheme-relative ``//user@host``,
-ports, paths and queries after the host, IPv6 hosts (``[::1]``), an ``@`` written ``%40``, percent-encoded
-parameter names, whitespace around the URL. A libpq keyword string (``host=db password=x``) has its
-``password=`` found too.
+``?key=``, ``?token=``, ``#access_token=``, ``?password=``, ``&sig=``, ``?bearer=``, ``?session=``,
+``?key[]=``...). Every spelling some URL parser takes counts: any scheme and its case (``HTTP://``,
+``ws://``, ``postgresql://``), any number of slashes after it, or none (``http:/user:pw@host``,
+``http:user:pw@host``, ``http:///user:pw@host``), backslashes for slashes (``http:\\\\user:pw@host``),
+compatibility forms read as NFKC reads them (a full-width ``＠``), scheme-relative ``//user@host``, a
+scheme-less ``user:pw@host`` (``user:`` reads as a scheme), ports, paths and queries after the host, IPv6
+hosts (``[::1]``), an ``@`` written ``%40``, percent-encoded parameter names, whitespace around the URL. A
+libpq keyword string (``host=db password=x``) has its ``password=`` found too.
 
 - :func:`check_no_credentials` refuses them where a URL enters a config (a backend's ``base_url``, a model
   given as a URL): the key belongs in the config's key field, kept out of reprs, fingerprints, provenance
-  records, dataset cards and the model column. The message names the parameter and shows the URL masked.
+  records, dataset cards and the model column. The message names the parameter and shows the URL masked;
+  so does every other message that shows such a URL (``base_url must start with http://...``).
 - :func:`mask_url` masks them where a URL that may hold them is shown (a response store's URL, which
   legitimately holds a database password).
 
