@@ -216,7 +216,7 @@ import enum
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 import helpers_mod
 import mapgen
@@ -225,6 +225,11 @@ from mapgen.tasks.parsing import parse_model
 
 class Ans(BaseModel):
     level: Literal["low", "high"]
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def lowercase(cls, value):
+        return value.lower()
 
 
 class Color(enum.Enum):
@@ -263,6 +268,7 @@ def double(n):
 
 READ_THROUGH_EDITS = {
     "a pydantic model's field type": ('Literal["low", "high"]', 'Literal["low", "mid", "high"]'),
+    "a pydantic model's validator": ("return value.lower()", "return value.strip().lower()"),
     "an enum's member value": ('BLUE = "blue"', 'BLUE = "navy"'),
     "an enum's new member": ('BLUE = "blue"\n', 'BLUE = "blue"\n    GREEN = "green"\n'),
     "a module's constant read as module.NAME": ("SCALE = 2", "SCALE = 3"),

@@ -90,6 +90,7 @@ class _Digest:
 
     def __init__(self) -> None:
         self.seen: dict[int, object] = {}  # by id; holding the objects keeps the ids unique
+        self.hashed: dict[int, tuple[object, list[Any]]] = {}  # Hasher's states, by id, with their objects
 
     def first_visit(self, obj: object) -> bool:
         if id(obj) in self.seen:
@@ -209,10 +210,12 @@ class _Digest:
             return ["wrapped", _name(type(value)), self.value(value.__wrapped__, depth)]
         if isinstance(value, _BUILTINS):
             return ["builtin", getattr(value, "__module__", None) or "", value.__qualname__]
-        try:
-            return ["object", _name(type(value)), Hasher.hash(value)]
-        except Exception:  # an object no pickler can save: its type is what is left to say
-            return ["object", _name(type(value))]
+        if id(value) not in self.hashed:  # (a template environment read by several functions: pickled once)
+            try:
+                self.hashed[id(value)] = (value, ["object", _name(type(value)), Hasher.hash(value)])
+            except Exception:  # an object no pickler can save: its type is what is left to say
+                self.hashed[id(value)] = (value, ["object", _name(type(value))])
+        return self.hashed[id(value)][1]
 
     def function(self, fn: types.FunctionType, depth: int) -> Any:
         if not _follows(fn.__module__) or depth > _MAX_DEPTH:
