@@ -32,10 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mapgen.core.prices import price_for
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, Request
 from mapgen.llms.base import LLM
 from mapgen.mapping.map_function import MapFunction
+from mapgen.report.summary import table
+from mapgen.store import open_store
+from mapgen.tasks.rounds import RoundsTask
 
 DEFAULT_PILOT = 8
 """How many requests the pilot sends by default: enough for a mean within a few percent on prompts of
@@ -91,8 +95,6 @@ class Estimate:
     notes: tuple[str, ...] = field(default=())
 
     def __str__(self) -> str:
-        from mapgen.report.summary import table
-
         approx = {TOKENIZER: "", PILOT: "~", RULE_OF_THUMB: "~"}
         lines = [
             ("model", self.model),
@@ -151,9 +153,6 @@ def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimat
         >>> guess.requests, guess.invalid_rows, guess.input_method, guess.output_tokens
         (2, 1, 'tokenizer', 32)
     """
-    from mapgen.core.prices import price_for  # imported here: mapgen.core.prices imports the backends
-    from mapgen.tasks.rounds import RoundsTask
-
     if not isinstance(fn, MapFunction):
         raise TypeError(
             f"estimate() takes what mapgen.generate() or mapgen.label() returns, got {type(fn).__name__}; "
@@ -274,8 +273,6 @@ class _Found:
 
 def _plan(ds: Any, fn: MapFunction) -> _Found:
     """Every request of the map, by the map's own code, less store hits and repeats (with the store on)."""
-    from mapgen.store import open_store
-
     found = _Found()
     seen: set[str] = set()
     store = open_store(fn.store) if fn.cache else None
