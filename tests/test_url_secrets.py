@@ -216,3 +216,23 @@ def test_a_store_url_of_no_known_kind_is_refused_masked(url):
     with pytest.raises(ValueError, match="not a store mapgen knows") as refused:
         mapgen.store.store_url(url)
     assert SECRET not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        "host=127.0.0.1 port=1 password = S3CR3TXYZ dbname=x",
+        "host=127.0.0.1 password='S3CR3TXYZ x' dbname=x",
+        "dbname = x   password =S3CR3TXYZ",
+    ],
+)
+def test_a_libpq_connection_string_is_refused_without_its_secret_and_makes_no_file(
+    store, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="libpq connection string") as refused:
+        mapgen.generate(
+            mapgen.OpenAILLM("m", base_url="http://127.0.0.1:9/v1"), mapgen.TextGenerationTask(), store=store
+        )
+    assert "S3CR3TXYZ" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []

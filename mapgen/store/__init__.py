@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -66,6 +67,10 @@ __all__ = [
 STORE_FILE = "responses.sqlite3"
 STORE_ENV = "MAPGEN_STORE"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_LIBPQ_KEYWORDS = re.compile(
+    r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password|passfile|sslmode|sslpassword|service)\s*=", re.I
+)
+"""A libpq ``keyword = value`` connection string, which would otherwise be taken for a file name."""
 
 
 def store_url(url: str | os.PathLike[str] | None = None) -> str:
@@ -85,6 +90,11 @@ def store_url(url: str | os.PathLike[str] | None = None) -> str:
         return f"sqlite:///{(cache_dir() / STORE_FILE).absolute()}"
     if url.startswith(_POSTGRES_SCHEMES) or url.startswith("sqlite:///"):
         return url
+    if _LIBPQ_KEYWORDS.search(url):  # shown without its value: `password = x` hides from any masking
+        raise ValueError(
+            f"store= (or ${STORE_ENV}) looks like a libpq connection string (keyword = value); mapgen opens "
+            "PostgreSQL stores by URL: pass postgresql://user:password@host:port/database."
+        )
     if "://" in url or has_credentials(url):  # a URL of another kind, or //user:password@host
         raise ValueError(
             f"store={mask_url(url)!r} (or ${STORE_ENV}) is not a store mapgen knows: pass "
