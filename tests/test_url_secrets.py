@@ -76,7 +76,7 @@ CLEAN = [
     "https://api.example.com/v1?x=1",
     "http://[::1]:8080/v1",
     "http://127.0.0.1:8000/v1?tokenize=false",
-    "http://127.0.0.1:8000/v1?session_timeout=5&keyword=x&code=3",
+    "http://127.0.0.1:8000/v1?session_timeout=5&keyword=x&code_version=3",
     "http://localhost:8080/v1/models/org@rev",  # an @ after the host is in the path
 ]
 
@@ -236,3 +236,10 @@ def test_a_libpq_connection_string_is_refused_without_its_secret_and_makes_no_fi
         )
     assert "S3CR3TXYZ" not in str(refused.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_azure_functions_key_in_a_base_url_is_refused():
+    with pytest.raises(ValueError) as refused:
+        mapgen.OpenAILLM("m", base_url="https://fn.azurewebsites.net/api/v1?code=S3CR3TXYZ")
+    assert "S3CR3TXYZ" not in str(refused.value)
+    assert mapgen.OpenAILLM("m", base_url="http://127.0.0.1:9/v1?code_version=2").base_url.endswith("=2")

@@ -74,8 +74,9 @@ _SECRET_WORDS = frozenset(
 _SECRET_ENDINGS = (
     "password", "passwd", "passphrase", "secret", "token", "apikey", "signature", "sessionid", "sessid",
 )  # fmt: skip
-_SECRET_NAMES = frozenset({"session", "sas"})
-"""Names that are a secret only whole (``?session=``, ``?sas=``), not as a word (``session_timeout``)."""
+_SECRET_NAMES = frozenset({"session", "sas", "code"})
+"""Names that are a secret only whole (``?session=``, ``?sas=``, Azure Functions' ``?code=`` key), not as a
+word (``session_timeout``, ``code_version``)."""
 
 
 class Secret(NamedTuple):
