@@ -365,3 +365,52 @@ def test_a_library_module_read_through_counts_by_name_only():
     )
     state = json.dumps(_Digest().of_class(namespace["Reader"], frozenset()))
     assert '"json"' in state and "JSONDecoder" not in state and len(state) < 2000
+
+
+CALLABLES_MODULE = """
+import functools
+from dataclasses import dataclass
+
+import mapgen
+
+
+def cut(n, text):
+    return text[:n]
+
+
+class Scaler:
+    def __init__(self, factor):
+        self.factor = factor
+
+    def apply(self, text):
+        return text * self.factor
+
+
+CUT = functools.partial(cut, 3)
+SCALER = Scaler(2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measure(mapgen.Task):
+    template: str = "How long is {{ input }}?"
+    outputs = ("length",)
+
+    def parse(self, text):
+        return {"length": SCALER.apply(CUT(text))}
+"""
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("return text[:n]", "return text[n:]"),  # the code of a function a partial wraps
+        ("functools.partial(cut, 3)", "functools.partial(cut, 4)"),  # its arguments
+        ("return text * self.factor", "return text * self.factor + text"),  # a global instance's method
+        ("SCALER = Scaler(2)", "SCALER = Scaler(3)"),  # its attributes
+    ],
+)
+def test_partials_and_instances_a_parser_calls_count_by_their_code_and_state(tmp_path, monkeypatch, edit):
+    before = task_fingerprint(tmp_path / "before", CALLABLES_MODULE, monkeypatch)
+    again = task_fingerprint(tmp_path / "again", CALLABLES_MODULE, monkeypatch)
+    after = task_fingerprint(tmp_path / "after", CALLABLES_MODULE.replace(*edit), monkeypatch)
+    assert before == again != after

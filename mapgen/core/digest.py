@@ -210,6 +210,16 @@ class _Digest:
             return ["wrapped", _name(type(value)), self.value(value.__wrapped__, depth)]
         if isinstance(value, _BUILTINS):
             return ["builtin", getattr(value, "__module__", None) or "", value.__qualname__]
+        if isinstance(value, functools.partial):  # a pickle names its function only: its code counts
+            arguments = [self.value(a, depth) for a in value.args]
+            keywords = self.value(dict(value.keywords), depth)
+            return ["partial", self.value(value.func, depth), arguments, keywords]
+        if _follows(type(value).__module__) and hasattr(value, "__dict__") and depth <= _MAX_DEPTH:
+            # an instance of the user's class: its methods' code and its attributes
+            if not self.first_visit(value):
+                return ["seen", _name(type(value))]
+            state = self.value(dict(vars(value)), depth + 1)
+            return ["instance", self.klass(type(value), depth + 1), state]
         if id(value) not in self.hashed:  # (a template environment read by several functions: pickled once)
             try:
                 self.hashed[id(value)] = (value, ["object", _name(type(value)), Hasher.hash(value)])
