@@ -6,15 +6,15 @@ from __future__ import annotations
 import base64
 import io
 import json
-from typing import Literal, Union
 
 import datasets
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 import mapgen
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import Request
+from tests.test_structured import Owner  # the issue's discriminated union
 
 
 def claude(server, **kwargs) -> mapgen.AnthropicLLM:
@@ -73,20 +73,6 @@ def test_structured_output_through_a_forced_tool(anthropic_server):
     assert out["echo"] == [["Name a color for row 0."], ["Name a color for row 1."]]
     [body, _] = anthropic_server.requests()
     assert body["tool_choice"] == {"type": "tool", "name": body["tools"][0]["name"]}
-
-
-class Cat(BaseModel):
-    pet_type: Literal["cat"]
-    meows: int
-
-
-class Dog(BaseModel):
-    pet_type: Literal["dog"]
-    barks: float
-
-
-class Owner(BaseModel):
-    pet: Union[Cat, Dog] = Field(discriminator="pet_type")  # noqa: UP007 - as the issue wrote it
 
 
 def test_a_discriminated_union_goes_whole_in_the_forced_tool(anthropic_server):

@@ -65,14 +65,20 @@ def task_fingerprint(folder, source: str, monkeypatch) -> str:
     """Import ``source`` as the module ``user_measure`` (afresh, from its own folder) and fingerprint a
     map function over its task."""
     folder.mkdir()
-    path = folder / "user_measure.py"
+    module = import_fresh("user_measure", folder, source, monkeypatch)
+    return mapgen.fingerprint(mapgen.generate(mapgen.LlamaCppLLM(), module.Measure()))
+
+
+def import_fresh(name: str, folder, source: str, monkeypatch):
+    """``source`` written to ``folder/<name>.py`` and imported as the module ``name``, afresh."""
+    path = folder / f"{name}.py"
     path.write_text(source)
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    spec = importlib.util.spec_from_file_location("user_measure", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "user_measure", module)
+    monkeypatch.setitem(sys.modules, name, module)
     spec.loader.exec_module(module)
-    return mapgen.fingerprint(mapgen.generate(mapgen.LlamaCppLLM(), module.Measure()))
+    return module
 
 
 @pytest.fixture
@@ -295,13 +301,7 @@ def read_through_fingerprint(folder, monkeypatch, old: str = "", new: str = "") 
         task_source = task_source.replace(old, new, 1)
         helpers_source = helpers_source.replace(old, new, 1)
     folder.mkdir()
-    path = folder / "helpers_mod.py"
-    path.write_text(helpers_source)
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    spec = importlib.util.spec_from_file_location("helpers_mod", path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "helpers_mod", module)
-    spec.loader.exec_module(module)
+    import_fresh("helpers_mod", folder, helpers_source, monkeypatch)
     return task_fingerprint(folder / "task", task_source, monkeypatch)
 
 
