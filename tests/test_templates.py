@@ -145,3 +145,12 @@ def test_a_map_refuses_bytes_in_a_text_column_and_sends_nothing_for_it(fault_ser
     [error] = out["generation_errors"][0]
     assert error.startswith("input: column 'text': holds a bytes value, not text")
     assert fault_server.stats()["total"] == 0
+
+
+@pytest.mark.parametrize("template", ["{{ ctx | string }}", "{{ 'x' ~ ctx }}", "{{ ctx | first | string }}"])
+def test_bytes_are_refused_however_a_template_turns_them_into_text(template):
+    from mapgen.tasks.base import render_template
+
+    with pytest.raises(mapgen.InputError, match="holds a bytes value") as refused:
+        render_template(template, {"ctx": b"zz"} if "first" not in template else {"ctx": [b"zz"]})
+    assert refused.value.input == "ctx"

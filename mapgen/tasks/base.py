@@ -222,6 +222,16 @@ def _printed(value: Any) -> Any:
     raise InputError(name, f"holds a {type(value).__name__} value, not text{hint}")
 
 
+def _bytes_in(value: Any) -> type | None:
+    """The type of the bytes ``value`` is or holds (in a list, a tuple, a dict's values), else ``None``."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return type(value)
+    items = (
+        value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+    )
+    return next((kind for item in items if (kind := _bytes_in(item)) is not None), None)
+
+
 def _holds(column: Any, value: Any) -> bool:
     """Whether a row's ``column`` value is ``value`` or holds it (in a list, a tuple, a dict's values)."""
     if column is value:
@@ -256,6 +266,10 @@ def render_template(source: str, row: Mapping[str, Any], values: Mapping[str, An
         mapgen.errors.InputError: holds a bytes value, not text: decode it to str first
     """
     template = compile_template(source)
+    for name in template_variables(source):  # bytes are never text, however a template turns them into it
+        kind = _bytes_in(row[name]) if name in row else None
+        if kind is not None:
+            raise InputError(name, f"holds a {kind.__name__} value, not text: decode it to str first")
     token = _ROW.set(row)
     try:
         return template.render(**{**row, **(values or {})})
