@@ -196,15 +196,12 @@ class MapFunction:
             rest = context.run(self._process_in_turn, rows[head_rows:], rank)
         except KeyboardInterrupt:
             if context.run(event_loop.interrupted):
-                context.run(
-                    event_loop.abandon
-                )  # the wait for the answers in flight was had (or cut) in run()
+                # the wait for the answers in flight was had (or cut) in run()
+                context.run(event_loop.abandon)
                 raise
             event_loop.interrupt()  # Ctrl-C while preparing: the head's queued requests are dropped
             try:
-                wait(
-                    [head], timeout=event_loop.INTERRUPT_GRACE
-                )  # its requests in flight land; a 2nd Ctrl-C: not
+                wait([head], timeout=event_loop.INTERRUPT_GRACE)  # what is in flight lands; a 2nd Ctrl-C: not
             finally:
                 context.run(event_loop.abandon)
             raise
