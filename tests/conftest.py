@@ -3,8 +3,14 @@ import pytest
 import mapgen
 from mapgen.runtime.progress import request_progress
 
-# The servers the tests start: fault-injecting and llama.cpp (OpenAI-compatible), argilla-server, PostgreSQL.
-pytest_plugins = ["tests.servers.fixtures", "tests.servers.argilla_fixtures", "tests.servers.postgres"]
+# The servers the tests start: fault-injecting, llama.cpp's and vLLM's (OpenAI-compatible), argilla-server,
+# PostgreSQL.
+pytest_plugins = [
+    "tests.servers.fixtures",
+    "tests.servers.vllm_fixtures",
+    "tests.servers.argilla_fixtures",
+    "tests.servers.postgres",
+]
 
 
 @pytest.fixture(autouse=True)

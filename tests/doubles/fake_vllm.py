@@ -172,9 +172,14 @@ def install(monkeypatch: Any, *, old_api: bool = False) -> types.ModuleType:
         sampling.GuidedDecodingParams = GuidedDecodingParams
     else:
         sampling.StructuredOutputsParams = StructuredOutputsParams
+    # A CUDA platform: the double stands in for vLLM on GPUs, which this machine cannot run.
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(is_cpu=lambda: False, is_cuda=lambda: True)
     package.LLM = LLM
     package.SamplingParams = SamplingParams
     package.sampling_params = sampling
+    package.platforms = platforms
     monkeypatch.setitem(sys.modules, "vllm", package)
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
     return package

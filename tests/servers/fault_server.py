@@ -28,6 +28,11 @@ Sampling parameters are validated as OpenAI's API reference says (``temperature`
 ``n`` >= 1, ``top_logprobs`` in [0, 20]) and, for the parameters OpenAI-compatible servers add, as vLLM's
 server does (``top_k`` an int >= -1, ``min_p`` in [0, 1], ``repetition_penalty`` > 0): a 400
 ``invalid_request_error`` naming the ``param``.
+vLLM's own checks (:func:`vllm_refusal`), with its 400s (``type`` ``BadRequestError``):
+``continue_final_message`` needs ``add_generation_prompt: false``, and with ``max_context`` (tokens,
+counted as ``usage`` is) a prompt longer than that, or a ``max_tokens`` over it, is refused. A continued
+message keeps its role in the answer (``"user"`` for Magpie's open user turn), as vLLM answers it.
+``support_n``: ``False`` answers ``n > 1`` once (llama.cpp's server), ``"refuse"`` with a 422.
 A rule's ``"in_turn"`` list answers the requests that match it in turn: the first gets item 0, the next
 item 1, and every later one the last item (an invalid answer, then a valid one, say).
 A ``json_schema`` ``response_format`` with ``"strict": true`` is checked as OpenAI's structured outputs
@@ -85,7 +90,7 @@ DEFAULTS: dict[str, Any] = {
     "error_rate": 0.0,
     "error_status": 429,
     "retry_after": "0",  # a header value, or None for no header
-    "support_n": True,
+    "support_n": True,  # False: answer n > 1 once, as llama.cpp's server does; "refuse": a 422
     "api_key": None,
     "fail_first": 0,  # the first N requests fail, whatever error_rate says
     "seed": 0,
@@ -93,6 +98,7 @@ DEFAULTS: dict[str, Any] = {
     "default_reply": None,  # the answer when no rule matches (None: the echo)
     "refuse_formats": [],  # response_format types answered with a 400
     "count_replies": False,  # append " [k]" (this request's number) to every text, so samples differ
+    "max_context": None,  # tokens: a longer prompt gets vLLM's 400 (None: no limit)
     **BATCH_DEFAULTS,  # files and batches: see openai_batches
 }
 
@@ -137,6 +143,39 @@ def invalid_parameter(body: dict[str, Any]) -> tuple[str, str] | None:
     for name, valid in checks.items():
         if body.get(name) is not None and not valid(body[name]):
             return name, f"{body[name]!r} is not a valid value for '{name}'."
+    return None
+
+
+def vllm_refusal(body: dict[str, Any], max_context: int | None) -> dict[str, Any] | None:
+    """The ``error`` object of the 400 that vLLM's server (0.32) gives ``body`` for what this server
+    checks of vLLM's own: ``continue_final_message`` without ``add_generation_prompt: false`` (whose
+    default is true), and, with ``max_context``, a prompt longer than the context or a ``max_tokens``
+    over it (a prompt that fits, with ``max_tokens`` that do not, is answered: vLLM cuts the answer)."""
+    if body.get("continue_final_message") and body.get("add_generation_prompt", True):
+        message = (
+            "continue_final_message and add_generation_prompt are not compatible. Use "
+            "continue_final_message when you want the model to continue the final message, and "
+            "add_generation_prompt when you want to add a header that will prompt it to start a new "
+            "assistant message instead."
+        )
+        return {"message": message, "type": "BadRequestError", "param": None, "code": 400}
+    if max_context is None:
+        return None
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int) and max_tokens > max_context:
+        message = (
+            f"max_tokens={max_tokens} cannot be greater than max_model_len={max_context}. Please request "
+            f"fewer output tokens. (parameter=max_tokens, value={max_tokens})"
+        )
+        return {"message": message, "type": "BadRequestError", "param": "max_tokens", "code": 400}
+    if openai_prompt_tokens(body["messages"]) > max_context:
+        count = max_context + 1  # vLLM counts no further
+        message = (
+            f"This model's maximum context length is {max_context} tokens. However, your prompt contains "
+            f"at least {count} input tokens, which exceeds this limit even without any output tokens. "
+            f"Please reduce the length of the input prompt. (parameter=input_tokens, value={count})"
+        )
+        return {"message": message, "type": "BadRequestError", "param": "input_tokens", "code": 400}
     return None
 
 
@@ -301,6 +340,14 @@ class FaultServer:
             message, param = invalid
             error = {"error": {"message": message, "type": "invalid_request_error", "param": param}}
             return web.json_response(error, status=400)
+        if (body.get("n") or 1) > 1 and settings["support_n"] == "refuse":
+            self.errors += 1
+            error = {"error": {"message": "n > 1 is not supported", "type": "invalid_request_error"}}
+            return web.json_response(error, status=422)
+        refused = vllm_refusal(body, settings["max_context"])
+        if refused is not None:
+            self.errors += 1
+            return web.json_response({"error": refused}, status=400)
         user = next((message_text(m) for m in reversed(body["messages"]) if m["role"] == "user"), "")
         rule = self.rule_for(user, body.get("model"))
         if rule is not None and rule.get("status"):
@@ -365,10 +412,12 @@ class FaultServer:
             texts = [f"echo: {user}" + (f" #{i}" if n > 1 else "") + "".join(images) for i in range(n)]
         if settings["count_replies"]:
             texts = [f"{text} [{self.total}]" for text in texts]
+        # vLLM's: a message continued (continue_final_message) keeps its role, a user's too (Magpie's)
+        role = body["messages"][-1]["role"] if body.get("continue_final_message") else "assistant"
         choices = [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": text, **self.reasoning(body, rule)},
+                "message": {"role": role, "content": text, **self.reasoning(body, rule)},
                 "logprobs": self.logprobs(body, rule, text),
                 "finish_reason": (rule or {}).get("finish_reason", "stop"),
             }
