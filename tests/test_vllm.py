@@ -1,7 +1,9 @@
-"""mapgen.vLLM's glue, against a TEST DOUBLE of the vllm package (tests/doubles/fake_vllm.py): no GPU here.
+"""mapgen.vLLM without an engine: what only GPUs show, against a TEST DOUBLE, and its config checks.
 
-What runs for real: mapgen's batching, grouping, seeds, formats, schema plumbing, rank-to-GPU assignment in
-real ``num_proc`` workers, and the response store. What is doubled: ``vllm`` itself.
+vLLM itself runs for real in tests/test_vllm_engine.py (its CPU build) and tests/test_vllm_server.py. What
+the CPU build cannot show is tested here against a TEST DOUBLE of the ``vllm`` package
+(tests/doubles/fake_vllm.py, a CUDA platform): rank-to-GPU assignment in real ``num_proc`` workers, tensor
+parallel groups, the parent never building an engine, and the ``GuidedDecodingParams`` of vLLM before 0.11.
 """
 
 from __future__ import annotations
@@ -81,67 +83,8 @@ def test_parent_never_builds_an_engine(fake):
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
-def test_n_without_seed_and_one_request_per_generation_with_seed(fake):
-    unseeded = mapgen.vLLM("m", temperature=0.8)
-    out = rows(3).map(mapgen.generate(unseeded, num_generations=3, cache=False), batched=True)
-    [call] = events(fake, "chat")
-    assert call["prompts"] == 3
-    assert [p["n"] for p in call["params"]] == [3, 3, 3]
-    assert [g.rsplit("sample=", 1)[1] for g in out[1]["generations"]] == ["0", "1", "2"]
-    # each request draws its own seed: vLLM's default seed is the same in every run
-    seeds = [p["seed"] for p in call["params"]]
-    assert all(isinstance(seed, int) for seed in seeds) and len(set(seeds)) == 3
-
-    fake.unlink()
-    seeded = mapgen.vLLM("m", temperature=0.8, seed=10)
-    out = rows(2).map(mapgen.generate(seeded, num_generations=3, cache=False), batched=True)
-    [call] = events(fake, "chat")
-    assert call["prompts"] == 6
-    assert [p["seed"] for p in call["params"]] == [10, 11, 12, 10, 11, 12]
-    assert all(p["n"] == 1 for p in call["params"])
-    assert "seed=12" in out[1]["generations"][2] and "question 1" in out[1]["generations"][2]
-
-
-def test_without_a_seed_workers_and_runs_sample_independently(fake):
-    ds = datasets.Dataset.from_dict({"input": ["Tell me a joke."] * 4})
-    fn = mapgen.generate(mapgen.vLLM("m", temperature=1.0), cache=False)
-    first = list(ds.map(fn, batched=True, batch_size=1, num_proc=2, with_rank=True)["generations"])
-    second = list(ds.map(fn, batched=True, batch_size=1, num_proc=2, with_rank=True)["generations"])
-    assert len({g for [g] in first + second}) == 8
-    seeds = [p["seed"] for call in events(fake, "chat") for p in call["params"]]
-    assert len(seeds) == 8 and None not in seeds
-
-
-def test_with_a_seed_a_generation_does_not_depend_on_its_batch(fake):
-    llm = mapgen.vLLM("m", temperature=1.0, seed=3)
-    prompt = mapgen.Prompt("Tell me a joke.")
-    [alone] = llm.complete([mapgen.Request(prompt, 1)])
-    batch = llm.complete(
-        [mapgen.Request(mapgen.Prompt("Hi"), 0), mapgen.Request(prompt, 0), mapgen.Request(prompt, 1)]
-    )
-    assert batch[2].text == alone.text and "seed=4" in alone.text
-    assert batch[1].text != alone.text
-
-
-def test_chat_template_by_default_raw_format_on_request(fake):
-    prompt = mapgen.Prompt("Hi", system="Be brief.")
-    mapgen.vLLM("m").complete([mapgen.Request(prompt)])
-    [chat] = events(fake, "chat")
-    assert chat["chat_template"] is None
-
-    fake.unlink()
-    [completion] = mapgen.vLLM("m", prompt_format="chatml").complete([mapgen.Request(prompt)])
-    [call] = events(fake, "generate")
-    assert call["prompts"] == [mapgen.format_prompt(prompt, "chatml")]
-    assert completion.text.endswith("sample=0")
-
-    fake.unlink()
-    mapgen.vLLM("m", chat_template="{{ custom }}").complete([mapgen.Request(prompt)])
-    assert events(fake, "chat")[0]["chat_template"] == "{{ custom }}"
-
-
 @pytest.mark.parametrize("old_api", [False, True])
-def test_schema_becomes_guided_decoding(fake, monkeypatch, old_api):
+def test_schema_becomes_guided_decoding_in_either_api(fake, monkeypatch, old_api):
     fake_vllm.install(monkeypatch, old_api=old_api)
     schema = {"type": "object", "properties": {"rating": {"type": "integer"}}}
     llm = mapgen.vLLM("m")
@@ -156,27 +99,6 @@ def test_schema_becomes_guided_decoding(fake, monkeypatch, old_api):
     assert call["params"][1][key] is None
     assert constrained.text.startswith('{"constrained": true')
     assert not free.text.startswith("{")
-
-
-def test_label_sends_the_task_schema(fake):
-    task = mapgen.UltraFeedbackTask.for_overall_quality()
-    ds = datasets.Dataset.from_dict({"input": ["q"], "generations": [["a", "b"]]})
-    ds.map(mapgen.label(mapgen.vLLM("judge"), task, cache=False), batched=True)
-    [call] = events(fake, "chat")
-    sent = call["params"][0]["structured_outputs"]
-    # the task's schema, sized to this row's two generations
-    assert sent.startswith("StructuredOutputsParams(json={") and "'ratings'" in sent
-    assert "'minItems': 2, 'maxItems': 2" in sent
-
-
-def test_a_refused_prompt_fails_only_its_row(fake):
-    long = "x " * fake_vllm.MAX_MODEL_LEN
-    ds = datasets.Dataset.from_dict({"input": ["short", long, "also short"]})
-    out = ds.map(mapgen.generate(mapgen.vLLM("m"), num_generations=2, cache=False), batched=True)
-    assert out["generations"][1] == [None, None]
-    assert "max_model_len" in out["generation_errors"][1][0]
-    assert all(g is not None for g in out["generations"][0] + out["generations"][2])
-    assert len(events(fake, "chat")) == 1 + 3  # the batch, then group by group
 
 
 def test_fingerprint_ignores_placement_and_memory_knobs():
@@ -199,19 +121,42 @@ def test_bad_config_raises_before_anything_runs():
         mapgen.vLLM("m", devices=[])
 
 
-def test_a_structured_task_is_guided_and_validated_on_vllm(fake):
-    # The double's guided answer ({"constrained": true, ...}) is JSON but not the task's model: the task
-    # validates it, re-asks with a new seed, then writes None and the validation error.
-    from pydantic import BaseModel
+def test_cpu_kv_cache_is_sized_by_the_model_and_capped_by_free_memory():
+    from mapgen.llms._vllm_memory import GiB, MiB, cpu_kv_cache_bytes, kv_bytes_per_token
 
-    class Color(BaseModel):
-        color: str
+    # Llama-2-7B: 32 layers, 32 KV heads of 128, fp16: 512 KiB a token
+    llama = {
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "hidden_size": 4096,
+        "torch_dtype": "float16",
+    }
+    assert kv_bytes_per_token(llama) == 512 * 1024
+    assert kv_bytes_per_token(llama, dtype="float32") == 1024 * 1024
+    assert kv_bytes_per_token({"text_config": llama}) == 512 * 1024  # a multimodal model's text part
+    # 8 sequences of 4,096 tokens = 16 GiB, capped at 8 GiB; with 10 GiB free, at a quarter of that
+    assert cpu_kv_cache_bytes(512 * 1024, max_model_len=4096, available=64 * GiB) == 8 * GiB
+    assert cpu_kv_cache_bytes(512 * 1024, max_model_len=4096, available=10 * GiB) == 2560 * MiB
+    with pytest.raises(ValueError, match=r"max_model_len=3072 or less"):
+        cpu_kv_cache_bytes(512 * 1024, max_model_len=4096, available=6 * GiB)
+    with pytest.raises(ValueError, match="layers and heads"):
+        kv_bytes_per_token({"hidden_size": 8})
 
-    task = mapgen.StructuredTask(Color)
-    ds = datasets.Dataset.from_dict({"input": ["Name a color."]})
-    out = ds.map(mapgen.generate(mapgen.vLLM("m", seed=5), task, max_reasks=1, cache=False), batched=True)
-    calls = events(fake, "chat")
-    assert [p["seed"] for call in calls for p in call["params"]] == [5, 5 + 1_000_000]
-    assert all("StructuredOutputsParams(json={" in call["params"][0]["structured_outputs"] for call in calls)
-    assert out[0]["color"] == [None]
-    assert out[0]["generation_errors"][0].startswith("invalid_output: color: Field required")
+
+def test_a_cpu_memory_share_that_cannot_fit_is_refused_with_one_that_would():
+    from mapgen.llms._vllm_memory import GiB, MiB, check_cpu_utilization
+
+    check_cpu_utilization(0.1, total=24 * GiB, available=20 * GiB, weights=270 * MiB)  # fits
+    with pytest.raises(ValueError, match=r"0\.9 is 21\.60 GiB, but 20\.00 GiB are free.*=0\.1 would fit"):
+        check_cpu_utilization(0.9, total=24 * GiB, available=20 * GiB, weights=270 * MiB)
+    with pytest.raises(ValueError, match=r"needs about 1\.51 GiB.*=0\.1 would fit"):
+        check_cpu_utilization(0.05, total=24 * GiB, available=20 * GiB, weights=270 * MiB)
+    with pytest.raises(ValueError, match="no value fits"):
+        check_cpu_utilization(0.5, total=24 * GiB, available=1 * GiB, weights=270 * MiB)
+
+
+def test_memory_share_left_unset_by_default():
+    assert mapgen.vLLM("m").gpu_memory_utilization is None
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="gpu_memory_utilization"):
+            mapgen.vLLM("m", gpu_memory_utilization=bad)

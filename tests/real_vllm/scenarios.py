@@ -110,6 +110,12 @@ def main(model: str, out: str) -> None:
     like_workers = mapgen.generate(replace(llm, max_new_tokens=16, seed=3, temperature=0.7), cache=False)
     found["like_workers"] = texts(numbers.map(like_workers, batched=True, batch_size=2))
 
+    # A share of RAM that cannot fit is refused before loading, with one that would.
+    try:
+        mapgen.vLLM(model, gpu_memory_utilization=0.99).engine()
+    except ValueError as error:
+        found["too_much_memory"] = str(error)
+
     found["counters"] = mapgen.counters.snapshot()
     with open(out, "w") as file:
         json.dump(found, file, default=str)

@@ -31,7 +31,7 @@ def main(model: str, out: str, store: str, rows: str, max_new_tokens: str = "16"
     print("started", flush=True)
     done = ds.map(mapgen.generate(llm, store=store), batched=True, batch_size=2, num_proc=2, with_rank=True)
     with open(out, "w") as file:
-        json.dump({"generations": done["generations"], "counters": mapgen.counters.snapshot()}, file)
+        json.dump({"generations": list(done["generations"]), "counters": mapgen.counters.snapshot()}, file)
 
 
 if __name__ == "__main__":
