@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -34,8 +35,10 @@ class vLLM(LocalLLM):  # the name users know
     ``continue_final_message=True, add_generation_prompt=False``. Every typed sampling parameter goes to
     ``SamplingParams`` under its own name, and ``generation_kwargs`` adds any other of its options
     (``bad_words``, ``ignore_eos``...). Without a ``seed``, a row's ``num_generations`` are one request with
-    ``n`` and a seed drawn from the OS (vLLM's own default seed is the same in every run); with one,
-    generation ``i`` is its own request with seed ``seed + i`` (:mod:`mapgen.llms._sampling`). A local
+    ``n`` and no seed of its own, and the engine is built with a seed drawn from the OS (vLLM's default, 0,
+    is the same in every run), so samples differ across runs and workers, and vLLM samples the whole batch
+    at once (it samples seeded requests one by one); with a ``seed``, generation ``i`` is its own request
+    with seed ``seed + i`` (:mod:`mapgen.llms._sampling`), whatever batch it is in. A local
     folder or GGUF file is identified by the content hash of its weights, config and tokenizer files and
     written to the model
     column by its name (:mod:`mapgen.llms._weights`); a hub id by itself and ``revision``, with nothing
@@ -157,6 +160,8 @@ class vLLM(LocalLLM):  # the name users know
         for name in ("revision", "quantization", "max_model_len", "gpu_memory_utilization"):
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
+        if "seed" not in self.engine_kwargs:  # vLLM's default, 0, would repeat every unseeded sample
+            options["seed"] = secrets.randbits(32)
         try:  # an option SamplingParams does not know would fail every request: say so before loading
             vllm.SamplingParams(**self.generation_kwargs)
         except TypeError as error:
@@ -171,10 +176,10 @@ class vLLM(LocalLLM):  # the name users know
                     '`if __name__ == "__main__":`.'
                 )
         before = children_of(os.getpid())
-        engine = vllm.LLM(**options, **self.engine_kwargs)
-        # Its engine processes end with this one, even when it is killed or ends with os._exit.
-        reap_with_owner(children_of(os.getpid()) - before)
-        return engine
+        try:
+            return vllm.LLM(**options, **self.engine_kwargs)
+        finally:  # its engine processes end with this one, even when it is killed or ends with os._exit
+            reap_with_owner(children_of(os.getpid()) - before)
 
     def _cpu_memory(self) -> dict[str, Any]:
         """The memory options of an engine on vLLM's CPU build (see :mod:`mapgen.llms._vllm_memory`)."""
@@ -290,7 +295,8 @@ class vLLM(LocalLLM):  # the name users know
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": self.max_new_tokens,
-            "seed": request_seed(self.seed, request.seed_index),
+            # Unseeded: the engine's generator, seeded from the OS when it was built (load_engine).
+            "seed": None if self.seed is None else request_seed(self.seed, request.seed_index),
             **self.sampling_options(),  # vLLM's SamplingParams has every typed parameter, by its name
             **self.generation_kwargs,
         }
