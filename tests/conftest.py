@@ -1,7 +1,18 @@
+import os
+
 import pytest
 
 import mapgen
 from mapgen.runtime.progress import request_progress
+
+# mapgen honours HTTP(S)_PROXY as the SDKs do: a proxy in a developer's shell must not divert the requests
+# to the test servers on 127.0.0.1 (the proxy tests clear NO_PROXY themselves).
+if any(
+    os.environ.get(name)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+):
+    _bypass = [os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or "", "127.0.0.1,localhost,::1"]
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(part for part in _bypass if part)
 
 # The servers the tests start: fault-injecting, llama.cpp's and vLLM's (OpenAI-compatible), argilla-server,
 # PostgreSQL.
@@ -31,4 +42,4 @@ def tiny_llm():
 
 
 # tests/servers/ holds the servers the tests start (some import packages of their own virtualenv), not tests.
-collect_ignore = ["servers"]
+collect_ignore = ["servers", "real_vllm"]  # real_vllm: scripts run in vLLM's own venv
