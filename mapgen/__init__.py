@@ -57,6 +57,7 @@ from mapgen.report.card import dataset_card
 from mapgen.report.estimate import Estimate, estimate
 from mapgen.report.explain import explain_cache
 from mapgen.report.hub import push_to_hub
+from mapgen.report.shapes import flatten, to_sft
 from mapgen.report.totals import Usage, usage
 from mapgen.runtime.progress import counters
 from mapgen.tasks import (
@@ -143,6 +144,7 @@ __all__ = [
     "estimate",
     "explain_cache",
     "fingerprint",
+    "flatten",
     "format_prompt",
     "generate",
     "label",
@@ -154,6 +156,7 @@ __all__ = [
     "schema",
     "to_argilla",
     "to_preference",
+    "to_sft",
     "usage",
     "vLLM",
 ]

@@ -185,7 +185,7 @@ class vLLM(LocalLLM):  # the name users know
         """The memory options of an engine on vLLM's CPU build (see :mod:`mapgen.llms._vllm_memory`)."""
         if "kv_cache_memory_bytes" in self.engine_kwargs or os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             return {}  # the user sized the KV cache
-        import psutil  # a dependency of vLLM
+        import psutil  # type: ignore[import-untyped]  # a dependency of vLLM
 
         memory = psutil.virtual_memory()
         if self.gpu_memory_utilization is not None:

@@ -81,10 +81,11 @@ def describe(fn: MapFunction) -> dict[str, Any]:
 
     Keys: ``reference``, ``step`` (``generate`` or ``label``), ``function`` (its class), ``columns``
     (what it writes), ``options`` (``num_generations``, ``weighted_ratings``, ``max_reasks``,
-    ``input_columns``), ``llm`` (``backend``, ``model``, ``parameters``: the backend's fingerprint
-    fields), ``task`` (``class``, ``fields``, ``template``, ``system_prompt``, ``source``: a digest of
-    its code and the values it reads, as :meth:`mapgen.Task.fingerprint` has it), ``prompt_format``,
-    ``mapgen_version`` and ``output_format``.
+    ``input_columns``), ``items`` (a label step's rated column, as the dataset names it: what its
+    per-text outputs are aligned with; ``None`` for other steps), ``llm`` (``backend``, ``model``,
+    ``parameters``: the backend's fingerprint fields), ``task`` (``class``, ``fields``, ``template``,
+    ``system_prompt``, ``source``: a digest of its code and the values it reads, as
+    :meth:`mapgen.Task.fingerprint` has it), ``prompt_format``, ``mapgen_version`` and ``output_format``.
     """
     llm, task = fn.llm, fn.task
     parameters = {k: v for k, v in llm.fingerprint().items() if k != "type"}
@@ -100,6 +101,7 @@ def describe(fn: MapFunction) -> dict[str, Any]:
         "function": qualified_name(type(fn)),
         "columns": list(fn.output_types()),
         "options": options,
+        "items": _rated_column(fn),
         "llm": {"backend": qualified_name(type(llm)), "model": llm.model_name, "parameters": parameters},
         "task": {
             "class": qualified_name(type(task)),
@@ -118,6 +120,14 @@ def describe(fn: MapFunction) -> dict[str, Any]:
 
 
 _PROMPT_TEXT = ("template", "system_prompt")
+
+
+def _rated_column(fn: MapFunction) -> str | None:
+    """The dataset column a label step rated (its task's ``items``, renamed by ``input_columns``)."""
+    items = getattr(fn.task, "items", None) if fn.step == "label" else None
+    if not isinstance(items, str):
+        return None
+    return dict(getattr(fn, "input_columns", None) or {}).get(items, items)
 
 
 def _masked(values: dict[str, Any], mask: Any) -> dict[str, Any]:
