@@ -1001,3 +1001,166 @@ def test_a_mixed_literal_goes_strict_with_the_types_of_its_values(fault_server):
     strict = mapgen.core.schema.strict_schema(Mixed.model_json_schema())
     pick = strict["properties"]["pick"]
     assert (pick["enum"], pick["type"]) == ([1, "a"], ["integer", "string"])
+
+
+# Near-miss JSON, repaired before validation (issue 22)
+
+
+class Review(BaseModel):
+    label: Literal["positive", "negative"]
+    score: int
+    note: str | None = None
+    ok: bool = True
+
+
+REVIEW = Review(label="positive", score=4)
+NEAR_MISSES = {
+    "trailing comma": ('{"label": "positive", "score": 4,}', REVIEW),
+    "single quotes": ("{'label': 'positive', 'score': 4}", REVIEW),
+    "unquoted keys": ('{label: "positive", score: 4}', REVIEW),
+    "missing closing brace": ('{"label": "positive", "score": 4', REVIEW),
+    "python literals": (
+        '{"label": "positive", "score": 4, "note": None, "ok": False}',
+        REVIEW.model_copy(update={"ok": False}),
+    ),
+    "line comment": ('{\n  "label": "positive", // the tone\n  "score": 4\n}', REVIEW),
+    "fence with a trailing comma": (
+        'Here you are:\n```json\n{"label": "positive", "score": 4,}\n```\nHope this helps.',
+        REVIEW,
+    ),
+    "missing comma": ('{"label": "positive"\n "score": 4}', REVIEW),
+}
+
+
+@pytest.mark.parametrize("answer, expected", NEAR_MISSES.values(), ids=NEAR_MISSES.keys())
+def test_a_near_miss_json_answer_is_repaired_then_validated_and_noted(answer, expected):
+    from mapgen.tasks.parsing import noting_repairs, parse_model
+
+    with noting_repairs() as repairs:
+        assert parse_model(answer, Review) == expected
+    assert repairs == ["Review"]
+
+
+def test_prose_around_a_near_miss_is_left_out_of_the_repair():
+    from mapgen.tasks.parsing import noting_repairs, parse_model
+
+    answer = "Sure! Here it is: {'label': 'positive', 'score': 4,} That's it, don't worry [really]. {Bye}"
+    with noting_repairs() as repairs:
+        assert parse_model(answer, Review) == REVIEW
+    assert repairs == ["Review"]
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ('{"label": "positive", "score": 4}', REVIEW),
+        ('Here is the JSON: {"label": "positive", "score": 4} Hope this helps', REVIEW),
+        ('```json\n{"label": "positive", "score": 4, "note": null}\n```', REVIEW),
+        (
+            '{"label": "positive", "score": 4, "note": "it\'s {fine}"}',
+            REVIEW.model_copy(update={"note": "it's {fine}"}),
+        ),
+    ],
+)
+def test_json_that_parses_is_never_repaired(answer, expected):
+    from mapgen.tasks.parsing import noting_repairs, parse_model
+
+    with noting_repairs() as repairs:
+        assert parse_model(answer, Review) == expected
+    assert repairs == []
+
+
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        ("I cannot review this.", "Invalid JSON"),  # no JSON at all: json-repair would make it ""
+        ("label: positive, score: 4", "Invalid JSON"),  # no brace: nothing to repair from
+        ("{", "Invalid JSON"),  # repairs to {}: nothing was said
+        ('{"label": "positive"', "Invalid JSON"),  # cut: repaired, but a required field is missing
+        ('{"label": "positive", "sco', "Invalid JSON"),  # cut in a key
+        ('{"label": "positive",', "Invalid JSON"),  # cut before a member began
+        ('{"label": "positive", "score":', "Invalid JSON"),  # cut before a value
+        ('{"label": "positive", "score": 4, "note": "the fi', "Invalid JSON"),  # cut in a string
+        ('{"label": "positive", "score": 4, "ok": tru', "Invalid JSON"),  # cut in a literal
+        ("{'label': 'positive'}", "Invalid JSON"),  # repaired, but a required field is missing
+        ("{'label': 'positive', 'score': 'high'}", "Invalid JSON"),  # repaired, but of the wrong type
+        ("{'label': 'great', 'score': 4}", "Invalid JSON"),  # repaired, but not one of the labels
+        ('{"label": "positive", "score": "high"}', "score: Input should be a valid integer"),  # JSON, wrong
+    ],
+)
+def test_what_a_repair_cannot_make_an_answer_of_is_refused_as_before(answer, message):
+    from mapgen.tasks.parsing import noting_repairs, parse_model
+
+    with noting_repairs() as repairs, pytest.raises(mapgen.InvalidOutput, match=message) as refused:
+        parse_model(answer, Review)
+    assert refused.value.kind == "invalid_output" and repairs == []
+
+
+def test_a_repaired_answer_says_so_in_its_metadata_and_is_not_reasked(fault_server):
+    replies = [
+        {"contains": f"case {i}", "reply": answer} for i, (answer, _) in enumerate(NEAR_MISSES.values())
+    ]
+    replies.append({"contains": "case well-formed", "reply": '{"label": "positive", "score": 4}'})
+    replies.append({"contains": "case garbage", "reply": "I cannot review this."})
+    fault_server.configure(api_key=fault_server.api_key, replies=replies)
+    inputs = [f"case {i}" for i in range(len(NEAR_MISSES))] + ["case well-formed", "case garbage"]
+    fn = mapgen.generate(structured_llm(fault_server), mapgen.StructuredTask(Review), max_reasks=1)
+    before = mapgen.counters.snapshot()
+    out = datasets.Dataset.from_dict({"input": inputs}).map(fn, batched=True)
+    assert out["label"] == [["positive"]] * (len(NEAR_MISSES) + 1) + [[None]]
+    assert out["generation_errors"][:-1] == [[None]] * (len(NEAR_MISSES) + 1)
+    assert out["generation_errors"][-1][0].startswith("invalid_output: Invalid JSON")
+    repaired = [meta["repaired"] for [meta] in out["generation_metadata"]]
+    assert repaired == [True] * len(NEAR_MISSES) + [False, False]
+    metadata_type = out.data.schema.field("generation_metadata").type.value_type
+    assert (
+        metadata_type == mapgen.core.columns.METADATA and metadata_type.field("repaired").type == pa.bool_()
+    )
+    # only the garbage was asked again: the near misses cost no re-ask
+    assert mapgen.counters.snapshot()["reasks"] - before["reasks"] == 1
+    assert fault_server.stats()["total"] == len(inputs) + 1
+    # a re-run reads the stored answers and repairs them again: the same metadata, nothing sent
+    again = datasets.Dataset.from_dict({"input": inputs}).map(fn, batched=True, load_from_cache_file=False)
+    assert [meta["repaired"] for [meta] in again["generation_metadata"]] == repaired
+    assert fault_server.stats()["total"] == len(inputs) + 1
+
+
+def test_an_answer_cut_at_the_limit_that_reads_only_after_repair_fails_as_a_cut(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[{"reply": '{"label": "positive", "score": 4', "finish_reason": "length"}],
+    )
+    fn = mapgen.generate(structured_llm(fault_server, max_new_tokens=16), mapgen.StructuredTask(Review))
+    row = run(fn)[0]
+    assert row["generation_errors"] == ["length: cut at max_new_tokens=16"]  # the score may have been 45
+    assert row["label"] == [None] and row["generation_metadata"][0]["repaired"] is False
+    assert fault_server.stats()["total"] == 1
+
+
+class Number(BaseModel):
+    n: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JsonCountRounds(CountRounds):
+    """:class:`CountRounds` whose rounds answer ``{"n": 3}``, read with parse_model."""
+
+    def advance(self, state, text):
+        number = mapgen.tasks.parsing.parse_model(text, Number).n
+        return {**state, "numbers": [*state["numbers"], number]}
+
+
+def test_a_round_read_only_after_repair_says_so_in_the_conversations_metadata(fault_server):
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[
+            {"contains": "near #1", "reply": "{'n': 3,}"},
+            {"contains": "cut", "reply": '{"n": 5', "finish_reason": "length"},
+        ],
+        default_reply='{"n": 4}',
+    )
+    fn = mapgen.generate(structured_llm(fault_server, max_new_tokens=16), JsonCountRounds())
+    out = datasets.Dataset.from_dict({"input": ["near", "fine", "cut"]}).map(fn, batched=True)
+    assert out["total"] == [[7], [8], [None]]
+    assert out["generation_errors"] == [[None], [None], ["length: round 1: cut at max_new_tokens=16"]]
+    assert [meta["repaired"] for [meta] in out["generation_metadata"]] == [True, False, False]

@@ -31,6 +31,8 @@ METADATA = pa.struct(
         ("cost", pa.float64()),
         ("cached_tokens", pa.int64()),
         ("schema_style", pa.string()),
+        # Whether the task read the answer only after repairing its JSON (mapgen.tasks.parsing.parse_model).
+        ("repaired", pa.bool_()),
         # The fingerprint of the map function that wrote the answer: its record's key
         # (mapgen.mapping.provenance).
         ("provenance", pa.string()),
@@ -39,7 +41,9 @@ METADATA = pa.struct(
 """Per-answer provenance: ``cost`` in USD (``None`` where the price is unknown: :mod:`mapgen.core.prices`),
 ``cached_tokens``, the prompt tokens read from the provider's prompt cache, and ``schema_style``, how the
 answer schema constrained the answer (:attr:`mapgen.core.request.Completion.schema_style`: ``none`` where
-the server took no schema)."""
+the server took no schema), and ``repaired``, ``True`` where the task read the answer only after repairing
+its JSON (:attr:`mapgen.core.request.Completion.repaired`). Datasets written before a field was added do not
+have it."""
 
 _SIGNS_OF_AN_ANSWER = ("finish_reason", "prompt_tokens", "completion_tokens", "cost")
 

@@ -85,6 +85,10 @@ class Completion:
     """``True`` where the prompt ended inside a ``<think>`` block that its chat template opened (a local
     engine, which renders the prompt, says so): the text starts with reasoning, up to its first
     ``</think>``. Read once, where the reasoning is split off (then cleared: never stored)."""
+    repaired: bool = False
+    """Whether the task read this answer only after repairing its JSON (a trailing comma, single quotes, a
+    missing brace: :func:`mapgen.tasks.parsing.parse_model`); set where the answer is parsed
+    (:meth:`mapgen.mapping.map_function.MapFunction.read_answer`), never stored."""
 
     @property
     def cut(self) -> bool:

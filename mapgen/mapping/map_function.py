@@ -43,6 +43,7 @@ from mapgen.runtime.progress import counters, request_progress
 from mapgen.store import ResponseStore, StoreURL, open_store, request_key, store_url
 from mapgen.store.keys import store_identity
 from mapgen.tasks.base import InputError, ParseError, Task
+from mapgen.tasks.parsing import noting_repairs
 
 Parsed = tuple[dict[str, Any], str | None]
 """What a task read from one answer: its outputs and ``None``, or ``{}`` and why there are none."""
@@ -297,14 +298,14 @@ class MapFunction:
         self, requests: list[Request], completions: list[Completion], *, rank: int | None
     ) -> list[Answer]:
         """``completions`` (the answers to ``requests``), each with what the task parsed from it
-        (:meth:`parse_answer`), where each answer that failed the task's answer model is asked again, up to
+        (:meth:`read_answer`), where each answer that failed the task's answer model is asked again, up to
         ``max_reasks`` times, as a new request (``attempt`` 1, 2...: its own store key and seed). A re-ask
         that gets no answer at all keeps the invalid one and its error. An answer cut at the token limit is
         not asked again (its error is a ``length`` one: the same limit would cut it again). Every re-ask is
         counted (``counters["reasks"]``). Each answer is parsed once: the caller writes its row from the
         pairs.
         """
-        answers = [(completion, self.parse_answer(completion)) for completion in completions]
+        answers = [self.read_answer(completion) for completion in completions]
         for attempt in range(1, self.max_reasks + 1):
             invalid = [i for i, (completion, (_, error)) in enumerate(answers) if _invalid(completion, error)]
             if not invalid:
@@ -313,7 +314,7 @@ class MapFunction:
             again = self.complete([replace(requests[i], attempt=attempt) for i in invalid], rank=rank)
             for i, completion in zip(invalid, again, strict=True):
                 if completion.text is not None:
-                    answers[i] = (completion, self.parse_answer(completion))
+                    answers[i] = self.read_answer(completion)
         return answers
 
     def _send(
@@ -348,6 +349,16 @@ class MapFunction:
         completions = batch_mode.complete(self.llm, store, keys, requests, answered)
         return [checked.get(i) or spent(self.llm, valid(c, self.llm)) for i, c in enumerate(completions)]
 
+    def read_answer(self, completion: Completion) -> Answer:
+        """``completion`` and what the task read from it (:meth:`parse_answer`), marked ``repaired``
+        (:attr:`~mapgen.core.request.Completion.repaired`, which its metadata writes) where the task read it
+        only after repairing its JSON (:func:`~mapgen.tasks.parsing.noting_repairs`)."""
+        with noting_repairs() as repairs:
+            parsed = self.parse_answer(completion)
+        if repairs and parsed[1] is None:
+            completion = replace(completion, repaired=True)
+        return completion, parsed
+
     def parse_answer(self, completion: Completion) -> Parsed:
         """The task's outputs for one answer and ``None``, or ``{}`` and why there are none.
 
@@ -356,21 +367,25 @@ class MapFunction:
         beyond ``int64``: :func:`~mapgen.core.columns.misfit`) fail the answer as ``invalid_output`` (asked
         again), before they could fail the write of the whole batch; stored answers are parsed here too.
         An answer cut at the token limit (``finish_reason`` ``length``) that fails either way fails as
-        ``length: cut at max_new_tokens=N``, not asked again; one that reads is kept.
+        ``length: cut at max_new_tokens=N``, not asked again; one that reads is kept, but not one that reads
+        only after its JSON was repaired (:func:`~mapgen.tasks.parsing.parse_model`): what the limit cut
+        off (the rest of a list, of a number) is not known.
         """
         if completion.text is None:
             return {}, error_text(completion.error_kind or ENGINE, completion.error or "no answer")
         try:
-            parsed = self.task.parse(completion.text)
+            with noting_repairs() as repairs:
+                parsed = self.task.parse(completion.text)
             unfit = misfit(parsed, self._answer_types)
         except ParseError as error:
             problem = error_text(getattr(error, "kind", PARSE), str(error))
         except Exception as error:
             problem = error_text(PARSE, f"{type(error).__name__}: {error}")
         else:
-            if unfit is None:
+            if unfit is None and not (repairs and completion.cut):
                 return parsed, None
-            problem = error_text(INVALID_OUTPUT, unfit)  # it would fail the write of the whole batch
+            # a misfit would fail the write of the whole batch; a cut answer read by repair fails as a cut
+            problem = error_text(INVALID_OUTPUT, unfit or "read only after repairing its JSON")
         if completion.cut:  # why it cannot be read; the same limit would cut a re-ask again
             return {}, error_text(LENGTH, self.cut_at(completion))
         return {}, writable_text(problem)  # a parser may quote what it could not read
@@ -538,6 +553,7 @@ def completion_metadata(completion: Completion, provenance: str | None = None) -
         "cost": completion.cost,
         "cached_tokens": completion.cached_tokens,
         "schema_style": completion.schema_style,
+        "repaired": completion.repaired,
     }
 
 

@@ -21,13 +21,14 @@ from typing import Any
 
 from mapgen.core.columns import misfit, typed_columns, writable_text
 from mapgen.core.request import Completion, Request
-from mapgen.errors import ENGINE, INPUT, INVALID_OUTPUT, LENGTH, PARSE, error_text
+from mapgen.errors import ENGINE, INPUT, INVALID_OUTPUT, LENGTH, PARSE, InvalidOutput, error_text
 from mapgen.llms.base import LLM
 from mapgen.mapping import provenance
 from mapgen.mapping.map_function import MapFunction
 from mapgen.runtime import interrupts
 from mapgen.runtime.progress import counters
 from mapgen.tasks.base import InputError, Task
+from mapgen.tasks.parsing import noting_repairs
 from mapgen.tasks.rounds import RoundsTask
 
 
@@ -58,6 +59,8 @@ class _Conversation:
     cost: float | None = None
     from_store: list[bool] = field(default_factory=list)
     error: str | None = None
+    repaired: bool = False
+    """Whether a round's answer was read only after repairing its JSON."""
 
 
 def call_rounds(
@@ -152,7 +155,12 @@ def _advance(
         conversation.error = error_text(kind, f"round {number}: {answer.error or 'no answer'}")
         return
     try:
-        conversation.state = _rounds_task(fn).advance(conversation.state or {}, answer.text)
+        with noting_repairs() as repairs:
+            state = _rounds_task(fn).advance(conversation.state or {}, answer.text)
+        if repairs and answer.cut:  # as in parse_answer: what the limit cut off is not known
+            raise InvalidOutput("read only after repairing its JSON")
+        conversation.state = state
+        conversation.repaired = conversation.repaired or bool(repairs)
     except Exception as error:  # a parser's exception is data, as in parse_answer
         reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
         kind, reason = (LENGTH, fn.cut_at(answer)) if answer.cut else (PARSE, writable_text(reason))
@@ -203,4 +211,5 @@ def _metadata(conversation: _Conversation, provenance: str) -> dict[str, Any]:
         "cost": conversation.cost,
         "cached_tokens": conversation.cached_tokens,
         "schema_style": last.schema_style if last else None,
+        "repaired": conversation.repaired,
     }

@@ -67,8 +67,9 @@ class StoreURL(str):
 
 
 # The fields an answer is stored with, and their defaults: computed once, so new fields of Completion are
-# stored without a change here. The error fields never are (failed answers are not stored).
-_NOT_STORED = frozenset({"error", "error_kind", "from_store"})
+# stored without a change here. The error fields never are (failed answers are not stored), nor what
+# parsing found (repaired: each read parses anew).
+_NOT_STORED = frozenset({"error", "error_kind", "from_store", "repaired"})
 _NO_DEFAULT = object()
 _STORED = tuple(
     (field.name, _NO_DEFAULT if field.default is dataclasses.MISSING else field.default)

@@ -2,11 +2,13 @@
 
 Models answer in many near-misses of the format they were asked for: markdown bold, code fences, blank
 lines, ``Rating: 4/5``, ``N/A``, blocks in another order, fewer blocks than texts, JSON cut off by the
-token limit. These helpers accept all of those; what they cannot read raises :class:`ParseError`, and
+token limit, JSON with a trailing comma or single quotes (:func:`parse_model` repairs those with
+``json-repair``). These helpers accept all of those; what they cannot read raises :class:`ParseError`, and
 what they could only guess at (a range such as ``3-4``, a score on another scale such as ``4/5`` where
 the scale is 1 to 10) raises :class:`AmbiguousScore`.
 
-The API: :func:`parse_model` (an answer validated by a pydantic model), :func:`json_text` and
+The API: :func:`parse_model` (an answer validated by a pydantic model; :func:`noting_repairs` tells which
+it read only after repairing their JSON), :func:`json_text` and
 :func:`load_json` (JSON, fenced or in prose), :func:`parse_score`, :func:`read_score`,
 :func:`score_or_none`, :func:`score_list`, :func:`labelled_scores` (scores), :func:`labelled_field`,
 :func:`labelled_lines`, :func:`numbered_blocks`, :func:`numbered_spans`, :func:`list_items`,
@@ -22,8 +24,11 @@ Example:
     {2: 'good', 1: 'bad'}
 """
 
+import contextvars
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mapgen.errors import AmbiguousScore, InvalidOutput, ParseError
@@ -41,6 +46,7 @@ __all__ = [
     "labelled_scores",
     "list_items",
     "load_json",
+    "noting_repairs",
     "numbered_blocks",
     "numbered_spans",
     "one_line",
@@ -316,9 +322,18 @@ def parse_model(text: str, model: Any) -> Any:
     """The answer ``text`` validated as an instance of the pydantic ``model`` (its JSON bare, fenced, or
     after prose: :func:`json_text`), with pydantic's ``model_validate_json``.
 
+    JSON that does not parse is repaired (``json-repair``: a trailing comma, single quotes, unquoted keys,
+    Python's ``None``/``True``, a ``//`` comment, a missing comma or closing brace) and the repaired value
+    validated in its place; an answer read so is noted (:func:`noting_repairs`). JSON that parses is never
+    repaired, and no repair is made where there is nothing to repair from: an answer with no ``{`` or
+    ``[``, one that repairs to an empty object, or one cut off inside a string, after a key, a ``:`` or a
+    ``,``, or in a word (a value the model was still writing is no value). What follows the JSON once it
+    closes (prose) is left out of the repair.
+
     Raises:
-        InvalidOutput: the JSON is malformed or does not validate; the message names each failing
-            field (``rating: Input should be 1, 2, 3, 4 or 5``), at most 300 characters.
+        InvalidOutput: the JSON is malformed (and cannot be repaired into an answer that validates) or
+            does not validate; the message names each failing field (``rating: Input should be 1, 2, 3, 4
+            or 5``), or the JSON error, at most 300 characters.
 
     Example:
         >>> from typing import Literal
@@ -327,6 +342,8 @@ def parse_model(text: str, model: Any) -> Any:
         ...     rating: Literal[1, 2, 3, 4, 5]
         ...     reason: str
         >>> parse_model('```json\\n{"rating": 4, "reason": "clear"}\\n```', Verdict)
+        Verdict(rating=4, reason='clear')
+        >>> parse_model("{'rating': 4, 'reason': 'clear',}", Verdict)  # repaired
         Verdict(rating=4, reason='clear')
         >>> parse_model('{"rating": 7, "reason": "clear"}', Verdict)
         Traceback (most recent call last):
@@ -344,9 +361,121 @@ def parse_model(text: str, model: Any) -> Any:
     # llama-cpp-python's JSON grammar lets raw control characters (a newline) into strings, which
     # strict JSON refuses: the text they wrote is the value.
     try:
-        return model.model_validate(_without_nulls(json.loads(text, strict=False)))
-    except (ValueError, ValidationError):
-        raise InvalidOutput(validation_message(failed)) from None
+        value = json.loads(text, strict=False)
+    except ValueError:
+        value = _repaired(text)  # JSON that does not parse: repaired, if it can be
+        if value is None:
+            raise InvalidOutput(validation_message(failed)) from None
+        repaired = True
+    else:
+        repaired = False
+    try:
+        answer = model.model_validate(_without_nulls(value))
+    except ValidationError:
+        raise InvalidOutput(validation_message(failed)) from None  # the error as the answer stands
+    notes = _REPAIRS.get()
+    if repaired and notes is not None:
+        notes.append(getattr(model, "__name__", repr(model)))
+    return answer
+
+
+_REPAIRS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("mapgen_repairs", default=None)
+
+
+@contextmanager
+def noting_repairs() -> Iterator[list[str]]:
+    """A list that, within the block, gets the name of the model of each answer :func:`parse_model` read
+    only after repairing its JSON: how a map function knows to write ``repaired: True`` in an answer's
+    metadata. A block's notes are its enclosing block's too.
+
+    Example:
+        >>> from pydantic import BaseModel
+        >>> class Point(BaseModel):
+        ...     x: int
+        >>> with noting_repairs() as repairs:
+        ...     _ = parse_model('{"x": 1}', Point), parse_model("{x: 2,}", Point)
+        >>> repairs
+        ['Point']
+    """
+    notes: list[str] = []
+    token = _REPAIRS.set(notes)
+    try:
+        yield notes
+    finally:
+        _REPAIRS.reset(token)
+        outer = _REPAIRS.get()
+        if outer is not None:
+            outer.extend(notes)
+
+
+_LITERALS = frozenset({"true", "false", "null", "True", "False", "None"})
+
+
+def _repaired(text: str) -> Any:
+    """The JSON value ``text`` (:func:`json_text`'s guess, which did not parse) stands for, repaired by
+    ``json-repair``; ``None`` where there is nothing to repair from: no ``{`` or ``[``, a value cut off
+    (:func:`_json_value`), an empty or scalar result."""
+    value = _json_value(text)
+    if value is None:
+        return None
+    import json_repair
+
+    try:
+        repaired = json_repair.loads(value)
+    except Exception:  # a repair library that fails on odd input refuses it, as strict JSON did
+        return None
+    return repaired if isinstance(repaired, (dict, list)) and repaired else None
+
+
+def _json_value(text: str) -> str | None:
+    """The text of the (malformed) JSON value that starts at the first ``{`` or ``[`` of ``text``, up to
+    where it closes (what follows is prose); ``None`` where there is none, or where it stops while still
+    open after something that cannot end a value: inside a string, after a key, after ``{``, ``[``, ``:``
+    or ``,``, or in a word that is no literal (``tru``): a value the model was still writing is no value.
+    A number is taken as written.
+
+    Example:
+        >>> _json_value("Here: {'a': [1, 2],} Hope it's right"), _json_value('{"a": 1, "b": 2')
+        ("{'a': [1, 2],}", '{"a": 1, "b": 2')
+        >>> _json_value('{"a": 1, "b": "cut mid-wa') is None, _json_value('{"a": 1, "b"') is None
+        (True, True)
+    """
+    first = re.search(r"[{\[]", text)
+    if first is None:
+        return None
+    # open: the containers still open; last: where the last character outside strings' insides, comments
+    # and space is; key: whether the last string is an object's key (it came after "{" or ",")
+    open_, quote, last, key, i = "", "", -1, False, first.start()
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote, last = "", i
+        elif char in "\"'":
+            quote, key = char, open_[-1:] == "{" and text[last] in "{,"
+        elif text.startswith(("//", "/*"), i):  # a comment: not part of a value
+            close = "\n" if text[i + 1] == "/" else "*/"
+            end = text.find(close, i + 2)
+            i = len(text) if end < 0 else end + len(close)
+            continue
+        elif not char.isspace():
+            last = i
+            if char in "{[":
+                open_ += char
+            elif char in "}]":
+                open_ = open_[:-1]
+                if not open_:
+                    return text[first.start() : i + 1]
+        i += 1
+    value = text[first.start() :]
+    if quote or (text[last] in "\"'" and key):
+        return None
+    if text[last].isdigit() or text[last] in "\"'}]":
+        return value
+    word = re.search(r"[A-Za-z]+$", text[: last + 1])
+    return value if word and word.group() in _LITERALS else None
 
 
 def _without_nulls(value: Any) -> Any:
