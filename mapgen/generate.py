@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from mapgen.core.columns import MESSAGES, METADATA, typed_columns
+from mapgen.core.keywords import checked_keywords
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, Request
 from mapgen.errors import INPUT
@@ -113,6 +114,7 @@ class GenerateFunction(MapFunction):
         return sum(error is not None for _, error in parsed)
 
 
+@checked_keywords
 def generate(
     llm: LLM,
     task: Task | None = None,

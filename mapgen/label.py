@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from mapgen.core.columns import MESSAGES, METADATA, typed_columns
+from mapgen.core.keywords import checked_keywords
 from mapgen.core.request import Completion, Request
 from mapgen.errors import INPUT, LENGTH, PARSE, InputError, error_text, split_error
 from mapgen.llms.base import LLM
@@ -225,6 +226,7 @@ class _RowPlan:
     error: str | None = None
 
 
+@checked_keywords
 def label(
     llm: LLM,
     task: LabellingTask,

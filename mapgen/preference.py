@@ -7,11 +7,14 @@ from typing import Any, Literal
 
 import datasets
 
+from mapgen.core.keywords import checked_keywords
+
 PAIRINGS = ("best-worst", "best-rest", "all")
 TIES = ("drop", "keep")
 FORMATS = ("text", "chat")
 
 
+@checked_keywords
 def to_preference(
     ds: datasets.Dataset,
     *,

@@ -107,6 +107,24 @@ class APIEngine:
         self._clients.clear()
 
 
+def check_headers(headers: Any) -> dict[str, str]:
+    """``default_headers`` as a dict of strings (a gateway's key header, ``OpenAI-Organization``...), or
+    ``TypeError``. Headers may hold credentials: the fields that take them are secrets (not compared,
+    fingerprinted or shown), and their values are masked in error messages.
+
+    Example:
+        >>> check_headers({"X-Gateway-Key": "k-123"})
+        {'X-Gateway-Key': 'k-123'}
+    """
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in headers.items()
+    ):
+        raise TypeError(f"default_headers must map header names to strings, got {type(headers).__name__}.")
+    return dict(headers)
+
+
 def check_http_options(
     base_url: str | None, transport: str, transports: Sequence[str], extra_body: Any
 ) -> None:

@@ -81,6 +81,7 @@ class JSONClient:
         self.timeout = timeout
         self.max_connections = max_connections
         self._session: Any = None
+        self._proxy: tuple[Any, Any] = (None, None)  # (proxy URL, its credentials), from the environment
         self._client_error: type[BaseException] = Exception  # aiohttp.ClientError, once imported
 
     def session(self) -> Any:
@@ -95,6 +96,7 @@ class JSONClient:
                 headers=self.headers,
                 json_serialize=json.dumps,
             )
+            self._proxy = env_proxy(self.url)
             self._client_error = aiohttp.ClientError
         return session
 
@@ -103,7 +105,10 @@ class JSONClient:
         session = self.session()
         try:
             # Bytes: aiohttp sends them as they are (a str would be encoded again, with a charset lookup).
-            async with session.post(self.url, data=json.dumps(body).encode()) as response:
+            proxy, proxy_auth = self._proxy
+            async with session.post(
+                self.url, data=json.dumps(body).encode(), proxy=proxy, proxy_auth=proxy_auth
+            ) as response:
                 content = await response.read()
                 if response.status >= 400:
                     raise APIError.from_status(response.status, content, response.headers, secrets)
@@ -125,6 +130,20 @@ class JSONClient:
             return await self.post(body, secrets)
 
         return closable(post, self.close)
+
+
+def env_proxy(url: str) -> tuple[Any, Any]:
+    """The proxy that ``HTTP_PROXY`` / ``HTTPS_PROXY`` name for ``url``, unless ``NO_PROXY`` exempts its
+    host, with the proxy's credentials (from its URL or ``~/.netrc``): ``(None, None)`` for none. Read when
+    a client is built, as the SDKs read them (rather than aiohttp's ``trust_env``, which would also read
+    ``~/.netrc`` on every request and clash with the ``Authorization`` header)."""
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
 
 
 def closable(post: Any, aclose: Any) -> Any:

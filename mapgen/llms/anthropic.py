@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from mapgen.core.config import knob, secret
-from mapgen.llms._api import APILLM, Post, check_http_options, require_modules, resolved_base_url
+from mapgen.llms._api import (
+    APILLM,
+    Post,
+    check_headers,
+    check_http_options,
+    require_modules,
+    resolved_base_url,
+)
 from mapgen.llms._http import JSONClient, closable
 from mapgen.llms.anthropic_wire import ANTHROPIC_MESSAGES, TOOL_STYLE, AnthropicMessagesWire
 from mapgen.llms.provider_batches import AnthropicBatches
@@ -86,6 +93,9 @@ class AnthropicLLM(APILLM):
     """The server's root, without ``/v1`` (as the SDK takes it); ``ANTHROPIC_BASE_URL`` or Anthropic's
     API when ``None``."""
     api_key: str | None = secret()
+    default_headers: Mapping[str, str] | None = secret()
+    """More headers on every request (a gateway's key header...), on either transport. Treated as
+    credentials: not compared, fingerprinted or shown, and masked in error messages."""
     api_version: Literal["2023-06-01", "2026-10-21"] = "2023-06-01"
     thinking_budget: int | None = None
     """Tokens of extended thinking (``thinking: {"type": "enabled", "budget_tokens": ...}``); ``None``:
@@ -116,6 +126,7 @@ class AnthropicLLM(APILLM):
                 f"model must be a Claude model name such as 'claude-sonnet-4-5', got {self.model!r}."
             )
         check_http_options(self.base_url, self.transport, ("auto", "aiohttp", "sdk"), self.extra_body)
+        object.__setattr__(self, "default_headers", check_headers(self.default_headers) or None)
         _ = self.resolved_base_url  # ANTHROPIC_BASE_URL is checked as base_url is
         if self.api_version not in API_VERSIONS:
             raise ValueError(f"api_version must be one of {API_VERSIONS}, got {self.api_version!r}.")
@@ -223,7 +234,11 @@ class AnthropicLLM(APILLM):
         return key if key and key.strip() else None
 
     def secrets(self) -> Sequence[str | None]:
-        return (self.resolved_api_key(),)
+        return (self.resolved_api_key(), *self.extra_headers().values())
+
+    def extra_headers(self) -> dict[str, str]:
+        """The headers sent beside the key and the API version: ``default_headers``."""
+        return dict(self.default_headers or {})
 
     def rate_limit_key(self) -> str:
         return f"anthropic {self.resolved_base_url} {self.model}"
@@ -238,7 +253,7 @@ class AnthropicLLM(APILLM):
     def request_headers(self) -> dict[str, str]:
         """The headers of every request: the key (``x-api-key``, when there is one) and the API version."""
         key = self.resolved_api_key()
-        headers: dict[str, str] = {"anthropic-version": self.api_version}
+        headers: dict[str, str] = {"anthropic-version": self.api_version, **self.extra_headers()}
         if key:
             headers["x-api-key"] = key
         return headers
@@ -290,7 +305,7 @@ class AnthropicLLM(APILLM):
             base_url=self.resolved_base_url,
             max_retries=0,
             timeout=self.timeout,
-            default_headers={"anthropic-version": self.api_version},
+            default_headers={"anthropic-version": self.api_version, **self.extra_headers()},
             http_client=http_client,
         )
         path = self.wire.path

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mapgen.core.config import added, dataclass_fingerprint, knob, qualified_name
+from mapgen.core.keywords import CheckedKeywords
 from mapgen.core.prices import as_price
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import THINK_END, THINK_START, Completion, OnComplete, Request
@@ -109,7 +110,7 @@ def _close_engines() -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LLM:
+class LLM(CheckedKeywords):
     """Base of every backend: sampling parameters shared by all, and the lazy engine.
 
     Subclasses add their own fields (see :mod:`mapgen.core.config` for which ones enter the fingerprint) and

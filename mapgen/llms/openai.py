@@ -13,6 +13,7 @@ from mapgen.llms._api import (
     APILLM,
     Post,
     check_extra_body,
+    check_headers,
     check_http_options,
     require_modules,
     resolved_base_url,
@@ -66,6 +67,13 @@ class OpenAILLM(APILLM):
     """Server root ending in ``/v1`` (``http://localhost:8000/v1`` for vLLM); ``OPENAI_BASE_URL`` or
     OpenAI's API when ``None``."""
     api_key: str | None = secret()
+    organization: str | None = secret()
+    """Sent as ``OpenAI-Organization``; ``OPENAI_ORG_ID`` when ``None``, as the SDK reads it."""
+    project: str | None = secret()
+    """Sent as ``OpenAI-Project``; ``OPENAI_PROJECT_ID`` when ``None``, as the SDK reads it."""
+    default_headers: Mapping[str, str] | None = secret()
+    """More headers on every request (a gateway's key header...), on either transport. Treated as
+    credentials: not compared, fingerprinted or shown, and masked in error messages."""
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     """More body fields (a server's own options, such as vLLM's ``ignore_eos``); they affect output."""
     transport: Literal["auto", "aiohttp", "sdk"] = knob("auto")
@@ -86,6 +94,10 @@ class OpenAILLM(APILLM):
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model must be a model name such as 'gpt-4o-mini', got {self.model!r}.")
         check_http_options(self.base_url, self.transport, ("auto", "aiohttp", "sdk"), self.extra_body)
+        object.__setattr__(self, "default_headers", check_headers(self.default_headers) or None)
+        for name in ("organization", "project"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string, got {type(getattr(self, name)).__name__}.")
         _ = self.resolved_base_url  # OPENAI_BASE_URL is checked as base_url is
         if not isinstance(self.chat_template_kwargs, Mapping):
             raise TypeError(f"chat_template_kwargs must be a mapping, got {self.chat_template_kwargs!r}.")
@@ -140,7 +152,24 @@ class OpenAILLM(APILLM):
         return key if key and key.strip() else None
 
     def secrets(self) -> Sequence[str | None]:
-        return (self.resolved_api_key(),)
+        return (self.resolved_api_key(), *self.extra_headers().values())
+
+    def extra_headers(self) -> dict[str, str]:
+        """The headers sent beside the key: ``default_headers``, then the organization and project (from
+        the fields, else ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID``).
+
+        Example:
+            >>> OpenAILLM("gpt-4o-mini", organization="org-1", default_headers={"X-Key": "k"}).extra_headers()
+            {'X-Key': 'k', 'OpenAI-Organization': 'org-1'}
+        """
+        headers = dict(self.default_headers or {})
+        organization = self.organization or os.environ.get("OPENAI_ORG_ID")
+        project = self.project or os.environ.get("OPENAI_PROJECT_ID")
+        if organization:
+            headers["OpenAI-Organization"] = organization
+        if project:
+            headers["OpenAI-Project"] = project
+        return headers
 
     def rate_limit_key(self) -> str:
         return f"openai {self.resolved_base_url} {self.model}"
@@ -176,7 +205,7 @@ class OpenAILLM(APILLM):
         key = self.resolved_api_key()
         transport = self.resolved_transport
         if transport == "aiohttp":
-            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            headers = {**self.extra_headers(), **({"Authorization": f"Bearer {key}"} if key else {})}
             client = JSONClient(
                 f"{self.resolved_base_url}/chat/completions",
                 headers=headers,
@@ -185,12 +214,23 @@ class OpenAILLM(APILLM):
             )
             return client.poster(self.secrets())
         return sdk_poster(
-            self.resolved_base_url, key or "none", self.timeout, self.max_concurrency, self.secrets()
+            self.resolved_base_url,
+            key or "none",
+            self.timeout,
+            self.max_concurrency,
+            self.secrets(),
+            headers=self.extra_headers(),
         )
 
 
 def sdk_poster(
-    base_url: str, api_key: str, timeout: float, max_connections: int, secrets: Sequence[Any]
+    base_url: str,
+    api_key: str,
+    timeout: float,
+    max_connections: int,
+    secrets: Sequence[Any],
+    *,
+    headers: Mapping[str, str] | None = None,
 ) -> Post:
     """Posts through ``openai.AsyncOpenAI``'s low-level request path (no typed models), on its aiohttp
     transport when aiohttp is installed, with the SDK's own retries off: mapgen's retries honour
@@ -205,7 +245,12 @@ def sdk_poster(
     except RuntimeError:  # no aiohttp
         http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
     client = openai.AsyncOpenAI(
-        api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout, http_client=http_client
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=0,
+        timeout=timeout,
+        http_client=http_client,
+        default_headers=dict(headers or {}),
     )
 
     async def post(body: dict[str, Any]) -> object:

@@ -115,6 +115,7 @@ class OpenAIBatches(BatchProvider):
                 base_url=self.llm.resolved_base_url,
                 timeout=self.llm.timeout,
                 max_retries=self.llm.max_retries,  # the SDK's backoff, honouring Retry-After
+                default_headers=self.llm.extra_headers(),
             )
         return self._client
 
@@ -236,7 +237,7 @@ class AnthropicBatches(BatchProvider):
                 base_url=self.llm.resolved_base_url,
                 timeout=self.llm.timeout,
                 max_retries=self.llm.max_retries,  # the SDK's backoff, honouring retry-after
-                default_headers={"anthropic-version": self.llm.api_version},
+                default_headers={"anthropic-version": self.llm.api_version, **self.llm.extra_headers()},
             )
         return self._client
 

@@ -35,6 +35,7 @@ import pyarrow as pa
 from mapgen.core.config import dataclass_fingerprint
 from mapgen.core.digest import code_digest
 from mapgen.core.images import ImageError, load_images
+from mapgen.core.keywords import CheckedKeywords
 from mapgen.core.prompt import Image, Prompt
 from mapgen.core.review import ReviewLayout, default_review
 from mapgen.core.schema import answer_schema, is_model
@@ -66,7 +67,7 @@ class _AnyRow(dict):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Task:
+class Task(CheckedKeywords):
     """Base of every task.
 
     Example:
