@@ -26,7 +26,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import venv
 from pathlib import Path
 
@@ -59,27 +58,27 @@ def vllm_python() -> Path | None:
 
 
 def mapgen_dependencies() -> list[str]:
-    """mapgen's own dependencies, as pyproject.toml lists them (plus the openai extra's aiohttp)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [*project["dependencies"], "aiohttp>=3.9"]
+    """mapgen's own dependencies, as the installed package (this checkout, in the test venv) declares
+    them, plus the openai extra's aiohttp."""
+    from importlib.metadata import requires
+
+    return [r for r in requires("mapgen") or [] if "extra ==" not in r] + ["aiohttp>=3.9"]
 
 
 def install() -> Path:
-    """Create the venv with the CPU build of vLLM and mapgen's dependencies (once; a no-op after)."""
+    """Create the venv with the CPU build of vLLM (once), and bring mapgen's dependencies in it up to date
+    (a no-op when they are)."""
     python = vllm_python()
+    pip = [str(vllm_venv() / "bin" / "python"), "-m", "pip", "install", "-q"]
     if python is None:
-        path = vllm_venv()
-        venv.EnvBuilder(with_pip=True, clear=True).create(path)
-        python = path / "bin" / "python"
-        pip = [str(python), "-m", "pip", "install", "-q"]
+        venv.EnvBuilder(with_pip=True, clear=True).create(vllm_venv())
         # torch first and pinned: the CPU build on this machine's disk, not a CUDA build from PyPI.
         subprocess.run([*pip, VLLM_REQUIREMENTS[1]], check=True)
-        subprocess.run([*pip, *VLLM_REQUIREMENTS, *mapgen_dependencies()], check=True)
-        subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", *CUDA_ONLY], check=True)
-        print(f"vLLM venv created: {path}")
-    else:
-        print(f"vLLM venv ready: {vllm_venv()}")
-    return python
+        subprocess.run([*pip, *VLLM_REQUIREMENTS], check=True)
+        subprocess.run([*pip[:-2], "uninstall", "-q", "-y", *CUDA_ONLY], check=True)
+        print(f"vLLM venv created: {vllm_venv()}")
+    subprocess.run([*pip, *mapgen_dependencies()], check=True)
+    return vllm_venv() / "bin" / "python"
 
 
 def gguf_path() -> Path:
