@@ -44,16 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-INSTRUCTIONS = [
-    "Give three tips for staying healthy.",
-    "Explain what a hash table is and when to use one.",
-    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
-    "What are the causes of inflation?",
-    "Translate 'good morning' into French, Spanish and German.",
-    "Summarise the plot of Romeo and Juliet in two sentences.",
-    "List five prime numbers greater than 100.",
-    "Describe how photosynthesis works to a ten-year-old child, with an example from a garden.",
-]
+from gpu_check import INSTRUCTIONS  # noqa: E402  # the prompts of the GPU check (this folder's)
 
 CASES = ("mapgen", "bare", "bare-seeded")
 LABELS = {

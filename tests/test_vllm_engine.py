@@ -100,8 +100,8 @@ def test_sampling_parameters_and_raw_prompt_formats_reach_the_engine(scenarios):
     assert all(isinstance(g, str) and g for [g] in scenarios["greedy"] + scenarios["top_k_1"])
     for name in ("chatml", "zephyr"):  # the raw text goes to LLM.generate, the model's template unused
         assert all(isinstance(g, str) and g for [g] in scenarios[name])
-    # The same model, greedy, given its own template (ChatML) as a raw format or by the engine's chat
-    # template, says the same; an unrelated format (Zephyr's) makes it say something else.
+    # Greedy, the same prompt in another raw format (Zephyr's, which this model was not trained on) is
+    # another text to the engine, and gets another answer.
     assert scenarios["chatml"][0] != scenarios["zephyr"][0]
 
 

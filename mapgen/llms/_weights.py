@@ -69,14 +69,16 @@ def weights_digest(model: str | os.PathLike[str], *, gguf_file: str | None = Non
     root = Path(model)
     if root.is_file():
         return file_digest(root)
-    files = sorted(_model_files(root, gguf_file=gguf_file, code=code))
+    files = sorted(model_files(root, gguf_file=gguf_file, code=code))
     if not files:
         raise FileNotFoundError(f"{os.fspath(root)!r} holds no model files (weights, config, tokenizer).")
     listing = [[path.relative_to(root).as_posix(), file_digest(path)] for path in files]
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
-def _model_files(root: Path, *, gguf_file: str | None, code: bool) -> list[Path]:
+def model_files(root: Path, *, gguf_file: str | None = None, code: bool = False) -> list[Path]:
+    """The files of a model folder that decide its answers: weights, config, tokenizer, chat template
+    (and ``*.py`` with ``code``); with ``gguf_file`` only that one of its GGUF files."""
     suffixes = _MODEL_SUFFIXES + _TEMPLATE_SUFFIXES + ((".py",) if code else ())
     chosen = []
     for path in root.rglob("*"):

@@ -16,7 +16,7 @@ from mapgen.core.config import added, knob
 from mapgen.core.request import Completion, Request
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._vllm_memory import check_cpu_utilization, cpu_kv_cache_bytes, kv_bytes_per_token
-from mapgen.llms._weights import weights_digest
+from mapgen.llms._weights import model_files, weights_digest
 from mapgen.llms.base import LocalLLM, SampleGroup, sample_groups
 from mapgen.llms.formats import PromptFormat, format_prompt, resolve_format
 from mapgen.runtime.reaper import children_of, reap_with_owner
@@ -213,12 +213,12 @@ class vLLM(LocalLLM):  # the name users know
         return found.to_dict()
 
     def _weights_bytes(self) -> int:
-        """The size of a local model's weight files; 0 for a hub id (not downloaded yet)."""
+        """The size of a local model's files (weights, config, tokenizer); 0 for a hub id (not downloaded)."""
         if not self._local:
             return 0
         root = Path(self.model)
-        files = [root] if root.is_file() else root.rglob("*")
-        return sum(p.stat().st_size for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".gguf"))
+        files = [root] if root.is_file() else model_files(root)
+        return sum(path.stat().st_size for path in files)
 
     def _calls(self, engine: Any, requests: Sequence[Request]) -> Iterator[tuple[list[SampleGroup], Any]]:
         """Every request in one engine call, vLLM's continuous batching schedules them."""
