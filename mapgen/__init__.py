@@ -9,6 +9,7 @@ Example:
     ['input', 'generations']
 """
 
+import logging
 import sys
 
 from mapgen import errors
@@ -58,6 +59,7 @@ from mapgen.report.estimate import Estimate, estimate
 from mapgen.report.explain import explain_cache
 from mapgen.report.hub import push_to_hub
 from mapgen.report.shapes import flatten, to_sft
+from mapgen.report.summary import Summary, summary
 from mapgen.report.totals import Usage, usage
 from mapgen.runtime.progress import counters
 from mapgen.tasks import (
@@ -128,6 +130,7 @@ __all__ = [
     "StoreError",
     "StoreWarning",
     "StructuredTask",
+    "Summary",
     "Task",
     "TextGenerationTask",
     "TransformersLLM",
@@ -154,6 +157,7 @@ __all__ = [
     "push_to_argilla",
     "push_to_hub",
     "schema",
+    "summary",
     "to_argilla",
     "to_preference",
     "to_sft",
@@ -161,6 +165,10 @@ __all__ = [
     "vLLM",
 ]
 
+
+# Silent by default, as a library should be: retries, fallbacks, store claims and batch jobs are logged on
+# "mapgen" (and its "mapgen.<module>" children) for an application that configures logging to show.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # The public modules' import paths of earlier releases (`from mapgen.parsing import parse_model`), kept
 # without files of their own at the top: each is the module of its layer.

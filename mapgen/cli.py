@@ -13,7 +13,6 @@ import re
 import signal
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,9 @@ OUTPUT_FILES = {".parquet": "parquet", ".jsonl": "json lines", ".json": "json"}
 REFUSED_OUTPUT_SUFFIXES = {".csv": "CSV", ".tsv": "TSV", ".txt": "a text file"}
 """...except these, refused before anything runs: a text table cannot hold list columns."""
 ASPECTS = ["text-quality", "helpfulness", "truthfulness", "honesty", "instruction-following"]
+
+CLI_ADVICE = {"price": "pass --price-per-million IN,OUT", "max_new_tokens": "a larger --max-new-tokens"}
+"""The fixes the closing table (:class:`mapgen.Summary`) names, as flags."""
 
 FLAGS = {
     "max_new_tokens": "--max-new-tokens",
@@ -82,6 +84,7 @@ SHELL_ADVICE = [
         "set MAPGEN_CACHE_DIR to another folder to run on a new store",
     ),
     (r"input_columns=\{[^}]*\}", "--column NAME"),
+    (r"price_per_million=\(input, output\)", "--price-per-million IN,OUT"),
     (r"\b(\w+)=\.\.\.", r"\1"),  # "pass base_url=..." -> "pass --base-url", by FLAGS
 ]
 """Advice in mapgen's messages that names Python arguments, and what a shell user does instead (applied
@@ -185,9 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="show or clear the response store",
         description="The response store keeps every answer as it arrives ($MAPGEN_CACHE_DIR, default "
         "~/.cache/mapgen), so a re-run sends only what is missing. 'info' shows its size; 'clear' "
-        "empties it.",
+        "deletes its answers (all, after asking, or those of --model, --older-than), which a re-run pays "
+        "for again.",
     )
     cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("--model", help="clear only this model's answers (the name generation_model shows)")
+    cache.add_argument(
+        "--older-than",
+        type=age_seconds,
+        metavar="AGE",
+        help="clear only answers stored longer ago than AGE: a number and a unit, s, m (minutes), h, d or w "
+        "(30d, 12h)",
+    )
+    cache.add_argument("--yes", "-y", action="store_true", help="clear without asking")
     cache.set_defaults(command=run_cache)
     return parser
 
@@ -475,18 +488,13 @@ def run_generate(args: argparse.Namespace) -> int:
     write_output(ds, args.output)
     pushed = push(ds, args)
 
-    from mapgen.report.summary import describe_failures, failures_by_kind, shorten, table
+    from mapgen.report.summary import shorten, summary, table
 
-    answers = sum(g is not None for row in ds["generations"] for g in row)
-    asked = sum(len(row) for row in ds["generations"])
-    failed = failures_by_kind(error for row in ds["generation_errors"] for error in row)
+    done = summary(ds, columns=["generation_metadata"])
     lines = [
-        ("rows", len(ds)),
-        ("answers", f"{answers} of {asked}"),
-        ("failed answers", describe_failures(failed)),
-        *counts.lines(rows=len(ds), answers=answers, failed=sum(failed.values())),
+        *done.lines(CLI_ADVICE),
+        *counts.lines(rows=len(ds), failed=done.asked - done.answers),
         ("seconds", f"{seconds:.1f}"),
-        ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
         *([("pushed to", pushed)] if pushed else []),
     ]
@@ -520,21 +528,16 @@ def run_label(args: argparse.Namespace) -> int:
     write_output(ds, args.output)
     pushed = push(ds, args)
 
-    from mapgen.report.summary import describe_failures, rating_failures, shorten, table
+    from mapgen.report.summary import shorten, summary, table
 
-    rows = list(zip(ds["generations"], ds["rating"], ds["labelling_error"], strict=True))
-    texts = sum(g is not None for generations, _, _ in rows for g in generations or [])
-    ratings = [r for _, row_ratings, _ in rows for r in row_ratings or [] if r is not None]
-    failed: Counter[str] = Counter()
-    for generations, row_ratings, error in rows:
-        failed += rating_failures(generations, row_ratings, error)
+    texts = sum(g is not None for generations in ds["generations"] for g in generations or [])
+    ratings = [r for row_ratings in ds["rating"] for r in row_ratings or [] if r is not None]
+    done = summary(ds, columns=["labelling_metadata"])  # the label step alone, not the answers it rated
     lines = [
-        ("rows", len(ds)),
+        *done.lines(CLI_ADVICE),
         ("ratings", f"{len(ratings)} of {texts} generations"),
-        ("failed ratings", describe_failures(failed)),
-        *counts.lines(rows=len(ds), answers=len(ratings), failed=sum(failed.values())),
+        *counts.lines(rows=len(ds), failed=done.asked - done.answers),
         ("seconds", f"{seconds:.1f}"),
-        ("columns", ", ".join(ds.column_names)),
         ("written to", args.output or "(not written: pass --output)"),
         *([("pushed to", pushed)] if pushed else []),
     ]
@@ -564,7 +567,8 @@ def dry_run(ds: Any, fn: Any, args: argparse.Namespace) -> int:
 
     guess = mapgen.estimate(ds, fn, pilot=DEFAULT_PILOT if args.pilot is None else args.pilot)
     _close_bar()
-    print("\n" + str(guess) + "\n\ndry run: nothing written; run the same command without --dry-run to map.")
+    table = shell_advice(str(guess), args.llm.partition(":")[0])  # its notes name flags, not arguments
+    print("\n" + table + "\n\ndry run: nothing written; run the same command without --dry-run to map.")
     return 0
 
 
@@ -625,15 +629,55 @@ def run_map(ds: Any, fn: Callable[..., Any], args: argparse.Namespace, desc: str
     return ds, seconds, RunCounts.between(before, mapgen.counters.snapshot(), cache_files_predate=predate)
 
 
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+"""The units of ``--older-than``, in seconds (``m`` is minutes)."""
+
+
+def age_seconds(text: str) -> float:
+    """``--older-than``'s value in seconds: a number and a unit of :data:`AGE_UNITS`.
+
+    Example:
+        >>> age_seconds("30d"), age_seconds("1.5h")
+        (2592000.0, 5400.0)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is no age: write a number and a unit, as in 30d or 12h")
+    return float(match[1]) * AGE_UNITS[match[2]]
+
+
 def run_cache(args: argparse.Namespace) -> int:
     from mapgen.store import default_store
 
     store = default_store()
     if args.action == "clear":
-        store.clear()
-        print(f"Cleared {store.where}")
-    else:
-        print(f"{store.where}\n{len(store)} answers, {store.size_bytes() / 1e6:.1f} MB")
+        return clear_cache(store, args)
+    if args.model is not None or args.older_than is not None or args.yes:
+        raise CommandError("--model, --older-than and --yes go with 'mapgen cache clear', not 'info'")
+    print(f"{store.where}\n{len(store)} answers, {store.size_bytes() / 1e6:.1f} MB")
+    return 0
+
+
+def clear_cache(store: Any, args: argparse.Namespace) -> int:
+    """``mapgen cache clear``: the answers ``--model`` and ``--older-than`` select, or all of them, once
+    the user said yes (``--yes``, or ``y`` at the prompt); says how many were deleted."""
+    if args.model is not None or args.older_than is not None:
+        removed = store.delete(model=args.model, older_than=args.older_than)
+        print(f"Removed {removed} answers from {store.where}; {len(store)} remain")
+        return 0
+    count = len(store)
+    if not args.yes:
+        question = f"Delete all {count} answers in {store.where}? A re-run pays for them again. [y/N] "
+        if not sys.stdin.isatty():
+            raise CommandError(
+                f"mapgen cache clear deletes all {count} stored answers: pass --yes to confirm (stdin is not "
+                "a terminal to ask on), or clear some with --model NAME or --older-than AGE"
+            )
+        if input(question).strip().lower() not in ("y", "yes"):
+            print("Nothing removed")
+            return 1
+    store.clear()
+    print(f"Removed {count} answers from {store.where}")
     return 0
 
 

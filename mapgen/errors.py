@@ -51,6 +51,7 @@ class                   also a                raised
 ``NotStrict``           ``ValueError``        a schema OpenAI's strict mode cannot take as it is
 ``DamagedAnswer``       ``ValueError``        a stored value that is no answer: a :class:`StoreError`
 ``DeviceError``         ``RuntimeError``      GPU placement that cannot work, in a worker
+``ArgillaUnreachable``  ``ConnectionError``   the Argilla server cannot be reached: its URL, masked
 ``CacheWarning``        ``MapgenWarning``     a map function ``datasets`` cannot fingerprint
 ``StoreWarning``        ``MapgenWarning``     storing failed mid-run; the run goes on without it
 ``SchemaWarning``       ``MapgenWarning``     a server took the answer schema only as a guide, or not at all
@@ -283,6 +284,8 @@ class APIError(MapgenError):
         self.retry_after = retry_after
         self.kind = kind or (http_kind(status) if status is not None else CONNECTION)
         self.fatal = fatal
+        self.retries = 0
+        """How many times the request was sent again before this error ended it (:meth:`with_context`)."""
 
     @classmethod
     def from_status(
@@ -317,13 +320,15 @@ class APIError(MapgenError):
             notes.append(f"after {attempts} attempts")
         if not notes:
             return self
-        return APIError(
+        ended = APIError(
             f"{self} ({'; '.join(notes)})",
             status=self.status,
             retryable=False,
             kind=self.kind,
             fatal=self.fatal,
         )
+        ended.retries = attempts - 1
+        return ended
 
     @classmethod
     def timeout(cls, seconds: float) -> APIError:
@@ -388,6 +393,11 @@ class DamagedAnswer(MapgenError, ValueError):
 
 class DeviceError(MapgenError, RuntimeError):
     """GPU placement that cannot work; the message says what to change."""
+
+
+class ArgillaUnreachable(MapgenError, ConnectionError):
+    """The Argilla server cannot be reached: the message names its URL (credentials masked) and what to
+    check."""
 
 
 class CacheWarning(MapgenWarning):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mapgen.core.fingerprint import register_fingerprint_reducer
+from mapgen.core.keywords import CheckedKeywords
 from mapgen.generate import GenerateFunction, generate
 from mapgen.label import LabelFunction, label
 from mapgen.llms.base import LLM
@@ -24,7 +25,7 @@ PIPELINES = ("preference",)
 
 
 @dataclass(frozen=True)
-class PipelineFunction:
+class PipelineFunction(CheckedKeywords):
     """Generation then labelling in one ``ds.map(fn, batched=True)`` call; see :func:`pipeline`.
 
     The labeller sees the batch's columns plus the generation step's, and the function returns the

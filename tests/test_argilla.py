@@ -8,16 +8,20 @@ in-memory search engine.
 
 from __future__ import annotations
 
+import enum
+import logging
 import subprocess
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Optional
 
 import datasets
 import pyarrow as pa
+import pydantic
 import pytest
 
 import mapgen
@@ -418,3 +422,190 @@ def test_a_conversation_is_reviewed_as_its_transcript():
     spec = argilla_spec(datasets.Dataset.from_dict(rows), mapgen.MagpieTask())
     assert [r.fields for r in spec.records] == [{"conversation": "User: Name a color.\n\nAssistant: Blue."}]
     assert [q.name for q in spec.questions] == ["rating", "rationale"]
+
+
+# --- the task from the dataset's provenance -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_the_task_is_read_from_the_provenance(kind):
+    ds, fn = make_dataset(kind)
+    assert mapgen.integrations.argilla.task_from_provenance(ds) == fn  # or an equal one built earlier
+    assert argilla_spec(ds) == argilla_spec(ds, fn)
+
+
+def test_labelled_data_is_reviewed_by_its_label_step_and_one_task_counts_once():
+    generated = datasets.Dataset.from_dict({"input": ROWS["input"]}).map(
+        mapgen.generate(CannedLLM(answer="4", name="writer"), num_generations=2), batched=True
+    )
+    judge = mapgen.label(CannedLLM(answer="[1] Score: 8\n[2] Score: 3"), mapgen.JudgeLMTask())
+    labelled = generated.map(judge, batched=True)
+    assert mapgen.integrations.argilla.task_from_provenance(labelled) == judge
+    # the same judge, another model: two references, one layout
+    other = mapgen.label(CannedLLM(answer="[1] Score: 1\n[2] Score: 9", name="judge-2"), mapgen.JudgeLMTask())
+    both = datasets.concatenate_datasets([labelled, generated.map(other, batched=True)])
+    assert mapgen.integrations.argilla.task_from_provenance(both) in (judge, other)
+    assert [q.name for q in argilla_spec(both).questions] == [
+        "generation-1-rating",
+        "generation-2-rating",
+        "rationale",
+    ]
+
+
+def test_two_label_steps_are_ambiguous_and_named():
+    feedback, _ = make_dataset("ultrafeedback")
+    judged, _ = make_dataset("judgelm")
+    both = [*feedback, *judged]  # their columns differ in type: rows, as argilla_spec takes too
+    with pytest.raises(ValueError, match="2 different label steps") as caught:
+        mapgen.push_to_argilla(both, name="never-pushed", api_url="http://127.0.0.1:1")
+    message = str(caught.value)
+    assert "UltraFeedbackTask (model 'canned-judge', rating column 'generations'" in message
+    assert "JudgeLMTask (model 'canned-judge', rating column 'generations'" in message
+    assert "push_to_argilla(ds, task, name=...)" in message
+
+
+def test_data_without_provenance_asks_for_the_task():
+    rows = [{"input": "2 + 2?", "generations": ["4"], "rating": [5.0]}]
+    with pytest.raises(ValueError, match="no answer metadata with a provenance"):
+        argilla_spec(rows)
+    unknown = [{**rows[0], "labelling_metadata": {"provenance": "0123456789abcdef"}}]
+    with pytest.raises(ValueError, match=r"map 0123456789abcdef \(its provenance record is not in"):
+        argilla_spec(unknown)
+
+
+def test_a_map_from_another_process_is_named_from_its_record(tmp_path):
+    """A dataset saved by another process: its provenance record (in the store) names the task."""
+    store, saved = tmp_path / "store.sqlite", tmp_path / "ds"
+    code = (
+        "import datasets, mapgen\n"
+        "from tests.test_argilla import CannedLLM, ROWS\n"
+        "llm = CannedLLM(answer='[1] Score: 8\\n[2] Score: 3', name='remote-judge')\n"
+        "judge = mapgen.label(llm, mapgen.JudgeLMTask(),"
+        f" store={str(store)!r})\n"
+        f"datasets.Dataset.from_dict(ROWS).map(judge, batched=True).save_to_disk({str(saved)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
+    ds = datasets.load_from_disk(str(saved))
+    with pytest.raises(
+        ValueError, match=r"\(JudgeLMTask \(model 'remote-judge', rating column 'generations'"
+    ):
+        argilla_spec(ds, store=str(store))
+    assert argilla_spec(ds, mapgen.JudgeLMTask()).records, "the task passed again still works"
+
+
+# --- a server that cannot be reached, and small pushes --------------------------------------------------
+
+
+def test_a_server_that_is_down_is_named():
+    from tests.servers.fixtures import free_port
+
+    ds, fn = make_dataset("judgelm")
+    url = f"http://reviewer:pa55word@127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(ConnectionError) as caught:
+        mapgen.push_to_argilla(ds, fn, name="down", api_url=url, api_key="argilla-key-s3cret")
+    error = caught.value
+    assert isinstance(error, mapgen.errors.ArgillaUnreachable)
+    message = str(error)
+    assert url.replace("pa55word", "***") in message
+    assert "Check that the server is running" in message and "ARGILLA_API_URL" in message
+    shown = "".join(traceback.format_exception_only(error)) + repr(error)
+    assert "pa55word" not in shown and "argilla-key-s3cret" not in shown
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_a_small_push_logs_no_batch_size_warning(argilla_server, rg_client, caplog, capsys, recwarn):
+    ds, fn = make_dataset("ultrafeedback")
+    caplog.set_level(logging.WARNING)
+    mapgen.push_to_argilla(ds, fn, name="small-push", workspace=argilla_server.workspace, client=rg_client)
+    said = [r.getMessage() for r in caplog.records] + [str(w.message) for w in recwarn]
+    said += capsys.readouterr().out.splitlines()
+    assert not [line for line in said if "batch size" in line], said
+    _, records = read_back(rg_client, "small-push", argilla_server.workspace)
+    assert len(records) == 3
+
+
+# --- a StructuredTask: a field and a question per output ------------------------------------------------
+
+
+class Course(str, enum.Enum):
+    STARTER = "starter"
+    MAIN = "main"
+    DESSERT = "dessert"
+
+
+class Dish(pydantic.BaseModel):
+    name: str
+    course: Course
+    diet: Literal["vegan", "vegetarian", "any"]
+    spicy: bool
+    stars: int = pydantic.Field(ge=1, le=5)
+    calories: int
+    note: Optional[str] = None  # noqa: UP045 - the spelling users write
+
+
+DISH = (
+    '{"name": "Green curry", "course": "main", "diet": "vegan", "spicy": true, "stars": 4, '
+    '"calories": 450, "note": null}'
+)
+
+
+def test_a_structured_answer_is_reviewed_field_by_field(argilla_server, rg_client):
+    import argilla as rg
+
+    task = mapgen.StructuredTask(Dish, template="Suggest a dish from {{ cuisine }} cuisine.")
+    fn = mapgen.generate(CannedLLM(answer=DISH, name="chef"), task, num_generations=2)
+    ds = datasets.Dataset.from_dict({"cuisine": ["Thai", "Italian"]}).map(fn, batched=True)
+    name = "dishes-review"
+    mapgen.push_to_argilla(ds, name=name, workspace=argilla_server.workspace, client=rg_client)
+    dataset, records = read_back(rg_client, name, argilla_server.workspace)
+
+    fields = ["cuisine", "name", "course", "diet", "spicy", "stars", "calories", "note"]
+    assert [f.name for f in dataset.settings.fields] == fields
+    questions = {q.name: q for q in dataset.settings.questions}
+    assert list(questions) == [
+        "name-correction",
+        "course-label",
+        "diet-label",
+        "spicy-label",
+        "stars-rating",
+        "calories-correction",
+        "note-correction",
+    ]
+    assert isinstance(questions["course-label"], rg.LabelQuestion)
+    assert questions["course-label"].labels == ["starter", "main", "dessert"]
+    assert questions["diet-label"].labels == ["vegan", "vegetarian", "any"]
+    assert questions["spicy-label"].labels == ["true", "false"]
+    assert isinstance(questions["stars-rating"], rg.RatingQuestion)
+    assert sorted(questions["stars-rating"].values) == [1, 2, 3, 4, 5]
+    for text in ("name-correction", "calories-correction", "note-correction"):
+        assert isinstance(questions[text], rg.TextQuestion)
+    assert not questions["note-correction"].required and questions["diet-label"].required
+
+    assert len(records) == 4  # one per answer: two rows, two generations
+    record = next(r for r in records if r.fields["cuisine"] == "Thai")
+    assert record.fields == {
+        "cuisine": "Thai",
+        "name": "Green curry",
+        "course": "main",
+        "diet": "vegan",
+        "spicy": "true",
+        "stars": "4",
+        "calories": "450",
+    }
+    suggestions = {s.question_name: (s.value, s.agent) for s in record.suggestions}
+    assert suggestions == {
+        "name-correction": ("Green curry", "chef"),
+        "course-label": ("main", "chef"),
+        "diet-label": ("vegan", "chef"),
+        "spicy-label": ("true", "chef"),
+        "stars-rating": (4, "chef"),
+        "calories-correction": ("450", "chef"),
+    }
+
+
+def test_a_structured_answer_that_failed_is_not_a_record():
+    task = mapgen.StructuredTask(Dish, template="Suggest a dish from {{ cuisine }} cuisine.")
+    fn = mapgen.generate(CannedLLM(answer="no JSON here"), task, max_reasks=0)
+    ds = datasets.Dataset.from_dict({"cuisine": ["Thai"]}).map(fn, batched=True)
+    assert ds["name"] == [[None]]
+    assert argilla_spec(ds).records == []

@@ -5,10 +5,14 @@ Hub cannot run here), and the CLI's --push-to-hub and --dataset user/name."""
 import base64
 import importlib.util
 import json
+import re
 import sys
 import urllib.request
+from collections import Counter
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import mapgen
@@ -180,6 +184,8 @@ def test_the_example_writes_the_card(tmp_path):
     card = (tmp_path / "README.md").read_text()
     assert card == str(mapgen.dataset_card(ds))
     assert "### 1. generate" in card and "### 2. label" in card and "```jinja\n{{ input }}\n```" in card
+    chart = (tmp_path / "rating_distribution.svg").read_text()  # beside the card, which shows it
+    assert "](rating_distribution.svg)" in card and set(svg_bars(chart)) == {"rating", "weighted_rating"}
 
 
 @llamacpp
@@ -207,8 +213,19 @@ def test_cli_pushes_then_reads_the_hub_dataset_back(hub, tmp_path):
     done = mapgen_cli("label", "--dataset", "tester/cli", "--max-new-tokens", "8", "--seed", "0",
                       "--push-to-hub", "tester/cli-labelled", "--private", env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    readme = hub_files(hub, "tester/cli-labelled")["README.md"].decode()
+    files = hub_files(hub, "tester/cli-labelled")
+    readme = files["README.md"].decode()
     assert "### 1. generate" in readme and "### 2. label" in readme
+    assert 'ds = load_dataset("tester/cli-labelled")' in readme
+    # the chart, beside the README in the same commit, draws the ratings of the rows pushed
+    assert "](rating_distribution.svg)" in readme and "rating_distribution.svg" not in hub_files(
+        hub, "tester/cli"
+    )
+    pushed = pq.read_table(pa.BufferReader(files["data/train-00000-of-00001.parquet"])).to_pylist()
+    ratings = Counter(int(r) for row in pushed for r in row["rating"] if r is not None)
+    assert ratings  # the judge rated something
+    bars = svg_bars(files["rating_distribution.svg"].decode())["rating"]
+    assert {score: count for score, (count, _) in bars.items()} == {s: ratings[s] for s in range(1, 6)}
 
     wrong = "hf_wrong_token_do_not_print"
     done = mapgen_cli("generate", "--limit", "1", "--max-new-tokens", "2", "--push-to-hub", "tester/no",
@@ -229,3 +246,118 @@ def test_cli_names_the_hub_dataset_it_cannot_reach(tmp_path):
     assert done.returncode == 2
     assert "mapgen: error: 'someone/prompts' is no local file or folder, and the Hub" in done.stderr
     assert "cannot be reached" in done.stderr and "Traceback" not in done.stderr
+
+
+LONG_ANSWER = "Teal is a blue-green colour named after the duck. " * 8  # 408 characters, cut at the limit
+MARKUP_ANSWER = "<b>Bold</b> | *star* see http://user:pw-0123@example.com/x?api_key=sk-card-secret"
+JUDGE_REPLIES = [  # JudgeLM's format: the two answers' scores, then why
+    {"model": "judge", "contains": "Apple", "reply": "9 7\nBoth name a fruit."},
+    {"model": "judge", "contains": "Teal", "reply": "3 3\nCut short."},
+    {"model": "judge", "contains": "Bold", "reply": "5 8\nMarkup."},
+]
+
+
+def scripted_rated_dataset(fault_server) -> datasets.Dataset:
+    """Three rows, two answers each from a scripted writer (the colour's cut at the token limit), rated by
+    a scripted JudgeLM judge: the card's inputs with known values."""
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[
+            {"model": "writer", "contains": "fruit", "reply": ["Apple", "Pear"]},
+            {"model": "writer", "contains": "colour", "reply": LONG_ANSWER, "finish_reason": "length"},
+            {"model": "writer", "contains": "markup", "reply": MARKUP_ANSWER},
+            *JUDGE_REPLIES,
+        ],
+    )
+
+    def llm(model: str) -> mapgen.OpenAILLM:
+        return mapgen.OpenAILLM(model, base_url=fault_server.base_url, api_key=fault_server.api_key)
+
+    ds = datasets.Dataset.from_dict({"input": ["Name a fruit.", "Describe a colour.", "Write some markup."]})
+    ds = ds.map(mapgen.generate(llm("writer"), num_generations=2), batched=True)
+    return ds.map(mapgen.label(llm("judge"), mapgen.JudgeLMTask()), batched=True)
+
+
+def svg_bars(svg: str) -> dict[str, dict[int, tuple[int, float]]]:
+    """Per rating column: score -> (the count its bar's title says, the bar's height); the bars of a
+    column stand on one line."""
+    import xml.etree.ElementTree as ET
+
+    bars: dict[str, dict[int, tuple[int, float]]] = {}
+    bottoms: dict[str, set[float]] = {}
+    namespace = "{http://www.w3.org/2000/svg}"
+    for rect in ET.fromstring(svg).iter(f"{namespace}rect"):
+        if rect.get("class") != "bar":
+            continue
+        column, score, count = re.fullmatch(
+            r"(\S+) (\d+): (\d+) answers", rect.find(f"{namespace}title").text
+        ).groups()
+        bars.setdefault(column, {})[int(score)] = (int(count), float(rect.get("height")))
+        bottoms.setdefault(column, set()).add(round(float(rect.get("y")) + float(rect.get("height")), 1))
+    assert all(len(lines) == 1 for lines in bottoms.values()), bottoms
+    return bars
+
+
+def test_the_card_shows_rows_a_loading_snippet_the_ratings_and_the_answers_cut(fault_server, tmp_path):
+    ds = scripted_rated_dataset(fault_server)
+    assert ds["rating"] == [[9.0, 7.0], [3.0, 3.0], [5.0, 8.0]]
+    metadata = [m for row in ds["generation_metadata"] for m in row]
+    assert [m["finish_reason"] for m in metadata] == ["stop", "stop", "length", "length", "stop", "stop"]
+
+    card = mapgen.dataset_card(ds, repo_id="tester/colours")
+    text = card.text
+    assert '```python\nfrom datasets import load_dataset\n\nds = load_dataset("tester/colours")\n```' in text
+
+    # the first three rows, their own columns and the answers: texts cut, escaped, URL secrets masked
+    rows = text.split("## Example rows")[1].split("## Ratings")[0]
+    assert rows.count("| column | value |") == 3
+    assert "| `input` | Name a fruit. |" in rows and "| `generations` | (1) Apple<br>(2) Pear |" in rows
+    assert "| `rating` | 9, 7 |" in rows and "| `rationale` | Both name a fruit. |" in rows
+    cut = LONG_ANSWER[:199].rstrip() + "…"
+    assert f"| `generations` | (1) {cut}<br>(2) {cut} |" in rows
+    shown_markup = r"&lt;b&gt;Bold&lt;/b&gt; \| \*star\* see http://user:\*\*\*@example.com/x?api\_key=\*\*\*"
+    assert f"(1) {shown_markup}<br>" in rows
+    assert "pw-0123" not in str(card) and "sk-card-secret" not in str(card)
+    generated = ["generation_metadata", "generation_prompt", "raw_generation_responses", "generation_errors"]
+    for left_out in [*generated, "labelling_prompt", "raw_labelling_response", "labelling_metadata"]:
+        assert f"| `{left_out}` |" not in rows
+
+    # the ratings: a table of counts on JudgeLM's 1-10 scale, and the chart beside the card
+    expected = {score: 0 for score in range(1, 11)} | {3: 2, 5: 1, 7: 1, 8: 1, 9: 1}
+    assert "![How many answers got each score (`rating`)](rating_distribution.svg)" in text
+    table = "\n".join(f"| {s} | {n} | {'█' * round(20 * n / 2)} |" if n else f"| {s} | {n} | |"
+                      for s, n in expected.items())  # fmt: skip
+    assert "`rating`, from 1 to 10:\n\n| `rating` | answers | |\n|---|---|---|\n" + table in text
+    bars = svg_bars(card.files["rating_distribution.svg"])
+    assert list(bars) == ["rating"]
+    assert {score: count for score, (count, _) in bars["rating"].items()} == expected
+    tallest = bars["rating"][3][1]
+    assert tallest > 0 and all(
+        height == pytest.approx(tallest * count / 2) for count, height in bars["rating"].values()
+    )
+
+    # the two answers cut at max_new_tokens, counted for their step
+    assert "**2 of 9 answers were cut at the token limit** (2 by generate (`generation_metadata`))" in text
+    generate_section, label_section = text.split("### 1. generate")[1].split("### 2. label")
+    assert "- cut at the token limit (`finish_reason` `length`): 2" in generate_section
+    assert "- cut at the token limit (`finish_reason` `length`): 0" in label_section
+    assert "| cost (USD) | cut at the token limit |" in text
+    assert re.search(r"\| 1\. generate \| 6 \| 0 \| .* \| 2 \|\n\| 2\. label \| 3 \| 0 \| .* \| 0 \|", text)
+
+    # save() writes the chart beside the card, which links to it
+    card.save(tmp_path / "card" / "README.md")
+    assert (tmp_path / "card" / "rating_distribution.svg").read_text() == card.files[
+        "rating_distribution.svg"
+    ]
+
+    # without a repo id, a placeholder; without ratings or cut answers, neither section
+    generated = ds.remove_columns(["rating", "rationale"]).filter(
+        lambda row: row["input"] != "Describe a colour."
+    )
+    plain = mapgen.dataset_card(generated)
+    assert (
+        'ds = load_dataset("<user>/<dataset>")' in plain.text
+        and "`<user>/<dataset>` stands for" in plain.text
+    )
+    assert "## Ratings" not in plain.text and plain.files == {}
+    assert "were cut at the token limit**" not in plain.text and "| 1. generate | 4 | 0 |" in plain.text

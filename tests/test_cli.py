@@ -62,7 +62,8 @@ def test_quickstart_generates_then_labels_with_the_embedded_model(tmp_path):
     assert len(ratings) == 4 and all(isinstance(r, float) for r in ratings)
     table = summary(done.stdout)
     assert table["ratings"] == "4 of 4 generations"
-    assert table["failed ratings"] == "0"
+    # mapgen.summary of the label step alone: one judge answer per generation (for_small_models)
+    assert (table["answers"], table["failed answers"]) == ("4 of 4", "0")
     assert table["requests sent"] == "4"
     weighted = ds[0]["weighted_rating"]
     best_first = sorted(range(2), key=lambda i: -weighted[i])
@@ -293,10 +294,11 @@ def test_the_summary_counts_failures_apart_and_says_when_datasets_served_the_map
     assert done.returncode == 0, done.stderr
     table = summary(done.stdout)
     assert table["requests sent"] == "0"
-    assert table["answers reused"] == (
-        "all 2: this map came whole from datasets' cache (nothing was sent or re-read); its 1 failed "
+    assert table["datasets' cache"] == (
+        "this map came whole from datasets' cache (nothing was sent or re-read); its 1 failed "
         "answer(s) were not retried: pass --retry-failed to send them again"
     )
+    assert table["answers"] == "2 of 3"  # the dataset's own numbers, as the run that made it left them
     assert fault_server.stats()["total"] == 3
 
     # Another batch size is another map for datasets: the store answers the two, the failure is re-sent.
@@ -333,8 +335,8 @@ def test_retry_failed_sends_only_what_failed(tmp_path, fault_server):
 
     # datasets' cache now holds the map without failures: the plain command is served from it.
     done = mapgen(*command, env=key)
-    assert summary(done.stdout)["answers reused"] == (
-        "all 3: this map came whole from datasets' cache (nothing was sent or re-read)"
+    assert summary(done.stdout)["datasets' cache"] == (
+        "this map came whole from datasets' cache (nothing was sent or re-read)"
     )
 
 

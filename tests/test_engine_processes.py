@@ -8,75 +8,106 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
+
+import pytest
 
 from mapgen.runtime.processes import is_running, process_start
-from mapgen.runtime.reaper import children_of, reap_with_owner
+from mapgen.runtime.reaper import children_of
 
-OWNER = (
-    "import subprocess, time; subprocess.Popen(['sleep', '300']); print('ready', flush=True); time.sleep(300)"
-)
+OWNER = """
+import subprocess, sys, time
+from mapgen.runtime.reaper import reaped_with_owner
+
+before = subprocess.Popen(["sleep", "300"])  # not the block's: left alone
+with reaped_with_owner():  # as an engine is built: a child that starts one of its own
+    engine = subprocess.Popen([sys.executable, "-c", "import subprocess, time; "
+                               "subprocess.Popen(['sleep', '300']); time.sleep(300)"])
+    time.sleep(1.0)
+    print(before.pid, engine.pid, flush=True)
+    if sys.argv[1] == "killed while building":
+        time.sleep(300)
+print("built", flush=True)
+time.sleep(300)
+"""
 
 
-def start_owner() -> tuple[subprocess.Popen, set[int]]:
-    """A process with a child of its own (as a worker with its engine)."""
-    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
-    assert owner.stdout.readline().strip() == "ready"
-    children = children_of(owner.pid)
-    assert len(children) == 1
-    return owner, children
+def start_owner(when: str) -> tuple[subprocess.Popen, int, set[int]]:
+    """A process that builds an "engine" (a child with a child of its own) as vLLM's backend does; the
+    child it had before, and the engine's processes."""
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, when], stdout=subprocess.PIPE, text=True)
+    before, engine = map(int, owner.stdout.readline().split())
+    if when != "killed while building":
+        assert owner.stdout.readline().strip() == "built"
+    engine_processes = children_of(engine) | {engine}
+    assert len(engine_processes) == 2
+    return owner, before, engine_processes
 
 
 def alive(pids: set[int], started: dict[int, int | None]) -> set[int]:
     return {pid for pid in pids if is_running(pid, started[pid])}
 
 
-def test_children_end_when_their_owner_is_killed():
-    owner, children = start_owner()
-    started = {pid: process_start(pid) for pid in children}
-    watcher = reap_with_owner(children, owner=owner.pid)
-    assert watcher is not None
+def watchers_of(owner: subprocess.Popen) -> list[int]:
+    return [pid for pid in children_of(owner.pid) if "reaper.py" in Path(f"/proc/{pid}/cmdline").read_text()]
+
+
+@pytest.mark.parametrize("when", ["killed while building", "killed after building"])
+def test_an_engines_processes_end_when_their_owner_is_killed(when):
+    owner, before, engine = start_owner(when)
+    started = {pid: process_start(pid) for pid in engine | {before}}
+    [watcher] = watchers_of(owner)
     time.sleep(0.5)
-    assert alive(children, started) == children  # nothing happens while the owner runs
+    assert alive(engine, started) == engine  # nothing happens while the owner runs
     owner.kill()  # as kill -9: no atexit, no finaliser
     owner.wait()
-    assert watcher.wait(timeout=10) == 0
-    assert alive(children, started) == set()
+    deadline = time.monotonic() + 15
+    while alive(engine, started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert alive(engine, started) == set()
+        assert is_running(before, started[before])  # what the owner had before the build is not the engine's
+        assert not is_running(watcher, process_start(watcher) or -1)
+    finally:
+        os.kill(before, 9)
 
 
-def test_the_watcher_leaves_when_the_children_end_first():
-    owner, children = start_owner()
-    watcher = reap_with_owner(children, owner=owner.pid)
-    for pid in children:
+def test_the_watcher_leaves_when_the_engine_ends_first():
+    owner, before, engine = start_owner("killed after building")
+    [watcher] = watchers_of(owner)
+    for pid in engine:
         os.kill(pid, 9)  # the engine shut down in the ordinary way
     try:
-        assert watcher.wait(timeout=10) == 0
+        deadline = time.monotonic() + 10
+        while is_running(watcher, process_start(watcher)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not is_running(watcher, process_start(watcher))
         assert owner.poll() is None  # the owner is left alone
     finally:
         owner.kill()
         owner.wait()
+        os.kill(before, 9)
 
 
 def test_a_reused_pid_is_not_killed():
-    owner, children = start_owner()
-    [child] = children
-    # Recorded with another start time: the process now at that pid is not the one that was given.
+    owner = subprocess.Popen(["sleep", "300"])
+    child = subprocess.Popen(["sleep", "300"])  # stands for a process that now holds an engine's old pid
     watcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mapgen.runtime.reaper",
-            str(owner.pid),
-            str(process_start(owner.pid)),
-            f"{child}:{process_start(child) + 1}",
-        ]
+        [sys.executable, "-m", "mapgen.runtime.reaper", str(owner.pid), str(process_start(owner.pid))],
+        stdin=subprocess.PIPE,
     )
+    # Recorded with another start time: the process now at that pid is not the one that was given.
+    watcher.stdin.write(f"{child.pid}:{process_start(child.pid) + 1}\n".encode())
+    watcher.stdin.close()
+    time.sleep(0.5)
     owner.kill()
     owner.wait()
     try:
         assert watcher.wait(timeout=10) == 0
-        assert is_running(child, process_start(child))
+        assert child.poll() is None
     finally:
-        os.kill(child, 9)
+        child.kill()
+        child.wait()
 
 
 def run_script(tmp_path, body: str) -> str:

@@ -216,6 +216,9 @@ def test_cli_dry_run_prints_the_estimate_sends_only_the_pilot_and_writes_nothing
     assert fault_server.stats()["total"] == 2 and not output.exists()
     assert "requests       2 (pilot: 2 sent)" in printed  # the 4 example prompts, 2 of them piloted
     assert "from the pilot's usage" in printed and "dry run: nothing written" in printed
+    # the advice names the flag a shell user sets, not the Python argument (issue 22)
+    assert "no price known for fault: pass --price-per-million IN,OUT" in printed
+    assert "price_per_million" not in printed
     assert main([*command, "--pilot", "2"]) == 2
     assert "--pilot sets the requests a dry run sends" in capsys.readouterr().err
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -294,6 +295,40 @@ def test_works_where_a_loop_is_already_running(fault_server):
 
     [answer] = asyncio.run(notebook_cell())
     assert answer.text == "echo: x"
+
+
+ACALL_IN_A_LOOP = """
+import asyncio, os, datasets, mapgen
+
+llm = mapgen.OpenAILLM("fault", base_url=os.environ["BASE_URL"], api_key=os.environ["KEY"])
+fn = mapgen.generate(llm, cache=False)
+ds = datasets.Dataset.from_dict({"input": ["row 0", "row 1"]})
+
+
+async def notebook_cell(function):
+    return ds.map(function(), batched=True)
+
+
+try:
+    asyncio.run(notebook_cell(lambda: fn.acall))
+except RuntimeError as error:
+    print("raised:", error)
+print("fn:", asyncio.run(notebook_cell(lambda: fn))["generations"][:])
+"""
+
+
+def test_acall_in_a_running_loop_says_to_pass_fn(fault_server):
+    """Inside a running loop (Jupyter), datasets' async map cannot run: one clear error naming ``fn``, and
+    none of datasets' stray tracebacks on stderr (they print at exit: hence a process of its own)."""
+    fault_server.configure(api_key=fault_server.api_key)
+    env = {**os.environ, "BASE_URL": fault_server.base_url, "KEY": fault_server.api_key}
+    done = subprocess.run([sys.executable, "-c", ACALL_IN_A_LOOP], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    raised, passed = done.stdout.splitlines()
+    assert raised.startswith("raised: fn.acall is for datasets' async map") and "pass fn itself" in raised
+    assert passed == "fn: [['echo: row 0'], ['echo: row 1']]"  # the advice works in the same loop
+    assert "Traceback" not in done.stderr and "CancelledError" not in done.stderr
+    assert fault_server.stats()["total"] == 2  # nothing was sent for the refused map
 
 
 def test_num_proc_workers(fault_server):

@@ -33,6 +33,13 @@ from mapgen.tasks.base import Task
             "did you mean 'weighted_ratings'",
         ),
         (lambda: mapgen.to_preference(None, pair="all"), "did you mean 'pairs'"),
+        (lambda: mapgen.flatten(None, column="generations"), "did you mean 'columns'"),
+        (lambda: mapgen.to_sft(None, n=1), "mapgen.generate(llm, task, num_generations=...)"),
+        (lambda: mapgen.estimate(None, None, pilots=4), "did you mean 'pilot'"),
+        (
+            lambda: mapgen.GenerateFunction(mapgen.LlamaCppLLM(), mapgen.TextGenerationTask(), n=2),
+            "did you mean 'num_generations'",
+        ),
     ],
 )
 def test_a_wrong_keyword_names_the_close_match(make, message):

@@ -28,6 +28,7 @@ from mapgen.report.explain import cache_differences, explain_cache
 from mapgen.runtime.processes import is_running, process_start
 from mapgen.runtime.progress import request_progress
 from mapgen.store import SQLiteStore, StoreWarning, default_store, open_store, store_url
+from mapgen.store import base as store_base
 from mapgen.store.base import MAX_UNCOMMITTED
 from tests.test_progress import last_bar
 
@@ -213,8 +214,44 @@ def test_cache_command_reports_and_clears(store_url, fault_server, capsys):
     prompts(3).map(mapgen.generate(echo_llm(fault_server)), batched=True)
     assert main(["cache", "info"]) == 0
     assert "3 answers" in capsys.readouterr().out
-    assert main(["cache", "clear"]) == 0
+    # stdin is no terminal here: nothing is deleted without --yes, and the refusal names it.
+    assert main(["cache", "clear"]) == 2
+    assert "pass --yes to confirm" in capsys.readouterr().err
+    assert len(default_store()) == 3
+    assert main(["cache", "clear", "--yes"]) == 0
+    assert "Removed 3 answers" in capsys.readouterr().out
     assert len(default_store()) == 0
+
+
+def test_cache_clear_by_model_and_by_age(store_url, fault_server, capsys):
+    """``--model`` matches the name generation_model shows; ``--older-than`` takes answers from before
+    this release (no time kept) as old; records that are not answers stay."""
+    one = prompts(3).map(mapgen.generate(echo_llm(fault_server)), batched=True)
+    assert one["generation_model"] == [["fault"]] * 3
+    prompts(2).map(mapgen.generate(echo_llm(fault_server, temperature=0.5)), batched=True)  # 2 keys more
+    store = default_store()
+    month = 30 * 86400
+    store._write(  # the backend's own write of answers stored 31 days ago, and by an earlier release
+        {
+            "old": store_base.encode(
+                Completion(text="a"), stored_by="other", stored_at=int(time.time()) - month - 86400
+            ),
+            "legacy": '{"text": "b"}',
+        },
+        [],
+    )
+    assert len(store) == 7
+    assert main(["cache", "clear", "--older-than", "30d"]) == 0
+    assert "Removed 2 answers" in capsys.readouterr().out and len(store) == 5
+    assert main(["cache", "clear", "--model", "nobody"]) == 0
+    assert "Removed 0 answers" in capsys.readouterr().out
+    assert main(["cache", "clear", "--model", "fault", "--older-than", "1h"]) == 0  # both: none that old
+    assert "Removed 0 answers" in capsys.readouterr().out and len(store) == 5
+    assert main(["cache", "clear", "--model", "fault"]) == 0
+    assert f"Removed 5 answers from {store.where}; 0 remain" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="2"):
+        main(["cache", "clear", "--older-than", "soon"])
+    assert "'soon' is no age" in capsys.readouterr().err
 
 
 def test_a_progress_bar_counts_requests_and_shows_reuse_and_retries(fault_server, capsys):
@@ -657,7 +694,8 @@ def test_a_sqlite_store_locked_by_another_connection_for_a_second_stores_every_a
 def test_every_answer_field_is_stored_and_read_back_old_rows_and_unknown_keys_included():
     from mapgen.store.base import decode, encode
 
-    not_stored = ("error", "error_kind", "from_store", "repaired")  # repaired: each read parses anew
+    # repaired: each read parses anew; retries: what sending it took, none for a reuse
+    not_stored = ("error", "error_kind", "from_store", "repaired", "retries")
     kept = [f.name for f in dataclasses.fields(Completion) if f.name not in not_stored]
     for name in kept:  # generic: a field added to Completion is stored without a change to the store
         answer = Completion(text="t")
@@ -669,6 +707,7 @@ def test_every_answer_field_is_stored_and_read_back_old_rows_and_unknown_keys_in
     assert decode(json.dumps(old_row)) == Completion(text="old", from_store=True)
     assert decode('{"text": "new", "reasoning_tokens_of_2030": 7}').text == "new"
     assert "repaired" not in encode(Completion(text="t", repaired=True))
+    assert "retries" not in encode(Completion(text="t", retries=3))
 
 
 def test_the_postgres_example_of_the_docs_runs(fault_server, postgres_server, monkeypatch):

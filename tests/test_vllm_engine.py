@@ -55,6 +55,13 @@ def wait_until_gone(tag: str, timeout: float = 30.0, *, engines_only: bool = Fal
         time.sleep(0.2)
 
 
+def failure(log: str) -> str:
+    """What a failed script printed that says why: vLLM's error lines (an engine that failed to start logs
+    its cause long before the traceback that ends the log), then the log's end."""
+    errors = [line for line in log.splitlines() if " ERROR " in line or line.startswith(("ERROR", "Runtime"))]
+    return "\n".join([*errors[:40], "...", log[-4000:]])
+
+
 def run(env: VLLMEnv, script: str, *args: str | os.PathLike[str], tmp_path: Path) -> dict[str, Any]:
     """Run a script of tests/real_vllm to its end; what it wrote, once none of its processes is left."""
     tag = uuid.uuid4().hex
@@ -69,7 +76,7 @@ def run(env: VLLMEnv, script: str, *args: str | os.PathLike[str], tmp_path: Path
             timeout=900,
             check=False,
         )
-    assert done.returncode == 0, log.read_text()[-5000:]
+    assert done.returncode == 0, failure(log.read_text())
     wait_until_gone(tag)
     return json.loads(out.read_text())
 

@@ -33,6 +33,8 @@ METADATA = pa.struct(
         ("schema_style", pa.string()),
         # Whether the task read the answer only after repairing its JSON (mapgen.tasks.parsing.parse_model).
         ("repaired", pa.bool_()),
+        # How many times the request was sent again (429s, 5xx, timeouts) before it was answered or failed.
+        ("retries", pa.int64()),
         # The fingerprint of the map function that wrote the answer: its record's key
         # (mapgen.mapping.provenance).
         ("provenance", pa.string()),
@@ -42,8 +44,9 @@ METADATA = pa.struct(
 ``cached_tokens``, the prompt tokens read from the provider's prompt cache, and ``schema_style``, how the
 answer schema constrained the answer (:attr:`mapgen.core.request.Completion.schema_style`: ``none`` where
 the server took no schema), and ``repaired``, ``True`` where the task read the answer only after repairing
-its JSON (:attr:`mapgen.core.request.Completion.repaired`). Datasets written before a field was added do not
-have it."""
+its JSON (:attr:`mapgen.core.request.Completion.repaired`), and ``retries``, how many times the request was
+sent again before it was answered or failed (0 for a reused answer). Datasets written before a field was
+added do not have it."""
 
 _SIGNS_OF_AN_ANSWER = ("finish_reason", "prompt_tokens", "completion_tokens", "cost")
 

@@ -89,6 +89,9 @@ class Completion:
     """Whether the task read this answer only after repairing its JSON (a trailing comma, single quotes, a
     missing brace: :func:`mapgen.tasks.parsing.parse_model`); set where the answer is parsed
     (:meth:`mapgen.mapping.map_function.MapFunction.read_answer`), never stored."""
+    retries: int = 0
+    """How many times the request was sent again before this answer came or its error ended it (429s, 5xx,
+    timeouts: :meth:`mapgen.llms._api.APILLM.retry_policy`); 0 for a stored answer (none this run)."""
 
     @property
     def cut(self) -> bool:

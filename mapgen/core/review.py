@@ -23,6 +23,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,30 @@ from typing import Any
 Explain = Callable[[Mapping[str, Any], Sequence[int]], "str | None"]
 """Builds the text suggestion of a row from its outputs: ``explain(row, kept)``, where ``kept`` are the
 positions of the entries shown (entries that are ``None`` or empty are not)."""
+
+
+@dataclass(frozen=True)
+class AnswerField:
+    """One field of a structured answer as reviewers see and correct it: shown as a text field of its
+    own, with a question on it. ``labels``: a label question with these labels (a ``Literal`` or enum
+    field's values, as text); else ``scale``: a rating question from ``scale[0]`` to ``scale[1]`` (a
+    bounded integer field); else a text question, where the reviewer writes the right value.
+    ``required``: the field is in every answer (the question must be answered).
+
+    Example:
+        >>> AnswerField("label", labels=("positive", "negative")).question
+        'label'
+    """
+
+    name: str
+    labels: tuple[str, ...] = ()
+    scale: tuple[int, int] | None = None
+    required: bool = True
+
+    @property
+    def question(self) -> str:
+        """The question's kind: ``label``, ``rating`` or ``text``."""
+        return "label" if self.labels else "rating" if self.scale else "text"
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,9 @@ class ReviewLayout:
     - ``text_question``: the text question's name and title; ``None``: ``rationale``, "Why these
       ratings?" (or "Why this rating?" per entry).
     - ``guidelines``: shown to reviewers; ``None`` for the exporter's own, which names the task.
+    - ``answer_fields``: a structured answer's fields (:class:`AnswerField`); when given, each answer is
+      a record (``per_generation``) whose fields are the answer's fields, each with its own question
+      (the answer's value suggested) instead of one rating; ``items`` is one of these columns.
     """
 
     items: str = "generations"
@@ -61,11 +90,16 @@ class ReviewLayout:
     explanation: str | Explain | None = None
     text_question: tuple[str, str] | None = None
     guidelines: str | None = field(default=None, repr=False)
+    answer_fields: tuple[AnswerField, ...] = ()
 
     def __post_init__(self) -> None:
         low, high = self.scale
         if not (isinstance(low, int) and isinstance(high, int) and low < high):
             raise ValueError(f"scale must be two ints, low < high, got {self.scale!r}.")
+        if self.answer_fields and not self.per_generation:
+            raise ValueError(
+                "answer_fields review each answer as a record of its own: set per_generation=True."
+            )
 
     def replace(self, **changes: Any) -> ReviewLayout:
         """This layout with ``changes``: how a task adjusts the layout it inherits.
@@ -75,6 +109,84 @@ class ReviewLayout:
             (1, 10)
         """
         return dataclasses.replace(self, **changes)
+
+
+def answer_fields(schema: Mapping[str, Any]) -> tuple[AnswerField, ...]:
+    """The :class:`AnswerField` s of an object JSON schema's top-level properties (``$defs`` inlined, as
+    :func:`mapgen.core.schema.answer_schema` writes it): an ``enum`` or ``Literal`` of two values or more
+    (an ``Enum`` too) or a boolean gets labels (each value as :func:`answer_text` writes it); an integer
+    bounded within 0 to 10 (``Field(ge=1, le=5)``) a rating scale; anything else a text question.
+    ``Optional[...]`` fields, and those the schema does not require, are not required.
+
+    Example:
+        >>> schema = {"type": "object", "required": ["sentiment", "stars"], "properties": {
+        ...     "sentiment": {"enum": ["positive", "negative"], "type": "string"},  # a Literal
+        ...     "stars": {"type": "integer", "minimum": 1, "maximum": 5},  # Field(ge=1, le=5)
+        ...     "summary": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}  # Optional[str]
+        >>> for f in answer_fields(schema):
+        ...     print(f.name, f.question, f.labels or f.scale, f.required)
+        sentiment label ('positive', 'negative') True
+        stars rating (1, 5) True
+        summary text None False
+    """
+    required = set(schema.get("required") or ())
+    found = []
+    for name, node in (schema.get("properties") or {}).items():
+        node, nullable = _non_null(node)
+        labels: tuple[str, ...] = ()
+        if "enum" in node or "const" in node:
+            values = node["enum"] if "enum" in node else [node["const"]]
+            labels = tuple(dict.fromkeys(answer_text(v) for v in values if v is not None))
+        elif node.get("type") == "boolean":
+            labels = ("true", "false")
+        found.append(
+            AnswerField(
+                name,
+                labels=labels if len(labels) >= 2 else (),
+                scale=None if labels else _scale(node),
+                required=name in required and not nullable,
+            )
+        )
+    return tuple(found)
+
+
+def answer_text(value: Any) -> str:
+    """A structured answer's value as reviewers read it: a string as it is, anything else as JSON.
+
+    Example:
+        >>> answer_text("Paris"), answer_text(True), answer_text({"x": 1})
+        ('Paris', 'true', '{"x": 1}')
+    """
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _non_null(node: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
+    """A property's schema without its ``null`` option (``Optional[X]``), and whether it had one."""
+    options = node.get("anyOf") or node.get("oneOf")
+    if options:
+        others = [o for o in options if o.get("type") != "null"]
+        if len(others) == 1:
+            return others[0], len(others) < len(options)
+    kind = node.get("type")
+    if isinstance(kind, list) and "null" in kind:
+        others = [k for k in kind if k != "null"]
+        return ({**node, "type": others[0]} if len(others) == 1 else node), True
+    return node, False
+
+
+def _scale(node: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The rating scale of an integer bounded within 0 to 10 (what a rating question takes), else None."""
+    if node.get("type") != "integer":
+        return None
+    low = node.get("minimum", _after(node.get("exclusiveMinimum"), 1))
+    high = node.get("maximum", _after(node.get("exclusiveMaximum"), -1))
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0 <= low < high <= 10:
+        return (math.ceil(low), math.floor(high))
+    return None
+
+
+def _after(bound: Any, step: int) -> Any:
+    return bound + step if isinstance(bound, (int, float)) and not isinstance(bound, bool) else None
 
 
 _TEXT_QUESTIONS = {

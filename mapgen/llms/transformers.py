@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mapgen.core.config import added, knob
+from mapgen.core.optional import optional_import, require_installed
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, Request
 from mapgen.llms._sampling import request_seed
@@ -113,9 +114,13 @@ class TransformersLLM(LocalLLM):
             state["model"] = f"{folder.resolve().name}:sha256:{digest}"
         return state
 
+    def preflight(self) -> None:
+        require_installed(["torch", "transformers"], "transformers", "TransformersLLM")
+
     def load_engine(self, rank: int | None) -> Any:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        torch = optional_import("torch", "transformers", "TransformersLLM")
+        transformers = optional_import("transformers", "transformers", "TransformersLLM")
+        AutoModelForCausalLM, AutoTokenizer = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
 
         _check_generation_kwargs(self.generation_kwargs)  # before minutes of loading
         if self.n_threads:
@@ -129,7 +134,7 @@ class TransformersLLM(LocalLLM):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(self.model, dtype=self.dtype, **options)
-        model.to(device).eval()  # type: ignore[arg-type]  # transformers' @wraps types .to as unbound
+        model.to(device).eval()
         return _Engine(model, tokenizer, device)
 
     def _calls(self, engine: _Engine, requests: Sequence[Request]) -> Iterator[tuple[list[SampleGroup], Any]]:

@@ -19,7 +19,7 @@ from mapgen.llms._vllm_memory import check_cpu_utilization, cpu_kv_cache_bytes, 
 from mapgen.llms._weights import model_files, weights_digest
 from mapgen.llms.base import LocalLLM, SampleGroup, sample_groups
 from mapgen.llms.formats import PromptFormat, format_prompt, resolve_format
-from mapgen.runtime.reaper import children_of, reap_with_owner
+from mapgen.runtime.reaper import reaped_with_owner
 from mapgen.runtime.spawn import unguarded_main_line
 
 
@@ -175,11 +175,10 @@ class vLLM(LocalLLM):  # the name users know
                     f"script again and would run line {line} a second time: put the script's code under "
                     '`if __name__ == "__main__":`.'
                 )
-        before = children_of(os.getpid())
-        try:
+        # Its engine processes end with this one, even when it is killed (also while they load) or ends with
+        # os._exit.
+        with reaped_with_owner():
             return vllm.LLM(**options, **self.engine_kwargs)
-        finally:  # its engine processes end with this one, even when it is killed or ends with os._exit
-            reap_with_owner(children_of(os.getpid()) - before)
 
     def _cpu_memory(self) -> dict[str, Any]:
         """The memory options of an engine on vLLM's CPU build (see :mod:`mapgen.llms._vllm_memory`)."""

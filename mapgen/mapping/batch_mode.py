@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,8 @@ from mapgen.llms.provider_batches import BatchProvider, JobStatus, split
 from mapgen.runtime import interrupts
 from mapgen.runtime.progress import counters, request_progress
 from mapgen.store import BatchJob, ResponseStore
+
+logger = logging.getLogger(__name__)
 
 Deliver = Callable[[int, Completion], None]
 
@@ -78,6 +81,13 @@ def complete(
     for key, job in known.items():
         jobs.setdefault(job.job_id, []).append(key)
     ids = {key: job.custom_id for key, job in known.items()}
+    for job_id, job_keys in jobs.items():
+        logger.info(
+            "%s batch job %s: %d request(s) submitted by an earlier run, collecting",
+            provider.name,
+            job_id,
+            len(job_keys),
+        )
     new = [key for key in keys if key not in known]
     lines = [provider.line(custom_id(key), requests[position[key]]) for key in new]
     owner = {custom_id(key): key for key in new}
@@ -88,6 +98,9 @@ def complete(
         except APIError as error:
             if error.fatal:
                 raise fatal_error(error) from None
+            logger.warning(
+                "%s batch job of %d request(s) not submitted: %s", provider.name, len(chunk), error
+            )
             for key in chunk_keys:
                 give(key, Completion.failed(f"{error} (submitting a batch job)", error.kind))
                 request_progress.advance()
@@ -100,6 +113,7 @@ def complete(
                 "the provider's own tools, or it is paid again by the next run."
             ) from error
         counters.add(requests=len(chunk))
+        logger.info("%s batch job %s submitted: %d request(s)", provider.name, job_id, len(chunk))
         jobs[job_id] = chunk_keys
         ids.update((key, custom_id(key)) for key in chunk_keys)
 
@@ -110,6 +124,7 @@ def complete(
             _poll(provider, store, running, shown, ids, give)
             if not running or not llm.batch_wait:
                 break
+            logger.debug("%d batch job(s) running; next poll in %g s", len(running), llm.batch_poll_interval)
             time.sleep(llm.batch_poll_interval)
     except KeyboardInterrupt:
         store.flush()  # what was collected is kept
@@ -141,10 +156,21 @@ def _poll(
         except APIError as error:
             if error.fatal and error.status != 404:
                 raise fatal_error(error) from None
+            logger.warning("%s batch job %s cannot be polled: %s", provider.name, job_id, error)
             _fail_job(store, job_keys, error, give, forget=error.status == 404)
             status = None
         if status is not None:
             step = min(status.processed, len(job_keys)) - shown[job_id]
+            # INFO when it moved (or ended): a job waited on for hours polls quietly in between
+            logger.log(
+                logging.INFO if step > 0 or status.ended else logging.DEBUG,
+                "%s batch job %s: %s, %d of %d processed",
+                provider.name,
+                job_id,
+                status.status,
+                status.processed,
+                status.total,
+            )
             for _ in range(max(0, step)):
                 request_progress.advance()
             shown[job_id] += max(0, step)
@@ -169,6 +195,13 @@ def _collect(
     try:
         answers = provider.results(status)
     except APIError as error:
+        logger.warning(
+            "%s batch job %s ended (%s); its results cannot be read: %s",
+            provider.name,
+            status.job_id,
+            status.status,
+            error,
+        )
         # A job that failed as a whole is over: its requests are submitted again. Results that could not be
         # read now (the network) are read by the next run.
         _fail_job(store, keys, error, give, forget=error.kind == BATCH_FAILED)
@@ -180,6 +213,8 @@ def _collect(
         give(key, answer)
     store.flush()  # the answers are committed before their job's records go
     store.forget_batch_jobs(keys)
+    got = sum(answers.get(ids[key]) is not None for key in keys)
+    logger.info("%s batch job %s collected: %d of %d answered", provider.name, status.job_id, got, len(keys))
 
 
 def _fail_job(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import threading
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -20,6 +21,7 @@ from mapgen._version import OUTPUT_FORMAT_VERSION
 from mapgen.core.columns import TypedList, answer_came, misfit, writable_text
 from mapgen.core.config import dataclass_fingerprint, knob
 from mapgen.core.fingerprint import register_fingerprint_reducer
+from mapgen.core.keywords import CheckedKeywords
 from mapgen.core.prices import priced
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, OnComplete, Request
@@ -45,14 +47,23 @@ from mapgen.store.keys import store_identity
 from mapgen.tasks.base import InputError, ParseError, Task
 from mapgen.tasks.parsing import noting_repairs
 
+logger = logging.getLogger(__name__)
+
 Parsed = tuple[dict[str, Any], str | None]
 """What a task read from one answer: its outputs and ``None``, or ``{}`` and why there are none."""
 Answer = tuple[Completion, Parsed]
 """One answer and what the task read from it (:meth:`MapFunction.reask`)."""
 
+ACALL_IN_A_LOOP = (
+    "fn.acall is for datasets' async map, which cannot run inside an event loop that is already running "
+    "(a Jupyter notebook, or code under asyncio.run): pass fn itself, ds.map(fn, batched=True); its "
+    "requests still run concurrently, on mapgen's own loop thread. From async code of your own, await "
+    "one batch with `await asyncio.to_thread(fn, batch)`."
+)
+
 
 @dataclass(frozen=True)
-class MapFunction:
+class MapFunction(CheckedKeywords):
     """Base of the callables that :func:`mapgen.generate` and :func:`mapgen.label` return.
 
     Called by ``Dataset.map(fn, batched=True)`` with a batch (a dict of columns), and with the worker's
@@ -125,19 +136,45 @@ class MapFunction:
         self.llm.preflight()
         provenance.record(self)
         interrupts.watch_parent()
+        request_progress.follow_map()  # a new ds.map gets a Requests bar of its own
         with interrupts.reported(), gc_pause.paused():
             return self._process_overlapped(rows, rank=rank)
 
-    async def acall(self, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list[Any]]:
+    @property
+    def acall(self) -> Callable[..., Coroutine[Any, Any, dict[str, list[Any]]]]:
         """The same as calling the function, for ``datasets``' async map: ``ds.map(fn.acall, batched=True)``.
 
         ``datasets`` then keeps many batches in flight, so an API backend's ``max_concurrency`` window
         stays full across batch boundaries instead of draining at the end of each batch. Backends that
         are not safe to call from several threads (local engines) run one batch at a time, as usual.
-        Not for Jupyter, where ``datasets``' async map cannot run inside the notebook's loop: there, pass
-        ``fn`` itself (its requests still run concurrently on mapgen's own loop).
+
+        Raises:
+            RuntimeError: read inside a running event loop (Jupyter, code under ``asyncio.run``), where
+                ``datasets``' async map cannot run (it drives the loop itself): the message says to pass
+                ``fn``, whose requests still run concurrently on mapgen's own loop thread.
+
+        Example:
+            >>> import asyncio, mapgen
+            >>> fn = mapgen.generate(mapgen.OpenAILLM("m", base_url="http://127.0.0.1:9/v1", api_key="k"))
+            >>> callable(fn.acall)
+            True
+            >>> async def notebook_cell():
+            ...     return fn.acall
+            >>> asyncio.run(notebook_cell())
+            Traceback (most recent call last):
+            RuntimeError: fn.acall is for datasets' async map, ...
         """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._acall
+        # Raised here, while ds.map(fn.acall) is being called: datasets' own error would come after it had
+        # queued the batches on the caller's loop, with a stray CancelledError traceback from them.
+        raise RuntimeError(ACALL_IN_A_LOOP)
+
+    async def _acall(self, batch: Mapping[str, Sequence[Any]], *args: Any) -> dict[str, list[Any]]:
         interrupts.watch_parent()  # here on the main thread, where a num_proc worker takes its signals
+        request_progress.follow_map()  # here, where datasets' map is up the stack (not in the thread below)
         if getattr(self.llm, "concurrent_batches", False):
             event_loop.begin()  # the thread below copies this context: an interrupt from now on stops it
             try:
@@ -228,7 +265,7 @@ class MapFunction:
         if not requests:
             return []
         if not self.cache:
-            return self._send(requests, rank=rank)
+            return counted_cuts(self._send(requests, rank=rank))
 
         store = open_store(self.store)
         keys = self.store_keys(requests)
@@ -239,6 +276,11 @@ class MapFunction:
         answers: dict[str, Completion] = {key: writable(c) for key, c in store.get_many(first).items()}
         pending = [key for key in first if key not in answers]
         counters.add(reused=len(requests) - len(pending))  # stored answers, and repeats of a request
+        logger.debug(
+            "%d of %d requests answered from the response store (or repeats of another in this batch)",
+            len(requests) - len(pending),
+            len(requests),
+        )
         # A claim on each key we send, so that another run on this store (a second process, a batch
         # of datasets' async map) waits for our answer instead of paying for it again; released when
         # the answer is stored, or in the end.
@@ -248,13 +290,16 @@ class MapFunction:
             while pending:
                 mine = store.claim(pending, owner)
                 claimed += mine
+                logger.debug(
+                    "claimed %d of %d answers to send in the response store", len(mine), len(pending)
+                )
                 if mine:
 
                     def save(j: int, completion: Completion, mine: list[str] = mine) -> None:
                         if completion.text is None:
                             store.release([mine[j]], owner, wait=False)
                         else:
-                            store.put(mine[j], completion)
+                            store.put(mine[j], completion, model=completion.model or self.llm.model_name)
                             interrupts.kept()
 
                     asked = [requests[first[key]] for key in mine]
@@ -266,8 +311,18 @@ class MapFunction:
                 held = [key for key in pending if key not in answers]  # in flight in another run
                 if held:
                     turns.handing_over()  # waiting, not preparing: the next batch may prepare
+                    logger.info(
+                        "waiting for %d answer(s) that another run (a process or batch on the same store) "
+                        "claimed and is sending",
+                        len(held),
+                    )
                     theirs = {key: writable(c) for key, c in store.wait_for(held).items()}
                     counters.add(reused=len(theirs))
+                    logger.info(
+                        "%d of %d claimed answer(s) came from the other run; the rest are sent here",
+                        len(theirs),
+                        len(held),
+                    )
                     answers.update(theirs)
                 pending = [key for key in held if key not in answers]  # it failed there: ours now
         finally:
@@ -275,12 +330,14 @@ class MapFunction:
             # the answers are durable before the batch returns.
             store.release(claimed, owner)
         # A repeat of a request in this call shares its answer, paid for once: to it, a reused answer.
-        return [
-            answers[key]
-            if i == first[key] or answers[key].text is None
-            else replace(answers[key], from_store=True)
-            for i, key in enumerate(keys)
-        ]
+        return counted_cuts(
+            [
+                answers[key]
+                if i == first[key] or answers[key].text is None
+                else replace(answers[key], from_store=True)
+                for i, key in enumerate(keys)
+            ]
+        )
 
     def store_keys(self, requests: Sequence[Request]) -> list[str]:
         """Each request's key in the response store (:func:`mapgen.store.request_key`), in order: the
@@ -554,7 +611,19 @@ def completion_metadata(completion: Completion, provenance: str | None = None) -
         "cached_tokens": completion.cached_tokens,
         "schema_style": completion.schema_style,
         "repaired": completion.repaired,
+        "retries": completion.retries,
     }
+
+
+def counted_cuts(completions: list[Completion]) -> list[Completion]:
+    """``completions``, the answers a map's rows get, after adding those cut at the token limit
+    (:attr:`~mapgen.core.request.Completion.cut`, stored ones too) to :data:`mapgen.counters`' ``truncated``,
+    which the ``Requests`` bar shows beside failures. Such an answer is never asked again (see
+    :meth:`MapFunction.parse_answer`), so each is counted once."""
+    cut = sum(completion.cut for completion in completions)
+    if cut:
+        counters.add(truncated=cut)
+    return completions
 
 
 def spent(llm: Any, completion: Completion) -> Completion:

@@ -26,7 +26,7 @@ from mapgen.llms.base import LLM
 from mapgen.mapping import provenance
 from mapgen.mapping.map_function import MapFunction
 from mapgen.runtime import interrupts
-from mapgen.runtime.progress import counters
+from mapgen.runtime.progress import counters, request_progress
 from mapgen.tasks.base import InputError, Task
 from mapgen.tasks.parsing import noting_repairs
 from mapgen.tasks.rounds import RoundsTask
@@ -61,6 +61,8 @@ class _Conversation:
     error: str | None = None
     repaired: bool = False
     """Whether a round's answer was read only after repairing its JSON."""
+    retries: int = 0
+    """The retries its rounds' requests took (:attr:`~mapgen.core.request.Completion.retries`)."""
 
 
 def call_rounds(
@@ -81,6 +83,7 @@ def call_rounds(
         )
     fn.llm.preflight()
     interrupts.watch_parent()
+    request_progress.follow_map()  # a new ds.map gets a Requests bar of its own
     with interrupts.reported():
         return run_rounds(fn, rows, num_generations=num_generations, indices=indices, rank=rank)
 
@@ -150,6 +153,7 @@ def _advance(
     if answer.cost is not None:
         conversation.cost = (conversation.cost or 0.0) + answer.cost
     conversation.from_store.append(answer.from_store)
+    conversation.retries += answer.retries
     if answer.text is None:
         kind = answer.error_kind or ENGINE
         conversation.error = error_text(kind, f"round {number}: {answer.error or 'no answer'}")
@@ -212,4 +216,5 @@ def _metadata(conversation: _Conversation, provenance: str) -> dict[str, Any]:
         "cached_tokens": conversation.cached_tokens,
         "schema_style": last.schema_style if last else None,
         "repaired": conversation.repaired,
+        "retries": conversation.retries,
     }

@@ -82,7 +82,9 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     Keys: ``reference``, ``step`` (``generate`` or ``label``), ``function`` (its class), ``columns``
     (what it writes), ``options`` (``num_generations``, ``weighted_ratings``, ``max_reasks``,
     ``input_columns``), ``items`` (a label step's rated column, as the dataset names it: what its
-    per-text outputs are aligned with; ``None`` for other steps), ``llm`` (``backend``, ``model``,
+    per-text outputs are aligned with; ``None`` for other steps), ``scores`` (a label step's score
+    columns, its task's ``score_output`` and the probability-weighted one it writes, each with the task's
+    scale: ``{"rating": [1, 5]}``; empty for other steps), ``llm`` (``backend``, ``model``,
     ``parameters``: the backend's fingerprint fields), ``task`` (``class``, ``fields``, ``template``,
     ``system_prompt``, ``source``: a digest of its code and the values it reads, as
     :meth:`mapgen.Task.fingerprint` has it), ``prompt_format``, ``mapgen_version`` and ``output_format``.
@@ -102,6 +104,7 @@ def describe(fn: MapFunction) -> dict[str, Any]:
         "columns": list(fn.output_types()),
         "options": options,
         "items": _rated_column(fn),
+        "scores": _score_columns(fn),
         "llm": {"backend": qualified_name(type(llm)), "model": llm.model_name, "parameters": parameters},
         "task": {
             "class": qualified_name(type(task)),
@@ -130,6 +133,15 @@ def _rated_column(fn: MapFunction) -> str | None:
     return dict(getattr(fn, "input_columns", None) or {}).get(items, items)
 
 
+def _score_columns(fn: MapFunction) -> dict[str, list[int]]:
+    """A label step's columns that hold scores, each with its scale (what a card charts)."""
+    score, scale = getattr(fn.task, "score_output", None), getattr(fn.task, "scale", None)
+    if fn.step != "label" or not isinstance(score, str) or scale is None:
+        return {}
+    written = [name for name in (score, f"weighted_{score}") if name in fn.output_types()]
+    return {name: [int(scale[0]), int(scale[1])] for name in written}
+
+
 def _masked(values: dict[str, Any], mask: Any) -> dict[str, Any]:
     # Every string, and those of lists: mask_url changes only a URL's secrets (or a keyword string's).
     def masked(value: Any) -> Any:
@@ -144,6 +156,12 @@ def remember(fn: MapFunction) -> None:
     """Keep ``fn`` in this process's registry: map functions call it when they are built, so the process
     that calls ``ds.map`` knows the record also when only its ``num_proc`` workers ran the function."""
     _FUNCTIONS.setdefault(fn.provenance, fn)
+
+
+def map_function(reference: str) -> MapFunction | None:
+    """The map function built in this process whose answers carry ``reference``, or ``None`` (built in
+    another process): what reads a task back from a dataset (:func:`mapgen.push_to_argilla`) asks."""
+    return _FUNCTIONS.get(reference)
 
 
 def _forget() -> None:

@@ -2,8 +2,9 @@
 
 It reads only the dataset and the provenance records (:mod:`mapgen.mapping.provenance`): each answer's
 metadata names the map function that wrote it, and that function's record holds the model, backend, sampling
-parameters, task, template and prompt format. Token totals, costs and error kinds are counted from the
-columns themselves, so the card is right for the rows at hand (after a ``filter`` or ``select``, too).
+parameters, task, template and prompt format. Token totals, costs, error kinds, answers cut at the token
+limit and the ratings' distribution are counted from the columns themselves, so the card is right for the
+rows at hand (after a ``filter`` or ``select``, too).
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, constants
 
 from mapgen._version import __version__
+from mapgen.core.request import CUT_AT_LIMIT
 from mapgen.core.units import format_cost
 from mapgen.errors import error_kinds
 from mapgen.mapping.provenance import lookup
+from mapgen.report.preview import example_rows
+from mapgen.report.ratings import IMAGE, RatingCounts, rating_svg
 from mapgen.report.totals import ModelUsage, answer_metadata, metadata_columns, usage
 
 MAPGEN_URL = "https://github.com/mapgen/mapgen"
@@ -29,6 +35,57 @@ _BATCH = 10_000
 _SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
 _SIZES += [(10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B")]
 _SIZES += [(10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
+EXAMPLE_ROWS = 3
+"""How many of the dataset's rows the card shows."""
+PLACEHOLDER_REPO = "<user>/<dataset>"
+"""The loading snippet's repo id when the card is made without one."""
+
+
+class MapgenDatasetCard(DatasetCard):
+    """A :class:`huggingface_hub.DatasetCard` with the files its text shows beside it (``files``: name ->
+    text; the rating chart, :data:`mapgen.report.ratings.IMAGE`), which :meth:`save` writes beside the
+    ``README.md`` and :meth:`push_to_hub` uploads in the same commit."""
+
+    def __init__(
+        self, content: str, ignore_metadata_errors: bool = False, files: dict[str, str] | None = None
+    ):
+        super().__init__(content, ignore_metadata_errors=ignore_metadata_errors)
+        self.files = dict(files or {})
+
+    def save(self, filepath: Path | str) -> None:
+        """Write the card to ``filepath`` and its ``files`` into the same folder."""
+        super().save(filepath)
+        for name, text in self.files.items():
+            (Path(filepath).parent / name).write_text(text, encoding="utf-8")
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        token: str | None = None,
+        repo_type: str | None = None,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        revision: str | None = None,
+        create_pr: bool | None = None,
+        parent_commit: str | None = None,
+    ) -> Any:
+        """Upload the card as ``README.md`` and its ``files`` beside it, in one commit (as
+        :meth:`huggingface_hub.RepoCard.push_to_hub`, which uploads the card alone). Returns the
+        :class:`huggingface_hub.CommitInfo`."""
+        repo_type = repo_type or self.repo_type
+        self.validate(repo_type=repo_type)
+        texts = {constants.REPOCARD_NAME: str(self), **self.files}
+        operations = [CommitOperationAdd(path, text.encode("utf-8")) for path, text in texts.items()]
+        return HfApi(token=token).create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message or "Update dataset card",
+            commit_description=commit_description,
+            repo_type=repo_type,
+            revision=revision,
+            create_pr=create_pr,
+            parent_commit=parent_commit,
+        )
 
 
 @dataclass
@@ -41,19 +98,30 @@ class Step:
     record: dict[str, Any] | None = None
     models: list[str] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    cut: int = 0
+    """Answers cut at the token limit (a ``finish_reason`` in :data:`mapgen.core.request.CUT_AT_LIMIT`)."""
 
     @property
     def name(self) -> str:
         return _STEPS.get(self.column.removesuffix("_metadata"), self.column.removesuffix("_metadata"))
 
 
-def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = None) -> Any:
+def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = None) -> MapgenDatasetCard:
     """A :class:`huggingface_hub.DatasetCard` for ``ds`` that records how its mapgen columns were made.
+
+    It opens with a snippet that loads the dataset (``load_dataset(repo_id)``; a placeholder id without
+    ``repo_id``), the first 3 rows (texts cut at 200 characters, Markdown-escaped, URL credentials masked;
+    without the prompt, raw-response and metadata columns, and without columns empty in all 3), and, where
+    a label step wrote ratings (the score columns its provenance record names: ``rating``,
+    ``weighted_rating``...), their distribution: a table of counts per score, and a bar chart, the SVG file
+    ``rating_distribution.svg`` in the card's ``files``, which ``card.save(path)`` writes beside the card
+    and ``card.push_to_hub`` / :func:`mapgen.push_to_hub` upload beside the ``README.md``.
 
     For each step (each map function whose answers are in the dataset, found through the ``provenance``
     reference in ``generation_metadata`` / ``labelling_metadata``): the model(s), backend, sampling
     parameters, task with its fields, template and system prompt, the prompt format, answers (and how many
-    came from the response store), token and cost totals, error counts by kind, and the fingerprint chain:
+    came from the response store), answers cut at the token limit (``finish_reason`` ``length``), token and
+    cost totals, error counts by kind, and the fingerprint chain:
     each step's map-function fingerprint, then the dataset's own ``_fingerprint``. Its YAML header
     (:class:`huggingface_hub.DatasetCardData`) has the tags ``synthetic`` and ``mapgen``, the size
     category and the chain. The records come from this process, else from the response store ``store``
@@ -77,9 +145,11 @@ def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = Non
         (['synthetic', 'mapgen'], ['n<1K'])
         >>> "SmolLM2-135M-Instruct.Q4_1" in card.text and "{{ input }}" in card.text
         True
+        >>> 'ds = load_dataset("me/fruits")' in card.text, "| `input` | Name a fruit. |" in card.text
+        (True, True)
     """
     import datasets
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCardData
 
     if isinstance(ds, datasets.DatasetDict):  # the splits' rows together; the chain ends with each split
         tail = [f"dataset[{name}]:{split._fingerprint}" for name, split in ds.items()]
@@ -104,8 +174,10 @@ def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = Non
         tags=["synthetic", "mapgen"],
         mapgen={"version": __version__, "fingerprint_chain": chain},
     )
-    body = _body(ds, steps, chain, repo_id)
-    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    charts = _rating_counts(ds, steps)
+    body = _body(ds, steps, chain, repo_id, charts)
+    files = {IMAGE: rating_svg(charts)} if charts else {}
+    return MapgenDatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}", files=files)
 
 
 def _steps(ds: Any, store: str | None) -> list[Step]:
@@ -116,8 +188,8 @@ def _steps(ds: Any, store: str | None) -> list[Step]:
         named = (f"{prefix}_errors", f"{prefix}_error")
         errors = _error_kinds(ds, next((c for c in named if c in ds.column_names), None))
         models = _values(ds, f"{prefix}_model")
-        for reference, totals in _totals(ds, column).items():
-            steps.append(Step(column, reference, totals, models=sorted(models), errors=errors))
+        for reference, (totals, cut) in _totals(ds, column).items():
+            steps.append(Step(column, reference, totals, models=sorted(models), errors=errors, cut=cut))
     records = lookup([s.reference for s in steps if s.reference], store=store)
     for step in steps:
         step.record = records.get(step.reference) if step.reference else None
@@ -132,13 +204,30 @@ def _batches(ds: Any, column: str):
         yield array
 
 
-def _totals(ds: Any, column: str) -> dict[str | None, ModelUsage]:
-    """Per provenance reference: what the answers in ``column`` add up to (:class:`ModelUsage`)."""
+def _totals(ds: Any, column: str) -> dict[str | None, tuple[ModelUsage, int]]:
+    """Per provenance reference: what the answers in ``column`` add up to (:class:`ModelUsage`), and how
+    many of them were cut at the token limit (reused ones too: the answer is cut wherever it came from)."""
     found: dict[str | None, ModelUsage] = {}
+    cut: Counter[str | None] = Counter()
     for array in _batches(ds, column):  # in batches: a million rows' metadata is not read at once
         for meta in answer_metadata(array.to_pylist()):
-            found.setdefault(meta.get("provenance"), ModelUsage()).add(meta)
-    return found
+            reference = meta.get("provenance")
+            found.setdefault(reference, ModelUsage()).add(meta)
+            cut[reference] += meta.get("finish_reason") in CUT_AT_LIMIT
+    return {reference: (totals, cut[reference]) for reference, totals in found.items()}
+
+
+def _rating_counts(ds: Any, steps: list[Step]) -> list[RatingCounts]:
+    """The distribution of each score column the steps' records name, that ``ds`` still has."""
+    scales: dict[str, tuple[int, int]] = {}
+    for step in steps:
+        for column, (low, high) in ((step.record or {}).get("scores") or {}).items():
+            scales.setdefault(column, (low, high))
+    return [
+        RatingCounts.of(column, scale, (array.to_pylist() for array in _batches(ds, column)))
+        for column, scale in scales.items()
+        if column in ds.column_names
+    ]
 
 
 def _values(ds: Any, column: str) -> set[str]:
@@ -175,7 +264,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=repr)
 
 
-def _body(ds: Any, steps: list[Step], chain: list[str], repo_id: str | None) -> str:
+def _body(
+    ds: Any, steps: list[Step], chain: list[str], repo_id: str | None, charts: list[RatingCounts]
+) -> str:
     title = repo_id or "Dataset made with mapgen"
     lines = [
         f"# {title}",
@@ -183,7 +274,11 @@ def _body(ds: Any, steps: list[Step], chain: list[str], repo_id: str | None) -> 
         f"This dataset was made with [mapgen]({MAPGEN_URL}) {__version__}: {len(ds)} rows, columns "
         + ", ".join(f"`{c}`" for c in ds.column_names)
         + ".",
+        *_cut_lines(steps),
         "",
+        *_loading_lines(repo_id),
+        *_example_lines(ds),
+        *_rating_lines(charts),
         "## How the columns were made",
     ]
     for number, step in enumerate(steps, 1):
@@ -201,17 +296,78 @@ def _body(ds: Any, steps: list[Step], chain: list[str], repo_id: str | None) -> 
         "## Totals",
         "",
         "| step | answers requested | reused from the response store | prompt tokens | completion tokens "
-        "| cost (USD) |",
-        "|---|---|---|---|---|---|",
+        "| cost (USD) | cut at the token limit |",
+        "|---|---|---|---|---|---|---|",
     ]
     for number, step in enumerate(steps, 1):
         t = step.totals
         lines.append(
             f"| {number}. {step.name} | {t.requests} | {t.reused} | {t.prompt_tokens} | "
-            f"{t.completion_tokens} | {_cost(t.cost, t.unpriced)} |"
+            f"{t.completion_tokens} | {_cost(t.cost, t.unpriced)} | {step.cut} |"
         )
     lines += ["", *_usage_lines(ds)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _cut_lines(steps: list[Step]) -> list[str]:
+    """The warning that some answers stopped at the token limit, and how to pick them out."""
+    cut = sum(step.cut for step in steps)
+    if not cut:
+        return []
+    answers = sum(step.totals.requests + step.totals.reused for step in steps)
+    by_step = ", ".join(f"{step.cut} by {step.name} (`{step.column}`)" for step in steps if step.cut)
+    most = max(steps, key=lambda step: step.cut).column
+    return [
+        "",
+        f"**{cut} of {answers} answers were cut at the token limit** ({by_step}): their `finish_reason` is "
+        f"`length`, the model had more to say when it reached `max_new_tokens`. `mapgen.flatten(ds).filter("
+        f'lambda row: row["{most}"]["finish_reason"] == "length")` picks them out.',
+    ]
+
+
+def _loading_lines(repo_id: str | None) -> list[str]:
+    snippet = f'from datasets import load_dataset\n\nds = load_dataset("{repo_id or PLACEHOLDER_REPO}")'
+    lines = ["## Load it", "", _fenced(snippet, "python"), ""]
+    if repo_id is None:
+        lines += [
+            f"`{PLACEHOLDER_REPO}` stands for the dataset's repo on the Hub: "
+            "`mapgen.push_to_hub(ds, repo_id)` writes its id here.",
+            "",
+        ]
+    return lines
+
+
+def _example_lines(ds: Any) -> list[str]:
+    """The first rows, without what only repeats or describes the answers: each step's metadata (which
+    the totals below sum up), its prompt (the row's own columns, as chat messages) and raw response."""
+    leave_out = set(metadata_columns(ds))
+    for column in metadata_columns(ds):
+        prefix = column.removesuffix("_metadata")
+        leave_out |= {f"{prefix}_prompt", f"raw_{prefix}_response", f"raw_{prefix}_responses"}
+    rows = example_rows(ds, rows=EXAMPLE_ROWS, leave_out=leave_out)
+    if not rows:
+        return []
+    shown = min(EXAMPLE_ROWS, len(ds))
+    return [
+        "## Example rows",
+        "",
+        f"The first {shown} of {len(ds)} rows. Long texts are cut (…); the prompt, raw-response and metadata "
+        "columns are left out, and so are columns empty in all of these rows.",
+        *rows,
+        "",
+    ]
+
+
+def _rating_lines(charts: list[RatingCounts]) -> list[str]:
+    if not charts:
+        return []
+    names = ", ".join(f"`{chart.column}`" for chart in charts)
+    lines = ["## Ratings", "", f"![How many answers got each score ({names})]({IMAGE})", ""]
+    for chart in charts:
+        low, high = chart.scale
+        note = " (a weighted rating counts at its nearest score)" if chart.rounded else ""
+        lines += [f"`{chart.column}`, from {low} to {high}{note}:", "", *chart.markdown(), ""]
+    return lines
 
 
 def _cost(cost: float | None, unpriced: int) -> str:
@@ -235,6 +391,7 @@ def _step_section(number: int, step: Step) -> list[str]:
             "",
             f"- models: {models}",
             f"- failed, by kind: {errors}",
+            f"- cut at the token limit (`finish_reason` `length`): {step.cut}",
             "",
             "The record of this step is not in this process or the response store: it ran with "
             "`cache=False` in another process, with another store (pass `store=`), before mapgen recorded "
@@ -251,6 +408,7 @@ def _step_section(number: int, step: Step) -> list[str]:
         f"- prompt format: {record['prompt_format']}",
         f"- options: {', '.join(f'{k}={v!r}' for k, v in record['options'].items())}",
         f"- failed, by kind: {errors}",
+        f"- cut at the token limit (`finish_reason` `length`): {step.cut}",
         f"- mapgen {record['mapgen_version']} (output format {record['output_format']})",
         "",
         "Sampling parameters and backend settings (the backend's fingerprint fields; never keys):",

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mapgen.core.keywords import checked_keywords
 from mapgen.core.prices import price_for
 from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, Request
@@ -133,6 +134,7 @@ _METHODS = {
 }
 
 
+@checked_keywords
 def estimate(ds: Any, fn: MapFunction, *, pilot: int = DEFAULT_PILOT) -> Estimate:
     """What ``ds.map(fn, batched=True)`` would send and cost, sending at most ``pilot`` requests.
 

@@ -22,7 +22,9 @@ def push_to_hub(
     commit_message: str = "Upload dataset made with mapgen",
 ) -> Any:
     """Push ``ds`` to the Hub dataset repo ``repo_id`` (``ds.push_to_hub``), then its card
-    (:func:`mapgen.dataset_card`) as the repo's ``README.md``.
+    (:func:`mapgen.dataset_card`) as the repo's ``README.md``, with the files it shows beside it (the
+    chart of its ratings, ``rating_distribution.svg``, where a label step wrote ratings) in the same commit.
+    The card's loading snippet names ``repo_id``.
 
     The card is built first, so a dataset without mapgen columns fails before anything is uploaded. The
     card keeps the YAML that ``datasets`` writes on push (``dataset_info``, ``configs``), so

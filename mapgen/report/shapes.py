@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mapgen.core.keywords import checked_keywords
 from mapgen.errors import MapgenWarning, error_kind
 from mapgen.mapping.provenance import lookup
 from mapgen.report.totals import metadata_columns
@@ -65,6 +66,7 @@ class _Layout:
     generation only, so that totals count each answer once."""
 
 
+@checked_keywords
 def flatten(
     ds: Any,
     *,
@@ -109,6 +111,7 @@ def flatten(
     return _flatten(ds, _layout(ds, columns, store, "flatten"))
 
 
+@checked_keywords
 def to_sft(
     ds: Any,
     *,

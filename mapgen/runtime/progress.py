@@ -11,25 +11,29 @@ keep totals of their own.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import multiprocessing
 import os
+import sys
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.sharedctypes import RawArray
+from types import FrameType
 from typing import Any
 
 from mapgen.core.units import NANO_USD, format_cost, format_tokens
 
 COUNTERS = (
-    "requests", "reused", "failed", "retries", "reasks",
+    "requests", "reused", "failed", "retries", "reasks", "truncated",
     "prompt_tokens", "completion_tokens", "cost", "priced", "unpriced",
 )  # fmt: skip
 """What :data:`counters` totals: requests sent, answers reused from the store, failed answers, retries,
-re-asks of answers that failed their answer model, and of the answers received, their prompt and completion
-tokens, their cost in nano-USD (:data:`mapgen.core.units.NANO_USD`), and how many had a price and how many
-had none (:func:`mapgen.core.columns.answer_came` says which answers came)."""
+re-asks of answers that failed their answer model, answers cut at the token limit (``finish_reason``
+``length``: :attr:`mapgen.core.request.Completion.cut`), and of the answers received, their prompt and
+completion tokens, their cost in nano-USD (:data:`mapgen.core.units.NANO_USD`), and how many had a price and
+how many had none (:func:`mapgen.core.columns.answer_came` says which answers came)."""
 
 MAX_SLOTS = 1024
 """Processes that can add to one :class:`Counters` (a parent and every worker it forked over its life);
@@ -65,6 +69,8 @@ class Counters:
         except OSError:  # no shared memory here (some sandboxes): this process's totals only
             self._values = (ctypes.c_int64 * (width * (MAX_SLOTS + 2)))()
             self._claim_lock = threading.Lock()
+        self.resets = 0
+        """How many times :meth:`reset` ran in this process: totals taken before one no longer apply."""
         self._forget_slot()
         _instances.add(self)
 
@@ -101,6 +107,7 @@ class Counters:
         width = len(self._names)
         for i in range(width, len(self._values)):
             self._values[i] = 0
+        self.resets += 1
 
     def _claim(self) -> int:
         """Give this process a slot of its own: once per process, under the lock across processes; its
@@ -130,7 +137,7 @@ _instances: weakref.WeakSet[Counters] = weakref.WeakSet()
 
 counters = Counters()
 """Totals of this process and its ``num_proc`` workers: ``requests``, ``reused``, ``failed``, ``retries``,
-``reasks``."""
+``reasks``, ``truncated``, tokens and cost (:data:`COUNTERS`)."""
 
 
 _MAIN_PID = os.getpid()
@@ -138,13 +145,20 @@ _TICK = 0.1  # seconds between two refreshes of the bar, as tqdm's own default `
 
 
 class RequestProgress:
-    """A progress bar of the requests sent and answered, beside datasets' row bar.
+    """A progress bar of the requests one ``ds.map`` sent and got answered, beside datasets' row bar.
 
     Rows can take several requests each (``num_generations``, one judge call per text) and answers can
-    come from the response store, so the bar counts requests and shows what ``counters`` holds:
-    answers reused, retries, failures. Every process (``num_proc`` workers included) adds to shared
-    totals; the bar appears in the main process only, drawn by a small daemon thread that reads them,
-    and follows ``datasets.disable_progress_bars()``.
+    come from the response store, so the bar counts requests and shows what :data:`counters` moved by in
+    the map: answers failed, cut at the token limit (``truncated``), retries, answers reused, tokens and
+    cost. Every process (``num_proc`` workers included) adds to shared totals; the bar appears in the
+    main process only, drawn by a small daemon thread that reads them, and follows
+    ``datasets.disable_progress_bars()``. It writes to ``sys.stderr`` as it is at each write, not as it was
+    when the bar was made (llama-cpp-python points it at ``/dev/null`` while it loads a model).
+
+    Each ``ds.map`` of a mapgen function gets a bar of its own, which closes as the map ends: the function
+    calls :meth:`follow_map` as ``datasets`` hands it a batch, and so does this process before ``datasets``
+    forks its ``num_proc`` workers. Requests sent outside a ``ds.map`` (``fn(batch)``,
+    ``IterableDataset.map``) share one bar, up to :meth:`close` or the next map.
 
     Example:
         >>> bar = RequestProgress()
@@ -155,11 +169,26 @@ class RequestProgress:
         self._totals = Counters(("expected", "answered"))
         self._bar: Any = None
         self._lock = threading.Lock()  # the bar's: the drawing thread against close()
-        self._shown = (0, 0)  # (expected, answered) already closed off: a new bar counts from there
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._own = [0, 0]  # requests this process expects and got answered: [expected, answered]
         self._drawn: tuple[int, ...] | None = None  # the numbers the bar shows now
+        self._map: weakref.ref[Any] | None = None  # datasets' Map bar of the map the bar follows
+        self._from = self._now()  # the totals the bar counts from: those when the last one closed
+
+    def follow_map(self) -> None:
+        """Close the bar if the caller runs in another ``ds.map`` than the one it follows, so that the next
+        request opens a bar of this map's own; close it when this map ends. In the main process, in a
+        ``Dataset.map`` of a mapgen function (found up the stack: :func:`_map_bar`); a walk up the stack,
+        once a batch."""
+        if os.getpid() != _MAIN_PID:
+            return
+        map_bar = _map_bar(sys._getframe(1))
+        if map_bar is None or (self._map is not None and self._map() is map_bar):
+            return
+        self.close()  # the earlier map's bar (or that of requests sent outside a map) ends here
+        self._map = weakref.ref(map_bar)
+        _before_closing(map_bar, self._map_ended)
 
     def expect(self, count: int) -> None:
         """``count`` more requests are on their way."""
@@ -181,7 +210,7 @@ class RequestProgress:
                 self._draw()
 
     def close(self) -> None:
-        """Draw the final totals and close the bar; the next request starts a new one."""
+        """Draw the final totals and close the bar; the next request starts a new one, counting from here."""
         if os.getpid() != _MAIN_PID:
             return
         with self._lock:
@@ -189,21 +218,32 @@ class RequestProgress:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
-            totals = self._totals.snapshot()
-            self._shown = (totals["expected"], totals["answered"])
+            self._from = self._now()
+            self._map = None
+
+    def _map_ended(self, map_bar: Any) -> None:
+        """datasets' Map bar of a map is closing (the map ended, or raised): this map's bar closes first."""
+        if self._map is not None and self._map() is map_bar:
+            self.close()
+
+    def _now(self) -> tuple[dict[str, int], int, dict[str, int]]:
+        """The request totals, how many times :data:`counters` was reset, and its totals."""
+        return self._totals.snapshot(), counters.resets, counters.snapshot()
 
     def _draw(self) -> None:
-        """Bring the bar up to the shared totals (under ``self._lock``)."""
+        """Bring the bar up to the shared totals, less those it counts from (under ``self._lock``)."""
+        requests, resets, start = self._from
         totals = self._totals.snapshot()
-        expected, answered = totals["expected"] - self._shown[0], totals["answered"] - self._shown[1]
+        expected = totals["expected"] - requests["expected"]
+        answered = totals["answered"] - requests["answered"]
         if self._bar is None:
             if expected <= 0 or not _bars_enabled():
                 return
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=0, desc="Requests", unit=" req", dynamic_ncols=True, delay=_TICK)
+            self._bar = _new_bar(expected)
             self._drawn = None
         now = counters.snapshot()
+        if counters.resets == resets:  # else they started again from zero since: all of them are new
+            now = {name: now[name] - start[name] for name in _SHOWN}
         # Every number shown: failures and retries are counted after the answer that ends a batch, so
         # a bar that looked at the request counts alone would keep showing the totals before them.
         shown = (expected, answered, *(now[name] for name in _SHOWN))
@@ -245,23 +285,105 @@ class RequestProgress:
         self._bar = None
         self._thread = None
         self._own = [0, 0]
+        self._map = None
 
 
-_SHOWN = ("reused", "retries", "failed", "prompt_tokens", "completion_tokens", "cost", "priced", "unpriced")
+def _map_bar(frame: FrameType | None) -> Any:
+    """datasets' ``Map`` bar (its local ``pbar``) of the innermost ``Dataset.map`` that ``frame`` runs in, up
+    its stack; ``None`` outside one (or in a ``datasets`` that names it otherwise: then the bar is not per
+    map). The Map bar lives exactly as long as the map runs: made before its first batch (and before its
+    ``num_proc`` workers are forked), closed as it ends, also by an error; its function may be a mapgen
+    function or wrap one."""
+    while frame is not None:
+        if frame.f_code.co_name == "map" and str(frame.f_globals.get("__name__")).startswith("datasets."):
+            bar = frame.f_locals.get("pbar")  # DatasetDict.map has none: its Dataset.map is further in
+            if callable(getattr(bar, "close", None)):
+                return bar
+        frame = frame.f_back
+    return None
+
+
+def _before_closing(bar: Any, callback: Callable[[Any], None]) -> None:
+    """Call ``callback(bar)`` as ``bar`` (a tqdm bar) is closed, before it closes (inner bars close first);
+    the bar is held weakly, so that it is dropped as usual."""
+    held = weakref.ref(bar)
+    close = type(bar).close
+
+    def closing() -> None:
+        bar = held()
+        if bar is None:
+            return
+        try:
+            callback(bar)
+        finally:
+            close(bar)
+
+    bar.close = closing
+
+
+class _Stderr:
+    """``sys.stderr`` as it is at each write: the bar's stream. A library may swap ``sys.stderr`` for a
+    while (llama-cpp-python points it at ``/dev/null`` while it loads a model), and a bar that kept the
+    stream it was made with would write there for ever. A write that fails (a closed stream) is dropped,
+    not the bar."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (AttributeError, OSError, ValueError):  # None (pythonw), or closed
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stderr.flush()
+
+    def fileno(self) -> int:  # tqdm reads the terminal's width through it
+        return sys.stderr.fileno()
+
+    def isatty(self) -> bool:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+    @property
+    def encoding(self) -> str | None:  # tqdm draws with Unicode blocks where it can
+        return getattr(sys.stderr, "encoding", None)
+
+    def __eq__(self, other: object) -> bool:  # tqdm.write() clears the bars on the stream it writes to
+        return other is self or other is sys.stderr
+
+    __hash__ = object.__hash__
+
+
+def _new_bar(total: int) -> Any:
+    """A ``Requests`` bar: a widget in a notebook, else a text bar on :class:`_Stderr`."""
+    from tqdm.auto import tqdm
+
+    notebook = any(kind.__module__ == "tqdm.notebook" for kind in tqdm.__mro__)
+    stream = {} if notebook else {"file": _Stderr()}  # a widget writes to no stream
+    return tqdm(total=total, desc="Requests", unit=" req", dynamic_ncols=True, **stream)
+
+
+_SHOWN = (
+    "reused", "retries", "failed", "truncated",
+    "prompt_tokens", "completion_tokens", "cost", "priced", "unpriced",
+)  # fmt: skip
 
 
 def _postfix(totals: dict[str, int]) -> dict[str, str | int]:
-    """The bar's counts after its numbers: failed, retries, reused, then the tokens received so far and
-    their cost where a price is known (:mod:`mapgen.core.prices`), a lower bound while some had none.
+    """The bar's counts after its numbers: failed, answers cut at the token limit (``truncated``, where
+    there are any), retries, reused, then the tokens received so far and their cost where a price is known
+    (:mod:`mapgen.core.prices`), a lower bound while some had none.
 
     Example:
-        >>> _postfix({"reused": 1, "retries": 0, "failed": 0, "prompt_tokens": 1500, "completion_tokens": 500,
-        ...           "cost": 1_200_000, "priced": 3, "unpriced": 0})
-        {'failed': 0, 'retries': 0, 'reused': 1, 'tokens': '2.0k', 'cost': '$0.001200'}
+        >>> _postfix({"reused": 1, "retries": 0, "failed": 0, "truncated": 2, "prompt_tokens": 1500,
+        ...           "completion_tokens": 500, "cost": 1_200_000, "priced": 3, "unpriced": 0})
+        {'failed': 0, 'truncated': 2, 'retries': 0, 'reused': 1, 'tokens': '2.0k', 'cost': '$0.001200'}
     """
 
     # In the order the bar always showed them (tqdm sorts keyword postfixes), then the new ones.
-    postfix: dict[str, str | int] = {name: totals[name] for name in ("failed", "retries", "reused")}
+    postfix: dict[str, str | int] = {"failed": totals["failed"]}
+    if totals["truncated"]:  # beside the failures: answers that came, but cut short
+        postfix["truncated"] = totals["truncated"]
+    postfix |= {name: totals[name] for name in ("retries", "reused")}
     tokens = totals["prompt_tokens"] + totals["completion_tokens"]
     if tokens:
         postfix["tokens"] = format_tokens(tokens)
@@ -283,6 +405,8 @@ request_progress = RequestProgress()
 def _before_fork() -> None:
     if os.getpid() == _MAIN_PID:
         request_progress._pause()
+        # Most often datasets forking num_proc workers for a map, whose function the parent never calls.
+        request_progress.follow_map()
 
 
 def _after_fork_in_parent() -> None:

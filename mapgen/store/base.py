@@ -68,8 +68,8 @@ class StoreURL(str):
 
 # The fields an answer is stored with, and their defaults: computed once, so new fields of Completion are
 # stored without a change here. The error fields never are (failed answers are not stored), nor what
-# parsing found (repaired: each read parses anew).
-_NOT_STORED = frozenset({"error", "error_kind", "from_store", "repaired"})
+# parsing found (repaired: each read parses anew), nor the retries that sending it took (a reuse takes none).
+_NOT_STORED = frozenset({"error", "error_kind", "from_store", "repaired", "retries"})
 _NO_DEFAULT = object()
 _STORED = tuple(
     (field.name, _NO_DEFAULT if field.default is dataclasses.MISSING else field.default)
@@ -80,8 +80,10 @@ _KNOWN = frozenset(name for name, _ in _STORED)
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def encode(completion: Completion) -> str:
+def encode(completion: Completion, *, stored_by: str | None = None, stored_at: int | None = None) -> str:
     """One answer as compact JSON, leaving out fields at their default (``None``): small, and cheap to make.
+    ``stored_by`` (the model, as ``generation_model`` names it) and ``stored_at`` (Unix seconds) are kept
+    beside the answer for :meth:`ResponseStore.delete`; :func:`decode` ignores them.
 
     Example:
         >>> encode(Completion(text="Paris", finish_reason="stop"))
@@ -92,6 +94,10 @@ def encode(completion: Completion) -> str:
         value = getattr(completion, name)
         if value is not None and value != default:
             values[name] = value
+    if stored_by is not None:
+        values["stored_by"] = stored_by
+    if stored_at is not None:
+        values["stored_at"] = stored_at
     return _encode_json(values)
 
 
@@ -281,9 +287,10 @@ class ResponseStore:
         raise NotImplementedError
 
     # -- writes ---------------------------------------------------------------------------------------
-    def put(self, key: str, completion: Completion) -> None:
+    def put(self, key: str, completion: Completion, *, model: str | None = None) -> None:
         """Store one successful completion (failed ones are not stored, so they are retried), and release
         any claim on its key; committed by the writer thread within one transaction (:meth:`flush` waits).
+        ``model`` (the name ``generation_model`` shows) and the time are kept for :meth:`delete`.
 
         Never raises: an outage is ridden out (see :mod:`mapgen.store.base`); a store that cannot be
         written warns once (:class:`StoreWarning`) and stores nothing more in this process until
@@ -291,7 +298,7 @@ class ResponseStore:
         """
         if completion.text is None or self._write_error is not None:
             return
-        self._enqueue(("put", key, encode(completion)))
+        self._enqueue(("put", key, encode(completion, stored_by=model, stored_at=int(time.time()))))
         if next(self._queued) - self._committed >= MAX_UNCOMMITTED:
             self.flush()  # the writer fell behind (a slow disk or database): wait, so a kill loses little
 
@@ -489,6 +496,38 @@ class ResponseStore:
         Raises:
             StoreError: the store cannot be cleared.
         """
+        raise NotImplementedError
+
+    def delete(self, *, model: str | None = None, older_than: float | None = None) -> int:
+        """Delete the stored answers of ``model`` (the name ``generation_model`` shows), stored more than
+        ``older_than`` seconds ago, or both; how many were deleted. Answers stored by a release before
+        this one carry neither: ``older_than`` takes them as old, ``model`` never matches them. Records
+        that are not answers (provenance, batch jobs) stay. :meth:`clear` deletes everything.
+
+        Raises:
+            ValueError: neither filter given, or ``older_than`` negative.
+            StoreError: the store cannot be read or written.
+
+        Example:
+            >>> import tempfile
+            >>> from mapgen.store import open_store
+            >>> store = open_store(f"sqlite:///{tempfile.mkdtemp()}/responses.sqlite3")
+            >>> store.put("k1", Completion(text="Paris"), model="gpt-4o-mini")
+            >>> store.put("k2", Completion(text="Rome"), model="smollm2")
+            >>> store.delete(model="gpt-4o-mini"), len(store)
+            (1, 1)
+        """
+        if model is None and older_than is None:
+            raise ValueError("delete() needs model= or older_than=; clear() deletes every answer.")
+        if older_than is not None and older_than < 0:
+            raise ValueError(f"older_than must be >= 0 seconds, got {older_than!r}.")
+        self.flush()
+        cutoff = None if older_than is None else int(time.time() - older_than)
+        return self._ride_out(functools.partial(self._delete, model, cutoff))
+
+    def _delete(self, model: str | None, stored_before: int | None) -> int:
+        """Delete the answers (not other records) of ``model`` stored before ``stored_before`` (Unix
+        seconds; no time counts as before), each filter skipped when ``None``; how many were deleted."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

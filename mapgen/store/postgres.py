@@ -377,6 +377,21 @@ class PostgresStore(ResponseStore):
             lambda c: _value(c.execute("SELECT pg_total_relation_size('mapgen_responses')"))
         )
 
+    def _delete(self, model: str | None, stored_before: int | None) -> int:
+        # PostgreSQL 15 has no test for valid JSON: only values as mapgen writes them ("{...}") are read.
+        def delete(connection: psycopg.Connection) -> int:
+            fields = "CASE WHEN value LIKE '{%%}' THEN value::jsonb END"
+            cursor = connection.execute(
+                f"DELETE FROM mapgen_responses WHERE key NOT LIKE 'provenance:%%'"
+                f" AND (%(model)s::text IS NULL OR ({fields}) ->> 'stored_by' = %(model)s)"
+                f" AND (%(before)s::bigint IS NULL"
+                f" OR coalesce((({fields}) ->> 'stored_at')::bigint, 0) < %(before)s)",
+                {"model": model, "before": stored_before},
+            )
+            return cursor.rowcount
+
+        return self._transact(delete)
+
     def clear(self) -> None:
         """Delete every stored answer (the claims of runs in progress stay)."""
         self.flush()

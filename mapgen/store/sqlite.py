@@ -260,6 +260,17 @@ class SQLiteStore(ResponseStore):
         """Bytes on disk, the write-ahead log included (works on a damaged file too)."""
         return sum(f.stat().st_size for f in self._files() if f.exists())
 
+    def _delete(self, model: str | None, stored_before: int | None) -> int:
+        # A value that is not JSON (a damaged answer) matches no model and has no time: it counts as old.
+        with self._using() as connection:
+            return connection.execute(
+                "DELETE FROM responses WHERE key NOT LIKE 'provenance:%'"
+                " AND (?1 IS NULL OR (json_valid(value) AND json_extract(value, '$.stored_by') = ?1))"
+                " AND (?2 IS NULL OR coalesce(CASE WHEN json_valid(value)"
+                " THEN json_extract(value, '$.stored_at') END, 0) < ?2)",
+                (model, stored_before),
+            ).rowcount
+
     def clear(self) -> None:
         """Delete every stored answer. A damaged file is removed, with its journal, and a new store begun.
 

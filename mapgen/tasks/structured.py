@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mapgen.core.review import ReviewLayout
+from mapgen.core.review import ReviewLayout, answer_fields
 from mapgen.core.schema import answer_model, arrow_types, is_model, to_arrow_value
 from mapgen.tasks.base import Task, schema_of
 from mapgen.tasks.parsing import parse_model
@@ -108,12 +108,15 @@ class StructuredTask(Task):
         return state
 
     def review(self) -> ReviewLayout:
-        """One record per answer (its JSON), beside the row's inputs, rated 1 to 5 by people."""
+        """One record per answer, beside the row's inputs: each field of the answer shown on its own with
+        a question to correct it (:func:`mapgen.core.review.answer_fields`: a label question for a
+        ``Literal`` or enum field, a rating for a small bounded integer, else a text question)."""
+        fields = answer_fields(self.schema)
         return ReviewLayout(
-            items="raw_generation_responses",
+            items=fields[0].name,
             per_generation=True,
-            rating_title="Rate this record",
-            rubric="Is every field right for the input? From 1 (wrong) to 5 (all right).",
+            answer_fields=fields,
+            rubric="Is this field right for the input? Keep the suggested value, or correct it.",
         )
 
 
