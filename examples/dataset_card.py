@@ -2,7 +2,7 @@
 column was made (models, sampling parameters, templates, prompt format, fingerprint chain, tokens,
 errors by kind), and push the dataset with it to the Hub.
 
-    python examples/dataset_card.py                       # print the card, write out/card/README.md
+    python examples/dataset_card.py                       # print the card, save it and its chart in out/card
     python examples/dataset_card.py --push-to-hub me/tips  # also push (token: HF_TOKEN or `hf auth login`)
 
 From the shell, `mapgen generate ... --push-to-hub me/tips` does the same push.
