@@ -338,6 +338,11 @@ def test_the_card_shows_rows_a_loading_snippet_the_ratings_and_the_answers_cut(f
 
     # the two answers cut at max_new_tokens, counted for their step
     assert "**2 of 9 answers were cut at the token limit** (2 by generate (`generation_metadata`))" in text
+    assert mapgen.summary(ds).truncated == 2  # the count the summary and the CLI print
+    advice = re.search(r"`ds\.filter\((lambda row: .*?)\)` picks out their rows\.", text).group(1)
+    assert ds.filter(eval(advice))["input"] == [
+        "Describe a colour."
+    ]  # the card's filter runs, and picks them
     generate_section, label_section = text.split("### 1. generate")[1].split("### 2. label")
     assert "- cut at the token limit (`finish_reason` `length`): 2" in generate_section
     assert "- cut at the token limit (`finish_reason` `length`): 0" in label_section

@@ -27,6 +27,7 @@ from mapgen.errors import error_kinds
 from mapgen.mapping.provenance import lookup
 from mapgen.report.preview import example_rows
 from mapgen.report.ratings import IMAGE, RatingCounts, rating_svg
+from mapgen.report.summary import summary
 from mapgen.report.totals import ModelUsage, answer_metadata, metadata_columns, usage
 
 MAPGEN_URL = "https://github.com/mapgen/mapgen"
@@ -274,7 +275,7 @@ def _body(
         f"This dataset was made with [mapgen]({MAPGEN_URL}) {__version__}: {len(ds)} rows, columns "
         + ", ".join(f"`{c}`" for c in ds.column_names)
         + ".",
-        *_cut_lines(steps),
+        *_cut_lines(ds, steps),
         "",
         *_loading_lines(repo_id),
         *_example_lines(ds),
@@ -309,19 +310,31 @@ def _body(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _cut_lines(steps: list[Step]) -> list[str]:
-    """The warning that some answers stopped at the token limit, and how to pick them out."""
-    cut = sum(step.cut for step in steps)
-    if not cut:
+def _cut_lines(ds: Any, steps: list[Step]) -> list[str]:
+    """The warning that some answers stopped at the token limit (counted as :func:`mapgen.summary` counts
+    them), by step, and the ``filter`` that picks out their rows."""
+    found = summary(ds)
+    if not found.truncated:
         return []
     answers = sum(step.totals.requests + step.totals.reused for step in steps)
     by_step = ", ".join(f"{step.cut} by {step.name} (`{step.column}`)" for step in steps if step.cut)
-    most = max(steps, key=lambda step: step.cut).column
+    column = max(steps, key=lambda step: step.cut).column
+    is_list, reasons = found.cut[column]
+    said = ", ".join(f"`{reason}`" for reason in reasons)
+    test = (
+        f'm["finish_reason"] == "{reasons[0]}"'
+        if len(reasons) == 1
+        else f'm["finish_reason"] in {tuple(reasons)}'
+    )
+    select = (
+        f'any(m and {test} for m in row["{column}"])' if is_list else f'(m := row["{column}"]) and {test}'
+    )
     return [
         "",
-        f"**{cut} of {answers} answers were cut at the token limit** ({by_step}): their `finish_reason` is "
-        f"`length`, the model had more to say when it reached `max_new_tokens`. `mapgen.flatten(ds).filter("
-        f'lambda row: row["{most}"]["finish_reason"] == "length")` picks them out.',
+        f"**{found.truncated} of {answers} answers were cut at the token limit** ({by_step}): the model had "
+        f"more to say when it reached `max_new_tokens` (`finish_reason` {said}). "
+        f"`ds.filter(lambda row: {select})` picks out their rows"
+        + (f" (those of `{column}`)." if len([step for step in steps if step.cut]) > 1 else "."),
     ]
 
 
