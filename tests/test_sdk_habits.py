@@ -10,7 +10,7 @@ import pickle
 import pytest
 
 import mapgen
-from mapgen.core.keywords import CheckedKeywords, suggestion
+from mapgen.core.keywords import suggestion
 from mapgen.llms.base import LLM
 from mapgen.tasks.base import Task
 
@@ -48,15 +48,35 @@ def test_a_wrong_keyword_names_the_close_match(make, message):
     assert message in str(raised.value)
 
 
-def test_every_config_class_checks_its_keywords():
+MAP_FUNCTIONS = (
+    "generate", "label", "to_preference", "flatten", "to_sft", "summary", "estimate", "dataset_card",
+    "push_to_hub", "push_to_argilla", "to_argilla", "GenerateFunction", "LabelFunction", "PipelineFunction",
+)  # fmt: skip
+"""The public functions that take options by keyword, and the map function classes."""
+
+
+def config_classes():
     def subclasses(cls):
         for sub in cls.__subclasses__():
             yield sub
             yield from subclasses(sub)
 
-    for base in (LLM, Task):
-        for cls in subclasses(base):
-            assert issubclass(cls, CheckedKeywords)
+    return [
+        cls
+        for base in (LLM, Task)
+        for cls in (base, *subclasses(base))
+        if cls.__module__.startswith("mapgen")
+    ]
+
+
+@pytest.mark.parametrize(
+    "make", [*config_classes(), *(getattr(mapgen, name) for name in MAP_FUNCTIONS)], ids=lambda f: f.__name__
+)
+def test_every_config_class_and_map_function_names_the_close_match(make):
+    with pytest.raises(
+        TypeError, match=r"unexpected keyword argument 'max_tokenz'; (did you mean|it takes) "
+    ):
+        make(max_tokenz=1)
 
 
 def test_an_unknown_name_lists_what_is_taken():

@@ -55,6 +55,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from mapgen.core.keywords import checked_keywords
 from mapgen.core.review import AnswerField, ReviewLayout, answer_text
 from mapgen.core.urls import mask_url
 from mapgen.errors import ArgillaUnreachable
@@ -169,6 +170,7 @@ def argilla_spec(
     return _generations_spec(rows, task, layout, input_columns)
 
 
+@checked_keywords
 def to_argilla(
     ds: datasets.Dataset | Iterable[Mapping[str, Any]],
     task: Any = None,
@@ -214,6 +216,7 @@ def _export(rg: Any, spec: ArgillaSpec, name: str, workspace: str | None, client
     return ArgillaExport(dataset, [_record(rg, r) for r in spec.records])
 
 
+@checked_keywords
 def push_to_argilla(
     ds: datasets.Dataset | Iterable[Mapping[str, Any]],
     task: Any = None,

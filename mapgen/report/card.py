@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, constants
 
 from mapgen._version import __version__
+from mapgen.core.keywords import checked_keywords
 from mapgen.core.request import CUT_AT_LIMIT
 from mapgen.core.units import format_cost
 from mapgen.errors import error_kinds
@@ -107,6 +108,7 @@ class Step:
         return _STEPS.get(self.column.removesuffix("_metadata"), self.column.removesuffix("_metadata"))
 
 
+@checked_keywords
 def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = None) -> MapgenDatasetCard:
     """A :class:`huggingface_hub.DatasetCard` for ``ds`` that records how its mapgen columns were made.
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mapgen.core.keywords import checked_keywords
 from mapgen.report.card import dataset_card
 
 
+@checked_keywords
 def push_to_hub(
     ds: Any,
     repo_id: str,

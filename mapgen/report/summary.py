@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mapgen.core.keywords import checked_keywords
 from mapgen.core.request import CUT_AT_LIMIT
 from mapgen.core.units import format_cost, format_usd
 from mapgen.errors import error_kind, error_kinds
@@ -258,6 +259,7 @@ class Summary:
         printer.text(str(self))
 
 
+@checked_keywords
 def summary(ds: Any, *, columns: Sequence[str] | None = None) -> Summary:
     """What a dataset's mapgen answers add up to: rows, answers, failures by kind, answers cut at
     ``max_new_tokens``, retries, answers reused, tokens and cost (:class:`Summary`; ``print`` it for the
