@@ -8,9 +8,9 @@ compiling CPU has it) and OpenMP's thread pool. The Makefile builds without both
   with ``use_extra_bufts=False`` (llama.cpp's model parameter; set on the parameters llama-cpp-python
   builds when its ``Llama`` does not take it as a keyword).
 - OpenMP: GNU libgomp's thread pool does not survive ``fork``: a ``num_proc`` worker forked after its
-  parent ran the model with several threads hangs in its first multi-threaded step. ggml enters OpenMP
-  only for ``n_threads > 1``, so in such a worker the engine runs on one thread (each worker is one of
-  ``num_proc`` anyway), and says so in the ``mapgen`` log.
+  parent loaded the model can hang in its first multi-threaded step (seen with 2 threads in both). ggml
+  enters OpenMP only for more than one thread, so in such a worker the engine runs on one thread, for
+  prompts too (``n_threads_batch``; each worker is one of ``num_proc`` anyway), and says so in the log.
 
 Example:
     >>> build_features(import_llama_cpp())["AVX2"] in ("0", "1")
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 _PARAMS_LOCK = threading.Lock()
 _openmp_threads_in: int | None = None
-"""The process id that ran an OpenMP build's engine with several threads; a forked child inherits it."""
+"""The process id that loaded an OpenMP build's engine; a forked child inherits it."""
 
 
 def import_llama_cpp() -> Any:
@@ -59,25 +59,28 @@ def load_llama(llama_cpp: Any, *, n_threads: int, use_extra_bufts: bool | None, 
     (see the module's notes); ``use_extra_bufts=None`` turns them off only for a build with AMX code."""
     global _openmp_threads_in
     features = build_features(llama_cpp)
-    if features.get("OPENMP") == "1" and n_threads > 1:
+    threads: dict[str, int] = {"n_threads": n_threads}
+    if features.get("OPENMP") == "1":
         if _openmp_threads_in not in (None, os.getpid()):
+            # Prompt batches run on n_threads_batch (llama-cpp-python's default: every core): both at 1,
+            # ggml never enters an OpenMP region.
+            threads = {"n_threads": 1, "n_threads_batch": 1}
             logger.warning(
                 "llama.cpp was built with OpenMP, whose thread pool hangs in a process forked after its "
-                "parent used it (num_proc): this worker runs the model on 1 thread, not %d. Build "
-                "llama-cpp-python with CMAKE_ARGS='-DGGML_OPENMP=OFF' to keep them.",
+                "parent used it (num_proc): this worker runs the model on 1 thread. Build llama-cpp-python "
+                "with CMAKE_ARGS='-DGGML_OPENMP=OFF' to keep %d.",
                 n_threads,
             )
-            n_threads = 1
         else:
             _openmp_threads_in = os.getpid()
     if use_extra_bufts is None:
         use_extra_bufts = False if any(name.startswith("AMX") for name in features) else None
     if use_extra_bufts is None:
-        return llama_cpp.Llama(n_threads=n_threads, **options)
+        return llama_cpp.Llama(**threads, **options)
     if "use_extra_bufts" in inspect.signature(llama_cpp.Llama.__init__).parameters:
-        return llama_cpp.Llama(n_threads=n_threads, use_extra_bufts=use_extra_bufts, **options)
+        return llama_cpp.Llama(**threads, use_extra_bufts=use_extra_bufts, **options)
     with _model_defaults(llama_cpp, use_extra_bufts=use_extra_bufts):
-        return llama_cpp.Llama(n_threads=n_threads, **options)
+        return llama_cpp.Llama(**threads, **options)
 
 
 @contextlib.contextmanager
