@@ -597,9 +597,16 @@ def test_a_reask_is_a_new_request_for_the_store_with_its_own_seed(fault_server):
     fault_server.configure(api_key=fault_server.api_key, replies=[{"in_turn": [invalid, valid]}])
     fn = mapgen.generate(structured_llm(fault_server, seed=7), mapgen.StructuredTask(Verdict))
     before = mapgen.counters.snapshot()
-    row = run(fn)[0]
+    ds = run(fn)
+    row = ds[0]
     assert row["rating"] == [4] and row["reason"] == ["short"] and row["generation_errors"] == [None]
-    assert mapgen.counters.snapshot()["reasks"] - before["reasks"] == 1
+    after = mapgen.counters.snapshot()
+    assert after["reasks"] - before["reasks"] == 1
+    # Both answers were paid for: the dataset's tokens are those of the two answers received, not the last's
+    [meta] = row["generation_metadata"]
+    received = {name: after[name] - before[name] for name in ("prompt_tokens", "completion_tokens")}
+    assert (meta["prompt_tokens"], meta["completion_tokens"]) == tuple(received.values())
+    assert mapgen.summary(ds).tokens == sum(received.values())
     assert [body["seed"] for body in fault_server.requests()] == [7, 7 + 1_000_000]
     # a re-run (in memory: only the store can spare requests) asks nothing: both answers are stored
     fault_server.configure(api_key=fault_server.api_key, default_reply=invalid)

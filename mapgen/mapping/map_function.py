@@ -359,8 +359,9 @@ class MapFunction(CheckedKeywords):
         ``max_reasks`` times, as a new request (``attempt`` 1, 2...: its own store key and seed). A re-ask
         that gets no answer at all keeps the invalid one and its error. An answer cut at the token limit is
         not asked again (its error is a ``length`` one: the same limit would cut it again). Every re-ask is
-        counted (``counters["reasks"]``). Each answer is parsed once: the caller writes its row from the
-        pairs.
+        counted (``counters["reasks"]``), and an answer that replaces an invalid one carries its tokens,
+        cost and retries (both were paid for: the dataset's totals must not drop the first). Each answer is
+        parsed once: the caller writes its row from the pairs.
         """
         answers = [self.read_answer(completion) for completion in completions]
         for attempt in range(1, self.max_reasks + 1):
@@ -371,7 +372,7 @@ class MapFunction(CheckedKeywords):
             again = self.complete([replace(requests[i], attempt=attempt) for i in invalid], rank=rank)
             for i, completion in zip(invalid, again, strict=True):
                 if completion.text is not None:
-                    answers[i] = self.read_answer(completion)
+                    answers[i] = self.read_answer(_paid_with(completion, answers[i][0]))
         return answers
 
     def _send(
@@ -580,6 +581,17 @@ def writable(completion: Completion) -> Completion:
     if clean_text is text and clean_reasoning is reasoning:
         return completion
     return replace(completion, text=clean_text, reasoning=clean_reasoning)
+
+
+def _paid_with(answer: Completion, earlier: Completion) -> Completion:
+    """``answer`` with the tokens, cost and retries of the invalid ``earlier`` answer it replaces added to
+    its own (a count unknown on one side is the other's)."""
+
+    def total(a: Any, b: Any) -> Any:
+        return a if b is None else b if a is None else a + b
+
+    spent = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "cost", "retries")
+    return replace(answer, **{name: total(getattr(answer, name), getattr(earlier, name)) for name in spent})
 
 
 def _invalid(completion: Completion, error: str | None) -> bool:
