@@ -38,7 +38,9 @@ from mapgen.errors import (
 )
 from mapgen.generate import GenerateFunction, generate
 from mapgen.integrations.argilla import push_to_argilla, to_argilla
-from mapgen.label import LabelFunction, label
+from mapgen.integrations.argilla_pull import pull_from_argilla
+from mapgen.judging import JudgeCheck, judge_check
+from mapgen.label import JuryLabelFunction, LabelFunction, label
 from mapgen.llms import (
     LLM,
     Completion,
@@ -52,8 +54,10 @@ from mapgen.llms import (
 )
 from mapgen.llms.anthropic import AnthropicLLM
 from mapgen.llms.formats import PROMPT_FORMATS, format_prompt
+from mapgen.llms.jury import Jury
 from mapgen.pipeline import PipelineFunction, pipeline
 from mapgen.preference import to_preference
+from mapgen.report.agreement import Agreement, agreement
 from mapgen.report.card import dataset_card
 from mapgen.report.estimate import Estimate, estimate
 from mapgen.report.explain import explain_cache
@@ -72,6 +76,7 @@ from mapgen.tasks import (
     JudgeLMTask,
     LabellingTask,
     MagpieTask,
+    PairwiseJudgeTask,
     PrometheusTask,
     QualityScorerTask,
     RoundsTask,
@@ -89,6 +94,7 @@ __all__ = [
     "LLM",
     "OUTPUT_FORMAT_VERSION",
     "PROMPT_FORMATS",
+    "Agreement",
     "AnthropicLLM",
     "BatchPending",
     "CacheWarning",
@@ -106,7 +112,10 @@ __all__ = [
     "InputError",
     "Interrupted",
     "InvalidOutput",
+    "JudgeCheck",
     "JudgeLMTask",
+    "Jury",
+    "JuryLabelFunction",
     "LLMPool",
     "LabelFunction",
     "LabellingTask",
@@ -116,6 +125,7 @@ __all__ = [
     "MapgenWarning",
     "MissingColumnError",
     "OpenAILLM",
+    "PairwiseJudgeTask",
     "ParseError",
     "PipelineFunction",
     "Price",
@@ -139,6 +149,7 @@ __all__ = [
     "UltraJudgeTask",
     "Usage",
     "__version__",
+    "agreement",
     "counters",
     "dataset_card",
     "error_kind",
@@ -150,10 +161,12 @@ __all__ = [
     "flatten",
     "format_prompt",
     "generate",
+    "judge_check",
     "label",
     "parsing",
     "pipeline",
     "price_for",
+    "pull_from_argilla",
     "push_to_argilla",
     "push_to_hub",
     "schema",

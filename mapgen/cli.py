@@ -37,6 +37,7 @@ examples:
   mapgen generate --num-generations 2 --output out/generated
   mapgen label --dataset out/generated --output out/labelled
   mapgen generate --dataset prompts.csv --column prompt --llm openai:gpt-4o-mini --output out/ds.jsonl
+  mapgen judge-check --llm openai:gpt-4o-mini
 
 Run 'mapgen COMMAND --help' for the options of a command."""
 
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``mapgen`` argument parser: ``generate``, ``label``, ``cache``, and ``--version``."""
+    """The ``mapgen`` argument parser: ``generate``, ``label``, ``cache``, ``judge-check``, ``--version``."""
     parser = argparse.ArgumentParser(
         prog="mapgen",
         description=DESCRIPTION,
@@ -202,6 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cache.add_argument("--yes", "-y", action="store_true", help="clear without asking")
     cache.set_defaults(command=run_cache)
+
+    check = commands.add_parser(
+        "judge-check",
+        help="measure a judge on mapgen's pairs of a right and a wrong answer, before labelling with it",
+        description="Judge mapgen's shipped pairs (120 prompts, each with a checked better and worse answer: "
+        "arithmetic, unit conversions, dates, capitals, code, instructions) in both orders with a pairwise "
+        "task, and print the judge's pairwise accuracy (chance: 0.50), its position consistency and what it "
+        "cost. Answers go to the response store, so a re-run costs nothing.",
+    )
+    add_llm_arguments(check, temperature=0.0)
+    check.add_argument(
+        "--sample",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="judge N pairs, drawn evenly across the categories (default: all 120)",
+    )
+    check.set_defaults(command=run_judge_check)
     return parser
 
 
@@ -627,6 +646,16 @@ def run_map(ds: Any, fn: Callable[..., Any], args: argparse.Namespace, desc: str
     files = [Path(entry["filename"]) for entry in ds.cache_files]
     predate = bool(files) and all(file.stat().st_mtime < wall for file in files)
     return ds, seconds, RunCounts.between(before, mapgen.counters.snapshot(), cache_files_predate=predate)
+
+
+def run_judge_check(args: argparse.Namespace) -> int:
+    """Print :func:`mapgen.judge_check`'s table for the judge ``--llm`` names."""
+    import mapgen
+
+    check = mapgen.judge_check(build_llm(args), sample=args.sample)
+    _close_bar()
+    print("\n" + str(check))
+    return 0
 
 
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -66,8 +66,9 @@ def pipeline(
     ``honesty``, ``instruction-following``. ``labeller`` defaults to OpenAI's ``gpt-4o-mini``
     (:data:`DEFAULT_LABELLER_MODEL`; it needs ``OPENAI_API_KEY``). ``labeller_kwargs`` go where they
     belong: fields of :class:`~mapgen.UltraFeedbackTask` (``per_generation``, ``template``,
-    ``system_prompt``) to the task, ``weighted_ratings`` and ``input_columns`` to :func:`mapgen.label`,
-    and, with the default labeller only, the rest to its config (``temperature``, ``api_key``...).
+    ``system_prompt``) to the task, ``weighted_ratings``, ``swap`` and ``input_columns`` to
+    :func:`mapgen.label`, and, with the default labeller only, the rest to its config (``temperature``,
+    ``api_key``...).
     ``store`` is the response store of both steps (see :func:`mapgen.generate`).
 
     The dataset needs an ``input`` column (or pass ``generation_task`` with your template). The result
@@ -92,7 +93,9 @@ def pipeline(
     task_fields = {f.name for f in dataclasses.fields(UltraFeedbackTask)} - {"aspect"}
     task_kwargs = {k: labeller_kwargs.pop(k) for k in list(labeller_kwargs) if k in task_fields}
     label_kwargs = {
-        k: labeller_kwargs.pop(k) for k in list(labeller_kwargs) if k in ("weighted_ratings", "input_columns")
+        k: labeller_kwargs.pop(k)
+        for k in list(labeller_kwargs)
+        if k in ("weighted_ratings", "swap", "input_columns")
     }
     if labeller is None:
         labeller = default_labeller(**labeller_kwargs)

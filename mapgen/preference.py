@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import datasets
 
 from mapgen.core.keywords import checked_keywords
+from mapgen.errors import MapgenWarning
+
+logger = logging.getLogger(__name__)
 
 PAIRINGS = ("best-worst", "best-rest", "all")
 TIES = ("drop", "keep")
 FORMATS = ("text", "chat")
+
+CONSISTENCY = "rating_consistency"
+"""The column ``label(..., swap=True)`` writes: whether both orders ranked a row's texts the same way."""
+
+INCONSISTENT = "inconsistent"
+"""A pairwise ``preference`` whose two orders disagreed (``label(..., swap=True)``)."""
+
+DROPPED = ("inconsistent", "tie", "margin")
+"""What a pair can be dropped for, in the order the filters apply: its row's order did not hold both ways,
+its ratings are equal, they differ by less than ``min_margin``."""
 
 
 @checked_keywords
@@ -21,10 +37,12 @@ def to_preference(
     pairs: Literal["best-worst", "best-rest", "all"] = "best-worst",
     ties: Literal["drop", "keep"] = "drop",
     min_margin: float = 0.0,
+    consistent_only: bool = True,
     format: Literal["text", "chat"] = "text",
     prompt_column: str = "input",
     generations_column: str = "generations",
     rating_column: str = "rating",
+    preference_column: str = "preference",
     keep_columns: Sequence[str] = (),
 ) -> datasets.Dataset:
     """Preference pairs from a labelled dataset, ready for DPO trainers (TRL's ``DPOTrainer`` and the
@@ -39,14 +57,31 @@ def to_preference(
       ``"best-rest"``: the best against each lower-rated one; ``"all"``: every pair with different
       ratings. Among equal best (or worst) ratings, the earliest generation is taken, so the result
       is the same on every run;
-    - ties: a pair whose ratings differ by no more than ``min_margin`` is dropped (``ties="drop"``,
-      default), since it carries no preference; ``ties="keep"`` keeps equal-rated pairs (ordered by
-      position) for trainers that model ties;
+    - ties: a pair with equal ratings is dropped (``ties="drop"``, default), since it carries no
+      preference; ``ties="keep"`` keeps them (ordered by position) for trainers that model ties;
+    - margin: a pair whose ratings differ by less than ``min_margin`` is dropped (a close call of a
+      judge is often noise);
+    - position swaps: where the rows were judged in both orders (``label(..., swap=True)``: a
+      ``rating_consistency`` column), ``consistent_only=True`` (default) keeps only the pairs of rows
+      whose ranking held both ways (``rating_consistency`` ``True``; ``False`` or ``None``, a verdict
+      that failed, give none);
     - ``format="chat"`` writes ``prompt`` as a user message list and ``chosen`` / ``rejected`` as
       assistant message lists (TRL's conversational format); ``"text"`` writes plain strings.
 
     ``rating_column`` may name ``weighted_rating`` (from ``label(..., weighted_ratings=True)``) or
-    ``score`` (critique tasks).
+    ``score`` (critique tasks). A dataset with no ``rating_column`` and a ``preference_column`` (from
+    :class:`~mapgen.PairwiseJudgeTask`: ``"a"``, ``"b"``, ``"tie"`` or ``"inconsistent"``) gives a pair
+    per row that prefers one of its two generations (a tie only with ``ties="keep"``, the first generation
+    as ``chosen``; an ``inconsistent`` row never: it names no preference), without rating columns;
+    ``min_margin`` needs ratings.
+
+    How many pairs each filter dropped is logged, and said in a :class:`~mapgen.MapgenWarning` when the
+    margin or the consistency filter dropped any: ``dropped 3 of 5 pairs: 2 inconsistent (the order
+    of the answers changed the judge's ranking), 1 within min_margin=1.0``.
+
+    Raises:
+        ValueError: a column is missing (it names the columns present), an option is not one of its
+            choices, ``min_margin`` is negative, or given for a pairwise dataset.
 
     Example:
         >>> ds = datasets.Dataset.from_dict({
@@ -63,37 +98,76 @@ def to_preference(
     _check_choice("format", format, FORMATS)
     if isinstance(min_margin, bool) or not isinstance(min_margin, (int, float)) or min_margin < 0:
         raise ValueError(f"min_margin must be a number >= 0, got {min_margin!r}.")
-    needed = [prompt_column, generations_column, rating_column, *keep_columns]
-    missing = [column for column in needed if column not in ds.column_names]
+    pairwise = rating_column not in ds.column_names and preference_column in ds.column_names
+    needed = [prompt_column, generations_column, preference_column if pairwise else rating_column]
+    missing = [column for column in [*needed, *keep_columns] if column not in ds.column_names]
     if missing:
         raise ValueError(
             f"to_preference needs column(s) {missing}, which the dataset does not have "
             f"(columns: {ds.column_names}). Label it first with mapgen.label(...), or name the columns."
         )
+    if pairwise and min_margin:
+        raise ValueError(
+            f"min_margin compares ratings, and the dataset has a pairwise {preference_column!r} column "
+            "instead: leave min_margin at 0."
+        )
+    checked = consistent_only and not pairwise and CONSISTENCY in ds.column_names
+    dropped: Counter[str] = Counter()
 
     def make_pairs(batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {
             "prompt": [],
             "chosen": [],
             "rejected": [],
-            "chosen_rating": [],
-            "rejected_rating": [],
+            **({} if pairwise else {"chosen_rating": [], "rejected_rating": []}),
             **{column: [] for column in keep_columns},
         }
         for i, prompt in enumerate(batch[prompt_column]):
             generations = batch[generations_column][i] or []
-            ratings = batch[rating_column][i] or []
-            for chosen, rejected in _row_pairs(generations, ratings, pairs, ties, min_margin):
+            if pairwise:
+                found = _preferred(generations, batch[preference_column][i], ties, dropped)
+            else:
+                ratings = batch[rating_column][i] or []
+                held = batch[CONSISTENCY][i] is True if checked else True
+                found = _row_pairs(generations, ratings, pairs, ties, min_margin, held, dropped)
+            for chosen, rejected in found:
                 out["prompt"].append(_message("user", prompt) if format == "chat" else prompt)
                 for side, index in (("chosen", chosen), ("rejected", rejected)):
                     text = generations[index]
                     out[side].append(_message("assistant", text) if format == "chat" else text)
-                    out[f"{side}_rating"].append(float(ratings[index]))
+                    if not pairwise:
+                        out[f"{side}_rating"].append(float(ratings[index]))
                 for column in keep_columns:
                     out[column].append(batch[column][i])
         return out
 
-    return ds.map(make_pairs, batched=True, remove_columns=ds.column_names, desc="Preference pairs")
+    # Not from datasets' cache: the counts of what was dropped come from running it.
+    result = ds.map(
+        make_pairs,
+        batched=True,
+        remove_columns=ds.column_names,
+        load_from_cache_file=False,
+        desc="Preference pairs",
+    )
+    _report(dropped, result.num_rows, min_margin)
+    return result
+
+
+def _report(dropped: Counter[str], kept: int, min_margin: float) -> None:
+    """Log how many pairs each filter dropped; warn when the margin or the consistency filter did."""
+    total = sum(dropped.values())
+    why = {
+        "inconsistent": "inconsistent (the order of the answers changed the judge's ranking)",
+        "tie": "tied",
+        "margin": f"within min_margin={min_margin}",
+    }
+    parts = [f"{dropped[name]} {why[name]}" for name in DROPPED if dropped[name]]
+    message = f"to_preference dropped {total} of {total + kept} pairs" + (
+        f": {', '.join(parts)}" if parts else ""
+    )
+    logger.info(message)
+    if dropped["inconsistent"] or dropped["margin"]:
+        warnings.warn(message, MapgenWarning, stacklevel=4)  # the caller, past checked_keywords
 
 
 def _row_pairs(
@@ -102,8 +176,12 @@ def _row_pairs(
     pairs: str,
     ties: str,
     min_margin: float,
+    held: bool = True,
+    dropped: Counter[str] | None = None,
 ) -> list[tuple[int, int]]:
-    """(chosen, rejected) indices for one row."""
+    """(chosen, rejected) indices for one row; the pairs it proposes but drops are counted in ``dropped``
+    by why (:data:`DROPPED`): all of them when its order did not hold both ways (``held``)."""
+    dropped = Counter() if dropped is None else dropped
     rated: dict[int, float] = {
         i: rating
         for i in range(min(len(generations), len(ratings)))
@@ -114,18 +192,43 @@ def _row_pairs(
     # Stable sort, best first: among equal ratings the earlier generation comes first.
     order = sorted(rated, key=lambda i: -rated[i])
 
-    def keep(a: int, b: int) -> bool:
-        margin = rated[a] - rated[b]
-        return margin > min_margin or (ties == "keep" and margin == 0)
-
     if pairs == "best-worst":
         best, worst = order[0], order[-1]
         if rated[best] == rated[worst]:
-            worst = order[1] if ties == "keep" else worst  # all tied: keep the first two, in order
-        return [(best, worst)] if best != worst and keep(best, worst) else []
-    if pairs == "best-rest":
-        return [(order[0], other) for other in order[1:] if keep(order[0], other)]
-    return [(a, b) for k, a in enumerate(order) for b in order[k + 1 :] if keep(a, b)]
+            worst = order[1]  # all tied: the first two, in order
+        proposed = [(best, worst)]
+    elif pairs == "best-rest":
+        proposed = [(order[0], other) for other in order[1:]]
+    else:
+        proposed = [(a, b) for k, a in enumerate(order) for b in order[k + 1 :]]
+    if not held:
+        dropped["inconsistent"] += len(proposed)
+        return []
+    kept = []
+    for a, b in proposed:
+        margin = rated[a] - rated[b]
+        if margin == 0 and ties == "drop":
+            dropped["tie"] += 1
+        elif margin != 0 and margin < min_margin:
+            dropped["margin"] += 1
+        else:
+            kept.append((a, b))
+    return kept
+
+
+def _preferred(
+    generations: Sequence[str | None], preference: str | None, ties: str, dropped: Counter[str]
+) -> list[tuple[int, int]]:
+    """(chosen, rejected) for one row of a pairwise verdict (``a``, ``b``, ``tie``, ``inconsistent``)."""
+    if len(generations) != 2 or any(text is None for text in generations) or preference is None:
+        return []
+    if preference == INCONSISTENT:
+        dropped["inconsistent"] += 1
+        return []
+    if preference == "tie" and ties == "drop":
+        dropped["tie"] += 1
+        return []
+    return {"a": [(0, 1)], "b": [(1, 0)], "tie": [(0, 1)]}.get(preference, [])
 
 
 def _message(role: str, content: str) -> list[dict[str, str]]:

@@ -4,7 +4,8 @@ never up and never sideways between sibling layers, and no two modules import ea
 From the bottom: the exceptions (``mapgen.errors``) and the version; ``core`` (the shared vocabulary);
 ``runtime`` (one process's loop, interrupts, counters); ``llms``, ``store`` and ``tasks``, three siblings;
 ``mapping`` (the map machinery); ``report`` and ``integrations``, two siblings; the verbs (``generate``,
-``label``, ``preference``), ``pipeline`` that composes two of them; the faces (``mapgen`` and its CLI).
+``label``, ``preference``), ``pipeline`` that composes two of them and ``judging`` that measures a judge
+with them; the faces (``mapgen`` and its CLI).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"mapgen.mapping"},
     {"mapgen.report", "mapgen.integrations"},
     {"mapgen.generate", "mapgen.label", "mapgen.preference"},
-    {"mapgen.pipeline"},
+    {"mapgen.pipeline", "mapgen.judging"},
     {"mapgen"},
     {"mapgen.cli"},
 ]

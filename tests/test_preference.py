@@ -44,7 +44,8 @@ def test_best_rest_and_all():
 
 
 def test_min_margin():
-    ds = pairs(pairs="all", min_margin=1.5)  # z(3) vs x(2) is within the margin
+    with pytest.warns(mapgen.MapgenWarning, match="1 within min_margin=1.5"):
+        ds = pairs(pairs="all", min_margin=1.5)  # z(3) vs x(2) is within the margin
     assert list(zip(ds["chosen"], ds["rejected"], strict=True)) == [("y", "z"), ("y", "x"), ("r", "q")]
 
 
@@ -69,3 +70,86 @@ def test_clear_errors():
         mapgen.to_preference(datasets.Dataset.from_dict({"input": ["a"], "generations": [["x"]]}))
     with pytest.raises(ValueError, match="pairs must be"):
         pairs(pairs="random")
+
+
+def dropped(**kwargs):
+    """The pairs and what to_preference said it dropped (its warning, when it gave one)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = mapgen.to_preference(datasets.Dataset.from_dict(kwargs.pop("data", DATA)), **kwargs)
+    said = [str(w.message) for w in caught if issubclass(w.category, mapgen.MapgenWarning)]
+    return ds, said
+
+
+CLOSE = {
+    "input": ["a", "b", "c", "d", "e"],
+    "generations": [["x", "y"]] * 5,
+    # margins 0.5, 1.0, 1.5, 0 (a tie), 3.0
+    "rating": [[3.0, 3.5], [2.0, 3.0], [4.5, 3.0], [2.0, 2.0], [1.0, 4.0]],
+}
+
+
+def test_min_margin_drops_exactly_the_close_pairs_and_says_how_many():
+    ds, said = dropped(data=CLOSE, min_margin=1.0)
+    assert ds["prompt"] == ["b", "c", "e"]  # a margin of exactly 1.0 is kept: at least the margin
+    assert said == ["to_preference dropped 2 of 5 pairs: 1 tied, 1 within min_margin=1.0"]
+    ds, said = dropped(data=CLOSE, min_margin=1.5)
+    assert ds["prompt"] == ["c", "e"]
+    assert said == ["to_preference dropped 3 of 5 pairs: 1 tied, 2 within min_margin=1.5"]
+    ds, said = dropped(data=CLOSE)  # ties alone are dropped as ever, without a warning
+    assert ds["prompt"] == ["a", "b", "c", "e"] and said == []
+
+
+def test_all_pairs_are_counted_one_by_one():
+    ds, said = dropped(pairs="all", min_margin=1.5)
+    # a: y-z 2 kept, y-x 3 kept, z-x 1 dropped; b: tied; e: r-q 2 kept
+    assert ds.num_rows == 3
+    assert said == ["to_preference dropped 2 of 5 pairs: 1 tied, 1 within min_margin=1.5"]
+
+
+SWAPPED = {
+    "input": ["a", "b", "c", "d"],
+    "generations": [["x", "y"], ["x", "y"], ["x", "y", "z"], ["x", "y"]],
+    "rating": [[4.0, 2.0], [3.5, 3.0], [5.0, 3.0, 1.0], [None, None]],
+    "rating_consistency": [True, False, False, None],
+}
+
+
+def test_consistent_only_keeps_the_rows_whose_order_held():
+    ds, said = dropped(data=SWAPPED, pairs="best-rest")
+    assert ds["prompt"] == ["a"]
+    assert said == [
+        "to_preference dropped 3 of 4 pairs: 3 inconsistent (the order of the answers changed the judge's "
+        "ranking)"
+    ]
+    ds, said = dropped(data=SWAPPED, pairs="best-rest", consistent_only=False)
+    assert ds["prompt"] == ["a", "b", "c", "c"] and said == []
+    ds, _ = dropped(data=SWAPPED, min_margin=1.0, consistent_only=False)
+    assert ds["prompt"] == ["a", "c"]
+
+
+PAIRWISE = {
+    "input": ["a", "b", "c", "d", "e"],
+    "generations": [["x", "y"], ["x", "y"], ["x", "y"], ["x", "y"], ["x", None]],
+    "preference": ["a", "b", "tie", "inconsistent", None],
+}
+
+
+def test_pairwise_preferences_become_pairs():
+    ds, said = dropped(data=PAIRWISE)
+    assert list(zip(ds["prompt"], ds["chosen"], ds["rejected"], strict=True)) == [
+        ("a", "x", "y"),
+        ("b", "y", "x"),
+    ]
+    assert ds.column_names == ["prompt", "chosen", "rejected"]
+    assert said == [
+        "to_preference dropped 2 of 4 pairs: 1 inconsistent (the order of the answers changed the judge's "
+        "ranking), 1 tied"
+    ]
+    ds, _ = dropped(data=PAIRWISE, ties="keep", format="chat")
+    assert ds["prompt"][2] == [{"role": "user", "content": "c"}]
+    assert ds["chosen"][2] == [{"role": "assistant", "content": "x"}]
+    with pytest.raises(ValueError, match="min_margin"):
+        dropped(data=PAIRWISE, min_margin=1.0)

@@ -34,6 +34,7 @@ TASKS = {
     "ultrafeedback_instruction_following": mapgen.UltraFeedbackTask.for_instruction_following(),
     "ultrafeedback_small_models": mapgen.UltraFeedbackTask.for_small_models(),
     "judgelm": mapgen.JudgeLMTask(),
+    "pairwise": mapgen.PairwiseJudgeTask(),
     "ultrajudge": mapgen.UltraJudgeTask(),
     "quality_scorer": mapgen.QualityScorerTask(),
     "complexity_scorer": mapgen.ComplexityScorerTask(),
@@ -72,6 +73,7 @@ def test_every_task_of_the_reference_is_pinned():
     assert names == {
         "UltraFeedbackTask",
         "JudgeLMTask",
+        "PairwiseJudgeTask",
         "UltraJudgeTask",
         "QualityScorerTask",
         "ComplexityScorerTask",

@@ -40,7 +40,10 @@ Metadata: ``generation_model``, ``labelling_model``, lengths in characters (``in
 ratings of a row: small gaps are the pairs worth a human look), and ``labelling_failed``.
 
 Record ids are a digest of the record's field values (plus a counter for exact duplicates), so pushing
-the same dataset again, relabelled or not, updates its records in place instead of adding copies.
+the same dataset again, relabelled or not, updates its records in place instead of adding copies. Every
+record's ``row_index`` metadata is its row in the pushed data (a sample's records keep theirs), which
+:func:`mapgen.pull_from_argilla` (:mod:`mapgen.integrations.argilla_pull`) checks when it reads the
+reviews back.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import hashlib
 import inspect
 import json
 import os
+import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -104,15 +108,23 @@ class MetadataSpec:
     kind: str
 
 
+_ROW_INDEX = MetadataSpec("row_index", "Row in the dataset", "integer")
+"""Every record's row in the pushed dataset: :func:`mapgen.pull_from_argilla` checks it; a sample keeps it."""
+
+
 @dataclass(frozen=True)
 class RecordSpec:
-    """One record: its stable ``id``, field values, suggestions (question -> value) and metadata."""
+    """One record: its stable ``id``, field values, suggestions (question -> value) and metadata, and
+    ``position``, where its content is in the dataset: ``(row,)`` for a record per row, ``(row,
+    generation)`` for one per generated entry or answer, ``(row, generation, entry)`` for an entry of a
+    generation that is a list (Self-Instruct's instructions)."""
 
     id: str
     fields: dict[str, str]
     suggestions: dict[str, Any]
     agent: str | None
     metadata: dict[str, Any]
+    position: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -228,12 +240,19 @@ def push_to_argilla(
     client: rg.Argilla | None = None,
     batch_size: int = 256,
     store: str | None = None,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> rg.Dataset:
     """Create the Argilla dataset ``name`` for ``ds`` (see :func:`to_argilla`), or update it: records
     already there (same id) get their fields, suggestions and metadata updated, new ones are added.
 
     ``task`` defaults to the one the dataset's provenance names (:func:`task_from_provenance`). Records
     are sent ``batch_size`` at a time (at most :data:`MAX_BATCH_SIZE`, and never more than there are).
+
+    ``sample``: push the records of ``sample`` rows drawn at random (without replacement, with
+    ``random.Random(seed)``: the same seed draws the same rows; all rows when ``sample`` is at least
+    their number) for a review of part of the data. Every record keeps its row's index (the
+    ``row_index`` metadata), so :func:`mapgen.pull_from_argilla` puts the answers back on the right rows.
 
     Returns the ``rg.Dataset`` on the server.
 
@@ -249,8 +268,15 @@ def push_to_argilla(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
+        raise ValueError(f"sample must be a positive int (a number of rows) or None, got {sample!r}.")
     rg = _import_argilla()
-    spec = argilla_spec(ds, task, store=store)
+    rows = _rows(ds)
+    spec = argilla_spec(rows, task, store=store)
+    if sample is not None:
+        # The layout and the ids come from all rows: a sample's records are those a full push would make.
+        drawn = set(random.Random(seed).sample(range(len(rows)), min(sample, len(rows))))
+        spec = replace(spec, records=[r for r in spec.records if r.position[0] in drawn])
     with _reaching(rg, client, api_url):
         client = client or _client(rg, api_url, api_key)
         export = _export(rg, spec, name, workspace, client)
@@ -481,8 +507,15 @@ def _generations_spec(
         for name in text_inputs
     ]
     fields += [FieldSpec(f"generation-{i}", f"Generation {i}", required=False) for i in range(1, count + 1)]
+    # A missing (None) generation has no field, so a reviewer could not answer a required question on it
     always = [
-        all(isinstance(row.get(items_column), list) and i < len(row[items_column]) for row in rows)
+        all(
+            isinstance(row.get(items_column), list)
+            and i < len(row[items_column])
+            and isinstance(row[items_column][i], str)
+            and bool(row[items_column][i])
+            for row in rows
+        )
         for i in range(count)
     ]
     if not any(always):
@@ -515,9 +548,10 @@ def _generations_spec(
         metadata.append(MetadataSpec("rating_gap", "Gap between the two best ratings", "float"))
     if "labelling_error" in has:
         metadata.append(MetadataSpec("labelling_failed", "Labelling failed", "terms"))
+    metadata.append(_ROW_INDEX)
 
     records, contents = [], []
-    for row in rows:
+    for index, row in enumerate(rows):
         texts = row.get(items_column) or []
         field_values = {
             _name(name): row[input_columns.get(name, name)]
@@ -553,8 +587,9 @@ def _generations_spec(
             meta["rating_gap"] = _gap([ratings[i] for i in kept if i < len(ratings)])
         if "labelling_error" in has:
             meta["labelling_failed"] = "yes" if row.get("labelling_error") else "no"
+        meta["row_index"] = index
         names = {m.name for m in metadata}
-        records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names)))
+        records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names), (index,)))
         contents.append(field_values)
     return ArgillaSpec(
         guidelines=layout.guidelines or _guidelines(task, per_instruction=False),
@@ -562,8 +597,8 @@ def _generations_spec(
         questions=questions,
         metadata=metadata,
         records=[
-            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m)
-            for record_id, (f, s, a, m) in zip(_record_ids(contents), records, strict=True)
+            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m, position=p)
+            for record_id, (f, s, a, m, p) in zip(_record_ids(contents), records, strict=True)
         ],
     )
 
@@ -616,10 +651,11 @@ def _instruction_spec(
     metadata.append(
         MetadataSpec(f"{entry}_length", f"{entry.replace('_', ' ').capitalize()} length", "integer")
     )
+    metadata.append(_ROW_INDEX)
     names = {m.name for m in metadata}
 
-    entries = []  # (entry, generation model, rating, explanation, row)
-    for row in rows:
+    entries = []  # (entry, generation model, rating, explanation, row, position)
+    for index, row in enumerate(rows):
         values = row.get(instructions_column) or []
         models = row.get("generation_model") or []
         ratings = row.get(layout.rating_suggestion) if layout.rating_suggestion else None
@@ -634,18 +670,18 @@ def _instruction_spec(
             else:
                 explanation = None
             # Self-Instruct: a list of instructions each; a conversation: one transcript
-            nested = (
-                [_transcript(value)]
-                if _is_chat(value)
-                else value
-                if isinstance(value, (list, tuple))
-                else [value]
-            )
-            for instruction in nested:
+            nested: list[tuple[tuple[int, ...], Any]]
+            if _is_chat(value):
+                nested = [((index, i), _transcript(value))]
+            elif isinstance(value, (list, tuple)):
+                nested = [((index, i, j), v) for j, v in enumerate(value)]
+            else:
+                nested = [((index, i), value)]
+            for position, instruction in nested:
                 if isinstance(instruction, str) and instruction.strip():
-                    entries.append((instruction, model, rating, explanation, row))
+                    entries.append((instruction, model, rating, explanation, row, position))
     records, contents = [], []
-    for instruction, model, rating, explanation, row in entries:
+    for instruction, model, rating, explanation, row, position in entries:
         field_values = {entry: instruction}
         for name in shown:
             if isinstance(row.get(input_columns.get(name, name)), str):
@@ -660,7 +696,8 @@ def _instruction_spec(
         for name in shown:
             meta[f"{_name(name)}_length"] = _length(row.get(input_columns.get(name, name)))
         meta[f"{entry}_length"] = len(instruction)
-        records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names)))
+        meta["row_index"] = position[0]
+        records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names), position))
         contents.append(field_values)
     return ArgillaSpec(
         guidelines=layout.guidelines or _guidelines(task, per_instruction=True),
@@ -668,8 +705,8 @@ def _instruction_spec(
         questions=questions,
         metadata=metadata,
         records=[
-            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m)
-            for record_id, (f, s, a, m) in zip(_record_ids(contents), records, strict=True)
+            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m, position=p)
+            for record_id, (f, s, a, m, p) in zip(_record_ids(contents), records, strict=True)
         ],
     )
 
@@ -724,10 +761,11 @@ def _answer_spec(
         MetadataSpec(f"{_name(name)}_length", f"{name.replace('_', ' ').capitalize()} length", "integer")
         for name in shown
     ]
+    metadata.append(_ROW_INDEX)
     names = {m.name for m in metadata}
 
     records, contents = [], []
-    for row in rows:
+    for index, row in enumerate(rows):
         columns: dict[str, list[Any]] = {
             a.name: value if isinstance(value := row.get(a.name), list) else [] for a in answers
         }
@@ -751,10 +789,10 @@ def _answer_spec(
                 if suggestion is not None:
                     suggestions[question.name] = suggestion
             model = models[i] if isinstance(models, list) and i < len(models) else None
-            meta = {"generation_model": model}
+            meta = {"generation_model": model, "row_index": index}
             for name in shown:
                 meta[f"{_name(name)}_length"] = _length(row.get(input_columns.get(name, name)))
-            records.append((field_values, suggestions, model, _clean(meta, names)))
+            records.append((field_values, suggestions, model, _clean(meta, names), (index, i)))
             contents.append(field_values)
     return ArgillaSpec(
         guidelines=layout.guidelines
@@ -767,8 +805,8 @@ def _answer_spec(
         questions=questions,
         metadata=metadata,
         records=[
-            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m)
-            for record_id, (f, s, a, m) in zip(_record_ids(contents), records, strict=True)
+            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m, position=p)
+            for record_id, (f, s, a, m, p) in zip(_record_ids(contents), records, strict=True)
         ],
     )
 

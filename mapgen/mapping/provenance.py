@@ -80,7 +80,7 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     """The full provenance record of one map function, as plain JSON data.
 
     Keys: ``reference``, ``step`` (``generate`` or ``label``), ``function`` (its class), ``columns``
-    (what it writes), ``options`` (``num_generations``, ``weighted_ratings``, ``max_reasks``,
+    (what it writes), ``options`` (``num_generations``, ``weighted_ratings``, ``swap``, ``max_reasks``,
     ``input_columns``), ``items`` (a label step's rated column, as the dataset names it: what its
     per-text outputs are aligned with; ``None`` for other steps), ``scores`` (a label step's score
     columns, its task's ``score_output`` and the probability-weighted one it writes, each with the task's
@@ -94,7 +94,7 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     task_fields = {k: v for k, v in dataclass_fingerprint(task).items() if k not in ("type", *_PROMPT_TEXT)}
     options = {
         name: fingerprint_state(getattr(fn, name))
-        for name in ("num_generations", "weighted_ratings", "max_reasks", "input_columns")
+        for name in ("num_generations", "weighted_ratings", "swap", "max_reasks", "input_columns")
         if hasattr(fn, name)
     }
     record = {

@@ -206,6 +206,10 @@ def to_sft(
     )
 
 
+JURY = "mapgen.llms.jury.Jury"
+"""A jury's backend as its provenance records name it: only its aggregate scores are per generation."""
+
+
 def _check_dataset(ds: Any, name: str) -> None:
     import datasets
 
@@ -261,13 +265,21 @@ def _layout(ds: Any, columns: Sequence[str] | None, store: str | None, name: str
     for column, record in steps:
         if record.get("step") != "label":
             continue
-        per_item = _is_list(types[column])  # a prompt per text: its prompt, answer and metadata are lists
-        prompt = column.removesuffix("_metadata") + "_prompt"
+        # Two verdicts a row (label's swap=True): its prompts, answers and metadata are lists, one per order.
+        swapped = bool((record.get("options") or {}).get("swap"))
+        per_item = _is_list(types[column]) and not swapped  # a prompt per text: those lists are per text
+        step = column.removesuffix("_metadata")
+        per_row = {
+            f"{step}_prompt",
+            *((f"raw_{step}_response", f"{step}_reasoning", column) if swapped else ()),
+        }
         per_text = [
             c
             for c in record.get("columns", [])
-            if c in present and _is_list(types[c]) and (per_item or c != prompt)
+            if c in present and _is_list(types[c]) and (per_item or c not in per_row)
         ]
+        if record.get("llm", {}).get("backend") == JURY:  # its other lists hold one entry per member
+            per_text = [c for c in record.get("scores", {}) if c in present]
         rated = record.get("items") or _rated_before_items(record)
         if rated in aligned:
             aligned += per_text

@@ -8,6 +8,7 @@ from mapgen.tasks.evol import EvolComplexityTask, EvolInstructTask, EvolQualityT
 from mapgen.tasks.judgelm import JudgeLMTask
 from mapgen.tasks.labelling import LabellingTask
 from mapgen.tasks.magpie import MagpieTask
+from mapgen.tasks.pairwise import PairwiseJudgeTask
 from mapgen.tasks.rounds import RoundsTask
 from mapgen.tasks.scorers import ComplexityScorerTask, QualityScorerTask
 from mapgen.tasks.self_instruct import SelfInstructTask
@@ -28,6 +29,7 @@ __all__ = [
     "JudgeLMTask",
     "LabellingTask",
     "MagpieTask",
+    "PairwiseJudgeTask",
     "ParseError",
     "PrometheusTask",
     "QualityScorerTask",

@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -75,6 +76,35 @@ class LabellingTask(Task):
     """The numeric output; :func:`mapgen.label` can also write it probability-weighted."""
 
     scale: ClassVar[tuple[int, int]] = (1, 5)
+
+    num_items: ClassVar[int | None] = None
+    """How many texts a row must hold, none of them ``None`` (a pairwise judge: 2), or ``None`` for any
+    number; :func:`mapgen.label` gives other rows an ``input`` error."""
+
+    def merge_orders(
+        self, given: Mapping[str, Any], reverse: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool | None]:
+        """One row's outputs from its two verdicts (``mapgen.label(..., swap=True)``), and whether they
+        agree.
+
+        ``given`` was read from the texts in the row's order, ``reverse`` from them in reverse, its
+        per-text outputs already put back in the row's order (an output of the whole row that names a
+        position, such as a pairwise verdict, is the task's to put back). The default: the score of
+        each text is the mean of both verdicts' (``None`` where either has none), the other outputs are
+        ``given``'s, and the verdicts agree when both rank the texts the same way, ties included
+        (:func:`same_ranking`).
+
+        Example:
+            >>> from mapgen.tasks.judgelm import JudgeLMTask
+            >>> JudgeLMTask().merge_orders({"rating": [8.0, 6.0]}, {"rating": [6.0, 8.0]})
+            ({'rating': [7.0, 7.0]}, False)
+        """
+        merged = dict(given)
+        first, second = given.get(self.score_output), reverse.get(self.score_output)
+        if not isinstance(first, list) or not isinstance(second, list):
+            return merged, None
+        merged[self.score_output] = mean_scores(first, second)
+        return merged, same_ranking(first, second)
 
     def schema_for(self, count: int) -> dict[str, Any] | None:
         """The answer's JSON schema for ``count`` texts (``schema``, with arrays of ratings sized to
@@ -133,6 +163,41 @@ def weighted_score(
             return sum(v * w for v, w in weights.items()) / total if total > 0 else None
         offset += len(token)
     return None
+
+
+def mean_scores(first: list[Any], second: list[Any]) -> list[float | None]:
+    """Each position's mean of two score lists, ``None`` where either is ``None``.
+
+    Example:
+        >>> mean_scores([4.0, None, 2.0], [5.0, 3.0, 2.0])
+        [4.5, None, 2.0]
+    """
+    return [None if a is None or b is None else (a + b) / 2 for a, b in zip(first, second, strict=False)]
+
+
+def same_ranking(first: list[Any], second: list[Any]) -> bool | None:
+    """Whether two score lists order their positions the same way: for every two positions scored in
+    both, the same one is higher (or both tie). ``None`` when a position is scored in one list only
+    or fewer than two positions are scored: there is no ranking to compare.
+
+    Example:
+        >>> same_ranking([5, 1, 3], [4, 2, 3]), same_ranking([5, 1], [1, 5]), same_ranking([3, 3], [4, 3])
+        (True, False, False)
+    """
+    if len(first) != len(second) or any(
+        (a is None) != (b is None) for a, b in zip(first, second, strict=True)
+    ):
+        return None
+    scored = [(a, b) for a, b in zip(first, second, strict=True) if a is not None]
+    if len(scored) < 2:
+        return None
+    return all(
+        _sign(a1 - a2) == _sign(b1 - b2) for k, (a1, b1) in enumerate(scored) for a2, b2 in scored[k + 1 :]
+    )
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
 
 
 def check_scale(value: Any, scale: tuple[int, int]) -> float | None:
