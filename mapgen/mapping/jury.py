@@ -6,7 +6,7 @@ gave (``None`` on a tie). The members' agreement per row is:
 
 - numeric ratings: Kendall's coefficient of concordance ``W`` (Kendall & Babington Smith, "The Problem of
   m Rankings", Annals of Mathematical Statistics 10(3), 1939), with the correction for tied ranks, over
-  the members that rated the row and the generations each of them rated: 1 when they order the
+  the members that rated the row and the generations all of them rated: 1 when they order the
   generations the same way (all of them rating the generations equal counts as the same order), 0 when
   their orders are unrelated. It measures the order, which is what a preference pair is made from, not
   the level: a lenient and a strict judge that order alike agree. ``None`` with fewer than two such
