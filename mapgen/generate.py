@@ -14,6 +14,7 @@ from mapgen.core.prompt import Prompt
 from mapgen.core.request import Completion, Request
 from mapgen.errors import INPUT
 from mapgen.llms.base import LLM
+from mapgen.llms.jury import Jury
 from mapgen.mapping.map_function import Answer, MapFunction, completion_metadata
 from mapgen.mapping.multi_round import call_rounds, check_backend
 from mapgen.runtime.progress import counters
@@ -34,6 +35,11 @@ class GenerateFunction(MapFunction):
             raise TypeError(f"num_generations must be an int, got {type(self.num_generations).__name__}.")
         if self.num_generations < 1:
             raise ValueError(f"num_generations must be at least 1, got {self.num_generations}.")
+        if isinstance(self.llm, Jury):  # its complete() would refuse only once a batch came
+            raise TypeError(
+                "a Jury rates: pass it to mapgen.label(jury, task); to spread generations over several "
+                "LLMs, use mapgen.LLMPool."
+            )
         check_backend(self.llm, self.task)
         overwritten = sorted(set(self.output_types()) & set(self.columns().values()))
         if overwritten:  # a structured field named like the input, say

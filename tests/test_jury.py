@@ -164,7 +164,7 @@ def test_a_jury_is_a_config_of_its_members():
 def test_a_jury_cannot_generate_and_is_estimated_by_member(fault_server):
     jury = mapgen.Jury(scripted(fault_server))
     with pytest.raises(TypeError, match=r"pass it to mapgen.label\(jury, task\)"):
-        run(mapgen.generate(jury), {"input": ["q"]})
+        mapgen.generate(jury)  # refused where it is built, before any dataset is read
     fn = mapgen.label(jury, mapgen.UltraFeedbackTask())
     with pytest.raises(TypeError, match="estimate a jury's members"):
         mapgen.estimate(datasets.Dataset.from_dict(ROWS), fn)
