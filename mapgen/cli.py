@@ -655,6 +655,11 @@ def run_judge_check(args: argparse.Namespace) -> int:
     check = mapgen.judge_check(build_llm(args), sample=args.sample)
     _close_bar()
     print("\n" + str(check))
+    if args.llm == "llamacpp":  # the model mapgen ships: say what its figure is worth
+        print(
+            "\nnote: the embedded judge (SmolLM2-135M) is too small to judge: expect an accuracy near 0.50\n"
+            "(chance). A large judge should score near 1 on these pairs, whose better answer is checkable."
+        )
     return 0
 
 

@@ -366,3 +366,99 @@ def test_the_card_shows_rows_a_loading_snippet_the_ratings_and_the_answers_cut(f
     )
     assert "## Ratings" not in plain.text and plain.files == {}
     assert "were cut at the token limit**" not in plain.text and "| 1. generate | 4 | 0 |" in plain.text
+
+
+# The judge, measured: agreement with people, position consistency, a jury's agreement ---------------------
+
+
+def swapped_dataset(fault_server) -> datasets.Dataset:
+    """Three rows judged in both orders (tests/test_swap.py's scripted judge): rows 0 and 1 by content (the
+    good answer 5, the bad 2, both ways), row 2 by position (whatever comes first wins: good 4, bad 3 on
+    the mean, inconsistent)."""
+    from tests.test_swap import BAD, GOOD, TASK, by_content, first_wins, judge, rows, run
+
+    rules = [*by_content(GOOD[0], BAD[0]), *by_content(GOOD[1], BAD[1]), *first_wins(GOOD[2], BAD[2])]
+    return run(mapgen.label(judge(fault_server, *rules), TASK, swap=True), rows())
+
+
+def test_the_card_shows_the_judges_agreement_with_people_and_its_position_consistency(fault_server):
+    from sklearn.metrics import cohen_kappa_score
+
+    ds = swapped_dataset(fault_server)
+    assert ds["rating"] == [[5.0, 2.0], [5.0, 2.0], [4.0, 3.0]]
+    assert ds["rating_consistency"] == [True, True, False]
+    text = mapgen.dataset_card(ds).text
+    assert "## The judge, measured" in text and "Agreement of" not in text  # nobody reviewed yet
+    consistency = "Position consistency: 0.667 (2 of 3 rows kept the judge's ranking when their answers "
+    assert consistency in text
+
+    # As mapgen.pull_from_argilla writes two annotators' reviews: the consensus (median) and each rating.
+    each = [[[4, 5], [1, 2]], [[5, 5], [1, 1]], [[4, 4], [2, 2]]]
+    ds = ds.add_column("human_ratings", each)
+    ds = ds.add_column("human_rating", [[sum(r) / 2 for r in row] for row in each])
+    text = mapgen.dataset_card(ds).text
+    # By hand: the judge's 5 2 5 2 4 3 against people's 4.5 1.5 5 1 4 2, whole (half up) 5 2 5 1 4 2:
+    # 4 of 6 exactly, all 6 within one, and the judge orders all 3 pairs as people do.
+    judge, people = [5, 2, 5, 2, 4, 3], [5, 2, 5, 1, 4, 2]
+    kappa = cohen_kappa_score(people, judge, labels=[1, 2, 3, 4, 5], weights="quadratic")
+    result = mapgen.agreement(ds, seed=0, resamples=1000)
+    assert result.kappa == pytest.approx(kappa, abs=1e-12)
+    low, high = result.intervals["exact"]
+    assert "| n | 6 | answers rated by `rating` and `human_rating`, in 3 rows |" in text
+    assert f"| kappa (Cohen, quadratic) | {kappa:.3f} | [" in text
+    assert f"| exact | 0.667 | [{low:.3f}, {high:.3f}] |" in text
+    assert "| within_one | 1.000 |" in text
+    assert "| pairwise_accuracy | 1.000 | [1.000, 1.000]  of 3 pairs people ordered |" in text
+    assert f"| annotators' alpha (ceiling) | {result.annotators_alpha:.3f} |" in text
+    assert "95% intervals from 1000 bootstrap resamples of rows, seed 0" in text
+    assert consistency in text
+    # the section sits between the ratings and the steps
+    assert text.index("## Ratings") < text.index("## The judge, measured") < text.index("## How the columns")
+
+
+def test_without_the_judges_extra_the_card_says_so_in_one_line(fault_server, monkeypatch):
+    ds = swapped_dataset(fault_server).add_column("human_rating", [[4, 2], [5, 1], [4, 2]])
+    monkeypatch.setitem(sys.modules, "krippendorff", None)  # as if not installed
+    text = mapgen.dataset_card(ds).text
+    assert (
+        "Agreement of the judge's `rating` with people's `human_rating`: not computed. mapgen.agreement "
+        "needs krippendorff, which is not installed: pip install 'mapgen[judges]'.\n"
+    ) in text
+    assert "| kappa" not in text and "Position consistency: 0.667" in text
+
+
+def test_the_card_shows_a_jurys_agreement_its_members_and_a_member_that_also_wrote(fault_server):
+    from tests.test_jury import MODELS, RATINGS, blocks
+
+    rules = [
+        {"model": model, "contains": shown, "reply": blocks(ratings)}
+        for model, rows in RATINGS.items()
+        for shown, ratings in rows.items()
+    ]  # first: a judge's prompt holds the question too, which the writers' rules below look for
+    writers = [
+        {"model": model, "contains": "q1", "reply": ["x", "y", "z"]} for model in ("writer", "judge-a")
+    ]
+    fault_server.configure(api_key=fault_server.api_key, replies=[*rules, *writers])
+
+    def llm(model: str) -> mapgen.OpenAILLM:
+        return mapgen.OpenAILLM(model, base_url=fault_server.base_url, api_key=fault_server.api_key)
+
+    def card(writer: str) -> str:
+        ds = datasets.Dataset.from_dict({"input": ["q1"]})
+        ds = ds.map(mapgen.generate(llm(writer), num_generations=3), batched=True)
+        ds = ds.map(
+            mapgen.label(mapgen.Jury([llm(m) for m in MODELS]), mapgen.UltraFeedbackTask()), batched=True
+        )
+        assert ds["generations"] == [["x", "y", "z"]]
+        assert ds["jury_agreement"] == [pytest.approx(1 / 11)]  # tests/test_jury.py works it out by hand
+        return mapgen.dataset_card(ds).text
+
+    text = card("writer")
+    members = ", ".join(f"`{m}`" for m in MODELS)
+    assert "Jury agreement: 0.091 (the mean `jury_agreement` over 1 row: Kendall's W" in text
+    assert f"Members: {members}. Answers written by: `writer`.\n" in text
+    assert "self-preference" not in text
+    text = card("judge-a")
+    assert (
+        "Answers written by: `judge-a`. `judge-a` both wrote and judged: LLM judges favour their own" in text
+    )

@@ -1,6 +1,7 @@
 """Every script in examples/ runs, on the embedded model, with few rows and short answers."""
 
 import importlib.util
+import random
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,55 @@ def test_wire_formats():
     for answer in (openai_answer, anthropic_answer):
         assert (answer.text, answer.prompt_tokens, answer.completion_tokens) == ('{"city": "Paris"}', 21, 6)
     assert "unused" not in repr(seen)  # the keys are in neither body
+
+
+def test_judge_agreement(fault_server, argilla_server):
+    """A scripted writer and judge on the fault server, two scripted reviewers on the real argilla-server:
+    the figures the example prints, worked out by hand."""
+    import argilla as rg
+
+    from tests.test_swap import by_content, first_wins
+
+    example = load("judge_agreement")
+    right = [f"The sum is {a + b}." for a, b in example.SUMS]
+    wrong = [f"The sum is {a + b + 1}." for a, b in example.SUMS]
+    # Rows 0 to 5 rated by content (right 5, wrong 2), row 6 by position (the first shown wins:
+    # inconsistent), row 7 by content but backwards (the wrong answer 4, the right one 2, both ways).
+    judged = [rule for row in range(6) for rule in by_content(right[row], wrong[row])]
+    judged += first_wins(right[6], wrong[6]) + by_content(wrong[7], right[7])
+    written = [  # the right answer first in even rows
+        {"model": "writer", "contains": q, "reply": [r, w] if i % 2 == 0 else [w, r]}
+        for i, (q, r, w) in enumerate(zip(example.QUESTIONS, right, wrong, strict=True))
+    ]
+    fault_server.configure(
+        api_key=fault_server.api_key, replies=[*written, *({"model": "judge", **r} for r in judged)]
+    )
+
+    def llm(model):
+        return mapgen.OpenAILLM(model, base_url=fault_server.base_url, api_key=fault_server.api_key)
+
+    client = rg.Argilla(api_url=argilla_server.api_url, api_key=argilla_server.api_key)
+    ds, result, pairs = example.main(
+        llm("writer"), llm("judge"), client=client, name="example-judge-agreement", sample=6, seed=0
+    )
+    drawn = sorted(random.Random(0).sample(range(8), 6))  # the rows push_to_argilla(sample=6, seed=0) sends
+    assert [row is not None for row in ds["human_rating"]] == [i in drawn for i in range(8)]
+    # People: the right answer 5 and 4 (consensus 4.5), the wrong one 1 and 2 (1.5).
+    people = [sorted(ratings) for ratings in ds["human_ratings"][drawn[0]]]  # (in the users' id order)
+    assert people == ([[4, 5], [1, 2]] if drawn[0] % 2 == 0 else [[1, 2], [4, 5]])
+    assert ds["human_rating"][drawn[0]] == ([4.5, 1.5] if drawn[0] % 2 == 0 else [1.5, 4.5])
+    assert ds["rating_consistency"] == [True] * 6 + [False, True]
+    assert (result.n, result.rows, result.pairs) == (12, 6, 6)
+    by_content_rows = sum(row < 6 for row in drawn)  # both answers exactly as people rate them (whole)
+    assert result.exact == 2 * by_content_rows / 12
+    assert result.pairwise_accuracy == (6 - (7 in drawn)) / 6  # row 7 backwards
+    assert result.annotators_n == 12
+
+    # Pairs: row 6 inconsistent, dropped; row 7's is kept (consistent, by a margin of 2) though wrong.
+    assert pairs["prompt"] == [q for i, q in enumerate(example.QUESTIONS) if i != 6]
+    assert pairs["chosen"] == [*right[:6], wrong[7]] and pairs["rejected"] == [*wrong[:6], right[7]]
+
+    card = mapgen.dataset_card(ds).text
+    assert "| n | 12 | answers rated by `rating` and `human_rating`, in 6 rows |" in card
+    assert f"| exact | {result.exact:.3f} |" in card
+    assert "Position consistency: 0.875 (7 of 8 rows kept the judge's ranking" in card

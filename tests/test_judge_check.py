@@ -213,6 +213,12 @@ def test_a_task_that_is_not_a_labelling_task_is_refused(fault_server):
         mapgen.judge_check(scripted(fault_server), mapgen.TextGenerationTask())
 
 
+def test_a_wrong_keyword_names_the_right_one():
+    judge = mapgen.OpenAILLM("judge", base_url="http://127.0.0.1:9/v1", api_key="sk-test")
+    with pytest.raises(TypeError, match="did you mean 'sample'"):
+        mapgen.judge_check(judge, samples=6)
+
+
 def test_the_command_prints_the_table(fault_server, monkeypatch, capsys):
     scripted(fault_server, default=verdict_json("A"))
     monkeypatch.setenv("OPENAI_API_KEY", fault_server.api_key)

@@ -131,12 +131,13 @@ def judge_check(
 
     ``task`` is any labelling task that judges two answers: a pairwise one (writing ``preference``, ``a``,
     ``b`` or ``tie``) or a rating one (its score per answer: the higher rated answer is preferred, equal
-    ratings a tie); default :func:`default_task`. ``sample`` judges that many pairs, drawn evenly across the
-    categories with ``seed`` (default: all of them, 120). Requests go through ``mapgen.label``'s map like
-    any other: kept in the response store (``store``, ``cache``, ``max_reasks``: see :func:`mapgen.label`),
-    retried, failures kept as data (a failed verdict is counted in ``failed``, never raised). Returns a
-    :class:`JudgeCheck` (``n``, ``pairwise_accuracy``, ``position_consistency``, ``cost``,
-    ``by_category``); what each figure means: :mod:`mapgen.judging.check`.
+    ratings a tie; one that rates each answer in a prompt of its own sends the same prompts in both orders,
+    so its consistency is 1 by construction); default :func:`default_task`. ``sample`` judges that many
+    pairs, drawn evenly across the categories with ``seed`` (default: all of them, 120). Requests go through
+    ``mapgen.label``'s map like any other: kept in the response store (``store``, ``cache``, ``max_reasks``:
+    see :func:`mapgen.label`), retried, failures kept as data (a failed verdict is counted in ``failed``,
+    never raised). Returns a :class:`JudgeCheck` (``n``, ``pairwise_accuracy``, ``position_consistency``,
+    ``cost``, ``by_category``); what each figure means: :mod:`mapgen.judging.check`.
 
     Raises ``TypeError`` for a task that is not a labelling task, ``ValueError`` for a sample below 1.
 

@@ -26,6 +26,7 @@ from mapgen.core.request import CUT_AT_LIMIT
 from mapgen.core.units import format_cost
 from mapgen.errors import error_kinds
 from mapgen.mapping.provenance import lookup
+from mapgen.report.card_judges import judge_lines
 from mapgen.report.preview import example_rows
 from mapgen.report.ratings import IMAGE, RatingCounts, rating_svg
 from mapgen.report.summary import summary
@@ -118,7 +119,11 @@ def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = Non
     a label step wrote ratings (the score columns its provenance record names: ``rating``,
     ``weighted_rating``...), their distribution: a table of counts per score, and a bar chart, the SVG file
     ``rating_distribution.svg`` in the card's ``files``, which ``card.save(path)`` writes beside the card
-    and ``card.push_to_hub`` / :func:`mapgen.push_to_hub` upload beside the ``README.md``.
+    and ``card.push_to_hub`` / :func:`mapgen.push_to_hub` upload beside the ``README.md``. Where the
+    dataset measured its judge (:mod:`mapgen.report.card_judges`), a section says how far: its agreement
+    with people (``human_rating``, from :func:`mapgen.pull_from_argilla`: :func:`mapgen.agreement`'s
+    table, with n and bootstrap intervals), its position consistency (``rating_consistency``) and a
+    jury's agreement (``jury_agreement``, with the members' models).
 
     For each step (each map function whose answers are in the dataset, found through the ``provenance``
     reference in ``generation_metadata`` / ``labelling_metadata``): the model(s), backend, sampling
@@ -282,6 +287,7 @@ def _body(
         *_loading_lines(repo_id),
         *_example_lines(ds),
         *_rating_lines(charts),
+        *judge_lines(ds, [chart.column for chart in charts]),
         "## How the columns were made",
     ]
     for number, step in enumerate(steps, 1):

@@ -587,9 +587,9 @@ INSTRUCTIONS: list[tuple[str, str, str, Callable[[str], bool], str]] = [
         "starts with 'Sure:'",
     ),
     (
-        "Give a one-word answer: what gas do plants take in for photosynthesis?",
-        "CO2",
-        "Carbon dioxide",
+        "Give a one-word answer: which is the largest ocean on Earth?",
+        "Pacific",
+        "The Pacific Ocean",
         lambda t: words(t) == 1,
         "one word",
     ),

@@ -1,0 +1,165 @@
+"""The dataset card's section on the judge: how far its ratings can be trusted, where the dataset measured it.
+
+Three measures are read from the dataset's own columns, each shown only where present:
+
+- agreement with people: a score column of a label step (``rating``...) against ``human_rating`` (what
+  :func:`mapgen.pull_from_argilla` writes), through :func:`mapgen.agreement`;
+- position consistency: the share of rows whose ``rating_consistency`` (``label(..., swap=True)``) is
+  ``True``, among those with a value;
+- a jury's agreement: the mean of ``jury_agreement`` (:class:`mapgen.Jury`), with the members' models.
+
+A ``judge_check`` leaves no record in the dataset or the response store, so the card has none to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mapgen.report.agreement import Agreement, agreement
+
+HUMAN = "human_rating"
+"""People's rating per generation, as :func:`mapgen.pull_from_argilla` writes it."""
+CONSISTENCY = "rating_consistency"
+JURY_AGREEMENT = "jury_agreement"
+SEED, RESAMPLES = 0, 1000
+"""The bootstrap of the card's agreement intervals: reproducible, the card the same at every build."""
+
+
+def judge_lines(ds: Any, scores: Sequence[str]) -> list[str]:
+    """The card's ``## The judge, measured`` section (Markdown lines) for the label steps' score columns
+    ``scores``, or nothing when the dataset measured none of it. Raises nothing for a measure it cannot
+    compute (the ``judges`` extra missing, ratings of another shape): its line says why.
+
+    Example:
+        >>> import datasets
+        >>> ds = datasets.Dataset.from_dict({"rating_consistency": [True, False, None, True]})
+        >>> for line in judge_lines(ds, ["rating"]):  # doctest: +NORMALIZE_WHITESPACE
+        ...     print(line)
+        ## The judge, measured
+        <BLANKLINE>
+        Position consistency: 0.667 (2 of 3 rows kept the judge's ranking when their answers swapped
+        places: `rating_consistency`, from `label(..., swap=True)`; 1 row without a verdict in both
+        orders left out).
+        <BLANKLINE>
+        >>> judge_lines(datasets.Dataset.from_dict({"rating": [[4.0, 2.0]]}), ["rating"])
+        []
+    """
+    found = [
+        *_agreement_lines(ds, scores),
+        *_consistency_lines(_column(ds, CONSISTENCY)),
+        *_jury_lines(
+            _column(ds, JURY_AGREEMENT), _column(ds, "labelling_model"), _column(ds, "generation_model")
+        ),
+    ]
+    if not found:
+        return []
+    return ["## The judge, measured", "", *found]
+
+
+def _column(ds: Any, name: str) -> pa.ChunkedArray | None:
+    """Column ``name`` of the rows at hand (after a ``filter`` or ``select`` too), as Arrow."""
+    if name not in ds.column_names:
+        return None
+    return ds.select_columns([name]).with_format("arrow")[:][name]
+
+
+def _agreement_lines(ds: Any, scores: Sequence[str]) -> list[str]:
+    """For each score column beside people's ratings: :func:`mapgen.agreement`'s table, or one line
+    saying why it is missing."""
+    if HUMAN not in ds.column_names:
+        return []
+    lines: list[str] = []
+    for column in scores:
+        head = f"Agreement of the judge's `{column}` with people's `{HUMAN}`"
+        try:
+            found = agreement(ds, judge=column, human=HUMAN, seed=SEED, resamples=RESAMPLES)
+        except (ImportError, ValueError) as error:  # the `judges` extra is missing; ratings of odd shape
+            lines += [f"{head}: not computed. {error}", ""]
+            continue
+        lines += _agreement_table(head, found)
+    return lines
+
+
+def _agreement_table(head: str, found: Agreement) -> list[str]:
+    """:meth:`Agreement.lines` as a Markdown table, under what it compares."""
+    if not found.n:
+        return [f"{head}: no answer was rated by both.", ""]
+    ceiling = (
+        " The annotators' alpha among themselves is the ceiling a judge can reach."
+        if found.annotators_alpha is not None
+        else ""
+    )
+    (_, value, interval), *rows = found.lines()
+    lines = [
+        f"{head} (the annotators' consensus), on the answers both rated; {interval}s from "
+        f"{found.resamples} bootstrap resamples of rows, seed {found.seed} (see `mapgen.agreement`)."
+        + ceiling,
+        "",
+        f"| figure | {value} | {interval} |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {number} | {note.replace('|', '/')} |" for name, number, note in rows]
+    return [*lines, ""]
+
+
+def _consistency_lines(values: pa.ChunkedArray | None) -> list[str]:
+    """The share of rows whose ranking held both ways, among those judged in both orders."""
+    if values is None or values.null_count == len(values):
+        return []
+    known = len(values) - values.null_count
+    held = int(pc.sum(values.cast(pa.int64())).as_py() or 0)
+    missing = values.null_count
+    without = f"; {_rows(missing)} without a verdict in both orders left out" if missing else ""
+    return [
+        f"Position consistency: {held / known:.3f} ({held} of {_rows(known)} kept the judge's ranking when "
+        f"their answers swapped places: `{CONSISTENCY}`, from `label(..., swap=True)`{without}).",
+        "",
+    ]
+
+
+def _jury_lines(
+    values: pa.ChunkedArray | None, judges: pa.ChunkedArray | None, writers: pa.ChunkedArray | None
+) -> list[str]:
+    """The jury's mean agreement per row, its members, and who wrote the answers they judged."""
+    if values is None:
+        return []
+    known = len(values) - values.null_count
+    mean = pc.mean(values).as_py()
+    members: list[str] = (
+        next((row for row in _lists(judges).drop_null().to_pylist() if row), []) if judges is not None else []
+    )
+    wrote = sorted(pc.unique(_flat(writers).drop_null()).to_pylist()) if writers is not None else []
+    named = ", ".join(f"`{m}`" for m in members) or "(not written)"
+    lines = [
+        "Jury agreement: " + ("undefined" if mean is None else f"{mean:.3f}"),
+        f" (the mean `{JURY_AGREEMENT}` over {_rows(known)}: Kendall's W of the members' ratings, or the "
+        f"share of member pairs that agree on a label; 1 is full agreement). Members: {named}.",
+    ]
+    if wrote:
+        lines.append(f" Answers written by: {', '.join(f'`{w}`' for w in wrote)}.")
+    if both := sorted(set(wrote) & set(members)):
+        lines.append(
+            f" {', '.join(f'`{m}`' for m in both)} both wrote and judged: LLM judges favour their own "
+            "answers (self-preference)."
+        )
+    return ["".join(lines), ""]
+
+
+def _lists(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``values`` if it holds lists (a jury's ``labelling_model``: one model per member), else none."""
+    return values if pa.types.is_list(values.type) else pa.chunked_array([], pa.list_(pa.string()))
+
+
+def _flat(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``values`` with lists (one model per generation) flattened."""
+    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        values = pc.list_flatten(values)
+    return values
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
