@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mapgen._version import __version__
-from mapgen.errors import MapgenError
+from mapgen.errors import MapgenError, StoreError
 
 EXAMPLE_INSTRUCTIONS = [
     "Give three tips for staying healthy.",
@@ -699,7 +699,10 @@ def clear_cache(store: Any, args: argparse.Namespace) -> int:
         removed = store.delete(model=args.model, older_than=args.older_than)
         print(f"Removed {removed} answers from {store.where}; {len(store)} remain")
         return 0
-    count = len(store)
+    try:
+        count = f"{len(store)}"
+    except StoreError:  # damaged: clearing is what starts it afresh (its error says to run this command)
+        count = "the damaged store's"
     if not args.yes:
         question = f"Delete all {count} answers in {store.where}? A re-run pays for them again. [y/N] "
         if not sys.stdin.isatty():

@@ -168,7 +168,7 @@ def test_a_judge_that_always_prefers_the_first_answer_is_half_right_and_never_co
     check = mapgen.judge_check(scripted(fault_server, default=verdict_json("A")), sample=30)
     assert (check.n, check.pairwise_accuracy, check.position_consistency) == (30, 0.5, 0.0)
     assert all(score.position_consistency == 0.0 for score in check.by_category.values())
-    assert check.dataset["preference"] == ["a"] * 60
+    assert list(check.dataset["preference"]) == ["a"] * 60
 
 
 def test_a_rating_judge_that_rates_alike_ties_everything(fault_server):

@@ -30,7 +30,7 @@ from mapgen.runtime.progress import request_progress
 from mapgen.store import SQLiteStore, StoreWarning, default_store, open_store, store_url
 from mapgen.store import base as store_base
 from mapgen.store.base import MAX_UNCOMMITTED
-from tests.test_progress import last_bar
+from tests.test_progress import closed_bars
 
 
 def echo_llm(server, **knobs):
@@ -260,10 +260,10 @@ def test_a_progress_bar_counts_requests_and_shows_reuse_and_retries(fault_server
     ds.map(mapgen.generate(echo_llm(fault_server)), batched=True, batch_size=3)
     ds.select(range(4)).map(mapgen.generate(echo_llm(fault_server), num_generations=2), batched=True)
     request_progress.close()  # its last totals drawn now, not by the drawing thread's next tick
-    bar = last_bar(capsys.readouterr().err)
-    # 6 rows, then 4 rows x 2 generations of which the first generation of each is stored: 10 requests.
-    assert "10/10" in bar
-    assert "retries=2" in bar and "reused=4" in bar
+    first, second = closed_bars(capsys.readouterr().err)  # a bar per map
+    # 6 rows, then 4 rows x 2 generations of which the first generation of each is stored: 4 requests.
+    assert "6/6" in first and "retries=2" in first and "reused=0" in first
+    assert "4/4" in second and "retries=0" in second and "reused=4" in second
 
 
 # A damaged store: what users have found in theirs after a full disk, a bad copy or a stray write.
@@ -294,7 +294,8 @@ def test_a_damaged_store_fails_the_map_before_sending_naming_the_file_and_the_wa
     # cache=False runs without it; `mapgen cache clear` recovers it, and the next run stores again.
     out = prompts(3).map(mapgen.generate(echo_llm(fault_server), cache=False), batched=True)
     assert out["generations"] == [[f"echo: question {i}"] for i in range(3)]
-    assert main(["cache", "clear"]) == 0
+    assert main(["cache", "clear"]) == 2  # no terminal to ask on: it says to pass --yes
+    assert main(["cache", "clear", "--yes"]) == 0
     prompts(3).map(mapgen.generate(echo_llm(fault_server)), batched=True)
     assert len(store) == 3
 

@@ -145,7 +145,7 @@ def judge_check(
         >>> import mapgen
         >>> judge = mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=96, seed=0)
         >>> check = mapgen.judge_check(judge, sample=1)  # one pair, both orders: two requests
-        >>> check.n, sorted(check.by_category), check.dataset["order"]
+        >>> check.n, sorted(check.by_category), list(check.dataset["order"])
         (1, ['arithmetic'], ['better first', 'worse first'])
     """
     import datasets
