@@ -16,6 +16,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import datasets
 import pytest
 
 import mapgen
@@ -169,6 +170,22 @@ def test_a_judge_that_always_prefers_the_first_answer_is_half_right_and_never_co
     assert (check.n, check.pairwise_accuracy, check.position_consistency) == (30, 0.5, 0.0)
     assert all(score.position_consistency == 0.0 for score in check.by_category.values())
     assert list(check.dataset["preference"]) == ["a"] * 60
+
+
+def test_the_card_of_data_a_checked_judge_labelled_shows_its_check(fault_server):
+    judge = scripted(fault_server, default=verdict_json("A"))
+    unchecked = mapgen.OpenAILLM(  # the same judge but for its sampling: another config, never checked
+        "judge", base_url=fault_server.base_url, api_key=fault_server.api_key, temperature=0.5
+    )
+    rows = datasets.Dataset.from_dict({"input": ["2 + 2?"], "generations": [["4", "5"]]})
+    task = mapgen.PairwiseJudgeTask()
+    assert "Judge check" not in str(mapgen.dataset_card(rows.map(mapgen.label(judge, task), batched=True)))
+    mapgen.judge_check(judge, sample=6)  # half right, never consistent
+    card = str(mapgen.dataset_card(rows.map(mapgen.label(judge, task), batched=True)))
+    assert "Judge check (`mapgen.judge_check`, 6 pairs" in card
+    assert "pairwise accuracy 0.500, position consistency 0.000" in card
+    other = str(mapgen.dataset_card(rows.map(mapgen.label(unchecked, task), batched=True)))
+    assert "Judge check" not in other
 
 
 def test_a_rating_judge_that_rates_alike_ties_everything(fault_server):

@@ -22,11 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mapgen._version import __version__
 from mapgen.core.keywords import checked_keywords
 from mapgen.core.units import format_usd
 from mapgen.judging.pairs import load_pairs, sample_pairs
 from mapgen.label import label
 from mapgen.llms.base import LLM
+from mapgen.mapping.provenance import record_judge_check
 from mapgen.report.totals import Usage, usage
 from mapgen.tasks.labelling import LabellingTask
 from mapgen.tasks.pairwise import PairwiseJudgeTask
@@ -178,6 +180,9 @@ def judge_check(
     for one in pairs:
         categories.setdefault(one["category"], []).append(by_pair[one["id"]])
     overall = _score(list(by_pair.values()))
+    if cache:  # where a card of data this judge labelled finds it
+        kept = {**vars(overall), "task": _task_name(task), "mapgen_version": __version__}
+        record_judge_check(judge, kept, store=store)
     return JudgeCheck(
         **vars(overall),
         by_category={name: _score(found) for name, found in categories.items()},

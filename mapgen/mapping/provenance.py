@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Mapping
@@ -90,7 +91,6 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     :meth:`mapgen.Task.fingerprint` has it), ``prompt_format``, ``mapgen_version`` and ``output_format``.
     """
     llm, task = fn.llm, fn.task
-    parameters = {k: v for k, v in llm.fingerprint().items() if k != "type"}
     task_fields = {k: v for k, v in dataclass_fingerprint(task).items() if k not in ("type", *_PROMPT_TEXT)}
     options = {
         name: fingerprint_state(getattr(fn, name))
@@ -105,7 +105,7 @@ def describe(fn: MapFunction) -> dict[str, Any]:
         "options": options,
         "items": _rated_column(fn),
         "scores": _score_columns(fn),
-        "llm": {"backend": qualified_name(type(llm)), "model": llm.model_name, "parameters": parameters},
+        "llm": describe_llm(llm),
         "task": {
             "class": qualified_name(type(task)),
             "fields": task_fields,
@@ -123,6 +123,40 @@ def describe(fn: MapFunction) -> dict[str, Any]:
 
 
 _PROMPT_TEXT = ("template", "system_prompt")
+
+
+def describe_llm(llm: LLM) -> dict[str, Any]:
+    """A provenance record's ``llm`` part: ``backend``, ``model`` and ``parameters`` (the backend's
+    fingerprint fields: never keys), plain JSON with every URL's password masked."""
+    parameters = {k: v for k, v in llm.fingerprint().items() if k != "type"}
+    record = {"backend": qualified_name(type(llm)), "model": llm.model_name, "parameters": parameters}
+    return json.loads(json.dumps(record, default=repr), object_hook=lambda d: _masked(d, mask_url))
+
+
+JUDGE_CHECK_PREFIX = STORE_PREFIX + "judge_check:"
+"""The store's namespace of :func:`mapgen.judge_check` results: records, as the map functions' are (never
+counted as answers, nor cleared by model or age), under a name no fingerprint takes."""
+
+
+def judge_check_key(llm: Mapping[str, Any]) -> str:
+    """The store key of the :func:`mapgen.judge_check` result of the judge that ``llm`` (a record's ``llm``
+    part, :func:`describe_llm`) describes: the same for the judge of a label step, so a card finds it."""
+    return JUDGE_CHECK_PREFIX + hashlib.sha256(json.dumps(llm, sort_keys=True).encode()).hexdigest()
+
+
+def record_judge_check(llm: LLM, result: Mapping[str, Any], *, store: str | None = None) -> None:
+    """Keep ``result`` (plain JSON: what :func:`mapgen.judge_check` measured) in the response store
+    ``store`` under ``llm``'s :func:`judge_check_key`; the latest check of a judge replaces the one before."""
+    key = judge_check_key(describe_llm(llm))
+    open_store(store_url(store)).put(key, Completion(text=json.dumps(dict(result), sort_keys=True)))
+
+
+def judge_checks(llms: list[Mapping[str, Any]], *, store: str | None = None) -> list[dict[str, Any]]:
+    """The :func:`mapgen.judge_check` results kept for the judges ``llms`` (records' ``llm`` parts), in
+    their order, each once; judges never checked are left out."""
+    keys = list(dict.fromkeys(judge_check_key(llm) for llm in llms))
+    stored = open_store(store).get_many(keys) if keys else {}
+    return [json.loads(stored[key].text or "{}") for key in keys if key in stored]
 
 
 def _rated_column(fn: MapFunction) -> str | None:

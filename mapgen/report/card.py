@@ -25,7 +25,7 @@ from mapgen.core.keywords import checked_keywords
 from mapgen.core.request import CUT_AT_LIMIT
 from mapgen.core.units import format_cost
 from mapgen.errors import error_kinds
-from mapgen.mapping.provenance import lookup
+from mapgen.mapping.provenance import judge_checks, lookup
 from mapgen.report.card_judges import judge_lines
 from mapgen.report.preview import example_rows
 from mapgen.report.ratings import IMAGE, RatingCounts, rating_svg
@@ -183,7 +183,8 @@ def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = Non
         mapgen={"version": __version__, "fingerprint_chain": chain},
     )
     charts = _rating_counts(ds, steps)
-    body = _body(ds, steps, chain, repo_id, charts)
+    judges = [step.record["llm"] for step in steps if step.record and step.record.get("step") == "label"]
+    body = _body(ds, steps, chain, repo_id, charts, judge_checks(judges, store=store))
     files = {IMAGE: rating_svg(charts)} if charts else {}
     return MapgenDatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}", files=files)
 
@@ -273,7 +274,12 @@ def _json(value: Any) -> str:
 
 
 def _body(
-    ds: Any, steps: list[Step], chain: list[str], repo_id: str | None, charts: list[RatingCounts]
+    ds: Any,
+    steps: list[Step],
+    chain: list[str],
+    repo_id: str | None,
+    charts: list[RatingCounts],
+    checks: list[dict[str, Any]],
 ) -> str:
     title = repo_id or "Dataset made with mapgen"
     lines = [
@@ -287,7 +293,7 @@ def _body(
         *_loading_lines(repo_id),
         *_example_lines(ds),
         *_rating_lines(charts),
-        *judge_lines(ds, [chart.column for chart in charts]),
+        *judge_lines(ds, [chart.column for chart in charts], checks),
         "## How the columns were made",
     ]
     for number, step in enumerate(steps, 1):

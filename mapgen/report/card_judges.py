@@ -6,14 +6,15 @@ Three measures are read from the dataset's own columns, each shown only where pr
   :func:`mapgen.pull_from_argilla` writes), through :func:`mapgen.agreement`;
 - position consistency: the share of rows whose ``rating_consistency`` (``label(..., swap=True)``) is
   ``True``, among those with a value;
-- a jury's agreement: the mean of ``jury_agreement`` (:class:`mapgen.Jury`), with the members' models.
+- a jury's agreement: the mean of ``jury_agreement`` (:class:`mapgen.Jury`), with the members' models;
 
-A ``judge_check`` leaves no record in the dataset or the response store, so the card has none to show.
+and, from the response store, the :func:`mapgen.judge_check` of each label step's judge, where one was run
+(:func:`mapgen.mapping.provenance.judge_checks`: it keeps its figures under the judge's config).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -29,10 +30,11 @@ SEED, RESAMPLES = 0, 1000
 """The bootstrap of the card's agreement intervals: reproducible, the card the same at every build."""
 
 
-def judge_lines(ds: Any, scores: Sequence[str]) -> list[str]:
+def judge_lines(ds: Any, scores: Sequence[str], checks: Sequence[Mapping[str, Any]] = ()) -> list[str]:
     """The card's ``## The judge, measured`` section (Markdown lines) for the label steps' score columns
-    ``scores``, or nothing when the dataset measured none of it. Raises nothing for a measure it cannot
-    compute (the ``judges`` extra missing, ratings of another shape): its line says why.
+    ``scores`` and the ``checks`` their judges passed (:func:`mapgen.judge_check`'s kept figures), or nothing
+    when none of it was measured. Raises nothing for a measure it cannot compute (the ``judges`` extra
+    missing, ratings of another shape): its line says why.
 
     Example:
         >>> import datasets
@@ -54,6 +56,7 @@ def judge_lines(ds: Any, scores: Sequence[str]) -> list[str]:
         *_jury_lines(
             _column(ds, JURY_AGREEMENT), _column(ds, "labelling_model"), _column(ds, "generation_model")
         ),
+        *_check_lines(checks),
     ]
     if not found:
         return []
@@ -163,3 +166,21 @@ def _flat(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _rows(count: int) -> str:
     return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _check_lines(checks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A line per :func:`mapgen.judge_check` a label step's judge passed (its figures over every pair)."""
+    lines = []
+    for check in checks:
+        accuracy, consistency = check.get("pairwise_accuracy"), check.get("position_consistency")
+        lines += [
+            f"Judge check (`mapgen.judge_check`, {check.get('n')} pairs of a checkably better and worse "
+            f"answer, with {check.get('task')}): pairwise accuracy {_figure(accuracy)}, position "
+            f"consistency {_figure(consistency)} (about 0.5 and 0 for a judge that cannot judge).",
+            "",
+        ]
+    return lines
+
+
+def _figure(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
