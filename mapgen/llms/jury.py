@@ -16,16 +16,16 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from mapgen.core.request import Completion, OnComplete, Request
 from mapgen.llms._sampling import SAMPLING_PARAMETERS
 from mapgen.llms.base import LLM
-from mapgen.llms.pool import LLMPool
+from mapgen.llms.pool import LLMPool, OfMembers
 
 
 @dataclass(frozen=True, repr=False)
-class Jury(LLM):
+class Jury(OfMembers, LLM):
     """Several judges (two or more mapgen LLMs) that each rate every row: pass it to :func:`mapgen.label`
     where a judge goes. Its fingerprint is its members' (in order); it has no sampling parameters or
     price of its own (set them on the members).
@@ -45,6 +45,8 @@ class Jury(LLM):
         ...
         ValueError: a Jury needs at least two members (mapgen LLMs), got 1.
     """
+
+    KIND: ClassVar[str] = "jury"
 
     members: Sequence[LLM]
     """The judges, in order: every per-member column is aligned with it (kept as a tuple)."""
@@ -75,27 +77,6 @@ class Jury(LLM):
 
     def __repr__(self) -> str:
         return f"Jury({list(self.members)!r})"
-
-    @property
-    def model_name(self) -> str:
-        return "jury(" + ", ".join(member.model_name for member in self.members) + ")"
-
-    @property
-    def supports_schema(self) -> bool:
-        """Whether any member constrains answers (each member gets the schema only if it does)."""
-        return any(member.supports_schema for member in self.members)
-
-    @property
-    def supports_logprobs(self) -> bool:
-        return all(member.supports_logprobs for member in self.members)
-
-    @property
-    def supports_images(self) -> bool:
-        return all(member.supports_images for member in self.members)
-
-    @property
-    def supports_continue_final_message(self) -> bool:
-        return all(member.supports_continue_final_message for member in self.members)
 
     def describe_prompt_format(self) -> str:
         """Each member's own, by model name."""

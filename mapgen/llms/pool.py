@@ -43,8 +43,37 @@ from mapgen.llms.base import LLM, LocalLLM
 from mapgen.llms.devices import VISIBLE, device_group, original_visible
 
 
+class OfMembers:
+    """What an LLM made of ``members`` (a pool, a jury) can do: what every member can, and constrain
+    answers where any member does (each member gets the schema only if it does). Its name is ``KIND``
+    followed by the members' names."""
+
+    KIND: ClassVar[str]
+    members: Sequence[LLM]
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.KIND}(" + ", ".join(member.model_name for member in self.members) + ")"
+
+    @property
+    def supports_schema(self) -> bool:
+        return any(member.supports_schema for member in self.members)
+
+    @property
+    def supports_logprobs(self) -> bool:
+        return all(member.supports_logprobs for member in self.members)
+
+    @property
+    def supports_images(self) -> bool:
+        return all(member.supports_images for member in self.members)
+
+    @property
+    def supports_continue_final_message(self) -> bool:
+        return all(member.supports_continue_final_message for member in self.members)
+
+
 @dataclass(frozen=True)
-class LLMPool(LLM):
+class LLMPool(OfMembers, LLM):
     """Several LLMs as one: each row's ``num_generations`` come from the members, spread evenly (the
     remainder by chance), in an order chosen per row from ``seed`` and the row's prompt, so the same
     row gets the same members in every run, under any ``num_proc`` and batch size. Each answer's
@@ -56,6 +85,8 @@ class LLMPool(LLM):
         >>> [pool.member_for(mapgen.Request(mapgen.Prompt("Hi"), i)) for i in range(4)]
         [0, 1, 0, 1]
     """
+
+    KIND: ClassVar[str] = "pool"
 
     members: tuple[LLM, ...]
     _: dataclasses.KW_ONLY
@@ -92,27 +123,6 @@ class LLMPool(LLM):
             raise ValueError("LLMPool members must differ (two equal configs would write the same answers).")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise TypeError(f"seed must be an int, got {self.seed!r}.")
-
-    @property
-    def model_name(self) -> str:
-        return "pool(" + ", ".join(member.model_name for member in self.members) + ")"
-
-    @property
-    def supports_schema(self) -> bool:
-        """Whether any member constrains answers (each member gets the schema only if it does)."""
-        return any(member.supports_schema for member in self.members)
-
-    @property
-    def supports_logprobs(self) -> bool:
-        return all(member.supports_logprobs for member in self.members)
-
-    @property
-    def supports_images(self) -> bool:
-        return all(member.supports_images for member in self.members)
-
-    @property
-    def supports_continue_final_message(self) -> bool:
-        return all(member.supports_continue_final_message for member in self.members)
 
     @property
     def concurrent_batches(self) -> bool:
