@@ -25,9 +25,10 @@ CONSISTENCY = "rating_consistency"
 INCONSISTENT = "inconsistent"
 """A pairwise ``preference`` whose two orders disagreed (``label(..., swap=True)``)."""
 
-DROPPED = ("inconsistent", "tie", "margin")
+DROPPED = ("inconsistent", "unjudged", "tie", "margin")
 """What a pair can be dropped for, in the order the filters apply: its row's order did not hold both ways,
-its ratings are equal, they differ by less than ``min_margin``."""
+or could not be checked (no verdict in one order), its ratings are equal, they differ by less than
+``min_margin``."""
 
 
 @checked_keywords
@@ -128,7 +129,7 @@ def to_preference(
                 found = _preferred(generations, batch[preference_column][i], ties, dropped)
             else:
                 ratings = batch[rating_column][i] or []
-                held = batch[CONSISTENCY][i] is True if checked else True
+                held = batch[CONSISTENCY][i] if checked else True
                 found = _row_pairs(generations, ratings, pairs, ties, min_margin, held, dropped)
             for chosen, rejected in found:
                 out["prompt"].append(_message("user", prompt) if format == "chat" else prompt)
@@ -150,7 +151,29 @@ def to_preference(
         desc="Preference pairs",
     )
     _report(dropped, result.num_rows, min_margin)
+    if result.num_rows == 0:  # datasets keeps the input's columns when every batch came back empty
+        text = ds.features[prompt_column], _element(ds.features[generations_column])
+        prompt, answer = (_chat(feature) for feature in text) if format == "chat" else text
+        columns = {"prompt": prompt, "chosen": answer, "rejected": answer}
+        if not pairwise:
+            columns |= {
+                "chosen_rating": datasets.Value("float64"),
+                "rejected_rating": datasets.Value("float64"),
+            }
+        columns |= {column: ds.features[column] for column in keep_columns}
+        features = datasets.Features(columns)
+        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
     return result
+
+
+def _element(feature: Any) -> Any:
+    """The feature of one entry of a list column (``generations``: each a string)."""
+    return feature.feature if hasattr(feature, "feature") else feature[0]
+
+
+def _chat(content: Any) -> list[dict[str, Any]]:
+    """The feature of a one-message chat list whose content has feature ``content``."""
+    return [{"role": datasets.Value("string"), "content": content}]
 
 
 def _report(dropped: Counter[str], kept: int, min_margin: float) -> None:
@@ -158,6 +181,7 @@ def _report(dropped: Counter[str], kept: int, min_margin: float) -> None:
     total = sum(dropped.values())
     why = {
         "inconsistent": "inconsistent (the order of the answers changed the judge's ranking)",
+        "unjudged": "unchecked (no verdict in one of the two orders)",
         "tie": "tied",
         "margin": f"within min_margin={min_margin}",
     }
@@ -166,7 +190,7 @@ def _report(dropped: Counter[str], kept: int, min_margin: float) -> None:
         f": {', '.join(parts)}" if parts else ""
     )
     logger.info(message)
-    if dropped["inconsistent"] or dropped["margin"]:
+    if dropped["inconsistent"] or dropped["unjudged"] or dropped["margin"]:
         warnings.warn(message, MapgenWarning, stacklevel=4)  # the caller, past checked_keywords
 
 
@@ -176,11 +200,12 @@ def _row_pairs(
     pairs: str,
     ties: str,
     min_margin: float,
-    held: bool = True,
+    held: bool | None = True,
     dropped: Counter[str] | None = None,
 ) -> list[tuple[int, int]]:
     """(chosen, rejected) indices for one row; the pairs it proposes but drops are counted in ``dropped``
-    by why (:data:`DROPPED`): all of them when its order did not hold both ways (``held``)."""
+    by why (:data:`DROPPED`): all of them when its order did not hold both ways (``held`` false), or
+    could not be checked (``None``: a verdict missing in one order)."""
     dropped = Counter() if dropped is None else dropped
     rated: dict[int, float] = {
         i: rating
@@ -201,8 +226,8 @@ def _row_pairs(
         proposed = [(order[0], other) for other in order[1:]]
     else:
         proposed = [(a, b) for k, a in enumerate(order) for b in order[k + 1 :]]
-    if not held:
-        dropped["inconsistent"] += len(proposed)
+    if held is not True:
+        dropped["inconsistent" if held is False else "unjudged"] += len(proposed)
         return []
     kept = []
     for a, b in proposed:

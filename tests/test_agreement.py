@@ -336,3 +336,11 @@ def test_agreement_of_a_real_label_run(fault_server) -> None:
     assert result.kappa == pytest.approx(expected, abs=1e-9)
     assert result.spearman == pytest.approx(spearmanr([9, 2, 6, 6], [8, 1, 7, 2]).statistic, abs=1e-9)
     assert result.annotators_alpha == 1.0  # the two people agree on every answer
+
+
+def test_ratings_on_no_scale_are_refused_before_a_table_is_built():
+    ds = datasets.Dataset.from_dict({"rating": [[1e9, 2], [1, 3]], "human_rating": [[4, 1], [2, 2]]})
+    with pytest.raises(ValueError, match="span more than the 1001 whole scores"):
+        mapgen.agreement(ds, resamples=10)
+    wide = datasets.Dataset.from_dict({"rating": [[0, 100], [50, 60]], "human_rating": [[1, 99], [40, 70]]})
+    assert mapgen.agreement(wide, resamples=10).n == 4  # a 0-100 scale is fine

@@ -153,3 +153,30 @@ def test_pairwise_preferences_become_pairs():
     assert ds["chosen"][2] == [{"role": "assistant", "content": "x"}]
     with pytest.raises(ValueError, match="min_margin"):
         dropped(data=PAIRWISE, min_margin=1.0)
+
+
+def test_nothing_kept_is_still_a_dataset_of_pairs():
+    ds = datasets.Dataset.from_dict(
+        {"input": ["a"], "generations": [["x", "y"]], "rating": [[5, 1]], "rating_consistency": [False]}
+    )
+    with pytest.warns(mapgen.MapgenWarning, match="1 inconsistent"):
+        pairs = mapgen.to_preference(ds)
+    assert pairs.num_rows == 0
+    assert pairs.column_names == ["prompt", "chosen", "rejected", "chosen_rating", "rejected_rating"]
+    chat = mapgen.to_preference(ds.remove_columns("rating_consistency"), format="chat")
+    with pytest.warns(mapgen.MapgenWarning):
+        empty_chat = mapgen.to_preference(ds, format="chat")
+    assert empty_chat.features == chat.features  # the same columns and types as when pairs are kept
+
+
+def test_a_row_without_a_verdict_in_both_orders_is_said_unchecked_not_inconsistent():
+    ds = datasets.Dataset.from_dict(
+        {
+            "input": ["a", "b", "c"],
+            "generations": [["x", "y"]] * 3,
+            "rating": [[5, 1]] * 3,
+            "rating_consistency": [True, False, None],
+        }
+    )
+    with pytest.warns(mapgen.MapgenWarning, match=r"dropped 2 of 3 pairs: 1 inconsistent .*, 1 unchecked"):
+        assert mapgen.to_preference(ds)["prompt"] == ["a"]

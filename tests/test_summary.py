@@ -135,6 +135,17 @@ def test_summary_reads_failures_cuts_retries_reuse_tokens_and_cost_from_the_data
     assert fault_server.stats()["total"] == 8
 
 
+def test_retries_of_one_request_for_n_answers_count_once(fault_server):
+    # One request asks n=2 answers; retried twice, it is 2 retries, not 2 per answer it brought.
+    fault_server.configure(api_key=fault_server.api_key, fail_first=2, error_status=429, retry_after="0")
+    before = mapgen.counters.snapshot()
+    fn = mapgen.generate(llm_on(fault_server, max_new_tokens=8), num_generations=2)
+    ds = datasets.Dataset.from_dict({"input": ["hi"]}).map(fn, batched=True)
+    assert fault_server.stats()["total"] == 3 and len(ds[0]["generations"]) == 2
+    assert mapgen.summary(ds).retries == mapgen.counters.snapshot()["retries"] - before["retries"] == 2
+    assert [meta["retries"] for meta in ds[0]["generation_metadata"]] == [2, 0]
+
+
 def test_summary_of_a_label_step_alone(fault_server):
     fault_server.configure(
         api_key=fault_server.api_key,

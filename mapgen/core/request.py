@@ -91,7 +91,9 @@ class Completion:
     (:meth:`mapgen.mapping.map_function.MapFunction.read_answer`), never stored."""
     retries: int = 0
     """How many times the request was sent again before this answer came or its error ended it (429s, 5xx,
-    timeouts: :meth:`mapgen.llms._api.APILLM.retry_policy`); 0 for a stored answer (none this run)."""
+    timeouts: :meth:`mapgen.llms._api.APILLM.retry_policy`); 0 for a stored answer (none this run). One
+    request that asked ``n`` answers counts its retries on the first of them only, so that the answers'
+    retries add up to the requests'."""
 
     @property
     def cut(self) -> bool:

@@ -443,9 +443,9 @@ class APILLM(LLM):
                 if any(kind != error.kind for kind in kinds):
                     engine.n_supported = False
                 return
-            for position, _ in group:
+            for i, (position, _) in enumerate(group):
                 failed = Completion.failed(str(error), error.kind)
-                failed.retries = error.retries
+                failed.retries = error.retries if i == 0 else 0  # the group's one request's, counted once
                 deliver(position, failed)
             return
         for (position, _), completion in zip(group, completions, strict=False):
@@ -478,14 +478,14 @@ class APILLM(LLM):
                         failed, first = first, None
                         raise failed
                     completions = await self._attempt(engine, request, n)
-                    for completion in completions:
-                        completion.retries = attempt.retry_state.attempt_number - 1
+                    if completions:  # one request's retries, counted once: on its first answer of n
+                        completions[0].retries = attempt.retry_state.attempt_number - 1
                     return completions
         except APIError as error:
             attempts = retrying.statistics.get("attempt_number", 1)
             ended = error.with_context(attempts, self.max_retry_wait)
             if attempts > 1 or error.retryable:
-                logger.info(
+                logger.warning(
                     "%s(%r): request failed, not retried again: %s",
                     type(self).__name__,
                     self.model_name,

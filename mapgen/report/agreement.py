@@ -484,8 +484,25 @@ def _correlation(name: str, judged: np.ndarray, rated: np.ndarray) -> float:
     return float(value) if np.isfinite(value) else math.nan
 
 
+MAX_SCALE = 1001
+"""The most whole scores a scale may span (0 to 1000): kappa and alpha keep a table over every one."""
+
+
 def _scale(scores: np.ndarray) -> np.ndarray:
-    return np.arange(scores.min(), scores.max() + 1) if scores.size else np.array([])
+    """Every whole score from the lowest to the highest of ``scores``.
+
+    Raises:
+        ValueError: they span more than :data:`MAX_SCALE` scores (a stray value, or rewards on no scale).
+    """
+    if not scores.size:
+        return np.array([])
+    low, high = scores.min(), scores.max()
+    if high - low + 1 > MAX_SCALE:
+        raise ValueError(
+            f"ratings from {low:g} to {high:g} span more than the {MAX_SCALE} whole scores agreement can "
+            "compare (kappa and alpha tabulate every score between): look for a stray value, or rescale them."
+        )
+    return np.arange(low, high + 1)
 
 
 def _share(hits: np.ndarray) -> float:
