@@ -102,6 +102,9 @@ def test_sample_pairs_is_balanced_and_reproducible():
     assert sample_pairs(pairs, None) == pairs == sample_pairs(pairs, 500)
     with pytest.raises(ValueError, match="at least 1"):
         sample_pairs(pairs, 0)
+    for odd in (2.5, True, "3"):
+        with pytest.raises(TypeError, match="whole number of pairs"):
+            sample_pairs(pairs, odd)
 
 
 @pytest.mark.slow

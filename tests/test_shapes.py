@@ -192,8 +192,12 @@ def test_a_lost_record_is_named_and_columns_name_what_to_unpack(made, monkeypatc
     monkeypatch.setattr(provenance, "_FUNCTIONS", {})  # a new process, whose store does not hold the records
     monkeypatch.setattr(provenance, "_REGISTRY", {})
     ds = made["generate"]
-    with pytest.raises(ValueError, match=r"not in this process or the response store.*columns=\[\.\.\.\]"):
+    with pytest.raises(
+        ValueError, match=r"not in this process or the response store.*columns=\[\.\.\.\]"
+    ) as lost:
         mapgen.flatten(ds)
+    assert "read from the Hub, a store cleared since" in str(lost.value)
+    assert "a generate step's are ['generations'," in str(lost.value)  # what to name
     flat = mapgen.flatten(ds, columns=["generations", *mapgen.report.shapes.GENERATE_COLUMNS])
     assert flat.num_rows == 4 and flat.features["generations"] == datasets.Value("string")
     same_usage(flat, ds)
@@ -267,9 +271,12 @@ def test_to_sft_magpie_and_conversations_are_the_whole_conversation(made):
 def test_to_sft_leaves_failed_answers_out_and_counts_them(tiny_llm, made):
     ds = datasets.Dataset.from_dict({"input": ["Name a fruit.", "  ", None]})
     ds = ds.map(mapgen.generate(tiny_llm, num_generations=2), batched=True)
-    with pytest.warns(mapgen.MapgenWarning, match=r"left out 4 of 6 answers that failed \(input 4\); 2 make"):
+    with pytest.warns(
+        mapgen.MapgenWarning, match=r"left out 4 of 6 answers that failed \(input 4\); 2 make"
+    ) as said:
         sft = mapgen.to_sft(ds)
     assert sft.num_rows == 2
+    assert said[0].filename == __file__  # the warning points at the caller's line, not mapgen's
     # Magpie's instructions alone have no assistant turn: nothing to learn from
     only = datasets.Dataset.from_dict({"id": [0]}).map(
         mapgen.generate(tiny_llm, mapgen.MagpieTask(only_instruction=True)), batched=True, with_indices=True

@@ -34,8 +34,10 @@ def sample_pairs(pairs: list[dict[str, str]], size: int | None, seed: int = 0) -
     """``size`` pairs drawn evenly across the categories (each category's pairs shuffled with ``seed``,
     then taken in turn), in the set's order; all of them when ``size`` is ``None`` or not smaller.
 
-    Raises ``ValueError`` for a size below 1.
+    Raises ``TypeError`` for a size that is no whole number, ``ValueError`` for one below 1.
     """
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+        raise TypeError(f"sample must be a whole number of pairs, got {size!r}")
     if size is None or size >= len(pairs):
         return list(pairs)
     if size < 1:

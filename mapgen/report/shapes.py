@@ -183,7 +183,7 @@ def to_sft(
             f"to_sft left out {sum(left_out.values())} of {flat.num_rows} answers that failed ({kinds}); "
             f"{len(kept)} make the messages.",
             MapgenWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller, past checked_keywords
         )
         flat = flat.select(kept)
 
@@ -246,11 +246,14 @@ def _layout(ds: Any, columns: Sequence[str] | None, store: str | None, name: str
     records = lookup(wanted, store=store)
     lost = [ref for ref in wanted if ref not in records]
     if lost:
+        likely = [c for c in present if c == "generations" or c in GENERATE_COLUMNS]
         raise ValueError(
             f"{name} reads which columns hold one value per generation from the provenance records of the "
             f"maps that wrote them, and the record of map function(s) {lost} is not in this process or the "
-            "response store (a map run with cache=False in another process, or with another store: pass "
-            f"store=). Name the columns instead: {name}(ds, columns=[...])."
+            "response store: a dataset made on another machine or read from the Hub, a store cleared since, "
+            "a map run with cache=False in another process, or with another store (pass store=). Name the "
+            f"columns instead: {name}(ds, columns=[...]); a generate step's are {likely} and its task's "
+            "output columns."
         )
     steps = [(column, records[ref]) for column in metadata for ref in sorted(references[column])]
     generated: list[str] = []
