@@ -152,6 +152,9 @@ def table(lines: list[tuple[str, Any]]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in lines)
 
 
+RATED_TEXTS, RATINGS = "generations", "rating"
+"""A label step's texts and their ratings, as mapgen names them: :func:`summary` counts its answers per
+text where both are there (else per row)."""
 _BATCH = 10_000
 """Rows read into Python at a time."""
 _ADVICE = {
@@ -166,7 +169,8 @@ class Summary:
 
     Each step (a metadata column, :func:`~mapgen.report.totals.metadata_columns`) counts one answer per
     entry of its error column: a generate step one per generation (``generation_errors``), a label step
-    one per row (``labelling_error``, which names the texts it could not rate).
+    one per text it rated (``generations`` beside ``rating``: the row's ``labelling_error`` names the texts
+    it could not rate), or one per row where those columns are named otherwise.
 
     - ``rows``: the dataset's rows;
     - ``answers`` of ``asked``: entries that got an answer the task read, of the entries asked for;
@@ -319,6 +323,13 @@ def _add_split(result: Summary, total: ModelUsage, ds: Any, columns: Sequence[st
         if not _has_retries(schema.field(column).type):
             result.retries = None
         got, asked = result.steps.get(column, (0, 0))
+        # A label step rates texts: counted per text rated, where its texts and ratings are in the columns
+        # mapgen names them by (the row's error names the texts it could not rate).
+        per_text = errors == "labelling_error" and all(
+            name in ds.column_names and _is_list(schema.field(name).type) for name in (RATED_TEXTS, RATINGS)
+        )
+        if per_text:
+            wanted += [RATED_TEXTS, RATINGS]
         for batch in ds.select_columns(wanted).with_format("arrow").iter(batch_size=_BATCH):
             metas = batch.column(column).to_pylist()
             for meta in answer_metadata(metas):
@@ -335,6 +346,17 @@ def _add_split(result: Summary, total: ModelUsage, ds: Any, columns: Sequence[st
             if errors is None:  # renamed away: every answer that came counts as read
                 came = sum(1 for _ in answer_metadata(metas))
                 got, asked = got + came, asked + came
+                continue
+            if per_text:
+                texts, ratings = batch.column(RATED_TEXTS).to_pylist(), batch.column(RATINGS).to_pylist()
+                for row_texts, row_ratings, error in zip(
+                    texts, ratings, batch.column(errors).to_pylist(), strict=True
+                ):
+                    rated = sum(text is not None for text in row_texts or [])
+                    missing = rating_failures(row_texts, row_ratings, error)
+                    asked, got = asked + rated, got + rated - sum(missing.values())
+                    for kind, count in missing.items():
+                        result.failed[kind] = result.failed.get(kind, 0) + count
                 continue
             for value in batch.column(errors).to_pylist():
                 for error in value if isinstance(value, list) else [value]:
