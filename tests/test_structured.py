@@ -1130,6 +1130,12 @@ def test_a_repaired_answer_says_so_in_its_metadata_and_is_not_reasked(fault_serv
     again = datasets.Dataset.from_dict({"input": inputs}).map(fn, batched=True, load_from_cache_file=False)
     assert [meta["repaired"] for [meta] in again["generation_metadata"]] == repaired
     assert fault_server.stats()["total"] == len(inputs) + 1
+    # SFT data trains on the record a repaired answer was read as, never on its broken JSON
+    sft = mapgen.to_sft(out.select(range(len(NEAR_MISSES) + 1)))
+    answers = [messages[-1]["content"] for messages in sft["messages"]]
+    for i, answer in enumerate(answers[:-1]):
+        assert json.loads(answer) == {field: out[field][i][0] for field in Review.model_fields}
+    assert answers[-1] == '{"label": "positive", "score": 4}'  # well-formed: the model's own text
 
 
 def test_an_answer_cut_at_the_limit_that_reads_only_after_repair_fails_as_a_cut(fault_server):

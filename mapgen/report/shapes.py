@@ -20,6 +20,7 @@ provenance is, so :func:`mapgen.dataset_card` and :func:`mapgen.usage` work on w
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -198,8 +199,17 @@ def to_sft(
             **{c: flat.features[c] for c in keep},
         }
     )
+    # An answer read only after its JSON was repaired trains on the record it was read as, not on the
+    # broken text (a structured task's fields are its outputs).
+    structured = answer == "raw_generation_responses" and bool(outputs) and "generation_metadata" in types
     build = partial(
-        _messages, prompt="generation_prompt", answer=answer, conversation=conversation, keep=keep
+        _messages,
+        prompt="generation_prompt",
+        answer=answer,
+        conversation=conversation,
+        keep=keep,
+        fields=outputs if structured else [],
+        metadata="generation_metadata" if structured else None,
     )
     return flat.map(
         build, batched=True, remove_columns=flat.column_names, features=features, desc="SFT messages"
@@ -431,13 +441,19 @@ def _messages(
     answer: str,
     conversation: str | None,
     keep: list[str],
+    fields: Sequence[str] = (),
+    metadata: str | None = None,
 ) -> dict[str, list[Any]]:
     if conversation is not None:
         messages = [[_message(m) for m in value] for value in batch[conversation]]
     else:
+        texts = list(batch[answer])
+        for i, meta in enumerate(batch[metadata] if metadata else []):
+            if meta and meta.get("repaired"):
+                texts[i] = json.dumps({field: batch[field][i] for field in fields}, ensure_ascii=False)
         messages = [
             [*(_message(m) for m in asked or []), {"role": "assistant", "content": text}]
-            for asked, text in zip(batch[prompt], batch[answer], strict=True)
+            for asked, text in zip(batch[prompt], texts, strict=True)
         ]
     return {"messages": messages, **{c: batch[c] for c in keep}}
 
