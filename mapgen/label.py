@@ -274,7 +274,9 @@ class LabelFunction(MapFunction):
         for name in PER_REQUEST:
             values[name] = [given[name], reverse[name]]
         problems = []
-        for which, verdict in (("given order", given), ("reversed order", reverse)):
+        # The reversed verdict was read back into the row's order: its texts are numbered as the row's.
+        reversed_order = "reversed order (texts numbered as in the row)"
+        for which, verdict in (("given order", given), (reversed_order, reverse)):
             if verdict["labelling_error"] is not None:
                 kind, message = split_error(verdict["labelling_error"])
                 problems.append(error_text(kind or PARSE, f"{which}: {message}"))
@@ -405,9 +407,10 @@ def label(
     texts the same way, ``False`` when the order changed the ranking (position bias), ``None`` when a
     verdict failed or the row has one text to rate (one request, nothing to swap). ``labelling_prompt``,
     ``raw_labelling_response``, ``labelling_reasoning`` and ``labelling_metadata`` then hold one entry per
-    order, given first; ``labelling_error`` names the order that failed (``parse: reversed order: ...``);
-    other outputs are the given order's. :class:`~mapgen.PairwiseJudgeTask` writes ``preference`` as
-    ``"inconsistent"`` where the orders disagree. Tasks that rate each text in a prompt of its own
+    order, given first; ``labelling_error`` names the order that failed (``parse: reversed order (texts
+    numbered as in the row): ...``); other outputs are the given order's.
+    :class:`~mapgen.PairwiseJudgeTask` writes ``preference`` as ``"inconsistent"`` where the orders
+    disagree. Tasks that rate each text in a prompt of its own
     (``per_generation=True``, critique tasks) have no order to swap: ``ValueError``.
 
     Example:

@@ -164,7 +164,9 @@ def test_a_failed_order_is_data_and_the_error_says_which(fault_server):
     ds = run(
         mapgen.label(llm, TASK, swap=True), {"input": QUESTIONS[:2], "generations": rows()["generations"][:2]}
     )
-    assert ds[0]["labelling_error"].startswith("parse: reversed order: found no rated blocks")
+    assert ds[0]["labelling_error"].startswith(
+        "parse: reversed order (texts numbered as in the row): found no"
+    )
     assert ds[1]["labelling_error"].startswith("http_500: given order: HTTP 500")
     assert ds["rating"] == [[None, None], [None, None]]  # a mean needs both verdicts
     assert ds["rating_consistency"] == [None, None]
@@ -180,7 +182,9 @@ def test_a_reversed_verdict_that_misses_a_text_names_it_in_the_row_order(fault_s
         {"contains": texts(bad, good), "reply": "Text 1\nRating: 4\nRationale: r1"},  # rates bad only
     )
     row = run(mapgen.label(llm, TASK, swap=True), {"input": ["q"], "generations": [[good, bad]]})[0]
-    assert row["labelling_error"] == "parse: reversed order: no rating for text(s) [1] of 2"
+    assert row["labelling_error"] == (
+        "parse: reversed order (texts numbered as in the row): no rating for text(s) [1] of 2"
+    )
     assert row["rating"] == [None, 3.0]  # bad: (2 + 4) / 2; good: rated in one order only
     assert row["rating_consistency"] is None
 
