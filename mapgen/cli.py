@@ -704,7 +704,10 @@ def clear_cache(store: Any, args: argparse.Namespace) -> int:
     except StoreError:  # damaged: clearing is what starts it afresh (its error says to run this command)
         count = "the damaged store's"
     if not args.yes:
-        question = f"Delete all {count} answers in {store.where}? A re-run pays for them again. [y/N] "
+        question = (
+            f"Delete all {count} answers in {store.where}, and the records of the maps that made them (what "
+            "dataset cards and mapgen.flatten read)? A re-run pays for them again. [y/N] "
+        )
         if not sys.stdin.isatty():
             raise CommandError(
                 f"mapgen cache clear deletes all {count} stored answers: pass --yes to confirm (stdin is not "

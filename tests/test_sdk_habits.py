@@ -81,6 +81,9 @@ def test_every_config_class_and_map_function_names_the_close_match(make):
 
 def test_an_unknown_name_lists_what_is_taken():
     assert suggestion("zzz", ["b", "a"]) == "it takes 'a', 'b'."
+    with pytest.raises(TypeError) as raised:
+        mapgen.UltraFeedbackTask(zzz=1)
+    assert str(raised.value).endswith("it takes 'aspect', 'per_generation', 'system_prompt', 'template'.")
 
 
 def test_signatures_pickling_and_replace_are_kept():

@@ -90,13 +90,23 @@ def check_keywords(where: str, keywords: Iterable[str], parameters: Iterable[str
 
 
 def keyword_parameters(function: Callable[..., Any]) -> frozenset[str] | None:
-    """The names ``function`` takes by keyword; ``None`` when it takes any (``**kwargs``)."""
+    """The names ``function`` takes by keyword; ``None`` when it takes any (``**kwargs``). An ``__init__``'s
+    ``self`` is none: nobody passes it.
+
+    Example:
+        >>> class Backend:
+        ...     def __init__(self, model, *, seed=0): ...
+        >>> sorted(keyword_parameters(Backend.__init__))
+        ['model', 'seed']
+    """
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):
         return None
     names = set()
-    for parameter in signature.parameters.values():
+    for position, parameter in enumerate(signature.parameters.values()):
+        if position == 0 and parameter.name == "self":
+            continue
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             return None
         if parameter.kind is not inspect.Parameter.POSITIONAL_ONLY:
