@@ -57,6 +57,7 @@ def test_an_engines_processes_end_when_their_owner_is_killed(when):
     owner, before, engine = start_owner(when)
     started = {pid: process_start(pid) for pid in engine | {before}}
     [watcher] = watchers_of(owner)
+    watcher_start = process_start(watcher)
     time.sleep(0.5)
     assert alive(engine, started) == engine  # nothing happens while the owner runs
     owner.kill()  # as kill -9: no atexit, no finaliser
@@ -64,10 +65,12 @@ def test_an_engines_processes_end_when_their_owner_is_killed(when):
     deadline = time.monotonic() + 15
     while alive(engine, started) and time.monotonic() < deadline:
         time.sleep(0.1)
+    while is_running(watcher, watcher_start) and time.monotonic() < deadline:
+        time.sleep(0.1)  # it leaves once it has seen them gone
     try:
         assert alive(engine, started) == set()
         assert is_running(before, started[before])  # what the owner had before the build is not the engine's
-        assert not is_running(watcher, process_start(watcher) or -1)
+        assert not is_running(watcher, watcher_start)
     finally:
         os.kill(before, 9)
 
