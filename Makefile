@@ -47,7 +47,7 @@ $(VENV)/.installed: pyproject.toml $(LLAMA_WHEEL)
 $(VENV)/.installed-dev: $(VENV)/.installed
 	# torch pinned to the CPU build this machine image ships; an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[llamacpp,openai,hf,transformers,argilla,ray,postgres,judges,dev]' torch==2.13.0 $(LLAMA_SERVER_DEPS)
+	$(BIN)/pip install -q -e '.[llamacpp,openai,hf,transformers,argilla,ray,postgres,judges,clean,dev]' torch==2.13.0 $(LLAMA_SERVER_DEPS)
 	# The test servers: Redis for argilla-server, which runs from a virtualenv of its own (it pins older
 	# pydantic and httpx than mapgen uses).
 	command -v redis-server >/dev/null || (apt-get update -q && apt-get install -y -q redis-server)

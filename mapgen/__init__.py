@@ -14,6 +14,7 @@ import sys
 
 from mapgen import errors
 from mapgen._version import OUTPUT_FORMAT_VERSION, __version__
+from mapgen.clean import DecontaminationReport, DedupReport, decontaminate, dedup, verify
 from mapgen.core import schema
 from mapgen.core.fingerprint import fingerprint
 from mapgen.core.prices import Price, price_for
@@ -102,6 +103,8 @@ __all__ = [
     "Completion",
     "ComplexityScorerTask",
     "ConversationTask",
+    "DecontaminationReport",
+    "DedupReport",
     "Estimate",
     "EvolComplexityTask",
     "EvolInstructTask",
@@ -152,6 +155,8 @@ __all__ = [
     "agreement",
     "counters",
     "dataset_card",
+    "decontaminate",
+    "dedup",
     "error_kind",
     "error_kinds",
     "errors",
@@ -176,6 +181,7 @@ __all__ = [
     "to_sft",
     "usage",
     "vLLM",
+    "verify",
 ]
 
 

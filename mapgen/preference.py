@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import datasets
 
+from mapgen.core.columns import VERIFIED
 from mapgen.core.keywords import checked_keywords
 from mapgen.errors import MapgenWarning
 
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 PAIRINGS = ("best-worst", "best-rest", "all")
 TIES = ("drop", "keep")
 FORMATS = ("text", "chat")
+CHOSEN = ("rating", "verified")
 
 CONSISTENCY = "rating_consistency"
 """The column ``label(..., swap=True)`` writes: whether both orders ranked a row's texts the same way."""
@@ -40,10 +42,12 @@ def to_preference(
     min_margin: float = 0.0,
     consistent_only: bool = True,
     format: Literal["text", "chat"] = "text",
+    chosen: Literal["rating", "verified"] = "rating",
     prompt_column: str = "input",
     generations_column: str = "generations",
     rating_column: str = "rating",
     preference_column: str = "preference",
+    verified_column: str = VERIFIED,
     keep_columns: Sequence[str] = (),
 ) -> datasets.Dataset:
     """Preference pairs from a labelled dataset, ready for DPO trainers (TRL's ``DPOTrainer`` and the
@@ -76,13 +80,22 @@ def to_preference(
     as ``chosen``; an ``inconsistent`` row never: it names no preference), without rating columns;
     ``min_margin`` needs ratings.
 
+    ``chosen="verified"`` pairs by what :func:`mapgen.verify` found instead of by ratings (rejection
+    sampling: "generate 8, keep what checks out"): ``chosen`` is an answer whose ``verified_column`` value is
+    ``True``, ``rejected`` one whose value is ``False`` (``None``, unchecked, takes no part), both answers to
+    the same prompt; ``"best-worst"`` pairs the first verified answer with the first unverified one,
+    ``"best-rest"`` the first verified with each unverified, ``"all"`` each verified with each unverified.
+    A row whose answers all passed, or all failed, gives no pair. There are no rating columns, and
+    ``ties``, ``min_margin`` and ``consistent_only`` (a judge's filters) do not apply: ``min_margin`` must
+    stay 0.
+
     How many pairs each filter dropped is logged, and said in a :class:`~mapgen.MapgenWarning` when the
     margin or the consistency filter dropped any: ``dropped 3 of 5 pairs: 2 inconsistent (the order
     of the answers changed the judge's ranking), 1 within min_margin=1.0``.
 
     Raises:
         ValueError: a column is missing (it names the columns present), an option is not one of its
-            choices, ``min_margin`` is negative, or given for a pairwise dataset.
+            choices, ``min_margin`` is negative, or given for a pairwise dataset or ``chosen="verified"``.
 
     Example:
         >>> ds = datasets.Dataset.from_dict({
@@ -93,26 +106,40 @@ def to_preference(
         >>> pairs = to_preference(ds)
         >>> pairs.num_rows, pairs[0]
         (1, {'prompt': '2+2?', 'chosen': '4', 'rejected': '5', 'chosen_rating': 5.0, 'rejected_rating': 1.0})
+        >>> checked = datasets.Dataset.from_dict({
+        ...     "input": ["2+2?"], "generations": [["5", "4", "four"]], "verified": [[False, True, None]],
+        ... })
+        >>> to_preference(checked, chosen="verified")[0]
+        {'prompt': '2+2?', 'chosen': '4', 'rejected': '5'}
     """
     _check_choice("pairs", pairs, PAIRINGS)
     _check_choice("ties", ties, TIES)
     _check_choice("format", format, FORMATS)
+    _check_choice("chosen", chosen, CHOSEN)
     if isinstance(min_margin, bool) or not isinstance(min_margin, (int, float)) or min_margin < 0:
         raise ValueError(f"min_margin must be a number >= 0, got {min_margin!r}.")
-    pairwise = rating_column not in ds.column_names and preference_column in ds.column_names
-    needed = [prompt_column, generations_column, preference_column if pairwise else rating_column]
+    verified = chosen == "verified"
+    pairwise = not verified and rating_column not in ds.column_names and preference_column in ds.column_names
+    judged = verified_column if verified else preference_column if pairwise else rating_column
+    needed = [prompt_column, generations_column, judged]
     missing = [column for column in [*needed, *keep_columns] if column not in ds.column_names]
     if missing:
+        how = (
+            "Check the answers first with mapgen.verify(...)"
+            if verified
+            else "Label it first with mapgen.label(...)"
+        )
         raise ValueError(
             f"to_preference needs column(s) {missing}, which the dataset does not have "
-            f"(columns: {ds.column_names}). Label it first with mapgen.label(...), or name the columns."
+            f"(columns: {ds.column_names}). {how}, or name the columns."
         )
-    if pairwise and min_margin:
+    if (pairwise or verified) and min_margin:
+        what = f"a pairwise {preference_column!r} column" if pairwise else f"chosen={chosen!r}"
         raise ValueError(
-            f"min_margin compares ratings, and the dataset has a pairwise {preference_column!r} column "
-            "instead: leave min_margin at 0."
+            f"min_margin compares ratings, and the pairs come from {what} instead: leave min_margin at 0."
         )
-    checked = consistent_only and not pairwise and CONSISTENCY in ds.column_names
+    rated = not pairwise and not verified
+    checked = consistent_only and rated and CONSISTENCY in ds.column_names
     dropped: Counter[str] = Counter()
 
     def make_pairs(batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
@@ -120,23 +147,25 @@ def to_preference(
             "prompt": [],
             "chosen": [],
             "rejected": [],
-            **({} if pairwise else {"chosen_rating": [], "rejected_rating": []}),
+            **({"chosen_rating": [], "rejected_rating": []} if rated else {}),
             **{column: [] for column in keep_columns},
         }
         for i, prompt in enumerate(batch[prompt_column]):
             generations = batch[generations_column][i] or []
-            if pairwise:
+            if verified:
+                found = _verified_pairs(generations, batch[verified_column][i] or [], pairs)
+            elif pairwise:
                 found = _preferred(generations, batch[preference_column][i], ties, dropped)
             else:
                 ratings = batch[rating_column][i] or []
                 held = batch[CONSISTENCY][i] if checked else True
                 found = _row_pairs(generations, ratings, pairs, ties, min_margin, held, dropped)
-            for chosen, rejected in found:
+            for better, worse in found:
                 out["prompt"].append(_message("user", prompt) if format == "chat" else prompt)
-                for side, index in (("chosen", chosen), ("rejected", rejected)):
+                for side, index in (("chosen", better), ("rejected", worse)):
                     text = generations[index]
                     out[side].append(_message("assistant", text) if format == "chat" else text)
-                    if not pairwise:
+                    if rated:
                         out[f"{side}_rating"].append(float(ratings[index]))
                 for column in keep_columns:
                     out[column].append(batch[column][i])
@@ -155,7 +184,7 @@ def to_preference(
         text = ds.features[prompt_column], _element(ds.features[generations_column])
         prompt, answer = (_chat(feature) for feature in text) if format == "chat" else text
         columns = {"prompt": prompt, "chosen": answer, "rejected": answer}
-        if not pairwise:
+        if rated:
             columns |= {
                 "chosen_rating": datasets.Value("float64"),
                 "rejected_rating": datasets.Value("float64"),
@@ -254,6 +283,22 @@ def _preferred(
         dropped["tie"] += 1
         return []
     return {"a": [(0, 1)], "b": [(1, 0)], "tie": [(0, 1)]}.get(preference, [])
+
+
+def _verified_pairs(
+    generations: Sequence[str | None], verified: Sequence[bool | None], pairs: str
+) -> list[tuple[int, int]]:
+    """(chosen, rejected) indices for one row of checked answers: a verified one against an unverified one."""
+    shared = range(min(len(generations), len(verified)))
+    passed = [i for i in shared if generations[i] is not None and verified[i] is True]
+    failed = [i for i in shared if generations[i] is not None and verified[i] is False]
+    if not passed or not failed:
+        return []
+    if pairs == "best-worst":
+        return [(passed[0], failed[0])]
+    if pairs == "best-rest":
+        return [(passed[0], other) for other in failed]
+    return [(a, b) for a in passed for b in failed]
 
 
 def _message(role: str, content: str) -> list[dict[str, str]]:

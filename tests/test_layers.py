@@ -3,9 +3,9 @@ never up and never sideways between sibling layers, and no two modules import ea
 
 From the bottom: the exceptions (``mapgen.errors``) and the version; ``core`` (the shared vocabulary);
 ``runtime`` (one process's loop, interrupts, counters); ``llms``, ``store`` and ``tasks``, three siblings;
-``mapping`` (the map machinery); ``report`` and ``integrations``, two siblings; the verbs (``generate``,
-``label``, ``preference``), ``pipeline`` that composes two of them and ``judging`` that measures a judge
-with them; the faces (``mapgen`` and its CLI).
+``mapping`` (the map machinery); ``report``, ``integrations`` and ``clean`` (dataset transforms), three
+siblings; the verbs (``generate``, ``label``, ``preference``), ``pipeline`` that composes two of them and
+``judging`` that measures a judge with them; the faces (``mapgen`` and its CLI).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"mapgen.runtime"},
     {"mapgen.llms", "mapgen.store", "mapgen.tasks"},
     {"mapgen.mapping"},
-    {"mapgen.report", "mapgen.integrations"},
+    {"mapgen.report", "mapgen.integrations", "mapgen.clean"},
     {"mapgen.generate", "mapgen.label", "mapgen.preference"},
     {"mapgen.pipeline", "mapgen.judging"},
     {"mapgen"},

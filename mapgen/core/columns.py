@@ -48,6 +48,17 @@ its JSON (:attr:`mapgen.core.request.Completion.repaired`), and ``retries``, how
 sent again before it was answered or failed (0 for a reused answer). Datasets written before a field was
 added do not have it."""
 
+VERIFIED = "verified"
+"""The column :func:`mapgen.verify` writes: ``True``, ``False`` or ``None`` per generation."""
+
+VERIFICATION_ERRORS = "verification_errors"
+"""The column :func:`mapgen.verify` writes beside :data:`VERIFIED`: why a check could not be made, or
+``None``."""
+
+VERIFY_COLUMNS = (VERIFIED, VERIFICATION_ERRORS)
+"""Both, one value per generation they checked. :func:`mapgen.verify` keeps no provenance record (it is
+no map of a model), so :func:`mapgen.flatten` knows them by these names."""
+
 _SIGNS_OF_AN_ANSWER = ("finish_reason", "prompt_tokens", "completion_tokens", "cost")
 
 

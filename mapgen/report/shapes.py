@@ -12,7 +12,11 @@ Which columns hold one entry per generation is read from the provenance records
 - a label step: its list-typed columns (its per-text outputs, such as ``rating`` and ``rationale``, the
   ``weighted_`` rating, and, where each text had a prompt of its own, that prompt, answer, reasoning and
   metadata), when the column it rated (``generations``) holds one entry per generation: a generate step's
-  column, or, with no generate step, the rated column itself.
+  column, or, with no generate step, the rated column itself;
+- a verify step (:func:`mapgen.verify`): ``verified`` and ``verification_errors``, beside the columns
+  above. It is no map of a model and keeps no provenance record, so they are known by their names
+  (:data:`mapgen.core.columns.VERIFY_COLUMNS`); verifying a column that holds one entry per generation
+  makes lists of the same lengths, and a row whose lengths differ is refused as any misaligned row is.
 
 Both keep the answer metadata (``generation_metadata``, ``labelling_metadata``), where each answer's
 provenance is, so :func:`mapgen.dataset_card` and :func:`mapgen.usage` work on what they return.
@@ -21,6 +25,7 @@ provenance is, so :func:`mapgen.dataset_card` and :func:`mapgen.usage` work on w
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -32,10 +37,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mapgen.core.columns import VERIFIED, VERIFY_COLUMNS
 from mapgen.core.keywords import checked_keywords
 from mapgen.errors import MapgenWarning, error_kind
 from mapgen.mapping.provenance import lookup
 from mapgen.report.totals import metadata_columns
+
+logger = logging.getLogger(__name__)
 
 INDEX = "generation_index"
 """The column :func:`flatten` adds: each row's position among its row's generations (0, 1, ...)."""
@@ -73,6 +81,7 @@ def flatten(
     *,
     columns: Sequence[str] | None = None,
     store: str | None = None,
+    verified_only: bool = False,
 ) -> Any:
     """One row per generation: every column with one entry per generation becomes its entry's type
     (``generations`` a string, a structured field its own type, ``generation_prompt`` chat messages,
@@ -88,14 +97,16 @@ def flatten(
     is kept on the row's first generation only, ``None`` on the others, so that
     :func:`mapgen.dataset_card` and :func:`mapgen.usage` count each answer once. Columns keep their
     ``datasets`` features. A dataset already flat (no per-generation list left, and a
-    ``generation_index``) is returned as it is.
+    ``generation_index``) is returned as it is. ``verified_only=True`` keeps only the generations that
+    :func:`mapgen.verify` found right (``verified`` ``True``; ``False`` and ``None`` are left out).
 
     Raises:
         TypeError: ``ds`` is not a ``datasets.Dataset``.
         ValueError: a map's record is in neither this process nor the store (name ``columns``); the
-            dataset has no column written by mapgen; a per-generation column holds no lists; or a row's
+            dataset has no column written by mapgen; a per-generation column holds no lists; a row's
             per-generation columns hold different numbers of values (naming the row and the columns:
-            flattening would misalign them).
+            flattening would misalign them); or ``verified_only`` without a ``verified`` column of one
+            value per generation (:func:`mapgen.verify` first).
 
     Example:
         >>> import datasets, mapgen
@@ -109,7 +120,8 @@ def flatten(
         (Value('string'), True)
     """
     _check_dataset(ds, "flatten")
-    return _flatten(ds, _layout(ds, columns, store, "flatten"))
+    flat = _flatten(ds, _layout(ds, columns, store, "flatten"))
+    return flat.select(_verified_rows(flat, "flatten")) if verified_only else flat
 
 
 @checked_keywords
@@ -119,6 +131,7 @@ def to_sft(
     keep_columns: Sequence[str] = (),
     columns: Sequence[str] | None = None,
     store: str | None = None,
+    verified_only: bool = False,
 ) -> Any:
     """Supervised fine-tuning data: one row per answer with a ``messages`` column in the Hugging Face
     chat format (a list of ``{"role", "content"}``), as TRL's ``SFTTrainer`` reads it.
@@ -130,7 +143,9 @@ def to_sft(
     write a conversation (:class:`~mapgen.MagpieTask`, :class:`~mapgen.ConversationTask`) give the whole
     conversation instead. Answers that failed (a ``generation_errors`` value, no answer, or a conversation
     that does not end with an assistant turn: Magpie's ``only_instruction``) are left out, and counted in
-    a :class:`~mapgen.MapgenWarning` by kind.
+    a :class:`~mapgen.MapgenWarning` by kind. ``verified_only=True`` keeps only the answers that
+    :func:`mapgen.verify` found right (``verified`` ``True``): rejection sampling's "keep what checks
+    out"; the others are left out without a warning (you asked for it), their count logged.
 
     Beside ``messages`` it keeps ``keep_columns`` (any column of :func:`flatten`'s result: ``rating``,
     ``generation_index``, ...) and the answer metadata with its models (``generation_metadata``,
@@ -140,7 +155,8 @@ def to_sft(
     Raises:
         TypeError: ``ds`` is not a ``datasets.Dataset``.
         ValueError: what :func:`flatten` raises; ``ds`` has no prompt and answer written by
-            :func:`mapgen.generate`; or a ``keep_columns`` entry is not a column.
+            :func:`mapgen.generate`; a ``keep_columns`` entry is not a column; or ``verified_only``
+            without a ``verified`` column of one value per generation (:func:`mapgen.verify` first).
 
     Example:
         >>> import datasets, mapgen
@@ -187,6 +203,12 @@ def to_sft(
             stacklevel=3,  # the caller, past checked_keywords
         )
         flat = flat.select(kept)
+    if verified_only:
+        passed = _verified_rows(flat, "to_sft")
+        logger.info(
+            "to_sft left out %d of %d answers not verified", flat.num_rows - len(passed), flat.num_rows
+        )
+        flat = flat.select(passed)
 
     metadata = metadata_columns(flat)
     models = [m for c in metadata if (m := c.removesuffix("_metadata") + "_model") != c and m in types]
@@ -218,6 +240,30 @@ def to_sft(
 
 JURY = "mapgen.llms.jury.Jury"
 """A jury's backend as its provenance records name it: only its aggregate scores are per generation."""
+
+
+def _verified_rows(flat: Any, name: str) -> list[int]:
+    """The rows of a flat dataset whose answer :func:`mapgen.verify` found right (``verified`` ``True``)."""
+    kind = flat.features.arrow_schema.field(VERIFIED).type if VERIFIED in flat.column_names else None
+    if kind is None or not pa.types.is_boolean(kind):
+        found = "no such column" if kind is None else f"one of type {kind} after flattening"
+        raise ValueError(
+            f"{name}(verified_only=True) keeps the answers whose {VERIFIED!r} value is True, and the dataset "
+            f"has {found} (columns: {flat.column_names}). Check the answers first: mapgen.verify(ds, ...)"
+            + (
+                ""
+                if kind is None
+                else f"; name {VERIFIED!r} in columns=[...] with the other per-generation ones"
+            )
+            + "."
+        )
+    kept: list[int] = []
+    position = 0
+    for table in flat.select_columns([VERIFIED]).with_format("arrow").iter(batch_size=_BATCH):
+        passed = pc.fill_null(table.column(0), False).to_numpy(zero_copy_only=False)
+        kept += (np.flatnonzero(passed) + position).tolist()
+        position += table.num_rows
+    return kept
 
 
 def _check_dataset(ds: Any, name: str) -> None:
@@ -298,6 +344,8 @@ def _layout(ds: Any, columns: Sequence[str] | None, store: str | None, name: str
             aligned += per_text
         elif not from_generate and rated in present and _is_list(types[rated]) and per_text:
             aligned += [rated, *per_text]
+    if aligned:  # a verify step's columns, one value per generation (see the module's docstring)
+        aligned += [c for c in VERIFY_COLUMNS if c in present and _is_list(types[c])]
     chosen = [c for c in present if c in aligned]
     layout = _Layout(chosen, [c for c in present if c in generated], [m for m in metadata if m not in chosen])
     return _checked(types, layout, "written by mapgen with one entry per generation")
