@@ -13,7 +13,7 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.clean.decontaminate import COLUMN, words
+from mapgen.clean.ngrams import COLUMN, words
 from mapgen.errors import MapgenWarning, MissingColumnError
 
 VOCABULARY = [f"w{i}" for i in range(3000)]

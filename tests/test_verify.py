@@ -2,7 +2,6 @@
 failures of the check kept as data; rejection sampling with to_sft / flatten(verified_only=True) and
 to_preference(chosen="verified") on a real generate output (the fault server's scripted answers)."""
 
-import sys
 import threading
 import warnings
 
@@ -14,9 +13,9 @@ from math_verify import verify as math_verify
 from pydantic import BaseModel
 
 import mapgen
-import mapgen.clean.verify
+import mapgen.clean.verifiers
 
-VERIFY_MODULE = sys.modules["mapgen.clean.verify"]  # mapgen.clean.verify is the function, named as its module
+VERIFY_MODULE = mapgen.clean.verifiers
 
 # Math-verify's own documented examples, each (reference, generation, whether math-verify accepts it), the
 # reference as math-verify's gold. Where each is from (huggingface/Math-Verify, the 0.9 release):
