@@ -115,7 +115,7 @@ def step(name: str, folder: Path, num_proc: int) -> dict[str, Any]:
         }
     else:
         benchmark = datasets.load_from_disk(str(folder / "benchmark"))
-        flagged, report = mapgen.decontaminate(ds, "text", against={"bench": benchmark}, num_proc=num_proc)
+        flagged, _ = mapgen.decontaminate(ds, "text", against={"bench": benchmark}, num_proc=num_proc)
         seconds = time.perf_counter() - start
         hits = [bool(names) for names in flagged["contaminated_by"]]
         planted = ds["planted"]
