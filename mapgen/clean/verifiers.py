@@ -12,9 +12,11 @@ checked) aligned with the generations, and ``verification_errors`` (why a check 
 
 math-verify bounds each parse and each comparison with ``signal.alarm``, which works only in a process's
 main thread. ``Dataset.map`` calls the check there, in the calling process and in each ``num_proc`` worker
-(each a process of its own, its tasks run on its main thread), so the timeout holds in both. Called from
-another thread (a thread pool, a web server's handler), the checks run without a timeout, said once in a
-:class:`~mapgen.MapgenWarning`: a pathological expression can then take as long as sympy takes.
+(each a process of its own, its tasks run on its main thread), so the timeout is set in both. A signal
+only stops Python code, though: once (in a worker forked after a torch engine had run) a pathological
+expression ran 18 s to its end instead, and was found ``False``. Called from another thread (a thread pool,
+a web server's handler), the checks run without a timeout, said once in a :class:`~mapgen.MapgenWarning`:
+a pathological expression can then take as long as sympy takes. Never is an unchecked answer ``True``.
 
 Running generated code against tests is no kind here: that needs a sandbox this module does not have.
 """
