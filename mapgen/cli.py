@@ -48,7 +48,11 @@ REFUSED_OUTPUT_SUFFIXES = {".csv": "CSV", ".tsv": "TSV", ".txt": "a text file"}
 """...except these, refused before anything runs: a text table cannot hold list columns."""
 ASPECTS = ["text-quality", "helpfulness", "truthfulness", "honesty", "instruction-following"]
 
-CLI_ADVICE = {"price": "pass --price-per-million IN,OUT", "max_new_tokens": "a larger --max-new-tokens"}
+CLI_ADVICE = {
+    "price": "pass --price-per-million IN,OUT",
+    "max_new_tokens": "a larger --max-new-tokens",
+    "redo": "--dataset <this output> --redo length and a larger --max-new-tokens",
+}
 """The fixes the closing table (:class:`mapgen.Summary`) names, as flags."""
 
 FLAGS = {
@@ -163,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--system-prompt", default=None, metavar="TEXT", help="system message sent with every prompt"
+    )
+    gen.add_argument(
+        "--redo",
+        action="append",
+        default=None,
+        metavar="KIND",
+        help="with --dataset the output of an earlier 'mapgen generate': ask again only the answers of this "
+        "kind (length: cut at --max-new-tokens; or a failure kind such as invalid_output, http_429), "
+        "keeping every other answer as it is, with no request; repeat for several kinds",
     )
     gen.set_defaults(command=run_generate)
 
@@ -500,7 +513,13 @@ def run_generate(args: argparse.Namespace) -> int:
     ds = load_rows(args)
     require_columns(ds, args)
     task = mapgen.TextGenerationTask(system_prompt=args.system_prompt)
-    fn = mapgen.generate(build_llm(args), task, args.num_generations, input_columns={"input": args.column})
+    fn = mapgen.generate(
+        build_llm(args),
+        task,
+        args.num_generations,
+        input_columns={"input": args.column},
+        redo=args.redo or (),
+    )
     if args.dry_run:
         return dry_run(ds, fn, args)
     ds, seconds, counts = run_map(ds, fn, args, "Generating")

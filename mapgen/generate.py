@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -17,10 +17,21 @@ from mapgen.llms.base import LLM
 from mapgen.llms.jury import Jury
 from mapgen.mapping.map_function import Answer, MapFunction, completion_metadata
 from mapgen.mapping.multi_round import call_rounds, check_backend
+from mapgen.mapping.redo import PREVIOUS, REDONE, carried, falls_short, read_previous, redo_kinds
 from mapgen.runtime.progress import counters
 from mapgen.tasks.base import Task
 from mapgen.tasks.rounds import RoundsTask
 from mapgen.tasks.text_generation import TextGenerationTask
+
+
+class Planned(NamedTuple):
+    """One row's part of a batch: its prompt (``None`` and ``error`` when it has none), the generations it
+    asks for, and its earlier answers (a ``redo`` map's: :func:`mapgen.mapping.redo.read_previous`)."""
+
+    prompt: Prompt | None
+    error: str | None
+    asked: Sequence[int]
+    previous: dict[str, list[Any]] | None
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,8 @@ class GenerateFunction(MapFunction):
     """The callable :func:`generate` returns; see there."""
 
     num_generations: int = 1
+    redo: tuple[str, ...] = ()
+    """The kinds of earlier answers to ask again (:mod:`mapgen.mapping.redo`); empty: ask every row."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -41,6 +54,11 @@ class GenerateFunction(MapFunction):
                 "LLMs, use mapgen.LLMPool."
             )
         check_backend(self.llm, self.task)
+        object.__setattr__(self, "redo", redo_kinds(self.redo))
+        if self.redo and isinstance(self.task, RoundsTask):
+            raise TypeError(
+                f"redo re-asks one answer at a time; {type(self.task).__name__} makes each in several rounds."
+            )
         overwritten = sorted(set(self.output_types()) & set(self.columns().values()))
         if overwritten:  # a structured field named like the input, say
             raise ValueError(
@@ -56,36 +74,57 @@ class GenerateFunction(MapFunction):
             return call_rounds(self, self.num_generations, batch, *args)
         return super().__call__(batch, *args)
 
+    def read_rows(self, batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        rows = super().read_rows(batch)
+        if self.redo:  # each row carries its earlier answers, checked before anything is sent
+            outputs = [name for name in self.output_types() if name != REDONE]
+            required = [*self.task.outputs, "generation_errors", "generation_metadata"]
+            previous = read_previous(batch, outputs, required, self.num_generations)
+            rows = [{**row, PREVIOUS: answers} for row, answers in zip(rows, previous, strict=True)]
+        return rows
+
     def process(self, rows: list[dict[str, Any]], *, rank: int | None) -> dict[str, list[Any]]:
-        n = self.num_generations
         planned, requests = self.plan(rows)
         answers = iter(self.reask(requests, self.complete(requests, rank=rank), rank=rank))
         types = self.output_types()
         columns: dict[str, list[Any]] = {name: [] for name in types}
         failures = 0
-        for prompt, row_error in planned:
-            if prompt:
-                row_answers = [next(answers) for _ in range(n)]
+        for row in planned:
+            if row.prompt:
+                row_answers = {i: next(answers) for i in row.asked}
             else:
-                assert row_error is not None  # prompt_for gives a prompt or why there is none
-                failed = Completion.failed(row_error, INPUT)
-                row_answers = [(failed, self.parse_answer(failed))] * n
-            failures += self._write_row(columns, prompt.messages() if prompt else None, row_answers)
+                failed = Completion.failed(row.error or "", INPUT)
+                row_answers = dict.fromkeys(row.asked, (failed, self.parse_answer(failed)))
+            failures += self._write_row(columns, row, row_answers)
         counters.add(failed=failures)
         return typed_columns(columns, types)
 
-    def plan(
-        self, rows: list[dict[str, Any]]
-    ) -> tuple[list[tuple[Prompt | None, str | None]], list[Request]]:
-        """Each row's prompt and ``None`` (or ``None`` and why not), and the requests they send."""
+    def plan(self, rows: list[dict[str, Any]]) -> tuple[list[Planned], list[Request]]:
+        """Each row's :class:`Planned`, and the requests the batch sends: every generation of every row
+        that has a prompt, or with ``redo``, only the earlier answers that fell short."""
         schema = self.task.schema if self.llm.supports_schema else None
-        planned = [self.prompt_for(row) for row in rows]
-        n = self.num_generations
-        return planned, [Request(p, i, schema) for p, _ in planned if p is not None for i in range(n)]
+        planned: list[Planned] = []
+        requests: list[Request] = []
+        for row in rows:
+            previous = row.get(PREVIOUS)
+            asked: Sequence[int] = range(self.num_generations)
+            if previous is not None:
+                row = {name: value for name, value in row.items() if name != PREVIOUS}
+                asked = self._fell_short(previous)
+            prompt, error = self.prompt_for(row) if asked else (None, None)
+            planned.append(Planned(prompt, error, asked, previous))
+            if prompt is not None:
+                requests += [Request(prompt, i, schema) for i in asked]
+        return planned, requests
+
+    def _fell_short(self, previous: dict[str, list[Any]]) -> list[int]:
+        """The generations of a row whose earlier answer is of a kind in :attr:`redo`."""
+        pairs = zip(previous["generation_metadata"], previous["generation_errors"], strict=True)
+        return [i for i, (meta, error) in enumerate(pairs) if falls_short(meta, error, self.redo)]
 
     def requests_for(self, rows: list[dict[str, Any]]) -> tuple[list[Request], int]:
         planned, requests = self.plan(rows)
-        return requests, sum(prompt is None for prompt, _ in planned)
+        return requests, sum(row.prompt is None and bool(row.asked) for row in planned)
 
     def output_types(self) -> dict[str, pa.DataType]:
         """The columns this function writes, each a list with one entry per generation."""
@@ -97,27 +136,53 @@ class GenerateFunction(MapFunction):
             "generation_reasoning": pa.string(),
             "generation_errors": pa.string(),
             "generation_metadata": METADATA,
+            **({REDONE: pa.bool_()} if self.redo else {}),
         }
         return {name: pa.list_(item) for name, item in per_generation.items()}
 
-    def _write_row(
+    def _write_row(self, columns: dict[str, list[Any]], row: Planned, answers: dict[int, Answer]) -> int:
+        """Append one row's values to ``columns``, each generation from its new answer in ``answers`` or
+        as the row's earlier answer was; return how many of the new answers failed."""
+        messages = row.prompt.messages() if row.prompt else None
+        entries = [
+            self._entry(messages, answer, row.previous, i)
+            if (answer := answers.get(i)) is not None
+            else self._kept(row.previous, i)
+            for i in range(self.num_generations)
+        ]
+        for name in columns:
+            columns[name].append([entry[name] for entry in entries])
+        return sum(error is not None for _, (_, error) in answers.values())
+
+    def _entry(
         self,
-        columns: dict[str, list[Any]],
         messages: list[dict[str, str]] | None,
-        answers: list[Answer],
-    ) -> int:
-        """Append one row's values to ``columns``; return how many of its answers failed."""
-        completions = [completion for completion, _ in answers]
-        parsed = [result for _, result in answers]
-        for name in self.task.outputs:
-            columns[name].append([values.get(name) for values, _ in parsed])
-        columns["generation_model"].append([c.model or self.llm.model_name for c in completions])
-        columns["generation_prompt"].append([messages] * len(completions))
-        columns["raw_generation_responses"].append([c.text for c in completions])
-        columns["generation_reasoning"].append([c.reasoning for c in completions])
-        columns["generation_errors"].append([error for _, error in parsed])
-        columns["generation_metadata"].append([completion_metadata(c, self.provenance) for c in completions])
-        return sum(error is not None for _, error in parsed)
+        answer: Answer,
+        previous: dict[str, list[Any]] | None,
+        i: int,
+    ) -> dict[str, Any]:
+        """Generation ``i``'s values, from a new answer."""
+        completion, (values, error) = answer
+        metadata = completion_metadata(completion, self.provenance)
+        entry = {
+            **{name: values.get(name) for name in self.task.outputs},
+            "generation_model": completion.model or self.llm.model_name,
+            "generation_prompt": messages,
+            "raw_generation_responses": completion.text,
+            "generation_reasoning": completion.reasoning,
+            "generation_errors": error,
+            "generation_metadata": metadata,
+        }
+        if previous is not None:  # a redo: the answer replaced was paid for too
+            entry["generation_metadata"] = carried(metadata, previous["generation_metadata"][i])
+            entry[REDONE] = True
+        return entry
+
+    @staticmethod
+    def _kept(previous: dict[str, list[Any]] | None, i: int) -> dict[str, Any]:
+        """Generation ``i``'s values as the row's earlier answer holds them (a redo keeps it)."""
+        assert previous is not None  # only a redo map leaves a generation unasked
+        return {**{name: values[i] for name, values in previous.items()}, REDONE: False}
 
 
 @checked_keywords
@@ -130,6 +195,7 @@ def generate(
     cache: bool = True,
     store: str | None = None,
     max_reasks: int = 2,
+    redo: str | Iterable[str] = (),
 ) -> GenerateFunction:
     """A callable for ``ds.map(fn, batched=True)`` that adds ``num_generations`` answers per row.
 
@@ -148,6 +214,20 @@ def generate(
     An answer that fails the task's answer model (:class:`~mapgen.StructuredTask`) is asked again up to
     ``max_reasks`` times, then written as ``None`` with its ``invalid_output`` error.
 
+    ``redo`` maps a dataset that already holds this task's answers (an earlier generate map's output) and
+    asks again only the answers of the kinds listed: ``"length"`` (cut at ``max_new_tokens``) or failure
+    kinds of :mod:`mapgen.errors` (``"invalid_output"``, ``"http_429"``...); every other answer is kept as
+    it is, with no request, and ``generation_redone`` says, per generation, which were asked again. So a
+    first pass at ``max_new_tokens=256`` then ``redo=("length",)`` at 1,024 pays only for the cut answers.
+    ``num_generations`` must be the earlier map's; see :mod:`mapgen.mapping.redo`.
+
+    Raises:
+        ValueError: ``num_generations`` below 1, an unknown ``redo`` kind; from ``ds.map``, before anything
+            is sent, a row with another number of earlier answers than ``num_generations``.
+        MissingColumnError: from ``ds.map``, a task input has no column, or with ``redo``, the dataset
+            holds no earlier answers (no ``generation_metadata``...).
+        TypeError: ``llm`` or ``task`` is not mapgen's; ``ds.map`` without ``batched=True``.
+
     Example:
         >>> import datasets, mapgen
         >>> ds = datasets.Dataset.from_dict({"input": ["Name a fruit.", "Name a color."]})
@@ -155,6 +235,11 @@ def generate(
         >>> ds = ds.map(mapgen.generate(llm, mapgen.TextGenerationTask()), batched=True)
         >>> [len(g) for g in ds["generations"]]
         [1, 1]
+        >>> short = mapgen.LlamaCppLLM(temperature=0.0, max_new_tokens=2, seed=0)
+        >>> ds = ds.map(mapgen.generate(short), batched=True)  # cut at 2 tokens: finish_reason "length"
+        >>> ds = ds.map(mapgen.generate(llm, redo=("length",)), batched=True)  # re-asks those at 16
+        >>> ds["generation_redone"][:]
+        [[True], [True]]
     """
     return GenerateFunction(
         llm=llm,
@@ -164,4 +249,5 @@ def generate(
         cache=cache,
         store=store,
         max_reasks=max_reasks,
+        redo=redo,  # type: ignore[arg-type]  # checked and made a sorted tuple where the function is built
     )

@@ -111,7 +111,7 @@ def test_summary_reads_failures_cuts_retries_reuse_tokens_and_cost_from_the_data
     assert table["retries"].strip() == "2"
 
     # The way the summary says to select the cut answers selects them.
-    select = re.search(r"ds\.filter\((lambda row: .*?)\) and map", str(done)).group(1)
+    select = re.search(r"ds\.filter\((lambda row: .*)\)\)$", dict(done.lines())["truncated"]).group(1)
     cut = ds.filter(eval(select))
     assert cut["input"] == ["long one"]
 
@@ -126,8 +126,9 @@ def test_summary_reads_failures_cuts_retries_reuse_tokens_and_cost_from_the_data
     assert (rerun.answers, rerun.reused, rerun.retries, rerun.failed) == (3, 3, 0, {"http_400": 1})
     assert (rerun.tokens, rerun.cost) == (0, None)  # nothing answered was paid for this time
 
-    # As the summary says: the cut rows, mapped with a larger max_new_tokens, are sent again (its store key
-    # changed); with the same limit they would be reused.
+    # The summary says to re-ask them alone (tests/test_redo.py); mapped with a larger max_new_tokens, the
+    # cut rows are sent again too (its store key changed); with the same limit they would be reused.
+    assert 'redo="length") and a larger max_new_tokens' in dict(done.lines())["truncated"]
     cut.map(fn, batched=True)
     assert fault_server.stats()["total"] == 7
     larger = mapgen.generate(llm_on(fault_server, price_per_million=PRICE, max_new_tokens=64))

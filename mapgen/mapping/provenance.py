@@ -81,9 +81,9 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     """The full provenance record of one map function, as plain JSON data.
 
     Keys: ``reference``, ``step`` (``generate`` or ``label``), ``function`` (its class), ``columns``
-    (what it writes), ``options`` (``num_generations``, ``weighted_ratings``, ``swap``, ``max_reasks``,
-    ``input_columns``), ``items`` (a label step's rated column, as the dataset names it: what its
-    per-text outputs are aligned with; ``None`` for other steps), ``scores`` (a label step's score
+    (what it writes), ``options`` (``num_generations``, ``redo``, ``weighted_ratings``, ``swap``,
+    ``max_reasks``, ``input_columns``), ``items`` (a label step's rated column, as the dataset names it:
+    what its per-text outputs are aligned with; ``None`` for other steps), ``scores`` (a label step's score
     columns, its task's ``score_output`` and the probability-weighted one it writes, each with the task's
     scale: ``{"rating": [1, 5]}``; empty for other steps), ``llm`` (``backend``, ``model``,
     ``parameters``: the backend's fingerprint fields), ``task`` (``class``, ``fields``, ``template``,
@@ -94,7 +94,7 @@ def describe(fn: MapFunction) -> dict[str, Any]:
     task_fields = {k: v for k, v in dataclass_fingerprint(task).items() if k not in ("type", *_PROMPT_TEXT)}
     options = {
         name: fingerprint_state(getattr(fn, name))
-        for name in ("num_generations", "weighted_ratings", "swap", "max_reasks", "input_columns")
+        for name in ("num_generations", "redo", "weighted_ratings", "swap", "max_reasks", "input_columns")
         if hasattr(fn, name)
     }
     record = {

@@ -152,6 +152,8 @@ def table(lines: list[tuple[str, Any]]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in lines)
 
 
+GENERATION_METADATA = "generation_metadata"
+"""A generate step's metadata column: its cut answers can be re-asked alone (``redo``)."""
 RATED_TEXTS, RATINGS = "generations", "rating"
 """A label step's texts and their ratings, as mapgen names them: :func:`summary` counts its answers per
 text where both are there (else per row)."""
@@ -160,6 +162,7 @@ _BATCH = 10_000
 _ADVICE = {
     "price": "set price_per_million=(input, output) on the LLM",
     "max_new_tokens": "a larger max_new_tokens",
+    "redo": 'mapgen.generate(..., redo="length") and a larger max_new_tokens',
 }
 
 
@@ -209,8 +212,9 @@ class Summary:
 
     def lines(self, advice: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
         """The table's ``(name, value)`` lines; ``advice`` words the fixes they name for another surface
-        (the CLI's flags): ``price`` (default ``set price_per_million=(input, output) on the LLM``) and
-        ``max_new_tokens`` (default ``a larger max_new_tokens``)."""
+        (the CLI's flags): ``price`` (default ``set price_per_million=(input, output) on the LLM``),
+        ``max_new_tokens`` (default ``a larger max_new_tokens``) and ``redo``, how to re-ask only a generate
+        step's cut answers (default ``mapgen.generate(..., redo="length") and a larger max_new_tokens``)."""
         advice = {**_ADVICE, **(advice or {})}
         answers = f"{self.answers:,} of {self.asked:,}"
         if len(self.steps) > 1:
@@ -230,14 +234,14 @@ class Summary:
             ("rows", f"{self.rows:,}"),
             ("answers", answers),
             ("failed answers", describe_failures(Counter(self.failed))),
-            ("truncated", self._truncated_line(advice["max_new_tokens"])),
+            ("truncated", self._truncated_line(advice)),
             ("retries", retries),
             ("answers reused", f"{self.reused:,} from the response store"),
             ("tokens", f"{self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion"),
             ("cost", cost),
         ]
 
-    def _truncated_line(self, larger: str) -> str:
+    def _truncated_line(self, advice: Mapping[str, str]) -> str:
         if not self.truncated:
             return "0"
         column, (is_list, reasons) = next(iter(self.cut.items()))
@@ -250,10 +254,15 @@ class Summary:
             select = f"lambda row: any(m and {test} for m in row[{column!r}])"
         else:
             select = f"lambda row: (m := row[{column!r}]) is not None and {test}"
+        if column == GENERATION_METADATA:  # redo re-asks them alone, keeping every other answer
+            return (
+                f"{self.truncated:,} answer(s) cut at max_new_tokens: re-ask only them with {advice['redo']} "
+                f"(their rows: ds.filter({select}))"
+            )
         return (
             f"{self.truncated:,} answer(s) cut at max_new_tokens; select their rows with "
-            f"ds.filter({select}) and map them again with {larger} (part of the store key: only they are "
-            "sent again)"
+            f"ds.filter({select}) and map them again with {advice['max_new_tokens']} (part of the store key: "
+            "only they are sent again)"
         )
 
     def __str__(self) -> str:
@@ -292,7 +301,7 @@ def summary(ds: Any, *, columns: Sequence[str] | None = None) -> Summary:
         rows            1
         answers         1 of 2
         failed answers  1 (http_429 1)
-        truncated       1 answer(s) cut at max_new_tokens; select their rows with ds.filter(lambda row: ...
+        truncated       1 answer(s) cut at max_new_tokens: re-ask only them with mapgen.generate(..., redo=...
         retries         9
         answers reused  0 from the response store
         tokens          10 prompt + 5 completion

@@ -32,6 +32,8 @@ vLLM's own checks (:func:`vllm_refusal`), with its 400s (``type`` ``BadRequestEr
 ``continue_final_message`` needs ``add_generation_prompt: false``, and with ``max_context`` (tokens,
 counted as ``usage`` is) a prompt longer than that, or a ``max_tokens`` over it, is refused. A continued
 message keeps its role in the answer (``"user"`` for Magpie's open user turn), as vLLM answers it.
+``cut_at_max_tokens``: a reply longer than the request's ``max_tokens`` (or ``max_completion_tokens``)
+is cut to that many tokens, with ``finish_reason`` ``"length"``, as a real server cuts it.
 ``support_n``: ``False`` answers ``n > 1`` once (llama.cpp's server), ``"refuse"`` with a 422.
 A rule's ``"in_turn"`` list answers the requests that match it in turn: the first gets item 0, the next
 item 1, and every later one the last item (an invalid answer, then a valid one, say).
@@ -99,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
     "refuse_formats": [],  # response_format types answered with a 400
     "count_replies": False,  # append " [k]" (this request's number) to every text, so samples differ
     "max_context": None,  # tokens: a longer prompt gets vLLM's 400 (None: no limit)
+    "cut_at_max_tokens": False,  # True: a reply longer than max_tokens is cut there, finish_reason "length"
     **BATCH_DEFAULTS,  # files and batches: see openai_batches
 }
 
@@ -116,6 +119,13 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "min_p": (0.0, 1.0, True),
     "repetition_penalty": (0.0, float("inf"), False),
 }
+
+
+def cut_at(text: str, max_tokens: int) -> str:
+    """``text`` cut to its first ``max_tokens`` tokens (whitespace-led words, as ``usage`` counts them),
+    where it and its end-of-turn token do not fit: what a server sends when the answer hits ``max_tokens``."""
+    words = re.findall(r"\s*\S+", text)
+    return text if len(words) + END_TOKENS <= max_tokens else "".join(words[:max_tokens])
 
 
 def invalid_parameter(body: dict[str, Any]) -> tuple[str, str] | None:
@@ -412,6 +422,13 @@ class FaultServer:
             texts = [f"echo: {user}" + (f" #{i}" if n > 1 else "") + "".join(images) for i in range(n)]
         if settings["count_replies"]:
             texts = [f"{text} [{self.total}]" for text in texts]
+        finish = [(rule or {}).get("finish_reason", "stop")] * len(texts)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if settings["cut_at_max_tokens"] and isinstance(limit, int):
+            cut = [cut_at(text, limit) for text in texts]
+            pairs = zip(cut, texts, finish, strict=True)
+            finish = ["length" if short != text else reason for short, text, reason in pairs]
+            texts = cut
         # vLLM's: a message continued (continue_final_message) keeps its role, a user's too (Magpie's)
         role = body["messages"][-1]["role"] if body.get("continue_final_message") else "assistant"
         choices = [
@@ -419,12 +436,13 @@ class FaultServer:
                 "index": i,
                 "message": {"role": role, "content": text, **self.reasoning(body, rule)},
                 "logprobs": self.logprobs(body, rule, text),
-                "finish_reason": (rule or {}).get("finish_reason", "stop"),
+                "finish_reason": finish[i],
             }
             for i, text in enumerate(texts)
         ]
         prompt = openai_prompt_tokens(body.get("messages") or [])
-        output = sum(openai_content_tokens(text) + END_TOKENS for text in texts)
+        ends = [END_TOKENS if reason != "length" else 0 for reason in finish]  # a cut answer has none
+        output = sum(openai_content_tokens(text) + end for text, end in zip(texts, ends, strict=True))
         usage = {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output}
         return {
             "id": f"chatcmpl-{self.total}",

@@ -1,0 +1,136 @@
+"""Re-asking only what fell short: ``mapgen.generate(llm, task, redo=("length", ...))``.
+
+A generate map over a dataset that already holds a generate step's columns reads each row's earlier
+answers, and asks again only those that match a listed kind: ``length`` (cut at the token limit: a
+``finish_reason`` in :data:`~mapgen.core.request.CUT_AT_LIMIT`, read or not), or a failure kind of
+:mod:`mapgen.errors` (``invalid_output``, ``http_429``, ``timeout``...). Every other answer is written back
+as it was, every column of it, with no request; ``generation_redone`` says which were asked again. The
+typical use is a first pass at a small ``max_new_tokens``, then ``redo=("length",)`` at a larger one,
+which pays only for the cut answers (curator #697).
+
+An answer asked again carries the tokens, cost and retries of the one it replaces (both were paid for, as
+a re-asked invalid answer does: :meth:`~mapgen.mapping.map_function.MapFunction.reask`), so the dataset's
+totals (:func:`mapgen.summary`) still count what the first pass spent; one reused from the response store
+then carried nothing, and carries nothing here either.
+
+Example:
+    >>> meta = {"finish_reason": "length", "prompt_tokens": 9, "completion_tokens": 16, "from_store": False,
+    ...         "cost": None, "retries": 0}
+    >>> falls_short(meta, None, ("length",)), falls_short(meta | {"finish_reason": "stop"}, None, ("length",))
+    (True, False)
+    >>> falls_short(None, "http_429: HTTP 429: slow down", ("http_429",))
+    True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from mapgen.core.request import CUT_AT_LIMIT
+from mapgen.errors import (
+    BATCH_CANCELLED,
+    BATCH_EXPIRED,
+    BATCH_FAILED,
+    CONNECTION,
+    EMPTY_ANSWER,
+    ENGINE,
+    INPUT,
+    INTERRUPTED,
+    INVALID_ANSWER,
+    INVALID_OUTPUT,
+    LENGTH,
+    PARSE,
+    REFUSED,
+    TIMEOUT,
+    MissingColumnError,
+    error_kind,
+)
+
+REDONE = "generation_redone"
+"""The column a ``redo`` map adds: per generation, whether this map asked it again."""
+
+PREVIOUS = "__mapgen_previous__"
+"""The key under which a ``redo`` map's rows carry their earlier answers (a private key: no task input)."""
+
+KINDS: tuple[str, ...] = (LENGTH, INVALID_OUTPUT, PARSE, INVALID_ANSWER, EMPTY_ANSWER, REFUSED, ENGINE)
+KINDS += (TIMEOUT, CONNECTION, INPUT, INTERRUPTED, BATCH_EXPIRED, BATCH_CANCELLED, BATCH_FAILED)
+"""The kinds ``redo`` takes, besides ``http_<status>`` (``http_429``, ``http_500``...)."""
+
+_HTTP = re.compile(r"http_[1-5]\d\d")
+_SPENT = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost", "retries")
+
+
+def redo_kinds(redo: str | Iterable[str]) -> tuple[str, ...]:
+    """``redo`` checked and sorted (its order changes nothing, so neither does it change a fingerprint);
+    one string is one kind.
+
+    Raises:
+        ValueError: a kind that is no failure kind of :mod:`mapgen.errors` nor ``length``.
+
+    Example:
+        >>> redo_kinds("length"), redo_kinds(["invalid_output", "length", "length"])
+        (('length',), ('invalid_output', 'length'))
+    """
+    kinds = (redo,) if isinstance(redo, str) else tuple(redo)
+    unknown = [kind for kind in kinds if not (kind in KINDS or _HTTP.fullmatch(str(kind)))]
+    if unknown:
+        raise ValueError(
+            f"redo takes the kinds of answers to ask again: 'length' (cut at max_new_tokens) or a failure "
+            f"kind of mapgen.errors ({', '.join(KINDS[1:])}, http_<status>); got {unknown}."
+        )
+    return tuple(sorted(set(kinds)))
+
+
+def falls_short(metadata: Mapping[str, Any] | None, error: str | None, kinds: Sequence[str]) -> bool:
+    """Whether an earlier answer (its ``generation_metadata`` entry and ``generation_errors`` entry) is of
+    one of ``kinds``: ``length`` for an answer cut at the token limit, else its error's kind."""
+    if LENGTH in kinds and metadata is not None and metadata.get("finish_reason") in CUT_AT_LIMIT:
+        return True
+    return error_kind(error) in kinds
+
+
+def read_previous(
+    batch: Mapping[str, Sequence[Any]], columns: Sequence[str], required: Sequence[str], n: int
+) -> list[dict[str, list[Any]]]:
+    """Each row's earlier answers: ``{column: its list, one entry per generation}`` for ``columns``
+    (a column the dataset lacks, and not ``required``, is ``None`` in every entry).
+
+    Raises:
+        MissingColumnError: a ``required`` column (the task's outputs, ``generation_errors``,
+            ``generation_metadata``) is not in the batch: the dataset holds no earlier answers to redo.
+        ValueError: a row holds another number of answers than ``n`` (``num_generations``).
+    """
+    missing = [column for column in required if column not in batch]
+    if missing:
+        raise MissingColumnError(
+            f"redo re-asks answers of an earlier generate map, but the dataset has no column(s) {missing}; "
+            f"columns present: {list(batch)}. Map the dataset with mapgen.generate first (the same task), "
+            "then with redo=... on its output. Nothing was sent."
+        )
+    size = len(batch[required[0]])
+    rows: list[dict[str, list[Any]]] = []
+    for i in range(size):
+        answers = batch[required[0]][i]
+        if not isinstance(answers, list) or len(answers) != n:
+            count = len(answers) if isinstance(answers, list) else 0
+            raise ValueError(
+                f"redo: row {i} of the batch holds {count} earlier answer(s) in {required[0]!r}, and the "
+                f"map asks num_generations={n}: pass num_generations={count}, the earlier map's. Nothing was "
+                "sent."
+            )
+        rows.append({column: list(batch[column][i]) if column in batch else [None] * n for column in columns})
+    return rows
+
+
+def carried(metadata: dict[str, Any], earlier: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A redone answer's metadata with the spend of the ``earlier`` answer it replaces added (its tokens,
+    cost and retries; nothing where the earlier one was reused from the store, or the count is unknown)."""
+    if earlier is None or earlier.get("from_store"):
+        return metadata
+    total = dict(metadata)
+    for name in _SPENT:
+        mine, theirs = total.get(name), earlier.get(name)
+        total[name] = mine if theirs is None else theirs if mine is None else mine + theirs
+    return total
