@@ -66,6 +66,11 @@ def test_redo_length_sends_only_the_cut_answers_and_keeps_the_others_as_they_wer
     assert fault_server.stats()["total"] == 10 + 3
     assert again["generations"] == redone["generations"]
 
+    # The card lists both steps: the first pass with its 7 answers kept, the redo with the 3 it asked again.
+    card = mapgen.dataset_card(redone).text
+    assert "- asked again: 3 answer(s) of an earlier generate map that were `length`" in card
+    assert f"map function `{fn.provenance}`" in card
+
 
 def test_redone_answers_carry_what_the_cut_ones_cost(fault_server, first_pass):
     before = mapgen.counters.snapshot()

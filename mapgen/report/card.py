@@ -26,6 +26,8 @@ from mapgen.core.request import CUT_AT_LIMIT
 from mapgen.core.units import format_cost
 from mapgen.errors import error_kinds
 from mapgen.mapping.provenance import judge_checks, lookup
+from mapgen.mapping.steps import recorded_steps
+from mapgen.report.card_cleaning import cleaning_lines
 from mapgen.report.card_judges import judge_lines
 from mapgen.report.preview import example_rows
 from mapgen.report.ratings import IMAGE, RatingCounts, rating_svg
@@ -170,17 +172,26 @@ def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = Non
     else:
         raise TypeError(f"dataset_card takes a datasets.Dataset or DatasetDict, got {type(ds).__name__}.")
     steps = _steps(ds, store)
-    if not steps:
+    cleaning = recorded_steps(ds)
+    if not steps and not cleaning:
         raise ValueError(
-            f"the dataset has no column written by mapgen (generation_metadata, labelling_metadata); its "
-            f"columns are {ds.column_names}."
+            f"the dataset has no column written by mapgen (generation_metadata, labelling_metadata) and no "
+            f"cleaning step (mapgen.dedup, decontaminate, verify); its columns are {ds.column_names}."
         )
     chain = [f"{step.name}:{step.reference}" for step in steps] + tail
     data = DatasetCardData(
         pretty_name=repo_id.split("/")[-1] if repo_id else None,
         size_categories=[_size_category(len(ds))],
         tags=["synthetic", "mapgen"],
-        mapgen={"version": __version__, "fingerprint_chain": chain},
+        mapgen={
+            "version": __version__,
+            "fingerprint_chain": chain,
+            **(
+                {"cleaning": [{k: r[k] for k in ("step", "parameters", "result")} for r in cleaning]}
+                if cleaning
+                else {}
+            ),
+        },
     )
     charts = _rating_counts(ds, steps)
     judges = [step.record["llm"] for step in steps if step.record and step.record.get("step") == "label"]
@@ -294,8 +305,10 @@ def _body(
         *_example_lines(ds),
         *_rating_lines(charts),
         *judge_lines(ds, [chart.column for chart in charts], checks),
-        "## How the columns were made",
+        *cleaning_lines(ds),
     ]
+    if steps:
+        lines.append("## How the columns were made")
     for number, step in enumerate(steps, 1):
         lines += ["", *_step_section(number, step)]
     lines += [
@@ -322,6 +335,19 @@ def _body(
         )
     lines += ["", *_usage_lines(ds)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _redo_lines(record: dict[str, Any], step: Step) -> list[str]:
+    """What a ``redo`` map asked again (:mod:`mapgen.mapping.redo`): its answers are those it redid."""
+    kinds = record["options"].get("redo")
+    if not kinds:
+        return []
+    said = ", ".join(f"`{kind}`" for kind in kinds)
+    answers = step.totals.requests + step.totals.reused
+    return [
+        f"- asked again: {answers} answer(s) of an earlier generate map that were {said}; every other answer "
+        "of it kept as it was (`generation_redone` says which)"
+    ]
 
 
 def _cut_lines(ds: Any, steps: list[Step]) -> list[str]:
@@ -434,6 +460,7 @@ def _step_section(number: int, step: Step) -> list[str]:
         f"- task: `{task['class']}`",
         f"- prompt format: {record['prompt_format']}",
         f"- options: {', '.join(f'{k}={v!r}' for k, v in record['options'].items())}",
+        *_redo_lines(record, step),
         f"- failed, by kind: {errors}",
         f"- cut at the token limit (`finish_reason` `length`): {step.cut}",
         f"- mapgen {record['mapgen_version']} (output format {record['output_format']})",
