@@ -614,6 +614,22 @@ def test_a_reask_is_a_new_request_for_the_store_with_its_own_seed(fault_server):
     assert again["reason"] == ["short"] and fault_server.stats()["total"] == 0
 
 
+def test_a_reask_of_a_stored_invalid_answer_counts_only_what_this_run_paid(fault_server):
+    invalid, valid = '{"rating": 4, "reason": "' + "x" * 50 + '"}', '{"rating": 4, "reason": "short"}'
+    fault_server.configure(api_key=fault_server.api_key, default_reply=invalid)
+    llm = structured_llm(fault_server, seed=7, price_per_million=(1.0, 1.0))
+    run(mapgen.generate(llm, mapgen.StructuredTask(Verdict), max_reasks=0))  # the invalid answer, stored
+    fault_server.configure(api_key=fault_server.api_key, default_reply=valid)
+    before = mapgen.counters.snapshot()
+    ds = run(mapgen.generate(llm, mapgen.StructuredTask(Verdict), max_reasks=1))  # reused, then re-asked
+    after = mapgen.counters.snapshot()
+    assert fault_server.stats()["total"] == 1 and ds[0]["reason"] == ["short"]
+    [meta] = ds[0]["generation_metadata"]
+    paid = {name: after[name] - before[name] for name in ("prompt_tokens", "completion_tokens")}
+    assert (meta["prompt_tokens"], meta["completion_tokens"]) == tuple(paid.values())
+    assert mapgen.summary(ds).tokens == sum(paid.values())
+
+
 def test_label_reasks_answers_that_fail_a_labelling_tasks_model(fault_server):
     example = load_example("custom_task")
     fault_server.configure(api_key=fault_server.api_key, default_reply='{"rating": 6, "reason": "ok"}')

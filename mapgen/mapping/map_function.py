@@ -585,7 +585,10 @@ def writable(completion: Completion) -> Completion:
 
 def _paid_with(answer: Completion, earlier: Completion) -> Completion:
     """``answer`` with the tokens, cost and retries of the invalid ``earlier`` answer it replaces added to
-    its own (a count unknown on one side is the other's)."""
+    its own (a count unknown on one side is the other's). An ``earlier`` answer reused from the store was
+    paid for by another run, and counts nothing now (as :func:`mapgen.summary` counts reused answers)."""
+    if earlier.from_store:
+        return answer
 
     def total(a: Any, b: Any) -> Any:
         return a if b is None else b if a is None else a + b
