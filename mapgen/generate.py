@@ -15,9 +15,9 @@ from mapgen.core.request import Completion, Request
 from mapgen.errors import INPUT
 from mapgen.llms.base import LLM
 from mapgen.llms.jury import Jury
-from mapgen.mapping.map_function import Answer, MapFunction, completion_metadata
+from mapgen.mapping.map_function import Answer, MapFunction, completion_metadata, paid_with
 from mapgen.mapping.multi_round import call_rounds, check_backend
-from mapgen.mapping.redo import PREVIOUS, REDONE, carried, falls_short, read_previous, redo_kinds
+from mapgen.mapping.redo import PREVIOUS, REDONE, falls_short, read_previous, redo_kinds, spent_before
 from mapgen.runtime.progress import counters
 from mapgen.tasks.base import Task
 from mapgen.tasks.rounds import RoundsTask
@@ -163,7 +163,8 @@ class GenerateFunction(MapFunction):
     ) -> dict[str, Any]:
         """Generation ``i``'s values, from a new answer."""
         completion, (values, error) = answer
-        metadata = completion_metadata(completion, self.provenance)
+        if previous is not None:  # a redo: the answer replaced was paid for too
+            completion = paid_with(completion, spent_before(previous["generation_metadata"][i]))
         entry = {
             **{name: values.get(name) for name in self.task.outputs},
             "generation_model": completion.model or self.llm.model_name,
@@ -171,12 +172,9 @@ class GenerateFunction(MapFunction):
             "raw_generation_responses": completion.text,
             "generation_reasoning": completion.reasoning,
             "generation_errors": error,
-            "generation_metadata": metadata,
+            "generation_metadata": completion_metadata(completion, self.provenance),
         }
-        if previous is not None:  # a redo: the answer replaced was paid for too
-            entry["generation_metadata"] = carried(metadata, previous["generation_metadata"][i])
-            entry[REDONE] = True
-        return entry
+        return entry if previous is None else {**entry, REDONE: True}
 
     @staticmethod
     def _kept(previous: dict[str, list[Any]] | None, i: int) -> dict[str, Any]:

@@ -372,7 +372,7 @@ class MapFunction(CheckedKeywords):
             again = self.complete([replace(requests[i], attempt=attempt) for i in invalid], rank=rank)
             for i, completion in zip(invalid, again, strict=True):
                 if completion.text is not None:
-                    answers[i] = self.read_answer(_paid_with(completion, answers[i][0]))
+                    answers[i] = self.read_answer(paid_with(completion, answers[i][0]))
         return answers
 
     def _send(
@@ -583,7 +583,7 @@ def writable(completion: Completion) -> Completion:
     return replace(completion, text=clean_text, reasoning=clean_reasoning)
 
 
-def _paid_with(answer: Completion, earlier: Completion) -> Completion:
+def paid_with(answer: Completion, earlier: Completion) -> Completion:
     """``answer`` with the tokens, cost and retries of the invalid ``earlier`` answer it replaces added to
     its own (a count unknown on one side is the other's). An ``earlier`` answer reused from the store was
     paid for by another run, and counts nothing now (as :func:`mapgen.summary` counts reused answers)."""

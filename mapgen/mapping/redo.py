@@ -10,8 +10,8 @@ which pays only for the cut answers (curator #697).
 
 An answer asked again carries the tokens, cost and retries of the one it replaces (both were paid for, as
 a re-asked invalid answer does: :meth:`~mapgen.mapping.map_function.MapFunction.reask`), so the dataset's
-totals (:func:`mapgen.summary`) still count what the first pass spent; one reused from the response store
-then carried nothing, and carries nothing here either.
+totals (:func:`mapgen.summary`) still count what the first pass spent. An earlier answer that was itself
+reused from the response store was paid for by another run, and adds nothing.
 
 Example:
     >>> meta = {"finish_reason": "length", "prompt_tokens": 9, "completion_tokens": 16, "from_store": False,
@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mapgen.core.request import CUT_AT_LIMIT
+from mapgen.core.request import CUT_AT_LIMIT, Completion
 from mapgen.errors import (
     BATCH_CANCELLED,
     BATCH_EXPIRED,
@@ -59,7 +59,6 @@ KINDS += (TIMEOUT, CONNECTION, INPUT, INTERRUPTED, BATCH_EXPIRED, BATCH_CANCELLE
 """The kinds ``redo`` takes, besides ``http_<status>`` (``http_429``, ``http_500``...)."""
 
 _HTTP = re.compile(r"http_[1-5]\d\d")
-_SPENT = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost", "retries")
 
 
 def redo_kinds(redo: str | Iterable[str]) -> tuple[str, ...]:
@@ -124,13 +123,17 @@ def read_previous(
     return rows
 
 
-def carried(metadata: dict[str, Any], earlier: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A redone answer's metadata with the spend of the ``earlier`` answer it replaces added (its tokens,
-    cost and retries; nothing where the earlier one was reused from the store, or the count is unknown)."""
-    if earlier is None or earlier.get("from_store"):
-        return metadata
-    total = dict(metadata)
-    for name in _SPENT:
-        mine, theirs = total.get(name), earlier.get(name)
-        total[name] = mine if theirs is None else theirs if mine is None else mine + theirs
-    return total
+def spent_before(metadata: Mapping[str, Any] | None) -> Completion:
+    """The earlier answer a redo replaces, as far as what it cost: its ``generation_metadata`` entry's
+    tokens, cost and retries, and whether it was reused from the store (then it counts nothing now:
+    :func:`~mapgen.mapping.map_function.paid_with`)."""
+    meta = metadata or {}
+    return Completion(
+        text=None,
+        prompt_tokens=meta.get("prompt_tokens"),
+        completion_tokens=meta.get("completion_tokens"),
+        cached_tokens=meta.get("cached_tokens"),
+        cost=meta.get("cost"),
+        retries=meta.get("retries") or 0,
+        from_store=bool(meta.get("from_store")),
+    )
