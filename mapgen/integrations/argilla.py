@@ -591,8 +591,21 @@ def _generations_spec(
         names = {m.name for m in metadata}
         records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names), (index,)))
         contents.append(field_values)
+    guidelines = layout.guidelines or _guidelines(task, per_instruction=False)
+    return _spec(guidelines, fields, questions, metadata, records, contents)
+
+
+def _spec(
+    guidelines: str,
+    fields: list[FieldSpec],
+    questions: list[QuestionSpec],
+    metadata: list[MetadataSpec],
+    records: list[tuple[Any, ...]],
+    contents: list[Any],
+) -> ArgillaSpec:
+    """The dataset's spec, each record with its id (from its fields' contents, :func:`_record_ids`)."""
     return ArgillaSpec(
-        guidelines=layout.guidelines or _guidelines(task, per_instruction=False),
+        guidelines=guidelines,
         fields=fields,
         questions=questions,
         metadata=metadata,
@@ -699,16 +712,8 @@ def _instruction_spec(
         meta["row_index"] = position[0]
         records.append((field_values, suggestions, row.get("labelling_model"), _clean(meta, names), position))
         contents.append(field_values)
-    return ArgillaSpec(
-        guidelines=layout.guidelines or _guidelines(task, per_instruction=True),
-        fields=fields,
-        questions=questions,
-        metadata=metadata,
-        records=[
-            RecordSpec(id=record_id, fields=f, suggestions=s, agent=a, metadata=m, position=p)
-            for record_id, (f, s, a, m, p) in zip(_record_ids(contents), records, strict=True)
-        ],
-    )
+    guidelines = layout.guidelines or _guidelines(task, per_instruction=True)
+    return _spec(guidelines, fields, questions, metadata, records, contents)
 
 
 _SUFFIXES = {"label": "label", "rating": "rating", "text": "correction"}
