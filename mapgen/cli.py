@@ -531,6 +531,7 @@ def run_generate(args: argparse.Namespace) -> int:
     done = summary(ds, columns=["generation_metadata"])
     lines = [
         *done.lines(CLI_ADVICE),
+        *redone_lines(ds, args.redo),
         *counts.lines(rows=len(ds), failed=done.asked - done.answers),
         ("seconds", f"{seconds:.1f}"),
         ("written to", args.output or "(not written: pass --output)"),
@@ -540,6 +541,17 @@ def run_generate(args: argparse.Namespace) -> int:
         lines.append(("row 0 generations", shorten(ds[0]["generations"])))
     print("\n" + table(lines))
     return 0
+
+
+def redone_lines(ds: Any, redo: list[str] | None) -> list[tuple[str, str]]:
+    """With ``--redo``: how many answers were asked again, and how many kept as they were."""
+    if not redo:
+        return []
+    flags = [flag for row in ds["generation_redone"] for flag in row or []]
+    kinds = ", ".join(sorted(set(redo)))
+    return [
+        ("asked again", f"{sum(flags):,} answer(s) of kind {kinds}; {flags.count(False):,} kept as they were")
+    ]
 
 
 def run_label(args: argparse.Namespace) -> int:

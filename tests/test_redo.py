@@ -1,6 +1,8 @@
 """Re-asking only what fell short: generate(..., redo=(...)) over a dataset that holds earlier answers, on
 the OpenAI test server (tests/servers/fault_server.py), which cuts a reply at max_tokens as a server does."""
 
+import re
+
 import datasets
 import pytest
 
@@ -175,5 +177,8 @@ def test_the_cli_redoes_the_cut_answers_of_its_own_output(fault_server, tmp_path
     argv = ["generate", "--dataset", str(first), *common, "--max-new-tokens", "64", "--redo", "length"]
     assert main([*argv, "--output", str(second)]) == 0
     assert fault_server.stats()["total"] == 13
+    assert re.search(
+        r"asked again +3 answer\(s\) of kind length; 7 kept as they were", capsys.readouterr().out
+    )
     out = datasets.load_from_disk(str(second))
     assert sum(flag for flags in out["generation_redone"] for flag in flags) == 3
