@@ -6,10 +6,13 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import numpy as np
+import pyarrow as pa
 import pytest
-from datasets import Dataset
+from datasets import Dataset, Features, Value
 
 import mapgen
+from mapgen.clean.minhash import _find, _roots, _signature_reader
 from mapgen.errors import MissingColumnError
 
 
@@ -138,3 +141,40 @@ def test_a_wrong_column_or_parameter_is_refused_before_work():
         mapgen.dedup(ds, "text", shingle="words")
     with pytest.raises(TypeError, match="did you mean 'num_perm'"):
         mapgen.dedup(ds, "text", num_perms=64)
+
+
+def test_keep_column_with_no_duplicate_is_all_none():
+    ds = Dataset.from_dict({"text": ["one text about cats", "another about rockets", None]})
+    marked, report = mapgen.dedup(ds, "text", keep_column="cluster")
+    assert marked["cluster"][:] == [None, None, None] and report.removed == 0
+
+
+def test_signatures_are_read_chunk_by_chunk_as_arrow_takes_them():
+    """The pair check reads signatures from the Arrow chunks (sliced ones too) without concatenating the
+    column: the same values as ``ChunkedArray.take``, in the order asked, across chunk boundaries."""
+    rng = np.random.default_rng(0)
+    lists = [rng.integers(0, 2**32, size=4, dtype=np.uint32).tolist() for _ in range(30)]
+    lists[3] = None  # a row with no text: never asked for, but it shifts the offsets after it
+    whole = pa.array(lists, pa.list_(pa.uint32()))
+    column = pa.chunked_array([whole.slice(0, 7), whole.slice(7, 1), whole.slice(8, 22)])
+    rows = np.array([29, 0, 8, 7, 4, 6, 29, 12, 5])
+    read = _signature_reader(column, 4)(rows)
+    assert read.dtype == np.uint32 and read.shape == (9, 4)
+    assert read.tolist() == column.take(rows).to_pylist()
+
+
+def test_roots_by_pointer_jumping_are_those_of_find():
+    """The clusters' ids, computed on the whole union-find array at once, are those that following each
+    row's parents one at a time gives."""
+    rng = np.random.default_rng(1)
+    parent = np.array([rng.integers(0, i + 1) if rng.random() < 0.7 else i for i in range(5000)])
+    expected = [_find(parent.copy(), i) for i in range(len(parent))]
+    assert _roots(parent).tolist() == expected
+    assert len(set(expected)) < 2000  # deep trees, not only roots
+
+
+def test_an_empty_dataset_comes_back_empty():
+    ds = Dataset.from_dict({"text": []}, features=Features({"text": Value("string")}))
+    kept, report = mapgen.dedup(ds, "text")
+    assert len(kept) == 0 and (report.rows, report.removed, report.clusters, report.exact) == (0, 0, 0, 0)
+    assert mapgen.dedup(ds, "text", keep_column="cluster")[0].column_names == ["text", "cluster"]

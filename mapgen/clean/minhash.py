@@ -13,22 +13,28 @@ joined too, whatever their length.
 
 The hashes follow datasketch's: a 32-bit hash per shingle (xxHash here, where datasketch uses SHA-1),
 permuted by universal hashing ``(a * h + b) mod (2**61 - 1)`` keeping 32 bits. The signature step is a
-batched, numpy-vectorised ``Dataset.map`` (so ``num_proc`` workers and datasets' cache apply), and its
-signatures (4 bytes a permutation) and band hashes stay in Arrow: the bands are then read one at a time,
-sorted with numpy, and joined, the candidate pairs' signatures taken 100,000 pairs at a time, so memory
-holds one band column (8 bytes a row) and the union-find array, not every signature in a Python dict.
+batched, numpy-vectorised ``Dataset.map`` (so ``num_proc`` workers and datasets' cache apply) whose
+signatures (4 bytes a permutation) and band hashes stay in an Arrow file on disk (datasets' cache, or a
+temporary file for an in-memory dataset). Memory, whatever the dataset's size, is then one batch per worker
+(1,000 texts, their permuted hashes 16 permutations at a time) and, in the calling process, numpy arrays of
+a few bytes a row, no Python object per row: the union-find array (8 bytes a row), one band's column with
+its sort (about 50 bytes a row while a band is joined; the bands are read one at a time) and the
+signatures of 25,000 candidate pairs at a time, read from the memory-mapped file chunk by chunk.
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import xxhash
 from datasets import Features, List, Value
 
@@ -42,8 +48,11 @@ _MAX_HASH = np.uint64((1 << 32) - 1)
 _BAND = "__dedup_band_{}"
 _KEY = "__dedup_exact"
 _SIGNATURE = "__dedup_signature"
-_PAIRS = 100_000
-"""Candidate pairs whose signatures are compared at a time."""
+_PAIRS = 25_000
+"""Candidate pairs whose signatures are compared at a time: 2 x 512 bytes a pair at ``num_perm=128``."""
+_PERMUTATIONS = 16
+"""Permutations applied at a time in a worker: 8 bytes x this x a batch's shingles (12 MB for 1,000 texts
+of 100 words)."""
 _NON_WORD = re.compile(r"[^\w\s]|_")
 
 
@@ -128,6 +137,24 @@ def _shingle_hashes(text: str, shingle: str, ngram: int) -> np.ndarray:
     return np.fromiter(found, dtype=np.uint64, count=len(found))
 
 
+def _minhash(hashed: list[np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The ``(texts, num_perm)`` uint32 MinHash signatures of texts given as their shingle hashes."""
+    lengths = np.array([len(h) for h in hashed])
+    flat = np.concatenate(hashed)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    signatures = np.empty((len(hashed), len(a)), dtype=np.uint32)
+    for first in range(0, len(a), _PERMUTATIONS):  # a few permutations at a time: a bounded temporary
+        rows = slice(first, first + _PERMUTATIONS)
+        # (permutations, shingles) permuted hashes, computed in place, then each text's minimum over its
+        # shingles; uint64 wraps on overflow, as datasketch's numpy code does.
+        permuted = np.multiply(a[rows, None], flat[None, :])
+        permuted += b[rows, None]
+        permuted %= MERSENNE_PRIME
+        permuted &= _MAX_HASH
+        signatures[:, rows] = np.minimum.reduceat(permuted, starts, axis=1).T
+    return signatures
+
+
 def _signatures(
     values: list[Any],
     *,
@@ -153,13 +180,7 @@ def _signatures(
         xxhash.xxh3_64_intdigest(text.encode()) >> 1 if text is not None else None for text in normalised
     ]
     if hashed:
-        lengths = np.array([len(h) for h in hashed])
-        flat = np.concatenate(hashed)
-        # (num_perm, shingles) permuted hashes, then the minimum per row over its shingles; uint64 wraps
-        # on overflow, as datasketch's numpy code does.
-        permuted = ((a[:, None] * flat[None, :] + b[:, None]) % MERSENNE_PRIME) & _MAX_HASH
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        signatures = np.minimum.reduceat(permuted, starts, axis=1).T.astype(np.uint32)
+        signatures = _minhash(hashed, a, b)
         used = np.ascontiguousarray(signatures[:, : bands * rows_per_band]).reshape(len(hashed), bands, -1)
         where = [i for i, text in enumerate(normalised) if text is not None]
         for i, signature in zip(where, signatures.tolist(), strict=True):
@@ -271,47 +292,52 @@ def dedup(
         "ngram": ngram,
         "seed": seed,
     }
-    hashed = ds.select_columns([column]).map(  # only the compared column goes to the workers
-        partial(
-            _signatures,
-            generation=generation,
-            shingle=shingle,
-            ngram=ngram,
-            num_perm=num_perm,
-            bands=bands,
-            rows_per_band=rows_per_band,
-            seed=seed,
-        ),
+    settings = {key: parameters[key] for key in ("generation", "shingle", "ngram", "num_perm", "seed")}
+    settings |= {"bands": bands, "rows_per_band": rows_per_band}
+    clusters, exact = np.zeros(0, dtype=np.int64), 0
+    if len(ds):  # datasets' map skips an empty dataset: its output would have no signature column
+        with tempfile.TemporaryDirectory(prefix="mapgen-dedup-", ignore_cleanup_errors=True) as folder:
+            hashed = _hashed(ds, column, settings, num_proc, Path(folder) / "signatures.arrow")
+            clusters = _clusters(hashed, bands, threshold, num_perm)
+            exact = _exact(hashed, clusters)
+    duplicate = clusters != np.arange(len(clusters))  # a cluster's first row is kept
+    report = DedupReport(
+        rows=len(ds),
+        clusters=len(np.unique(clusters[duplicate])),
+        removed=int(duplicate.sum()),
+        exact=exact,
+        parameters=parameters,
+        examples=_examples(ds, column, generation, clusters, duplicate),
+    )
+    if keep_column is not None:
+        return ds.add_column(keep_column, _cluster_ids(clusters, duplicate)), report
+    return ds.select(np.flatnonzero(~duplicate)), report
+
+
+def _hashed(ds: Any, column: str, settings: dict[str, Any], num_proc: int | None, spare: Path) -> Any:
+    """The signature ``Dataset.map`` (``settings``: :func:`_signatures`' keywords): per row, the band hashes,
+    the exact-match key and the signature; only the compared column goes to the workers. datasets writes a
+    map's output in its cache when the input has a cache file, and in memory otherwise: an in-memory input's
+    output goes to ``spare`` instead, so the signatures (about 640 bytes a row at ``num_perm=128``) are on
+    disk either way."""
+    source = ds.select_columns([column])
+    return source.map(
+        partial(_signatures, **settings),
         input_columns=[column],
         batched=True,
         batch_size=1000,
         remove_columns=[column],
         features=Features(
             {
-                **{_BAND.format(band): Value("int64") for band in range(bands)},
+                **{_BAND.format(band): Value("int64") for band in range(settings["bands"])},
                 _KEY: Value("int64"),
-                _SIGNATURE: List(Value("uint32")),  # 4 bytes a permutation, in Arrow (on disk when cached)
+                _SIGNATURE: List(Value("uint32")),  # 4 bytes a permutation, in Arrow, on disk
             }
         ),
         num_proc=num_proc,
+        cache_file_name=None if source.cache_files else str(spare),
         desc="MinHash signatures",
     )
-    clusters = _clusters(hashed, bands, threshold)
-    first = np.arange(len(clusters))
-    duplicate = clusters != first
-    report = DedupReport(
-        rows=len(ds),
-        clusters=len(np.unique(clusters[duplicate])),
-        removed=int(duplicate.sum()),
-        exact=_exact(hashed, clusters, duplicate),
-        parameters=parameters,
-        examples=_examples(ds, column, generation, clusters, duplicate),
-    )
-    if keep_column is not None:
-        shared = set(clusters[duplicate].tolist())
-        ids = [c if c in shared else None for c in clusters.tolist()]
-        return ds.add_column(keep_column, ids), report
-    return ds.select(np.flatnonzero(~duplicate)), report
 
 
 def _check(
@@ -339,30 +365,85 @@ def _check(
 
 
 def _column(hashed: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """One int64 column of the mapped dataset as numpy (read alone from its memory-mapped Arrow table),
-    and where it is set."""
+    """One int64 column of the mapped dataset as numpy (read alone from its memory-mapped Arrow table, chunk
+    by chunk into one array: 8 bytes a row), and where it is set (1 byte a row)."""
     chunked = hashed.data.table.column(name)
-    return chunked.fill_null(0).to_numpy(), np.asarray(chunked.is_valid())
+    values, valid = np.zeros(len(chunked), dtype=np.int64), np.zeros(len(chunked), dtype=bool)
+    start = 0
+    for chunk in chunked.chunks:
+        end = start + len(chunk)
+        values[start:end] = chunk.fill_null(0).to_numpy()
+        valid[start:end] = chunk.is_valid().to_numpy(zero_copy_only=False)
+        start = end
+    return values, valid
 
 
-def _clusters(hashed: Any, bands: int, threshold: float) -> np.ndarray:
-    """Each row's cluster id, the smallest row index of its cluster (itself when alone)."""
+def _signature_reader(column: pa.ChunkedArray, num_perm: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A function giving the ``(len(rows), num_perm)`` uint32 signatures of ``rows`` (rows with a text),
+    gathered chunk by chunk from the memory-mapped column: ``ChunkedArray.take`` would first concatenate the
+    whole column in memory (512 bytes a row at ``num_perm=128``)."""
+    ends = np.cumsum([len(chunk) for chunk in column.chunks], dtype=np.int64)
+    starts = ends - [len(chunk) for chunk in column.chunks]
+    # Views of the mapped file, not copies: the values hold no null (a row with no text has a null list).
+    offsets = [chunk.offsets.to_numpy() for chunk in column.chunks]
+    values = [chunk.values.to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    permutation = np.arange(num_perm)
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        found = np.empty((len(rows), num_perm), dtype=np.uint32)
+        chunk_of = np.searchsorted(ends, rows, side="right")
+        order = np.argsort(chunk_of, kind="stable")
+        bounds = np.searchsorted(chunk_of[order], np.arange(len(ends) + 1))
+        for index in np.unique(chunk_of).tolist():
+            at = order[bounds[index] : bounds[index + 1]]
+            where = offsets[index][rows[at] - starts[index]]
+            found[at] = values[index][where[:, None] + permutation]
+        return found
+
+    return read
+
+
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """Each row's root in the union-find forest ``parent``, by pointer jumping (``parent[parent]`` until
+    nothing changes: a few passes over 8 bytes a row, no Python object per row)."""
+    while True:
+        grandparent = parent[parent]
+        if np.array_equal(grandparent, parent):
+            return parent
+        parent = grandparent
+
+
+def _clusters(hashed: Any, bands: int, threshold: float, num_perm: int) -> np.ndarray:
+    """Each row's cluster id, the smallest row index of its cluster (itself when alone). Memory: the
+    union-find array (8 bytes a row), one band's column and its sort (about 50 bytes a row at the peak) and
+    ``_PAIRS`` pairs' signatures; the signatures stay in the memory-mapped Arrow file."""
     parent = np.arange(len(hashed), dtype=np.int64)
-    signatures = hashed.data.table.column(_SIGNATURE)
+    signatures = _signature_reader(hashed.data.table.column(_SIGNATURE), num_perm)
 
     def near(left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """Candidate pairs whose signatures agree on at least ``threshold`` of their values."""
-        a, b = (signatures.take(rows).combine_chunks().flatten().to_numpy() for rows in (left, right))
-        return (a == b).reshape(len(left), -1).mean(axis=1) >= threshold
+        return (signatures(left) == signatures(right)).mean(axis=1) >= threshold
 
     for band in range(bands):  # one band's column in memory at a time
         _join_groups(parent, *_column(hashed, _BAND.format(band)), near)
     _join_groups(parent, *_column(hashed, _KEY), lambda left, right: np.ones(len(left), dtype=bool))
-    return np.array([_find(parent, i) for i in range(len(parent))], dtype=np.int64)
+    return _roots(parent)
 
 
-def _exact(hashed: Any, clusters: np.ndarray, duplicate: np.ndarray) -> int:
+def _cluster_ids(clusters: np.ndarray, duplicate: np.ndarray) -> pa.Array:
+    """``keep_column``'s values: each row's cluster id, null for a row with no duplicate (an all-null
+    column, of Arrow's null type, when no row has one)."""
+    if not duplicate.any():
+        return pa.nulls(len(clusters))
+    shared = np.zeros(len(clusters), dtype=bool)
+    shared[clusters[duplicate]] = True  # a cluster's id is its first row
+    return pa.array(clusters, mask=~shared[clusters])
+
+
+def _exact(hashed: Any, clusters: np.ndarray) -> int:
+    """Rows not first of their cluster whose exact-match key is their cluster's first row's."""
     keys, _ = _column(hashed, _KEY)
+    duplicate = clusters != np.arange(len(clusters))
     return int(np.count_nonzero(keys[duplicate] == keys[clusters[duplicate]]))
 
 
