@@ -40,6 +40,7 @@ from datasets import Features, List, Value
 
 from mapgen.core.keywords import checked_keywords
 from mapgen.errors import MissingColumnError
+from mapgen.mapping.steps import record_step
 
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 """The modulus of the universal hash family (datasketch's ``_mersenne_prime``)."""
@@ -260,7 +261,8 @@ def dedup(
     Rows with no text (``None``, or no such generation) are never duplicates.
 
     Returns:
-        The dataset without the duplicates (or with ``keep_column``), and a :class:`DedupReport`.
+        The dataset without the duplicates (or with ``keep_column``), its record of this step added for
+        :func:`mapgen.dataset_card` (:mod:`mapgen.mapping.steps`), and a :class:`DedupReport`.
 
     Raises:
         MissingColumnError: ``column`` is not in ``ds``, or is a list column and ``generation`` is missing.
@@ -310,8 +312,12 @@ def dedup(
         examples=_examples(ds, column, generation, clusters, duplicate),
     )
     if keep_column is not None:
-        return ds.add_column(keep_column, _cluster_ids(clusters, duplicate)), report
-    return ds.select(np.flatnonzero(~duplicate)), report
+        out = ds.add_column(keep_column, _cluster_ids(clusters, duplicate))
+    else:
+        out = ds.select(np.flatnonzero(~duplicate))
+    result: dict[str, Any] = {"rows": report.rows, "removed": report.removed, "clusters": report.clusters}
+    result |= {"exact": report.exact, "keep_column": keep_column}
+    return record_step(ds, out, "dedup", parameters, result), report
 
 
 def _hashed(ds: Any, column: str, settings: dict[str, Any], num_proc: int | None, spare: Path) -> Any:

@@ -38,6 +38,7 @@ import xxhash
 
 from mapgen.core.keywords import checked_keywords
 from mapgen.errors import MapgenWarning, MissingColumnError
+from mapgen.mapping.steps import record_step
 
 COLUMN = "contaminated_by"
 """The column :func:`decontaminate` writes: each row's benchmark names (``[]`` when clean)."""
@@ -342,7 +343,8 @@ def decontaminate(
 
     Returns:
         The dataset with :data:`COLUMN` (a list of benchmark names per row, in ``against``'s order, ``[]``
-        when clean), or without the flagged rows when ``remove``; and a :class:`DecontaminationReport`.
+        when clean), or without the flagged rows when ``remove``, its record of this step added for
+        :func:`mapgen.dataset_card` (:mod:`mapgen.mapping.steps`); and a :class:`DecontaminationReport`.
 
     Raises:
         MissingColumnError: ``column`` is not in ``ds``, or an ``against_columns`` column not in its
@@ -393,6 +395,8 @@ def decontaminate(
             )
     flagger = _Flagger(columns, n, names, tuple(hashes))
     mapped = ds.with_format("arrow").map(flagger, batched=True, num_proc=num_proc, desc="Decontamination")
+    if COLUMN not in mapped.column_names:  # datasets' map skips an empty dataset
+        mapped = mapped.add_column(COLUMN, pa.array([], pa.list_(pa.string())))
     counts: Counter[str] = Counter()
     first: dict[str, list[int]] = {name: [] for name in names}
     kept: list[np.ndarray] = []  # the clean rows' indices, for remove=True only
@@ -434,8 +438,12 @@ def decontaminate(
         },
     )
     if remove:
-        return ds.select(np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)), report
-    return _formatted_as(mapped, ds), report
+        out = ds.select(np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64))
+    else:
+        out = _formatted_as(mapped, ds)
+    result: dict[str, Any] = {"rows": report.rows, "flagged": report.flagged, "removed": report.removed}
+    result["benchmarks"] = {name: overlap.flagged for name, overlap in report.benchmarks.items()}
+    return record_step(ds, out, "decontaminate", report.parameters, result), report
 
 
 def _formatted_as(mapped: Any, ds: Any) -> Any:
