@@ -165,8 +165,52 @@ def test_a_review_per_instruction_is_pulled_in_the_shape_of_the_instructions(
     submit(dataset, records[1, 1], bob, rating=1)
     pulled = mapgen.pull_from_argilla(ds, name=name, workspace=workspace, client=client)
     assert pulled["human_rating"] == [None, None, [[3.5, None], [None, 1.0]]]
-    assert pulled["human_ratings"][2] == [[[5, 2], None], [None, [1]]]
+    # each list one rating per person who reviewed the row, in user-id order: bob left (0, 0) to ann alone
+    assert pulled["human_ratings"][2] == [[[5, 2], None], [None, [None, 1]]]
     assert pulled["human_annotators"][2] == [[2, 0], [0, 1]]
+
+
+def test_a_failed_generation_of_instructions_is_none_in_every_column(argilla_server, client, annotators):
+    """A Self-Instruct row whose second generation failed (``None``): its reviewed sibling is pulled, and
+    the failed one is ``None`` where a bare value would not fit the list-of-lists column."""
+    ann, _ = annotators
+    ds, _ = make_dataset("self_instruct")
+    rows = ds.to_list()
+    rows[2]["instructions"][1] = None
+    ds = datasets.Dataset.from_list(rows, features=ds.features)
+    name, workspace = "pull-self-instruct-failed", argilla_server.workspace
+    mapgen.push_to_argilla(ds, name=name, workspace=workspace, client=client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = client.datasets(name=name, workspace=workspace)
+    positions = {r.id: r.position for r in argilla_spec(ds).records}
+    records = {positions[r.id]: r for r in dataset.records(with_responses=True)}
+    assert sorted(p for p in records if p[0] == 2) == [(2, 0, 0), (2, 0, 1)], (
+        "nothing to review in the failed one"
+    )
+    submit(dataset, records[2, 0, 0], ann, rating=5)
+    pulled = mapgen.pull_from_argilla(ds, name=name, workspace=workspace, client=client)
+    assert pulled["human_rating"][2] == [[5.0, None], None]
+    assert pulled["human_ratings"][2] == [[[5], None], None]
+    assert pulled["human_annotators"][2] == [[1, 0], None]
+    assert pulled["human_rating"][:2] == [None, None]
+
+
+def test_each_position_of_human_ratings_is_one_annotator_for_the_whole_row(
+    argilla_server, client, annotators
+):
+    ann, bob = annotators
+    ds, _ = rated_dataset()
+    name, workspace = "pull-positions", argilla_server.workspace
+    mapgen.push_to_argilla(ds, name=name, workspace=workspace, client=client)
+    dataset, records = records_by_row(client, name, workspace)
+    submit(dataset, records[0], ann, generation_1_rating=1)  # ann leaves generation 2 blank
+    submit(dataset, records[0], bob, generation_1_rating=5, generation_2_rating=4)
+    pulled = mapgen.pull_from_argilla(ds, name=name, workspace=workspace, client=client)
+    assert pulled[0]["human_ratings"] == [[1, 5], [None, 4]]  # not [4]: position 0 is ann's throughout
+    assert pulled[0]["human_rating"] == [3.0, 4.0] and pulled[0]["human_annotators"] == [2, 2]
+    result = mapgen.agreement(pulled, resamples=0)
+    assert result.annotators_n == 1, "only generation 1 has two annotators' ratings"
 
 
 def test_a_structured_answer_is_pulled_field_by_field(argilla_server, client, annotators):

@@ -233,6 +233,21 @@ def test_a_task_that_is_not_a_labelling_task_is_refused(fault_server):
         mapgen.judge_check(scripted(fault_server), mapgen.TextGenerationTask())
 
 
+def test_a_labelling_task_that_does_not_read_the_pairs_is_refused_before_any_request(fault_server):
+    """One rating instructions, one needing a reference answer: they would run and score as if real."""
+    judge = scripted(fault_server, default="[1] Score: 3\n[2] Score: 5")
+    prometheus = mapgen.PrometheusTask(criteria="c", score_descriptions=["a", "b", "c", "d", "e"])
+    refused = {
+        mapgen.ComplexityScorerTask(): r"rates `instructions` and reads \['instructions'\]",
+        prometheus: r"rates `generations` and reads \['generations', 'input', 'ref_completion'\]",
+    }
+    for task, said in refused.items():
+        with pytest.raises(TypeError, match=said) as caught:
+            mapgen.judge_check(judge, task, sample=6, cache=False)
+        assert "mapgen.PairwiseJudgeTask()" in str(caught.value)
+    assert fault_server.stats()["total"] == 0
+
+
 def test_a_wrong_keyword_names_the_right_one():
     judge = mapgen.OpenAILLM("judge", base_url="http://127.0.0.1:9/v1", api_key="sk-test")
     with pytest.raises(TypeError, match="did you mean 'sample'"):

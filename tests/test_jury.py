@@ -8,7 +8,7 @@ import datasets
 import pytest
 
 import mapgen
-from mapgen.mapping.jury import aggregate, agreement, kendall_w, ranks
+from mapgen.mapping.jury import aggregate, aggregated, agreement, jury_row, kendall_w, ranks
 from tests.test_label import blocks, texts
 
 MODELS = ["judge-a", "judge-b", "judge-c"]
@@ -94,6 +94,31 @@ def test_a_failed_member_leaves_the_others_aggregate_and_all_failing_is_the_rows
     assert parts[1].startswith("parse: judge 'judge-b': ")
     assert parts[2].startswith("http_500: judge 'judge-c': HTTP 500")
     assert mapgen.error_kind(row["labelling_error"]) == "http_500"
+
+
+def test_a_text_one_member_missed_has_no_aggregate_and_the_row_says_why(fault_server):
+    """Both judges rate q above p; the strict one gave no rating for p. Its mean over the lenient judge
+    alone (4.0, above q's 3.5) would reverse the order both share: p gets none, and the row the error."""
+    fault_server.configure(
+        api_key=fault_server.api_key,
+        replies=[
+            {"model": "judge-a", "contains": texts("p", "q"), "reply": "Text 2\nRating: 2\nRationale: r2"},
+            {"model": "judge-b", "contains": texts("p", "q"), "reply": blocks([4, 5])},
+        ],
+    )
+    llms = [
+        mapgen.OpenAILLM(m, base_url=fault_server.base_url, api_key=fault_server.api_key, max_retries=0)
+        for m in MODELS[:2]
+    ]
+    fn = mapgen.label(mapgen.Jury(llms), mapgen.UltraFeedbackTask(), max_reasks=0, cache=False)
+    row = run(fn, {"input": ["q2"], "generations": [["p", "q"]]})[0]
+    assert row["ratings_by_judge"] == [[None, 2.0], [4.0, 5.0]]
+    assert row["rating"] == [None, 3.5]
+    assert row["labelling_error_by_judge"][1] is None
+    strict = row["labelling_error_by_judge"][0]
+    assert strict.startswith("parse: ")
+    assert row["labelling_error"] == "parse: judge 'judge-a': " + strict.removeprefix("parse: ")
+    assert row["jury_agreement"] is None  # one text both rated: no order to compare
 
 
 def test_a_rerun_is_served_from_the_store_and_members_share_their_answers(fault_server):
@@ -183,6 +208,27 @@ def test_aggregates_and_agreement_of_known_tables():
     # Categorical: per text, the share of member pairs agreeing (Fleiss' P_i), averaged: (1/3 + 1) / 2.
     assert agreement([["A", "B"], ["A", "B"], ["B", "B"]]) == pytest.approx(2 / 3)
     assert agreement([[1, 2], None, [None, None]]) is None  # one member rated: no agreement to measure
+    # Numbers: only the texts every member that rated the row rated; one that rated nothing is left out.
+    assert aggregated([[None, 2.0], [4.0, 5.0]]) == [None, 3.5]
+    assert aggregated([[5.0, 3.0, 1.0], [4.0, 2.0, 2.0], [None] * 3]) == [4.5, 2.5, 1.5]
+    assert aggregated([None, [4.0, 5.0]]) == [4.0, 5.0]
+    assert aggregated([["A", None], ["B", "B"], ["A", "B"]]) == ["A", "B"]  # labels: a vote per text
+
+
+def member(model, rating, error=None):
+    return {"labelling_model": model, "rating": rating, "labelling_error": error}
+
+
+def test_the_rows_error_names_the_members_that_rated_part_of_it():
+    strict = member("strict", [None, 2.0, 1.0], "parse: no rating for text(s) [1] of 3")
+    row = jury_row([strict, member("lenient", [4.0, 5.0, 3.0])], ["rating"], "jury")
+    assert row["rating"] == [None, 3.5, 2.0]
+    assert row["labelling_error"] == "parse: judge 'strict': no rating for text(s) [1] of 3"
+    assert row["jury_agreement"] == 1.0  # over texts 2 and 3, which both order alike
+    # A member that failed the whole row is left out, and the others' ratings stand: no row error.
+    failed = member("down", None, "http_500: HTTP 500")
+    row = jury_row([failed, member("lenient", [4.0, 5.0, 3.0])], ["rating"], "jury")
+    assert (row["rating"], row["labelling_error"]) == ([4.0, 5.0, 3.0], None)
 
 
 def test_kendall_w_agrees_with_mean_spearman():

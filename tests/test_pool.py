@@ -89,6 +89,16 @@ def test_bad_pools_raise():
         mapgen.LLMPool([mapgen.LLMPool([A])])
 
 
+def test_a_jury_is_no_pool_member():
+    """A jury rates: refused when the pool is made, with generate(jury)'s words, not on the first batch."""
+    jury = mapgen.Jury([A, B])
+    with pytest.raises(TypeError) as by_generate:
+        mapgen.generate(jury, mapgen.TextGenerationTask())
+    with pytest.raises(TypeError, match=r"a Jury rates: pass it to mapgen\.label\(jury, task\)") as by_pool:
+        mapgen.LLMPool([jury, C])
+    assert str(by_pool.value) == str(by_generate.value)
+
+
 @pytest.fixture
 def parent_gpus(monkeypatch):
     def set_parent(value):

@@ -301,6 +301,14 @@ def test_pairwise_sends_mt_bench_shape_and_its_schema(fault_server):
         ("A is better [A]", "a", "A is better"),
         ('{"explanation": "A is right.", "verdict": "A"}', "a", "A is right."),
         ('```json\n{"explanation": "Tie.", "verdict": "C"}\n```', "tie", "Tie."),
+        # "a tie" is a tie, not the letter A; the choice ends its line
+        (
+            "Both answers are correct and equally clear.\nVerdict: a tie.",
+            "tie",
+            "Both answers are correct and equally clear.",
+        ),
+        ("Close.\nFinal verdict - Assistant A", "a", "Close."),
+        ("Neither is better.\nWinner: tie", "tie", "Neither is better."),
     ],
 )
 def test_pairwise_parser_is_tolerant(answer, preference, rationale):
@@ -310,7 +318,17 @@ def test_pairwise_parser_is_tolerant(answer, preference, rationale):
         assert parsed["rationale"] == rationale
 
 
-@pytest.mark.parametrize("answer", ["Both are fine.", '{"explanation": "x", "verdict": "D"}', ""])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Both are fine.",
+        '{"explanation": "x", "verdict": "D"}',
+        "",
+        # the article "a" is no verdict for A
+        "Final verdict: a close call, but Assistant B is more precise.",
+        "Decision: A draw between them.",
+    ],
+)
 def test_pairwise_parser_refuses_what_has_no_verdict(answer):
     with pytest.raises(mapgen.ParseError):
         mapgen.PairwiseJudgeTask().parse(answer)

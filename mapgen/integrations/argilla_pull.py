@@ -11,16 +11,19 @@ entry), each cell one entry per generation (``None`` for a row nobody reviewed):
 
 - ``human_rating``: the annotators' consensus, the median of their ratings (a float: the mean of the two
   middle ratings when their number is even), ``None`` for a generation nobody rated;
-- ``human_ratings``: every annotator's rating, in the order of the annotators' user ids (the same order
-  for every generation);
+- ``human_ratings``: a rating per annotator who reviewed the row (any of its records), in the order of
+  their user ids, the same for every generation of the row: position ``k`` is one person throughout the
+  row, ``None`` where they left that generation unrated (:func:`mapgen.agreement` skips ``None``);
+  ``None`` for a generation nobody rated;
 - ``human_annotators``: how many annotators submitted the review of that generation.
 
 Where a generation is itself a list (Self-Instruct's instructions), each of its entries gets its own
-value, so the cell is a list per generation. For a structured answer (one record per answer, a question per
-field) the consensus of field ``f`` is ``human_f`` (the median of ratings; the majority label or text, or
-``None`` on a tie) and the answers are ``human_f_responses``; ``human_annotators`` as above. Only
-submitted responses count: drafts and discarded records are left out, and text questions (``rationale``)
-are not read.
+value, so the cell is a list per generation (``None`` in each column for a generation that is ``None``, a
+failed one). For a structured answer (one record per answer, a question per field) the consensus of
+field ``f`` is ``human_f`` (the median of ratings; the majority label or text, or ``None`` on a tie) and
+the answers are ``human_f_responses`` (positions as in ``human_ratings``); ``human_annotators`` as
+above. Only submitted responses count: drafts and discarded records are left out, and text questions
+(``rationale``) are not read.
 """
 
 from __future__ import annotations
@@ -70,9 +73,9 @@ def pull_from_argilla(
     """``ds`` with the human reviews of the Argilla dataset ``name`` (made by
     :func:`mapgen.push_to_argilla` from ``ds``, whole or a sample) as columns aligned with the
     generations: ``human_rating`` (the annotators' consensus: the median rating), ``human_ratings`` (a
-    list per generation of each annotator's rating) and ``human_annotators`` (how many annotators
-    reviewed each generation); a row nobody reviewed gets ``None`` in each. See the module docs for the
-    other layouts. Pulling again replaces these columns.
+    list per generation of each annotator's rating, position ``k`` one annotator of the row throughout)
+    and ``human_annotators`` (how many annotators reviewed each generation); a row nobody reviewed gets
+    ``None`` in each. See the module docs for the other layouts. Pulling again replaces these columns.
 
     ``task``, ``store``: as in :func:`mapgen.push_to_argilla` (default: the task the provenance names).
     The server: ``client``, or ``api_url`` and ``api_key`` (default: ``ARGILLA_API_URL``,
@@ -127,6 +130,7 @@ def pull_from_argilla(
     shapes = _shapes(rows, task)
     nested = any(isinstance(slot, int) for shape in shapes for slot in shape)
     reviewed = {item[0] for item in reviewers}
+    people = _people(reviewers)
     columns: dict[str, list[Any]] = {}
     kinds: dict[str, str] = {}
     for question, (family, _) in families.items():
@@ -134,13 +138,13 @@ def pull_from_argilla(
     for family, kind in kinds.items():
         given = answers[family]
         agreed = {item: _consensus(values, kind) for item, values in given.items()}
-        listed = {item: [values[user] for user in sorted(values)] for item, values in given.items()}
+        listed = {item: [values.get(user) for user in people[item[0]]] for item, values in given.items()}
         consensus, responses = _column_names(family)
-        columns[consensus] = [_cells(i, shape, agreed.get, reviewed) for i, shape in enumerate(shapes)]
-        columns[responses] = [_cells(i, shape, listed.get, reviewed) for i, shape in enumerate(shapes)]
+        columns[consensus] = [_cells(i, s, agreed.get, reviewed, nested) for i, s in enumerate(shapes)]
+        columns[responses] = [_cells(i, s, listed.get, reviewed, nested) for i, s in enumerate(shapes)]
     counts = Counter({item: len(users) for item, users in reviewers.items()})
     columns["human_annotators"] = [
-        _cells(i, shape, counts.__getitem__, reviewed) for i, shape in enumerate(shapes)
+        _cells(i, shape, counts.__getitem__, reviewed, nested) for i, shape in enumerate(shapes)
     ]
     return _with_columns(ds, rows, columns, kinds, nested)
 
@@ -233,12 +237,27 @@ def _shapes(rows: list[dict[str, Any]], task: Any) -> list[list[int | None]]:
     return shapes
 
 
-def _cells(index: int, shape: list[int | None], value: Callable[[Item], Any], reviewed: set[int]) -> Any:
-    """A row's cell: ``value`` of each item, in the row's shape; ``None`` for a row nobody reviewed."""
+def _people(reviewers: Mapping[Item, set[str]]) -> dict[int, list[str]]:
+    """Per row, the user ids of everyone who reviewed any of its items, in order: ``human_ratings``'s
+    positions, so that position ``k`` is one person for every generation of the row."""
+    by_row: dict[int, set[str]] = defaultdict(set)
+    for item, users in reviewers.items():
+        by_row[item[0]] |= users
+    return {row: sorted(users) for row, users in by_row.items()}
+
+
+def _cells(
+    index: int, shape: list[int | None], value: Callable[[Item], Any], reviewed: set[int], nested: bool
+) -> Any:
+    """A row's cell: ``value`` of each item, in the row's shape; ``None`` for a row nobody reviewed. In a
+    column of lists per generation (``nested``) a generation that is no list (``None``, failed) is
+    ``None``: a bare value there would not fit the column's type."""
     if index not in reviewed:
         return None
     return [
-        value((index, i)) if entries is None else [value((index, i, j)) for j in range(entries)]
+        (None if nested else value((index, i)))
+        if entries is None
+        else [value((index, i, j)) for j in range(entries)]
         for i, entries in enumerate(shape)
     ]
 

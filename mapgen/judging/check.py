@@ -118,6 +118,18 @@ def default_task() -> LabellingTask:
     return PairwiseJudgeTask()
 
 
+def _check_reads_the_pairs(task: LabellingTask) -> None:
+    """Refuse, before any request, a task that would not read the check's rows (a prompt in ``input``, the
+    two answers in ``generations``): it would run and score verdicts on something else as if real."""
+    inputs = set(task.inputs)
+    if task.items != "generations" or not inputs <= {"input", task.items}:
+        raise TypeError(
+            f"judge_check shows the judge a prompt (`input`) and two answers (`generations`); "
+            f"{type(task).__name__} rates `{task.items}` and reads {sorted(inputs)}. Use a task that judges "
+            "two answers to a prompt, e.g. mapgen.PairwiseJudgeTask()."
+        )
+
+
 @checked_keywords
 def judge_check(
     judge: LLM,
@@ -141,7 +153,9 @@ def judge_check(
     never raised). Returns a :class:`JudgeCheck` (``n``, ``pairwise_accuracy``, ``position_consistency``,
     ``cost``, ``by_category``); what each figure means: :mod:`mapgen.judging.check`.
 
-    Raises ``TypeError`` for a task that is not a labelling task, ``ValueError`` for a sample below 1.
+    Raises ``TypeError`` (before any request) for a task that is not a labelling task, or one that does
+    not rate ``generations`` from ``input`` alone (e.g. ``ComplexityScorerTask``, which rates instructions,
+    or ``PrometheusTask`` with a reference answer); ``ValueError`` for a sample below 1.
 
     Example:
         >>> import mapgen
@@ -158,6 +172,7 @@ def judge_check(
             f"judge_check needs a labelling task that judges two answers (e.g. mapgen.UltraFeedbackTask."
             f"for_overall_quality()), got {type(task).__name__}"
         )
+    _check_reads_the_pairs(task)
     pairs = sample_pairs(load_pairs(), sample, seed)
     rows: dict[str, list[Any]] = {name: [] for name in ("id", "category", "order", "input", task.items)}
     for one in pairs:

@@ -114,6 +114,14 @@ class LLMPool(OfMembers, LLM):
         ):  # each member is priced as itself (mapgen.mapping.map_function.spent)
             raise ValueError("LLMPool takes no price_per_million: set it on the members it prices.")
         for member in self.members:
+            # A jury is the other OfMembers (mapgen.llms.jury imports this module, so it is named by its
+            # base): it rates, and its complete() would refuse only once a batch came, maybe after other
+            # members had sent requests.
+            if isinstance(member, OfMembers) and not isinstance(member, LLMPool):
+                raise TypeError(
+                    "a Jury rates: pass it to mapgen.label(jury, task); to spread generations over several "
+                    "LLMs, use mapgen.LLMPool."
+                )
             if not isinstance(member, LLM) or isinstance(member, LLMPool):
                 raise TypeError(f"LLMPool members must be mapgen LLMs (not pools), got {member!r}.")
         identities = {

@@ -1,7 +1,10 @@
 """What a jury (:class:`~mapgen.Jury`) writes from its members' ratings: the aggregate and the agreement.
 
-Each member rates a row as a judge of its own; per generation, the aggregate is the mean of the members'
-numeric ratings (members that gave none left out), or for a categorical output the value most members
+Each member rates a row as a judge of its own. For numeric ratings the aggregate of a generation is the
+mean of the members' ratings, over the members that rated the row and only for the generations every one
+of them rated (the others ``None``): a strict judge that failed one generation would otherwise leave a
+lenient judge's rating alone to stand for it, and could reverse an order both share. A member that rated
+nothing in the row is left out. For a categorical output it is, per generation, the value most members
 gave (``None`` on a tie). The members' agreement per row is:
 
 - numeric ratings: Kendall's coefficient of concordance ``W`` (Kendall & Babington Smith, "The Problem of
@@ -167,10 +170,23 @@ def jury_types(judge: Mapping[str, pa.DataType], verdicts: Sequence[str]) -> dic
 
 def jury_row(judges: Sequence[Mapping[str, Any]], verdicts: Sequence[str], provenance: str) -> dict:
     """One row's jury columns (:func:`jury_types`) from each member's row (``judges``, in member order).
-    Each of ``verdicts`` is aggregated (per text for a list); the agreement is the first one's. Each
-    answer's metadata refers to the jury's map function (``provenance``), whose record names the
-    members. The row's error is ``None`` when a member rated every text it was shown, else the members'
-    errors, each led by its kind and naming the member (or the one error they share)."""
+    Each of ``verdicts`` is aggregated (:func:`aggregated`: per text for a list, numbers over the texts
+    every member that rated the row rated); the agreement is the first one's. Each answer's metadata
+    refers to the jury's map function (``provenance``), whose record names the members.
+
+    The row's error, each member's led by its kind and naming the member: where a member rated only part
+    of the row (some texts, not all), those members' errors (the texts it missed have no aggregate).
+    Else ``None`` when a member rated every text it was shown, else every member's errors (or the one
+    error they share).
+
+    Example:
+        >>> def member(model, rating, error=None):
+        ...     return {"labelling_model": model, "rating": rating, "labelling_error": error}
+        >>> row = jury_row([member("strict", [None, 2.0], "parse: no rating for text(s) [1] of 2"),
+        ...                 member("lenient", [4.0, 5.0])], ["rating"], "jury")
+        >>> row["rating"], row["labelling_error"]
+        ([None, 3.5], "parse: judge 'strict': no rating for text(s) [1] of 2")
+    """
     row: dict[str, Any] = {}
     for name in judges[0]:
         values = [judge[name] for judge in judges]
@@ -180,20 +196,9 @@ def jury_row(judges: Sequence[Mapping[str, Any]], verdicts: Sequence[str], prove
             row[name] = values
             continue
         if name in verdicts:
-            row[name] = _aggregated(values)
+            row[name] = aggregated(values)
         row[by_judge(name)] = values
-    errors = [judge[ERROR] for judge in judges]
-    if any(error is None for error in errors):
-        row[ERROR] = None
-    elif len(set(errors)) == 1:  # the same for all (an input the row lacks)
-        row[ERROR] = errors[0]
-    else:
-        parts = []
-        for judge, error in zip(judges, errors, strict=True):
-            kind, message = split_error(error)
-            part = f"judge {judge['labelling_model']!r}: {message}"
-            parts.append(error_text(kind, part) if kind else part)
-        row[ERROR] = "; ".join(parts)
+    row[ERROR] = _row_error(judges, verdicts)
     if CONSISTENCY in judges[0]:
         held = [judge[CONSISTENCY] for judge in judges if judge[CONSISTENCY] is not None]
         row[CONSISTENCY] = all(held) if held else None
@@ -202,12 +207,61 @@ def jury_row(judges: Sequence[Mapping[str, Any]], verdicts: Sequence[str], prove
     return row
 
 
-def _aggregated(values: list[Any]) -> Any:
-    """The members' values of one output as one: per text for lists (one per member, aligned)."""
+def _row_error(judges: Sequence[Mapping[str, Any]], verdicts: Sequence[str]) -> str | None:
+    """The row's ``labelling_error`` (:func:`jury_row`)."""
+    partial = [judge for judge in judges if judge[ERROR] is not None and _partly_rated(judge, verdicts)]
+    if partial:
+        return _named_errors(partial)
+    errors = [judge[ERROR] for judge in judges]
+    if any(error is None for error in errors):
+        return None
+    if len(set(errors)) == 1:  # the same for all (an input the row lacks)
+        return errors[0]
+    return _named_errors(judges)
+
+
+def _partly_rated(judge: Mapping[str, Any], verdicts: Sequence[str]) -> bool:
+    """Whether a member rated some of a row's texts and not others (in any list verdict)."""
+    lists = [judge[name] for name in verdicts if isinstance(judge.get(name), list)]
+    return any(None in value and any(v is not None for v in value) for value in lists)
+
+
+def _named_errors(judges: Sequence[Mapping[str, Any]]) -> str:
+    """The members' errors, joined, each led by its kind and naming the member."""
+    parts = []
+    for judge in judges:
+        kind, message = split_error(judge[ERROR])
+        part = f"judge {judge['labelling_model']!r}: {message}"
+        parts.append(error_text(kind, part) if kind else part)
+    return "; ".join(parts)
+
+
+def aggregated(values: Sequence[Any]) -> Any:
+    """The members' values of one output (one per member, in member order) as one.
+
+    A number per member: their :func:`aggregate`. A list per member (one value per text, aligned;
+    ``None`` for a member that rated nothing): for numbers, per text the mean over the members that rated
+    anything in the row, only for the texts all of them rated, ``None`` for the others (a member missing
+    one text would move that text's mean alone); a member that rated nothing is left out. For labels, per
+    text the value most members gave (:func:`aggregate`).
+
+    Example:
+        >>> aggregated([[None, 2.0], [4.0, 5.0], None])  # the strict judge missed text 1: no mean for it
+        [None, 3.5]
+        >>> aggregated([["good", None], ["good", "bad"], ["bad", "bad"]])  # labels: a vote per text
+        ['good', 'bad']
+    """
     lists = [value for value in values if isinstance(value, list)]
     if not lists:
         return aggregate(values)
-    return [aggregate(item) for item in zip(*(v or [None] * len(lists[0]) for v in values), strict=True)]
+    size = len(lists[0])
+    rated = [value for value in lists if any(v is not None for v in value)]
+    if rated and all(is_number(v) for value in rated for v in value if v is not None):
+        return [
+            aggregate([value[i] for value in rated]) if all(value[i] is not None for value in rated) else None
+            for i in range(size)
+        ]
+    return [aggregate(item) for item in zip(*(v or [None] * size for v in values), strict=True)]
 
 
 def _referring(metadata: Any, provenance: str) -> Any:

@@ -157,9 +157,10 @@ _SWAPPED = {"a": "b", "b": "a", "tie": "tie"}
 _CHOICE = r"(A|B|C|tie)"
 # "[[A]]" (the format), "[[ tie ]]"
 _DOUBLE = re.compile(rf"\[\[\s*{_CHOICE}\s*\]\]", re.IGNORECASE)
-# "Verdict: B", "Final verdict - Assistant A", "Winner: tie"
+# "Verdict: B", "Final verdict - Assistant A", "Winner: tie", "Verdict: a tie.": the choice ends the line,
+# so the article in "Verdict: a close call, but B ..." or "Decision: A draw ..." is no verdict for A
 _LABELLED = re.compile(
-    rf"^\W*(?:final\s+)?(?:verdict|winner|decision)\W*(?:is\W*)?(?:assistant\s+)?{_CHOICE}\b",
+    rf"^\W*(?:final\s+)?(?:verdict|winner|decision)\W*(?:is\W*)?(?:assistant\s+|a\s+(?=tie\b))?{_CHOICE}\W*$",
     re.IGNORECASE | re.MULTILINE,
 )
 # "[A]" as the answer's last word
