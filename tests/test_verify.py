@@ -2,6 +2,8 @@
 failures of the check kept as data; rejection sampling with to_sft / flatten(verified_only=True) and
 to_preference(chosen="verified") on a real generate output (the fault server's scripted answers)."""
 
+import contextlib
+import signal
 import threading
 import warnings
 
@@ -186,20 +188,54 @@ def test_a_check_that_runs_past_its_timeout_is_none_with_the_reason_and_the_othe
     assert errors[1] == ["timeout: math-verify took over 1 s to parse the reference"]
 
 
-def test_num_proc_workers_give_the_same_verdicts_and_never_pass_what_they_could_not_check():
-    # Each worker is a process whose main thread runs the map, so math-verify's signal.alarm is set there.
-    # It fired in the workers of a fresh process; after a TransformersLLM engine had run in the parent, the
-    # same endless parse ran 18 s to its end in a worker instead (False, not None): either way, not True.
+def test_num_proc_workers_give_the_same_verdicts_and_keep_the_timeout():
+    # Each worker is a process whose main thread runs the map, so math-verify's signal.alarm is set there
+    # (and SIGALRM unblocked for the check: see the test below), whatever ran in the parent before.
     rows = [*DOCUMENTED[:8], ("4", ENDLESS, None)]
     ds = table(rows)
     alone = mapgen.verify(ds, timeout=1)
     workers = mapgen.verify(ds, timeout=1, num_proc=2, batch_size=3)
     assert list(workers["verified"])[:8] == list(alone["verified"])[:8] == [[a] for _, _, a in rows[:8]]
-    assert workers["verified"][8] in ([None], [False])
-    if workers["verified"][8] == [None]:
-        assert workers["verification_errors"][8] == [
-            "timeout: math-verify took over 1 s to parse the generation"
-        ]
+    assert workers["verified"][8] == [None]
+    assert workers["verification_errors"][8] == ["timeout: math-verify took over 1 s to parse the generation"]
+
+
+@contextlib.contextmanager
+def sigalrm_blocked():
+    """SIGALRM blocked in this thread, as a thread that forks passes it on to its child; unblocked after,
+    any alarm that came meanwhile taken first (its default action would end the test process)."""
+    was = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        yield
+    finally:
+        signal.sigtimedwait({signal.SIGALRM}, 0)
+        signal.pthread_sigmask(signal.SIG_SETMASK, was)
+
+
+def test_workers_forked_from_a_thread_that_blocks_sigalrm_still_time_out():
+    # fork copies the forking thread's signal mask: workers forked with SIGALRM blocked never took
+    # math-verify's alarm, and the endless parse ran to its end (about 20 s here), found False.
+    ds = table([("4", "4", True), ("4", ENDLESS, None)])
+    with sigalrm_blocked():
+        workers = mapgen.verify(ds, timeout=1, num_proc=2, batch_size=1)
+    assert list(workers["verified"]) == [[True], [None]]
+    assert workers["verification_errors"][1] == ["timeout: math-verify took over 1 s to parse the generation"]
+
+
+# Read in about 3 s (unbounded): longer than a 1 s timeout, short enough to wait for.
+SLOW = " ".join(f"$\\frac{{{i}}}{{\\sqrt{{$" for i in range(6_000))
+
+
+def test_a_check_whose_alarm_never_came_is_none_with_the_timeout_not_false(monkeypatch):
+    # The alarm lost for a reason the unblocking does not cover (here: workers forked with SIGALRM blocked,
+    # the only thread each has, and the unblocking switched off): the parse runs to its end, and is still
+    # no verdict, since it ran past its timeout.
+    monkeypatch.setattr(VERIFY_MODULE, "_alarm_deliverable", contextlib.nullcontext)
+    ds = table([("4", "4", True), ("4", SLOW, None)])
+    with sigalrm_blocked():
+        workers = mapgen.verify(ds, timeout=1, num_proc=2, batch_size=1)
+    assert list(workers["verified"]) == [[True], [None]]
+    assert workers["verification_errors"][1] == ["timeout: math-verify took over 1 s to parse the generation"]
 
 
 def test_off_the_main_thread_it_checks_without_a_timeout_and_says_so(monkeypatch):

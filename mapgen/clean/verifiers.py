@@ -12,27 +12,32 @@ checked) aligned with the generations, and ``verification_errors`` (why a check 
 
 math-verify bounds each parse and each comparison with ``signal.alarm``, which works only in a process's
 main thread. ``Dataset.map`` calls the check there, in the calling process and in each ``num_proc`` worker
-(each a process of its own, its tasks run on its main thread), so the timeout is set in both. A signal
-only stops Python code, though: once (in a worker forked after a torch engine had run) a pathological
-expression ran 18 s to its end instead, and was found ``False``. Called from another thread (a thread pool,
-a web server's handler), the checks run without a timeout, said once in a :class:`~mapgen.MapgenWarning`:
-a pathological expression can then take as long as sympy takes. Never is an unchecked answer ``True``.
+(each a process of its own, its tasks run on its main thread), so the timeout is set in both. SIGALRM is
+unblocked for each check: a worker forked from a thread that blocks it inherits that mask, and would never
+take the alarm. A check that returns after its timeout all the same (its alarm lost, or held up in C code,
+which a signal does not stop) took its time, but is ``None`` with the timeout error, never a verdict.
+Called from another thread (a thread pool, a web server's handler), the checks run without a timeout, said
+once in a :class:`~mapgen.MapgenWarning`: a pathological expression can then take as long as sympy takes.
+Never is an unchecked answer ``True``.
 
 Running generated code against tests is no kind here: that needs a sandbox this module does not have.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import signal
 import threading
+import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from itertools import product
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -216,6 +221,8 @@ def _checker(
 Verdict = tuple[bool | None, str | None]
 """One check's result: ``verified`` and ``verification_errors``."""
 
+T = TypeVar("T")
+
 
 def _check_batch(
     batch: Mapping[str, list[Any]],
@@ -257,6 +264,22 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+@contextlib.contextmanager
+def _alarm_deliverable() -> Iterator[None]:
+    """SIGALRM unblocked in this thread for the block, blocked again after if it was. Where every thread
+    of a process blocks it (a ``num_proc`` worker forked from a thread that does: fork copies that thread's
+    mask into the worker's only thread), math-verify's alarm stays pending and the check runs to its end."""
+    if not hasattr(signal, "pthread_sigmask"):  # no signal masks (Windows: math-verify times with a process)
+        yield
+        return
+    was = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+    try:
+        yield
+    finally:
+        if signal.SIGALRM in was:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+
+
 def _shown(text: str) -> str:
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
@@ -289,10 +312,39 @@ class _Math:
             )
         return None
 
+    def _bounded(self, call: Callable[[int | None], T]) -> T:
+        """``call(timeout)``, a math-verify call given the timeout it may keep here; a
+        ``TimeoutException`` where it ran past the timeout, even if its alarm never stopped it."""
+        from math_verify.errors import TimeoutException
+
+        timeout = self._timeout()
+        if timeout is None:
+            return call(None)
+        start = time.monotonic()
+        with _alarm_deliverable():
+            result = call(timeout)
+        if time.monotonic() - start > timeout:  # the alarm was lost: the verdict still says it could not tell
+            raise TimeoutException(f"math-verify's call ran past its {timeout} s timeout")
+        return result
+
     def _parse(self, text: str) -> list[Any]:
         from math_verify import parse
 
-        return list(parse(text, parsing_timeout=self._timeout(), raise_on_error=True))
+        return self._bounded(lambda timeout: list(parse(text, parsing_timeout=timeout, raise_on_error=True)))
+
+    def _compare(self, gold: Any, answer: Any, timeout: int | None) -> bool:
+        from math_verify import verify
+
+        return bool(
+            verify(
+                gold,
+                answer,
+                float_rounding=self.float_rounding,
+                strict=self.strict,
+                timeout_seconds=timeout,
+                raise_on_error=True,
+            )
+        )
 
     def read_reference(self, answer: Any) -> tuple[list[Any], str | None]:
         """The reference parsed (its gold), or the reason it could not be."""
@@ -311,7 +363,6 @@ class _Math:
         return gold, None
 
     def check(self, generation: Any, gold: list[Any]) -> Verdict:
-        from math_verify import verify
         from math_verify.errors import TimeoutException
 
         try:
@@ -329,14 +380,7 @@ class _Math:
         failure = None
         for g, t in product(gold, answer):
             try:
-                if verify(
-                    g,
-                    t,
-                    float_rounding=self.float_rounding,
-                    strict=self.strict,
-                    timeout_seconds=self._timeout(),
-                    raise_on_error=True,
-                ):
+                if self._bounded(partial(self._compare, g, t)):
                     return True, None
             except TimeoutException:
                 failure = failure or error_text(TIMEOUT, f"math-verify took over {self.timeout} s to compare")
