@@ -176,6 +176,22 @@ def test_intervals_are_reproducible_with_a_seed_and_differ_with_another() -> Non
     assert "50% interval" in str(narrow)
 
 
+def test_a_resample_reads_its_rows_answers_row_after_row_repeats_kept() -> None:
+    from mapgen.report.agreement import _Table
+
+    found = _Table.read(JUDGE, HUMAN, None, ("rating", "human_rating", ""))
+    # The rows both rated (rows 3 and 9 not), with the answers both rated in each, numbered in order.
+    assert found.sizes.tolist() == [3, 4, 2, 2, 3, 3, 2, 3]
+    drawn = np.array([7, 0, 7, 2])  # as a bootstrap draws rows: repeats, any order
+    chosen = found.answers(drawn)
+    assert chosen.tolist() == [19, 20, 21, 0, 1, 2, 19, 20, 21, 7, 8]
+    assert found.answers(np.array([], dtype=np.int64)).tolist() == []
+    judged, rated = (np.array(side)[chosen] for side in both_rated(JUDGE, HUMAN))
+    figures = found.figures(drawn)
+    assert figures["spearman"] == pytest.approx(spearmanr(judged, rated).statistic, abs=1e-12)
+    assert figures["exact"] == pytest.approx(np.mean(np.array(whole(judged)) == np.array(whole(rated))))
+
+
 def test_unrated_rows_and_generations_are_skipped() -> None:
     judged, rated = both_rated(JUDGE, HUMAN)
     with_gaps = mapgen.agreement(table(JUDGE, HUMAN), resamples=0)

@@ -9,6 +9,7 @@ import re
 import sys
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 
 import datasets
 import pyarrow as pa
@@ -427,8 +428,10 @@ def test_without_the_judges_extra_the_card_says_so_in_one_line(fault_server, mon
     assert "| kappa" not in text and "Position consistency: 0.667" in text
 
 
-def test_the_card_shows_a_jurys_agreement_its_members_and_a_member_that_also_wrote(fault_server):
-    from tests.test_jury import MODELS, RATINGS, blocks
+def scripted_models(fault_server) -> Callable[[str], mapgen.OpenAILLM]:
+    """The fault server set up so that ``judge-a``, ``judge-b`` and ``judge-c`` rate as tests/test_jury.py's
+    ``RATINGS`` say, and ``writer`` or ``judge-a`` answer ``q1`` with x, y, z; the models, by name."""
+    from tests.test_jury import RATINGS, blocks
 
     rules = [
         {"model": model, "contains": shown, "reply": blocks(ratings)}
@@ -439,17 +442,31 @@ def test_the_card_shows_a_jurys_agreement_its_members_and_a_member_that_also_wro
         {"model": model, "contains": "q1", "reply": ["x", "y", "z"]} for model in ("writer", "judge-a")
     ]
     fault_server.configure(api_key=fault_server.api_key, replies=[*rules, *writers])
+    return lambda model: mapgen.OpenAILLM(model, base_url=fault_server.base_url, api_key=fault_server.api_key)
 
-    def llm(model: str) -> mapgen.OpenAILLM:
-        return mapgen.OpenAILLM(model, base_url=fault_server.base_url, api_key=fault_server.api_key)
+
+def written_and_judged(writer: mapgen.OpenAILLM, judge: mapgen.OpenAILLM | mapgen.Jury) -> datasets.Dataset:
+    """``q1`` answered three times by ``writer``, then rated by ``judge`` (a model or a jury)."""
+    ds = datasets.Dataset.from_dict({"input": ["q1"]})
+    ds = ds.map(mapgen.generate(writer, num_generations=3), batched=True)
+    ds = ds.map(mapgen.label(judge, mapgen.UltraFeedbackTask()), batched=True)
+    assert ds["generations"] == [["x", "y", "z"]]
+    return ds
+
+
+SELF_PREFERENCE = (
+    "Self-preference: `judge-a` both wrote and judged the answers (`generation_model`, `labelling_model`): "
+    "LLM judges tend to rate their own answers higher.\n"
+)
+
+
+def test_the_card_shows_a_jurys_agreement_its_members_and_a_member_that_also_wrote(fault_server):
+    from tests.test_jury import MODELS
+
+    llm = scripted_models(fault_server)
 
     def card(writer: str) -> str:
-        ds = datasets.Dataset.from_dict({"input": ["q1"]})
-        ds = ds.map(mapgen.generate(llm(writer), num_generations=3), batched=True)
-        ds = ds.map(
-            mapgen.label(mapgen.Jury([llm(m) for m in MODELS]), mapgen.UltraFeedbackTask()), batched=True
-        )
-        assert ds["generations"] == [["x", "y", "z"]]
+        ds = written_and_judged(llm(writer), mapgen.Jury([llm(m) for m in MODELS]))
         assert ds["jury_agreement"] == [pytest.approx(1 / 11)]  # tests/test_jury.py works it out by hand
         return mapgen.dataset_card(ds).text
 
@@ -457,8 +474,37 @@ def test_the_card_shows_a_jurys_agreement_its_members_and_a_member_that_also_wro
     members = ", ".join(f"`{m}`" for m in MODELS)
     assert "Jury agreement: 0.091 (the mean `jury_agreement` over 1 row: Kendall's W" in text
     assert f"Members: {members}. Answers written by: `writer`.\n" in text
-    assert "self-preference" not in text
+    assert "Self-preference" not in text
     text = card("judge-a")
-    assert (
-        "Answers written by: `judge-a`. `judge-a` both wrote and judged: LLM judges favour their own" in text
-    )
+    assert f"Members: {members}. Answers written by: `judge-a`.\n" in text
+    assert SELF_PREFERENCE in text
+
+
+def test_the_card_warns_when_a_single_judge_rated_its_own_answers(fault_server):
+    llm = scripted_models(fault_server)
+    others = written_and_judged(llm("writer"), llm("judge-a"))
+    assert others["labelling_model"] == ["judge-a"] and others["rating"] == [[5.0, 3.0, 1.0]]
+    assert "Self-preference" not in mapgen.dataset_card(others).text
+    own = written_and_judged(llm("judge-a"), llm("judge-a"))
+    assert own["generation_model"] == [["judge-a"] * 3] and own["rating"] == [[5.0, 3.0, 1.0]]
+    text = mapgen.dataset_card(own).text
+    assert "## The judge, measured\n\n" + SELF_PREFERENCE in text  # no jury: the note stands on its own
+    assert "Jury agreement" not in text
+
+
+def test_the_judge_checks_line_says_what_judges_that_cannot_judge_score():
+    """Chance accuracy is 0.5 whatever the judge does; consistency alone does not tell a useless judge
+    (tests/test_judge_check.py measures the always-first judge at 0.5 and 0)."""
+    from mapgen.report.card_judges import judge_lines
+
+    always_tie = {"n": 30, "task": "PairwiseJudgeTask", "pairwise_accuracy": 0.5, "position_consistency": 1.0}
+    lines = judge_lines(datasets.Dataset.from_dict({"rating": [[4.0, 2.0]]}), ["rating"], [always_tie])
+    assert lines == [
+        "## The judge, measured",
+        "",
+        "Judge check (`mapgen.judge_check`, 30 pairs of a checkably better and worse answer, with "
+        "PairwiseJudgeTask): pairwise accuracy 0.500, position consistency 1.000 (chance accuracy is 0.5; "
+        "consistency alone does not show a judge that cannot judge: one always preferring the first answer "
+        "scores 0.5 and 0, a coin flip about 0.5 and 0.5, one always calling a tie 0.5 and 1).",
+        "",
+    ]

@@ -75,8 +75,11 @@ class Agreement:
       answers, on the ratings as written;
     - ``pairwise_accuracy``: of the pairs of answers to one prompt that people ordered (rated apart), the
       share the judge orders the same way, among those it does not tie; ``pairs``: the pairs people
-      ordered; ``pairwise_ties``: the share of them the judge tied (counting a tie as half right, as
-      MT-Bench's "with tie" does, is ``pairwise_accuracy * (1 - pairwise_ties) + pairwise_ties / 2``);
+      ordered; ``pairwise_ties``: the share of them the judge tied. ``pairwise_accuracy`` is MT-Bench's
+      agreement "without tie" (Zheng et al. 2023: pairs either side tied left out); its "with tie" counts
+      a tie as a third verdict, which never matches a pair people ordered, and on these pairs is
+      ``pairwise_accuracy * (1 - pairwise_ties)`` (0 where the judge tied them all; MT-Bench also counts
+      the pairs people tied, a tie by both a match, which this table does not read);
     - ``exact``, ``within_one``: the share of answers whose whole scores are equal, or at most one apart;
     - ``annotators_alpha``: Krippendorff's alpha (ordinal) among the annotators themselves on the same
       answers: the ceiling a judge can reach (``None`` without an annotator column); ``annotators_n``:
@@ -86,6 +89,17 @@ class Agreement:
       figure is undefined or no resample was drawn;
     - ``rounded``: some rating was not a whole score, and kappa, alpha, exact and within-one read it at its
       nearest score (half up).
+
+    Example:
+        >>> import datasets
+        >>> ds = datasets.Dataset.from_dict({
+        ...     "rating": [[4.0, 2.0], [5.0, 5.0]], "human_rating": [[5, 2], [4, 1]]
+        ... })
+        >>> found = agreement(ds, resamples=0)  # no resamples: no intervals
+        >>> found.n, found.rows, found.pairs, found.pairwise_accuracy, found.pairwise_ties, found.exact
+        (4, 2, 2, 1.0, 0.5, 0.25)
+        >>> found.intervals["exact"], found.annotators_alpha  # no `human_ratings` column: no ceiling
+        ((nan, nan), None)
     """
 
     n: int
@@ -110,11 +124,22 @@ class Agreement:
     rounded: bool = False
 
     def lines(self) -> list[tuple[str, str, str]]:
-        """The table's ``(figure, value, interval)`` lines."""
-        percent = f"{self.confidence:.0%}"
+        """The table's ``(figure, value, interval)`` lines: a header, ``n``, then one per figure of
+        :data:`METRICS` (``annotators_alpha`` only with an annotator column), as ``str()`` prints them.
+
+        Example:
+            >>> import datasets
+            >>> ds = datasets.Dataset.from_dict({"rating": [[4.0, 2.0]], "human_rating": [[5, 2]]})
+            >>> header, n, kappa, *others = agreement(ds, resamples=0).lines()
+            >>> n
+            ('n', '2', 'answers rated by `rating` and `human_rating`, in 1 row')
+            >>> kappa  # 1 - 0.5 / 3.5 (weighted disagreement seen, by chance); no resamples: no interval
+            ('kappa (Cohen, quadratic)', '0.857', '')
+        """
+        percent, rows = f"{self.confidence:.0%}", "row" if self.rows == 1 else "rows"
         lines = [
             ("", "value", f"{percent} interval"),
-            ("n", str(self.n), f"answers rated by `{self.judge}` and `{self.human}`, in {self.rows} rows"),
+            ("n", str(self.n), f"answers rated by `{self.judge}` and `{self.human}`, in {self.rows} {rows}"),
         ]
         for name in METRICS:
             value = getattr(self, name)
@@ -194,6 +219,8 @@ def agreement(
         (8, 3, 7, 0.895, 0.5)
         >>> result.pairwise_accuracy, round(result.pairwise_ties, 3)
         (1.0, 0.143)
+        >>> round(result.pairwise_accuracy * (1 - result.pairwise_ties), 3)  # MT-Bench's "with tie": 6 of 7
+        0.857
         >>> print(result)  # doctest: +ELLIPSIS
                                        value  95% interval
         n                                  8  answers rated by `rating` and `human_rating`, in 3 rows
@@ -265,7 +292,8 @@ class _Table:
     counts: np.ndarray  # (answers, len(scale)): the judge's and people's whole scores, counted
     coder_scale: np.ndarray  # the same for the annotators, with no annotator column empty
     coder_counts: np.ndarray
-    items: list[np.ndarray]  # each row's answers, by index
+    starts: np.ndarray  # (rows,): each row's first answer; a row's answers are contiguous
+    sizes: np.ndarray  # (rows,): how many answers each row has (1 or more)
     outcomes: np.ndarray  # (rows, 3): pairs people ordered that the judge agrees on, reverses, ties
     rounded: bool
 
@@ -278,12 +306,14 @@ class _Table:
         names: tuple[str, str, str],
     ) -> _Table:
         answers: list[tuple[float, float, list[float]]] = []
-        items: list[np.ndarray] = []
+        sizes: list[int] = []
         for index, (judged, rated) in enumerate(zip(judge, human, strict=True)):
             row = _answers(index, judged, rated, annotators[index] if annotators else None, names)
             if row:
-                items.append(np.arange(len(answers), len(answers) + len(row)))
+                sizes.append(len(row))
                 answers += row
+        size = np.array(sizes, dtype=np.int64)
+        start = np.cumsum(size) - size
         judged_values = np.array([j for j, _, _ in answers], dtype=float)
         rated_values = np.array([h for _, h, _ in answers], dtype=float)
         given = [np.array(a, dtype=float) for _, _, a in answers]
@@ -299,7 +329,13 @@ class _Table:
         np.add.at(counts, (positions, (whole_judged - low).astype(int)), 1)
         np.add.at(counts, (positions, (whole_rated - low).astype(int)), 1)
         codes = ((whole_rated - low) * len(scale) + (whole_judged - low)).astype(int)
-        outcomes = np.array([_outcomes(judged_values[i], rated_values[i]) for i in items], dtype=float)
+        outcomes = np.array(
+            [
+                _outcomes(judged_values[a : a + n], rated_values[a : a + n])
+                for a, n in zip(start, size, strict=True)
+            ],
+            dtype=float,
+        )
         every = np.concatenate([judged_values, rated_values, *given])
         return cls(
             judge=judged_values,
@@ -309,8 +345,9 @@ class _Table:
             counts=counts,
             coder_scale=coder_scale,
             coder_counts=coder_counts,
-            items=items,
-            outcomes=outcomes.reshape(len(items), 3),
+            starts=start,
+            sizes=size,
+            outcomes=outcomes.reshape(len(size), 3),
             rounded=bool(np.any(_whole(every) != every)),
         )
 
@@ -320,7 +357,7 @@ class _Table:
 
     @property
     def rows(self) -> int:
-        return len(self.items)
+        return len(self.sizes)
 
     @property
     def pairs(self) -> int:
@@ -331,8 +368,8 @@ class _Table:
         return int((self.coder_counts.sum(axis=1) >= 2).sum())
 
     def figures(self, rows: np.ndarray) -> dict[str, float]:
-        """Every figure, on the answers of ``rows`` (indices into :attr:`items`, repeats allowed)."""
-        chosen = np.concatenate([self.items[r] for r in rows]) if len(rows) else np.array([], dtype=int)
+        """Every figure, on the answers of ``rows`` (row indices, repeats allowed)."""
+        chosen = self.answers(rows)
         judged, rated = self.judge[chosen], self.human[chosen]
         apart = np.abs(_whole(judged) - _whole(rated))
         agree, reverse, tie = (float(count) for count in self.outcomes[rows].sum(axis=0))
@@ -348,6 +385,15 @@ class _Table:
             "within_one": _share(apart <= 1),
             "annotators_alpha": _alpha(self.coder_counts[chosen], self.coder_scale),
         }
+
+    def answers(self, rows: np.ndarray) -> np.ndarray:
+        """The answers of ``rows``, by index, row after row in their order: each row's ``start``,
+        ``start + 1``... built whole in numpy (a bootstrap draws this once per resample)."""
+        sizes = self.sizes[rows]
+        ends = np.cumsum(sizes)
+        # within each row, the answer's offset from the row's first: a running count less the rows before
+        offsets = np.arange(ends[-1] if sizes.size else 0) - np.repeat(ends - sizes, sizes)
+        return np.repeat(self.starts[rows], sizes) + offsets
 
     def intervals(
         self, figures: Mapping[str, float], seed: int, resamples: int, confidence: float

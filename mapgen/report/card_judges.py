@@ -1,12 +1,14 @@
 """The dataset card's section on the judge: how far its ratings can be trusted, where the dataset measured it.
 
-Three measures are read from the dataset's own columns, each shown only where present:
+Read from the dataset's own columns, each shown only where present:
 
 - agreement with people: a score column of a label step (``rating``...) against ``human_rating`` (what
   :func:`mapgen.pull_from_argilla` writes), through :func:`mapgen.agreement`;
 - position consistency: the share of rows whose ``rating_consistency`` (``label(..., swap=True)``) is
   ``True``, among those with a value;
 - a jury's agreement: the mean of ``jury_agreement`` (:class:`mapgen.Jury`), with the members' models;
+- self-preference: a model named both in ``labelling_model`` (a judge, or a jury's members) and in
+  ``generation_model`` rated its own answers, which LLM judges favour;
 
 and, from the response store, the :func:`mapgen.judge_check` of each label step's judge, where one was run
 (:func:`mapgen.mapping.provenance.judge_checks`: it keeps its figures under the judge's config).
@@ -20,12 +22,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mapgen.mapping.jury import AGREEMENT as JURY_AGREEMENT
+from mapgen.mapping.jury import CONSISTENCY
 from mapgen.report.agreement import Agreement, agreement
 
 HUMAN = "human_rating"
 """People's rating per generation, as :func:`mapgen.pull_from_argilla` writes it."""
-CONSISTENCY = "rating_consistency"
-JURY_AGREEMENT = "jury_agreement"
+JUDGES, WRITERS = "labelling_model", "generation_model"
+"""Who judged (a model per row, or a jury's members: a list per row) and who wrote the answers."""
 SEED, RESAMPLES = 0, 1000
 """The bootstrap of the card's agreement intervals: reproducible, the card the same at every build."""
 
@@ -50,12 +54,12 @@ def judge_lines(ds: Any, scores: Sequence[str], checks: Sequence[Mapping[str, An
         >>> judge_lines(datasets.Dataset.from_dict({"rating": [[4.0, 2.0]]}), ["rating"])
         []
     """
+    judges, writers = _column(ds, JUDGES), _column(ds, WRITERS)
     found = [
         *_agreement_lines(ds, scores),
         *_consistency_lines(_column(ds, CONSISTENCY)),
-        *_jury_lines(
-            _column(ds, JURY_AGREEMENT), _column(ds, "labelling_model"), _column(ds, "generation_model")
-        ),
+        *_jury_lines(_column(ds, JURY_AGREEMENT), judges, writers),
+        *_self_preference_lines(judges, writers),
         *_check_lines(checks),
     ]
     if not found:
@@ -135,7 +139,7 @@ def _jury_lines(
     members: list[str] = (
         next((row for row in _lists(judges).drop_null().to_pylist() if row), []) if judges is not None else []
     )
-    wrote = sorted(pc.unique(_flat(writers).drop_null()).to_pylist()) if writers is not None else []
+    wrote = _models(writers)
     named = ", ".join(f"`{m}`" for m in members) or "(not written)"
     lines = [
         "Jury agreement: " + ("undefined" if mean is None else f"{mean:.3f}"),
@@ -144,12 +148,40 @@ def _jury_lines(
     ]
     if wrote:
         lines.append(f" Answers written by: {', '.join(f'`{w}`' for w in wrote)}.")
-    if both := sorted(set(wrote) & set(members)):
-        lines.append(
-            f" {', '.join(f'`{m}`' for m in both)} both wrote and judged: LLM judges favour their own "
-            "answers (self-preference)."
-        )
     return ["".join(lines), ""]
+
+
+def _self_preference_lines(judges: pa.ChunkedArray | None, writers: pa.ChunkedArray | None) -> list[str]:
+    """A warning where a model both wrote answers and judged them, whether ``judges`` holds one model per
+    row (one judge) or a list (a jury's members)."""
+    both = wrote_and_judged(_models(judges), _models(writers))
+    if not both:
+        return []
+    return [
+        f"Self-preference: {', '.join(f'`{m}`' for m in both)} both wrote and judged the answers "
+        f"(`{WRITERS}`, `{JUDGES}`): LLM judges tend to rate their own answers higher.",
+        "",
+    ]
+
+
+def wrote_and_judged(judges: str | Sequence[str], writers: str | Sequence[str]) -> list[str]:
+    """The models, sorted, that are among both ``judges`` and ``writers`` (each a model's name, or a list
+    of them: a jury's members, the models of a row's answers).
+
+    Example:
+        >>> wrote_and_judged("m", ["m", "other"]), wrote_and_judged(["a", "b"], "c")
+        (['m'], [])
+    """
+    judged = {judges} if isinstance(judges, str) else set(judges)
+    wrote = {writers} if isinstance(writers, str) else set(writers)
+    return sorted(judged & wrote)
+
+
+def _models(values: pa.ChunkedArray | None) -> list[str]:
+    """The distinct model names of a model column, sorted, whether it holds one per row or lists."""
+    if values is None:
+        return []
+    return sorted(pc.unique(_flat(values).drop_null()).to_pylist())
 
 
 def _lists(values: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -176,7 +208,9 @@ def _check_lines(checks: Sequence[Mapping[str, Any]]) -> list[str]:
         lines += [
             f"Judge check (`mapgen.judge_check`, {check.get('n')} pairs of a checkably better and worse "
             f"answer, with {check.get('task')}): pairwise accuracy {_figure(accuracy)}, position "
-            f"consistency {_figure(consistency)} (about 0.5 and 0 for a judge that cannot judge).",
+            f"consistency {_figure(consistency)} (chance accuracy is 0.5; consistency alone does not show a "
+            "judge that cannot judge: one always preferring the first answer scores 0.5 and 0, a coin flip "
+            "about 0.5 and 0.5, one always calling a tie 0.5 and 1).",
             "",
         ]
     return lines
