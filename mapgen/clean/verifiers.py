@@ -41,11 +41,13 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mapgen.core.columns import VERIFICATION_ERRORS, VERIFIED, VERIFY_COLUMNS
 from mapgen.core.keywords import checked_keywords
 from mapgen.core.optional import optional_import
 from mapgen.errors import INPUT, PARSE, TIMEOUT, MapgenWarning, MissingColumnError, error_text
+from mapgen.mapping.steps import record_step
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +80,9 @@ def verify(
     batch_size: int = 1000,
 ) -> Any:
     """Check every generation in ``column`` against the row's ``reference``; the dataset with
-    ``verified`` and ``verification_errors`` added (replaced, when it has them).
+    ``verified`` and ``verification_errors`` added (replaced, when it has them), and its record of this
+    step (parameters, answers verified, rejected and unchecked) for :func:`mapgen.dataset_card`
+    (:mod:`mapgen.mapping.steps`).
 
     ``column`` holds a list of generations per row (what :func:`mapgen.generate` writes: ``verified`` is
     then a list of the same length, one value per generation), or one string per row (``verified`` one
@@ -166,14 +170,31 @@ def verify(
         reference=reference if reads_reference else None,
         per_row=per_row,
     )
-    return ds.map(
-        check,
-        batched=True,
-        batch_size=batch_size,
-        num_proc=num_proc,
-        features=features,
-        desc="Verify",
-    )
+    if len(ds):
+        out = ds.map(
+            check, batched=True, batch_size=batch_size, num_proc=num_proc, features=features, desc="Verify"
+        )
+    else:  # datasets' map skips an empty dataset: the columns are added all the same
+        out = ds.remove_columns([name for name in VERIFY_COLUMNS if name in ds.column_names])
+        for name in VERIFY_COLUMNS:
+            out = out.add_column(name, pa.array([], features.arrow_schema.field(name).type))
+    parameters: dict[str, Any] = {"column": column, "reference": reference if reads_reference else None}
+    parameters["kind"] = kind
+    if isinstance(checker, _Math):
+        parameters |= {"timeout": timeout, "float_rounding": float_rounding, "strict": strict}
+    if isinstance(checker, _Json):
+        parameters["schema"] = getattr(schema, "__name__", None) or "a JSON schema"
+    return record_step(ds, out, "verify", parameters, _verdicts(out))
+
+
+def _verdicts(ds: Any) -> dict[str, int]:
+    """How many checked answers were ``verified`` (``True``), ``rejected`` (``False``) and ``unchecked``
+    (``None``), counted with Arrow over the column (flattened where it holds a list per row)."""
+    column = ds.data.table.column(VERIFIED)
+    values = pc.list_flatten(column) if pa.types.is_list(column.type) else column
+    verified = int(pc.sum(values).as_py() or 0)
+    checked = len(values) - values.null_count
+    return {"verified": verified, "rejected": checked - verified, "unchecked": values.null_count}
 
 
 def _is_list(ds: Any, column: str) -> bool:
@@ -380,13 +401,26 @@ class _Math:
         failure = None
         for g, t in product(gold, answer):
             try:
-                if self._bounded(partial(self._compare, g, t)):
+                if self._bounded(partial(self._compare, g, t)) and not self._bounded(partial(_apart, g, t)):
                     return True, None
             except TimeoutException:
                 failure = failure or error_text(TIMEOUT, f"math-verify took over {self.timeout} s to compare")
             except Exception as error:
                 failure = failure or _failure(VERIFIER, error, "math-verify's comparison failed")
         return (None, failure) if failure else (False, None)
+
+
+def _apart(gold: Any, answer: Any, timeout: int | None) -> bool:
+    """Whether two exact numbers (sympy expressions with no float in them) that math-verify found equal
+    differ all the same. math-verify compares such expressions with ``evalf(chop=True)``, which takes any
+    difference below about 1e-15 for none: ``1/2004!`` equals ``1/2006!``, and ``2^-99`` equals ``2^-98``
+    (Math-Verify#14). Their exact difference says otherwise. Anything else (a float, a set, an equation,
+    a symbol) is math-verify's to judge."""
+    from math_verify.utils import timeout as bounded
+    from sympy import Basic, Float
+
+    exact = all(isinstance(x, Basic) and x.is_number and not x.has(Float) for x in (gold, answer))
+    return exact and bounded(timeout)(lambda: (gold - answer).simplify().is_zero is False)()
 
 
 def _validator(schema: Any) -> Callable[[Any], bool]:
