@@ -90,9 +90,10 @@ class GenerateFunction(MapFunction):
         columns: dict[str, list[Any]] = {name: [] for name in types}
         failures = 0
         for row in planned:
+            row_answers: dict[int, Answer] = {}
             if row.prompt:
                 row_answers = {i: next(answers) for i in row.asked}
-            else:
+            elif row.asked:  # no prompt: each generation asked fails with the row's input error
                 failed = Completion.failed(row.error or "", INPUT)
                 row_answers = dict.fromkeys(row.asked, (failed, self.parse_answer(failed)))
             failures += self._write_row(columns, row, row_answers)

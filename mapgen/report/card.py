@@ -187,7 +187,7 @@ def dataset_card(ds: Any, *, repo_id: str | None = None, store: str | None = Non
             "version": __version__,
             "fingerprint_chain": chain,
             **(
-                {"cleaning": [{k: r[k] for k in ("step", "parameters", "result")} for r in cleaning]}
+                {"cleaning": [{k: r.get(k) for k in ("step", "parameters", "result")} for r in cleaning]}
                 if cleaning
                 else {}
             ),
