@@ -17,7 +17,15 @@ from mapgen.llms.base import LLM
 from mapgen.llms.jury import Jury
 from mapgen.mapping.map_function import Answer, MapFunction, completion_metadata, paid_with
 from mapgen.mapping.multi_round import call_rounds, check_backend
-from mapgen.mapping.redo import PREVIOUS, REDONE, falls_short, read_previous, redo_kinds, spent_before
+from mapgen.mapping.redo import (
+    PREVIOUS,
+    REDONE,
+    falls_short,
+    read_previous,
+    redo_kinds,
+    same_stored_answer,
+    spent_before,
+)
 from mapgen.runtime.progress import counters
 from mapgen.tasks.base import Task
 from mapgen.tasks.rounds import RoundsTask
@@ -71,8 +79,12 @@ class GenerateFunction(MapFunction):
         if isinstance(
             self.task, RoundsTask
         ):  # several rounds of model calls per row: mapgen.mapping.multi_round
-            return call_rounds(self, self.num_generations, batch, *args)
-        return super().__call__(batch, *args)
+            out = call_rounds(self, self.num_generations, batch, *args)
+        else:
+            out = super().__call__(batch, *args)
+        if REDONE in batch and REDONE not in out:  # an earlier redo's flags: these answers are all new
+            out[REDONE] = [[False] * self.num_generations for _ in range(len(batch[REDONE]))]
+        return out
 
     def read_rows(self, batch: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows = super().read_rows(batch)
@@ -145,12 +157,13 @@ class GenerateFunction(MapFunction):
         """Append one row's values to ``columns``, each generation from its new answer in ``answers`` or
         as the row's earlier answer was; return how many of the new answers failed."""
         messages = row.prompt.messages() if row.prompt else None
-        entries = [
-            self._entry(messages, answer, row.previous, i)
-            if (answer := answers.get(i)) is not None
-            else self._kept(row.previous, i)
-            for i in range(self.num_generations)
-        ]
+        entries = []
+        for i in range(self.num_generations):
+            answer = answers.get(i)
+            if answer is not None and not same_stored_answer(answer[0], row.previous, i):
+                entries.append(self._entry(messages, answer, row.previous, i))
+            else:
+                entries.append(self._kept(row.previous, i))
         for name in columns:
             columns[name].append([entry[name] for entry in entries])
         return sum(error is not None for _, (_, error) in answers.values())

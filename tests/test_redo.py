@@ -182,3 +182,48 @@ def test_the_cli_redoes_the_cut_answers_of_its_own_output(fault_server, tmp_path
     )
     out = datasets.load_from_disk(str(second))
     assert sum(flag for flags in out["generation_redone"] for flag in flags) == 3
+
+
+def test_redo_refuses_a_dataset_with_columns_computed_from_its_answers(fault_server, first_pass):
+    # verify's verdicts (and a label step's ratings) describe the answers: after a redo they would not.
+    verified = first_pass.add_column("verified", [[False]] * 10).add_column(
+        "verification_errors", [[None]] * 10
+    )
+    with pytest.raises(ValueError, match=r"\['verified', 'verification_errors'\].*remove_columns"):
+        verified.map(mapgen.generate(llm_on(fault_server, 64), redo="length"), batched=True)
+    labelled = first_pass.add_column("rating", [[3.0]] * 10).add_column("labelling_metadata", [None] * 10)
+    with pytest.raises(
+        ValueError, match=r"\['labelling_metadata', 'rating'\]|\['rating', 'labelling_metadata'\]"
+    ):
+        labelled.map(mapgen.generate(llm_on(fault_server, 64), redo="length"), batched=True)
+    assert fault_server.stats()["total"] == 10  # the first pass's alone
+
+
+def test_a_redo_with_the_first_passs_config_sends_nothing_and_claims_nothing(fault_server, first_pass):
+    # The same max_new_tokens: the store holds the cut answers under the same keys.
+    with pytest.warns(mapgen.MapgenWarning, match="unchanged from the response store"):
+        same = first_pass.map(mapgen.generate(llm_on(fault_server, 8), redo="length"), batched=True)
+    assert fault_server.stats()["total"] == 10
+    assert same["generation_redone"][:] == [[False]] * 10
+    assert same["generation_metadata"][:] == first_pass["generation_metadata"][:]
+
+
+def test_a_plain_generate_after_a_redo_clears_its_flags_and_the_card_lists_the_redo_second(
+    fault_server, first_pass
+):
+    fn = mapgen.generate(llm_on(fault_server, 64), redo="length")
+    redone = first_pass.map(fn, batched=True)
+    # Row 0's answer redone, row 1's kept: the rows show the redo's answers first, the card the first pass.
+    text = mapgen.dataset_card(redone.select([1, 0])).text
+    steps = [line for line in text.splitlines() if line.startswith("### ")]
+    assert len(steps) == 2 and fn.provenance in steps[1]  # the first pass, then the redo of it
+    fresh = redone.map(mapgen.generate(llm_on(fault_server, 32)), batched=True)
+    assert fresh["generation_redone"][:] == [[False]] * 10
+
+
+def test_redo_says_what_is_wrong_with_a_flattened_or_empty_row(fault_server, first_pass):
+    holes = datasets.Dataset.from_dict(
+        {**first_pass[:2], "generations": [None, first_pass[1]["generations"]]}, features=first_pass.features
+    )
+    with pytest.raises(ValueError, match=r"row 0 of the batch holds None in 'generations', not a list"):
+        holes.map(mapgen.generate(llm_on(fault_server, 64), redo="length"), batched=True)

@@ -25,9 +25,11 @@ Example:
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from mapgen.core.columns import VERIFY_COLUMNS
 from mapgen.core.request import CUT_AT_LIMIT, Completion
 from mapgen.errors import (
     BATCH_CANCELLED,
@@ -44,6 +46,7 @@ from mapgen.errors import (
     PARSE,
     REFUSED,
     TIMEOUT,
+    MapgenWarning,
     MissingColumnError,
     error_kind,
 )
@@ -59,6 +62,8 @@ KINDS += (TIMEOUT, CONNECTION, INPUT, INTERRUPTED, BATCH_EXPIRED, BATCH_CANCELLE
 """The kinds ``redo`` takes, besides ``http_<status>`` (``http_429``, ``http_500``...)."""
 
 _HTTP = re.compile(r"http_[1-5]\d\d")
+LABELLING_METADATA = "labelling_metadata"
+_RATINGS = ("rating", "weighted_rating", "rationale", "rating_consistency", "jury_agreement")
 
 
 def redo_kinds(redo: str | Iterable[str]) -> tuple[str, ...]:
@@ -99,7 +104,9 @@ def read_previous(
     Raises:
         MissingColumnError: a ``required`` column (the task's outputs, ``generation_errors``,
             ``generation_metadata``) is not in the batch: the dataset holds no earlier answers to redo.
-        ValueError: a row holds another number of answers than ``n`` (``num_generations``).
+        ValueError: a row holds another number of answers than ``n`` (``num_generations``), or no list;
+            or the batch holds columns computed from the answers (:func:`derived_columns`), which a redo
+            would leave describing answers no longer there.
     """
     missing = [column for column in required if column not in batch]
     if missing:
@@ -108,19 +115,60 @@ def read_previous(
             f"columns present: {list(batch)}. Map the dataset with mapgen.generate first (the same task), "
             "then with redo=... on its output. Nothing was sent."
         )
+    stale = derived_columns(batch)
+    if stale:
+        raise ValueError(
+            f"redo would change answers that the dataset's column(s) {stale} were computed from (by verify "
+            "or a label step): they would then describe answers no longer there. Redo before those steps, or "
+            f"drop them first, ds.remove_columns({stale}), and run the steps again after the redo. Nothing "
+            "was sent."
+        )
     size = len(batch[required[0]])
     rows: list[dict[str, list[Any]]] = []
     for i in range(size):
         answers = batch[required[0]][i]
-        if not isinstance(answers, list) or len(answers) != n:
-            count = len(answers) if isinstance(answers, list) else 0
+        if not isinstance(answers, list):
             raise ValueError(
-                f"redo: row {i} of the batch holds {count} earlier answer(s) in {required[0]!r}, and the "
-                f"map asks num_generations={n}: pass num_generations={count}, the earlier map's. Nothing was "
-                "sent."
+                f"redo: row {i} of the batch holds {answers!r} in {required[0]!r}, not a list of answers: "
+                "redo reads a generate map's output as it wrote it (not flattened, no row left empty). "
+                "Nothing was sent."
+            )
+        if len(answers) != n:
+            fix = f"pass num_generations={len(answers)}, the earlier map's" if answers else "nothing to redo"
+            raise ValueError(
+                f"redo: row {i} of the batch holds {len(answers)} earlier answer(s) in {required[0]!r}, and "
+                f"the map asks num_generations={n}: {fix}. Nothing was sent."
             )
         rows.append({column: list(batch[column][i]) if column in batch else [None] * n for column in columns})
     return rows
+
+
+def derived_columns(batch: Mapping[str, Sequence[Any]]) -> list[str]:
+    """The columns of ``batch`` computed from the answers a redo may change: :func:`mapgen.verify`'s, and
+    a label step's (its metadata column, and the ``labelling_*``, rating and rationale columns beside it)."""
+    found = [name for name in VERIFY_COLUMNS if name in batch]
+    if LABELLING_METADATA in batch:
+        found += [name for name in batch if name.startswith("labelling_") or name in _RATINGS]
+    return found
+
+
+def same_stored_answer(completion: Completion, previous: dict[str, list[Any]] | None, i: int) -> bool:
+    """Whether a redo's answer for generation ``i`` is the earlier answer itself, read back from the
+    response store (the redo asked with the config that wrote it: the same key): then nothing was asked
+    again, and the generation is kept as it was, not marked redone. Warned once per process."""
+    if previous is None or not completion.from_store:
+        return False
+    same = completion.text == previous["raw_generation_responses"][i]
+    if same:
+        warnings.warn(
+            "redo: an answer came back unchanged from the response store: the redo asked with the config "
+            "of the map that wrote it (the same model, sampling parameters and max_new_tokens). Change the "
+            "config (a larger max_new_tokens for 'length'), or pass cache=False to sample it again; it is "
+            "kept as it was, generation_redone False.",
+            MapgenWarning,
+            stacklevel=2,
+        )
+    return same
 
 
 def spent_before(metadata: Mapping[str, Any] | None) -> Completion:

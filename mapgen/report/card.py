@@ -213,7 +213,14 @@ def _steps(ds: Any, store: str | None) -> list[Step]:
     records = lookup([s.reference for s in steps if s.reference], store=store)
     for step in steps:
         step.record = records.get(step.reference) if step.reference else None
+    # In the order they ran, as far as the rows tell: a redo after the map whose answers it redid (the rows
+    # list a column's steps in the order their answers first appear, which says nothing of that).
+    steps.sort(key=lambda step: (columns.index(step.column), bool(_options(step).get("redo"))))
     return steps
+
+
+def _options(step: Step) -> dict[str, Any]:
+    return dict((step.record or {}).get("options") or {})
 
 
 def _batches(ds: Any, column: str):
