@@ -510,6 +510,10 @@ def run_generate(args: argparse.Namespace) -> int:
     import mapgen
 
     check_dry_run(args)
+    if args.redo and args.dataset is None:
+        raise CommandError(
+            "--redo re-asks answers of an earlier run: pass --dataset with that run's --output."
+        )
     ds = load_rows(args)
     require_columns(ds, args)
     task = mapgen.TextGenerationTask(system_prompt=args.system_prompt)

@@ -180,6 +180,9 @@ def test_the_cli_redoes_the_cut_answers_of_its_own_output(fault_server, tmp_path
     assert re.search(
         r"asked again +3 answer\(s\) of kind length; 7 kept as they were", capsys.readouterr().out
     )
+    assert main(["generate", *common, "--redo", "length"]) == 2  # no earlier run to redo: said, nothing sent
+    assert "--redo re-asks answers of an earlier run: pass --dataset" in capsys.readouterr().err
+    assert fault_server.stats()["total"] == 13
     out = datasets.load_from_disk(str(second))
     assert sum(flag for flags in out["generation_redone"] for flag in flags) == 3
 
