@@ -222,8 +222,8 @@ def test_the_column_is_rewritten_and_the_format_kept(planted):
     again, _ = mapgen.decontaminate(first, "text", against={"gsm8k": planted.gsm8k})
     assert first.format["type"] == "numpy" and first.format["columns"] == ["row"]
     assert again.column_names == ["text", "row", COLUMN]
-    assert [list(flags) for flags in again.with_format(None)[COLUMN]] == [
-        ["gsm8k"] if "gsm8k" in flags else [] for flags in planted.expected[:50]
+    assert [list(flags) for flags in again.with_format(None)[COLUMN]] == [  # the first call's flags kept
+        [name for name in ("mmlu", "gsm8k") if name in flags] for flags in planted.expected[:50]
     ]
 
 
@@ -270,3 +270,16 @@ def test_clear_errors(planted):
         mapgen.decontaminate(ds, "text", against=against, n=0)
     with pytest.raises(TypeError, match="did you mean 'num_proc'"):
         mapgen.decontaminate(ds, "text", against=against, num_procs=2)
+
+
+def test_a_second_benchmark_adds_its_flags_to_the_first_ones():
+    # One benchmark now, another later: the first's flags stay (a new user's try), and the card says both.
+    ds = datasets.Dataset.from_dict({"text": ["the cat sat", "dogs x here", "nothing"]})
+    first, _ = mapgen.decontaminate(ds, "text", n=2, against={"a": ["cat sat"]})
+    both, report = mapgen.decontaminate(first, "text", n=2, against={"b": ["dogs x"]})
+    assert both["contaminated_by"][:] == [["a"], ["b"], []]
+    assert (report.flagged, report.benchmarks["b"].flagged) == (1, 1)  # this call's benchmark alone
+    again, _ = mapgen.decontaminate(both, "text", n=2, against={"a": ["nothing here at all"]})
+    assert again["contaminated_by"][:] == [[], ["b"], []]  # "a" checked anew: its old flag replaced
+    kept, removed = mapgen.decontaminate(first, "text", n=2, against={"b": ["dogs x"]}, remove=True)
+    assert kept["contaminated_by"][:] == [["a"], []] and removed.removed == 1

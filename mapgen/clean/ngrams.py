@@ -135,10 +135,13 @@ class _Flagger:
         for name, benchmark in zip(self.names, self.hashes, strict=True):
             for row in np.unique(rows[owner[_hits(ngrams, benchmark)]]).tolist():
                 flagged[row].append(name)
-        column = pa.array(flagged, pa.list_(pa.string()))
-        if COLUMN in batch.column_names:
+        if COLUMN in batch.column_names:  # an earlier run's flags stay; the benchmarks checked now are redone
+            earlier = batch.column(COLUMN).to_pylist()
+            pairs = zip(earlier, flagged, strict=True)
+            flagged = [[n for n in old or [] if n not in self.names] + new for old, new in pairs]
+            column = pa.array(flagged, pa.list_(pa.string()))
             return batch.set_column(batch.column_names.index(COLUMN), COLUMN, column)
-        return batch.append_column(COLUMN, column)
+        return batch.append_column(COLUMN, pa.array(flagged, pa.list_(pa.string())))
 
 
 @dataclass
@@ -343,7 +346,8 @@ def decontaminate(
 
     Returns:
         The dataset with :data:`COLUMN` (a list of benchmark names per row, in ``against``'s order, ``[]``
-        when clean), or without the flagged rows when ``remove``, its record of this step added for
+        when clean; a dataset that has it keeps an earlier call's names, those of benchmarks checked again
+        replaced), or without the flagged rows when ``remove``, its record of this step added for
         :func:`mapgen.dataset_card` (:mod:`mapgen.mapping.steps`); and a :class:`DecontaminationReport`.
 
     Raises:
@@ -403,16 +407,20 @@ def decontaminate(
     flagged = offset = 0
     for table in mapped.with_format("arrow").iter(batch_size=_READ_BATCH):
         flags = table.column(COLUMN).combine_chunks()
-        clean = pc.list_value_length(flags).to_numpy() == 0
+        values = pc.list_flatten(flags)
+        mine = np.asarray(pc.is_in(values, value_set=pa.array(names, pa.string())).fill_null(False))
+        parents = pc.list_parent_indices(flags).to_numpy()
+        clean = np.ones(table.num_rows, dtype=bool)
+        clean[parents[mine]] = False  # flagged by a benchmark of this call (not an earlier call's only)
         flagged += len(clean) - int(np.count_nonzero(clean))
         if remove:
             kept.append(np.flatnonzero(clean) + offset)
-        values = pc.list_flatten(flags)
-        parents = pc.list_parent_indices(flags).to_numpy() + offset
-        for name, rows in zip(values.to_pylist(), parents.tolist(), strict=True):
+        for name, row in zip(
+            values.filter(pa.array(mine)).to_pylist(), (parents[mine] + offset).tolist(), strict=True
+        ):
             counts[name] += 1
             if len(first[name]) < _EXAMPLES:
-                first[name].append(rows)
+                first[name].append(row)
         offset += table.num_rows
     report = DecontaminationReport(
         rows=len(ds),
