@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -178,3 +179,18 @@ def test_an_empty_dataset_comes_back_empty():
     kept, report = mapgen.dedup(ds, "text")
     assert len(kept) == 0 and (report.rows, report.removed, report.clusters, report.exact) == (0, 0, 0, 0)
     assert mapgen.dedup(ds, "text", keep_column="cluster")[0].column_names == ["text", "cluster"]
+
+
+def test_what_is_no_text_or_no_dataset_is_refused_before_work():
+    # A new user's tries: a number column removed nothing, a DatasetDict named its splits as columns,
+    # a second run with the same keep_column failed deep in datasets.
+    with pytest.raises(TypeError, match="holds int64, not text"):
+        mapgen.dedup(datasets.Dataset.from_dict({"x": [1, 1, 2]}), "x")
+    ds = datasets.Dataset.from_dict({"text": ["a b c", "a b c", "d e f"]})
+    with pytest.raises(TypeError, match="call it on each split"):
+        mapgen.dedup(datasets.DatasetDict({"train": ds}), "text")
+    with pytest.raises(TypeError, match="got list"):
+        mapgen.dedup(["a", "a"], "text")
+    marked, _ = mapgen.dedup(ds, "text", keep_column="dup_cluster")
+    with pytest.raises(ValueError, match="keep_column 'dup_cluster' is already a column"):
+        mapgen.dedup(marked, "text", keep_column="dup_cluster")

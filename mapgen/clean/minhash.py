@@ -266,7 +266,9 @@ def dedup(
 
     Raises:
         MissingColumnError: ``column`` is not in ``ds``, or is a list column and ``generation`` is missing.
-        ValueError: a parameter out of range (``threshold``, ``num_perm``, ``shingle``, ``ngram``).
+        ValueError: a parameter out of range (``threshold``, ``num_perm``, ``shingle``, ``ngram``), or a
+            ``keep_column`` that is already a column.
+        TypeError: ``ds`` is no ``datasets.Dataset``, or ``column`` holds no text.
 
     Example:
         >>> from datasets import Dataset
@@ -282,6 +284,10 @@ def dedup(
         [0, 0, None]
     """
     _check(ds, column, threshold, generation, num_perm, shingle, ngram)
+    if keep_column is not None and keep_column in ds.column_names:
+        raise ValueError(
+            f"dedup: keep_column {keep_column!r} is already a column: pick another name or remove it"
+        )
     bands, rows_per_band = lsh_parameters(threshold, num_perm)
     parameters = {
         "column": column,
@@ -349,11 +355,22 @@ def _hashed(ds: Any, column: str, settings: dict[str, Any], num_proc: int | None
 def _check(
     ds: Any, column: str, threshold: float, generation: int | None, num_perm: int, shingle: str, ngram: int
 ) -> None:
+    import datasets
+
+    if not isinstance(ds, datasets.Dataset):
+        raise TypeError(
+            "dedup takes a datasets.Dataset (for a DatasetDict, call it on each split), got "
+            f"{type(ds).__name__}."
+        )
     if column not in ds.column_names:
         raise MissingColumnError(
             f"dedup: no column {column!r} in the dataset; its columns: {ds.column_names}"
         )
-    is_list = getattr(ds.features[column], "_type", "") in ("List", "Sequence", "LargeList")
+    kind = ds.data.schema.field(column).type
+    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    text = kind.value_type if is_list else kind
+    if not (pa.types.is_string(text) or pa.types.is_large_string(text) or pa.types.is_null(text)):
+        raise TypeError(f"dedup: column {column!r} holds {kind}, not text (strings, or lists of strings).")
     if is_list and generation is None:
         raise MissingColumnError(
             f"dedup: {column!r} holds lists; say which entry to compare: dedup(ds, {column!r}, generation=0)"
