@@ -69,3 +69,24 @@ def test_an_empty_dataset_gets_the_verified_columns_too():
 def test_math_verify_reports(generation, reference, expected):
     ds = datasets.Dataset.from_dict({"generations": [[generation]], "answer": [reference]})
     assert mapgen.verify(ds)["verified"][0] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("generations", "reference", "error"),
+    [
+        # A new user's tries: "Paris" read as math is P*a*r*i*s, so an anagram matched and "Paris" did not.
+        (["Paris", "\\boxed{Pairs}"], "Paris", "parse: the reference 'Paris' is text, not a math expression"),
+        (["yes", "$sey$"], "yes", "parse: the reference 'yes' is text"),
+        (["4"], ["4", "four"], "input: the reference \"['4', 'four']\" is a list, not one answer"),
+    ],
+)
+def test_a_reference_that_is_no_math_is_none_with_the_reason(generations, reference, error):
+    ds = datasets.Dataset.from_dict({"generations": [generations], "answer": [reference]})
+    checked = mapgen.verify(ds)
+    assert checked["verified"][0] == [None] * len(generations)
+    assert all(e.startswith(error) for e in checked["verification_errors"][0])
+
+
+def test_a_one_letter_reference_is_still_math():
+    ds = datasets.Dataset.from_dict({"generations": [["\\boxed{A}", "\\boxed{B}"]], "answer": ["A"]})
+    assert mapgen.verify(ds)["verified"][0] == [True, False]

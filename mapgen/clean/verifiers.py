@@ -5,7 +5,8 @@ checked) aligned with the generations, and ``verification_errors`` (why a check 
 
 - ``kind="math"``: mathematical equivalence with HuggingFace's `math-verify
   <https://github.com/huggingface/Math-Verify>`_ (``parse`` then ``verify``): ``\\frac{1}{2}`` equals
-  ``0.5``, ``{1,3} \\cup {2,4}`` equals ``{1,2,3,4}``, ``28\\%`` equals ``0.28``;
+  ``0.5``, ``{1,3} \\cup {2,4}`` equals ``{1,2,3,4}``, ``$28\\%$`` equals ``0.28``; a reference of words
+  alone (``Paris``) is text, not math: ``None`` with a ``parse`` reason;
 - ``kind="json"``: the generation is JSON that a pydantic model (or any type pydantic's ``TypeAdapter``
   takes) or a JSON schema dict (with the ``jsonschema`` package) accepts;
 - ``kind=<callable>``: the user's own ``check(generation, reference) -> bool``.
@@ -58,6 +59,10 @@ KINDS = ("math", "json")
 
 _DELIMITED = re.compile(r"\$|\\\(|\\\[|\\boxed")
 """A reference already in a LaTeX environment (math-verify reads LaTeX only inside one)."""
+
+_WORDS = re.compile(r"[^\W\d_]+(?:[\s'-]+[^\W\d_]+)*")
+"""A reference made of words alone (letters, no digit, no LaTeX): text, which math-verify would read as a
+product of symbols. One letter alone (a multiple-choice answer, a variable) is math-verify's to read."""
 
 _SHOWN = 80
 """Characters of a text quoted in an error."""
@@ -371,7 +376,18 @@ class _Math:
         """The reference parsed (its gold), or the reason it could not be."""
         from math_verify.errors import TimeoutException
 
+        if isinstance(answer, (list, tuple, dict)):
+            return [], error_text(
+                INPUT, f"the reference {_shown(str(answer))} is a {type(answer).__name__}, not one answer"
+            )
         text = str(answer).strip()
+        if _WORDS.fullmatch(text) and any(len(word) > 1 for word in re.findall(r"[^\W\d_]+", text)):
+            # "Paris" read as math is the product P*a*r*i*s: an anagram would match it, "Paris" would not
+            return [], error_text(
+                PARSE,
+                f"the reference {_shown(text)} is text, not a math expression: check text answers with "
+                "kind=<your function>",
+            )
         try:
             gold = [] if _DELIMITED.search(text) else self._parse(f"${text}$")
             gold = gold or self._parse(text)
