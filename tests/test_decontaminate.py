@@ -222,9 +222,12 @@ def test_the_column_is_rewritten_and_the_format_kept(planted):
     again, _ = mapgen.decontaminate(first, "text", against={"gsm8k": planted.gsm8k})
     assert first.format["type"] == "numpy" and first.format["columns"] == ["row"]
     assert again.column_names == ["text", "row", COLUMN]
-    assert [list(flags) for flags in again.with_format(None)[COLUMN]] == [  # the first call's flags kept
-        [name for name in ("mmlu", "gsm8k") if name in flags] for flags in planted.expected[:50]
-    ]
+    assert (
+        [list(flags) for flags in again.with_format(None)[COLUMN]]
+        == [  # the first call's flags kept
+            [name for name in ("mmlu", "gsm8k") if name in flags] for flags in planted.expected[:50]
+        ]
+    )
 
 
 def test_normalisation():
